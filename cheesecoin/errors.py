@@ -1,0 +1,89 @@
+"""Exceptions shared by the pure core and the protocols."""
+
+from __future__ import annotations
+
+# Error codes of PROTOCOL.md section 1.
+ERROR_CODES = frozenset(
+    {
+        "bad-json",
+        "bad-message",
+        "unknown-type",
+        "too-long",
+        "handshake-required",
+        "wrong-network",
+        "not-found",
+        "invalid-cheese",
+        "invalid-tx",
+        "stale",
+        "busy",
+    }
+)
+
+
+class ProtocolError(Exception):
+    """A request that gets an ``ERROR`` reply with ``code``."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        assert code in ERROR_CODES, code
+        super().__init__(message or code)
+        self.code = code
+        self.message = message or code
+
+
+class BadMessage(ProtocolError):
+    """A field is missing, of the wrong type or out of range."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("bad-message", message)
+
+
+# Validity rules of PROTOCOL.md sections 3 and 4, by name, with the rule
+# number of section 3 they belong to.
+RULE_NUMBERS = {
+    "fields": 1,
+    "info-keys": 1,
+    "note": 1,
+    "sequence_number": 2,
+    "bits": 3,
+    "timestamp": 4,
+    "timestamp-future": 4,
+    "smell": 5,
+    "proof-of-work": 5,
+    "miner-address": 6,
+    "max-transactions": 6,
+    "tx-fields": 6,
+    "tx-self": 6,
+    "tx-signature": 6,
+    "tx-nonce": 6,
+    "tx-balance": 6,
+    "tx-double-spend": 6,
+    "bad-parent": 6,
+    "network": 1,
+}
+
+
+class InvalidCheese(Exception):
+    """A cheese that breaks validity rule ``rule`` (a name of RULE_NUMBERS)."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+    @property
+    def rule_number(self) -> int:
+        return RULE_NUMBERS.get(self.rule, 1)
+
+    @property
+    def permanent(self) -> bool:
+        """False when the same cheese may become valid later (future timestamp)."""
+        return self.rule != "timestamp-future"
+
+
+class InvalidTx(Exception):
+    """A transaction that breaks a rule of section 4 (``rule`` is a tx-* name)."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message

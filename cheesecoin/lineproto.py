@@ -1,0 +1,147 @@
+"""The JSON-line transport shared by every CheeseCoin protocol (PROTOCOL.md s.1).
+
+``JsonLineProtocol`` keeps received bytes in a ``bytearray`` and searches for
+``\\n`` only in the bytes that arrived since the last search, so one long line
+sent in small pieces costs linear time (``LineReceiver`` re-scans its buffer).
+Each line is parsed by ``cheesecoin.wire`` and dispatched to
+``msg_<TYPE>(msg)``; every failure goes through one path, ``send_error``,
+which echoes the request's ``id`` and closes the connection after
+``MAX_ERRORS`` errors or a line over 4 MiB.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from . import wire
+from .errors import ProtocolError
+
+
+class JsonLineProtocol(Protocol):
+    """Base class: one JSON object per line, dispatch by ``msg_`` + type."""
+
+    MAX_LENGTH: int = wire.MAX_LINE
+    MAX_ERRORS: int = 10
+    log = Logger()
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of _buffer already searched for b"\n"
+        self.errors = 0
+        self.closing = False
+        self.current_id: Any = None
+
+    # -- receiving -----------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
+        buf = self._buffer
+        buf += data
+        start = 0
+        while not self.closing:
+            end = buf.find(b"\n", self._scanned)
+            if end < 0:
+                self._scanned = len(buf)
+                break
+            line = bytes(buf[start:end])
+            start = end + 1
+            self._scanned = start
+            if len(line) > self.MAX_LENGTH + 1 or (
+                len(line) > self.MAX_LENGTH and not line.endswith(b"\r")
+            ):
+                self._too_long()
+                return
+            self.line_received(line)
+        if self.closing:
+            return
+        if start:
+            del buf[:start]
+            self._scanned -= start
+        if len(buf) > self.MAX_LENGTH + 1:
+            self._too_long()
+
+    def _too_long(self) -> None:
+        self._buffer = bytearray()
+        self._scanned = 0
+        self.send_error("too-long", f"a line is longer than {self.MAX_LENGTH} bytes")
+        self.close()
+
+    def line_received(self, line: bytes) -> None:
+        """Parse and dispatch one line; any error becomes an ERROR reply."""
+        self.current_id = None
+        try:
+            msg = wire.parse_message(line)
+            self.current_id = wire.message_id(msg)
+            if "id" in msg and self.current_id is None:
+                raise ProtocolError("bad-message", "'id' must be a string or an integer")
+            self.dispatch(msg)
+        except ProtocolError as e:
+            self.send_error(e.code, e.message, self.current_id)
+        except Exception:
+            self.log.failure("Internal error handling a {type} message", Failure(), type="?")
+            self.send_error("bad-message", "the message could not be handled", self.current_id)
+        finally:
+            self.current_id = None
+
+    def dispatch(self, msg: dict) -> None:
+        """Call ``msg_<TYPE>``; subclasses may check state first."""
+        handler = getattr(self, "msg_" + msg["type"], None)
+        if handler is None or not msg["type"].isupper():
+            raise ProtocolError("unknown-type", f"unknown message type {msg['type'][:40]!r}")
+        handler(msg)
+
+    # -- sending -------------------------------------------------------------
+
+    def send(self, msg: dict, msg_id: Any = None) -> None:
+        """Send one message; ``msg_id`` (or the current request's id) is echoed."""
+        if self.transport is None or self.closing:
+            return
+        if msg_id is None:
+            msg_id = self.current_id
+        if msg_id is not None and "id" not in msg:
+            msg = dict(msg, id=msg_id)
+        self.transport.write(wire.dumps(msg))
+
+    def reply(self, request: dict, msg: dict) -> None:
+        """Send the direct reply to ``request`` (echoing its id)."""
+        self.send(msg, wire.message_id(request))
+
+    def send_error(self, code: str, text: str, msg_id: Any = None) -> None:
+        """The one ERROR path: reply, count, and close after MAX_ERRORS."""
+        if self.closing:
+            return
+        self.errors += 1
+        self.send(wire.error_message(code, text, msg_id), msg_id)
+        self.on_error(code, text)
+        if self.errors >= self.MAX_ERRORS and not self.closing:
+            self.log.info("Closing {peer}: {n} errors", peer=self.peer_label(), n=self.errors)
+            self.close()
+
+    def on_error(self, code: str, text: str) -> None:
+        """Hook: called after each ERROR sent (for misbehaviour scores)."""
+
+    def close(self) -> None:
+        """Flush what was written and close."""
+        if self.closing:
+            return
+        self.closing = True
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def peer_label(self) -> str:
+        try:
+            peer = self.transport.getPeer()
+            return f"{peer.host}:{peer.port}"
+        except Exception:
+            return "?"
+
+    def peer_host(self) -> Optional[str]:
+        try:
+            return self.transport.getPeer().host
+        except Exception:
+            return None
