@@ -1,0 +1,565 @@
+"""The cheese stack: a tree of known cheeses and the best stack through it.
+
+Pure Python, no Twisted (PROTOCOL.md section 3). ``CheeseStack`` keeps every
+valid cheese it has seen as a ``Node`` in a tree, follows the branch with the
+most cumulative work (first seen wins ties), keeps the ledger at its tip,
+reorganises with ledger rollback, holds a bounded pool of orphans and answers
+locator and range queries. Bodies live in a store (``MemoryStore`` here,
+``cheesecoin.storage.SqliteStore`` on disk); every accepted cheese is written
+in one store transaction together with the tip it leads to.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+from .cheese import (
+    Network,
+    check_header_format,
+    check_member_info,
+    check_smell,
+    canonical,
+    work_of,
+)
+from .errors import InvalidCheese
+from .ledger import Ledger
+from .tx import txid, verify_signature
+from .wire import MAX_LINE
+
+FUTURE_LIMIT = 120  # seconds a timestamp may be ahead of local time (rule 4)
+MAX_COUNT = 500  # cheeses in one GET_CHEESES reply
+
+
+class Node:
+    """A cheese in the tree: its header facts and cumulative work."""
+
+    __slots__ = ("smell", "parent", "height", "bits", "timestamp", "work", "order", "invalid")
+
+    def __init__(self, smell: str, parent: Optional["Node"], height: int, bits: int, timestamp: int, order: int):
+        self.smell = smell
+        self.parent = parent
+        self.height = height
+        self.bits = bits
+        self.timestamp = timestamp
+        self.work = (parent.work if parent is not None else 0) + work_of(bits)
+        self.order = order  # arrival order: first seen wins ties
+        self.invalid: Optional[str] = None
+
+    def __repr__(self) -> str:
+        return f"<Node {self.height} {self.smell[:12]}>"
+
+
+@dataclass
+class AddResult:
+    """What adding one cheese changed."""
+
+    status: str  # "added", "duplicate" or "orphan"
+    smell: str
+    accepted: List[str] = field(default_factory=list)  # smells stored by this call
+    connected: List[dict] = field(default_factory=list)  # now on the best stack, lowest first
+    disconnected: List[dict] = field(default_factory=list)  # left the best stack, highest first
+    invalid: List[Tuple[str, InvalidCheese]] = field(default_factory=list)  # found invalid
+    missing_parent: Optional[str] = None  # for an orphan
+
+    @property
+    def tip_changed(self) -> bool:
+        return bool(self.connected or self.disconnected)
+
+    @property
+    def reorganized(self) -> bool:
+        return bool(self.disconnected)
+
+    def confirmed_txs(self) -> List[dict]:
+        return [tx for c in self.connected for tx in c["unit_of_information"]["transactions"]]
+
+    def abandoned_txs(self) -> List[dict]:
+        """Transactions of the abandoned branch that the new branch does not hold."""
+        kept = {txid(tx) for tx in self.confirmed_txs()}
+        out = []
+        for cheese in reversed(self.disconnected):
+            for tx in cheese["unit_of_information"]["transactions"]:
+                if txid(tx) not in kept:
+                    out.append(tx)
+        return out
+
+
+class MemoryStore:
+    """Keeps cheese bodies in memory; the interface SqliteStore implements."""
+
+    def __init__(self) -> None:
+        self.bodies: Dict[str, dict] = {}
+        self.tip: Optional[str] = None
+        self.invalid: Dict[str, str] = {}
+
+    def load(self) -> Tuple[List[dict], Optional[str], Dict[str, str]]:
+        return [], None, {}
+
+    def get(self, smell: str) -> Optional[dict]:
+        return self.bodies.get(smell)
+
+    def get_text(self, smell: str) -> Optional[str]:
+        cheese = self.bodies.get(smell)
+        return None if cheese is None else canonical(cheese).decode("utf-8")
+
+    def commit(self, added: List[Tuple[Node, dict]], invalid: List[Tuple[str, str]], tip: Optional[str]) -> None:
+        for node, cheese in added:
+            self.bodies[node.smell] = cheese
+        for smell, rule in invalid:
+            self.invalid[smell] = rule
+        if tip is not None:
+            self.tip = tip
+
+    def close(self) -> None:
+        pass
+
+
+class OrphanPool:
+    """Cheeses whose parent is not known yet, bounded in count (oldest evicted)."""
+
+    def __init__(self, max_count: int = 256) -> None:
+        self.max_count = max_count
+        self.entries: "OrderedDict[str, Tuple[dict, Any]]" = OrderedDict()
+        self.by_parent: Dict[str, List[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, smell: str) -> bool:
+        return smell in self.entries
+
+    def add(self, cheese: dict, source: Any = None) -> None:
+        smell = cheese["smell"]
+        if smell in self.entries:
+            return
+        while len(self.entries) >= self.max_count:
+            self._remove(next(iter(self.entries)))
+        self.entries[smell] = (cheese, source)
+        self.by_parent.setdefault(cheese["parent_smell"], []).append(smell)
+
+    def _remove(self, smell: str) -> Optional[Tuple[dict, Any]]:
+        entry = self.entries.pop(smell, None)
+        if entry is not None:
+            parent = entry[0]["parent_smell"]
+            children = self.by_parent.get(parent, [])
+            if smell in children:
+                children.remove(smell)
+            if not children:
+                self.by_parent.pop(parent, None)
+        return entry
+
+    def pop_children(self, parent_smell: str) -> List[Tuple[dict, Any]]:
+        return [e for e in (self._remove(s) for s in list(self.by_parent.get(parent_smell, ()))) if e]
+
+    def root_of(self, smell: str) -> str:
+        """The first missing ancestor's smell for an orphan."""
+        seen = 0
+        while smell in self.entries and seen <= self.max_count:
+            smell = self.entries[smell][0]["parent_smell"]
+            seen += 1
+        return smell
+
+
+class CheeseStack:
+    """All known cheeses as a tree, the best stack, its ledger and its indexes."""
+
+    def __init__(
+        self,
+        network: Network,
+        store: Any = None,
+        clock: Callable[[], float] = time.time,
+        max_orphans: int = 256,
+        index_txs: bool = True,
+        max_invalid: int = 100_000,
+    ) -> None:
+        self.network = network
+        self.store = store if store is not None else MemoryStore()
+        self.clock = clock
+        self.index_txs = index_txs
+        self.nodes: Dict[str, Node] = {}
+        self.main: List[Node] = []
+        self.ledger = Ledger()
+        self.orphans = OrphanPool(max_orphans)
+        self.invalid: "OrderedDict[str, str]" = OrderedDict()
+        self.max_invalid = max_invalid
+        self.tx_index: Dict[str, int] = {}  # txid -> height on the best stack
+        self._order = 0
+        self._best: Optional[Node] = None
+        self._pending_invalid: List[Tuple[str, str]] = []
+        self._uncommitted: Dict[str, dict] = {}
+        self._last_error = ""
+        self._load()
+
+    # -- loading ---------------------------------------------------------------
+
+    def _new_node(self, cheese: dict, parent: Optional[Node]) -> Node:
+        node = Node(cheese["smell"], parent, cheese["sequence_number"], cheese["bits"], cheese["timestamp"], self._order)
+        self._order += 1
+        self.nodes[node.smell] = node
+        return node
+
+    def _load(self) -> None:
+        blue = self.network.blue_cheese
+        rows, tip_smell, invalid = self.store.load()
+        if rows and rows[0]["smell"] != blue["smell"]:
+            raise ValueError("the stored stack belongs to another network")
+        genesis = self._new_node(blue, None)
+        self.main = [genesis]
+        self._best = genesis
+        if not rows:
+            self.store.commit([(genesis, blue)], [], genesis.smell)
+        for cheese in rows[1:]:
+            parent = self.nodes.get(cheese["parent_smell"])
+            if parent is None:
+                raise ValueError(f"stored cheese {cheese['smell']} has no stored parent")
+            node = self._new_node(cheese, parent)
+            if cheese["smell"] in invalid or parent.invalid:
+                node.invalid = invalid.get(cheese["smell"], "bad-parent")
+                self._remember_invalid(node.smell, node.invalid)
+        # Reload to the stored tip without re-checking signatures, then let the
+        # usual rule (most work, first seen) decide.
+        target = self.nodes.get(tip_smell or "")
+        if target is not None and not target.invalid:
+            self._best = target
+        else:
+            self._best = self._scan_best()
+        self._activate(check_signatures=False)
+        self._best = self._scan_best()
+        self._activate(check_signatures=False)
+        if self.store.tip != self.tip.smell or self._pending_invalid:
+            self.store.commit([], self._pending_invalid, self.tip.smell)
+        self._pending_invalid = []
+
+    # -- queries ---------------------------------------------------------------
+
+    @property
+    def tip(self) -> Node:
+        return self.main[-1]
+
+    @property
+    def height(self) -> int:
+        return len(self.main) - 1
+
+    @property
+    def work(self) -> int:
+        return self.tip.work
+
+    def __contains__(self, smell: str) -> bool:
+        return smell in self.nodes
+
+    def on_main(self, node: Node) -> bool:
+        return node.height < len(self.main) and self.main[node.height] is node
+
+    def get_cheese(self, smell: str) -> Optional[dict]:
+        if smell not in self.nodes:
+            return None
+        return self.store.get(smell)
+
+    def get_text(self, smell: str) -> Optional[str]:
+        if smell not in self.nodes:
+            return None
+        return self.store.get_text(smell)
+
+    def get_by_height(self, height: int) -> Optional[dict]:
+        if 0 <= height < len(self.main):
+            return self.store.get(self.main[height].smell)
+        return None
+
+    def is_best(self, smell: str) -> bool:
+        node = self.nodes.get(smell)
+        return node is not None and self.on_main(node)
+
+    def ancestor(self, node: Node, height: int) -> Node:
+        """The ancestor of ``node`` at ``height`` (height <= node.height)."""
+        while node.height > height and not self.on_main(node):
+            node = node.parent  # type: ignore[assignment]
+        return self.main[height] if self.on_main(node) else node
+
+    def next_bits(self, parent: Node) -> int:
+        """The bits of a child of ``parent`` (the difficulty rule)."""
+        interval = self.network.retarget_interval
+        n = parent.height + 1
+        if interval == 0 or n % interval != 0:
+            return parent.bits
+        actual = max(1, parent.timestamp - self.ancestor(parent, n - interval).timestamp)
+        expected = self.network.target_spacing * (interval - 1)
+        up = max([k for k in range(5) if actual * 2**k <= expected], default=0)
+        down = max([k for k in range(5) if actual >= expected * 2**k], default=0)
+        return min(160, max(self.network.bits, parent.bits + up - down))
+
+    def locator(self) -> List[str]:
+        """Smells of the best stack from the tip back: 10 dense, then doubling steps."""
+        out = []
+        height, step = self.height, 1
+        while height > 0:
+            out.append(self.main[height].smell)
+            if len(out) >= 10:
+                step *= 2
+            height -= step
+        out.append(self.main[0].smell)
+        return out
+
+    def fork_height(self, locator: Iterable[str]) -> int:
+        """Height of the first locator smell on the best stack (0 if none)."""
+        for smell in locator:
+            node = self.nodes.get(smell)
+            if node is not None and self.on_main(node):
+                return node.height
+        return 0
+
+    def range_texts(self, start: int, count: int = MAX_COUNT, max_bytes: int = MAX_LINE - 4096) -> List[str]:
+        """Canonical texts of best-stack cheeses from ``start``, within ``max_bytes``."""
+        out: List[str] = []
+        total = 0
+        for height in range(max(0, start), min(len(self.main), start + max(0, min(count, MAX_COUNT)))):
+            text = self.store.get_text(self.main[height].smell)
+            total += len(text.encode("utf-8")) + 1
+            if total > max_bytes:
+                break
+            out.append(text)
+        return out
+
+    def tx_height(self, tx_id: str) -> Optional[int]:
+        return self.tx_index.get(tx_id)
+
+    # -- adding ----------------------------------------------------------------
+
+    def _remember_invalid(self, smell: str, rule: str) -> None:
+        self.invalid[smell] = rule
+        while len(self.invalid) > self.max_invalid:
+            self.invalid.popitem(last=False)
+
+    def check_context_free(self, cheese: Any) -> str:
+        """Rules 1 and 5 and the context-free part of 6, signatures aside. Returns info_hash."""
+        check_header_format(cheese)
+        if cheese["sequence_number"] == 0:
+            if cheese["smell"] == self.network.smell:
+                return ""
+            raise InvalidCheese("sequence_number", "a cheese with sequence_number 0 must be this network's Blue Cheese")
+        check_member_info(cheese["unit_of_information"], self.network.max_transactions)
+        if cheese["bits"] < self.network.bits:
+            raise InvalidCheese("bits", f"bits {cheese['bits']} is below the network's lowest, {self.network.bits}")
+        return check_smell(cheese)
+
+    def add_cheese(self, cheese: Any, source: Any = None, check_signatures: bool = True) -> AddResult:
+        """Validate and add one cheese; raise InvalidCheese if it is invalid.
+
+        An InvalidCheese raised after the stack changed carries ``.result``.
+        Cheeses in the orphan pool that this one completes are added too.
+        """
+        self.check_context_free(cheese)
+        smell = cheese["smell"]
+        if smell in self.nodes or smell in self.orphans:
+            return AddResult("duplicate", smell)
+        if smell in self.invalid:
+            raise InvalidCheese(self.invalid[smell], f"cheese {smell} is known to be invalid ({self.invalid[smell]})")
+        if cheese["parent_smell"] not in self.nodes:
+            if cheese["parent_smell"] in self.invalid:
+                self._remember_invalid(smell, "bad-parent")
+                raise InvalidCheese("bad-parent", f"the parent {cheese['parent_smell']} is invalid")
+            self.orphans.add(cheese, source)
+            return AddResult("orphan", smell, missing_parent=self.orphans.root_of(smell))
+        old_tip = self.tip
+        result = AddResult("added", smell)
+        error: Optional[InvalidCheese] = None
+        queue: List[Tuple[dict, bool]] = [(cheese, check_signatures)]
+        while queue:
+            item, check_sigs = queue.pop(0)
+            try:
+                self._add_known_parent(item, check_sigs)
+            except InvalidCheese as e:
+                result.invalid.append((item["smell"], e))
+                if item is cheese:
+                    error = e
+                continue
+            result.accepted.append(item["smell"])
+            for child, _source in self.orphans.pop_children(item["smell"]):
+                queue.append((child, True))
+        self._fill_events(result, old_tip)
+        if error is not None:
+            error.result = result  # type: ignore[attr-defined]
+            raise error
+        return result
+
+    def _body(self, smell: str) -> dict:
+        cheese = self._uncommitted.get(smell)
+        return cheese if cheese is not None else self.store.get(smell)
+
+    def _add_known_parent(self, cheese: dict, check_signatures: bool) -> None:
+        smell = cheese["smell"]
+        if smell in self.nodes:
+            return
+        if smell in self.invalid:
+            raise InvalidCheese(self.invalid[smell], f"cheese {smell} is known to be invalid")
+        parent = self.nodes[cheese["parent_smell"]]
+        try:
+            self._check_against_parent(cheese, parent)
+            if check_signatures:
+                for i, tx in enumerate(cheese["unit_of_information"]["transactions"]):
+                    if not verify_signature(tx):
+                        raise InvalidCheese("tx-signature", f"transaction {i}: the signature does not verify")
+        except InvalidCheese as e:
+            if e.permanent:
+                self._remember_invalid(smell, e.rule)
+            raise
+        node = self._new_node(cheese, parent)
+        self._pending_invalid = []
+        self._uncommitted = {smell: cheese}
+        try:
+            if node.work > self._best.work:  # type: ignore[union-attr]
+                self._best = node
+            self._activate(check_signatures=False)
+            tip_moved = self.store.tip != self.tip.smell
+            self.store.commit([(node, cheese)], self._pending_invalid, self.tip.smell if tip_moved else None)
+        finally:
+            self._uncommitted = {}
+            self._pending_invalid = []
+        if node.invalid:
+            raise InvalidCheese(node.invalid, f"cheese {smell} is invalid on its stack: {self._last_error}")
+
+    def _check_against_parent(self, cheese: dict, parent: Node) -> None:
+        if parent.invalid:
+            raise InvalidCheese("bad-parent", f"the parent {parent.smell} is invalid")
+        if cheese["sequence_number"] != parent.height + 1:
+            raise InvalidCheese(
+                "sequence_number", f"sequence_number is {cheese['sequence_number']}, expected {parent.height + 1}"
+            )
+        bits = self.next_bits(parent)
+        if cheese["bits"] != bits:
+            raise InvalidCheese("bits", f"bits is {cheese['bits']}, next_bits of the parent is {bits}")
+        if cheese["timestamp"] < parent.timestamp:
+            raise InvalidCheese("timestamp", f"timestamp {cheese['timestamp']} is before the parent's {parent.timestamp}")
+        now = self.clock()
+        if cheese["timestamp"] > now + FUTURE_LIMIT:
+            raise InvalidCheese(
+                "timestamp-future", f"timestamp {cheese['timestamp']} is more than {FUTURE_LIMIT} s in the future"
+            )
+
+    # -- the best stack ----------------------------------------------------------
+
+    def _scan_best(self) -> Node:
+        """The valid node with the most work; the current tip wins a tie, then the first seen."""
+        best = self.tip
+        if best.invalid:
+            best = self.main[0]
+        for node in self.nodes.values():
+            if not node.invalid and (
+                node.work > best.work or (node.work == best.work and best is not self.tip and node.order < best.order)
+            ):
+                best = node
+        return best
+
+    def _activate(self, check_signatures: bool) -> None:
+        """Move the tip to the best candidate, marking invalid what fails on the way."""
+        while self._best is not None and self._best is not self.tip:
+            if self._best.work <= self.tip.work:
+                self._best = self.tip
+                return
+            self._reorganize_to(self._best, check_signatures)
+
+    def _reorganize_to(self, target: Node, check_signatures: bool) -> None:
+        branch = []
+        node: Optional[Node] = target
+        while node is not None and not self.on_main(node):
+            branch.append(node)
+            node = node.parent
+        fork = node
+        assert fork is not None
+        while self.tip is not fork:
+            self._disconnect_tip()
+        for node in reversed(branch):
+            cheese = self._body(node.smell)
+            try:
+                self.ledger.apply_cheese(cheese["unit_of_information"], self.network.reward, check_signatures)
+            except InvalidCheese as e:
+                self._last_error = e.message
+                self._mark_invalid(node, e.rule)
+                self._best = self._scan_best()
+                return
+            self.main.append(node)
+            if self.index_txs:
+                for tx in cheese["unit_of_information"]["transactions"]:
+                    self.tx_index[txid(tx)] = node.height
+
+    def _disconnect_tip(self) -> None:
+        node = self.main.pop()
+        cheese = self._body(node.smell)
+        self.ledger.rollback_cheese(cheese["unit_of_information"], self.network.reward)
+        if self.index_txs:
+            for tx in cheese["unit_of_information"]["transactions"]:
+                self.tx_index.pop(txid(tx), None)
+
+    def _mark_invalid(self, node: Node, rule: str) -> None:
+        """Mark ``node`` and every descendant invalid."""
+        children: Dict[str, List[Node]] = {}
+        for other in self.nodes.values():
+            if other.height > node.height and other.parent is not None:
+                children.setdefault(other.parent.smell, []).append(other)
+        node.invalid = rule
+        marks = [(node, rule)]
+        todo = [node]
+        while todo:
+            for child in children.get(todo.pop().smell, ()):
+                if not child.invalid:
+                    child.invalid = "bad-parent"
+                    marks.append((child, "bad-parent"))
+                    todo.append(child)
+        for marked, why in marks:
+            self._remember_invalid(marked.smell, why)
+            self._pending_invalid.append((marked.smell, why))
+
+    def _fill_events(self, result: AddResult, old_tip: Node) -> None:
+        new_tip = self.tip
+        a, b = old_tip, new_tip
+        down: List[Node] = []
+        up: List[Node] = []
+        while a is not b:
+            if a.height >= b.height:
+                down.append(a)
+                a = a.parent  # type: ignore[assignment]
+            else:
+                up.append(b)
+                b = b.parent  # type: ignore[assignment]
+        result.disconnected = [self.store.get(n.smell) for n in down]
+        result.connected = [self.store.get(n.smell) for n in reversed(up)]
+
+    # -- mining support ----------------------------------------------------------
+
+    def template(self, miner: str, transactions: List[dict], timestamp: Optional[int] = None, note: Optional[str] = None) -> dict:
+        """A candidate child of the tip (without nonce and smell)."""
+        tip = self.tip
+        ts = max(tip.timestamp, int(timestamp if timestamp is not None else self.clock()))
+        info: Dict[str, Any] = {"miner": miner, "transactions": list(transactions)}
+        if note is not None:
+            info["note"] = note
+        return {
+            "parent_smell": tip.smell,
+            "sequence_number": tip.height + 1,
+            "timestamp": ts,
+            "bits": self.next_bits(tip),
+            "unit_of_information": info,
+        }
+
+    def batch(self) -> "_Batch":
+        """A context in which commits are atomic but flushed to disk once, at the end."""
+        return _Batch(self.store)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class _Batch:
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __enter__(self) -> None:
+        if hasattr(self.store, "batch_depth"):
+            self.store.batch_depth += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        if hasattr(self.store, "batch_depth"):
+            self.store.batch_depth -= 1
+            if self.store.batch_depth == 0:
+                self.store.flush()

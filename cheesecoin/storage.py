@@ -1,0 +1,207 @@
+"""The cheese stack on disk: SQLite in the member's data directory.
+
+Pure Python (standard library ``sqlite3``), no Twisted. The database runs in
+WAL mode; every accepted cheese is one transaction that also records the tip
+it leads to, so a crash at any point (kill -9) leaves the last committed
+stack, never a half-written one. The commit that moves the tip runs with
+``synchronous=FULL``; inside a batch (a sync download) commits are atomic but
+not flushed one by one, and the batch ends with one flushed commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections import OrderedDict
+from typing import Dict, List, Optional, Tuple
+
+from .cheese import Network, check_smell, canonical
+from .errors import InvalidCheese
+
+SCHEMA_VERSION = "1"
+APP_ID = "cheesecoin"
+DB_NAME = "stack.sqlite3"
+
+
+class StorageError(Exception):
+    """The database cannot be used (corrupted, foreign, another network)."""
+
+
+class SqliteStore:
+    """Stores cheeses, invalid marks and the tip; reads bodies back on demand."""
+
+    def __init__(self, path: str, network: Network, cache_size: int = 2048) -> None:
+        self.path = path
+        self.network = network
+        self.tip: Optional[str] = None
+        self.batch_depth = 0
+        self._cache: "OrderedDict[str, Tuple[str, dict]]" = OrderedDict()
+        self._cache_size = cache_size
+        if os.path.isdir(path):
+            path = self.path = os.path.join(path, DB_NAME)
+        try:
+            self._check_header()
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self._open_schema()
+        except sqlite3.DatabaseError as e:
+            raise StorageError(f"{path} is not a usable CheeseCoin database: {e}") from None
+
+    def _check_header(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(16)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise StorageError(f"cannot open {self.path}: {e.strerror}") from None
+        if head and head != b"SQLite format 3\x00":
+            raise StorageError(f"{self.path} is not an SQLite database (a foreign or corrupted file)")
+
+    def _open_schema(self) -> None:
+        tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            self.db.executescript(
+                """
+                BEGIN;
+                CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE cheeses (
+                    ord INTEGER PRIMARY KEY AUTOINCREMENT,
+                    smell TEXT NOT NULL UNIQUE,
+                    parent TEXT NOT NULL,
+                    height INTEGER NOT NULL,
+                    body TEXT NOT NULL
+                );
+                CREATE TABLE invalid (smell TEXT PRIMARY KEY, rule TEXT NOT NULL);
+                COMMIT;
+                """
+            )
+            self.db.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [("app", APP_ID), ("schema", SCHEMA_VERSION), ("network", self.network.smell)],
+            )
+            return
+        if not {"meta", "cheeses", "invalid"} <= tables:
+            raise StorageError(f"{self.path} is an SQLite database of another program")
+        meta = dict(self.db.execute("SELECT key, value FROM meta"))
+        if meta.get("app") != APP_ID:
+            raise StorageError(f"{self.path} is an SQLite database of another program")
+        if meta.get("schema") != SCHEMA_VERSION:
+            raise StorageError(f"{self.path} has schema version {meta.get('schema')}, this program reads {SCHEMA_VERSION}")
+        if meta.get("network") != self.network.smell:
+            raise StorageError(
+                f"{self.path} holds the stack of network {meta.get('network')}, not {self.network.smell} "
+                f"({self.network.name}); use another data directory"
+            )
+        self.tip = meta.get("tip")
+
+    # -- the store interface of cheesecoin.stack -------------------------------------
+
+    def load(self) -> Tuple[List[dict], Optional[str], Dict[str, str]]:
+        """Every stored cheese in arrival order, the tip, and the invalid marks."""
+        try:
+            rows = []
+            for smell, parent, height, body in self.db.execute(
+                "SELECT smell, parent, height, body FROM cheeses ORDER BY ord"
+            ):
+                cheese = json.loads(body)
+                if (
+                    not isinstance(cheese, dict)
+                    or cheese.get("smell") != smell
+                    or cheese.get("parent_smell") != parent
+                    or cheese.get("sequence_number") != height
+                ):
+                    raise StorageError(f"{self.path}: stored cheese {smell} is corrupted")
+                check_smell(cheese)
+                rows.append(cheese)
+            invalid = dict(self.db.execute("SELECT smell, rule FROM invalid"))
+        except (sqlite3.DatabaseError, ValueError) as e:
+            raise StorageError(f"{self.path} is corrupted: {e}") from None
+        except InvalidCheese as e:
+            raise StorageError(f"{self.path}: a stored cheese is corrupted ({e.message})") from None
+        return rows, self.tip, invalid
+
+    def get_text(self, smell: str) -> Optional[str]:
+        entry = self._cache.get(smell)
+        if entry is not None:
+            self._cache.move_to_end(smell)
+            return entry[0]
+        row = self.db.execute("SELECT body FROM cheeses WHERE smell = ?", (smell,)).fetchone()
+        if row is None:
+            return None
+        self._remember(smell, row[0], json.loads(row[0]))
+        return row[0]
+
+    def get(self, smell: str) -> Optional[dict]:
+        entry = self._cache.get(smell)
+        if entry is None:
+            if self.get_text(smell) is None:
+                return None
+            entry = self._cache[smell]
+        return entry[1]
+
+    def _remember(self, smell: str, text: str, cheese: dict) -> None:
+        self._cache[smell] = (text, cheese)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def commit(self, added: list, invalid: List[Tuple[str, str]], tip: Optional[str]) -> None:
+        """One transaction: new cheeses, invalid marks and (if moved) the tip."""
+        durable = tip is not None and self.batch_depth == 0
+        try:
+            self.db.execute("PRAGMA synchronous=%s" % ("FULL" if durable else "NORMAL"))
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for node, cheese in added:
+                    text = canonical(cheese).decode("utf-8")
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO cheeses (smell, parent, height, body) VALUES (?, ?, ?, ?)",
+                        (node.smell, cheese["parent_smell"], cheese["sequence_number"], text),
+                    )
+                    self._remember(node.smell, text, cheese)
+                if invalid:
+                    self.db.executemany("INSERT OR REPLACE INTO invalid VALUES (?, ?)", invalid)
+                if tip is not None:
+                    self.db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip,))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as e:
+            raise StorageError(f"cannot write {self.path}: {e}") from None
+        if tip is not None:
+            self.tip = tip
+
+    def flush(self) -> None:
+        """Make everything committed so far durable (the end of a batch)."""
+        try:
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (self.tip or "",))
+            self.db.execute("COMMIT")
+        except sqlite3.DatabaseError as e:
+            raise StorageError(f"cannot write {self.path}: {e}") from None
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM cheeses").fetchone()[0]
+
+    def close(self) -> None:
+        try:
+            self.db.close()
+        except sqlite3.Error:
+            pass
+
+
+def open_stack(data_dir: str, network: Network, **kwargs):
+    """Open (or create) the stack stored in ``data_dir``; raises StorageError."""
+    from .stack import CheeseStack
+
+    os.makedirs(data_dir, exist_ok=True)
+    store = SqliteStore(os.path.join(data_dir, DB_NAME), network)
+    try:
+        return CheeseStack(network, store=store, **kwargs)
+    except ValueError as e:
+        store.close()
+        raise StorageError(f"{store.path}: {e}") from None
