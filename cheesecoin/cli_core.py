@@ -1,0 +1,183 @@
+"""``cheesecoin verify`` and ``cheesecoin network new``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+from typing import Any, List, Optional, Set
+
+from .cheese import NetworkError, mine_blue_cheese, network_from_blue_cheese
+from .errors import InvalidCheese
+from .stack import CheeseStack
+from .tx import check_tx_format, signing_bytes, verify_batch
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="check a stack file (a JSON array of cheeses, Blue Cheese first)",
+        description="Check every rule on a JSON array of cheeses, Blue Cheese first, and print "
+        '{"height", "tip", "work", "balances"} (exit 0). An invalid cheese: exit 1, the sequence '
+        "number and rule on stderr. A file that is not such an array: exit 2.",
+    )
+    p.add_argument("stack", metavar="STACK.json", help="the stack file")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes that check signatures (default: every core; 1 checks in this process)",
+    )
+    p.set_defaults(handler=cmd_verify)
+
+    net = sub.add_parser("network", help="make networks", description="Make CheeseCoin networks.")
+    net_sub = net.add_subparsers(dest="network_command", metavar="ACTION")
+    net_sub.required = True
+    new = net_sub.add_parser(
+        "new",
+        help="mine a new Blue Cheese (a network file) and print it",
+        description="Mine a new Blue Cheese and print it on stdout as a network file.",
+    )
+    new.add_argument("--name", required=True, help="the network's name")
+    new.add_argument("--bits", type=int, required=True, help="starting and lowest difficulty, 1 to 160")
+    new.add_argument("--target-spacing", type=int, default=10, help="seconds between cheeses (default 10)")
+    new.add_argument(
+        "--retarget-interval", type=int, default=20, help="cheeses between retargets, 0 for none (default 20)"
+    )
+    new.add_argument("--reward", type=int, default=50, help="coins per cheese for its miner (default 50)")
+    new.add_argument("--max-transactions", type=int, default=1000, help="per cheese (default 1000)")
+    new.add_argument("--note", default="", help="a note in the Blue Cheese")
+    new.add_argument("--timestamp", type=int, default=None, help="Unix time (default now)")
+    new.set_defaults(handler=cmd_network_new)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"cheesecoin verify: {message}", file=sys.stderr)
+    return code
+
+
+def _read_stack(path: str) -> Any:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror}")
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ValueError(f"{path} is not JSON")
+    if not isinstance(value, list):
+        raise ValueError(f"{path} is not a JSON array of cheeses")
+    if not value:
+        raise ValueError(f"{path} is an empty array: a stack starts with its Blue Cheese")
+    if not all(isinstance(c, dict) for c in value):
+        raise ValueError(f"{path} is not an array of cheeses (every item must be a JSON object)")
+    return value
+
+
+def bad_signature_cheeses(cheeses: List[dict], workers: int) -> Set[int]:
+    """Indices of cheeses with a well-formed transaction whose signature fails."""
+    items, owners = [], []
+    for i, cheese in enumerate(cheeses):
+        info = cheese.get("unit_of_information")
+        txs = info.get("transactions") if isinstance(info, dict) else None
+        if not isinstance(txs, list):
+            continue
+        for tx in txs:
+            if check_tx_format(tx) is None:
+                items.append((tx["from"], tx["signature"], signing_bytes(tx)))
+                owners.append(i)
+    if not items:
+        return set()
+    if workers <= 1:
+        bad = verify_batch(items)
+    else:
+        size = max(256, len(items) // (workers * 8) + 1)
+        chunks = [items[k : k + size] for k in range(0, len(items), size)]
+        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        with ctx.Pool(workers) as pool:
+            results = pool.map(verify_batch, chunks)
+        bad = [k * size + j for k, r in enumerate(results) for j in r]
+    return {owners[j] for j in bad}
+
+
+def verify_stack(cheeses: List[dict], workers: int = 1, clock=time.time) -> CheeseStack:
+    """Check a stack; raises NetworkError for the Blue Cheese, InvalidCheese (with .index)."""
+    network = network_from_blue_cheese(cheeses[0])
+    stack = CheeseStack(network, clock=clock, index_txs=False, max_orphans=0)
+    bad = bad_signature_cheeses(cheeses, workers)
+    for i, cheese in enumerate(cheeses[1:], start=1):
+        try:
+            if cheese.get("parent_smell") not in stack and cheese.get("sequence_number") != 0:
+                stack.check_context_free(cheese)
+                raise InvalidCheese("bad-parent", f"the parent {str(cheese.get('parent_smell'))[:40]} is not earlier in the file")
+            stack.add_cheese(cheese, check_signatures=i in bad)
+        except InvalidCheese as e:
+            e.index = i  # type: ignore[attr-defined]
+            raise
+    return stack
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    try:
+        cheeses = _read_stack(args.stack)
+    except ValueError as e:
+        return _fail(str(e), 2)
+    workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
+    try:
+        stack = verify_stack(cheeses, workers)
+    except NetworkError as e:
+        return _fail(f"cheese 0 (sequence_number 0) is not a valid Blue Cheese: {e}", 1)
+    except InvalidCheese as e:
+        i = getattr(e, "index", "?")
+        seq = cheeses[i].get("sequence_number") if isinstance(i, int) else "?"
+        return _fail(
+            f"cheese {i} (sequence_number {seq}) broke rule {e.rule_number} ({e.rule}): {e.message}", 1
+        )
+    print(
+        json.dumps(
+            {
+                "height": stack.height,
+                "tip": stack.tip.smell,
+                "work": str(stack.work),
+                "balances": dict(sorted(stack.ledger.balances.items())),
+            }
+        )
+    )
+    return 0
+
+
+def cmd_network_new(args: argparse.Namespace) -> int:
+    problems = []
+    if not 1 <= args.bits <= 160:
+        problems.append("--bits must be 1 to 160")
+    if args.bits > 40:
+        problems.append("--bits above 40 would take this machine years to mine")
+    for name in ("target_spacing", "retarget_interval", "reward", "max_transactions"):
+        if not 0 <= getattr(args, name) < 2**63:
+            problems.append(f"--{name.replace('_', '-')} must be 0 or more")
+    if args.retarget_interval == 1:
+        problems.append("--retarget-interval must be 0 (off) or at least 2")
+    if args.retarget_interval and args.target_spacing < 1:
+        problems.append("--target-spacing must be at least 1")
+    if not args.name:
+        problems.append("--name must not be empty")
+    if problems:
+        print(f"cheesecoin network new: {problems[0]}", file=sys.stderr)
+        return 2
+    cheese = mine_blue_cheese(
+        args.name,
+        args.bits,
+        int(time.time()) if args.timestamp is None else args.timestamp,
+        args.target_spacing,
+        args.retarget_interval,
+        args.reward,
+        args.max_transactions,
+        args.note,
+    )
+    network_from_blue_cheese(cheese)  # the file we print must load
+    print(json.dumps(cheese, indent=2))
+    return 0
