@@ -77,14 +77,14 @@
   function cheeseHref(key) { return "#/cheese/" + encodeURIComponent(String(key)); }
   function txHref(txid) { return "#/tx/" + encodeURIComponent(String(txid)); }
 
-  function smellLink(smell, full) {
+  function smellLink(smell) {
     if (typeof smell !== "string" || !HEX40.test(smell)) return el("span", {class: "mono"}, String(smell));
-    return el("a", {class: "mono", href: cheeseHref(smell), title: smell}, full ? smell : abbrev(smell, 12, 4));
+    return el("a", {class: "mono", href: cheeseHref(smell), title: smell}, smell);
   }
 
-  function txLink(txid, full) {
+  function txLink(txid) {
     if (typeof txid !== "string" || !HEX40.test(txid)) return el("span", {class: "mono muted"}, "—");
-    return el("a", {class: "mono", href: txHref(txid), title: txid}, full ? txid : abbrev(txid, 10, 4));
+    return el("a", {class: "mono", href: txHref(txid), title: txid}, abbrev(txid, 10, 4));
   }
 
   function addr(a, full) {
@@ -108,15 +108,6 @@
     var i = 0;
     while (h >= 1000 && i < units.length - 1) { h /= 1000; i++; }
     return (h >= 100 || i === 0 ? Math.round(h) : h.toFixed(h >= 10 ? 1 : 2)) + " " + units[i];
-  }
-
-  function fmtDuration(sec) {
-    if (!isFinite(sec)) return "—";
-    sec = Math.max(0, Math.round(sec));
-    if (sec < 60) return sec + " s";
-    if (sec < 3600) return Math.floor(sec / 60) + " min " + (sec % 60) + " s";
-    if (sec < 86400) return Math.floor(sec / 3600) + " h " + Math.floor((sec % 3600) / 60) + " min";
-    return Math.floor(sec / 86400) + " d " + Math.floor((sec % 86400) / 3600) + " h";
   }
 
   // "8s", "3m 05s", "2h 10m", "4d 3h": short enough for a table cell on a phone.
@@ -198,7 +189,7 @@
     setText("hashrate", fmtRate(s.hashrate));
     var eta = "";
     if (s.mining && typeof s.hashrate === "number" && s.hashrate > 0 && isInt(s.bits)) {
-      eta = "≈ " + fmtDuration(Math.pow(2, s.bits) / s.hashrate) + " per cheese alone";
+      eta = "≈ " + fmtShort(Math.pow(2, s.bits) / s.hashrate) + " per cheese alone";
     } else if (!s.mining) {
       eta = "not mining";
     }
@@ -543,7 +534,7 @@
     var rows = [
       ["Height (sequence number)", String(n)],
       ["Smell", String(c.smell), "mono break"],
-      ["Parent smell", n === 0 ? el("span", {class: "mono muted"}, String(c.parent_smell)) : smellLink(c.parent_smell, true), "break"],
+      ["Parent smell", n === 0 ? el("span", {class: "mono muted"}, String(c.parent_smell)) : smellLink(c.parent_smell), "break"],
       ["Timestamp", [String(c.timestamp), el("span", {class: "muted"}, " · " + fmtDate(c.timestamp) + " · " + fmtAge(c.timestamp))]],
       ["Bits (difficulty)", String(c.bits)],
       ["Nonce", String(c.nonce), "mono"],
