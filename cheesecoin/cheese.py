@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from json.encoder import encode_basestring as _quote
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
@@ -49,9 +50,9 @@ def info_canonical(info: dict) -> bytes:
         and set(info) <= {"miner", "transactions", "note"}
     ):
         parts = [tx_canonical_text(tx) for tx in info["transactions"]]
-        head = '{"miner":' + json.dumps(info["miner"], ensure_ascii=False)
+        head = '{"miner":' + _quote(info["miner"])
         if "note" in info:
-            head += ',"note":' + json.dumps(info["note"], ensure_ascii=False)
+            head += ',"note":' + _quote(info["note"])
         return (head + ',"transactions":[' + ",".join(parts) + "]}").encode("utf-8")
     return canonical(info)
 

@@ -226,7 +226,7 @@ class CheeseStack:
         else:
             self._best = self._scan_best()
         self._activate(check_signatures=False)
-        self._best = self._scan_best()
+        self._best = self._scan_best(prefer=self.tip)
         self._activate(check_signatures=False)
         if self.store.tip != self.tip.smell or self._pending_invalid:
             self.store.commit([], self._pending_invalid, self.tip.smell)
@@ -351,10 +351,12 @@ class CheeseStack:
         """
         self.check_context_free(cheese)
         smell = cheese["smell"]
-        if smell in self.nodes or smell in self.orphans:
+        known = self.nodes.get(smell)
+        if (known is not None and not known.invalid) or smell in self.orphans:
             return AddResult("duplicate", smell)
-        if smell in self.invalid:
-            raise InvalidCheese(self.invalid[smell], f"cheese {smell} is known to be invalid ({self.invalid[smell]})")
+        if smell in self.invalid or known is not None:
+            rule = known.invalid if known is not None else self.invalid[smell]
+            raise InvalidCheese(rule, f"cheese {smell} is known to be invalid ({rule})")
         if cheese["parent_smell"] not in self.nodes:
             if cheese["parent_smell"] in self.invalid:
                 self._remember_invalid(smell, "bad-parent")
@@ -439,27 +441,27 @@ class CheeseStack:
 
     # -- the best stack ----------------------------------------------------------
 
-    def _scan_best(self) -> Node:
-        """The valid node with the most work; the current tip wins a tie, then the first seen."""
-        best = self.tip
-        if best.invalid:
-            best = self.main[0]
+    def _scan_best(self, prefer: Optional[Node] = None) -> Node:
+        """The valid node with the most work; on a tie ``prefer`` (the tip we had), then the first seen."""
+        prefer = prefer if prefer is not None and not prefer.invalid else None
+        best = prefer or self.main[0]
         for node in self.nodes.values():
             if not node.invalid and (
-                node.work > best.work or (node.work == best.work and best is not self.tip and node.order < best.order)
+                node.work > best.work or (node.work == best.work and best is not prefer and node.order < best.order)
             ):
                 best = node
         return best
 
     def _activate(self, check_signatures: bool) -> None:
         """Move the tip to the best candidate, marking invalid what fails on the way."""
+        start_tip = self.tip
         while self._best is not None and self._best is not self.tip:
-            if self._best.work <= self.tip.work:
+            if self._best.work < self.tip.work or (self._best.work == self.tip.work and self.tip is start_tip):
                 self._best = self.tip
                 return
-            self._reorganize_to(self._best, check_signatures)
+            self._reorganize_to(self._best, check_signatures, start_tip)
 
-    def _reorganize_to(self, target: Node, check_signatures: bool) -> None:
+    def _reorganize_to(self, target: Node, check_signatures: bool, start_tip: Node) -> None:
         branch = []
         node: Optional[Node] = target
         while node is not None and not self.on_main(node):
@@ -472,11 +474,13 @@ class CheeseStack:
         for node in reversed(branch):
             cheese = self._body(node.smell)
             try:
-                self.ledger.apply_cheese(cheese["unit_of_information"], self.network.reward, check_signatures)
+                self.ledger.apply_cheese(
+                    cheese["unit_of_information"], self.network.reward, check_signatures, check_format=False
+                )
             except InvalidCheese as e:
                 self._last_error = e.message
                 self._mark_invalid(node, e.rule)
-                self._best = self._scan_best()
+                self._best = self._scan_best(prefer=start_tip)
                 return
             self.main.append(node)
             if self.index_txs:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from json.encoder import encode_basestring as _quote  # json.dumps(str, ensure_ascii=False), in C
 from functools import lru_cache
 from typing import Any, Optional, Tuple
 
@@ -83,11 +84,11 @@ def tx_canonical_text(tx: Any) -> str:
         % (
             tx["amount"],
             tx["fee"],
-            json.dumps(tx["from"], ensure_ascii=False),
-            json.dumps(tx["memo"], ensure_ascii=False),
+            _quote(tx["from"]),
+            _quote(tx["memo"]),
             tx["nonce"],
-            json.dumps(tx["signature"], ensure_ascii=False),
-            json.dumps(tx["to"], ensure_ascii=False),
+            _quote(tx["signature"]),
+            _quote(tx["to"]),
         )
     )
 
@@ -100,10 +101,10 @@ def signing_bytes(tx: dict) -> bytes:
             % (
                 tx["amount"],
                 tx["fee"],
-                json.dumps(tx["from"], ensure_ascii=False),
-                json.dumps(tx["memo"], ensure_ascii=False),
+                _quote(tx["from"]),
+                _quote(tx["memo"]),
                 tx["nonce"],
-                json.dumps(tx["to"], ensure_ascii=False),
+                _quote(tx["to"]),
             )
         ).encode("utf-8")
     body = {k: v for k, v in tx.items() if k != "signature"}

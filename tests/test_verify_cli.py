@@ -1,0 +1,108 @@
+"""``cheesecoin verify`` and ``cheesecoin network new`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cheesecoin.cli import main
+from cheesecoin.cheese import network_from_blue_cheese
+from procs import vector
+
+CHAIN = vector("chain-vectors.json")
+INVALID = vector("invalid-cheeses.json")
+
+
+def write(tmp_path, name, value) -> str:
+    path = tmp_path / name
+    path.write_text(value if isinstance(value, str) else json.dumps(value))
+    return str(path)
+
+
+def test_verify_prints_height_tip_work_balances(tmp_path, capsys):
+    path = write(tmp_path, "stack.json", CHAIN["cheeses"])
+    assert main(["verify", path]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == {
+        "height": 3,
+        "tip": CHAIN["cheeses"][-1]["smell"],
+        "work": str(4 * 256),
+        "balances": CHAIN["balances"],
+    }
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("case", INVALID["cases"], ids=[c["rule"] for c in INVALID["cases"]])
+def test_verify_names_the_sequence_number_and_rule(tmp_path, capsys, case, workers):
+    path = write(tmp_path, "bad.json", CHAIN["cheeses"] + [case["cheese"]])
+    assert main(["verify", "--workers", workers, path]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.strip()
+    assert "\n" not in err
+    assert f"sequence_number {case['cheese']['sequence_number']}" in err
+    assert f"({case['rule']})" in err
+
+
+def test_verify_reports_the_first_invalid_cheese(tmp_path, capsys):
+    bad_sig = INVALID["cases"][5]["cheese"]  # tx-signature, at sequence 4
+    broken_middle = json.loads(json.dumps(CHAIN["cheeses"]))
+    broken_middle[2]["timestamp"] += 1  # smell no longer matches
+    path = write(tmp_path, "bad.json", broken_middle + [bad_sig])
+    assert main(["verify", path]) == 1
+    err = capsys.readouterr().err
+    assert "cheese 2 (sequence_number 2) broke rule 5 (smell)" in err
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["", "{}", "[]", "not json", "[1, 2]", '"a string"', "\xff\xfe", "[" * 100000],
+    ids=["empty", "object", "empty-list", "not-json", "not-cheeses", "string", "binary", "deep"],
+)
+def test_malformed_files_exit_2_with_one_line(tmp_path, capsys, content):
+    path = write(tmp_path, "m.json", content)
+    assert main(["verify", path]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err and "\n" not in err and "Traceback" not in err
+
+
+def test_missing_file_and_bad_blue_cheese(tmp_path, capsys):
+    assert main(["verify", str(tmp_path / "nope.json")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    blue = dict(CHAIN["cheeses"][0], nonce=1)
+    path = write(tmp_path, "b.json", [blue])
+    assert main(["verify", path]) == 1
+    assert "Blue Cheese" in capsys.readouterr().err
+
+
+def test_verify_as_a_real_command(tmp_path):
+    path = write(tmp_path, "stack.json", CHAIN["cheeses"])
+    done = subprocess.run([sys.executable, "-m", "cheesecoin.cli", "verify", path], capture_output=True, text=True)
+    assert done.returncode == 0 and json.loads(done.stdout)["height"] == 3
+    done = subprocess.run([sys.executable, "-m", "cheesecoin.cli", "verify"], capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_network_new_mines_a_loadable_blue_cheese(capsys):
+    assert main(["network", "new", "--name", "fondue", "--bits", "6", "--retarget-interval", "5",
+                 "--target-spacing", "3", "--reward", "7", "--note", "hello", "--timestamp", "1800000000"]) == 0
+    cheese = json.loads(capsys.readouterr().out)
+    net = network_from_blue_cheese(cheese)
+    assert (net.name, net.bits, net.retarget_interval, net.target_spacing, net.reward, net.note) == (
+        "fondue", 6, 5, 3, 7, "hello")
+    assert cheese["timestamp"] == 1800000000 and cheese["smell"].startswith("0")
+
+
+@pytest.mark.parametrize("args", [["--bits", "0"], ["--bits", "200"], ["--bits", "x"],
+                                  ["--bits", "4", "--retarget-interval", "1"], ["--bits", "4", "--reward", "-1"]])
+def test_network_new_refuses_bad_options(capsys, args):
+    with pytest.raises(SystemExit) as info:
+        code = main(["network", "new", "--name", "n"] + args)
+        raise SystemExit(code)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err and "Traceback" not in err
