@@ -81,7 +81,10 @@ class JsonLineProtocol(Protocol):
                 raise ProtocolError("bad-message", "'id' must be a string or an integer")
             self.dispatch(msg)
         except ProtocolError as e:
-            self.send_error(e.code, e.message, self.current_id)
+            msg_id = self.current_id
+            if msg_id is None and e.code == "bad-message":
+                msg_id = wire.salvage_id(line)  # refused while parsing: echo its id anyway
+            self.send_error(e.code, e.message, msg_id)
         except Exception:
             self.log.failure("Internal error handling a {type} message", Failure(), type="?")
             self.send_error("bad-message", "the message could not be handled", self.current_id)

@@ -109,6 +109,29 @@ def message_id(msg: Any) -> Any:
     return None
 
 
+_lenient_decoder = json.JSONDecoder(
+    parse_float=lambda text: None,
+    parse_constant=lambda text: None,
+    parse_int=lambda text: int(text) if len(text) <= _MAX_INT_DIGITS else None,
+)
+
+
+def salvage_id(line: bytes) -> Any:
+    """The valid ``id`` of a line that is JSON but broke a number or string rule.
+
+    Used only on the error path, so that the ERROR a request causes carries
+    its ``id`` (PROTOCOL.md section 1) even when ``parse_message`` refused it.
+    """
+    try:
+        value = _lenient_decoder.decode(line.rstrip(b"\r").decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    msg_id = message_id(value)
+    if isinstance(msg_id, str) and has_lone_surrogate(msg_id):
+        return None
+    return msg_id
+
+
 def dumps(msg: Any) -> bytes:
     """Encode a message as one line (with its newline)."""
     return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"

@@ -1,0 +1,173 @@
+"""``twistd cheesetracker``: options and service of the tracker (PROTOCOL.md s.2 and s.8).
+
+    twistd -n cheesetracker --port 24330 [--interface 0.0.0.0] [--timeout 90]
+                            [--max-members 10000] [--max-per-ip 256]
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from typing import Any, Optional
+
+from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.python import usage
+from zope.interface import implementer
+
+from .tracker import (
+    DEFAULT_MAX_MEMBERS,
+    DEFAULT_MAX_PER_IP,
+    DEFAULT_PORT,
+    DEFAULT_TIMEOUT,
+    TrackerFactory,
+)
+
+# File descriptors the process needs besides its connections (log, pipes, ...).
+_SPARE_FDS = 64
+# Pending connections the kernel may queue: many members reconnect at once
+# after a tracker restart (Twisted's default is 50).
+LISTEN_BACKLOG = 1024
+
+
+def _integer(name: str, value: Any, lo: int, hi: Optional[int] = None) -> int:
+    text = str(value).strip()
+    try:
+        number = int(text, 10)
+    except ValueError:
+        number = None
+    if number is None or number < lo or (hi is not None and number > hi):
+        bound = f"from {lo} to {hi}" if hi is not None else f"of at least {lo}"
+        raise usage.UsageError(f"--{name} must be an integer {bound}, not {text!r}")
+    return number
+
+
+class Options(usage.Options):
+    """Command-line options of ``twistd cheesetracker``."""
+
+    synopsis = "[--port P] [--interface IP] [--timeout S] [--max-members N] [--max-per-ip N]"
+    longdesc = (
+        "Run the CheeseCoin tracker, the rendezvous server where members register "
+        "their listening address and learn of up to 10 other members."
+    )
+    optParameters = [
+        ["port", "p", DEFAULT_PORT, "TCP port to listen on, 1-65535 (0: any free port, logged at start)."],
+        ["interface", "i", "0.0.0.0", "IP address to listen on (0.0.0.0: every IPv4 interface; :: for IPv6)."],
+        [
+            "timeout",
+            "t",
+            DEFAULT_TIMEOUT,
+            "Seconds of silence after which a member is removed and its connection closed "
+            "(members PING every 30).",
+        ],
+        [
+            "max-members",
+            None,
+            DEFAULT_MAX_MEMBERS,
+            "Most members registered at once; a REGISTER beyond it gets ERROR busy.",
+        ],
+        [
+            "max-per-ip",
+            None,
+            DEFAULT_MAX_PER_IP,
+            "Most simultaneous connections from one IP address; more are refused.",
+        ],
+    ]
+
+    def postOptions(self) -> None:
+        self["port"] = _integer("port", self["port"], 0, 65535)
+        self["max-members"] = _integer("max-members", self["max-members"], 1)
+        self["max-per-ip"] = _integer("max-per-ip", self["max-per-ip"], 1)
+        text = str(self["timeout"]).strip()
+        try:
+            timeout = float(text)
+        except ValueError:
+            timeout = math.nan
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise usage.UsageError(f"--timeout must be a positive number of seconds, not {text!r}")
+        self["timeout"] = timeout
+        interface = str(self["interface"]).strip()
+        try:
+            self["interface"] = str(ipaddress.ip_address(interface))
+        except ValueError:
+            raise usage.UsageError(
+                f"--interface must be an IP address such as 0.0.0.0 or 127.0.0.1, not {interface!r}"
+            )
+
+
+@implementer(IStreamServerEndpoint)
+class _AnnouncingEndpoint:
+    """Wraps an endpoint: tells the factory once its port is actually listening."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: TrackerFactory) -> None:
+        self._endpoint = endpoint
+        self._factory = factory
+
+    def listen(self, protocolFactory: Any) -> Deferred:
+        def announce(port: IListeningPort) -> IListeningPort:
+            self._factory.listening(port)
+            return port
+
+        return self._endpoint.listen(protocolFactory).addCallback(announce)
+
+
+class _TrackerServerService(StreamServerEndpointService):
+    """Listens for the tracker; a port that cannot be opened stops the start, in one line."""
+
+    # Raise from privilegedStartService rather than run on without a port.
+    _raiseSynchronously = True
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            where = f"{e.interface or '0.0.0.0'}:{e.port}"
+            raise SystemExit(f"cheesetracker: cannot listen on {where}: {e.socketError}")
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise the soft limit on open files towards ``wanted``; return the limit in force."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return wanted if soft == resource.RLIM_INFINITY else soft
+
+
+def makeService(config: Options) -> MultiService:
+    """The tracker: a TCP listening service and the timeout sweep."""
+    from twisted.internet import reactor
+
+    max_members = config["max-members"]
+    fd_limit = raise_fd_limit(max_members + 1024 + _SPARE_FDS)
+    factory = TrackerFactory(
+        timeout=config["timeout"],
+        max_members=max_members,
+        max_per_ip=config["max-per-ip"],
+        max_connections=max(1, min(max_members + 1024, fd_limit - _SPARE_FDS)),
+        clock=reactor,
+    )
+    top = MultiService()
+    tcp = TCP6ServerEndpoint if ipaddress.ip_address(config["interface"]).version == 6 else TCP4ServerEndpoint
+    endpoint = tcp(reactor, config["port"], backlog=LISTEN_BACKLOG, interface=config["interface"])
+    server = _TrackerServerService(_AnnouncingEndpoint(endpoint, factory), factory)
+    server.setName("tracker")
+    server.setServiceParent(top)
+    sweeper = TimerService(factory.sweep_interval, factory.sweep)
+    sweeper.clock = factory.clock
+    sweeper.setName("sweep")
+    sweeper.setServiceParent(top)
+    top.factory = factory  # for tests and tools
+    return top
