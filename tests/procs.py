@@ -1,6 +1,6 @@
 """Starting real trackers and members in subprocesses, for integration tests.
 
-Every service runs as ``python -m twisted -n --pidfile= --logfile=FILE ROLE``
+Every service runs as ``twistd -n --pidfile= --logfile=FILE ROLE`` (with this Python)
 in its own working directory, on free loopback ports; ``Proc.stop`` ends it
 and the ``procs`` fixture (tests/conftest.py) stops whatever a test left.
 """
@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Dict, List, Optional
 
+TWISTD = "from twisted.scripts.twistd import run; run()"  # twistd with this Python
 SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 VECTORS = os.path.join(SHARED, "vectors")
 
@@ -54,7 +55,7 @@ class Proc:
     @classmethod
     def twistd(cls, role: str, options: List[str], cwd: str, name: Optional[str] = None, **kw: Any) -> "Proc":
         name = name or role
-        args = [sys.executable, "-m", "twisted", "-n", "--pidfile=", f"--logfile={name}.log", role] + options
+        args = [sys.executable, "-c", TWISTD, "-n", "--pidfile=", f"--logfile={name}.log", role] + options
         proc = cls(args, cwd, name + ".out", **kw)
         proc.log_path = os.path.join(cwd, f"{name}.log")
         proc.out_path = os.path.join(cwd, f"{name}.out.log")
