@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import __version__, cli_core
+from . import __version__, cli_core, cli_wallet
 
 
 class CliError(Exception):
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cheesecoin {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in (cli_core,):
+    for module in (cli_core, cli_wallet):
         module.register(sub)
     return parser
 
@@ -57,4 +57,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Run the imported module's main: its CliError is the one subcommands raise.
+    from cheesecoin.cli import main as _main
+
+    sys.exit(_main())
