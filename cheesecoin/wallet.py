@@ -141,7 +141,7 @@ def create_wallet(
         raise WalletError(f"{path} already exists; a wallet is never overwritten (use --wallet FILE for another)")
     key = private_key or Ed25519PrivateKey.generate()
     encryption: Any = (
-        serialization.BestAvailableEncryption(passphrase.encode("utf-8"))
+        serialization.BestAvailableEncryption(passphrase.encode("utf-8", "surrogateescape"))
         if passphrase
         else serialization.NoEncryption()
     )
@@ -156,10 +156,11 @@ def create_wallet(
     directory = os.path.dirname(os.path.abspath(path))
     try:
         if not os.path.isdir(directory):
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-        _write_new_file(path, data)
-    except FileExistsError:
-        raise WalletError(f"{path} already exists; a wallet is never overwritten (use --wallet FILE for another)")
+            os.makedirs(directory, mode=0o700)
+        try:
+            _write_new_file(path, data)
+        except FileExistsError:
+            raise WalletError(f"{path} already exists; a wallet is never overwritten (use --wallet FILE for another)")
     except OSError as e:
         raise WalletError(f"cannot write the wallet {path}: {e.strerror or e}")
     return Wallet(path, key)
@@ -213,7 +214,9 @@ def load_wallet(
     document = read_wallet_file(path)
     password: Optional[bytes] = None
     if document["encrypted"]:
-        password = (passphrase or (lambda: ask_passphrase(confirm=False)))().encode("utf-8")
+        password = (passphrase or (lambda: ask_passphrase(confirm=False)))().encode("utf-8", "surrogateescape")
+        if not password:  # encrypted wallets are made with a passphrase
+            raise WalletError(f"wrong passphrase for the wallet {path}")
     try:
         key = serialization.load_pem_private_key(document["private_key"].encode("ascii"), password)
     except ValueError as e:
