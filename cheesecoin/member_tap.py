@@ -1,0 +1,321 @@
+"""``twistd cheesemember``: options and services of a member (PROTOCOL.md s.5 and s.8).
+
+    twistd -n cheesemember [--tracker HOST:PORT] [--port 24331] [--data-dir DIR]
+                           [--network FILE] [--mine | --no-mine] [--miner-address A]
+                           [--api-port 24332] [--miner-port 24333] [--connect HOST:PORT ...]
+
+The stack is loaded from the data directory before the member listens.
+``--reindex`` needs no separate rebuild: every start already rebuilds the
+tree, the ledger and the indexes from the stored cheeses (and refuses a
+corrupted database with a clear message); the flag only logs that it did.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Any, List, Optional, Tuple
+
+from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.python import usage
+from zope.interface import implementer
+
+from .cheese import NetworkError, load_network
+from .member import DEFAULT_PORT, PING_INTERVAL, REFILL_INTERVAL, STATS_INTERVAL, MemberFactory
+from .wire import ADDRESS_RE
+
+DEFAULT_API_PORT = 24332
+DEFAULT_MINER_PORT = 24333
+MEMPOOL_SAVE_INTERVAL = 60.0
+
+log = Logger(namespace="cheesecoin.member")
+
+
+def _integer(name: str, value: Any, lo: int, hi: Optional[int] = None) -> int:
+    text = str(value).strip()
+    try:
+        number = int(text, 10)
+    except ValueError:
+        number = None
+    if number is None or number < lo or (hi is not None and number > hi):
+        bound = f"from {lo} to {hi}" if hi is not None else f"of at least {lo}"
+        raise usage.UsageError(f"--{name} must be an integer {bound}, not {text!r}")
+    return number
+
+
+def _interface(name: str, value: str) -> str:
+    text = str(value).strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise usage.UsageError(f"--{name} must be an IP address such as 0.0.0.0 or 127.0.0.1, not {text!r}")
+
+
+def parse_host_port(name: str, value: str) -> Tuple[str, int]:
+    """HOST:PORT (or [V6]:PORT) -> (host, port); UsageError naming --name otherwise."""
+    text = str(value).strip()
+    host, sep, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or any(c.isspace() for c in host) or len(host) > 255:
+        raise usage.UsageError(f"--{name} must be HOST:PORT, such as 127.0.0.1:24331, not {text!r}")
+    try:
+        port = int(port_text, 10)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise usage.UsageError(f"--{name} must be HOST:PORT with a port from 1 to 65535, not {text!r}")
+    return host, port
+
+
+class Options(usage.Options):
+    """Command-line options of ``twistd cheesemember``."""
+
+    synopsis = "[--tracker HOST:PORT] [--port P] [--data-dir DIR] [--network FILE] [--mine] [options]"
+    longdesc = (
+        "Run a CheeseCoin member: a full node that keeps the cheese stack in its data "
+        "directory, talks to other members, serves the HTTP API and the miner port, "
+        "and mines with --mine."
+    )
+    optFlags = [
+        ["mine", None, "Mine cheeses with every core (or --mining-workers), paying the member's wallet."],
+        ["no-mine", None, "Do not mine (the default)."],
+        ["reindex", None, "Rebuild the stack's indexes and ledger from the stored cheeses (every start does)."],
+    ]
+    optParameters = [
+        ["tracker", "t", None, "The tracker to register with, HOST:PORT (without it: alone, or --connect peers)."],
+        ["port", "p", DEFAULT_PORT, "TCP port for other members (1-65535; 0 picks a free one, which is logged)."],
+        ["interface", "i", "0.0.0.0", "IP address the member port listens on."],
+        ["data-dir", "d", "cheesecoin-data", "Directory of the stack database, mempool and wallet."],
+        ["network", "n", None, "Network file (a JSON Blue Cheese); default: the cheesecoin network."],
+        ["miner-address", None, None, "Address (64 hex characters) paid for mined cheeses; default: the member's wallet."],
+        ["mining-workers", None, 0, "Mining processes; 0 uses every core."],
+        ["api-port", None, DEFAULT_API_PORT, "TCP port of the HTTP API and explorer."],
+        ["api-interface", None, "127.0.0.1", "IP address the HTTP API listens on."],
+        ["miner-port", None, DEFAULT_MINER_PORT, "TCP port for external miners (WORK/SUBMIT)."],
+        ["miner-interface", None, "127.0.0.1", "IP address the miner port listens on."],
+        ["peers", None, 8, "Number of peers to keep connected."],
+        ["max-inbound", None, 32, "Most inbound member connections at once."],
+        ["max-per-ip", None, 64, "Most member connections from one IP address."],
+        ["host", None, None, "Host name or address to advertise to the tracker (default: as the tracker sees us)."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["connect"] = []
+
+    def opt_connect(self, value: str) -> None:
+        """Connect to the member at HOST:PORT and keep connected (repeatable)."""
+        self["connect"].append(parse_host_port("connect", value))
+
+    def postOptions(self) -> None:
+        if self["mine"] and self["no-mine"]:
+            raise usage.UsageError("--mine and --no-mine contradict each other")
+        self["port"] = _integer("port", self["port"], 0, 65535)
+        self["api-port"] = _integer("api-port", self["api-port"], 0, 65535)
+        self["miner-port"] = _integer("miner-port", self["miner-port"], 0, 65535)
+        self["mining-workers"] = _integer("mining-workers", self["mining-workers"], 0, 1024)
+        self["peers"] = _integer("peers", self["peers"], 0, 1000)
+        self["max-inbound"] = _integer("max-inbound", self["max-inbound"], 0, 100000)
+        self["max-per-ip"] = _integer("max-per-ip", self["max-per-ip"], 1, 100000)
+        for name in ("interface", "api-interface", "miner-interface"):
+            self[name] = _interface(name, self[name])
+        if self["tracker"] is not None:
+            self["tracker"] = parse_host_port("tracker", self["tracker"])
+        host = self["host"]
+        if host is not None and (not host.strip() or len(host) > 255 or any(c.isspace() for c in host)):
+            raise usage.UsageError(f"--host must be a host name or address, not {host!r}")
+        address = self["miner-address"]
+        if address is not None and not ADDRESS_RE.match(address):
+            raise usage.UsageError("--miner-address must be an address: 64 lowercase hex characters")
+        data_dir = str(self["data-dir"]).strip()
+        if not data_dir:
+            raise usage.UsageError("--data-dir must not be empty")
+        if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+            raise usage.UsageError(f"--data-dir {data_dir} exists and is not a directory")
+        self["data-dir"] = os.path.abspath(data_dir)
+        try:
+            self["network-object"] = load_network(self["network"])
+        except NetworkError as e:
+            raise usage.UsageError(str(e))
+
+
+@implementer(IStreamServerEndpoint)
+class _ListeningEndpoint:
+    """Wraps an endpoint and calls ``on_listen(port)`` once it listens."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint, on_listen: Any) -> None:
+        self._endpoint = endpoint
+        self._on_listen = on_listen
+
+    def listen(self, protocolFactory: Any) -> Deferred:
+        def listening(port: IListeningPort) -> IListeningPort:
+            self._on_listen(port)
+            return port
+
+        return self._endpoint.listen(protocolFactory).addCallback(listening)
+
+
+class _ServerService(StreamServerEndpointService):
+    """A listening service that stops the start with one clear line if the port is taken."""
+
+    _raiseSynchronously = True
+
+    def __init__(self, what: str, endpoint: IStreamServerEndpoint, factory: Any) -> None:
+        super().__init__(endpoint, factory)
+        self.what = what
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            raise SystemExit(f"cheesemember: cannot listen for {self.what} on {e.interface or '0.0.0.0'}:{e.port}: {e.socketError}")
+
+
+class _Shutdown(Service):
+    """Saves the mempool and closes the stack when the member stops."""
+
+    def __init__(self, node: Any, manager: MemberFactory) -> None:
+        self.node = node
+        self.manager = manager
+
+    def save_mempool(self) -> None:
+        try:
+            self.node.save_mempool()
+        except OSError as e:
+            log.warn("Cannot save the mempool: {why}", why=e)
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.manager.close_all()
+        self.save_mempool()
+        self.node.stack.close()
+        log.info("Member stopped at height {height}", height=self.node.stack.height)
+
+
+def _endpoint(reactor: Any, interface: str, port: int) -> IStreamServerEndpoint:
+    if ipaddress.ip_address(interface).version == 6:
+        return TCP6ServerEndpoint(reactor, port, interface=interface)
+    return TCP4ServerEndpoint(reactor, port, interface=interface)
+
+
+def _timer(parent: MultiService, name: str, interval: float, call: Any, clock: Any) -> None:
+    timer = TimerService(interval, call)
+    timer.clock = clock
+    timer.setName(name)
+    timer.setServiceParent(parent)
+
+
+def makeService(config: Options) -> MultiService:
+    """The member: stack, node, peer manager, listeners, tracker link, timers, API, miner."""
+    from twisted.internet import reactor
+
+    from .node import MemberNode
+    from .storage import StorageError, open_stack
+
+    network = config.get("network-object") or load_network(config["network"])
+    data_dir = config["data-dir"]
+    try:
+        stack = open_stack(data_dir, network)
+    except (StorageError, OSError) as e:
+        raise SystemExit(f"cheesemember: {e}")
+    if config["reindex"]:
+        log.info("Reindexed {n} stored cheeses", n=len(stack.nodes))
+    node = MemberNode(stack, data_dir=data_dir)
+    restored = node.load_mempool()
+    log.info(
+        "Loaded the stack of {network} from {dir}: height {height}, tip {tip} ({txs} pending transactions)",
+        network=network.name,
+        dir=data_dir,
+        height=stack.height,
+        tip=stack.tip.smell,
+        txs=restored,
+    )
+
+    from .api import make_site
+    from .miner_port import MinerPortFactory
+    from .wallet import member_address
+
+    miner_address = config["miner-address"] or member_address(data_dir)
+
+    top = MultiService()
+    manager = MemberFactory(
+        node,
+        reactor=reactor,
+        target_peers=config["peers"],
+        max_inbound=config["max-inbound"],
+        max_per_ip=config["max-per-ip"],
+    )
+    for host, port in config["connect"]:
+        manager.add_persistent(host, port)
+    shutdown = _Shutdown(node, manager)  # first child: stopped last
+    shutdown.setName("shutdown")
+    shutdown.setServiceParent(top)
+
+    def listening(port: IListeningPort) -> None:
+        manager.listen_port = port.getHost().port
+        log.info(
+            "Member {node_id} listening on {host}:{port} (network {network}, height {height}, target {peers} peers)",
+            node_id=node.node_id,
+            host=config["interface"],
+            port=manager.listen_port,
+            network=network.name,
+            height=stack.height,
+            peers=config["peers"],
+        )
+        manager.refill()
+
+    server = _ServerService("members", _ListeningEndpoint(_endpoint(reactor, config["interface"], config["port"]), listening), manager)
+    server.setName("member")
+    server.setServiceParent(top)
+
+    def api_listening(port: IListeningPort) -> None:
+        log.info("HTTP API on http://{host}:{port}/", host=config["api-interface"], port=port.getHost().port)
+
+    api = _ServerService(
+        "the HTTP API",
+        _ListeningEndpoint(_endpoint(reactor, config["api-interface"], config["api-port"]), api_listening),
+        make_site(node),
+    )
+    api.setName("api")
+    api.setServiceParent(top)
+
+    def miner_listening(port: IListeningPort) -> None:
+        log.info("Miner port on {host}:{port}", host=config["miner-interface"], port=port.getHost().port)
+
+    miner_port = _ServerService(
+        "miners",
+        _ListeningEndpoint(_endpoint(reactor, config["miner-interface"], config["miner-port"]), miner_listening),
+        MinerPortFactory(node, miner_address),
+    )
+    miner_port.setName("miner-port")
+    miner_port.setServiceParent(top)
+
+    if config["tracker"] is not None:
+        from .tracker_client import TrackerLink
+
+        host, port = config["tracker"]
+        link = TrackerLink(manager, host, port, advertised_host=config["host"], reactor=reactor)
+        link.service.setServiceParent(top)
+
+    if config["mine"]:
+        from .mining import MiningService
+
+        miner = MiningService(node, miner_address, config["mining-workers"])
+        miner.setName("mining")
+        miner.setServiceParent(top)
+        log.info("Mining for {address}", address=miner_address)
+
+    _timer(top, "ping", PING_INTERVAL, manager.ping_all, reactor)
+    _timer(top, "compare-stacks", STATS_INTERVAL, manager.compare_stacks, reactor)
+    _timer(top, "refill", REFILL_INTERVAL, manager.tick, reactor)
+    _timer(top, "save-mempool", MEMPOOL_SAVE_INTERVAL, shutdown.save_mempool, reactor)
+    top.node = node  # for tests and tools
+    top.manager = manager
+    return top

@@ -1,0 +1,139 @@
+# The member's link to the tracker (PROTOCOL.md section 2), client side.
+#
+# Messages it sends: {"type":"REGISTER","port":P[,"host":H]} on every
+# (re)connect, {"type":"GET_PEERS"} when the member needs peers, and
+# {"type":"PING"} every 30 s. It reads PEERS (fed to the peer manager),
+# PONG, OK and ERROR (logged); it never answers an ERROR.
+"""``TrackerLink``: a ``ClientService`` that keeps the member registered."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .lineproto import JsonLineProtocol
+
+PING_INTERVAL = 30.0
+
+
+class TrackerClientProtocol(JsonLineProtocol):
+    """One connection to the tracker: REGISTER, then PING every 30 s."""
+
+    def __init__(self, link: "TrackerLink") -> None:
+        super().__init__()
+        self.link = link
+        self.registered = False
+        self._pinger: Optional[LoopingCall] = None
+
+    def connectionMade(self) -> None:
+        self.link.connected(self)
+        self.send(self.link.register_message())
+        self._pinger = LoopingCall(self.send, {"type": "PING"})
+        self._pinger.clock = self.link.clock
+        self._pinger.start(PING_INTERVAL, now=False)
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self.closing = True
+        if self._pinger is not None and self._pinger.running:
+            self._pinger.stop()
+        self.link.disconnected(self)
+
+    def msg_PEERS(self, msg: dict) -> None:
+        peers = msg.get("peers")
+        if not isinstance(peers, list):
+            return
+        if not self.registered:
+            self.registered = True
+            self.link.log.info(
+                "Registered with the tracker at {tracker} as port {port} ({n} other members offered)",
+                tracker=self.link.address,
+                port=self.link.manager.listen_port,
+                n=len(peers),
+            )
+        self.link.manager.add_addresses(peers[:100], "tracker")
+
+    def msg_PONG(self, msg: dict) -> None:
+        pass
+
+    def msg_OK(self, msg: dict) -> None:
+        pass
+
+    def msg_ERROR(self, msg: dict) -> None:
+        self.link.log.warn(
+            "The tracker says: ERROR {code} {text}",
+            code=str(msg.get("code"))[:40],
+            text=str(msg.get("message", ""))[:200],
+        )
+
+
+class _TrackerFactory(Factory):
+    noisy = False
+
+    def __init__(self, link: "TrackerLink") -> None:
+        self.link = link
+
+    def buildProtocol(self, addr: Any) -> TrackerClientProtocol:
+        return TrackerClientProtocol(self.link)
+
+
+class TrackerLink:
+    """Keeps a connection to the tracker (reconnecting with backoff) and feeds
+    the PEERS it hears to ``manager`` (a MemberFactory); ``service`` is the
+    ClientService to add to the member's MultiService."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        manager: Any,
+        host: str,
+        port: int,
+        advertised_host: Optional[str] = None,
+        reactor: Optional[IReactorTime] = None,
+        endpoint: Optional[IStreamClientEndpoint] = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor  # type: ignore[assignment]
+        self.manager = manager
+        self.clock = reactor
+        self.address = f"{host}:{port}"
+        self.advertised_host = advertised_host
+        self.protocol: Optional[TrackerClientProtocol] = None
+        if endpoint is None:
+            endpoint = HostnameEndpoint(reactor, host, port, timeout=10)
+        self.service = ClientService(
+            endpoint, _TrackerFactory(self), retryPolicy=backoffPolicy(initialDelay=1.0, maxDelay=60.0), clock=reactor
+        )
+        self.service.setName("tracker-client")
+        manager.tracker = self
+
+    def register_message(self) -> dict:
+        msg: dict = {"type": "REGISTER", "port": self.manager.listen_port}
+        if self.advertised_host:
+            msg["host"] = self.advertised_host
+        return msg
+
+    def connected(self, proto: TrackerClientProtocol) -> None:
+        self.protocol = proto
+        self.log.info("Connected to the tracker at {tracker}", tracker=self.address)
+
+    def disconnected(self, proto: TrackerClientProtocol) -> None:
+        if self.protocol is proto:
+            self.protocol = None
+            self.log.info("Lost the tracker at {tracker}; reconnecting", tracker=self.address)
+
+    def request_peers(self) -> bool:
+        """Ask the tracker for members (GET_PEERS); False when not connected."""
+        if self.protocol is None or self.protocol.closing:
+            return False
+        self.protocol.send({"type": "GET_PEERS"})
+        return True
