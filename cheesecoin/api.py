@@ -135,7 +135,7 @@ class JsonResource(Resource):
             if method == "HEAD":
                 method = "GET"
             segments = _segments(request.postpath)
-            if segments is None or len(segments) != self.segment_count:
+            if len(segments) != self.segment_count:
                 raise ApiError(404, "not-found", f"no such API path: {_shown_path(request)}")
             handler = getattr(self, "answer_" + method.lower(), None)
             if handler is None or not method.isalpha():
@@ -154,12 +154,9 @@ class JsonResource(Resource):
             return _answer(request, 500, _error_body(ApiError(500, "internal", "the member failed to answer")))
 
 
-def _segments(postpath: Sequence[bytes]) -> Optional[List[str]]:
-    """Decoded path segments, a trailing slash dropped; None if not UTF-8."""
-    try:
-        parts = [p.decode("utf-8") for p in postpath]
-    except UnicodeDecodeError:
-        return None
+def _segments(postpath: Sequence[bytes]) -> List[str]:
+    """Decoded path segments (bad UTF-8 replaced), a trailing slash dropped."""
+    parts = [p.decode("utf-8", "replace") for p in postpath]
     if parts and parts[-1] == "":
         parts.pop()
     return parts
