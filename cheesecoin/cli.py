@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import __version__, cli_core, cli_wallet
+from . import __version__, cli_core, cli_wallet, external_miner
 
 
 class CliError(Exception):
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cheesecoin {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in (cli_core, cli_wallet):
+    for module in (cli_core, cli_wallet, external_miner):
         module.register(sub)
     return parser
 

@@ -78,13 +78,19 @@ class MinerPortFactory(Factory):
         self.current: Optional[Job] = None
         # Job numbers differ across restarts, so an old job is never taken for a new one.
         self._next_id = random.randrange(1, 2**31)
+        self.stopped = False
         self.feed = TemplateFeed(node, self._template_changed, clock, tx_delay)
 
     def startFactory(self) -> None:
+        self.stopped = False
         self.feed.start()
 
     def stopFactory(self) -> None:
+        """The port closed: stop following the node and let the miners go (they reconnect)."""
+        self.stopped = True
         self.feed.stop()
+        for client in list(self.clients):
+            client.close()
 
     def current_job(self) -> Job:
         """The job on the current template (made now if the template changed)."""
@@ -106,6 +112,8 @@ class MinerPortFactory(Factory):
 
     def submit(self, job_id: Any, nonce: int, who: str = "?") -> str:
         """Complete job ``job_id`` with ``nonce`` and submit it; its smell, or ProtocolError."""
+        if self.stopped:
+            raise ProtocolError("busy", "the member is shutting down")
         job = self.jobs.get(job_id) if isinstance(job_id, int) else None
         if job is None:
             raise ProtocolError("stale", f"job {str(job_id)[:40]} is unknown (too old?)")

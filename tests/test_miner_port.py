@@ -235,8 +235,15 @@ def test_a_closed_connection_gets_no_more_work() -> None:
     assert client.received() == [] and factory.current is None  # no template built for nobody
 
 
-def test_stopped_factory_stops_listening_to_the_node() -> None:
+def test_stopped_factory_stops_listening_to_the_node_and_lets_miners_go() -> None:
     node, factory, _ = setup()
+    client = Client(factory)
+    (work,) = client.received()
     assert node.tip_listeners and node.tx_listeners
     factory.doStop()
     assert not node.tip_listeners and not node.tx_listeners
+    assert client.transport.disconnecting
+    # a SUBMIT already on its way when the port closed is not stored (the store may be closed)
+    client.proto.closing = False
+    reply = client.ask({"type": "SUBMIT", "job": work["job"], "nonce": good_nonce(work)})
+    assert (reply["type"], reply["code"]) == ("ERROR", "busy") and node.stack.height == 0
