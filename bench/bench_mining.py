@@ -1,0 +1,201 @@
+"""Benchmark of mining: hash rates against a plain hashlib loop, and the reactor's latency.
+
+Measured in one run, on this machine:
+
+- the raw limits: a plain ``hashlib.sha1(prefix + nonce).digest()`` loop on
+  one core, and the same loop on every core at once (``multiprocessing``);
+- ``search_nonce`` on one thread (the midstate inner loop);
+- the built-in miner (``MiningService``, every core: worker processes) on a
+  real member node whose difficulty is set out of reach, so it hashes
+  without ever restarting; ratio against the plain all-core loop (goal
+  >= 0.9) and against our single-thread search (goal >= 1.8 on 2 cores);
+- the external miner (``ExternalMiner``, the core of ``cheesecoin mine``,
+  N processes) mining WORK from a real ``MinerPortFactory`` over TCP;
+- the reactor's PING round trip (p50 and max) on a JSON-line server in the
+  miner's process while the built-in miner runs with processes, then with
+  its single thread (which shares Python's interpreter lock).
+
+    .venv/bin/python bench/bench_mining.py [--quick]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Any, Dict, List
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from common import figure, print_table  # noqa: E402
+
+from cheesecoin.cheese import preimage_prefix  # noqa: E402
+from cheesecoin.pow import NONCE_LIMIT, search_nonce  # noqa: E402
+
+PREFIX = preimage_prefix("ab" * 20, 123, 1795300000, 24, "cd" * 20)
+UNREACHABLE_BITS = 64  # no nonce is found in a benchmark's lifetime
+
+
+def plain_loop(seconds: float) -> float:
+    """Hashes per second of the plainest SHA1 loop over preimages (one core)."""
+    sha1 = hashlib.sha1
+    prefix = PREFIX.encode("ascii")
+    n = 10**12
+    done = 0
+    deadline = time.perf_counter() + seconds
+    started = time.perf_counter()
+    while time.perf_counter() < deadline:
+        for i in range(n, n + 20_000):
+            sha1(prefix + b"%d" % i).digest()
+        n += 20_000
+        done += 20_000
+    return done / (time.perf_counter() - started)
+
+
+def plain_all_cores(seconds: float, cores: int, rounds: int) -> float:
+    """The plain loop on every core at once: the best of ``rounds`` windows."""
+    with multiprocessing.get_context("spawn").Pool(cores) as pool:
+        pool.map(plain_loop, [0.2] * cores)  # the workers are up and warm
+        return max(sum(pool.map(plain_loop, [seconds] * cores)) for _ in range(rounds))
+
+
+def search_single(seconds: float) -> float:
+    """Hashes per second of search_nonce on this thread."""
+    done = [0]
+    deadline = time.perf_counter() + seconds
+    started = time.perf_counter()
+    search_nonce(PREFIX, UNREACHABLE_BITS, 10**12, NONCE_LIMIT, lambda: time.perf_counter() > deadline, 4096,
+                 lambda n: done.__setitem__(0, done[0] + n))
+    return done[0] / (time.perf_counter() - started)
+
+
+# -- the reactor part ---------------------------------------------------------------------------
+
+
+def _pinger(port: int, seconds: float, out: List[float]) -> None:
+    """A blocking client (its own thread): PING, wait for PONG, every 10 ms."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        reader = sock.makefile("rb")
+        deadline = time.perf_counter() + seconds
+        i = 0
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            sock.sendall(b'{"type":"PING","id":%d}\n' % i)
+            reply = json.loads(reader.readline())
+            assert reply == {"type": "PONG", "id": i}, reply
+            out.append(time.perf_counter() - started)
+            i += 1
+            time.sleep(0.01)
+
+
+def _percentile(values: List[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def reactor_figures(seconds: float, rounds: int, cores: int, plain_all: float, single: float) -> List[Dict[str, Any]]:
+    from twisted.internet import defer, reactor
+    from twisted.internet.protocol import Factory
+    from twisted.internet.task import deferLater
+    from twisted.internet.threads import deferToThread
+
+    from cheesecoin.external_miner import Console, ExternalMiner
+    from cheesecoin.lineproto import JsonLineProtocol
+    from cheesecoin.miner_port import MinerPortFactory
+    from cheesecoin.mining import MiningService
+    from cheesecoin.node import MemberNode
+    from cheesecoin.stack import CheeseStack
+    from cheesecoin.testing import make_network
+
+    class Ping(JsonLineProtocol):
+        def msg_PING(self, msg: dict) -> None:
+            self.reply(msg, {"type": "PONG"})
+
+    def new_node() -> MemberNode:
+        node = MemberNode(CheeseStack(make_network("bench", bits=1)))
+        node.stack.next_bits = lambda parent: UNREACHABLE_BITS  # type: ignore[method-assign]
+        return node
+
+    figures: List[Dict[str, Any]] = []
+    address = "ab" * 32
+
+    def sleep(t: float) -> defer.Deferred:
+        return deferLater(reactor, t, lambda: None)
+
+    @defer.inlineCallbacks
+    def rate_of(meter: Any) -> Any:
+        """The best of ``rounds`` windows of hashes counted by ``meter``."""
+        yield sleep(1.0)  # workers start, import, report
+        best = 0.0
+        for _ in range(rounds):
+            before, started = meter.total, time.perf_counter()
+            yield sleep(seconds)
+            best = max(best, (meter.total - before) / (time.perf_counter() - started))
+        return best
+
+    @defer.inlineCallbacks
+    def main() -> Any:
+        ping_port = reactor.listenTCP(0, Factory.forProtocol(Ping), interface="127.0.0.1").getHost().port
+        for workers, label in ((cores, f"{cores} processes"), (1, "1 thread")):
+            service = MiningService(new_node(), address, workers, reactor=reactor)
+            service.startService()
+            rtts: List[float] = []
+            pinging = deferToThread(_pinger, ping_port, seconds * rounds + 1.0, rtts)
+            rate = yield rate_of(service.meter)
+            yield pinging
+            yield service.stopService()
+            if workers == cores:
+                figures.append(figure(f"built-in miner, {label}", rate, "H/s", plain_all, "plain hashlib, all cores",
+                                      goal=">= 0.9"))
+                figures.append(figure(f"built-in miner, {label}, vs our single thread", rate, "H/s", single,
+                                      "search_nonce, 1 thread", goal=">= 1.8 on 2 cores"))
+            else:
+                figures.append(figure(f"built-in miner, {label}", rate, "H/s", single, "search_nonce, 1 thread"))
+            figures.append(figure(f"reactor PING p50 while mining ({label})", _percentile(rtts, 0.5) * 1000, "ms"))
+            figures.append(figure(f"reactor PING max while mining ({label})", max(rtts) * 1000, "ms",
+                                  goal="< 100"))
+        factory = MinerPortFactory(new_node(), address, clock=reactor)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        miner = ExternalMiner("127.0.0.1", port.getHost().port, cores, reactor, Console(io.StringIO(), tty=False))
+        miner.start()
+        rate = yield rate_of(miner.meter)
+        yield miner.stop()
+        yield port.stopListening()
+        figures.append(figure(f"external miner, {cores} processes", rate, "H/s", plain_all,
+                              "plain hashlib, all cores", goal=">= 0.9"))
+
+    result: List[Any] = []
+    d = main()
+    d.addBoth(result.append)
+    d.addBoth(lambda _: reactor.stop())
+    reactor.run()
+    if result and hasattr(result[0], "raiseException"):
+        result[0].raiseException()
+    return figures
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Run the benchmark; return its figures."""
+    # Rates are the best of a few windows: other work on the machine only ever lowers them.
+    seconds, rounds = (1.0, 2) if quick else (2.0, 3)
+    cores = os.cpu_count() or 1
+    plain_one = max(plain_loop(seconds) for _ in range(rounds))
+    plain_all = plain_all_cores(seconds, cores, rounds)
+    single = max(search_single(seconds) for _ in range(rounds))
+    figures = [
+        figure("plain hashlib SHA1 loop, 1 core", plain_one, "H/s"),
+        figure(f"plain hashlib SHA1 loop, {cores} cores", plain_all, "H/s", plain_one, "plain, 1 core"),
+        figure("search_nonce, 1 thread", single, "H/s", plain_one, "plain hashlib, 1 core", goal=">= 1"),
+    ]
+    return figures + reactor_figures(seconds, rounds, cores, plain_all, single)
+
+
+if __name__ == "__main__":
+    print_table(run(quick="--quick" in sys.argv[1:]))
