@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from typing import Any, List, Optional, Set
 
@@ -97,9 +98,18 @@ def bad_signature_cheeses(cheeses: List[dict], workers: int) -> Set[int]:
     else:
         size = max(256, len(items) // (workers * 8) + 1)
         chunks = [items[k : k + size] for k in range(0, len(items), size)]
-        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-        with ctx.Pool(workers) as pool:
+        # fork is quick and safe in a single-threaded process (the command);
+        # with other threads running (inside a service) it can deadlock.
+        method = "fork" if threading.active_count() == 1 else "forkserver"
+        if method not in multiprocessing.get_all_start_methods():
+            method = "spawn"
+        ctx = multiprocessing.get_context(method)
+        pool = ctx.Pool(workers)
+        try:
             results = pool.map(verify_batch, chunks)
+        finally:
+            pool.close()  # let the workers finish and exit; terminate() can leave a queue lock held
+            pool.join()
         bad = [k * size + j for k, r in enumerate(results) for j in r]
     return {owners[j] for j in bad}
 
