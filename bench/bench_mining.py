@@ -27,7 +27,6 @@ import multiprocessing
 import os
 import socket
 import sys
-import threading
 import time
 from typing import Any, Dict, List
 

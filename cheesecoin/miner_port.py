@@ -10,7 +10,9 @@ Messages, JSON lines:
   ``{"type":"SUBMIT_REPLY","job":J,"accepted":true,"smell":S}``, or
   ``ERROR stale`` (the job is unknown or its parent is no longer the best
   tip) or ``ERROR invalid-cheese`` (the smell misses the bits, or the node
-  refuses the cheese). ``id`` is echoed.
+  refuses the cheese). ``id`` is echoed. A stale SUBMIT is a race every
+  miner loses now and then, so it does not count towards the 10 errors
+  after which a connection is closed.
 
 The factory keeps the ``MAX_JOBS`` most recent jobs; an accepted cheese goes
 through ``node.submit_cheese(cheese, source="miner")``, so it is stored and
@@ -49,6 +51,14 @@ class MinerPortProtocol(JsonLineProtocol):
 
     def send_work(self, job: Job) -> None:
         self.send(job.work_message())
+
+    def send_error(self, code: str, text: str, msg_id: Any = None) -> None:
+        # Every miner loses a race now and then (a cheese found just as the
+        # tip moved): a stale SUBMIT is not misbehaviour, so it does not count
+        # towards the connection's MAX_ERRORS.
+        if code == "stale":
+            self.errors -= 1
+        super().send_error(code, text, msg_id)
 
     def msg_SUBMIT(self, msg: dict) -> None:
         job_id = msg.get("job")

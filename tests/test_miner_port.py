@@ -146,6 +146,15 @@ def test_unknown_job_is_stale(job: Any) -> None:
     assert (reply["type"], reply["code"], reply["id"]) == ("ERROR", "stale", "x")
 
 
+def test_stale_submits_do_not_close_the_connection() -> None:
+    _, factory, _ = setup()
+    client = Client(factory)
+    client.received()
+    for i in range(30):
+        assert client.ask({"type": "SUBMIT", "job": "old", "nonce": i})["code"] == "stale"
+    assert not client.transport.disconnecting and client.proto.errors == 0
+
+
 def test_only_recent_jobs_are_kept() -> None:
     node, factory, clock = setup(bits=4)
     client = Client(factory)
