@@ -37,15 +37,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import random
 import re
 from collections import Counter, OrderedDict
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -55,7 +56,7 @@ from .errors import InvalidCheese, InvalidTx, ProtocolError
 from .lineproto import JsonLineProtocol
 from .node import MemberNode
 from .stack import AddResult
-from .tx import check_tx_format, txid
+from .tx import check_tx_format, txid, verify_signature
 
 DEFAULT_PORT = 24331
 PROTOCOL_VERSION = 1
@@ -132,6 +133,18 @@ def _get_work(msg: dict, key: str = "work") -> int:
 
 def _id_suffix(msg_id: Any) -> str:
     return "" if msg_id is None else ',"id":' + json.dumps(msg_id, ensure_ascii=False)
+
+
+def signed_cheeses(cheeses: List[dict], offset: int = 0) -> Set[int]:
+    """Indices (plus ``offset``) of the cheeses whose transactions are all well
+    formed and correctly signed. Pure; runs in worker threads during a sync."""
+    out = set()
+    for i, cheese in enumerate(cheeses):
+        info = cheese.get("unit_of_information")
+        txs = info.get("transactions") if isinstance(info, dict) else None
+        if isinstance(txs, list) and all(check_tx_format(tx) is None and verify_signature(tx) for tx in txs):
+            out.add(i + offset)
+    return out
 
 
 class MemberProtocol(JsonLineProtocol):
@@ -421,6 +434,8 @@ class Download:
         self.start_height = manager.node.stack.height
         self.done: Deferred = Deferred()
         self.long = peer.peer_height - self.start_height >= SYNC_LOG_THRESHOLD
+        self._queue: List[Tuple[List[dict], bool]] = []  # received chunks not applied yet
+        self._busy = False
 
     def start(self) -> None:
         self.peer.download = self
@@ -445,7 +460,8 @@ class Download:
             self.peer.sync_idle_until = self.manager.clock.seconds() + STATS_INTERVAL
         elif not failure.check(ConnectionLost, RemoteError):
             self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
-        self.finish()
+        self._queue.append(([], True))  # apply what was received, then stop
+        self._drain()
 
     def _got(self, reply: dict) -> None:
         if self.finished:
@@ -456,7 +472,8 @@ class Download:
             self.finish()
             return
         if not cheeses:
-            self.finish()
+            self._queue.append(([], True))  # the end, once what was received is applied
+            self._drain()
             return
         last = cheeses[-1].get("smell")
         if not isinstance(last, str) or not wire.SMELL_RE.match(last) or last == self.last_smell:
@@ -468,7 +485,31 @@ class Download:
         if not at_end:  # pipelining: the next chunk is on its way while we check this one
             self._ask([last] + self.manager.node.stack.locator())
         self.received += len(cheeses)
-        added, error = self.manager.apply_chunk(self.peer, cheeses)
+        self._queue.append((cheeses, at_end))
+        self._drain()
+
+    def _drain(self) -> None:
+        """Check the next received chunk's signatures (in threads), then apply it."""
+        if self._busy or not self._queue or self.finished:
+            return
+        cheeses, at_end = self._queue.pop(0)
+        if not cheeses:
+            self.finish()
+            return
+        self._busy = True
+        d = self.manager.verify_signatures(cheeses)
+        d.addCallback(self._apply, cheeses, at_end)
+        d.addErrback(self._broken)
+
+    def _broken(self, failure: Failure) -> None:
+        self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
+        self.finish()
+
+    def _apply(self, signed: Set[int], cheeses: List[dict], at_end: bool) -> None:
+        self._busy = False
+        if self.finished:
+            return
+        added, error = self.manager.apply_chunk(self.peer, cheeses, signed)
         self.added += added
         if error is not None:
             if error.permanent:
@@ -491,6 +532,8 @@ class Download:
             )
         if at_end:
             self.finish()
+        else:
+            self._drain()
 
     def finish(self) -> None:
         if self.finished:
@@ -500,10 +543,10 @@ class Download:
             self.peer.download = None
         if self.added == 0:
             self.peer.sync_idle_until = max(self.peer.sync_idle_until, self.manager.clock.seconds() + STATS_INTERVAL)
-        elif self.long or self.added >= MAX_COUNT:
+        elif self.long or self.added >= RELAY_TAIL:
             stack = self.manager.node.stack
             self.manager.log.info(
-                "Synced from {peer}: {added} cheeses in {secs:.1f} s, height {height} tip {tip}",
+                "Synced from {peer}: {added} cheeses in {secs:.2f} s, height {height} tip {tip}",
                 peer=self.peer.label(),
                 added=self.added,
                 secs=self.manager.clock.seconds() - self.started,
@@ -575,6 +618,7 @@ class MemberFactory(Factory):
         self.dialer: Dialer = dialer or self._dial_tcp
         self.rng = rng or random.Random()
         self.ban_seconds = ban_seconds
+        self.verify_in_threads = IReactorThreads.providedBy(reactor)
         self.listen_port: Optional[int] = None
         self.tracker: Any = None  # has request_peers()
         self.peers: Dict[str, MemberProtocol] = {}  # node_id -> handshaken connection
@@ -936,13 +980,36 @@ class MemberFactory(Factory):
     def download_finished(self, download: Download) -> None:
         self.maybe_sync()
 
-    def apply_chunk(self, proto: MemberProtocol, cheeses: List[dict]) -> Tuple[int, Optional[InvalidCheese]]:
-        """Add downloaded cheeses in one batch; (added, the first InvalidCheese or None)."""
+    def verify_signatures(self, cheeses: List[dict]) -> Deferred:
+        """Deferred set of the indices of ``cheeses`` whose transactions are all
+        well formed and signed: in the CPU thread pool (one part per core) with
+        a real reactor, at once with a fake clock."""
+        if not self.verify_in_threads or len(cheeses) < 2:
+            return succeed(signed_cheeses(cheeses))
+        from .cputhreadpool import defer_to_cpu
+
+        parts = max(1, min(os.cpu_count() or 1, len(cheeses)))
+        size = -(-len(cheeses) // parts)
+        jobs = [
+            defer_to_cpu(signed_cheeses, cheeses[i : i + size], i, reactor=self.reactor)
+            for i in range(0, len(cheeses), size)
+        ]
+
+        def union(results: List[Set[int]]) -> Set[int]:
+            return set().union(*results)
+
+        return gatherResults(jobs, consumeErrors=True).addCallback(union)
+
+    def apply_chunk(
+        self, proto: MemberProtocol, cheeses: List[dict], signed: Set[int] = frozenset()
+    ) -> Tuple[int, Optional[InvalidCheese]]:
+        """Add downloaded cheeses in one batch; (added, the first InvalidCheese or None).
+        Signatures are not checked again for the cheeses in ``signed``."""
         added = 0
         with self.relay_batch(proto), self.node.stack.batch():
-            for cheese in cheeses:
+            for i, cheese in enumerate(cheeses):
                 try:
-                    result = self.node.submit_cheese(cheese, proto)
+                    result = self.node.submit_cheese(cheese, proto, check_signatures=i not in signed)
                 except InvalidCheese as e:
                     return added, e
                 if result.status == "added":

@@ -77,6 +77,8 @@ class AddResult:
 
     def abandoned_txs(self) -> List[dict]:
         """Transactions of the abandoned branch that the new branch does not hold."""
+        if not self.disconnected:
+            return []
         kept = {txid(tx) for tx in self.confirmed_txs()}
         out = []
         for cheese in reversed(self.disconnected):
