@@ -1,0 +1,129 @@
+"""``twistd cheesemember`` options, and the tracker link (on a fake transport and clock)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import List
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python import usage
+
+from cheesecoin.member import MemberFactory
+from cheesecoin.member_tap import Options
+from cheesecoin.node import MemberNode
+from cheesecoin.stack import CheeseStack
+from cheesecoin.testing import make_network
+from cheesecoin.tracker_client import TrackerLink, _TrackerFactory
+
+NETWORK = make_network(name="taptest", bits=1)
+
+
+def parse(*args: str) -> Options:
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+def test_defaults(tmp_path) -> None:
+    options = parse()
+    assert (options["port"], options["api-port"], options["miner-port"]) == (24331, 24332, 24333)
+    assert options["interface"] == "0.0.0.0" and options["api-interface"] == "127.0.0.1"
+    assert options["peers"] == 8 and options["max-inbound"] == 32 and options["mining-workers"] == 0
+    assert not options["mine"] and options["tracker"] is None and options["connect"] == []
+    assert options["network-object"].name == "cheesecoin"
+    assert options["data-dir"].endswith("cheesecoin-data")
+
+
+def test_connect_repeats_and_tracker_parses(tmp_path) -> None:
+    net = tmp_path / "net.json"
+    net.write_text(json.dumps(NETWORK.blue_cheese))
+    options = parse(
+        "--tracker", "tracker.example:24330", "--connect", "127.0.0.1:5000", "--connect", "[::1]:5001",
+        "--network", str(net), "--mine", "--miner-address", "ab" * 32, "--host", "me.example",
+    )
+    assert options["tracker"] == ("tracker.example", 24330)
+    assert options["connect"] == [("127.0.0.1", 5000), ("::1", 5001)]
+    assert options["network-object"].smell == NETWORK.smell
+    assert options["mine"] and options["miner-address"] == "ab" * 32
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--port", "99999"], "--port"),
+        (["--api-port", "x"], "--api-port"),
+        (["--tracker", "nohost"], "--tracker"),
+        (["--tracker", "host:0"], "--tracker"),
+        (["--connect", "h:70000"], "--connect"),
+        (["--miner-address", "xyz"], "--miner-address"),
+        (["--interface", "not-an-ip"], "--interface"),
+        (["--peers", "-1"], "--peers"),
+        (["--network", "/nonexistent/net.json"], "cannot read network file"),
+        (["--mine", "--no-mine"], "contradict"),
+    ],
+)
+def test_bad_options_are_one_clear_usage_error(args: List[str], words: str) -> None:
+    with pytest.raises(usage.UsageError) as e:
+        parse(*args)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_invalid_network_file(tmp_path) -> None:
+    bad = dict(NETWORK.blue_cheese, nonce=NETWORK.blue_cheese["nonce"] + 1)
+    for name, text in [("broken.json", "{not json"), ("bad-pow.json", json.dumps(bad))]:
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(usage.UsageError):
+            parse("--network", str(path))
+
+
+def test_twistd_reports_a_foreign_data_dir_in_one_line(tmp_path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "stack.sqlite3").write_bytes(b"this is not a database at all")
+    twistd = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
+    result = subprocess.run(
+        [sys.executable, "-c", twistd, "-n", "--pidfile=", "--logfile=-", "cheesemember", "--data-dir", str(data),
+         "--port", "0", "--api-port", "0", "--miner-port", "0"],
+        capture_output=True, text=True, timeout=60, cwd=str(tmp_path),
+    )
+    assert result.returncode != 0
+    assert "not an SQLite database" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- the tracker link -------------------------------------------------------------------------
+
+
+def test_tracker_link_registers_pings_and_feeds_peers() -> None:
+    clock = Clock()
+    dialed: list = []
+    manager = MemberFactory(
+        MemberNode(CheeseStack(NETWORK)), reactor=clock, target_peers=2,
+        dialer=lambda host, port, factory: dialed.append((host, port)) or Deferred(),
+    )
+    manager.listen_port = 7000
+    link = TrackerLink(manager, "127.0.0.1", 24330, advertised_host="me.example", reactor=clock, endpoint=object())
+    proto = _TrackerFactory(link).buildProtocol(IPv4Address("TCP", "127.0.0.1", 24330))
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    assert json.loads(transport.value()) == {"type": "REGISTER", "port": 7000, "host": "me.example"}
+    transport.clear()
+    proto.dataReceived(b'{"type":"PEERS","peers":[{"host":"10.0.0.1","port":1},{"host":"10.0.0.2","port":2},{"bad":1}]}\n')
+    assert sorted(dialed) == [("10.0.0.1", 1), ("10.0.0.2", 2)]
+    clock.advance(30)
+    assert json.loads(transport.value()) == {"type": "PING"}
+    transport.clear()
+    assert link.request_peers()
+    assert json.loads(transport.value()) == {"type": "GET_PEERS"}
+    proto.dataReceived(b'{"type":"ERROR","code":"busy","message":"full"}\n')
+    proto.connectionLost(None)
+    assert link.protocol is None and not link.request_peers()
+    clock.advance(60)  # no PING after the connection is gone
