@@ -25,5 +25,8 @@ bench: $(STAMP)
 	$(PIP) install -q -e '.[bench]' --config-settings editable_mode=compat
 	$(PY) bench/run_all.py
 
+demo: $(STAMP)
+	$(PY) -m cheesecoin.demo
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info _trial_temp .pytest_cache
