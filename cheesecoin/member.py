@@ -74,6 +74,7 @@ BAN_SECONDS = 3600.0
 MAX_LOCATOR = 1000
 MAX_KNOWN_ADDRESSES = 2000
 SYNC_LOG_THRESHOLD = 500  # log progress when a download is at least this long
+FLUSH_DELAY = 0.05  # seconds between accepting an announced cheese and the fsync
 
 Address = Tuple[str, int]
 
@@ -178,6 +179,12 @@ class MemberProtocol(JsonLineProtocol):
     def connectionMade(self) -> None:
         now = self.manager.clock.seconds()
         self.connected_at = self.last_seen = now
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:  # announcements are small: do not let Nagle hold them back
+            try:
+                set_no_delay(True)
+            except OSError:
+                pass
         self.manager.connection_made(self)
         if self.outbound:
             self.send_hello()
@@ -636,6 +643,7 @@ class MemberFactory(Factory):
         self._batch_depth = 0
         self._batch: List[Tuple[int, str]] = []  # (height, smell) connected during a batch
         self._batch_source: Any = None
+        self._lazy_batch: Any = None
         node.tip_listeners.append(self.on_tip)
         node.tx_listeners.append(self.on_tx)
         node.peers_info = self.peers_info
@@ -1020,6 +1028,7 @@ class MemberFactory(Factory):
 
     def receive_cheese(self, proto: MemberProtocol, cheese: dict) -> AddResult:
         """An ANNOUNCE: add it, fetch an orphan's ancestors from the announcer."""
+        self._flush_soon()
         try:
             result = self.node.submit_cheese(cheese, proto)
         except InvalidCheese as e:
@@ -1133,7 +1142,28 @@ class MemberFactory(Factory):
 
     # -- shutting down ---------------------------------------------------------------------
 
+    def _flush_soon(self) -> None:
+        """Open a store batch that is flushed to disk FLUSH_DELAY from now.
+
+        An announced cheese is then committed atomically at once (it survives a
+        kill -9) but made durable against power loss a moment later, so that its
+        relay to our peers does not wait for an fsync, and announcements that
+        arrive together share one.
+        """
+        if self._lazy_batch is None:
+            self._lazy_batch = self.node.stack.batch()
+            self._lazy_batch.__enter__()
+            self.clock.callLater(FLUSH_DELAY, self.flush)
+
+    def flush(self) -> None:
+        """End the batch opened by _flush_soon (one durable commit)."""
+        batch, self._lazy_batch = self._lazy_batch, None
+        if batch is not None:
+            batch.__exit__(None, None, None)
+
     def close_all(self) -> None:
+        """Close every connection and flush (the member is stopping)."""
         for p in list(self.connections):
             p.close()
+        self.flush()
 
