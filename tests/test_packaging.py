@@ -1,0 +1,57 @@
+"""The package as installed: twistd finds both roles, the CLI is there, data ships."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TWISTD = "from twisted.scripts.twistd import run; run()"
+
+
+def test_twistd_lists_both_roles():
+    out = subprocess.run([sys.executable, "-c", TWISTD, "--help"], capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert "cheesetracker" in out.stdout and "cheesemember" in out.stdout
+
+
+def test_each_role_has_help_for_every_option():
+    for role, options in (
+        ("cheesetracker", ["--port", "--interface", "--timeout", "--max-members", "--max-per-ip"]),
+        ("cheesemember", ["--tracker", "--port", "--data-dir", "--network", "--mine", "--no-mine",
+                          "--miner-address", "--api-port", "--miner-port", "--peers", "--max-inbound",
+                          "--host", "--connect", "--reindex", "--mining-workers"]),
+    ):
+        out = subprocess.run([sys.executable, "-c", TWISTD, role, "--help"], capture_output=True, text=True, cwd="/")
+        assert out.returncode == 0, out.stderr
+        for option in options:
+            assert option in out.stdout, (role, option)
+
+
+def test_plugin_directory_has_only_service_makers():
+    plugins = os.path.join(ROOT, "twisted", "plugins")
+    assert not os.path.exists(os.path.join(plugins, "__init__.py"))
+    source = open(os.path.join(plugins, "cheesecoin_plugins.py")).read()
+    assert source.count("ServiceMaker(") == 2
+    assert "cheesecoin.tracker_tap" in source and "cheesecoin.member_tap" in source
+
+
+def test_console_script_and_shipped_network():
+    exe = os.path.join(os.path.dirname(sys.executable), "cheesecoin")
+    out = subprocess.run([exe, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "verify" in out.stdout
+    from cheesecoin.cheese import DEFAULT_NETWORK_FILE, load_network
+
+    assert os.path.exists(DEFAULT_NETWORK_FILE)
+    assert load_network().name == "cheesecoin"
+
+
+def test_core_modules_do_not_import_twisted():
+    core = ["cheese", "tx", "ledger", "stack", "mempool", "storage", "pow", "wire", "errors", "node", "testing"]
+    code = "import sys\n" + "".join(f"import cheesecoin.{m}\n" for m in core) + (
+        "bad = [m for m in sys.modules if m == 'twisted' or m.startswith('twisted.')]\n"
+        "assert not bad, bad\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
