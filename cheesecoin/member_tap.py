@@ -27,6 +27,7 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from .cheese import NetworkError, load_network
+from .tracker_tap import _integer  # the same option rules as the tracker's
 from .member import DEFAULT_PORT, PING_INTERVAL, REFILL_INTERVAL, STATS_INTERVAL, MemberFactory
 from .wire import ADDRESS_RE
 
@@ -35,18 +36,6 @@ DEFAULT_MINER_PORT = 24333
 MEMPOOL_SAVE_INTERVAL = 60.0
 
 log = Logger(namespace="cheesecoin.member")
-
-
-def _integer(name: str, value: Any, lo: int, hi: Optional[int] = None) -> int:
-    text = str(value).strip()
-    try:
-        number = int(text, 10)
-    except ValueError:
-        number = None
-    if number is None or number < lo or (hi is not None and number > hi):
-        bound = f"from {lo} to {hi}" if hi is not None else f"of at least {lo}"
-        raise usage.UsageError(f"--{name} must be an integer {bound}, not {text!r}")
-    return number
 
 
 def _interface(name: str, value: str) -> str:
@@ -271,31 +260,24 @@ def makeService(config: Options) -> MultiService:
         )
         manager.refill()
 
-    server = _ServerService("members", _ListeningEndpoint(_endpoint(reactor, config["interface"], config["port"]), listening), manager)
-    server.setName("member")
-    server.setServiceParent(top)
+    def serve(name: str, what: str, prefix: str, factory: Any, on_listen: Any = None) -> None:
+        """Listen on config[prefix + "port"] at config[prefix + "interface"]."""
+        interface = config[prefix + "interface"]
 
-    def api_listening(port: IListeningPort) -> None:
-        log.info("HTTP API on http://{host}:{port}/", host=config["api-interface"], port=port.getHost().port)
+        def listened(port: IListeningPort) -> None:
+            if on_listen is not None:
+                on_listen(port)
+            else:
+                log.info("{what} on {host}:{port}", what=what, host=interface, port=port.getHost().port)
 
-    api = _ServerService(
-        "the HTTP API",
-        _ListeningEndpoint(_endpoint(reactor, config["api-interface"], config["api-port"]), api_listening),
-        make_site(node),
-    )
-    api.setName("api")
-    api.setServiceParent(top)
+        endpoint = _endpoint(reactor, interface, config[prefix + "port"])
+        service = _ServerService(what, _ListeningEndpoint(endpoint, listened), factory)
+        service.setName(name)
+        service.setServiceParent(top)
 
-    def miner_listening(port: IListeningPort) -> None:
-        log.info("Miner port on {host}:{port}", host=config["miner-interface"], port=port.getHost().port)
-
-    miner_port = _ServerService(
-        "miners",
-        _ListeningEndpoint(_endpoint(reactor, config["miner-interface"], config["miner-port"]), miner_listening),
-        MinerPortFactory(node, miner_address),
-    )
-    miner_port.setName("miner-port")
-    miner_port.setServiceParent(top)
+    serve("member", "members", "", manager, listening)
+    serve("api", "HTTP API", "api-", make_site(node))
+    serve("miner-port", "Miner port", "miner-", MinerPortFactory(node, miner_address))
 
     if config["tracker"] is not None:
         from .tracker_client import TrackerLink

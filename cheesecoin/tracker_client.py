@@ -96,13 +96,10 @@ class TrackerLink:
         host: str,
         port: int,
         advertised_host: Optional[str] = None,
-        reactor: Optional[IReactorTime] = None,
+        reactor: Optional[IReactorTime] = None,  # default: the manager's
         endpoint: Optional[IStreamClientEndpoint] = None,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor  # type: ignore[assignment]
+        reactor = reactor or manager.reactor
         self.manager = manager
         self.clock = reactor
         self.address = f"{host}:{port}"
