@@ -102,6 +102,12 @@ class ApiRequest(server.Request):
     body_too_large = False
     _body_size = 0
 
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        # Bodies are JSON: never let Twisted parse one as a form (a malformed
+        # multipart body would get its bare, non-JSON 400).
+        self.requestHeaders.removeHeader(b"Content-Type")
+        super().requestReceived(command, path, version)
+
     def gotLength(self, length: Optional[int]) -> None:
         if length is not None and length > MAX_BODY:
             self.body_too_large = True
@@ -202,7 +208,11 @@ class Status(NodeResource):
 
 
 class Cheeses(NodeResource):
-    """GET /api/cheeses?from=N&count=K: best-stack cheeses, oldest first."""
+    """GET /api/cheeses?from=N&count=K: best-stack cheeses, oldest first.
+
+    Without ``from``, the newest ``count``. Like a CHEESES reply, the list
+    stops early rather than pass 4 MiB.
+    """
 
     def answer_get(self, request: server.Request, segments: List[str]) -> Tuple[int, Any]:
         count = _query_int(request, "count", 1, MAX_COUNT, DEFAULT_COUNT)
@@ -268,7 +278,7 @@ class Transactions(NodeResource):
             tx = loads(body)
         except ProtocolError as e:
             if e.code == "bad-json":
-                raise ApiError(400, "bad-json", f"the body is not JSON: {e.message}")
+                raise ApiError(400, "bad-json", e.message.replace("the line", "the body"))
             raise ApiError(400, "invalid-tx", e.message, {"rule": "tx-fields"})
         if not isinstance(tx, dict):
             raise ApiError(400, "invalid-tx", "the body must be a transaction (a JSON object)", {"rule": "tx-fields"})
@@ -368,10 +378,17 @@ class Root(Resource):
 
 
 class ApiSite(server.Site):
-    """The member's HTTP site: JSON errors, no traceback pages, bounded bodies."""
+    """The member's HTTP site: JSON errors, no traceback pages, bounded bodies.
+
+    No access log: the explorer polls several times a minute and would bury
+    the member's own log lines (failures inside are still logged).
+    """
 
     displayTracebacks = False
     noisy = False
+
+    def log(self, request: server.Request) -> None:
+        pass
 
 
 def make_site(node: Any) -> server.Site:

@@ -292,6 +292,17 @@ def test_post_bodies_that_are_not_transactions(h, raw, error) -> None:
     assert status == (413 if error == "too-long" else 400)
 
 
+@pytest.mark.parametrize(
+    "content_type", ["multipart/form-data", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded"]
+)
+def test_post_form_bodies_are_not_parsed_as_forms(h, content_type) -> None:
+    response = h.request("POST", "/api/transactions", b"--x\r\na=b", f"Content-Type: {content_type}\r\n")
+    assert response.status == 400 and response.json()["error"] == "bad-json"
+    tx = sign_tx(ALICE, B, 1, 0, 0)
+    response = h.request("POST", "/api/transactions", json.dumps(tx).encode(), f"Content-Type: {content_type}\r\n")
+    assert response.status == 202
+
+
 def test_post_deeply_nested_json_within_the_limit(h) -> None:
     status, answer = h.post(None, raw=b"[" * 30000 + b"]" * 30000)
     assert status == 400 and answer["error"] in ("bad-json", "invalid-tx")
