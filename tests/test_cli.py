@@ -398,7 +398,7 @@ def test_end_to_end_with_a_real_member(capsys, tmp_path, procs) -> None:
     ]  # fmt: skip
     proc = Proc.twistd("cheesemember", options, str(tmp_path / "member"))
     procs.append(proc)
-    proc.wait_for("HTTP API on", timeout=60)
+    wait_until(lambda: proc.alive() and http_json(f"{url}/api/status"), timeout=60, what="the member's API")
     wait_until(lambda: http_json(f"{url}/api/balance/{miner}")["balance"] >= 20, timeout=60, what="mined coins")
 
     code, out, err = run(capsys, "status", "--member", url)
