@@ -200,6 +200,13 @@ def _query_int(request: server.Request, name: str, lo: int, hi: int, default: Op
     return int(text)
 
 
+def _path_key(segments: List[str], pattern: "re.Pattern[str]", code: str, message: str) -> str:
+    """The endpoint's one path segment if it matches ``pattern``, else a 400."""
+    if not pattern.match(segments[0]):
+        raise ApiError(400, code, message)
+    return segments[0]
+
+
 class Status(NodeResource):
     """GET /api/status."""
 
@@ -252,9 +259,7 @@ class Balance(NodeResource):
     segment_count = 1
 
     def answer_get(self, request: server.Request, segments: List[str]) -> Tuple[int, Any]:
-        address = segments[0]
-        if not ADDRESS_RE.match(address):
-            raise ApiError(400, "bad-address", "an address is 64 lowercase hex characters")
+        address = _path_key(segments, ADDRESS_RE, "bad-address", "an address is 64 lowercase hex characters")
         return 200, self.node.balance(address)
 
 
@@ -295,9 +300,7 @@ class OneTx(NodeResource):
     segment_count = 1
 
     def answer_get(self, request: server.Request, segments: List[str]) -> Tuple[int, Any]:
-        tx_id = segments[0]
-        if not SMELL_RE.match(tx_id):
-            raise ApiError(400, "bad-request", "a txid is 40 lowercase hex characters")
+        tx_id = _path_key(segments, SMELL_RE, "bad-request", "a txid is 40 lowercase hex characters")
         found = self.node.tx_status(tx_id)
         if found is None:
             raise ApiError(404, "not-found", f"no transaction {tx_id} in the stack or the mempool")
