@@ -219,9 +219,10 @@ def _measure(payments: int, sender_count: int, mining_workers: int) -> Measureme
             client = Client(port)
             _wait("every payment in a cheese", lambda: client.get(f"/api/balance/{sink}")["balance"] == total)
             confirmed = time.perf_counter()
+            end_height = client.get("/api/status")["height"]
+            _wait("the watcher to see the last cheese", lambda: max(watcher.seen) >= end_height)
             watcher.halt.set()
             watcher.join()
-            end_height = client.get("/api/status")["height"]
             latencies = []
             holders = set()
             for height in range(start_height + 1, end_height + 1):
