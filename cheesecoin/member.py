@@ -813,7 +813,8 @@ class MemberFactory(Factory):
         )
         if len(self.peers) < self.target_peers:
             proto.request({"type": "GET_PEERS"}).addErrback(lambda f: None)
-        self.maybe_sync()
+        self.maybe_sync()  # on the HELLO's figures at once; STATS confirms them
+        self.ask_stats(proto)
 
     def is_banned(self, host: str) -> bool:
         until = self.banned.get(host)

@@ -208,7 +208,12 @@ def makeService(config: Options) -> MultiService:
     from .node import MemberNode
     from .storage import StorageError, open_stack
 
-    network = config.get("network-object") or load_network(config["network"])
+    network = config.get("network-object")
+    if network is None:
+        try:
+            network = load_network(config["network"])
+        except NetworkError as e:
+            raise SystemExit(f"cheesemember: {e}")
     data_dir = config["data-dir"]
     try:
         stack = open_stack(data_dir, network)
