@@ -75,6 +75,7 @@ BAN_SECONDS = 3600.0
 MAX_LOCATOR = 1000
 MAX_KNOWN_ADDRESSES = 2000
 SYNC_LOG_THRESHOLD = 500  # log progress when a download is at least this long
+MAX_QUEUED_CHUNKS = 2  # downloaded chunks waiting to be checked, at most
 FLUSH_DELAY = 0.05  # seconds between accepting an announced cheese and the fsync
 
 Address = Tuple[str, int]
@@ -471,7 +472,9 @@ class Download:
         self.done: Deferred = Deferred()
         self.long = peer.peer_height - self.start_height >= SYNC_LOG_THRESHOLD
         self._queue: List[Tuple[List[dict], bool]] = []  # received chunks not applied yet
-        self._busy = False
+        self._busy = False  # a chunk is being checked
+        self._asking = False  # a GET_CHEESES is on its way
+        self._more = True  # the peer has more to send
 
     def start(self) -> None:
         self.peer.download = self
@@ -485,10 +488,18 @@ class Download:
         self._ask(self.manager.node.stack.locator())
 
     def _ask(self, locator: List[str]) -> None:
+        self._asking = True
         d = self.peer.request({"type": "GET_CHEESES", "locator": locator, "count": self.count})
         d.addCallbacks(self._got, self._failed)
 
+    def _ask_next(self) -> None:
+        """Pipelining: ask for the chunk after the last one received while earlier
+        ones are checked, but hold at most MAX_QUEUED_CHUNKS unchecked ones."""
+        if self._more and not self._asking and not self.finished and len(self._queue) < MAX_QUEUED_CHUNKS:
+            self._ask([self.last_smell] + self.manager.node.stack.locator())  # type: ignore[list-item]
+
     def _failed(self, failure: Failure) -> None:
+        self._asking = False
         if self.finished:
             return
         if failure.check(RequestTimeout):
@@ -496,10 +507,12 @@ class Download:
             self.peer.sync_idle_until = self.manager.clock.seconds() + STATS_INTERVAL
         elif not failure.check(ConnectionLost, RemoteError):
             self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
+        self._more = False
         self._queue.append(([], True))  # apply what was received, then stop
         self._drain()
 
     def _got(self, reply: dict) -> None:
+        self._asking = False
         if self.finished:
             return
         cheeses = reply.get("cheeses")
@@ -508,6 +521,7 @@ class Download:
             self.finish()
             return
         if not cheeses:
+            self._more = False
             self._queue.append(([], True))  # the end, once what was received is applied
             self._drain()
             return
@@ -518,10 +532,10 @@ class Download:
             return
         self.last_smell = last
         at_end = last == self.peer.peer_tip
-        if not at_end:  # pipelining: the next chunk is on its way while we check this one
-            self._ask([last] + self.manager.node.stack.locator())
+        self._more = not at_end
         self.received += len(cheeses)
         self._queue.append((cheeses, at_end))
+        self._ask_next()  # before checking this chunk
         self._drain()
 
     def _drain(self) -> None:
@@ -533,6 +547,7 @@ class Download:
             self.finish()
             return
         self._busy = True
+        self._ask_next()
         d = self.manager.verify_signatures(cheeses)
         d.addCallback(self._apply, cheeses, at_end)
         d.addErrback(self._broken)
@@ -569,6 +584,7 @@ class Download:
         if at_end:
             self.finish()
         else:
+            self._ask_next()
             self._drain()
 
     def finish(self) -> None:
@@ -968,8 +984,11 @@ class MemberFactory(Factory):
                 p.abort()
 
     def tick(self) -> None:
-        """Every few seconds: drop silent peers and dial more when below target."""
+        """Every few seconds: drop silent peers, forget ended bans, dial more when below target."""
         self.drop_silent()
+        now = self.clock.seconds()
+        for host in [h for h, until in self.banned.items() if until <= now]:
+            del self.banned[host]
         self.refill()
 
     def compare_stacks(self) -> None:

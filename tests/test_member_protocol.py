@@ -591,3 +591,44 @@ def test_a_peer_that_does_not_read_is_not_read_from(clock: Clock) -> None:
     assert raw.transport.producerState == "producing"
     raw.proto.close()
     assert raw.transport.producer is None and raw.closed
+
+
+def test_pipelined_download_holds_at_most_two_unchecked_chunks(clock: Clock) -> None:
+    cheeses = chain(2000)
+    manager = make_member("aa", clock)
+    checks: List[Deferred] = []
+
+    def slow_verify(chunk: List[dict]) -> Deferred:
+        d: Deferred = Deferred()
+        checks.append(d)
+        return d.addCallback(lambda _: member_mod.signed_cheeses(chunk))
+
+    manager.verify_signatures = slow_verify  # type: ignore[method-assign]
+    raw = Raw(manager, host="10.0.0.5")
+    hello = raw.hello(node_id="55", height=2000, tip=cheeses[-1]["smell"], work=str(2 * 2001))
+    requests = [m for m in hello if m["type"] == "GET_CHEESES"]
+
+    def answer() -> List[dict]:
+        request = requests.pop(0)
+        start = 0 if request["locator"][0] == NETWORK.smell else next(
+            i + 1 for i, c in enumerate(cheeses) if c["smell"] == request["locator"][0]
+        )
+        return [m for m in raw.send({"type": "CHEESES", "cheeses": cheeses[start : start + 500], "id": request["id"]})
+                if m["type"] == "GET_CHEESES"]
+
+    requests += answer()  # chunk 1 arrives: checking starts, chunk 2 is asked for at once
+    assert len(requests) == 1 and len(checks) == 1
+    requests += answer()  # chunk 2 waits: chunk 3 is asked for
+    requests += answer()  # chunks 2 and 3 wait: nothing more is asked for
+    assert requests == [] and len(checks) == 1
+    checks[0].callback(None)  # chunk 1 applied, chunk 2 checked next, chunk 4 asked for
+    assert manager.node.stack.height == 500
+    requests += [m for m in raw.replies() if m["type"] == "GET_CHEESES"]
+    assert len(requests) == 1 and requests[0]["locator"][0] == cheeses[1499]["smell"]
+    requests += answer()
+    fired = 1
+    while fired < len(checks):  # each applied chunk starts checking the next
+        checks[fired].callback(None)
+        fired += 1
+    assert fired == 4 and not requests
+    assert manager.node.stack.height == 2000 and raw.proto.download is None
