@@ -6,11 +6,11 @@
 # sudo, no apt-get, no network, no such package), it prints one line saying
 # why and exits 0; the browser test then skips itself with a clear reason.
 #
-#   CHROMIUM=/path/to/chromium   the browser to look for (default /usr/bin/chromium)
+#   CHEESECOIN_CHROMIUM=PATH     the browser to look for (default /usr/bin/chromium; the test reads it too)
 #   CHEESECOIN_NO_CHROMIUM=1     do not try to install it
 
 set -u
-CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+CHROMIUM="${CHEESECOIN_CHROMIUM:-/usr/bin/chromium}"
 
 say() { echo "install-chromium: $*"; }
 
