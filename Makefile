@@ -16,6 +16,7 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 test: $(STAMP)
+	bash scripts/install-chromium.sh
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 test-fast: $(STAMP)
