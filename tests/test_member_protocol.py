@@ -632,3 +632,11 @@ def test_pipelined_download_holds_at_most_two_unchecked_chunks(clock: Clock) -> 
         fired += 1
     assert fired == 4 and not requests
     assert manager.node.stack.height == 2000 and raw.proto.download is None
+
+
+def test_signed_cheeses_never_raises_on_malformed_transactions() -> None:
+    good = sign_tx(KEY, BOB, 5, 1, 0)
+    odd = [{"from": 5}, 1, dict(good, signature="zz"), dict(good, **{"from": "ab"}), None]
+    cheeses = [{"unit_of_information": {"transactions": [good, tx]}} for tx in odd]
+    cheeses += [{"unit_of_information": {"transactions": [good]}}, {"unit_of_information": []}, {}]
+    assert member_mod.signed_cheeses(cheeses) == {5}
