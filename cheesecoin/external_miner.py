@@ -161,9 +161,6 @@ class MinerClientFactory(ReconnectingClientFactory):
                 f"retrying in {self.delay:.1f} s"
             )
 
-    def clientConnectionLost(self, connector: Any, reason: Failure) -> None:
-        super().clientConnectionLost(connector, reason)
-
 
 class ExternalMiner:
     """Mines the member's WORK with ``processes`` workers and SUBMITs what it finds."""
@@ -187,6 +184,7 @@ class ExternalMiner:
         self.meter = HashMeter()
         self.searcher = searcher or make_searcher(self.processes, self._found, self.meter, reactor)
         self.factory = MinerClientFactory(self)
+        self.factory.clock = reactor  # retries on the same reactor
         self.proto: Optional[MinerClientProtocol] = None
         self.job: Optional[Job] = None
         self.found = 0
