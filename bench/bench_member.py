@@ -34,7 +34,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import figure, print_table  # noqa: E402  (also puts tests/ on sys.path)
 
-from procs import Proc, free_port, http_json, wait_until  # noqa: E402
+from procs import Proc, http_json, wait_until  # noqa: E402
+
+# Ports below the kernel's ephemeral range: with procs.free_port an outgoing connection of one
+# member sometimes took the port another member was about to listen on (EADDRINUSE).
+from bench_memory import listen_port as free_port  # noqa: E402
 
 from bench_verify import plain_ed25519  # noqa: E402
 from cheesecoin.storage import open_stack  # noqa: E402
