@@ -1081,7 +1081,9 @@ class MemberFactory(Factory):
 
     def receive_cheese(self, proto: MemberProtocol, cheese: dict) -> AddResult:
         """An ANNOUNCE: add it, fetch an orphan's ancestors from the announcer."""
-        self._flush_soon()
+        smell = cheese.get("smell")
+        if not (isinstance(smell, str) and smell in self.node.stack):
+            self._flush_soon()  # not a cheese we already have
         try:
             result = self.node.submit_cheese(cheese, proto)
         except InvalidCheese as e:
