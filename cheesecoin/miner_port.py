@@ -33,6 +33,7 @@ from .cheese import MAX_NONCE, meets_pow
 from .errors import BadMessage, InvalidCheese, ProtocolError
 from .lineproto import JsonLineProtocol
 from .mining import Job, TemplateFeed, make_job
+from .storage import StorageError
 
 MAX_JOBS = 16
 
@@ -136,6 +137,9 @@ class MinerPortFactory(Factory):
             self.node.submit_cheese(cheese, source="miner")
         except InvalidCheese as e:
             raise ProtocolError("invalid-cheese", e.message)
+        except StorageError as e:  # the disk, or a member shutting down with its store closed
+            self.log.error("Cannot store mined cheese {height}: {why}", height=job.height, why=e)
+            raise ProtocolError("busy", "the member cannot store cheeses right now")
         self.log.info(
             "Mined cheese {height} {smell} (external miner {who})", height=job.height, smell=cheese["smell"], who=who
         )

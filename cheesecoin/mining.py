@@ -47,6 +47,7 @@ from .cheese import info_hash, preimage_prefix, sha1_hex
 from .cputhreadpool import StopToken, defer_to_cpu
 from .errors import InvalidCheese
 from .pow import NONCE_LIMIT, search_nonce, split_range, worker_command
+from .storage import StorageError
 
 FoundCallback = Callable[["Job", int, str], None]
 
@@ -479,6 +480,9 @@ class MiningService(Service):
         except InvalidCheese as e:
             self.log.warn("Our own cheese {height} was refused: {why}", height=job.height, why=e.message)
             self._template_changed()
+            return
+        except StorageError as e:
+            self.log.error("Cannot store mined cheese {height}: {why}", height=job.height, why=e)
             return
         self.mined += 1
         self.log.info("Mined cheese {height} {smell}", height=job.height, smell=smell)

@@ -14,6 +14,7 @@ from cheesecoin.errors import InvalidCheese
 from cheesecoin.miner_port import MinerPortFactory, MinerPortProtocol
 from cheesecoin.node import MemberNode
 from cheesecoin.pow import NONCE_LIMIT, search_nonce
+from cheesecoin.storage import StorageError
 from cheesecoin.tx import sign_tx
 
 from test_mining import MINER, extend, funded_keys, make_node
@@ -189,6 +190,19 @@ def test_a_cheese_the_node_refuses_is_an_invalid_cheese(monkeypatch: pytest.Monk
     reply = client.ask({"type": "SUBMIT", "job": work["job"], "nonce": good_nonce(work)})
     assert (reply["type"], reply["code"]) == ("ERROR", "invalid-cheese")
     assert "not enough coins" in reply["message"]
+
+
+def test_a_store_that_cannot_write_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    node, factory, _ = setup()
+    client = Client(factory)
+    (work,) = client.received()
+
+    def closed(cheese: Any, source: Any = None, check_signatures: bool = True) -> Any:
+        raise StorageError("cannot write stack.sqlite3: Cannot operate on a closed database.")
+
+    monkeypatch.setattr(node, "submit_cheese", closed)
+    reply = client.ask({"type": "SUBMIT", "job": work["job"], "nonce": good_nonce(work), "id": 4})
+    assert (reply["type"], reply["code"], reply["id"]) == ("ERROR", "busy", 4)
 
 
 @pytest.mark.parametrize(
