@@ -475,8 +475,7 @@ class Download:
         self.start_height = manager.node.stack.height
         self.done: Deferred = Deferred()
         self.long = peer.peer_height - self.start_height >= SYNC_LOG_THRESHOLD
-        self._queue: List[Tuple[List[dict], bool]] = []  # received chunks not applied yet
-        self._busy = False  # a chunk is being checked
+        self._queue: List[_Chunk] = []  # received, signatures being checked or checked, not applied
         self._asking = False  # a GET_CHEESES is on its way
         self._more = True  # the peer has more to send
 
@@ -512,7 +511,7 @@ class Download:
         elif not failure.check(ConnectionLost, RemoteError):
             self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
         self._more = False
-        self._queue.append(([], True))  # apply what was received, then stop
+        self._queue.append(_Chunk([], True))  # apply what was received, then stop
         self._drain()
 
     def _got(self, reply: dict) -> None:
@@ -526,7 +525,7 @@ class Download:
             return
         if not cheeses:
             self._more = False
-            self._queue.append(([], True))  # the end, once what was received is applied
+            self._queue.append(_Chunk([], True))  # the end, once what was received is applied
             self._drain()
             return
         last = cheeses[-1].get("smell")
@@ -538,32 +537,35 @@ class Download:
         at_end = last == self.peer.peer_tip
         self._more = not at_end
         self.received += len(cheeses)
-        self._queue.append((cheeses, at_end))
+        chunk = _Chunk(cheeses, at_end)
+        self._queue.append(chunk)
         self._ask_next()  # before checking this chunk
+        # Signatures are checked (in threads) as soon as a chunk arrives, while
+        # the chunk before it is applied; chunks are applied in order.
+        self.manager.verify_signatures(cheeses).addCallbacks(self._checked, self._broken, (chunk,))
+
+    def _checked(self, signed: Set[int], chunk: "_Chunk") -> None:
+        chunk.signed = signed
         self._drain()
 
     def _drain(self) -> None:
-        """Check the next received chunk's signatures (in threads), then apply it."""
-        if self._busy or not self._queue or self.finished:
-            return
-        cheeses, at_end = self._queue.pop(0)
-        if not cheeses:
-            self.finish()
-            return
-        self._busy = True
-        self._ask_next()
-        d = self.manager.verify_signatures(cheeses)
-        d.addCallback(self._apply, cheeses, at_end)
-        d.addErrback(self._broken)
+        """Apply the received chunks whose signatures are checked, in order."""
+        while self._queue and not self.finished:
+            chunk = self._queue[0]
+            if not chunk.cheeses:
+                self.finish()
+                return
+            if chunk.signed is None:
+                return  # still being checked: _checked calls again
+            self._queue.pop(0)
+            self._ask_next()
+            self._apply(chunk.signed, chunk.cheeses, chunk.at_end)
 
     def _broken(self, failure: Failure) -> None:
         self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
         self.finish()
 
     def _apply(self, signed: Set[int], cheeses: List[dict], at_end: bool) -> None:
-        self._busy = False
-        if self.finished:
-            return
         added, error = self.manager.apply_chunk(self.peer, cheeses, signed)
         self.added += added
         if error is not None:
@@ -587,9 +589,6 @@ class Download:
             )
         if at_end:
             self.finish()
-        else:
-            self._ask_next()
-            self._drain()
 
     def finish(self) -> None:
         if self.finished:
@@ -611,6 +610,17 @@ class Download:
             )
         self.done.callback(self.added)
         self.manager.download_finished(self)
+
+
+class _Chunk:
+    """A received CHEESES chunk; ``signed`` is set once its signatures are checked."""
+
+    __slots__ = ("cheeses", "at_end", "signed")
+
+    def __init__(self, cheeses: List[dict], at_end: bool) -> None:
+        self.cheeses = cheeses
+        self.at_end = at_end
+        self.signed: Optional[Set[int]] = None
 
 
 class _OutboundFactory(Factory):

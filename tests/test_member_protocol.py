@@ -616,21 +616,23 @@ def test_pipelined_download_holds_at_most_two_unchecked_chunks(clock: Clock) -> 
         return [m for m in raw.send({"type": "CHEESES", "cheeses": cheeses[start : start + 500], "id": request["id"]})
                 if m["type"] == "GET_CHEESES"]
 
-    requests += answer()  # chunk 1 arrives: checking starts, chunk 2 is asked for at once
+    requests += answer()  # chunk 1 arrives: its check starts, chunk 2 is asked for at once
     assert len(requests) == 1 and len(checks) == 1
-    requests += answer()  # chunk 2 waits: chunk 3 is asked for
-    requests += answer()  # chunks 2 and 3 wait: nothing more is asked for
-    assert requests == [] and len(checks) == 1
-    checks[0].callback(None)  # chunk 1 applied, chunk 2 checked next, chunk 4 asked for
+    requests += answer()  # chunk 2 arrives and is checked too; two unapplied chunks: nothing more asked
+    assert requests == [] and len(checks) == 2
+    checks[0].callback(None)  # chunk 1 applied: chunk 3 is asked for while chunk 2 is checked
     assert manager.node.stack.height == 500
     requests += [m for m in raw.replies() if m["type"] == "GET_CHEESES"]
-    assert len(requests) == 1 and requests[0]["locator"][0] == cheeses[1499]["smell"]
+    assert len(requests) == 1 and requests[0]["locator"][0] == cheeses[999]["smell"]
     requests += answer()
-    fired = 1
-    while fired < len(checks):  # each applied chunk starts checking the next
-        checks[fired].callback(None)
-        fired += 1
-    assert fired == 4 and not requests
+    assert requests == [] and len(checks) == 3
+    checks[2].callback(None)  # chunk 3 checked before chunk 2: applied in order all the same
+    assert manager.node.stack.height == 500
+    checks[1].callback(None)
+    assert manager.node.stack.height == 1500
+    requests += [m for m in raw.replies() if m["type"] == "GET_CHEESES"]
+    requests += answer()
+    checks[3].callback(None)
     assert manager.node.stack.height == 2000 and raw.proto.download is None
 
 
