@@ -1151,6 +1151,9 @@ class MemberFactory(Factory):
     def on_tip(self, result: AddResult, source: Any) -> None:
         """Tip listener: log new cheeses and reorganisations, announce to the other peers."""
         stack = self.node.stack
+        connected = [(c["sequence_number"], c["smell"]) for c in result.connected]
+        if not self._batch_depth:
+            self.relay(connected[-RELAY_TAIL:], source)  # first: the log can wait
         if result.disconnected:
             self.log.info(
                 "Reorganisation: {n} cheeses abandoned, new tip {height} {tip}",
@@ -1158,7 +1161,6 @@ class MemberFactory(Factory):
                 height=stack.height,
                 tip=stack.tip.smell,
             )
-        connected = [(c["sequence_number"], c["smell"]) for c in result.connected]
         if self._batch_depth:
             self._batch.extend(connected)
             return
@@ -1168,7 +1170,6 @@ class MemberFactory(Factory):
         else:
             for height, smell in connected:
                 self.log.info("Cheese {height} {smell} {origin}", height=height, smell=short(smell), origin=origin)
-        self.relay(connected[-RELAY_TAIL:], source)
 
     @staticmethod
     def _origin(source: Any) -> str:
