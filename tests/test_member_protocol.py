@@ -10,6 +10,8 @@ import json
 from typing import Any, List, Optional, Tuple
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -642,3 +644,38 @@ def test_signed_cheeses_never_raises_on_malformed_transactions() -> None:
     cheeses = [{"unit_of_information": {"transactions": [good, tx]}} for tx in odd]
     cheeses += [{"unit_of_information": {"transactions": [good]}}, {"unit_of_information": []}, {}]
     assert member_mod.signed_cheeses(cheeses) == {5}
+
+
+_TYPES = ["HELLO", "STATS", "GET_CHEESE", "GET_CHEESES", "GET_PEERS", "PING", "ANNOUNCE", "TX", "STATS_REPLY",
+          "CHEESE", "CHEESES", "PEERS", "PONG", "ERROR"]
+_FIELDS = ["sequence_number", "smell", "from", "count", "locator", "cheese", "tx", "id", "peers", "cheeses",
+           "height", "tip", "work", "node_id", "network", "port", "version", "code"]
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=50)
+    | st.sampled_from(["0" * 40, "e" * 40, NETWORK.smell, "1"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(_FIELDS + ["type"]), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(messages=st.lists(
+    st.builds(lambda t, fields: dict(fields, type=t), st.sampled_from(_TYPES),
+              st.dictionaries(st.sampled_from(_FIELDS), _json_values, max_size=5)),
+    min_size=1, max_size=6))
+def test_arbitrary_messages_never_raise_nor_change_the_stack(messages: List[dict]) -> None:
+    clock = Clock()
+    clock.advance(NOW)
+    cheeses = chain(3)
+    manager = make_member("aa", clock, cheeses)
+    raw = ready_raw(manager, host="10.0.0.5")
+    raw.replies()
+    for msg in messages:
+        if msg["type"] == "ANNOUNCE" and isinstance(msg.get("cheese"), dict):
+            msg["cheese"] = dict(cheeses[0], **msg["cheese"])  # near a real cheese
+        for reply in raw.send(msg):
+            assert reply.get("message") != "the message could not be handled", msg
+    clock.advance(100)
+    manager.tick()
+    stack = manager.node.stack
+    assert stack.height == 3 and stack.tip.smell == cheeses[-1]["smell"] and len(manager.node.mempool) == 0
