@@ -84,7 +84,7 @@ class Options(usage.Options):
         ["data-dir", "d", "cheesecoin-data", "Directory of the stack database, mempool and wallet."],
         ["network", "n", None, "Network file (a JSON Blue Cheese); default: the cheesecoin network."],
         ["miner-address", None, None, "Address (64 hex characters) paid for mined cheeses; default: the member's wallet."],
-        ["mining-workers", None, 0, "Mining processes; 0 uses every core."],
+        ["mining-workers", None, 0, "Mining workers (one per core is best); 0 uses every core."],
         ["api-port", None, DEFAULT_API_PORT, "TCP port of the HTTP API and explorer."],
         ["api-interface", None, "127.0.0.1", "IP address the HTTP API listens on."],
         ["miner-port", None, DEFAULT_MINER_PORT, "TCP port for external miners (WORK/SUBMIT)."],
