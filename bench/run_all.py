@@ -147,6 +147,13 @@ def _kill_group(proc: subprocess.Popen) -> bool:
     return True
 
 
+def _load() -> Optional[float]:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 def run_module(name: str, quick: bool, limit: float, result_dir: str) -> Dict[str, Any]:
     """Run bench_NAME in a subprocess; its output goes to stderr with a prefix."""
     result_path = os.path.join(result_dir, f"{name}.json")
@@ -154,6 +161,7 @@ def run_module(name: str, quick: bool, limit: float, result_dir: str) -> Dict[st
     if quick:
         args.append("--quick")
     env = dict(os.environ, PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
+    load_before = _load()
     start = time.perf_counter()
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=env, start_new_session=True)
@@ -182,7 +190,9 @@ def run_module(name: str, quick: bool, limit: float, result_dir: str) -> Dict[st
     reader.join(5)
     seconds = time.perf_counter() - start
     entry: Dict[str, Any] = {"seconds": round(seconds, 1), "limit_seconds": limit, "returncode": proc.returncode,
-                             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                             # 1-minute load average before and after: other work on the machine shows here
+                             "load_before": load_before, "load_after": _load()}
     result: Dict[str, Any] = {}
     if os.path.exists(result_path):
         with open(result_path, encoding="utf-8") as f:
@@ -354,9 +364,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name, e in modules.items():
         last = (e.get("error") or "?").strip().splitlines() or ["?"]
         extra = "" if e["status"] == "ok" else f"  ({last[-1]})"
-        print(f"bench_{name}: {e['status']}, {e['seconds']:.1f} s{extra}")
+        load = "" if e.get("load_before") is None else f", load {e['load_before']:g} -> {e['load_after']:g}"
+        print(f"bench_{name}: {e['status']}, {e['seconds']:.1f} s{load}{extra}")
     print(f"total {total:.1f} s on {info['cpu_count']} cores (Python {info['python']}, Twisted {info['twisted']}, "
           f"cryptography {info['cryptography']}); figures in {os.path.relpath(args.out, ROOT)}")
+    cores = info.get("cpus_usable") or info["cpu_count"] or 1
+    busy = [n for n, e in modules.items() if max(e.get("load_before") or 0, e.get("load_after") or 0) > cores]
+    if busy:
+        print(f"note: the 1-minute load average was above {cores} (other work on the machine) around: "
+              f"{', '.join(busy)}; rates and ratios there are pessimistic")
     if args.markdown:
         print()
         print(markdown_table(figures))
