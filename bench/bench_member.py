@@ -28,13 +28,13 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import figure, print_table  # noqa: E402  (also puts tests/ on sys.path)
 
-from procs import Proc, http_json, wait_until  # noqa: E402
+from procs import Proc  # noqa: E402
 
 # Ports below the kernel's ephemeral range: with procs.free_port an outgoing connection of one
 # member sometimes took the port another member was about to listen on (EADDRINUSE).

@@ -8,7 +8,6 @@ then ANNOUNCE. Heights and tips are read from each member's HTTP API.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import socket
 import time
