@@ -92,7 +92,7 @@ def sync_point(network, cheeses: List[dict]) -> Dict[str, float]:
                 proc.stop()
 
 
-def draw(sync: List[Dict[str, float]], prop: List[Dict[str, float]], path: str = PLOT) -> None:
+def draw(sync: List[Dict[str, float]], prop: List[Dict[str, float]], path: str = PLOT, quick: bool = False) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -128,7 +128,8 @@ def draw(sync: List[Dict[str, float]], prop: List[Dict[str, float]], path: str =
     right.set_ylim(bottom=0)
     right.grid(alpha=0.3)
     right.legend(fontsize=8)
-    fig.suptitle(f"CheeseCoin scaling, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+    fig.suptitle(f"CheeseCoin scaling{' (--quick)' if quick else ''}, {os.cpu_count()} cores, "
+                 f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -157,7 +158,7 @@ def run(quick: bool = False, sync_sizes: Sequence[int] = (), member_counts: Sequ
                      "latencies_ms": latencies})
 
     print("scaling points:", json.dumps({"sync": sync, "propagation": prop, "tx_per_cheese": TX_PER_CHEESE}))
-    draw(sync, prop)
+    draw(sync, prop, quick=quick)
 
     figures = []
     base = sync[0]
