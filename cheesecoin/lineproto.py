@@ -7,26 +7,35 @@ Each line is parsed by ``cheesecoin.wire`` and dispatched to
 ``msg_<TYPE>(msg)``; every failure goes through one path, ``send_error``,
 which echoes the request's ``id`` and closes the connection after
 ``MAX_ERRORS`` errors or a line over 4 MiB.
+
+Back-pressure is here too (``start_producing``): the protocol registers
+itself as the push producer of its own transport, so a peer that does not
+read what we write is not read from either (the member and tracker use it).
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from . import wire
 from .errors import ProtocolError
 
 
+@implementer(IPushProducer)
 class JsonLineProtocol(Protocol):
     """Base class: one JSON object per line, dispatch by ``msg_`` + type."""
 
     MAX_LENGTH: int = wire.MAX_LINE
     MAX_ERRORS: int = 10
     log = Logger()
+    _producing = False  # registered as our transport's producer (start_producing)
+    _aborted = False
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -134,7 +143,41 @@ class JsonLineProtocol(Protocol):
             return
         self.closing = True
         if self.transport is not None:
+            self._stop_producer()
             self.transport.loseConnection()
+
+    def abort(self) -> None:
+        """Drop the connection at once, without flushing (a silent or stuck peer,
+        even one already closing whose unread replies would keep it open)."""
+        if self._aborted or self.transport is None:
+            return
+        self._aborted = self.closing = True
+        self._stop_producer()
+        self.transport.abortConnection()
+
+    # -- back-pressure: IPushProducer, driven by our transport's write buffer ----
+
+    def start_producing(self) -> None:
+        """Register as our transport's producer (call from connectionMade): while
+        the peer does not read what we write, we stop reading from it."""
+        self.transport.registerProducer(self, True)
+        self._producing = True
+
+    def pauseProducing(self) -> None:
+        if self._producing:
+            self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        if self._producing:
+            self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._producing = False
+
+    def _stop_producer(self) -> None:
+        if self._producing:  # a transport with a registered producer never finishes closing
+            self._producing = False
+            self.transport.unregisterProducer()
 
     def peer_label(self) -> str:
         try:

@@ -46,11 +46,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IPushProducer, IReactorThreads, IReactorTime
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from . import wire
 from .errors import InvalidCheese, InvalidTx, ProtocolError
@@ -154,7 +153,6 @@ def signed_cheeses(cheeses: List[dict], offset: int = 0) -> Set[int]:
     return out
 
 
-@implementer(IPushProducer)
 class MemberProtocol(JsonLineProtocol):
     """One connection to another member, either direction."""
 
@@ -180,7 +178,6 @@ class MemberProtocol(JsonLineProtocol):
         self.pending: Dict[int, Tuple[Deferred, Any]] = {}
         self._next_id = 0
         self._penalty: Optional[int] = None
-        self._producing = False
 
     # -- connection --------------------------------------------------------------
 
@@ -193,8 +190,7 @@ class MemberProtocol(JsonLineProtocol):
                 set_no_delay(True)
             except OSError:
                 pass
-        self.transport.registerProducer(self, True)
-        self._producing = True
+        self.start_producing()  # a peer that does not read what we send is not read from either
         self.manager.connection_made(self)
         if self.outbound:
             self.send_hello()
@@ -207,36 +203,6 @@ class MemberProtocol(JsonLineProtocol):
                 call.cancel()
             d.errback(Failure(ConnectionLost("the connection to the peer closed")))
         self.manager.connection_lost(self)
-
-    def abort(self) -> None:
-        """Drop the connection at once (a silent or stuck peer)."""
-        self.closing = True
-        if self.transport is not None:
-            self._stop_producer()
-            self.transport.abortConnection()
-
-    def close(self) -> None:
-        if not self.closing and self.transport is not None:
-            self._stop_producer()
-        super().close()
-
-    # IPushProducer, driven by our write buffer: a peer that does not read what
-    # we send is not read from either, and is dropped once silent for 90 s.
-    def pauseProducing(self) -> None:
-        if self._producing:
-            self.transport.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        if self._producing:
-            self.transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self._producing = False
-
-    def _stop_producer(self) -> None:
-        if self._producing:  # a transport with a registered producer never finishes closing
-            self._producing = False
-            self.transport.unregisterProducer()
 
     def label(self) -> str:
         """host:port of the peer, its listening port if known."""

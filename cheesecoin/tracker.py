@@ -25,11 +25,10 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any, Hashable, Optional, Tuple
 
-from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from . import wire
 from .errors import ProtocolError
@@ -203,56 +202,18 @@ class TrackerRegistry:
 # -- Twisted -------------------------------------------------------------------
 
 
-@implementer(IPushProducer)
 class TrackerProtocol(JsonLineProtocol):
     """One connection to the tracker (a member, or a tool asking for peers)."""
 
     factory: "TrackerFactory"
     ip: Optional[str] = None  # the address counted against the per-IP limit
-    _producing = False
-    _aborted = False
 
     def connectionMade(self) -> None:
-        # Stop reading from a peer that does not read its replies.
-        self.transport.registerProducer(self, True)
-        self._producing = True
+        self.start_producing()  # stop reading from a peer that does not read its replies
 
     def connectionLost(self, reason: Optional[Failure] = None) -> None:
         self.closing = True
         self.factory.connection_lost(self)
-
-    # IPushProducer, driven by our transport's write buffer.
-    def pauseProducing(self) -> None:
-        if self._producing:
-            self.transport.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        if self._producing:
-            self.transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self._producing = False
-
-    def _stop_producer(self) -> None:
-        # A transport with a registered producer never finishes closing.
-        if self._producing:
-            self._producing = False
-            self.transport.unregisterProducer()
-
-    def close(self) -> None:
-        """Flush what was written and close."""
-        if not self.closing:
-            self._stop_producer()
-        super().close()
-
-    def abort(self) -> None:
-        """Drop the connection at once, without flushing (a silent peer, even one
-        already closing whose unread replies would keep it open)."""
-        if self._aborted or self.transport is None:
-            return
-        self._aborted = self.closing = True
-        self._stop_producer()
-        self.transport.abortConnection()
 
     def line_received(self, line: bytes) -> None:
         self.factory.touch(self)
