@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from . import wire
 from .errors import BadMessage
 from .lineproto import JsonLineProtocol
-from .mining import HashMeter, Job, cpu_count, make_searcher, random_start
+from .mining import HashMeter, Job, cpu_count, get_job_id, make_searcher, random_start
 
 DEFAULT_PORT = 24333
 
@@ -103,9 +103,7 @@ class Console:
 
 def parse_work(msg: dict) -> Job:
     """A WORK message as a Job; BadMessage if a field is missing or malformed."""
-    job_id = msg.get("job")
-    if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):
-        raise BadMessage("field 'job' must be a string or an integer")
+    job_id = get_job_id(msg)
     prefix = wire.get_str(msg, "prefix", 4096)
     if not prefix.endswith(":") or not prefix.isascii():
         raise BadMessage("field 'prefix' must be ASCII text ending in ':'")

@@ -30,9 +30,9 @@ from twisted.logger import Logger
 
 from . import wire
 from .cheese import MAX_NONCE, meets_pow
-from .errors import BadMessage, InvalidCheese, ProtocolError
+from .errors import InvalidCheese, ProtocolError
 from .lineproto import JsonLineProtocol
-from .mining import Job, TemplateFeed, make_job
+from .mining import Job, TemplateFeed, get_job_id, make_job
 from .storage import StorageError
 
 MAX_JOBS = 16
@@ -62,9 +62,7 @@ class MinerPortProtocol(JsonLineProtocol):
         super().send_error(code, text, msg_id)
 
     def msg_SUBMIT(self, msg: dict) -> None:
-        job_id = msg.get("job")
-        if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):
-            raise BadMessage("field 'job' must be a string or an integer")
+        job_id = get_job_id(msg)
         nonce = wire.get_int(msg, "nonce", 0, MAX_NONCE)
         smell = self.factory.submit(job_id, nonce, self.peer_label())
         self.reply(msg, {"type": "SUBMIT_REPLY", "job": job_id, "accepted": True, "smell": smell})

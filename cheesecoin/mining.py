@@ -45,7 +45,7 @@ from twisted.python.failure import Failure
 
 from .cheese import info_hash, preimage_prefix, sha1_hex
 from .cputhreadpool import StopToken, defer_to_cpu
-from .errors import InvalidCheese
+from .errors import BadMessage, InvalidCheese
 from .pow import NONCE_LIMIT, search_nonce, split_range, worker_command
 from .storage import StorageError
 
@@ -90,6 +90,14 @@ class Job:
     def work_message(self) -> dict:
         """The WORK message of PROTOCOL.md section 6."""
         return {"type": "WORK", "job": self.job_id, "prefix": self.prefix, "bits": self.bits, "cheese": self.cheese}
+
+
+def get_job_id(msg: dict) -> Any:
+    """The ``job`` field of WORK or SUBMIT: a string or an integer, else BadMessage."""
+    job_id = msg.get("job")
+    if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):
+        raise BadMessage("field 'job' must be a string or an integer")
+    return job_id
 
 
 def job_for(job_id: Any, cheese: dict) -> Job:
