@@ -76,6 +76,9 @@ MAX_KNOWN_ADDRESSES = 2000
 SYNC_LOG_THRESHOLD = 500  # log progress when a download is at least this long
 MAX_QUEUED_CHUNKS = 2  # downloaded chunks waiting to be checked, at most
 FLUSH_DELAY = 0.05  # seconds between accepting an announced cheese and the fsync
+# Eviction (a new inbound connection when max_inbound are open): these are never evicted.
+EVICT_PROTECT_DELIVERERS = 4  # the inbound peers that most recently gave us a new cheese
+EVICT_PROTECT_OLDEST = 4  # the longest-connected handshaken inbound peers
 
 Address = Tuple[str, int]
 
@@ -173,6 +176,8 @@ class MemberProtocol(JsonLineProtocol):
         self.score = 0
         self.connected_at = 0.0
         self.last_seen = 0.0
+        self.last_cheese_at = 0.0  # when this peer last gave us a cheese new to us (eviction)
+        self.cheeses_delivered = 0
         self.sync_idle_until = 0.0
         self.download: Optional["Download"] = None
         self.pending: Dict[int, Tuple[Deferred, Any]] = {}
@@ -617,7 +622,9 @@ Dialer = Callable[[str, int, Factory], Deferred]
 class MemberFactory(Factory):
     """The peer manager: accepts and dials members, keeps ``target_peers`` of them,
     relays new cheeses and transactions once, syncs from peers with more work,
-    scores misbehaviour and bans by IP (never loopback; those are closed).
+    scores misbehaviour and bans by IP (never loopback; those are closed and
+    their address is not redialled for the ban time), and with ``max_inbound``
+    inbound connections open evicts the least useful one for a newcomer.
 
     ``reactor`` (an IReactorTime, a ``task.Clock`` in tests) drives every timer;
     ``dialer(host, port, factory) -> Deferred`` opens outbound connections.
@@ -724,11 +731,38 @@ class MemberFactory(Factory):
         host = getattr(addr, "host", None) or "?"
         if self.is_banned(host):
             return self._refuse(host, "the address is banned")
-        if self.inbound_count >= self.max_inbound:
-            return self._refuse(host, f"{self.inbound_count} inbound connections already")
         if self.per_ip[host] >= self.max_per_ip:
             return self._refuse(host, f"{self.per_ip[host]} connections from this address already")
+        inbound = [p for p in self.connections if not p.outbound and not p.closing]
+        if len(inbound) >= self.max_inbound:
+            victim = self.eviction_candidate(inbound)
+            if victim is None:
+                return self._refuse(host, f"{len(inbound)} inbound connections already, none evictable")
+            self.log.info("Evicting inbound peer {peer} for a new connection from {host}", peer=victim.label(), host=host)
+            victim.abort()
         return MemberProtocol(self, outbound=False)
+
+    def eviction_candidate(self, inbound: List[MemberProtocol]) -> Optional[MemberProtocol]:
+        """The inbound peer to drop for a newcomer when max_inbound are open, or None.
+
+        Protected: the EVICT_PROTECT_DELIVERERS peers that most recently gave us
+        a new cheese, the EVICT_PROTECT_OLDEST longest-connected handshaken
+        peers, and a peer we are downloading from. Of the others the worst goes:
+        the highest misbehaviour score, then one still without a handshake,
+        then one from the address with the most connections, then the newest.
+        """
+        protected = {id(p) for p in inbound if p.download is not None}
+        deliverers = sorted((p for p in inbound if p.cheeses_delivered), key=lambda p: p.last_cheese_at)
+        protected.update(id(p) for p in deliverers[-EVICT_PROTECT_DELIVERERS:] if EVICT_PROTECT_DELIVERERS)
+        oldest = sorted((p for p in inbound if p.ready), key=lambda p: p.connected_at)
+        protected.update(id(p) for p in oldest[:EVICT_PROTECT_OLDEST])
+        candidates = [p for p in inbound if id(p) not in protected]
+        if not candidates:
+            return None
+        return max(
+            candidates,
+            key=lambda p: (p.score, not p.ready, self.per_ip[p.peer_host() or "?"], p.connected_at),
+        )
 
     def _refuse(self, host: str, why: str) -> None:
         self.refused += 1
@@ -827,6 +861,12 @@ class MemberFactory(Factory):
         if is_loopback(host):
             self.log.warn("Closing {peer} for misbehaving: {why}", peer=proto.label(), why=why)
             proto.close()
+            # Many members share a loopback address: not banned, but this member
+            # (its address) is not redialled for the ban time.
+            for address in {proto.dial_address, proto.listening_address} - {None}:
+                info = self.known.get(address)  # type: ignore[arg-type]
+                if info is not None:
+                    info.next_try = max(info.next_try, self.clock.seconds() + self.ban_seconds)
             return
         self.banned[host] = self.clock.seconds() + self.ban_seconds
         self.log.warn("Banning {host} for {secs:.0f} s: {why}", host=host, secs=self.ban_seconds, why=why)
@@ -1051,7 +1091,14 @@ class MemberFactory(Factory):
                     return added, e
                 if result.status == "added":
                     added += 1
+                    self.delivered(proto, len(result.accepted))
         return added, None
+
+    def delivered(self, proto: MemberProtocol, count: int) -> None:
+        """``proto`` gave us ``count`` new cheeses: a useful peer, protected from eviction."""
+        if count:
+            proto.cheeses_delivered += count
+            proto.last_cheese_at = self.clock.seconds()
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -1068,6 +1115,7 @@ class MemberFactory(Factory):
         if result.status == "orphan":
             self.start_download(proto, "orphan")
         elif result.status == "added":
+            self.delivered(proto, len(result.accepted))
             node = self.node.stack.nodes.get(result.smell)
             if node is not None and node.work > proto.peer_work:
                 proto.peer_height, proto.peer_tip, proto.peer_work = node.height, node.smell, node.work

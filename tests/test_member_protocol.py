@@ -474,11 +474,16 @@ def test_invalid_cheeses_get_a_peer_banned(clock: Clock) -> None:
 def test_inbound_and_per_ip_caps(clock: Clock) -> None:
     manager = make_member("aa", clock, max_inbound=3, max_per_ip=2)
     Raw(manager, host="10.0.0.1")
-    Raw(manager, host="10.0.0.1")
+    clock.advance(1)
+    newest_of_two = Raw(manager, host="10.0.0.1")
     assert manager.buildProtocol(addr("10.0.0.1")) is None
     Raw(manager, host="10.0.0.2")
-    assert manager.buildProtocol(addr("10.0.0.3")) is None
     assert manager.inbound_count == 3
+    # At the cap a newcomer evicts the least useful inbound peer (more in
+    # tests/adversarial/test_connections.py): here the newest from the busiest address.
+    Raw(manager, host="10.0.0.3")
+    assert newest_of_two.transport.disconnected
+    assert len([p for p in manager.connections if not p.closing]) == 3
 
 
 def test_silent_peers_are_dropped_and_pings_sent(clock: Clock) -> None:
