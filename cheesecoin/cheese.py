@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 from .errors import InvalidCheese
-from .tx import check_tx_format, tx_canonical_text
+from .tx import is_int, is_unicode, check_tx_format, tx_canonical_text
 from .wire import ADDRESS_RE, SMELL_RE
 
 CHEESE_FIELDS = frozenset(
@@ -88,18 +88,6 @@ def work_of(bits: int) -> int:
     return 1 << bits
 
 
-def _is_int(value: Any, lo: int, hi: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
-
-
-def _is_unicode(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
 def check_header_format(cheese: Any) -> None:
     """Rule 1 for the seven fields (not the unit_of_information)."""
     if not isinstance(cheese, dict):
@@ -113,13 +101,13 @@ def check_header_format(cheese: Any) -> None:
         value = cheese[key]
         if not isinstance(value, str) or not SMELL_RE.match(value):
             raise InvalidCheese("fields", f"{key} must be 40 lowercase hex characters")
-    if not _is_int(cheese["sequence_number"], 0, MAX_INT):
+    if not is_int(cheese["sequence_number"], 0, MAX_INT):
         raise InvalidCheese("fields", "sequence_number must be an integer in 0..2^63-1")
-    if not _is_int(cheese["timestamp"], 0, MAX_INT):
+    if not is_int(cheese["timestamp"], 0, MAX_INT):
         raise InvalidCheese("fields", "timestamp must be an integer in 0..2^63-1")
-    if not _is_int(cheese["bits"], 1, 160):
+    if not is_int(cheese["bits"], 1, 160):
         raise InvalidCheese("fields", "bits must be an integer in 1..160")
-    if not _is_int(cheese["nonce"], 0, MAX_NONCE):
+    if not is_int(cheese["nonce"], 0, MAX_NONCE):
         raise InvalidCheese("fields", "nonce must be an integer in 0..2^64-1")
     if not isinstance(cheese["unit_of_information"], dict):
         raise InvalidCheese("fields", "unit_of_information must be an object")
@@ -134,7 +122,7 @@ def check_member_info(info: dict, max_transactions: Optional[int] = None) -> Non
         raise InvalidCheese("info-keys", "unit_of_information needs 'miner' and 'transactions'")
     if "note" in info:
         note = info["note"]
-        if not isinstance(note, str) or len(note) > MAX_NOTE or not _is_unicode(note):
+        if not isinstance(note, str) or len(note) > MAX_NOTE or not is_unicode(note):
             raise InvalidCheese("note", f"note must be a string of at most {MAX_NOTE} characters")
     txs = info["transactions"]
     if not isinstance(txs, list):
@@ -211,7 +199,7 @@ def network_from_blue_cheese(cheese: Any) -> Network:
     if not isinstance(params, dict) or set(params) != set(names):
         raise NetworkError(f"the Blue Cheese's params must have exactly {', '.join(names)}")
     for name in names:
-        if not _is_int(params[name], 0, MAX_INT):
+        if not is_int(params[name], 0, MAX_INT):
             raise NetworkError(f"params.{name} must be an integer in 0..2^63-1")
     if params["target_spacing"] < 1 and params["retarget_interval"] != 0:
         raise NetworkError("params.target_spacing must be at least 1 when retargeting")

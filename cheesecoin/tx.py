@@ -25,11 +25,13 @@ _SIG_LEN = 128
 _HEX = frozenset("0123456789abcdef")
 
 
-def _is_int(value: Any, lo: int, hi: int) -> bool:
+def is_int(value: Any, lo: int, hi: int) -> bool:
+    """An int (not a bool) in lo..hi."""
     return type(value) is int and lo <= value <= hi
 
 
-def _is_unicode(text: str) -> bool:
+def is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate."""
     try:
         text.encode("utf-8")
         return True
@@ -46,13 +48,13 @@ def check_tx_format(tx: Any) -> Optional[Tuple[str, str]]:
         return ("tx-fields", "'from' must be an address (64 lowercase hex characters)")
     if type(to) is not str or not ADDRESS_RE.match(to):
         return ("tx-fields", "'to' must be an address (64 lowercase hex characters)")
-    if not _is_int(tx["amount"], 1, MAX_VALUE):
+    if not is_int(tx["amount"], 1, MAX_VALUE):
         return ("tx-fields", "'amount' must be an integer in 1..2^63-1")
-    if not _is_int(tx["fee"], 0, MAX_VALUE):
+    if not is_int(tx["fee"], 0, MAX_VALUE):
         return ("tx-fields", "'fee' must be an integer in 0..2^63-1")
-    if not _is_int(tx["nonce"], 0, MAX_VALUE):
+    if not is_int(tx["nonce"], 0, MAX_VALUE):
         return ("tx-fields", "'nonce' must be an integer in 0..2^63-1")
-    if type(memo) is not str or len(memo) > MAX_MEMO or not _is_unicode(memo):
+    if type(memo) is not str or len(memo) > MAX_MEMO or not is_unicode(memo):
         return ("tx-fields", f"'memo' must be a string of at most {MAX_MEMO} characters")
     if type(sig) is not str or len(sig) != _SIG_LEN or not _HEX.issuperset(sig):
         return ("tx-fields", "'signature' must be 128 lowercase hex characters")
@@ -61,54 +63,52 @@ def check_tx_format(tx: Any) -> Optional[Tuple[str, str]]:
     return None
 
 
-def _fast_shape(tx: Any) -> bool:
+def _fast_shape(tx: Any, keys: frozenset = TX_FIELDS) -> bool:
+    """True when ``tx`` has exactly ``keys`` with plain str/int values (so its
+    canonical text can be built directly)."""
     return (
         type(tx) is dict
-        and tx.keys() == TX_FIELDS
+        and tx.keys() == keys
         and type(tx["from"]) is str
         and type(tx["to"]) is str
-        and type(tx["signature"]) is str
         and type(tx["memo"]) is str
         and type(tx["amount"]) is int
         and type(tx["fee"]) is int
         and type(tx["nonce"]) is int
+        and (type(tx.get("signature", "")) is str)
     )
+
+
+def _fast_text(tx: dict, with_signature: bool) -> str:
+    signature = ',"signature":' + _quote(tx["signature"]) if with_signature else ""
+    return '{"amount":%d,"fee":%d,"from":%s,"memo":%s,"nonce":%d%s,"to":%s}' % (
+        tx["amount"],
+        tx["fee"],
+        _quote(tx["from"]),
+        _quote(tx["memo"]),
+        tx["nonce"],
+        signature,
+        _quote(tx["to"]),
+    )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def tx_canonical_text(tx: Any) -> str:
     """canonical(tx) as text; built directly for a well-shaped transaction."""
-    if not _fast_shape(tx):
-        return json.dumps(tx, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return (
-        '{"amount":%d,"fee":%d,"from":%s,"memo":%s,"nonce":%d,"signature":%s,"to":%s}'
-        % (
-            tx["amount"],
-            tx["fee"],
-            _quote(tx["from"]),
-            _quote(tx["memo"]),
-            tx["nonce"],
-            _quote(tx["signature"]),
-            _quote(tx["to"]),
-        )
-    )
+    return _fast_text(tx, True) if _fast_shape(tx) else _dumps(tx)
+
+
+_UNSIGNED_FIELDS = TX_FIELDS - {"signature"}
 
 
 def signing_bytes(tx: dict) -> bytes:
     """canonical(tx without "signature"): the bytes that are signed."""
-    if _fast_shape(tx) or (type(tx) is dict and "signature" not in tx and _fast_shape(dict(tx, signature=""))):
-        return (
-            '{"amount":%d,"fee":%d,"from":%s,"memo":%s,"nonce":%d,"to":%s}'
-            % (
-                tx["amount"],
-                tx["fee"],
-                _quote(tx["from"]),
-                _quote(tx["memo"]),
-                tx["nonce"],
-                _quote(tx["to"]),
-            )
-        ).encode("utf-8")
-    body = {k: v for k, v in tx.items() if k != "signature"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if _fast_shape(tx) or _fast_shape(tx, _UNSIGNED_FIELDS):
+        return _fast_text(tx, False).encode("utf-8")
+    return _dumps({k: v for k, v in tx.items() if k != "signature"}).encode("utf-8")
 
 
 def txid(tx: dict) -> str:
