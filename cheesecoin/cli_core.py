@@ -34,6 +34,18 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(handler=cmd_verify)
 
+    r = sub.add_parser(
+        "reindex",
+        help="rebuild a stopped member's database from its stored cheeses",
+        description="Re-validate every stored cheese of DATA_DIR that still parses (every rule, signatures "
+        "included) into a fresh database and swap it in; the old one is kept as stack.sqlite3.bak. "
+        "Stop the member first. Prints a summary; exit 1 with one line on stderr if the database "
+        "cannot be read at all.",
+    )
+    r.add_argument("data_dir", metavar="DATA_DIR", help="the member's data directory")
+    r.add_argument("--network", default=None, help="network file (default: the cheesecoin network)")
+    r.set_defaults(handler=cmd_reindex)
+
     net = sub.add_parser("network", help="make networks", description="Make CheeseCoin networks.")
     net_sub = net.add_subparsers(dest="network_command", metavar="ACTION")
     net_sub.required = True
@@ -157,6 +169,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
             }
         )
     )
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from .cheese import load_network
+    from .reindex import reindex
+    from .storage import StorageError
+
+    try:
+        network = load_network(args.network)
+        result = reindex(args.data_dir, network, log=lambda line: print(f"cheesecoin reindex: {line}", file=sys.stderr))
+    except (NetworkError, StorageError, OSError) as e:
+        print(f"cheesecoin reindex: {e}", file=sys.stderr)
+        return 1
+    print(result.summary())
     return 0
 
 

@@ -4,10 +4,14 @@
                            [--network FILE] [--mine | --no-mine] [--miner-address A]
                            [--api-port 24332] [--miner-port 24333] [--connect HOST:PORT ...]
 
-The stack is loaded from the data directory before the member listens.
-``--reindex`` needs no separate rebuild: every start already rebuilds the
-tree, the ledger and the indexes from the stored cheeses (and refuses a
-corrupted database with a clear message); the flag only logs that it did.
+The stack is loaded from the data directory before the member listens:
+every start rebuilds the tree, the ledger and the indexes from the stored
+cheeses (signatures are not checked again) and refuses a corrupted database
+with one clear line. ``--reindex`` first rebuilds the database itself
+(``cheesecoin.reindex``): every stored cheese that still parses is
+re-validated from scratch, signatures included, into a fresh database that
+replaces the old one (kept as ``stack.sqlite3.bak``); the member then starts
+at the longest valid prefix of what it had.
 """
 
 from __future__ import annotations
@@ -75,7 +79,8 @@ class Options(usage.Options):
     optFlags = [
         ["mine", None, "Mine cheeses with every core (or --mining-workers), paying the member's wallet."],
         ["no-mine", None, "Do not mine (the default)."],
-        ["reindex", None, "Rebuild the stack's indexes and ledger from the stored cheeses (every start does)."],
+        ["reindex", None, "Re-validate every stored cheese (signatures too) into a fresh database before starting; "
+         "the old one is kept as stack.sqlite3.bak."],
     ]
     optParameters = [
         ["tracker", "t", None, "The tracker to register with, HOST:PORT (without it: alone, or --connect peers)."],
@@ -215,12 +220,19 @@ def makeService(config: Options) -> MultiService:
         except NetworkError as e:
             raise SystemExit(f"cheesemember: {e}")
     data_dir = config["data-dir"]
+    if config["reindex"]:
+        from .reindex import reindex
+
+        try:
+            result = reindex(data_dir, network, log=lambda line: log.warn("Reindex: {line}", line=line))
+        except (StorageError, OSError) as e:
+            raise SystemExit(f"cheesemember: --reindex: {e}")
+        log.info("{summary}", summary=result.summary()[0].upper() + result.summary()[1:])
     try:
         stack = open_stack(data_dir, network)
     except (StorageError, OSError) as e:
-        raise SystemExit(f"cheesemember: {e}")
-    if config["reindex"]:
-        log.info("Reindexed {n} stored cheeses", n=len(stack.nodes))
+        hint = "" if config["reindex"] else " (start with --reindex to rebuild it from the cheeses that are still readable)"
+        raise SystemExit(f"cheesemember: {e}{hint}")
     node = MemberNode(stack, data_dir=data_dir)
     restored = node.load_mempool()
     log.info(
@@ -234,9 +246,13 @@ def makeService(config: Options) -> MultiService:
 
     from .api import make_site
     from .miner_port import MinerPortFactory
-    from .wallet import member_address
+    from .wallet import WalletError, member_address
 
-    miner_address = config["miner-address"] or member_address(data_dir)
+    try:
+        miner_address = config["miner-address"] or member_address(data_dir)
+    except WalletError as e:
+        stack.close()
+        raise SystemExit(f"cheesemember: the member's wallet: {e} (or give --miner-address)")
 
     top = MultiService()
     manager = MemberFactory(

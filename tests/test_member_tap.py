@@ -83,19 +83,36 @@ def test_invalid_network_file(tmp_path) -> None:
             parse("--network", str(path))
 
 
+def run_member(cwd, data, *extra: str) -> subprocess.CompletedProcess:
+    """``twistd -n cheesemember`` on ``data`` (ports 0), run to its end: for starts that must fail."""
+    twistd = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
+    return subprocess.run(
+        [sys.executable, "-c", twistd, "-n", "--pidfile=", "--logfile=-", "cheesemember", "--data-dir", str(data),
+         "--port", "0", "--api-port", "0", "--miner-port", "0", *extra],
+        capture_output=True, text=True, timeout=60, cwd=str(cwd),
+    )
+
+
 def test_twistd_reports_a_foreign_data_dir_in_one_line(tmp_path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "stack.sqlite3").write_bytes(b"this is not a database at all")
-    twistd = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
-    result = subprocess.run(
-        [sys.executable, "-c", twistd, "-n", "--pidfile=", "--logfile=-", "cheesemember", "--data-dir", str(data),
-         "--port", "0", "--api-port", "0", "--miner-port", "0"],
-        capture_output=True, text=True, timeout=60, cwd=str(tmp_path),
-    )
+    result = run_member(tmp_path, data)
     assert result.returncode != 0
     assert "not an SQLite database" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"cheesecoin_wallet": 1}', ""])
+def test_twistd_reports_a_corrupt_member_wallet_in_one_line(tmp_path, text: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "wallet.json").write_text(text)
+    result = run_member(tmp_path, data)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    [line] = [l for l in result.stderr.splitlines() if "wallet" in l]
+    assert line.startswith("cheesemember: the member's wallet:") and "--miner-address" in line
 
 
 # -- the tracker link -------------------------------------------------------------------------
