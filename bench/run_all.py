@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -154,6 +155,24 @@ def _load() -> Optional[float]:
         return None
 
 
+def _busy_cpu_seconds() -> Optional[float]:
+    """CPU time (all cores, every process) spent not idle since boot, from /proc/stat."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    guest = sum(fields[8:10]) if len(fields) > 9 else 0  # already counted in user and nice
+    return (sum(fields) - idle - guest) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    """CPU time of this process and of every descendant waited for."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run_module(name: str, quick: bool, limit: float, result_dir: str) -> Dict[str, Any]:
     """Run bench_NAME in a subprocess; its output goes to stderr with a prefix."""
     result_path = os.path.join(result_dir, f"{name}.json")
@@ -162,6 +181,7 @@ def run_module(name: str, quick: bool, limit: float, result_dir: str) -> Dict[st
         args.append("--quick")
     env = dict(os.environ, PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
     load_before = _load()
+    busy_before, own_before = _busy_cpu_seconds(), _own_cpu_seconds()
     start = time.perf_counter()
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=env, start_new_session=True)
@@ -189,10 +209,20 @@ def run_module(name: str, quick: bool, limit: float, result_dir: str) -> Dict[st
     proc.wait()
     reader.join(5)
     seconds = time.perf_counter() - start
+    busy_after, own_after = _busy_cpu_seconds(), _own_cpu_seconds()
+    other = None
+    if busy_before is not None and busy_after is not None:
+        # CPU used on the machine by anything but this benchmark, as a share of all its cores' time
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        foreign = (busy_after - busy_before) - (own_after - own_before)
+        other = round(max(0.0, foreign) / (seconds * cores), 3)
     entry: Dict[str, Any] = {"seconds": round(seconds, 1), "limit_seconds": limit, "returncode": proc.returncode,
                              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                              # 1-minute load average before and after: other work on the machine shows here
-                             "load_before": load_before, "load_after": _load()}
+                             "load_before": load_before, "load_after": _load(),
+                             # the share of the machine's CPU time used by other processes meanwhile
+                             "other_cpu_share": other,
+                             "cpu_seconds": round(own_after - own_before, 1)}
     result: Dict[str, Any] = {}
     if os.path.exists(result_path):
         with open(result_path, encoding="utf-8") as f:
@@ -364,15 +394,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name, e in modules.items():
         last = (e.get("error") or "?").strip().splitlines() or ["?"]
         extra = "" if e["status"] == "ok" else f"  ({last[-1]})"
-        load = "" if e.get("load_before") is None else f", load {e['load_before']:g} -> {e['load_after']:g}"
-        print(f"bench_{name}: {e['status']}, {e['seconds']:.1f} s{load}{extra}")
+        other = "" if e.get("other_cpu_share") is None else f", other processes used {e['other_cpu_share']:.0%} of the CPU"
+        print(f"bench_{name}: {e['status']}, {e['seconds']:.1f} s (CPU {e['cpu_seconds']:g} s){other}{extra}")
     print(f"total {total:.1f} s on {info['cpu_count']} cores (Python {info['python']}, Twisted {info['twisted']}, "
           f"cryptography {info['cryptography']}); figures in {os.path.relpath(args.out, ROOT)}")
-    cores = info.get("cpus_usable") or info["cpu_count"] or 1
-    busy = [n for n, e in modules.items() if max(e.get("load_before") or 0, e.get("load_after") or 0) > cores]
+    busy = [n for n, e in modules.items() if (e.get("other_cpu_share") or 0) > 0.1]
     if busy:
-        print(f"note: the 1-minute load average was above {cores} (other work on the machine) around: "
-              f"{', '.join(busy)}; rates and ratios there are pessimistic")
+        print(f"note: other processes used more than 10% of the CPU during {', '.join(busy)}: "
+              "rates and ratios there are pessimistic")
     if args.markdown:
         print()
         print(markdown_table(figures))
