@@ -144,3 +144,44 @@ class CountingBuffer(bytearray):
     def find(self, sub: Any, start: int = 0, *rest: Any) -> int:  # type: ignore[override]
         CountingBuffer.scanned += max(0, len(self) - start)
         return super().find(sub, start, *rest)
+
+
+def member_on(network: Any, clock: Clock, cheeses: List[dict] = (), node_id: str = "aa", **kw: Any) -> MemberFactory:
+    """Like ``make_member``, on any network, with the stack's clock following ``clock``."""
+    from twisted.internet.defer import Deferred
+
+    stack = CheeseStack(network, clock=clock.seconds)
+    for cheese in cheeses:
+        stack.add_cheese(cheese, check_signatures=False)
+    node = MemberNode(stack, node_id=node_id, clock=clock.seconds)
+    kw.setdefault("dialer", lambda host, port, factory: Deferred())
+    kw.setdefault("target_peers", 0)
+    manager = MemberFactory(node, reactor=clock, **kw)
+    manager.listen_port = 24331
+    return manager
+
+
+def same_chain(a: Snapshot, b: Snapshot) -> bool:
+    """Same tip, ledger and mempool (an invalid cheese may still be kept in the tree)."""
+    return (a.tip, a.height, a.balances, a.nonces, a.mempool) == (b.tip, b.height, b.balances, b.nonces, b.mempool)
+
+
+def mine(parent: dict, miner: str, txs: List[dict] = (), bits: int = 1, **fields: Any) -> dict:
+    """A child of ``parent`` with any header fields overridden, its smell and
+    proof of work right for what it holds (so only the rule under test breaks)."""
+    from cheesecoin.cheese import info_hash, preimage_prefix
+    from cheesecoin.pow import search_nonce
+
+    info = fields.pop("unit_of_information", {"miner": miner, "transactions": list(txs)})
+    cheese = {
+        "parent_smell": parent["smell"],
+        "sequence_number": parent["sequence_number"] + 1,
+        "timestamp": parent["timestamp"] + 10,
+        "bits": bits,
+        "unit_of_information": info,
+    }
+    cheese.update(fields)
+    prefix = preimage_prefix(cheese["parent_smell"], cheese["sequence_number"], cheese["timestamp"], cheese["bits"],
+                             info_hash(info))
+    cheese["nonce"], cheese["smell"] = search_nonce(prefix, cheese["bits"], 0, 2**64)
+    return cheese
