@@ -181,6 +181,7 @@ class MemberProtocol(JsonLineProtocol):
         self.sync_idle_until = 0.0
         self.download: Optional["Download"] = None
         self.pending: Dict[int, Tuple[Deferred, Any]] = {}
+        self.peer_requests: Set[int] = set()  # ids of our GET_PEERS still unanswered
         self._next_id = 0
         self._penalty: Optional[int] = None
 
@@ -260,10 +261,13 @@ class MemberProtocol(JsonLineProtocol):
         rid = self._next_id
         call = self.manager.clock.callLater(timeout, self._timed_out, rid)
         self.pending[rid] = (d, call)
+        if msg.get("type") == "GET_PEERS":
+            self.peer_requests.add(rid)
         self.write_line(wire.dumps(dict(msg, id=rid)))
         return d
 
     def _timed_out(self, rid: int) -> None:
+        self.peer_requests.discard(rid)
         entry = self.pending.pop(rid, None)
         if entry is not None:
             entry[0].errback(Failure(RequestTimeout(f"no reply from {self.label()} in time")))
@@ -407,9 +411,13 @@ class MemberProtocol(JsonLineProtocol):
         self._resolve(msg)
 
     def msg_PEERS(self, msg: dict) -> None:
+        # Only the reply to a GET_PEERS of ours, and at most PEERS_PER_REPLY of it:
+        # unsolicited PEERS would let one peer rewrite our address book.
+        rid = msg.get("id")
         peers = msg.get("peers")
-        if isinstance(peers, list):
-            self.manager.add_addresses(peers[:100], "peer")
+        if isinstance(rid, int) and rid in self.peer_requests and isinstance(peers, list):
+            self.peer_requests.discard(rid)
+            self.manager.add_addresses(peers[:PEERS_PER_REPLY], "peer")
         self._resolve(msg)
 
     def msg_ERROR(self, msg: dict) -> None:

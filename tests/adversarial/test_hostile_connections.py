@@ -137,8 +137,7 @@ def test_a_hostile_newcomer_that_gets_evicted_changes_nothing() -> None:
 class Dialer:
     """Fake outbound connections: every dial connects at once over a StringTransport."""
 
-    def __init__(self, manager_ref: List[MemberFactory]) -> None:
-        self.manager_ref = manager_ref
+    def __init__(self) -> None:
         self.dials: List[Tuple[str, int]] = []
         self.transports: Dict[Tuple[str, int], Tuple[Any, StringTransport]] = {}
 
@@ -151,11 +150,6 @@ class Dialer:
         return succeed(proto)
 
 
-def misbehave(proto: Any) -> None:
-    for _ in range(10):
-        proto.dataReceived(b"junk\n")
-
-
 def hello_back(proto: Any, node_id: str) -> None:
     proto.dataReceived(
         b'{"type":"HELLO","version":1,"network":"%s","node_id":"%s","port":24331,"height":0,"tip":"%s","work":"2"}\n'
@@ -163,23 +157,31 @@ def hello_back(proto: Any, node_id: str) -> None:
     )
 
 
-def test_a_misbehaving_outbound_peer_is_banned_and_not_redialled_until_the_ban_ends() -> None:
+def two_outbound_peers(bad: Tuple[str, int], good: Tuple[str, int]) -> Tuple[Any, MemberFactory, Dialer]:
+    """A member that dialled ``bad`` and ``good`` (both handshaken); then ``bad``
+    sends ten junk lines and its connection is lost. The dial log is cleared."""
     clock = new_clock()
-    ref: List[MemberFactory] = []
-    dialer = Dialer(ref)
+    dialer = Dialer()
     manager = make_member("aa", clock, dialer=dialer, target_peers=2)
-    ref.append(manager)
-    bad, good = ("203.0.113.7", 24331), ("198.51.100.8", 24331)
     manager.add_addresses([{"host": h, "port": p} for h, p in (bad, good)], "tracker")
     assert sorted(dialer.dials) == sorted([bad, good])
     hello_back(dialer.transports[bad][0], "b1")
     hello_back(dialer.transports[good][0], "b2")
     assert len(manager.peers) == 2
     proto, transport = dialer.transports[bad]
-    misbehave(proto)
-    assert transport.disconnecting and manager.is_banned("203.0.113.7")
+    for _ in range(10):
+        proto.dataReceived(b"junk\n")
+    assert transport.disconnecting
+    assert not dialer.transports[good][1].disconnecting  # the other peer stays
     proto.connectionLost(None)
     dialer.dials.clear()
+    return clock, manager, dialer
+
+
+def test_a_misbehaving_outbound_peer_is_banned_and_not_redialled_until_the_ban_ends() -> None:
+    bad = ("203.0.113.7", 24331)
+    clock, manager, dialer = two_outbound_peers(bad, ("198.51.100.8", 24331))
+    assert manager.is_banned("203.0.113.7")
     for _ in range(int(member_mod.BAN_SECONDS // member_mod.REFILL_INTERVAL) - 2):
         clock.advance(member_mod.REFILL_INTERVAL)
         manager.tick()
@@ -191,21 +193,9 @@ def test_a_misbehaving_outbound_peer_is_banned_and_not_redialled_until_the_ban_e
 
 
 def test_a_misbehaving_loopback_peer_is_closed_never_banned_and_its_address_rests() -> None:
-    clock = new_clock()
-    ref: List[MemberFactory] = []
-    dialer = Dialer(ref)
-    manager = make_member("aa", clock, dialer=dialer, target_peers=2)
-    ref.append(manager)
-    bad, good = ("127.0.0.1", 24400), ("127.0.0.1", 24401)
-    manager.add_addresses([{"host": h, "port": p} for h, p in (bad, good)], "tracker")
-    hello_back(dialer.transports[bad][0], "b1")
-    hello_back(dialer.transports[good][0], "b2")
-    proto, transport = dialer.transports[bad]
-    misbehave(proto)
-    assert transport.disconnecting and not manager.banned
-    assert not dialer.transports[good][1].disconnecting  # the other member on loopback stays
-    proto.connectionLost(None)
-    dialer.dials.clear()
+    bad = ("127.0.0.1", 24400)
+    clock, manager, dialer = two_outbound_peers(bad, ("127.0.0.1", 24401))
+    assert not manager.banned
     for _ in range(20):
         clock.advance(member_mod.REFILL_INTERVAL)
         manager.tick()
@@ -214,3 +204,24 @@ def test_a_misbehaving_loopback_peer_is_closed_never_banned_and_its_address_rest
     clock.advance(member_mod.BAN_SECONDS)
     manager.tick()
     assert bad in dialer.dials
+
+
+def test_unsolicited_peers_cannot_rewrite_the_address_book() -> None:
+    """Regression: any PEERS message used to add up to 100 addresses, so one peer
+    could replace all 2000 known addresses in 20 lines (an eclipse aid). Now only
+    the reply to our own GET_PEERS counts, and only PEERS_PER_REPLY of it."""
+    manager = make_member("aa", new_clock(), target_peers=0)
+    manager.add_addresses([{"host": "198.51.100.1", "port": 24331}], "tracker")
+    raw = Raw(manager, host="203.0.113.5")
+    raw.hello()
+    raw.replies()
+    fake = [{"host": f"203.0.{i // 250}.{i % 250}", "port": 24331} for i in range(2000)]
+    for k in range(0, 2000, 100):
+        raw.send({"type": "PEERS", "peers": fake[k : k + 100]})
+        raw.send({"type": "PEERS", "peers": fake[k : k + 100], "id": 99})
+    assert set(manager.known) == {("198.51.100.1", 24331), ("203.0.113.5", 5000)}  # the peer itself
+    raw.proto.request({"type": "GET_PEERS"})
+    [ask] = raw.replies()
+    raw.send({"type": "PEERS", "peers": fake[:100], "id": ask["id"]})
+    raw.send({"type": "PEERS", "peers": fake[100:200], "id": ask["id"]})  # answered once only
+    assert len(manager.known) == 2 + member_mod.PEERS_PER_REPLY
