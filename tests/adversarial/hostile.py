@@ -17,7 +17,6 @@ from test_member_protocol import (  # noqa: F401  (re-exported for the suite)
     KEY,
     NETWORK,
     NOW,
-    Net,
     Raw,
     addr,
     chain,

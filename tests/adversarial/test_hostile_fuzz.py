@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Callable, List
+from typing import Any, List
 
 import pytest
 from hypothesis import HealthCheck, given, settings
