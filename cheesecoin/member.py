@@ -814,7 +814,10 @@ class MemberFactory(Factory):
 
     def accept_peer(self, proto: MemberProtocol) -> bool:
         """One connection per node_id: of two opened by different sides, keep the one
-        opened by the smaller node_id; of two opened by the same side, the newer."""
+        opened by the smaller node_id; of two opened by the same side, the newer,
+        except that a second inbound connection claiming the node_id of an inbound
+        peer from another address is refused (an impostor would otherwise push
+        that peer out; a real redial comes from the same address)."""
         node_id = proto.peer_node_id
         assert node_id is not None
         existing = self.peers.get(node_id)
@@ -829,6 +832,12 @@ class MemberFactory(Factory):
             smaller = min(own, node_id, key=node_id_key)
             if opener(proto) != smaller:
                 return False
+        elif not proto.outbound and existing.peer_host() != proto.peer_host():
+            self.log.info(
+                "Refused {peer}: node id {node_id} is connected from {other}", peer=proto.label(),
+                node_id=node_id[:16], other=existing.label(),
+            )
+            return False
         del self.peers[node_id]
         existing.close()
         return True

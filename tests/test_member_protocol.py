@@ -100,13 +100,17 @@ class Net:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.pumps: List[iosim.IOPump] = []
-        self.hosts = 0
+        self.links = 0
+        self.hosts: dict = {}  # each member has one address
+
+    def host(self, manager: MemberFactory) -> str:
+        return self.hosts.setdefault(id(manager), f"10.1.{len(self.hosts) + 1}.1")
 
     def link(self, a: MemberFactory, b: MemberFactory) -> Tuple[MemberProtocol, Optional[MemberProtocol]]:
         """``a`` dials ``b``."""
-        self.hosts += 1
-        a_addr = addr(f"10.1.{self.hosts}.1", 50000 + self.hosts)
-        b_addr = addr(f"10.2.{self.hosts}.2", 24331)
+        self.links += 1
+        a_addr = addr(self.host(a), 50000 + self.links)
+        b_addr = addr(self.host(b), 24331)
         server = b.buildProtocol(a_addr)
         client = MemberProtocol(a, outbound=True, dial_address=(b_addr.host, b_addr.port))
         if server is None:

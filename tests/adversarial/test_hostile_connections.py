@@ -225,3 +225,19 @@ def test_unsolicited_peers_cannot_rewrite_the_address_book() -> None:
     raw.send({"type": "PEERS", "peers": fake[:100], "id": ask["id"]})
     raw.send({"type": "PEERS", "peers": fake[100:200], "id": ask["id"]})  # answered once only
     assert len(manager.known) == 2 + member_mod.PEERS_PER_REPLY
+
+
+def test_an_impostor_claiming_a_connected_peers_node_id_cannot_push_it_out() -> None:
+    """Regression: a second inbound connection with the node id of an inbound
+    peer replaced it ("the newer wins"), so anyone who learnt a member's node id
+    could disconnect it from us at will. A redial from the same address still
+    replaces the old connection."""
+    manager = make_member("aa", new_clock())
+    honest = Raw(manager, host="198.51.100.1")
+    honest.hello(node_id="55")
+    impostor = Raw(manager, host="203.0.113.9")
+    assert impostor.hello(node_id="55") == []
+    assert impostor.closed and not honest.closed and manager.peers["55"] is honest.proto
+    redial = Raw(manager, host="198.51.100.1", port=40001)
+    assert redial.hello(node_id="55")[0]["type"] == "HELLO"
+    assert honest.closed and manager.peers["55"] is redial.proto
