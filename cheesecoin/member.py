@@ -508,9 +508,21 @@ class Download:
             self._drain()
             return
         last = cheeses[-1].get("smell")
-        if not isinstance(last, str) or not wire.SMELL_RE.match(last) or last == self.last_smell:
-            self.peer.misbehaved(50, "a CHEESES reply that does not move forward")
+        if (
+            not isinstance(last, str)
+            or not wire.SMELL_RE.match(last)
+            or last == self.last_smell
+            or any(cheeses[i].get("parent_smell") != cheeses[i - 1].get("smell") for i in range(1, len(cheeses)))
+        ):
+            self.peer.misbehaved(50, "a CHEESES reply that is not one chain moving forward")
             self.finish()
+            return
+        if self.last_smell is not None and cheeses[0].get("parent_smell") != self.last_smell:
+            # Not after the last chunk: the peer's stack changed (or it plays
+            # games, e.g. known cheeses in circles). Apply what came, then stop.
+            self._more = False
+            self._queue.append(_Chunk([], True))
+            self._drain()
             return
         self.last_smell = last
         at_end = last == self.peer.peer_tip

@@ -200,7 +200,8 @@ def test_a_tampered_body_under_a_valid_header_does_not_blacklist_the_real_cheese
         assert liar.proto.score > 0
     stack = manager.node.stack
     assert stack.height == 2 and good["smell"] not in stack.invalid
-    honest = ready_raw(manager, host="203.0.113.6")
+    honest = Raw(manager, host="203.0.113.6")
+    honest.hello(node_id="66")
     assert honest.send({"type": "ANNOUNCE", "cheese": good}) == []
     assert stack.tip.smell == good["smell"] and stack.ledger.balance(CAROL) == 1
 

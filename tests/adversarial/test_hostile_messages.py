@@ -482,3 +482,32 @@ def test_a_thousand_orphans_stay_within_the_bounded_pool() -> None:
     clock.advance(member_mod.REQUEST_TIMEOUT + 1)  # the announcer never answers: the download ends
     assert raw.proto.download is None and not raw.proto.pending
     assert snapshot(manager) == before
+
+
+def test_a_peer_feeding_known_cheeses_in_circles_cannot_hold_the_sync() -> None:
+    """Regression: a peer claiming more work answered each GET_CHEESES with
+    cheeses we already have, never the same last one twice (A, B, A, B...): the
+    download never ended, and as only one runs at a time, no honest peer could
+    be synced from. Now a chunk must be one chain that continues the last one."""
+    clock = new_clock()
+    cheeses = chain(12)
+    manager = make_member("aa", clock, cheeses[:8])
+    liar = Raw(manager, host="203.0.113.5")
+    asked = [m for m in liar.hello(node_id="55", height=10**6, tip="ab" * 20, work="9" * 70) if m["type"] == "GET_CHEESES"]
+    chunks = [cheeses[:4], cheeses[:3], [cheeses[5], cheeses[2]]]
+    for round_ in range(30):
+        if not asked:
+            break
+        reply = liar.send({"type": "CHEESES", "cheeses": chunks[round_ % 2], "id": asked[0]["id"]})
+        asked = [m for m in reply if m["type"] == "GET_CHEESES"]
+    assert liar.proto.download is None, "the circling download is still running"
+    honest = Raw(manager, host="198.51.100.7")
+    hello = honest.hello(node_id="66", height=12, tip=cheeses[-1]["smell"], work=str(2 * 13))
+    [request] = [m for m in hello if m["type"] == "GET_CHEESES"]
+    honest.send({"type": "CHEESES", "cheeses": cheeses[8:], "id": request["id"]})
+    assert manager.node.stack.tip.smell == cheeses[-1]["smell"]
+    # A chunk that is not one chain is malformed.
+    liar2 = Raw(manager, host="203.0.113.6")
+    [ask] = [m for m in liar2.hello(node_id="77", height=10**6, tip="cd" * 20, work="9" * 70) if m["type"] == "GET_CHEESES"]
+    liar2.send({"type": "CHEESES", "cheeses": chunks[2], "id": ask["id"]})
+    assert liar2.proto.download is None and liar2.proto.score >= 50
