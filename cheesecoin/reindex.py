@@ -41,11 +41,13 @@ class ReindexResult:
     height: int = 0
     tip: str = ""
     backup: str = ""
+    read_error: str = ""  # the old database could not be read past a damaged page
 
     def summary(self) -> str:
+        damaged = f" (reading stopped at a damaged page: {self.read_error})" if self.read_error else ""
         return (
-            f"reindexed {self.rows} stored cheeses: kept {self.kept}, dropped {self.unreadable} unreadable, "
-            f"{self.invalid} invalid and {self.orphaned} without a valid parent; height {self.height}, "
+            f"reindexed {self.rows} stored cheeses{damaged}: kept {self.kept}, dropped {self.unreadable} "
+            f"unreadable, {self.invalid} invalid and {self.orphaned} without a valid parent; height {self.height}, "
             f"tip {self.tip}; the old database is {self.backup}"
         )
 
@@ -63,22 +65,26 @@ def _read_rows(path: str, network: Network, result: ReindexResult) -> List[dict]
     cheeses = []
     db = sqlite3.connect(path, isolation_level=None)
     try:
-        meta = dict(db.execute("SELECT key, value FROM meta"))
+        try:
+            meta = dict(db.execute("SELECT key, value FROM meta"))
+        except sqlite3.DatabaseError as e:
+            raise StorageError(f"{path} cannot be read at all ({e}); start from an empty data directory") from None
         if meta.get("network") != network.smell:
             raise StorageError(f"{path} holds the stack of network {meta.get('network')}, not {network.name}")
-        for (body,) in db.execute("SELECT body FROM cheeses ORDER BY ord"):
-            result.rows += 1
-            try:
-                cheese = json.loads(body)
-                if not isinstance(cheese, dict):
-                    raise ValueError("not an object")
-                check_smell(cheese)
-            except (ValueError, TypeError, KeyError, InvalidCheese, RecursionError):
-                result.unreadable += 1
-                continue
-            cheeses.append(cheese)
-    except sqlite3.DatabaseError as e:
-        raise StorageError(f"{path} cannot be read at all ({e}); start from an empty data directory") from None
+        try:
+            for (body,) in db.execute("SELECT body FROM cheeses ORDER BY ord"):
+                result.rows += 1
+                try:
+                    cheese = json.loads(body)
+                    if not isinstance(cheese, dict):
+                        raise ValueError("not an object")
+                    check_smell(cheese)
+                except (ValueError, TypeError, KeyError, InvalidCheese, RecursionError):
+                    result.unreadable += 1
+                    continue
+                cheeses.append(cheese)
+        except sqlite3.DatabaseError as e:  # a damaged page: keep what was read before it
+            result.read_error = str(e)
     finally:
         db.close()  # the last connection: SQLite folds the WAL back into the file
     return cheeses

@@ -161,3 +161,18 @@ def test_cheesecoin_reindex_command(tmp_path, cheeses) -> None:
     (junk / DB_NAME).write_text("junk")
     failed = subprocess.run(command + [str(junk)], capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1 and failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
+
+
+def test_reindex_salvages_the_readable_prefix_of_a_file_with_damaged_pages(tmp_path, cheeses) -> None:
+    data = stored(tmp_path, cheeses)
+    path = os.path.join(data, DB_NAME)
+    raw = open(path, "rb").read()
+    cut = len(raw) // 3
+    with open(path, "wb") as f:
+        f.write(raw[:cut] + b"\x00" * 8192 + raw[cut + 8192 :])
+    result = reindex(data, NET)
+    again = open_stack(data, NET)
+    height = again.height
+    assert 0 <= height <= 40 and again.tip.smell == cheeses[height]["smell"] == result.tip
+    assert again.ledger == reference(cheeses[: height + 1]).ledger
+    again.close()
