@@ -145,4 +145,4 @@ def test_a_syncing_member_killed_at_random_moments_always_reloads_a_valid_stack(
     syncer.stop()
     final = check_stored_stack(data_dir, network)
     assert final.height == len(long_stack) - 1
-    assert 0 < max(heights[1:]) or heights[-1] == final.height
+    assert any(0 < h < final.height for h in heights), "no kill landed in the middle of the sync"
