@@ -9,7 +9,7 @@ import os
 import sys
 import threading
 import time
-from typing import Any, List, Optional, Set
+from typing import Any, Dict, Iterator, List, Optional, Set
 
 from .cheese import NetworkError, mine_blue_cheese, network_from_blue_cheese
 from .errors import InvalidCheese
@@ -91,55 +91,74 @@ def _read_stack(path: str) -> Any:
     return value
 
 
-def bad_signature_cheeses(cheeses: List[dict], workers: int) -> Set[int]:
-    """Indices of cheeses with a well-formed transaction whose signature fails."""
-    items, owners = [], []
-    for i, cheese in enumerate(cheeses):
-        info = cheese.get("unit_of_information")
-        txs = info.get("transactions") if isinstance(info, dict) else None
-        if not isinstance(txs, list):
-            continue
-        for tx in txs:
-            if check_tx_format(tx) is None:
-                items.append((tx["from"], tx["signature"], signing_bytes(tx)))
-                owners.append(i)
-    if not items:
-        return set()
-    if workers <= 1:
-        bad = verify_batch(items)
-    else:
-        size = max(256, len(items) // (workers * 8) + 1)
+class SignatureChecks:
+    """Checks the signature of every well-formed transaction of a stack file,
+    in worker processes while the caller checks everything else (or lazily,
+    chunk by chunk, in this process with one worker)."""
+
+    def __init__(self, cheeses: List[dict], workers: int) -> None:
+        items, self.owners = [], []
+        self.last_item: Dict[int, int] = {}  # cheese index -> index of its last item
+        for i, cheese in enumerate(cheeses):
+            info = cheese.get("unit_of_information")
+            txs = info.get("transactions") if isinstance(info, dict) else None
+            for tx in txs if isinstance(txs, list) else ():
+                if check_tx_format(tx) is None:
+                    items.append((tx["from"], tx["signature"], signing_bytes(tx)))
+                    self.owners.append(i)
+                    self.last_item[i] = len(items) - 1
+        size = max(256, len(items) // (max(1, workers) * 8) + 1)
         chunks = [items[k : k + size] for k in range(0, len(items), size)]
+        self.chunk_sizes = iter([len(c) for c in chunks])
+        self.done = 0  # items checked so far
+        self.bad: Set[int] = set()
+        self.pool = None
+        if workers <= 1 or len(chunks) <= 1:
+            self.results: Iterator[List[int]] = map(verify_batch, chunks)
+            return
         # fork is quick and safe in a single-threaded process (the command);
         # with other threads running (inside a service) it can deadlock.
         method = "fork" if threading.active_count() == 1 else "forkserver"
         if method not in multiprocessing.get_all_start_methods():
             method = "spawn"
-        ctx = multiprocessing.get_context(method)
-        pool = ctx.Pool(workers)
-        try:
-            results = pool.map(verify_batch, chunks)
-        finally:
-            pool.close()  # let the workers finish and exit; terminate() can leave a queue lock held
-            pool.join()
-        bad = [k * size + j for k, r in enumerate(results) for j in r]
-    return {owners[j] for j in bad}
+        self.pool = multiprocessing.get_context(method).Pool(workers)
+        self.results = self.pool.imap(verify_batch, chunks)
+
+    def has_bad_signature(self, index: int) -> bool:
+        """True if cheese ``index`` holds a well-formed transaction whose signature fails."""
+        need = self.last_item.get(index)
+        while need is not None and self.done <= need:
+            offset = self.done
+            self.bad.update(self.owners[offset + j] for j in next(self.results))
+            self.done += next(self.chunk_sizes)
+        return index in self.bad
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()  # let the workers finish and exit; terminate() can leave a queue lock held
+            self.pool.join()
+            self.pool = None
 
 
 def verify_stack(cheeses: List[dict], workers: int = 1, clock=time.time) -> CheeseStack:
     """Check a stack; raises NetworkError for the Blue Cheese, InvalidCheese (with .index)."""
     network = network_from_blue_cheese(cheeses[0])
     stack = CheeseStack(network, clock=clock, index_txs=False, max_orphans=0)
-    bad = bad_signature_cheeses(cheeses, workers)
-    for i, cheese in enumerate(cheeses[1:], start=1):
-        try:
-            if cheese.get("parent_smell") not in stack and cheese.get("sequence_number") != 0:
-                stack.check_context_free(cheese)
-                raise InvalidCheese("bad-parent", f"the parent {str(cheese.get('parent_smell'))[:40]} is not earlier in the file")
-            stack.add_cheese(cheese, check_signatures=i in bad)
-        except InvalidCheese as e:
-            e.index = i  # type: ignore[attr-defined]
-            raise
+    signatures = SignatureChecks(cheeses, workers)
+    try:
+        for i, cheese in enumerate(cheeses[1:], start=1):
+            try:
+                if cheese.get("parent_smell") not in stack and cheese.get("sequence_number") != 0:
+                    stack.check_context_free(cheese)
+                    raise InvalidCheese(
+                        "bad-parent", f"the parent {str(cheese.get('parent_smell'))[:40]} is not earlier in the file"
+                    )
+                stack.add_cheese(cheese, check_signatures=signatures.has_bad_signature(i))
+            except InvalidCheese as e:
+                e.index = i  # type: ignore[attr-defined]
+                raise
+    finally:
+        signatures.close()
     return stack
 
 

@@ -96,7 +96,7 @@ class MemoryStore:
         self.tip: Optional[str] = None
         self.invalid: Dict[str, str] = {}
 
-    def load(self) -> Tuple[List[dict], Optional[str], Dict[str, str]]:
+    def load(self) -> Tuple[Iterable[dict], Optional[str], Dict[str, str]]:
         return [], None, {}
 
     def get(self, smell: str) -> Optional[dict]:
@@ -205,14 +205,16 @@ class CheeseStack:
     def _load(self) -> None:
         blue = self.network.blue_cheese
         rows, tip_smell, invalid = self.store.load()
-        if rows and rows[0]["smell"] != blue["smell"]:
+        rows = iter(rows)  # stored cheeses are streamed: only their nodes stay in memory
+        first = next(rows, None)
+        if first is not None and first["smell"] != blue["smell"]:
             raise ValueError("the stored stack belongs to another network")
         genesis = self._new_node(blue, None)
         self.main = [genesis]
         self._best = genesis
-        if not rows:
+        if first is None:
             self.store.commit([(genesis, blue)], [], genesis.smell)
-        for cheese in rows[1:]:
+        for cheese in rows:
             parent = self.nodes.get(cheese["parent_smell"])
             if parent is None:
                 raise ValueError(f"stored cheese {cheese['smell']} has no stored parent")

@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 from collections import OrderedDict
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from .cheese import Network, check_smell, canonical
 from .errors import InvalidCheese
@@ -99,13 +99,18 @@ class SqliteStore:
 
     # -- the store interface of cheesecoin.stack -------------------------------------
 
-    def load(self) -> Tuple[List[dict], Optional[str], Dict[str, str]]:
-        """Every stored cheese in arrival order, the tip, and the invalid marks."""
+    def load(self) -> Tuple[Iterator[dict], Optional[str], Dict[str, str]]:
+        """Every stored cheese in arrival order (streamed), the tip, and the invalid marks."""
         try:
-            rows = []
-            for smell, parent, height, body in self.db.execute(
-                "SELECT smell, parent, height, body FROM cheeses ORDER BY ord"
-            ):
+            invalid = dict(self.db.execute("SELECT smell, rule FROM invalid"))
+        except sqlite3.DatabaseError as e:
+            raise StorageError(f"{self.path} is corrupted: {e}") from None
+        return self._rows(), self.tip, invalid
+
+    def _rows(self) -> Iterator[dict]:
+        try:
+            cursor = self.db.execute("SELECT smell, parent, height, body FROM cheeses ORDER BY ord")
+            for smell, parent, height, body in cursor:
                 cheese = json.loads(body)
                 if (
                     not isinstance(cheese, dict)
@@ -115,13 +120,11 @@ class SqliteStore:
                 ):
                     raise StorageError(f"{self.path}: stored cheese {smell} is corrupted")
                 check_smell(cheese)
-                rows.append(cheese)
-            invalid = dict(self.db.execute("SELECT smell, rule FROM invalid"))
+                yield cheese
         except (sqlite3.DatabaseError, ValueError) as e:
             raise StorageError(f"{self.path} is corrupted: {e}") from None
         except InvalidCheese as e:
             raise StorageError(f"{self.path}: a stored cheese is corrupted ({e.message})") from None
-        return rows, self.tip, invalid
 
     def get_text(self, smell: str) -> Optional[str]:
         entry = self._cache.get(smell)
