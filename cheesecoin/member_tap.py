@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
@@ -172,6 +172,25 @@ class _ServerService(StreamServerEndpointService):
             raise SystemExit(f"cheesemember: cannot listen for {self.what} on {e.interface or '0.0.0.0'}:{e.port}: {e.socketError}")
 
 
+class _MemberService(MultiService):
+    """Stops every other part (ports, miner, tracker link, timers) and waits
+    for them before the shutdown part saves the mempool and closes the stack,
+    so nothing writes to a closed store."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shutdown: Optional[Service] = None
+
+    def stopService(self) -> Deferred:
+        Service.stopService(self)
+        others = [s for s in reversed(list(self)) if s is not self.shutdown]
+        done = gatherResults([maybeDeferred(s.stopService) for s in others], consumeErrors=True)
+        done.addErrback(lambda f: log.failure("Error while stopping the member", f))
+        if self.shutdown is not None:
+            done.addBoth(lambda _: self.shutdown.stopService())
+        return done
+
+
 class _Shutdown(Service):
     """Saves the mempool and closes the stack when the member stops."""
 
@@ -254,7 +273,7 @@ def makeService(config: Options) -> MultiService:
         stack.close()
         raise SystemExit(f"cheesemember: the member's wallet: {e} (or give --miner-address)")
 
-    top = MultiService()
+    top = _MemberService()
     manager = MemberFactory(
         node,
         reactor=reactor,
@@ -264,9 +283,10 @@ def makeService(config: Options) -> MultiService:
     )
     for host, port in config["connect"]:
         manager.add_persistent(host, port)
-    shutdown = _Shutdown(node, manager)  # first child: stopped last
+    shutdown = _Shutdown(node, manager)  # stopped after every other part
     shutdown.setName("shutdown")
     shutdown.setServiceParent(top)
+    top.shutdown = shutdown
 
     def listening(port: IListeningPort) -> None:
         manager.listen_port = port.getHost().port

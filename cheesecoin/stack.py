@@ -134,7 +134,7 @@ class OrphanPool:
 
     def add(self, cheese: dict, source: Any = None) -> None:
         smell = cheese["smell"]
-        if smell in self.entries:
+        if smell in self.entries or self.max_count <= 0:
             return
         while len(self.entries) >= self.max_count:
             self._remove(next(iter(self.entries)))

@@ -143,3 +143,38 @@ def test_tracker_link_registers_pings_and_feeds_peers() -> None:
     proto.connectionLost(None)
     assert link.protocol is None and not link.request_peers()
     clock.advance(60)  # no PING after the connection is gone
+
+
+def test_the_store_is_closed_only_after_every_other_part_stopped():
+    from twisted.application.service import Service
+    from twisted.internet.defer import Deferred
+
+    from cheesecoin.member_tap import _MemberService
+
+    order = []
+
+    class Slow(Service):
+        def __init__(self):
+            self.stopped = Deferred()
+
+        def stopService(self):
+            Service.stopService(self)
+            order.append("port stopping")
+            return self.stopped
+
+    class Last(Service):
+        def stopService(self):
+            Service.stopService(self)
+            order.append("store closed")
+
+    top = _MemberService()
+    top.shutdown = Last()
+    top.shutdown.setServiceParent(top)
+    slow = Slow()
+    slow.setServiceParent(top)
+    top.startService()
+    done = top.stopService()
+    assert order == ["port stopping"]
+    slow.stopped.callback(None)
+    assert order == ["port stopping", "store closed"]
+    assert done.called

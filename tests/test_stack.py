@@ -213,3 +213,10 @@ def test_template_is_a_child_of_the_tip():
     t = stack.template(B, [], timestamp=BASE_TIME)
     assert t["parent_smell"] == stack.tip.smell and t["sequence_number"] == 3
     assert t["timestamp"] == stack.tip.timestamp and t["bits"] == NET.bits
+
+
+def test_an_orphan_pool_of_size_zero_keeps_nothing():
+    stack = new_stack(max_orphans=0)
+    parent = {"smell": "cd" * 20, "sequence_number": 5, "timestamp": BASE_TIME}
+    assert stack.add_cheese(mine_child(parent, NET.bits, A)).status == "orphan"
+    assert len(stack.orphans) == 0
