@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import figure, print_table  # noqa: E402  (also puts tests/ on sys.path)
 
-from procs import Proc, http_json, wait_until  # noqa: E402
+from procs import Proc, free_port as listen_port, http_json, wait_until  # noqa: E402
 
 from cheesecoin.storage import open_stack  # noqa: E402
 from cheesecoin.testing import ChainBuilder, make_network, payment_stack  # noqa: E402
@@ -44,42 +42,6 @@ BARE = (
     "e.Ed25519PrivateKey.generate().public_key()\n"
     "print(open('/proc/self/status').read())\n"
 )
-
-
-def _ephemeral_range() -> Tuple[int, int]:
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
-            lo, hi = (int(x) for x in f.read().split())
-        return lo, hi
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-_LO, _HI = _ephemeral_range()
-_given: set = set()
-
-
-def listen_port() -> int:
-    """A loopback port free right now and outside the kernel's ephemeral range.
-
-    ``procs.free_port`` returns an ephemeral port, which any outgoing connection
-    (tracker link, member dialling member) can take before the member it was
-    meant for listens on it: with tens of members on one machine that happens.
-    Ports below the ephemeral range are only ever taken by listeners.
-    """
-    pool = range(20000, _LO) if _LO > 21000 else range(max(_HI + 1, 1024), 65536)
-    for _ in range(1000):
-        port = random.choice(pool)
-        if port in _given:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _given.add(port)
-        return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 def rss_bytes(pid: int, field: str = "VmRSS") -> int:

@@ -9,7 +9,7 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Optional, Set
+from typing import Any, Dict, Iterator, List, Set
 
 from .cheese import NetworkError, mine_blue_cheese, network_from_blue_cheese
 from .errors import InvalidCheese
