@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from json.encoder import encode_basestring as _quote  # json.dumps(str, ensure_ascii=False), in C
 from functools import lru_cache
 from typing import Any, Optional, Tuple
@@ -21,8 +22,7 @@ from .wire import ADDRESS_RE
 TX_FIELDS = frozenset(["from", "to", "amount", "fee", "nonce", "memo", "signature"])
 MAX_MEMO = 140
 MAX_VALUE = 2**63 - 1
-_SIG_LEN = 128
-_HEX = frozenset("0123456789abcdef")
+_SIG_RE = re.compile(r"[0-9a-f]{128}\Z")
 
 
 def is_int(value: Any, lo: int, hi: int) -> bool:
@@ -56,14 +56,14 @@ def check_tx_format(tx: Any) -> Optional[Tuple[str, str]]:
         return ("tx-fields", "'nonce' must be an integer in 0..2^63-1")
     if type(memo) is not str or len(memo) > MAX_MEMO or not is_unicode(memo):
         return ("tx-fields", f"'memo' must be a string of at most {MAX_MEMO} characters")
-    if type(sig) is not str or len(sig) != _SIG_LEN or not _HEX.issuperset(sig):
+    if type(sig) is not str or not _SIG_RE.match(sig):
         return ("tx-fields", "'signature' must be 128 lowercase hex characters")
     if sender == to:
         return ("tx-self", "a transaction cannot pay its own sender")
     return None
 
 
-def _fast_shape(tx: Any, keys: frozenset = TX_FIELDS) -> bool:
+def fast_shape(tx: Any, keys: frozenset = TX_FIELDS) -> bool:
     """True when ``tx`` has exactly ``keys`` with plain str/int values (so its
     canonical text can be built directly)."""
     return (
@@ -98,7 +98,7 @@ def _dumps(value: Any) -> str:
 
 def tx_canonical_text(tx: Any) -> str:
     """canonical(tx) as text; built directly for a well-shaped transaction."""
-    return _fast_text(tx, True) if _fast_shape(tx) else _dumps(tx)
+    return _fast_text(tx, True) if fast_shape(tx) else _dumps(tx)
 
 
 _UNSIGNED_FIELDS = TX_FIELDS - {"signature"}
@@ -106,7 +106,7 @@ _UNSIGNED_FIELDS = TX_FIELDS - {"signature"}
 
 def signing_bytes(tx: dict) -> bytes:
     """canonical(tx without "signature"): the bytes that are signed."""
-    if _fast_shape(tx) or _fast_shape(tx, _UNSIGNED_FIELDS):
+    if fast_shape(tx) or fast_shape(tx, _UNSIGNED_FIELDS):
         return _fast_text(tx, False).encode("utf-8")
     return _dumps({k: v for k, v in tx.items() if k != "signature"}).encode("utf-8")
 
