@@ -20,19 +20,18 @@ import ipaddress
 import os
 from typing import Any, Optional, Tuple
 
-from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
-from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
-from zope.interface import implementer
 
 from .cheese import NetworkError, load_network
 from .tracker_tap import _integer  # the same option rules as the tracker's
 from .member import DEFAULT_PORT, PING_INTERVAL, REFILL_INTERVAL, STATS_INTERVAL, MemberFactory
+from .services import ListeningEndpoint, ServerService
 from .wire import ADDRESS_RE
 
 DEFAULT_API_PORT = 24332
@@ -138,38 +137,6 @@ class Options(usage.Options):
             self["network-object"] = load_network(self["network"])
         except NetworkError as e:
             raise usage.UsageError(str(e))
-
-
-@implementer(IStreamServerEndpoint)
-class _ListeningEndpoint:
-    """Wraps an endpoint and calls ``on_listen(port)`` once it listens."""
-
-    def __init__(self, endpoint: IStreamServerEndpoint, on_listen: Any) -> None:
-        self._endpoint = endpoint
-        self._on_listen = on_listen
-
-    def listen(self, protocolFactory: Any) -> Deferred:
-        def listening(port: IListeningPort) -> IListeningPort:
-            self._on_listen(port)
-            return port
-
-        return self._endpoint.listen(protocolFactory).addCallback(listening)
-
-
-class _ServerService(StreamServerEndpointService):
-    """A listening service that stops the start with one clear line if the port is taken."""
-
-    _raiseSynchronously = True
-
-    def __init__(self, what: str, endpoint: IStreamServerEndpoint, factory: Any) -> None:
-        super().__init__(endpoint, factory)
-        self.what = what
-
-    def privilegedStartService(self) -> None:
-        try:
-            super().privilegedStartService()
-        except CannotListenError as e:
-            raise SystemExit(f"cheesemember: cannot listen for {self.what} on {e.interface or '0.0.0.0'}:{e.port}: {e.socketError}")
 
 
 class _MemberService(MultiService):
@@ -312,7 +279,7 @@ def makeService(config: Options) -> MultiService:
                 log.info("{what} on {host}:{port}", what=what, host=interface, port=port.getHost().port)
 
         endpoint = _endpoint(reactor, interface, config[prefix + "port"])
-        service = _ServerService(what, _ListeningEndpoint(endpoint, listened), factory)
+        service = ServerService(ListeningEndpoint(endpoint, listened), factory, "cheesemember", what)
         service.setName(name)
         service.setServiceParent(top)
 

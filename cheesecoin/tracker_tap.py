@@ -10,15 +10,12 @@ import ipaddress
 import math
 from typing import Any, Optional
 
-from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
-from twisted.internet.error import CannotListenError
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.python import usage
-from zope.interface import implementer
 
+from .services import ListeningEndpoint, ServerService
 from .tracker import (
     DEFAULT_MAX_MEMBERS,
     DEFAULT_MAX_PER_IP,
@@ -99,36 +96,6 @@ class Options(usage.Options):
             )
 
 
-@implementer(IStreamServerEndpoint)
-class _AnnouncingEndpoint:
-    """Wraps an endpoint: tells the factory once its port is actually listening."""
-
-    def __init__(self, endpoint: IStreamServerEndpoint, factory: TrackerFactory) -> None:
-        self._endpoint = endpoint
-        self._factory = factory
-
-    def listen(self, protocolFactory: Any) -> Deferred:
-        def announce(port: IListeningPort) -> IListeningPort:
-            self._factory.listening(port)
-            return port
-
-        return self._endpoint.listen(protocolFactory).addCallback(announce)
-
-
-class _TrackerServerService(StreamServerEndpointService):
-    """Listens for the tracker; a port that cannot be opened stops the start, in one line."""
-
-    # Raise from privilegedStartService rather than run on without a port.
-    _raiseSynchronously = True
-
-    def privilegedStartService(self) -> None:
-        try:
-            super().privilegedStartService()
-        except CannotListenError as e:
-            where = f"{e.interface or '0.0.0.0'}:{e.port}"
-            raise SystemExit(f"cheesetracker: cannot listen on {where}: {e.socketError}")
-
-
 def raise_fd_limit(wanted: int) -> int:
     """Raise the soft limit on open files towards ``wanted``; return the limit in force."""
     try:
@@ -162,7 +129,7 @@ def makeService(config: Options) -> MultiService:
     top = MultiService()
     tcp = TCP6ServerEndpoint if ipaddress.ip_address(config["interface"]).version == 6 else TCP4ServerEndpoint
     endpoint = tcp(reactor, config["port"], backlog=LISTEN_BACKLOG, interface=config["interface"])
-    server = _TrackerServerService(_AnnouncingEndpoint(endpoint, factory), factory)
+    server = ServerService(ListeningEndpoint(endpoint, factory.listening), factory, "cheesetracker")
     server.setName("tracker")
     server.setServiceParent(top)
     sweeper = TimerService(factory.sweep_interval, factory.sweep)
