@@ -9,7 +9,7 @@ compare equal.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional
+from typing import Dict, Optional
 
 from .errors import InvalidCheese, InvalidTx
 from .tx import check_tx_format, verify_signature
@@ -113,7 +113,3 @@ class Ledger:
             self._set(self.balances, to, self.balance(to) - tx["amount"])
             self._set(self.balances, sender, self.balance(sender) + tx["amount"] + tx["fee"])
             self._set(self.nonces, sender, tx["nonce"])
-
-    def apply_all(self, infos: Iterable[dict], reward: int, check_signatures: bool = True) -> None:
-        for info in infos:
-            self.apply_cheese(info, reward, check_signatures)

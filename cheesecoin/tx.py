@@ -153,10 +153,6 @@ def address_of(private_key: Ed25519PrivateKey) -> str:
     return private_key.public_key().public_bytes_raw().hex()
 
 
-def private_key_from_hex(hex_key: str) -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(hex_key))
-
-
 def sign_tx(
     private_key: Ed25519PrivateKey, to: str, amount: int, fee: int, nonce: int, memo: str = ""
 ) -> dict:
