@@ -16,22 +16,19 @@ at the longest valid prefix of what it had.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import Any, Optional, Tuple
 
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python import usage
 
 from .cheese import NetworkError, load_network
-from .tracker_tap import _integer  # the same option rules as the tracker's
 from .member import DEFAULT_PORT, PING_INTERVAL, REFILL_INTERVAL, STATS_INTERVAL, MemberFactory
-from .services import ListeningEndpoint, ServerService
+from .services import ListeningEndpoint, ServerService, integer_option, interface_option, server_endpoint
 from .wire import ADDRESS_RE
 
 DEFAULT_API_PORT = 24332
@@ -39,14 +36,6 @@ DEFAULT_MINER_PORT = 24333
 MEMPOOL_SAVE_INTERVAL = 60.0
 
 log = Logger(namespace="cheesecoin.member")
-
-
-def _interface(name: str, value: str) -> str:
-    text = str(value).strip()
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise usage.UsageError(f"--{name} must be an IP address such as 0.0.0.0 or 127.0.0.1, not {text!r}")
 
 
 def parse_host_port(name: str, value: str) -> Tuple[str, int]:
@@ -110,15 +99,15 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if self["mine"] and self["no-mine"]:
             raise usage.UsageError("--mine and --no-mine contradict each other")
-        self["port"] = _integer("port", self["port"], 0, 65535)
-        self["api-port"] = _integer("api-port", self["api-port"], 0, 65535)
-        self["miner-port"] = _integer("miner-port", self["miner-port"], 0, 65535)
-        self["mining-workers"] = _integer("mining-workers", self["mining-workers"], 0, 1024)
-        self["peers"] = _integer("peers", self["peers"], 0, 1000)
-        self["max-inbound"] = _integer("max-inbound", self["max-inbound"], 0, 100000)
-        self["max-per-ip"] = _integer("max-per-ip", self["max-per-ip"], 1, 100000)
+        self["port"] = integer_option("port", self["port"], 0, 65535)
+        self["api-port"] = integer_option("api-port", self["api-port"], 0, 65535)
+        self["miner-port"] = integer_option("miner-port", self["miner-port"], 0, 65535)
+        self["mining-workers"] = integer_option("mining-workers", self["mining-workers"], 0, 1024)
+        self["peers"] = integer_option("peers", self["peers"], 0, 1000)
+        self["max-inbound"] = integer_option("max-inbound", self["max-inbound"], 0, 100000)
+        self["max-per-ip"] = integer_option("max-per-ip", self["max-per-ip"], 1, 100000)
         for name in ("interface", "api-interface", "miner-interface"):
-            self[name] = _interface(name, self[name])
+            self[name] = interface_option(name, self[name])
         if self["tracker"] is not None:
             self["tracker"] = parse_host_port("tracker", self["tracker"])
         host = self["host"]
@@ -177,12 +166,6 @@ class _Shutdown(Service):
         self.save_mempool()
         self.node.stack.close()
         log.info("Member stopped at height {height}", height=self.node.stack.height)
-
-
-def _endpoint(reactor: Any, interface: str, port: int) -> IStreamServerEndpoint:
-    if ipaddress.ip_address(interface).version == 6:
-        return TCP6ServerEndpoint(reactor, port, interface=interface)
-    return TCP4ServerEndpoint(reactor, port, interface=interface)
 
 
 def _timer(parent: MultiService, name: str, interval: float, call: Any, clock: Any) -> None:
@@ -278,7 +261,7 @@ def makeService(config: Options) -> MultiService:
             else:
                 log.info("{what} on {host}:{port}", what=what, host=interface, port=port.getHost().port)
 
-        endpoint = _endpoint(reactor, interface, config[prefix + "port"])
+        endpoint = server_endpoint(reactor, interface, config[prefix + "port"])
         service = ServerService(ListeningEndpoint(endpoint, listened), factory, "cheesemember", what)
         service.setName(name)
         service.setServiceParent(top)

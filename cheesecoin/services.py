@@ -2,13 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import ipaddress
+from typing import Any, Callable, Optional
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.python import usage
 from zope.interface import implementer
+
+
+def integer_option(name: str, value: Any, lo: int, hi: Optional[int] = None) -> int:
+    """The integer value of option --name, from lo (to hi); UsageError otherwise."""
+    text = str(value).strip()
+    try:
+        number = int(text, 10)
+    except ValueError:
+        number = None
+    if number is None or number < lo or (hi is not None and number > hi):
+        bound = f"from {lo} to {hi}" if hi is not None else f"of at least {lo}"
+        raise usage.UsageError(f"--{name} must be an integer {bound}, not {text!r}")
+    return number
+
+
+def interface_option(name: str, value: Any) -> str:
+    """Option --name as an IP address in its normal form; UsageError otherwise."""
+    text = str(value).strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise usage.UsageError(f"--{name} must be an IP address such as 0.0.0.0 or 127.0.0.1, not {text!r}")
+
+
+def server_endpoint(reactor: Any, interface: str, port: int, backlog: int = 50) -> IStreamServerEndpoint:
+    """A TCP server endpoint on ``interface`` (an IP address, v4 or v6)."""
+    tcp = TCP6ServerEndpoint if ipaddress.ip_address(interface).version == 6 else TCP4ServerEndpoint
+    return tcp(reactor, port, backlog=backlog, interface=interface)
 
 
 @implementer(IStreamServerEndpoint)

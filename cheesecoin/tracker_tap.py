@@ -6,16 +6,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import math
-from typing import Any, Optional
 
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.python import usage
 
-from .services import ListeningEndpoint, ServerService
+from .services import ListeningEndpoint, ServerService, integer_option, interface_option, server_endpoint
 from .tracker import (
     DEFAULT_MAX_MEMBERS,
     DEFAULT_MAX_PER_IP,
@@ -29,18 +26,6 @@ _SPARE_FDS = 64
 # Pending connections the kernel may queue: many members reconnect at once
 # after a tracker restart (Twisted's default is 50).
 LISTEN_BACKLOG = 1024
-
-
-def _integer(name: str, value: Any, lo: int, hi: Optional[int] = None) -> int:
-    text = str(value).strip()
-    try:
-        number = int(text, 10)
-    except ValueError:
-        number = None
-    if number is None or number < lo or (hi is not None and number > hi):
-        bound = f"from {lo} to {hi}" if hi is not None else f"of at least {lo}"
-        raise usage.UsageError(f"--{name} must be an integer {bound}, not {text!r}")
-    return number
 
 
 class Options(usage.Options):
@@ -76,9 +61,9 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
-        self["port"] = _integer("port", self["port"], 0, 65535)
-        self["max-members"] = _integer("max-members", self["max-members"], 1)
-        self["max-per-ip"] = _integer("max-per-ip", self["max-per-ip"], 1)
+        self["port"] = integer_option("port", self["port"], 0, 65535)
+        self["max-members"] = integer_option("max-members", self["max-members"], 1)
+        self["max-per-ip"] = integer_option("max-per-ip", self["max-per-ip"], 1)
         text = str(self["timeout"]).strip()
         try:
             timeout = float(text)
@@ -87,13 +72,7 @@ class Options(usage.Options):
         if not (math.isfinite(timeout) and timeout > 0):
             raise usage.UsageError(f"--timeout must be a positive number of seconds, not {text!r}")
         self["timeout"] = timeout
-        interface = str(self["interface"]).strip()
-        try:
-            self["interface"] = str(ipaddress.ip_address(interface))
-        except ValueError:
-            raise usage.UsageError(
-                f"--interface must be an IP address such as 0.0.0.0 or 127.0.0.1, not {interface!r}"
-            )
+        self["interface"] = interface_option("interface", self["interface"])
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -127,8 +106,7 @@ def makeService(config: Options) -> MultiService:
         clock=reactor,
     )
     top = MultiService()
-    tcp = TCP6ServerEndpoint if ipaddress.ip_address(config["interface"]).version == 6 else TCP4ServerEndpoint
-    endpoint = tcp(reactor, config["port"], backlog=LISTEN_BACKLOG, interface=config["interface"])
+    endpoint = server_endpoint(reactor, config["interface"], config["port"], backlog=LISTEN_BACKLOG)
     server = ServerService(ListeningEndpoint(endpoint, factory.listening), factory, "cheesetracker")
     server.setName("tracker")
     server.setServiceParent(top)
