@@ -73,7 +73,10 @@ class Mempool:
         problem = check_tx_format(tx)
         if problem is not None:
             raise InvalidTx(*problem)
-        tx_id = txid(tx)
+        return self._add(txid(tx), tx, check_signature)
+
+    def _add(self, tx_id: str, tx: dict, check_signature: bool) -> Tuple[str, bool]:
+        """``add`` of a well-formed transaction whose txid is known."""
         if tx_id in self.txs:
             return tx_id, False
         sender, nonce = tx["from"], tx["nonce"]
@@ -144,14 +147,19 @@ class Mempool:
         nonce and drop out; ``extra`` (an abandoned branch's transactions)
         come back if still valid. Returns the transactions dropped.
         """
-        candidates = list(extra) + list(self.txs.values())
+        # Pooled transactions were checked for format when added and keep their txid.
+        candidates: List[Tuple[Optional[str], dict]] = [(None, tx) for tx in extra]
+        candidates += self.txs.items()
         self.txs.clear()
         self.by_sender.clear()
         dropped = []
-        candidates.sort(key=lambda t: (t["from"], t["nonce"], -t["fee"]))
-        for tx in candidates:
+        candidates.sort(key=lambda c: (c[1]["from"], c[1]["nonce"], -c[1]["fee"]))
+        for tx_id, tx in candidates:
             try:
-                self.add(tx, check_signature=False)
+                if tx_id is None:
+                    self.add(tx, check_signature=False)
+                else:
+                    self._add(tx_id, tx, check_signature=False)
             except InvalidTx:
                 dropped.append(tx)
         return dropped
