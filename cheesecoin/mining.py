@@ -46,7 +46,7 @@ from twisted.python.failure import Failure
 from .cheese import info_hash, preimage_prefix, sha1_hex
 from .cputhreadpool import StopToken, defer_to_cpu
 from .errors import BadMessage, InvalidCheese
-from .pow import NONCE_LIMIT, search_nonce, split_range, worker_command
+from .pow import NONCE_LIMIT, pipe_line, search_nonce, split_range, worker_command
 from .storage import StorageError
 
 FoundCallback = Callable[["Job", int, str], None]
@@ -290,7 +290,7 @@ class WorkerProcess(ProcessProtocol):
 
     def order(self, msg: dict) -> None:
         if self.alive:
-            self.transport.write(json.dumps(msg, separators=(",", ":")).encode("ascii") + b"\n")
+            self.transport.write(pipe_line(msg))
 
     def outReceived(self, data: bytes) -> None:
         lines = (self._buffer + data).split(b"\n")

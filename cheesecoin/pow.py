@@ -103,6 +103,11 @@ def split_range(workers: int, start: int = 0, end: int = NONCE_LIMIT) -> List[Tu
 REPORT_EVERY = 0.25
 
 
+def pipe_line(msg: dict) -> bytes:
+    """One message of the worker pipe, either way, as its line."""
+    return json.dumps(msg, separators=(",", ":")).encode("ascii") + b"\n"
+
+
 class _Inbox:
     """The latest order from the parent, and an event set whenever one arrives."""
 
@@ -166,7 +171,7 @@ def worker_main(stdin: Optional[IO[bytes]] = None, stdout: Optional[IO[bytes]] =
         pass
 
     def write(msg: dict) -> None:
-        out.write(json.dumps(msg, separators=(",", ":")).encode("ascii") + b"\n")
+        out.write(pipe_line(msg))
         out.flush()
 
     inbox = _Inbox()
