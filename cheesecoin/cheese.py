@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 from .errors import InvalidCheese
-from .tx import is_int, is_unicode, check_tx_format, tx_canonical_text
+from .tx import is_int, is_unicode, canonical_text, check_tx_format, tx_canonical_text
 from .wire import ADDRESS_RE, SMELL_RE
 
 CHEESE_FIELDS = frozenset(
@@ -30,7 +30,7 @@ DEFAULT_NETWORK_FILE = os.path.join(os.path.dirname(__file__), "data", "blue-che
 
 def canonical(value: Any) -> bytes:
     """The canonical JSON encoding that is hashed and signed (UTF-8 bytes)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return canonical_text(value).encode("utf-8")
 
 
 def sha1_hex(data: bytes) -> str:

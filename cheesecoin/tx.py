@@ -92,13 +92,14 @@ def _fast_text(tx: dict, with_signature: bool) -> str:
     )
 
 
-def _dumps(value: Any) -> str:
+def canonical_text(value: Any) -> str:
+    """The canonical JSON text that is hashed and signed: sorted keys, no spaces, not ASCII-escaped."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def tx_canonical_text(tx: Any) -> str:
     """canonical(tx) as text; built directly for a well-shaped transaction."""
-    return _fast_text(tx, True) if fast_shape(tx) else _dumps(tx)
+    return _fast_text(tx, True) if fast_shape(tx) else canonical_text(tx)
 
 
 _UNSIGNED_FIELDS = TX_FIELDS - {"signature"}
@@ -108,7 +109,7 @@ def signing_bytes(tx: dict) -> bytes:
     """canonical(tx without "signature"): the bytes that are signed."""
     if fast_shape(tx) or fast_shape(tx, _UNSIGNED_FIELDS):
         return _fast_text(tx, False).encode("utf-8")
-    return _dumps({k: v for k, v in tx.items() if k != "signature"}).encode("utf-8")
+    return canonical_text({k: v for k, v in tx.items() if k != "signature"}).encode("utf-8")
 
 
 def txid(tx: dict) -> str:
