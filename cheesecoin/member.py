@@ -489,9 +489,7 @@ class Download:
             self.peer.sync_idle_until = self.manager.clock.seconds() + STATS_INTERVAL
         elif not failure.check(ConnectionLost, RemoteError):
             self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
-        self._more = False
-        self._queue.append(_Chunk([], True))  # apply what was received, then stop
-        self._drain()
+        self._stop_after_received()
 
     def _got(self, reply: dict) -> None:
         self._asking = False
@@ -502,10 +500,8 @@ class Download:
             self.peer.misbehaved(50, "a malformed CHEESES reply")
             self.finish()
             return
-        if not cheeses:
-            self._more = False
-            self._queue.append(_Chunk([], True))  # the end, once what was received is applied
-            self._drain()
+        if not cheeses:  # the end
+            self._stop_after_received()
             return
         last = cheeses[-1].get("smell")
         if (
@@ -520,9 +516,7 @@ class Download:
         if self.last_smell is not None and cheeses[0].get("parent_smell") != self.last_smell:
             # Not after the last chunk: the peer's stack changed (or it plays
             # games, e.g. known cheeses in circles). Apply what came, then stop.
-            self._more = False
-            self._queue.append(_Chunk([], True))
-            self._drain()
+            self._stop_after_received()
             return
         self.last_smell = last
         at_end = last == self.peer.peer_tip
@@ -534,6 +528,12 @@ class Download:
         # Signatures are checked (in threads) as soon as a chunk arrives, while
         # the chunk before it is applied; chunks are applied in order.
         self.manager.verify_signatures(cheeses).addCallbacks(self._checked, self._broken, (chunk,))
+
+    def _stop_after_received(self) -> None:
+        """Ask for nothing more; finish once the chunks received are applied."""
+        self._more = False
+        self._queue.append(_Chunk([], True))
+        self._drain()
 
     def _checked(self, signed: Set[int], chunk: "_Chunk") -> None:
         chunk.signed = signed
