@@ -11,7 +11,6 @@ listeners relay it).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -23,7 +22,7 @@ from twisted.web.resource import Resource
 from .errors import InvalidTx, ProtocolError
 from .stack import MAX_COUNT
 from .tx import txid
-from .wire import ADDRESS_RE, SMELL_RE, loads
+from .wire import ADDRESS_RE, SMELL_RE, encode, loads
 
 MAX_BODY = 64 * 1024  # bytes of a POST body
 DEFAULT_COUNT = 20  # cheeses in /api/cheeses without count
@@ -64,10 +63,6 @@ class ApiError(Exception):
         self.extra = extra or {}
 
 
-def _json_bytes(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
 def _set_headers(request: server.Request, content_type: bytes) -> None:
     request.setHeader(b"Content-Type", content_type)
     for name, value in _COMMON_HEADERS.items():
@@ -89,7 +84,7 @@ def _answer(request: server.Request, status: int, body: bytes) -> bytes:
 
 
 def _error_body(error: ApiError) -> bytes:
-    return _json_bytes(dict(error.extra, error=error.code, message=error.message))
+    return encode(dict(error.extra, error=error.code, message=error.message))
 
 
 class ApiRequest(server.Request):
@@ -151,7 +146,7 @@ class JsonResource(Resource):
                 request.setHeader(b"Allow", ", ".join(sorted(allowed)).encode("ascii"))
                 raise ApiError(405, "method-not-allowed", f"{_shown_path(request)} does not take {method[:16]}")
             status, value = handler(request, segments)
-            body = value if isinstance(value, bytes) else _json_bytes(value)
+            body = value if isinstance(value, bytes) else encode(value)
             return _answer(request, status, body)
         except ApiError as e:
             return _answer(request, e.status, _error_body(e))

@@ -132,9 +132,14 @@ def salvage_id(line: bytes) -> Any:
     return msg_id
 
 
+def encode(value: Any) -> bytes:
+    """Compact JSON in UTF-8, not ASCII-escaped (messages, and the HTTP API's answers)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
 def dumps(msg: Any) -> bytes:
     """Encode a message as one line (with its newline)."""
-    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+    return encode(msg) + b"\n"
 
 
 _MISSING = object()
