@@ -24,7 +24,7 @@ from typing import Callable, List
 from .cheese import Network, check_smell
 from .errors import InvalidCheese
 from .stack import CheeseStack
-from .storage import DB_NAME, SqliteStore, StorageError
+from .storage import DB_NAME, SQLITE_HEADER, SqliteStore, StorageError
 
 BACKUP_SUFFIX = ".bak"
 
@@ -56,7 +56,7 @@ def _read_rows(path: str, network: Network, result: ReindexResult) -> List[dict]
     """Every stored cheese that still parses and matches its smell, in arrival order."""
     try:
         with open(path, "rb") as f:
-            if f.read(16) != b"SQLite format 3\x00":
+            if f.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
                 raise StorageError(f"{path} is not an SQLite database; nothing to reindex")
     except FileNotFoundError:
         raise StorageError(f"{path} does not exist; nothing to reindex") from None

@@ -22,6 +22,7 @@ from .errors import InvalidCheese
 SCHEMA_VERSION = "1"
 APP_ID = "cheesecoin"
 DB_NAME = "stack.sqlite3"
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 
 class StorageError(Exception):
@@ -52,12 +53,12 @@ class SqliteStore:
     def _check_header(self) -> None:
         try:
             with open(self.path, "rb") as f:
-                head = f.read(16)
+                head = f.read(len(SQLITE_HEADER))
         except FileNotFoundError:
             return
         except OSError as e:
             raise StorageError(f"cannot open {self.path}: {e.strerror}") from None
-        if head and head != b"SQLite format 3\x00":
+        if head and head != SQLITE_HEADER:
             raise StorageError(f"{self.path} is not an SQLite database (a foreign or corrupted file)")
 
     def _open_schema(self) -> None:
