@@ -391,6 +391,4 @@ class ApiSite(server.Site):
 
 def make_site(node: Any) -> server.Site:
     """The HTTP API and explorer over ``node`` (a MemberNode)."""
-    site = ApiSite(Root(node), requestFactory=ApiRequest)
-    site.displayTracebacks = False
-    return site
+    return ApiSite(Root(node), requestFactory=ApiRequest)
