@@ -56,7 +56,7 @@ def parse_member(text: str) -> Tuple[str, int]:
             raise ValueError(f"--member {text!r}: {host!r} is not an IPv6 address")
     if not sep or not host or (":" in host and not bracketed) or any(c.isspace() or c in "[]/" for c in host):
         raise ValueError(f"--member must be HOST:PORT, e.g. 127.0.0.1:{DEFAULT_PORT}, not {text!r}")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
         raise ValueError(f"--member {text!r}: the port must be a number from 1 to 65535")
     return host, int(port_text)
 

@@ -33,7 +33,7 @@ def test_demo_mines_pays_and_stops_cleanly_on_sigint(tmp_path):
             break
     assert _member_processes(root), "".join(lines)[-3000:]
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=30)
+    rest, _ = proc.communicate(timeout=90)
     output = "".join(lines) + rest
     assert confirmed, output[-3000:]
     assert proc.returncode == 0, output[-3000:]

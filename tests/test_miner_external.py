@@ -51,6 +51,7 @@ def test_parse_member(text: str, expected: Tuple[str, int]) -> None:
         ["--member", "::1:24333"],
         ["--member", "[zz]:24333"],
         ["--member", "a b:24333"],
+        ["--member", "host:\u00b2"],
         ["--member", "127.0.0.1:24333", "--processes", "-1"],
         ["--member", "127.0.0.1:24333", "--processes", "two"],
         [],
