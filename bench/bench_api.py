@@ -23,7 +23,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from bench_tracker import TWISTD, _figure, _free_port, _percentile, _table  # noqa: E402
+from common import stop_process  # noqa: E402
 
 from cheesecoin.cheese import mine_blue_cheese  # noqa: E402
 from cheesecoin.testing import key_from_seed  # noqa: E402
@@ -109,15 +109,6 @@ def _start_member(workdir: Path, miner: str, mining_workers: int) -> Tuple[subpr
             raise RuntimeError("the member did not start:\n" + log_path.read_text(errors="replace")[-3000:])
         time.sleep(0.05)
     return proc, api_port
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 class HeightWatcher(threading.Thread):
@@ -232,7 +223,7 @@ def _measure(payments: int, sender_count: int, mining_workers: int) -> Measureme
                         holders.add(height)
             client.close()
         finally:
-            _stop(proc)
+            stop_process(proc)
     if len(latencies) != total:
         raise RuntimeError(f"found {len(latencies)} of {total} payments in cheeses")
     return Measurement(total, posted - start, confirmed - posted, latencies, len(holders))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Optional
+
+from common import stop_process  # bench/ is on sys.path (script dir, or run_all)
 
 from cheesecoin.tracker_tap import raise_fd_limit
 
@@ -170,12 +171,7 @@ def run(quick: bool = False) -> list[dict]:
         try:
             result = asyncio.run(_clients(port, count))
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 10)
         log = log_path.read_text(errors="replace")
         if f"Registered member 127.0.0.1:{30000 + count - 1} ({count} active)" not in log:
             raise RuntimeError("the tracker did not log every registration")

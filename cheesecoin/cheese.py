@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 from .errors import InvalidCheese
+from .pow import search_nonce
 from .tx import is_int, is_unicode, canonical_text, check_tx_format, tx_canonical_text
 from .wire import ADDRESS_RE, SMELL_RE
 
@@ -263,8 +264,6 @@ def mine_blue_cheese(
         },
     }
     prefix = preimage_prefix(NULL_SMELL, 0, timestamp, bits, info_hash(cheese["unit_of_information"]))
-    from .pow import search_nonce  # local: pow imports this module
-
     nonce, smell = search_nonce(prefix, bits, 0, MAX_NONCE + 1)
     cheese["nonce"] = nonce
     cheese["smell"] = smell
