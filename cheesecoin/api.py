@@ -1,4 +1,4 @@
-"""The member's HTTP API and explorer page (PROTOCOL.md section 7).
+"""The member's HTTP API and explorer page (docs/protocol.md section 7).
 
 ``make_site(node)`` returns a ``twisted.web.server.Site`` over a
 ``MemberNode``. Every answer under ``/api/`` is JSON (``application/json``,

@@ -1,6 +1,6 @@
 """Cheeses (blocks), smells (hashes), proof of work and networks.
 
-Pure Python, no Twisted: PROTOCOL.md section 3. A cheese is a plain dict
+Pure Python, no Twisted: docs/protocol.md section 3. A cheese is a plain dict
 with exactly seven fields; this module checks its shape (rule 1), computes
 its smell (rule 5) and reads the network parameters from a Blue Cheese.
 """
@@ -12,11 +12,11 @@ import json
 import os
 from json.encoder import encode_basestring as _quote
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from .errors import InvalidCheese
 from .pow import search_nonce
-from .tx import is_int, is_unicode, canonical_text, check_tx_format, tx_canonical_text
+from .tx import is_int, is_unicode, canonical_text, check_tx_format, tx_canonical_text, txid
 from .wire import ADDRESS_RE, SMELL_RE
 
 CHEESE_FIELDS = frozenset(
@@ -152,6 +152,42 @@ def check_smell(cheese: dict, ihash: Optional[str] = None) -> str:
     if not meets_pow(smell, cheese["bits"]):
         raise InvalidCheese("proof-of-work", f"smell {smell} does not start with {cheese['bits']} zero bits")
     return ihash
+
+
+HEADER_FIELDS = ("parent_smell", "sequence_number", "timestamp", "bits", "info_hash", "nonce", "smell")
+
+
+def header_of(cheese: dict, ihash: Optional[str] = None) -> dict:
+    """The header of a cheese (docs/protocol.md 5.1): its seven fields with
+    ``unit_of_information`` replaced by its ``info_hash``."""
+    if ihash is None:
+        ihash = info_hash(cheese["unit_of_information"])
+    return {key: (ihash if key == "info_hash" else cheese[key]) for key in HEADER_FIELDS}
+
+
+def compact_announcement(cheese: dict) -> dict:
+    """The ANNOUNCE_COMPACT message of a (non-Blue) cheese: header, miner, txids, note."""
+    info = cheese["unit_of_information"]
+    msg = {
+        "type": "ANNOUNCE_COMPACT",
+        "header": header_of(cheese),
+        "miner": info["miner"],
+        "txids": [txid(tx) for tx in info["transactions"]],
+    }
+    if "note" in info:
+        msg["note"] = info["note"]
+    return msg
+
+
+def rebuild_cheese(header: dict, miner: str, transactions: List[dict], note: Optional[str] = None) -> dict:
+    """The cheese a header describes, with its body rebuilt from its parts
+    (the receiving side of ANNOUNCE_COMPACT); check it with ``check_smell``."""
+    info: Dict[str, Any] = {"miner": miner, "transactions": transactions}
+    if note is not None:
+        info["note"] = note
+    cheese = {key: header[key] for key in HEADER_FIELDS if key != "info_hash"}
+    cheese["unit_of_information"] = info
+    return cheese
 
 
 # -- networks -----------------------------------------------------------------

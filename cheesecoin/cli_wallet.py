@@ -1,7 +1,7 @@
 """``cheesecoin wallet``, ``balance``, ``send``, ``tx``, ``status`` and ``cheeses``.
 
 Wallet commands work on the wallet file (cheesecoin.wallet); the others ask
-a member's HTTP API (PROTOCOL.md section 7) with urllib. Transactions are
+a member's HTTP API (docs/protocol.md section 7) with urllib. Transactions are
 signed here, on the user's machine: the member only ever sees signed ones.
 Scripts may rely on the last word of ``wallet create``/``wallet address``
 (the address), ``balance`` (the balance) and ``send`` (the txid).

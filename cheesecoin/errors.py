@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Error codes of PROTOCOL.md section 1.
+# Error codes of docs/protocol.md section 1.
 ERROR_CODES = frozenset(
     {
         "bad-json",
@@ -37,7 +37,7 @@ class BadMessage(ProtocolError):
         super().__init__("bad-message", message)
 
 
-# Validity rules of PROTOCOL.md sections 3 and 4, by name, with the rule
+# Validity rules of docs/protocol.md sections 3 and 4, by name, with the rule
 # number of section 3 they belong to.
 RULE_NUMBERS = {
     "fields": 1,

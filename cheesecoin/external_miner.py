@@ -1,4 +1,4 @@
-"""``cheesecoin mine --member HOST:PORT [--processes N]``: the external miner (PROTOCOL.md s.6).
+"""``cheesecoin mine --member HOST:PORT [--processes N]``: the external miner (docs/protocol.md s.6).
 
 It connects to a member's miner port, searches each ``WORK`` on N worker
 processes (``cheesecoin.mining.ProcessSearcher``; one worker: a thread),

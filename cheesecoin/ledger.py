@@ -1,4 +1,4 @@
-"""The ledger: balances and next nonces (PROTOCOL.md s.3 rule 6 and s.4).
+"""The ledger: balances and next nonces (docs/protocol.md s.3 rule 6 and s.4).
 
 Pure Python, no Twisted. ``apply_cheese`` applies a cheese's transactions and
 the miner's reward all-or-nothing; ``rollback_cheese`` undoes exactly that,

@@ -1,4 +1,4 @@
-"""The JSON-line transport shared by every CheeseCoin protocol (PROTOCOL.md s.1).
+"""The JSON-line transport shared by every CheeseCoin protocol (docs/protocol.md s.1).
 
 ``JsonLineProtocol`` keeps received bytes in a ``bytearray`` and searches for
 ``\\n`` only in the bytes that arrived since the last search, so one long line

@@ -1,6 +1,6 @@
-# The CheeseCoin member protocol: member to member, PROTOCOL.md section 5.
+# The CheeseCoin member protocol: member to member, docs/protocol.md section 5.
 #
-# Messages it speaks (JSON lines, PROTOCOL.md section 1), request -> reply:
+# Messages it speaks (JSON lines, docs/protocol.md section 1), request -> reply:
 #
 #   {"type":"HELLO","version":1,"network":SMELL,"node_id":HEX,"port":P|null,
 #    "height":N,"tip":SMELL,"work":"DECIMAL"}     the handshake; the connecting
@@ -60,7 +60,7 @@ from .tx import check_tx_format, txid, verify_signature
 
 DEFAULT_PORT = 24331
 PROTOCOL_VERSION = 1
-MAX_COUNT = 500  # cheeses per GET_CHEESES (PROTOCOL.md section 5)
+MAX_COUNT = 500  # cheeses per GET_CHEESES (docs/protocol.md section 5)
 PEERS_PER_REPLY = 10
 PING_INTERVAL = 30.0
 SILENCE_TIMEOUT = 90.0

@@ -1,4 +1,4 @@
-"""``twistd cheesemember``: options and services of a member (PROTOCOL.md s.5 and s.8).
+"""``twistd cheesemember``: options and services of a member (docs/protocol.md s.5 and s.8).
 
     twistd -n cheesemember [--tracker HOST:PORT] [--port 24331] [--data-dir DIR]
                            [--network FILE] [--mine | --no-mine] [--miner-address A]

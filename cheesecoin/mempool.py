@@ -1,4 +1,4 @@
-"""The mempool: valid transactions waiting for a cheese (PROTOCOL.md s.4, s.5).
+"""The mempool: valid transactions waiting for a cheese (docs/protocol.md s.4, s.5).
 
 Pure Python, no Twisted. Transactions are checked against the best stack's
 ledger plus the mempool: each sender's transactions form a chain of

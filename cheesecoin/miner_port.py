@@ -1,4 +1,4 @@
-"""The member's miner port (PROTOCOL.md section 6), default 127.0.0.1:24333.
+"""The member's miner port (docs/protocol.md section 6), default 127.0.0.1:24333.
 
 Messages, JSON lines:
 

@@ -1,7 +1,7 @@
 """The built-in miner: templates, nonce searchers off the reactor thread, and the service.
 
 ``make_template``/``make_job`` build a candidate child of the best tip
-(PROTOCOL.md s.3: ``next_bits``, mempool transactions by fee, the miner's
+(docs/protocol.md s.3: ``next_bits``, mempool transactions by fee, the miner's
 address, timestamp max(now, parent's)). ``TemplateFeed`` tells its owner
 when that candidate changes: on the next reactor turn for a new tip (so a
 burst of cheeses during a download costs one restart), at most every
@@ -88,7 +88,7 @@ class Job:
         return dict(self.cheese, nonce=nonce, smell=sha1_hex((self.prefix + str(nonce)).encode("ascii")))
 
     def work_message(self) -> dict:
-        """The WORK message of PROTOCOL.md section 6."""
+        """The WORK message of docs/protocol.md section 6."""
         return {"type": "WORK", "job": self.job_id, "prefix": self.prefix, "bits": self.bits, "cheese": self.cheese}
 
 

@@ -1,6 +1,6 @@
 """The cheese stack: a tree of known cheeses and the best stack through it.
 
-Pure Python, no Twisted (PROTOCOL.md section 3). ``CheeseStack`` keeps every
+Pure Python, no Twisted (docs/protocol.md section 3). ``CheeseStack`` keeps every
 valid cheese it has seen as a ``Node`` in a tree, follows the branch with the
 most cumulative work (first seen wins ties), keeps the ledger at its tip,
 reorganises with ledger rollback, holds a bounded pool of orphans and answers

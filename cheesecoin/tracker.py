@@ -1,6 +1,6 @@
-# The CheeseCoin tracker: the rendezvous server of PROTOCOL.md section 2.
+# The CheeseCoin tracker: the rendezvous server of docs/protocol.md section 2.
 #
-# Messages it speaks (JSON lines, PROTOCOL.md section 1), request -> reply:
+# Messages it speaks (JSON lines, docs/protocol.md section 1), request -> reply:
 #
 #   {"type":"REGISTER","port":P}  (optional "host":H)  -> PEERS
 #   {"type":"GET_PEERS"}                                -> PEERS
@@ -38,7 +38,7 @@ DEFAULT_PORT = 24330
 DEFAULT_TIMEOUT = 90.0
 DEFAULT_MAX_MEMBERS = 10000
 DEFAULT_MAX_PER_IP = 256
-PEERS_PER_REPLY = 10  # PROTOCOL.md section 2: "at most 10"
+PEERS_PER_REPLY = 10  # docs/protocol.md section 2: "at most 10"
 
 Address = Tuple[str, int]  # (host, port)
 

@@ -1,4 +1,4 @@
-# The member's link to the tracker (PROTOCOL.md section 2), client side.
+# The member's link to the tracker (docs/protocol.md section 2), client side.
 #
 # Messages it sends: {"type":"REGISTER","port":P[,"host":H]} on every
 # (re)connect, {"type":"GET_PEERS"} when the member needs peers, and

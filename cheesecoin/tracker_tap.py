@@ -1,4 +1,4 @@
-"""``twistd cheesetracker``: options and service of the tracker (PROTOCOL.md s.2 and s.8).
+"""``twistd cheesetracker``: options and service of the tracker (docs/protocol.md s.2 and s.8).
 
     twistd -n cheesetracker --port 24330 [--interface 0.0.0.0] [--timeout 90]
                             [--max-members 10000] [--max-per-ip 256]

@@ -1,4 +1,4 @@
-"""Transactions: format, signing, verification and txids (PROTOCOL.md s.4).
+"""Transactions: format, signing, verification and txids (docs/protocol.md s.4).
 
 Pure Python, no Twisted. Signatures use Ed25519 from ``cryptography``.
 Public-key objects are cached per address: loading one costs about as much

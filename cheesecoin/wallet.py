@@ -1,4 +1,4 @@
-"""Wallet files: one Ed25519 key and its address (PROTOCOL.md s.4 and s.9).
+"""Wallet files: one Ed25519 key and its address (docs/protocol.md s.4 and s.9).
 
 A wallet is a small JSON file, mode 0600, never overwritten::
 

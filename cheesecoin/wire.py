@@ -1,4 +1,4 @@
-"""Parsing and checking JSON-line messages (PROTOCOL.md section 1), no Twisted.
+"""Parsing and checking JSON-line messages (docs/protocol.md section 1), no Twisted.
 
 ``parse_message`` turns one line into a dict or raises ``ProtocolError``;
 the ``get_*`` helpers read typed fields or raise ``BadMessage``.
@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from .errors import BadMessage, ProtocolError
 
-MAX_LINE = 4 * 1024 * 1024  # 4 MiB, PROTOCOL.md section 1
+MAX_LINE = 4 * 1024 * 1024  # 4 MiB, docs/protocol.md section 1
 MAX_INT = 2**63  # integers are 0 <= x < 2^63 unless a range is given
 SMELL_RE = re.compile(r"[0-9a-f]{40}\Z")
 ADDRESS_RE = re.compile(r"[0-9a-f]{64}\Z")
@@ -120,7 +120,7 @@ def salvage_id(line: bytes) -> Any:
     """The valid ``id`` of a line that is JSON but broke a number or string rule.
 
     Used only on the error path, so that the ERROR a request causes carries
-    its ``id`` (PROTOCOL.md section 1) even when ``parse_message`` refused it.
+    its ``id`` (docs/protocol.md section 1) even when ``parse_message`` refused it.
     """
     try:
         value = _lenient_decoder.decode(line.rstrip(b"\r").decode("utf-8"))

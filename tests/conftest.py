@@ -24,5 +24,5 @@ def procs(tmp_path):
 
 @pytest.fixture(scope="session")
 def vectors_dir() -> str:
-    assert os.path.isdir(VECTORS), f"../shared/vectors not found at {VECTORS}"
+    assert os.path.isdir(VECTORS), f"the vectors are missing from {VECTORS}"
     return VECTORS

@@ -1,4 +1,4 @@
-"""A tiny fake of the member's JSON API (PROTOCOL.md section 7) for the explorer page.
+"""A tiny fake of the member's JSON API (docs/protocol.md section 7) for the explorer page.
 
 It serves the explorer directory (``cheesecoin/explorer``) at ``/`` (index.html),
 ``/style.css``, ``/app.js`` (also under ``/explorer/...``), and these endpoints,
@@ -36,7 +36,7 @@ from twisted.web import resource, server
 
 EXPLORER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cheesecoin", "explorer")
 
-# The default network's Blue Cheese (shared/vectors/blue-cheese-cheesecoin.json).
+# The default network's Blue Cheese (tests/vectors/blue-cheese-cheesecoin.json).
 BLUE_CHEESE = {
     "parent_smell": "0" * 40,
     "sequence_number": 0,

@@ -20,8 +20,8 @@ import urllib.request
 from typing import Any, Dict, List, Optional, Tuple
 
 TWISTD = "from twisted.scripts.twistd import run; run()"  # twistd with this Python
-SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
-VECTORS = os.path.join(SHARED, "vectors")
+# The worked examples of docs/protocol.md, carried by the repository itself.
+VECTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vectors")
 
 
 def vector(name: str) -> Any:

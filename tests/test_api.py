@@ -1,4 +1,4 @@
-"""The HTTP API (cheesecoin.api, PROTOCOL.md section 7) through Twisted's real HTTP parser.
+"""The HTTP API (cheesecoin.api, docs/protocol.md section 7) through Twisted's real HTTP parser.
 
 Each request is raw bytes fed to the site's HTTPChannel over a StringTransport:
 no reactor and no sockets, but the same parsing, routing, headers and body

@@ -1,4 +1,4 @@
-"""JSON-line framing and message rules (PROTOCOL.md section 1): lineproto + wire."""
+"""JSON-line framing and message rules (docs/protocol.md section 1): lineproto + wire."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The member protocol and peer manager (PROTOCOL.md section 5) on fake transports.
+"""The member protocol and peer manager (docs/protocol.md section 5) on fake transports.
 
 No sockets and no real time: protocols run over ``StringTransport`` or
 ``twisted.test.iosim`` pumps, and every timer runs on a ``task.Clock``.

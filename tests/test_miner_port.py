@@ -1,4 +1,4 @@
-"""The member's miner port (PROTOCOL.md section 6) with fake transports and a fake clock."""
+"""The member's miner port (docs/protocol.md section 6) with fake transports and a fake clock."""
 
 from __future__ import annotations
 

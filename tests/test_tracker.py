@@ -1,4 +1,4 @@
-"""The tracker (PROTOCOL.md section 2): registry, protocol with fakes, limits, options."""
+"""The tracker (docs/protocol.md section 2): registry, protocol with fakes, limits, options."""
 
 from __future__ import annotations
 

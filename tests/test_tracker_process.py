@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from procs import Proc, free_port
 
-# twistd itself, as PROTOCOL.md section 8 launches it (`python -m twisted` is
+# twistd itself, as docs/protocol.md section 8 launches it (`python -m twisted` is
 # `twist`, which has no -n or --pidfile).
 TWISTD = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
 READY = "Tracker waiting for new connection."

@@ -1,4 +1,4 @@
-"""The worked examples of ../shared/vectors/, reproduced exactly."""
+"""The worked examples of tests/vectors/, reproduced exactly."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import copy
 import pytest
 
 from cheesecoin.cheese import (
+    HEADER_FIELDS,
+    compact_announcement,
+    header_of,
+    rebuild_cheese,
     canonical,
     check_smell,
     compute_smell,
@@ -103,3 +107,43 @@ def test_network_files():
     assert open(DEFAULT_NETWORK_FILE, "rb").read() == open(f"{VECTORS}/blue-cheese-cheesecoin.json", "rb").read()
     vec = load_network(f"{VECTORS}/network-vectors.json")
     assert vec.smell == CHAIN["cheeses"][0]["smell"]
+
+
+# -- compact-vectors.json: headers and compact announcements (docs/protocol.md 5.1) ----------
+
+COMPACT = vector("compact-vectors.json")
+
+
+def test_headers_of_the_chain_cheeses():
+    assert len(COMPACT["headers"]) == len(CHAIN["cheeses"])
+    for cheese, header in zip(CHAIN["cheeses"], COMPACT["headers"]):
+        assert header_of(cheese) == header
+        assert list(header) == list(HEADER_FIELDS)
+        # A header's smell and proof of work check without the body.
+        assert compute_smell(header, header["info_hash"]) == header["smell"]
+        assert meets_pow(header["smell"], header["bits"])
+
+
+def test_compact_announcements_of_the_chain_cheeses():
+    announced = COMPACT["announce_compact"]
+    assert [m["header"]["sequence_number"] for m in announced] == [1, 2, 3]
+    for msg in announced:
+        cheese = CHAIN["cheeses"][msg["header"]["sequence_number"]]
+        assert compact_announcement(cheese) == msg
+
+
+def test_rebuilding_each_cheese_from_its_compact_announcement():
+    by_txid = {txid(tx): tx for c in CHAIN["cheeses"][1:] for tx in c["unit_of_information"]["transactions"]}
+    for msg in COMPACT["announce_compact"]:
+        txs = [copy.deepcopy(by_txid[t]) for t in msg["txids"]]
+        rebuilt = rebuild_cheese(msg["header"], msg["miner"], txs, msg.get("note"))
+        assert rebuilt == CHAIN["cheeses"][msg["header"]["sequence_number"]]
+        assert check_smell(rebuilt) == msg["header"]["info_hash"]
+
+
+def test_a_rebuilt_body_that_differs_does_not_match_its_header():
+    msg = COMPACT["announce_compact"][1]  # cheese 2, one payment, a note
+    rebuilt = rebuild_cheese(msg["header"], msg["miner"], [], msg.get("note"))  # the payment left out
+    assert info_hash(rebuilt["unit_of_information"]) != msg["header"]["info_hash"]
+    with pytest.raises(InvalidCheese):
+        check_smell(rebuilt)

@@ -1,6 +1,6 @@
 /* CheeseCoin explorer: a plain script, no build step, nothing from the internet.
  *
- * Everything shown comes from the member's JSON API (PROTOCOL.md section 7).
+ * Everything shown comes from the member's JSON API (docs/protocol.md section 7).
  * Memos, notes and every other string from the API are attacker-controlled,
  * so the DOM is built only with createElement / textContent / setAttribute:
  * this file never parses HTML.

@@ -1,5 +1,5 @@
 """Invalid cheeses (after Bitcoin Core's p2p_invalid_block.py and feature_block.py):
-every validity rule of PROTOCOL.md section 3 broken, at the tip and deep in a
+every validity rule of docs/protocol.md section 3 broken, at the tip and deep in a
 long branch, a future timestamp accepted later, a tampered body that does not
 blacklist the real cheese, a longer branch hiding an invalid cheese, and
 double spends across reorganisations. Fake transports and a task.Clock.

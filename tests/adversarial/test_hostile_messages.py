@@ -253,7 +253,7 @@ def test_a_cheese_with_a_wrong_type_in_any_field_is_invalid_cheese(field: str, v
     else:
         cheese[field] = value
     [error] = raw.send({"type": "ANNOUNCE", "cheese": cheese, "id": 5})
-    # A float anywhere makes the message itself malformed (PROTOCOL.md section 1).
+    # A float anywhere makes the message itself malformed (docs/protocol.md section 1).
     code = "bad-message" if isinstance(value, float) else "invalid-cheese"
     assert (error["type"], error["code"], error["id"]) == ("ERROR", code, 5)
     assert snapshot(manager) == before
