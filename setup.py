@@ -8,10 +8,15 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.9",
-    packages=find_packages(exclude=["tests", "tests.*", "bench"]) + ["twisted.plugins"],
+    # cheesecoin.data and cheesecoin.explorer hold only data files (the
+    # default network, the explorer page): listed as data packages so that
+    # setuptools neither warns about them nor leaves them out.
+    packages=find_packages(exclude=["tests", "tests.*", "bench"])
+    + ["cheesecoin.data", "cheesecoin.explorer", "twisted.plugins"],
     package_data={
-        "cheesecoin": ["data/*.json", "explorer/*"],
-        "twisted": ["plugins/cheesecoin_plugins.py"],
+        "cheesecoin.data": ["*.json"],
+        "cheesecoin.explorer": ["*.html", "*.js", "*.css"],
+        "twisted.plugins": ["cheesecoin_plugins.py"],
     },
     include_package_data=True,
     install_requires=["twisted>=22.10", "cryptography>=41"],

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from typing import Optional
 
 from common import stop_process  # bench/ is on sys.path (script dir, or run_all)
 
+from cheesecoin import localports
 from cheesecoin.tracker_tap import raise_fd_limit
 
 MEMBERS = 1000
@@ -36,9 +36,7 @@ TWISTD = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twiste
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return localports.free_port()  # from $CHEESECOIN_BASE_PORT up when it is set
 
 
 def _percentile(values: list[float], fraction: float) -> float:

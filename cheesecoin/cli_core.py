@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
     p.add_argument("stack", metavar="STACK.json", help="the stack file")
     p.add_argument(
         "--workers",
-        type=int,
+        type=_non_negative,
         default=0,
         help="processes that check signatures (default: every core; 1 checks in this process)",
     )
@@ -65,6 +65,14 @@ def register(sub: Any) -> None:
     new.add_argument("--note", default="", help="a note in the Blue Cheese")
     new.add_argument("--timestamp", type=int, default=None, help="Unix time (default now)")
     new.set_defaults(handler=cmd_network_new)
+
+
+def _non_negative(text: str) -> int:
+    """An argparse type: a whole number, 0 or more (argparse reports the error in one line)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number of 0 or more")
+    return int(text)
 
 
 def _fail(message: str, code: int) -> int:
@@ -214,9 +222,10 @@ def cmd_network_new(args: argparse.Namespace) -> int:
         problems.append("--bits must be 1 to 160")
     if args.bits > 40:
         problems.append("--bits above 40 would take this machine years to mine")
-    for name in ("target_spacing", "retarget_interval", "reward", "max_transactions"):
-        if not 0 <= getattr(args, name) < 2**63:
-            problems.append(f"--{name.replace('_', '-')} must be 0 or more")
+    for name in ("target_spacing", "retarget_interval", "reward", "max_transactions", "timestamp"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value < 2**63:
+            problems.append(f"--{name.replace('_', '-')} must be a whole number from 0 to {2**63 - 1}")
     if args.retarget_interval == 1:
         problems.append("--retarget-interval must be 0 (off) or at least 2")
     if args.retarget_interval and args.target_spacing < 1:

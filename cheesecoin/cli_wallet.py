@@ -14,6 +14,7 @@ import datetime
 import functools
 import json
 import os
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,7 +23,9 @@ from typing import Any, Callable, List, Optional
 from . import cli as _cli
 from .tx import MAX_MEMO, MAX_VALUE
 from .wallet import (
+    WALLET_ENV,
     WalletError,
+    address_checked,
     ask_passphrase,
     create_wallet,
     default_wallet_path,
@@ -256,19 +259,35 @@ def cmd_wallet_create(args: argparse.Namespace) -> int:
         if os.path.lexists(path):  # before asking a passphrase
             raise WalletError(f"{path} already exists; a wallet is never overwritten (use --wallet FILE for another)")
         passphrase = ask_passphrase(confirm=True) if args.encrypt else None
-        wallet = create_wallet(path, passphrase)
+        # Only the default place (~/.cheesecoin) is made when missing: a
+        # --wallet or $CHEESECOIN_WALLET path in a missing folder is a typo.
+        default = not args.wallet and not os.environ.get(WALLET_ENV)
+        directory = os.path.dirname(os.path.abspath(path))
+        made_directory = default and not os.path.isdir(directory)
+        wallet = create_wallet(path, passphrase, make_directory=default)
     except WalletError as e:
         raise _error(str(e))
+    if made_directory:
+        print(f"made the directory {directory} (mode 0700)")
     print(f"created {'an encrypted' if args.encrypt else 'a'} wallet in {path} (mode 0600); keep it safe")
     print(f"address {wallet.address}")
     return 0
 
 
 def cmd_wallet_address(args: argparse.Namespace) -> int:
+    path = _wallet_path(args)
     try:
-        print(wallet_address(_wallet_path(args)))
+        address = wallet_address(path)
+        checked = address_checked(path)
     except WalletError as e:
         raise _error(str(e))
+    if not checked:
+        print(
+            "cheesecoin: the wallet is encrypted: its address is shown as written, not checked against "
+            "the key (send checks it)",
+            file=sys.stderr,
+        )
+    print(address)
     return 0
 
 
@@ -295,8 +314,10 @@ def cmd_balance(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(answer)
         return 0
+    spendable = answer.get("spendable", min(answer["balance"], answer["pending_balance"]))
     print(f"address          {answer['address']}")
-    print(f"pending balance  {answer['pending_balance']} (counting the mempool; next nonce {answer['pending_nonce']})")
+    print(f"spendable now    {spendable} (confirmed, less your pending payments)")
+    print(f"pending balance  {answer['pending_balance']} (counting the mempool both ways; next nonce {answer['pending_nonce']})")
     print(f"balance          {answer['balance']}")
     return 0
 
@@ -322,12 +343,18 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise _error("you cannot pay yourself: TO is your own address", _USAGE)
     member = Member(member_url(args.member))
     account = member.get(f"/api/balance/{wallet.address}")
-    have, need = account["pending_balance"], amount + fee
+    # What the member lets a new payment spend: confirmed coins less our
+    # pending payments (a member without "spendable": the smaller figure).
+    have = account.get("spendable", min(account["balance"], account["pending_balance"]))
+    need = amount + fee
     if have < need:
-        raise _error(f"not enough coins: you have {have}, need {need} (amount {amount} + fee {fee})")
+        incoming = account["pending_balance"] - have
+        later = f"; {incoming} more are on their way, spendable once confirmed" if incoming > 0 else ""
+        raise _error(f"not enough coins: {have} spendable now, need {need} (amount {amount} + fee {fee}){later}")
     tx = wallet.sign(to, amount, fee, account["pending_nonce"], memo)
     answer = member.post("/api/transactions", tx)
-    print(f"sent {amount} to {to} (fee {fee}, nonce {tx['nonce']}); it waits in the mempool for a cheese")
+    print(f"sent {amount} to {to} (fee {fee}, nonce {tx['nonce']}) from your {have} spendable coins; "
+          "it waits in the mempool for a cheese")
     print(f"txid {answer['txid']}")
     return 0
 

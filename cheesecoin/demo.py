@@ -16,7 +16,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Dict, List, Optional
 
+from . import localports
 from .cheese import mine_blue_cheese
 from .wallet import MEMBER_WALLET, load_wallet
 
@@ -32,9 +32,7 @@ NAMES = ["alice", "bob", "carol"]
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return localports.free_port()  # pinned from $CHEESECOIN_BASE_PORT up, if set
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child

@@ -87,3 +87,8 @@ class InvalidTx(Exception):
         super().__init__(message)
         self.rule = rule
         self.message = message
+
+
+class StorageError(Exception):
+    """The database cannot be used (corrupted, foreign, another network,
+    unwritable); cheesecoin.storage raises it and its subclasses."""

@@ -39,14 +39,27 @@ def register(sub: Any) -> None:
         description="Connect to a member's miner port and mine the cheeses it hands out, on every core "
         "(or --processes N). Stop with Ctrl-C.",
     )
-    p.add_argument("--member", required=True, metavar="HOST:PORT", help="the member's miner port, e.g. 127.0.0.1:24333")
+    p.add_argument(
+        "--member",
+        required=True,
+        metavar="HOST:PORT",
+        help="the member's miner port, e.g. 127.0.0.1:24333 (a URL such as tcp://127.0.0.1:24333 works too)",
+    )
     p.add_argument("--processes", type=int, default=0, metavar="N", help="worker processes (default: every core)")
     p.set_defaults(handler=cmd_mine)
 
 
 def parse_member(text: str) -> Tuple[str, int]:
-    """HOST:PORT (or [IPv6]:PORT) -> (host, port); ValueError with a message for people."""
-    host, sep, port_text = text.strip().rpartition(":")
+    """HOST:PORT (or [IPv6]:PORT) -> (host, port); ValueError with a message for people.
+
+    A URL form (``tcp://HOST:PORT``, or ``http://HOST:PORT`` as the other
+    commands' ``--member`` takes) is accepted too: only its host and port count.
+    """
+    stripped = text.strip()
+    scheme, has_scheme, rest = stripped.partition("://")
+    if has_scheme and scheme.lower() in ("tcp", "http", "https") and rest:
+        stripped = rest.rstrip("/")
+    host, sep, port_text = stripped.rpartition(":")
     bracketed = host.startswith("[") and host.endswith("]")
     if bracketed:
         host = host[1:-1]
@@ -192,6 +205,7 @@ class ExternalMiner:
         self._status.clock = reactor
         self._connector: Any = None
         self._stopping = False
+        self.payee: Optional[str] = None  # the address the member's WORK pays
 
     def start(self) -> None:
         self.console.line(f"Mining for the member at {self.address} with {self.processes} worker(s); Ctrl-C stops")
@@ -215,6 +229,11 @@ class ExternalMiner:
 
     def new_work(self, job: Job) -> None:
         previous, self.job = self.job, job
+        info = job.cheese.get("unit_of_information")
+        payee = info.get("miner") if isinstance(info, dict) else None
+        if isinstance(payee, str) and payee != self.payee:
+            self.payee = payee
+            self.console.line(f"Rewards go to {payee} (the member's miner address)")
         if previous is None or previous.parent_smell != job.parent_smell:
             self.console.line(f"Mining cheese {job.cheese.get('sequence_number', '?')} at {job.bits} bits (job {job.job_id})")
         self.searcher.search(job, random_start())

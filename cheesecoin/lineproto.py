@@ -9,15 +9,22 @@ which echoes the request's ``id`` and closes the connection after
 ``MAX_ERRORS`` errors or a line over 4 MiB.
 
 Back-pressure is here too (``start_producing``): the protocol registers
-itself as the push producer of its own transport, so a peer that does not
-read what we write is not read from either (the member and tracker use it).
+itself as the push producer of its own transport. While the transport's
+write buffer is full (the peer does not read what we write) we neither read
+from the peer nor handle the lines it already sent, so its requests cannot
+make us hold more replies; pushed messages (``push_line``) wait in a
+backlog of at most ``MAX_BACKLOG`` bytes and are dropped beyond it (a keyed
+one, such as the miner port's WORK, replaces the one it supersedes);
+streams (``feed``) are pulled only while the peer reads; and a peer that
+leaves our output unread for ``STALL_TIMEOUT`` seconds is dropped.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from collections import deque
+from typing import Any, Deque, Dict, Iterator, Optional, Tuple
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -33,7 +40,10 @@ class JsonLineProtocol(Protocol):
 
     MAX_LENGTH: int = wire.MAX_LINE
     MAX_ERRORS: int = 10
+    MAX_BACKLOG: int = 1024 * 1024  # pushed bytes held for a peer that is not reading
+    STALL_TIMEOUT: float = 60.0  # seconds our output may stay unread before we drop the peer
     log = Logger()
+    clock: Optional[IReactorTime] = None  # for the stall timer; set by the factory or subclass
     _producing = False  # registered as our transport's producer (start_producing)
     _aborted = False
 
@@ -43,6 +53,12 @@ class JsonLineProtocol(Protocol):
         self.errors = 0
         self.closing = False
         self.current_id: Any = None
+        self.paused = False  # our transport's write buffer is full: the peer is not reading
+        self.dropped = 0  # pushed messages dropped because the peer did not read
+        self._backlog: Deque[Tuple[Optional[str], bytes]] = deque()
+        self._backlog_bytes = 0
+        self._feeds: Deque[Iterator[bytes]] = deque()
+        self._stall: Optional[IDelayedCall] = None
 
     # -- receiving -----------------------------------------------------------
 
@@ -52,7 +68,9 @@ class JsonLineProtocol(Protocol):
         buf = self._buffer
         buf += data
         start = 0
-        while not self.closing:
+        # While paused (the peer does not read our replies) its lines wait
+        # here: the transport reads no more, so this buffer stays bounded.
+        while not self.closing and not self.paused:
             end = buf.find(b"\n", self._scanned)
             if end < 0:
                 self._scanned = len(buf)
@@ -137,14 +155,69 @@ class JsonLineProtocol(Protocol):
     def on_error(self, code: str, text: str) -> None:
         """Hook: called after each ERROR sent (for misbehaviour scores)."""
 
+    def push_line(self, data: bytes, key: Optional[str] = None) -> bool:
+        """Write a pushed message (one encoded line, no reply expected).
+
+        While the peer is not reading it waits in a bounded backlog and is
+        sent when the peer drains its buffer; past ``MAX_BACKLOG`` bytes it is
+        dropped. With ``key``, it replaces a waiting line of the same key
+        (only the newest of those matters). False if it was dropped.
+        """
+        if self.transport is None or self.closing:
+            return False
+        if not self.paused:
+            self.transport.write(data)
+            return True
+        if key is not None:
+            for i, (waiting_key, waiting) in enumerate(self._backlog):
+                if waiting_key == key:
+                    del self._backlog[i]
+                    self._backlog_bytes -= len(waiting)
+                    break
+        if self._backlog_bytes + len(data) > self.MAX_BACKLOG:
+            self.dropped += 1
+            return False
+        self._backlog.append((key, data))
+        self._backlog_bytes += len(data)
+        return True
+
+    def feed(self, lines: Iterator[bytes]) -> None:
+        """Write the lines of an iterator, pulling each only while the peer reads."""
+        if self.transport is None or self.closing:
+            return
+        self._feeds.append(iter(lines))
+        self._pump()
+
+    def _pump(self) -> None:
+        """Send the backlog, then pull from the feeds, until the peer stops reading."""
+        while self._backlog and not self.paused and not self.closing:
+            _key, data = self._backlog.popleft()
+            self._backlog_bytes -= len(data)
+            self.transport.write(data)
+        while self._feeds and not self.paused and not self.closing:
+            line = next(self._feeds[0], None)
+            if line is None:
+                self._feeds.popleft()
+            else:
+                self.transport.write(line)
+
     def close(self) -> None:
         """Flush what was written and close."""
         if self.closing:
             return
         self.closing = True
+        self._drop_pending()
         if self.transport is not None:
             self._stop_producer()
             self.transport.loseConnection()
+
+    def _drop_pending(self) -> None:
+        self._backlog.clear()
+        self._backlog_bytes = 0
+        self._feeds.clear()
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
+        self._stall = None
 
     def abort(self) -> None:
         """Drop the connection at once, without flushing (a silent or stuck peer,
@@ -152,6 +225,7 @@ class JsonLineProtocol(Protocol):
         if self._aborted or self.transport is None:
             return
         self._aborted = self.closing = True
+        self._drop_pending()
         self._stop_producer()
         self.transport.abortConnection()
 
@@ -164,15 +238,40 @@ class JsonLineProtocol(Protocol):
         self._producing = True
 
     def pauseProducing(self) -> None:
-        if self._producing:
-            self.transport.pauseProducing()
+        """Our transport's write buffer is full: stop reading and handling requests."""
+        if not self._producing or self.paused:
+            return
+        self.paused = True
+        self.transport.pauseProducing()
+        if self.clock is not None and self._stall is None:
+            self._stall = self.clock.callLater(self.STALL_TIMEOUT, self._stalled)
 
     def resumeProducing(self) -> None:
-        if self._producing:
-            self.transport.resumeProducing()
+        """The peer read what we wrote: send what waits, then read and handle again."""
+        if not self._producing or not self.paused:
+            return
+        self.paused = False
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
+        self._stall = None
+        self._pump()
+        if self.paused or self.closing:
+            return
+        self.transport.resumeProducing()
+        if self._buffer:
+            self.dataReceived(b"")  # the lines that arrived before we paused
 
     def stopProducing(self) -> None:
         self._producing = False
+
+    def _stalled(self) -> None:
+        self._stall = None
+        if self.paused and not self.closing:
+            self.log.info(
+                "Dropping {peer}: it has not read our replies for {secs:.0f} s",
+                peer=self.peer_label(), secs=self.STALL_TIMEOUT,
+            )
+            self.abort()
 
     def _stop_producer(self) -> None:
         if self._producing:  # a transport with a registered producer never finishes closing

@@ -52,7 +52,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import wire
-from .errors import InvalidCheese, InvalidTx, ProtocolError
+from .errors import InvalidCheese, InvalidTx, ProtocolError, StorageError
 from .lineproto import JsonLineProtocol
 from .node import MemberNode
 from .stack import AddResult
@@ -164,6 +164,7 @@ class MemberProtocol(JsonLineProtocol):
     def __init__(self, manager: "MemberFactory", outbound: bool, dial_address: Optional[Address] = None) -> None:
         super().__init__()
         self.manager = manager
+        self.clock = manager.clock
         self.outbound = outbound
         self.dial_address = dial_address
         self.ready = False  # handshake done
@@ -557,7 +558,11 @@ class Download:
         self.finish()
 
     def _apply(self, signed: Set[int], cheeses: List[dict], at_end: bool) -> None:
-        added, error = self.manager.apply_chunk(self.peer, cheeses, signed)
+        try:
+            added, error = self.manager.apply_chunk(self.peer, cheeses, signed)
+        except StorageError:  # our disk failed: the node reports it, once; stop here
+            self.finish()
+            return
         self.added += added
         if error is not None:
             if error.permanent:
@@ -874,6 +879,16 @@ class MemberFactory(Factory):
             proto.request({"type": "GET_PEERS"}).addErrback(lambda f: None)
         self.maybe_sync()  # on the HELLO's figures at once; STATS confirms them
         self.ask_stats(proto)
+        self.send_mempool(proto)
+
+    def send_mempool(self, proto: MemberProtocol) -> None:
+        """Pass our pending transactions to a new peer (as TX, best fee first,
+        each sender's in nonce order), so that a payment we hold reaches a
+        member that restarted without it. Written only as fast as the peer
+        reads (``feed``); a transaction it already has is ignored there."""
+        pending = self.node.mempool.select(len(self.node.mempool))
+        if pending:
+            proto.feed(wire.dumps({"type": "TX", "tx": tx}) for tx in pending)
 
     def is_banned(self, host: str) -> bool:
         until = self.banned.get(host)
@@ -1141,13 +1156,17 @@ class MemberFactory(Factory):
         except InvalidCheese as e:
             proto.penalise_next_error(ERROR_POINTS["invalid-cheese"] if e.permanent else 0)
             raise ProtocolError("invalid-cheese", f"rule {e.rule_number} ({e.rule}): {e.message}")
+        except StorageError:  # our disk, not the peer's fault (the node reports it, once)
+            raise ProtocolError("busy", "this member cannot store cheeses right now")
         if result.status == "orphan":
             self.start_download(proto, "orphan")
         elif result.status == "added":
             self.delivered(proto, len(result.accepted))
-            node = self.node.stack.nodes.get(result.smell)
-            if node is not None and node.work > proto.peer_work:
-                proto.peer_height, proto.peer_tip, proto.peer_work = node.height, node.smell, node.work
+        # The peer has this cheese (new to us or not): its stack has at least
+        # that much work, which keeps its height current between STATS rounds.
+        node = self.node.stack.nodes.get(result.smell)
+        if node is not None and node.work > proto.peer_work:
+            proto.peer_height, proto.peer_tip, proto.peer_work = node.height, node.smell, node.work
         return result
 
     def receive_tx(self, proto: MemberProtocol, tx: dict) -> None:
@@ -1208,6 +1227,8 @@ class MemberFactory(Factory):
             self._batch.extend(connected)
             return
         origin = self._origin(source)
+        if origin == "mined":
+            return  # the miner logs its own cheese, with more to say
         if len(connected) > RELAY_TAIL:
             self.log.info("Cheeses {first}..{last} {origin}", first=connected[0][0], last=connected[-1][0], origin=origin)
         else:
@@ -1238,7 +1259,7 @@ class MemberFactory(Factory):
             line = ('{"type":"ANNOUNCE","cheese":' + text + "}\n").encode("utf-8")
             for p in list(self.peers.values()):
                 if p is not source and p.peer_tip != smell:
-                    p.write_line(line)
+                    p.push_line(line)
             sent += 1
         return sent
 
@@ -1247,7 +1268,7 @@ class MemberFactory(Factory):
         line = wire.dumps({"type": "TX", "tx": tx})
         for p in list(self.peers.values()):
             if p is not source:
-                p.write_line(line)
+                p.push_line(line)
 
     # -- shutting down ---------------------------------------------------------------------
 
@@ -1268,7 +1289,10 @@ class MemberFactory(Factory):
         """End the batch opened by _flush_soon (one durable commit)."""
         batch, self._lazy_batch = self._lazy_batch, None
         if batch is not None:
-            batch.__exit__(None, None, None)
+            try:
+                batch.__exit__(None, None, None)
+            except StorageError as e:
+                self.node.storage_failed(e)
 
     def close_all(self) -> None:
         """Close every connection and flush (the member is stopping)."""

@@ -28,12 +28,21 @@ from twisted.python import usage
 
 from .cheese import NetworkError, load_network
 from .member import DEFAULT_PORT, PING_INTERVAL, REFILL_INTERVAL, STATS_INTERVAL, MemberFactory
-from .services import ListeningEndpoint, ServerService, integer_option, interface_option, server_endpoint
+from .services import (
+    ErrorFirstOptions,
+    FatalStop,
+    ListeningEndpoint,
+    ServerService,
+    integer_option,
+    interface_option,
+    server_endpoint,
+)
 from .wire import ADDRESS_RE
 
 DEFAULT_API_PORT = 24332
 DEFAULT_MINER_PORT = 24333
 MEMPOOL_SAVE_INTERVAL = 60.0
+STORE_CHECK_INTERVAL = 10.0  # seconds between checks that the database is still there
 
 log = Logger(namespace="cheesecoin.member")
 
@@ -55,9 +64,10 @@ def parse_host_port(name: str, value: str) -> Tuple[str, int]:
     return host, port
 
 
-class Options(usage.Options):
+class Options(ErrorFirstOptions):
     """Command-line options of ``twistd cheesemember``."""
 
+    command = "cheesemember"
     synopsis = "[--tracker HOST:PORT] [--port P] [--data-dir DIR] [--network FILE] [--mine] [options]"
     longdesc = (
         "Run a CheeseCoin member: a full node that keeps the cheese stack in its data "
@@ -168,6 +178,36 @@ class _Shutdown(Service):
         log.info("Member stopped at height {height}", height=self.node.stack.height)
 
 
+class StoreWatch:
+    """Checks that the database file is still the one the member opened: a
+    data directory deleted, moved or replaced while the member runs would
+    otherwise go unnoticed (cheeses mined into deleted files, a new wallet at
+    the next start). ``on_gone(reason)`` is called once when it is not."""
+
+    def __init__(self, path: str, on_gone: Any) -> None:
+        self.path = path
+        self.on_gone = on_gone
+        st = os.stat(path)
+        self.identity = (st.st_dev, st.st_ino)
+        self.gone = False
+
+    def check(self) -> None:
+        if self.gone:
+            return
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            why = "is gone (its data directory was deleted or moved while the member ran)"
+        except OSError as e:
+            why = f"cannot be looked at ({e.strerror})"
+        else:
+            if (st.st_dev, st.st_ino) == self.identity:
+                return
+            why = "was replaced by another file while the member ran"
+        self.gone = True
+        self.on_gone(f"The database {self.path} {why}: stopping")
+
+
 def _timer(parent: MultiService, name: str, interval: float, call: Any, clock: Any) -> None:
     timer = TimerService(interval, call)
     timer.clock = clock
@@ -180,7 +220,7 @@ def makeService(config: Options) -> MultiService:
     from twisted.internet import reactor
 
     from .node import MemberNode
-    from .storage import StorageError, open_stack
+    from .storage import CorruptStore, StorageError, open_stack
 
     network = config.get("network-object")
     if network is None:
@@ -200,9 +240,19 @@ def makeService(config: Options) -> MultiService:
     try:
         stack = open_stack(data_dir, network)
     except (StorageError, OSError) as e:
-        hint = "" if config["reindex"] else " (start with --reindex to rebuild it from the cheeses that are still readable)"
+        # --reindex mends a damaged database, not a foreign file, another
+        # network's stack or a directory we may not write: hint it only then.
+        reindexable = isinstance(e, CorruptStore) and not config["reindex"]
+        hint = " (start with --reindex to rebuild it from the cheeses that are still readable)" if reindexable else ""
         raise SystemExit(f"cheesemember: {e}{hint}")
     node = MemberNode(stack, data_dir=data_dir)
+    fatal = FatalStop(reactor, log)
+
+    def storage_failed(error: Exception) -> None:
+        fatal(f"{str(error)[0].upper()}{str(error)[1:]}: the stack is kept on disk up to height "
+              f"{node.stack.height}; stopping (start again once it can be written)")
+
+    node.storage_listeners.append(storage_failed)
     restored = node.load_mempool()
     log.info(
         "Loaded the stack of {network} from {dir}: height {height}, tip {tip} ({txs} pending transactions)",
@@ -289,6 +339,7 @@ def makeService(config: Options) -> MultiService:
     _timer(top, "compare-stacks", STATS_INTERVAL, manager.compare_stacks, reactor)
     _timer(top, "refill", REFILL_INTERVAL, manager.tick, reactor)
     _timer(top, "save-mempool", MEMPOOL_SAVE_INTERVAL, shutdown.save_mempool, reactor)
+    _timer(top, "watch-store", STORE_CHECK_INTERVAL, StoreWatch(stack.store.path, fatal).check, reactor)
     top.node = node  # for tests and tools
     top.manager = manager
     return top

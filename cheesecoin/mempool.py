@@ -57,6 +57,13 @@ class Mempool:
                 balance += tx["amount"]
         return balance
 
+    def spendable(self, address: str) -> int:
+        """What a new transaction from ``address`` may spend now: its balance on
+        the best stack less what its pending transactions spend. Coins coming
+        in through the mempool are not spendable until they are confirmed."""
+        chain = self.by_sender.get(address, {})
+        return self.ledger.balance(address) - sum(self.txs[t]["amount"] + self.txs[t]["fee"] for t in chain.values())
+
     def _spent_before(self, sender: str, nonce: int) -> int:
         chain = self.by_sender.get(sender, {})
         return sum(self.txs[t]["amount"] + self.txs[t]["fee"] for n, t in chain.items() if n < nonce)

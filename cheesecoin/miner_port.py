@@ -44,14 +44,18 @@ class MinerPortProtocol(JsonLineProtocol):
     factory: "MinerPortFactory"
 
     def connectionMade(self) -> None:
+        self.clock = self.factory.clock
+        self.start_producing()  # a miner that does not read is not read from either
         self.factory.clients.add(self)
         self.send_work(self.factory.current_job())
 
     def connectionLost(self, reason: Any = None) -> None:
+        self.closing = True
         self.factory.clients.discard(self)
 
     def send_work(self, job: Job) -> None:
-        self.send(job.work_message())
+        # Pushed; to a miner that is not reading, only the newest WORK waits.
+        self.push_line(wire.dumps(job.work_message()), key="WORK")
 
     def send_error(self, code: str, text: str, msg_id: Any = None) -> None:
         # Every miner loses a race now and then (a cheese found just as the
@@ -80,6 +84,7 @@ class MinerPortFactory(Factory):
         if clock is None:
             from twisted.internet import reactor as clock  # type: ignore[no-redef]
         self.node = node
+        self.clock = clock
         self.miner_address = miner_address
         self.max_jobs = max_jobs
         self.clients: Set[MinerPortProtocol] = set()
@@ -135,8 +140,7 @@ class MinerPortFactory(Factory):
             self.node.submit_cheese(cheese, source="miner")
         except InvalidCheese as e:
             raise ProtocolError("invalid-cheese", e.message)
-        except StorageError as e:  # the disk, or a member shutting down with its store closed
-            self.log.error("Cannot store mined cheese {height}: {why}", height=job.height, why=e)
+        except StorageError:  # the disk: the node reports it (once) and the member stops
             raise ProtocolError("busy", "the member cannot store cheeses right now")
         self.log.info(
             "Mined cheese {height} {smell} (external miner {who})", height=job.height, smell=cheese["smell"], who=who

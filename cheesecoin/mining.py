@@ -489,8 +489,7 @@ class MiningService(Service):
             self.log.warn("Our own cheese {height} was refused: {why}", height=job.height, why=e.message)
             self._template_changed()
             return
-        except StorageError as e:
-            self.log.error("Cannot store mined cheese {height}: {why}", height=job.height, why=e)
+        except StorageError:  # the node reports it (once) and the member stops
             return
         self.mined += 1
         self.log.info("Mined cheese {height} {smell}", height=job.height, smell=smell)

@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .cheese import Network
-from .errors import InvalidCheese, InvalidTx
+from .errors import InvalidCheese, InvalidTx, StorageError
 from .mempool import Mempool
 from .stack import AddResult, CheeseStack
 from .tx import txid
@@ -45,6 +45,10 @@ class MemberNode:
         self.node_id = node_id or secrets.token_hex(16)
         self.tip_listeners: List[TipListener] = []
         self.tx_listeners: List[TxListener] = []
+        # Told once, of the first StorageError: the store could not keep a
+        # cheese (a full or read-only disk). The member stops on it.
+        self.storage_listeners: List[Callable[[Exception], None]] = []
+        self.storage_error: Optional[Exception] = None
         # Set by the service that owns them; read by the API.
         self.miner: Any = None  # has .mining (bool) and .hashrate() -> float
         self.peers_info: Callable[[], List[dict]] = lambda: []
@@ -60,9 +64,23 @@ class MemberNode:
             if partial is not None and partial.tip_changed:
                 self._tip_changed(partial, source)
             raise
+        except StorageError as e:  # nothing of the failed write is held in memory either
+            partial = getattr(e, "result", None)
+            if partial is not None and partial.tip_changed:
+                self._tip_changed(partial, source)
+            self.storage_failed(e)
+            raise
         if result.tip_changed:
             self._tip_changed(result, source)
         return result
+
+    def storage_failed(self, error: Exception) -> None:
+        """The store could not write: tell the storage listeners, once."""
+        if self.storage_error is not None:
+            return
+        self.storage_error = error
+        for listener in list(self.storage_listeners):
+            listener(error)
 
     def _tip_changed(self, result: AddResult, source: Any) -> None:
         self.mempool.revalidate(result.abandoned_txs())
@@ -104,6 +122,7 @@ class MemberNode:
             "nonce": ledger.next_nonce(address),
             "pending_balance": self.mempool.pending_balance(address),
             "pending_nonce": self.mempool.pending_nonce(address),
+            "spendable": self.mempool.spendable(address),
         }
 
     def status(self) -> Dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import sys
 from typing import Any, Callable, Optional
 
 from twisted.application.internet import StreamServerEndpointService
@@ -12,6 +14,24 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.python import usage
 from zope.interface import implementer
+
+
+class ErrorFirstOptions(usage.Options):
+    """Options whose usage errors are said first, on stderr, in one line.
+
+    twistd answers a bad option with the whole usage text and only then the
+    error, at its end; a person reads the top. So the error comes first (on
+    stderr, where errors go) and, as twistd prints it, last.
+    """
+
+    command = "?"  # the plugin name, for the message
+
+    def parseOptions(self, options: Any = None) -> None:
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            print(f"twistd {self.command}: error: {e}", file=sys.stderr, flush=True)
+            raise
 
 
 def integer_option(name: str, value: Any, lo: int, hi: Optional[int] = None) -> int:
@@ -77,3 +97,41 @@ class ServerService(StreamServerEndpointService):
             purpose = f" for {self.what}" if self.what else ""
             where = f"{e.interface or '0.0.0.0'}:{e.port}"
             raise SystemExit(f"{self.program}: cannot listen{purpose} on {where}: {e.socketError}")
+
+
+class FatalStop:
+    """Stops the process once, with a non-zero exit status, for a fault that
+    running on cannot mend (a full disk, a data directory deleted under us).
+
+    twistd itself always exits 0 after the reactor stops, so the status is
+    set by an "after shutdown" trigger: every service has stopped cleanly
+    (stores closed, logs written) by then.
+    """
+
+    EXIT_CODE = 3
+
+    def __init__(self, reactor: Any, log: Any, exit: Callable[[int], None] = os._exit) -> None:
+        self.reactor = reactor
+        self.log = log
+        self.reason: Optional[str] = None
+        self._exit = exit
+
+    def __call__(self, reason: str) -> None:
+        if self.reason is not None:
+            return
+        self.reason = reason
+        self.log.critical("{reason}", reason=reason)
+        self.reactor.addSystemEventTrigger("after", "shutdown", self._exit_now)
+        self.reactor.callLater(0, self._stop)
+
+    def _stop(self) -> None:
+        if self.reactor.running:
+            self.reactor.stop()
+
+    def _exit_now(self) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        self._exit(self.EXIT_CODE)

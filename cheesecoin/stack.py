@@ -380,6 +380,10 @@ class CheeseStack:
                 if item is cheese:
                     error = e
                 continue
+            except Exception as e:  # the store failed: what was added before it stays
+                self._fill_events(result, old_tip)
+                e.result = result  # type: ignore[attr-defined]
+                raise
             result.accepted.append(item["smell"])
             for child, _source in self.orphans.pop_children(item["smell"]):
                 queue.append((child, True))
@@ -411,6 +415,7 @@ class CheeseStack:
                 self._remember_invalid(smell, e.rule)
             raise
         node = self._new_node(cheese, parent)
+        old_tip, old_best = self.tip, self._best
         self._pending_invalid = []
         self._uncommitted = {smell: cheese}
         try:
@@ -418,12 +423,32 @@ class CheeseStack:
                 self._best = node
             self._activate(check_signatures=False)
             tip_moved = self.store.tip != self.tip.smell
-            self.store.commit([(node, cheese)], self._pending_invalid, self.tip.smell if tip_moved else None)
+            try:
+                self.store.commit([(node, cheese)], self._pending_invalid, self.tip.smell if tip_moved else None)
+            except Exception:
+                # Nothing was stored (a full disk, say): what we hold in
+                # memory must not be ahead of the disk, so undo it all.
+                self._undo_add(node, old_tip, old_best)
+                raise
         finally:
             self._uncommitted = {}
             self._pending_invalid = []
         if node.invalid:
             raise InvalidCheese(node.invalid, f"cheese {smell} is invalid on its stack: {self._last_error}")
+
+    def _undo_add(self, node: Node, old_tip: Node, old_best: Optional[Node]) -> None:
+        """Take back a new leaf ``node`` whose commit failed: the best stack,
+        ledger and indexes go back to ``old_tip`` and the invalid marks made
+        on the way are forgotten (none of it reached the store)."""
+        for smell, _rule in self._pending_invalid:
+            marked = self.nodes.get(smell)
+            if marked is not None:
+                marked.invalid = None
+            self.invalid.pop(smell, None)
+        if self.tip is not old_tip:
+            self._reorganize_to(old_tip, check_signatures=False, start_tip=old_tip)
+        del self.nodes[node.smell]
+        self._best = old_best
 
     def _check_against_parent(self, cheese: dict, parent: Node) -> None:
         if parent.invalid:

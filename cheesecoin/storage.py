@@ -17,7 +17,7 @@ from collections import OrderedDict
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from .cheese import Network, check_smell, canonical
-from .errors import InvalidCheese
+from .errors import InvalidCheese, StorageError
 
 SCHEMA_VERSION = "1"
 APP_ID = "cheesecoin"
@@ -25,8 +25,20 @@ DB_NAME = "stack.sqlite3"
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 
-class StorageError(Exception):
-    """The database cannot be used (corrupted, foreign, another network)."""
+class StoreWriteError(StorageError):
+    """A write to the database failed (a full disk, a file made read-only, an
+    I/O error): nothing of that write was kept. ``disk_full`` says which."""
+
+    def __init__(self, message: str, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
+
+
+class CorruptStore(StorageError):
+    """The database is damaged: what it holds no longer reads back whole.
+    A reindex (re-validating the cheeses that still parse) can mend it; it
+    cannot mend a foreign file, another network's stack or a disk we may not
+    write, which are plain StorageErrors."""
 
 
 class SqliteStore:
@@ -47,8 +59,10 @@ class SqliteStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self._open_schema()
+        except sqlite3.OperationalError as e:  # cannot open, read-only, I/O: not the file's fault
+            raise StorageError(f"cannot use the database {path}: {e}") from None
         except sqlite3.DatabaseError as e:
-            raise StorageError(f"{path} is not a usable CheeseCoin database: {e}") from None
+            raise CorruptStore(f"{path} is not a usable CheeseCoin database: {e}") from None
 
     def _check_header(self) -> None:
         try:
@@ -105,7 +119,7 @@ class SqliteStore:
         try:
             invalid = dict(self.db.execute("SELECT smell, rule FROM invalid"))
         except sqlite3.DatabaseError as e:
-            raise StorageError(f"{self.path} is corrupted: {e}") from None
+            raise CorruptStore(f"{self.path} is corrupted: {e}") from None
         return self._rows(), self.tip, invalid
 
     def _rows(self) -> Iterator[dict]:
@@ -119,13 +133,13 @@ class SqliteStore:
                     or cheese.get("parent_smell") != parent
                     or cheese.get("sequence_number") != height
                 ):
-                    raise StorageError(f"{self.path}: stored cheese {smell} is corrupted")
+                    raise CorruptStore(f"{self.path}: stored cheese {smell} is corrupted")
                 check_smell(cheese)
                 yield cheese
         except (sqlite3.DatabaseError, ValueError) as e:
-            raise StorageError(f"{self.path} is corrupted: {e}") from None
+            raise CorruptStore(f"{self.path} is corrupted: {e}") from None
         except InvalidCheese as e:
-            raise StorageError(f"{self.path}: a stored cheese is corrupted ({e.message})") from None
+            raise CorruptStore(f"{self.path}: a stored cheese is corrupted ({e.message})") from None
 
     def get_text(self, smell: str) -> Optional[str]:
         entry = self._cache.get(smell)
@@ -154,39 +168,62 @@ class SqliteStore:
     def commit(self, added: list, invalid: List[Tuple[str, str]], tip: Optional[str]) -> None:
         """One transaction: new cheeses, invalid marks and (if moved) the tip."""
         durable = tip is not None and self.batch_depth == 0
+        texts = [(node.smell, canonical(cheese).decode("utf-8"), cheese) for node, cheese in added]
         try:
             self.db.execute("PRAGMA synchronous=%s" % ("FULL" if durable else "NORMAL"))
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                for node, cheese in added:
-                    text = canonical(cheese).decode("utf-8")
+                for smell, text, cheese in texts:
                     self.db.execute(
                         "INSERT OR IGNORE INTO cheeses (smell, parent, height, body) VALUES (?, ?, ?, ?)",
-                        (node.smell, cheese["parent_smell"], cheese["sequence_number"], text),
+                        (smell, cheese["parent_smell"], cheese["sequence_number"], text),
                     )
-                    self._remember(node.smell, text, cheese)
                 if invalid:
                     self.db.executemany("INSERT OR REPLACE INTO invalid VALUES (?, ?)", invalid)
                 if tip is not None:
                     self.db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip,))
                 self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                self._rollback()
                 raise
         except sqlite3.DatabaseError as e:
-            raise StorageError(f"cannot write {self.path}: {e}") from None
+            raise self._write_error(e) from None
+        for smell, text, cheese in texts:  # only what is committed is served from the cache
+            self._remember(smell, text, cheese)
         if tip is not None:
             self.tip = tip
+
+    def _rollback(self) -> None:
+        """Undo an open transaction; SQLite may have undone it already (a full
+        disk), and then ROLLBACK's own error must not hide the real one."""
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    def _write_error(self, e: sqlite3.DatabaseError) -> StoreWriteError:
+        name = getattr(e, "sqlite_errorname", "")
+        text = str(e)
+        if name == "SQLITE_FULL" or "disk is full" in text:
+            return StoreWriteError(f"the disk holding {os.path.dirname(self.path)} is full ({text})", disk_full=True)
+        if name.startswith("SQLITE_READONLY") or "readonly" in text:
+            return StoreWriteError(f"{self.path} cannot be written: it is read-only ({text})")
+        return StoreWriteError(f"cannot write {self.path}: {text}")
 
     def flush(self) -> None:
         """Make everything committed so far durable (the end of a batch)."""
         try:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (self.tip or "",))
-            self.db.execute("COMMIT")
+            try:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (self.tip or "",))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
         except sqlite3.DatabaseError as e:
-            raise StorageError(f"cannot write {self.path}: {e}") from None
+            raise self._write_error(e) from None
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM cheeses").fetchone()[0]
@@ -206,6 +243,6 @@ def open_stack(data_dir: str, network: Network, **kwargs):
     store = SqliteStore(os.path.join(data_dir, DB_NAME), network)
     try:
         return CheeseStack(network, store=store, **kwargs)
-    except ValueError as e:
+    except ValueError as e:  # the stored cheeses do not form a stack
         store.close()
-        raise StorageError(f"{store.path}: {e}") from None
+        raise CorruptStore(f"{store.path}: {e}") from None

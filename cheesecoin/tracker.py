@@ -209,6 +209,7 @@ class TrackerProtocol(JsonLineProtocol):
     ip: Optional[str] = None  # the address counted against the per-IP limit
 
     def connectionMade(self) -> None:
+        self.clock = self.factory.clock
         self.start_producing()  # stop reading from a peer that does not read its replies
 
     def connectionLost(self, reason: Optional[Failure] = None) -> None:

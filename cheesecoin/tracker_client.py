@@ -15,7 +15,7 @@ from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from twisted.logger import Logger, globalLogPublisher
 from twisted.python.failure import Failure
 
 from .lineproto import JsonLineProtocol
@@ -83,6 +83,20 @@ class _TrackerFactory(Factory):
         return TrackerClientProtocol(self.link)
 
 
+def _without_retry_lines(event: dict) -> None:
+    """Forward ClientService's log events except its own "Scheduling retry"
+    lines, which TrackerLink replaces with one that names the tracker."""
+    if str(event.get("log_format", "")).startswith("Scheduling retry"):
+        return
+    globalLogPublisher(event)
+
+
+class _TrackerService(ClientService):
+    """The reconnecting service of the tracker link (its retry lines are ours)."""
+
+    _log = Logger(namespace="cheesecoin.tracker_client", observer=_without_retry_lines)
+
+
 class TrackerLink:
     """Keeps a connection to the tracker (reconnecting with backoff) and feeds
     the PEERS it hears to ``manager`` (a MemberFactory); ``service`` is the
@@ -107,9 +121,16 @@ class TrackerLink:
         self.protocol: Optional[TrackerClientProtocol] = None
         if endpoint is None:
             endpoint = HostnameEndpoint(reactor, host, port, timeout=10)
-        self.service = ClientService(
-            endpoint, _TrackerFactory(self), retryPolicy=backoffPolicy(initialDelay=1.0, maxDelay=60.0), clock=reactor
-        )
+        backoff = backoffPolicy(initialDelay=1.0, maxDelay=60.0)
+
+        def retry_policy(failed_attempts: int) -> float:
+            delay = backoff(failed_attempts)
+            self.log.warn(
+                "Cannot reach the tracker at {tracker}, retrying in {delay:.0f} s", tracker=self.address, delay=delay
+            )
+            return delay
+
+        self.service = _TrackerService(endpoint, _TrackerFactory(self), retryPolicy=retry_policy, clock=reactor)
         self.service.setName("tracker-client")
         manager.tracker = self
 

@@ -12,7 +12,14 @@ from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.python import usage
 
-from .services import ListeningEndpoint, ServerService, integer_option, interface_option, server_endpoint
+from .services import (
+    ErrorFirstOptions,
+    ListeningEndpoint,
+    ServerService,
+    integer_option,
+    interface_option,
+    server_endpoint,
+)
 from .tracker import (
     DEFAULT_MAX_MEMBERS,
     DEFAULT_MAX_PER_IP,
@@ -28,9 +35,10 @@ _SPARE_FDS = 64
 LISTEN_BACKLOG = 1024
 
 
-class Options(usage.Options):
+class Options(ErrorFirstOptions):
     """Command-line options of ``twistd cheesetracker``."""
 
+    command = "cheesetracker"
     synopsis = "[--port P] [--interface IP] [--timeout S] [--max-members N] [--max-per-ip N]"
     longdesc = (
         "Run the CheeseCoin tracker, the rendezvous server where members register "

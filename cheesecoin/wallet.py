@@ -18,6 +18,7 @@ import getpass
 import json
 import os
 import secrets
+import warnings
 from typing import Any, Callable, Optional
 
 from cryptography.hazmat.primitives import serialization
@@ -46,22 +47,36 @@ def passphrase_from_env() -> Optional[str]:
     return os.environ.get(PASSPHRASE_ENV)
 
 
+def _prompt(text: str) -> str:
+    """One passphrase read from the terminal; never from a pipe with a warning."""
+    with warnings.catch_warnings():
+        # Without a terminal getpass warns (naming its own source file) and
+        # reads the passphrase, echoed, from stdin: refuse instead.
+        warnings.simplefilter("error", getpass.GetPassWarning)
+        try:
+            return getpass.getpass(text)
+        except getpass.GetPassWarning:
+            raise WalletError(f"no terminal to ask the passphrase on (set ${PASSPHRASE_ENV} for scripts)")
+        except EOFError:
+            raise WalletError(f"no passphrase given (set ${PASSPHRASE_ENV} for scripts)")
+
+
 def ask_passphrase(confirm: bool) -> str:
-    """The passphrase from ``$CHEESECOIN_PASSPHRASE``, else asked (twice when ``confirm``)."""
+    """The passphrase from ``$CHEESECOIN_PASSPHRASE``, else asked (twice when ``confirm``).
+
+    An empty passphrase is refused the same way whether it comes from the
+    environment or the terminal, when making a wallet and when using one.
+    """
     from_env = passphrase_from_env()
     if from_env is not None:
-        if confirm and not from_env:
+        if not from_env:
             raise WalletError(f"${PASSPHRASE_ENV} is empty: an encrypted wallet needs a passphrase")
         return from_env
-    try:
-        first = getpass.getpass("Wallet passphrase: ")
-        if confirm:
-            if not first:
-                raise WalletError("the passphrase must not be empty")
-            if getpass.getpass("Same passphrase again: ") != first:
-                raise WalletError("the two passphrases differ; nothing was written")
-    except EOFError:
-        raise WalletError(f"no passphrase given (set ${PASSPHRASE_ENV} for scripts)")
+    first = _prompt("Wallet passphrase: ")
+    if not first:
+        raise WalletError("the passphrase must not be empty: an encrypted wallet needs one")
+    if confirm and _prompt("Same passphrase again: ") != first:
+        raise WalletError("the two passphrases differ; nothing was written")
     return first
 
 
@@ -130,12 +145,17 @@ def create_wallet(
     path: Optional[str] = None,
     passphrase: Optional[str] = None,
     private_key: Optional[Ed25519PrivateKey] = None,
+    make_directory: Optional[bool] = None,
 ) -> Wallet:
     """Make a new wallet file at ``path`` (a new key unless ``private_key``).
 
     With ``passphrase`` the key is encrypted. Raises WalletError if the file
-    exists or cannot be written.
+    exists or cannot be written. A missing directory is made (mode 0700)
+    only for the default wallet (``path`` None) or with ``make_directory``:
+    a mistyped ``--wallet`` path is an error, not a new folder tree.
     """
+    if make_directory is None:
+        make_directory = path is None
     path = path or default_wallet_path()
     if os.path.lexists(path):
         raise WalletError(f"{path} already exists; a wallet is never overwritten (use --wallet FILE for another)")
@@ -154,6 +174,9 @@ def create_wallet(
     }
     data = (json.dumps(document, indent=2) + "\n").encode("utf-8")
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        if not make_directory:
+            raise WalletError(f"cannot write the wallet {path}: the directory {directory} does not exist")
     try:
         if not os.path.isdir(directory):
             os.makedirs(directory, mode=0o700)
@@ -198,8 +221,22 @@ def read_wallet_file(path: Optional[str] = None) -> dict:
 
 
 def wallet_address(path: Optional[str] = None) -> str:
-    """The address of a wallet file, without its passphrase."""
-    return read_wallet_file(path)["address"]
+    """The address of a wallet file, without its passphrase.
+
+    An unencrypted wallet's key is loaded and checked against the address
+    (WalletError if they differ); an encrypted one's address is read as
+    written (see ``address_checked``).
+    """
+    document = read_wallet_file(path)
+    if not document["encrypted"]:
+        return load_wallet(path).address
+    return document["address"]
+
+
+def address_checked(path: Optional[str] = None) -> bool:
+    """Whether ``wallet_address`` could check the address against the key
+    (it cannot for an encrypted wallet without its passphrase)."""
+    return not read_wallet_file(path)["encrypted"]
 
 
 def load_wallet(
@@ -216,7 +253,7 @@ def load_wallet(
     if document["encrypted"]:
         password = (passphrase or (lambda: ask_passphrase(confirm=False)))().encode("utf-8", "surrogateescape")
         if not password:  # encrypted wallets are made with a passphrase
-            raise WalletError(f"wrong passphrase for the wallet {path}")
+            raise WalletError(f"the passphrase is empty: the wallet {path} is encrypted with one")
     try:
         key = serialization.load_pem_private_key(document["private_key"].encode("ascii"), password)
     except ValueError as e:
@@ -241,7 +278,7 @@ def member_address(data_dir: str) -> str:
     path = os.path.join(data_dir, MEMBER_WALLET)
     if not os.path.lexists(path):
         try:
-            return create_wallet(path).address
+            return create_wallet(path, make_directory=True).address
         except WalletError:
             if not os.path.lexists(path):  # not a race with another process
                 raise

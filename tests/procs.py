@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from typing import Any, Dict, List, Optional, Tuple
+
+from cheesecoin import localports
 
 TWISTD = "from twisted.scripts.twistd import run; run()"  # twistd with this Python
 # The worked examples of docs/protocol.md, carried by the repository itself.
@@ -29,40 +29,10 @@ def vector(name: str) -> Any:
         return json.load(f)
 
 
-def _ephemeral_range() -> Tuple[int, int]:
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
-            lo, hi = (int(x) for x in f.read().split())
-        return lo, hi
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-_LO, _HI = _ephemeral_range()
-_given: set = set()
-
-
 def free_port() -> int:
-    """A loopback port free right now and outside the kernel's ephemeral range.
-
-    An ephemeral port (what binding port 0 gives) can be taken by any outgoing
-    connection (a tracker link, a member dialling a member) before the service
-    it was meant for listens on it; ports below that range are only ever taken
-    by listeners. A port is handed out once per process.
-    """
-    pool = range(20000, _LO) if _LO > 21000 else range(max(_HI + 1, 1024), 65536)
-    for _ in range(1000):
-        port = random.choice(pool)
-        if port in _given:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _given.add(port)
-        return port
-    raise RuntimeError("no free port below the ephemeral range")
+    """A free loopback port below the ephemeral range, or from $CHEESECOIN_BASE_PORT up
+    (cheesecoin.localports); each handed out once per process."""
+    return localports.free_port()
 
 
 class Proc:

@@ -185,8 +185,8 @@ def test_balance(h) -> None:
     h.node.submit_tx(sign_tx(ALICE, B, 10, 2, 0))
     status, answer = h.get(f"/api/balance/{A}")
     assert status == 200
-    assert answer == {"address": A, "balance": 150, "nonce": 0, "pending_balance": 138, "pending_nonce": 1}
-    assert h.get(f"/api/balance/{B}")[1] == {"address": B, "balance": 0, "nonce": 0, "pending_balance": 10, "pending_nonce": 0}
+    assert answer == {"address": A, "balance": 150, "nonce": 0, "pending_balance": 138, "pending_nonce": 1, "spendable": 138}
+    assert h.get(f"/api/balance/{B}")[1] == {"address": B, "balance": 0, "nonce": 0, "pending_balance": 10, "pending_nonce": 0, "spendable": 0}
 
 
 @pytest.mark.parametrize("address", ["abc", "A" * 64, "0" * 63, "0" * 65, "%ff" * 32, "g" * 64])

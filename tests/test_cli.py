@@ -11,6 +11,8 @@ import http.server
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 from typing import Any, Iterator, List, Tuple
 
@@ -231,13 +233,75 @@ def test_encrypt_asks_twice(capsys, tmp_path, monkeypatch) -> None:
 # -- balance, send, tx ------------------------------------------------------------------------
 
 
+def test_wallet_create_refuses_a_missing_directory(capsys, tmp_path) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+    code, out, err = run(capsys, "wallet", "create", "--wallet", str(missing / "w.json"))
+    assert code == 1 and out == ""
+    one_line_error(err, f"the directory {missing} does not exist")
+    assert not (tmp_path / "no").exists()  # nothing made behind the user's back
+
+
+def test_wallet_create_makes_the_default_directory_and_says_so(capsys, tmp_path) -> None:
+    code, out, err = run(capsys, "wallet", "create")
+    home = tmp_path / "home" / ".cheesecoin"
+    assert code == 0 and err == "" and f"made the directory {home}" in out
+    assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
+
+
+def test_wallet_address_refuses_an_address_that_does_not_match_the_key(capsys, tmp_path, alice_wallet) -> None:
+    document = json.load(open(alice_wallet))
+    document["address"] = B  # bob's address beside alice's key
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(document))
+    code, out, err = run(capsys, "wallet", "address", "--wallet", str(forged))
+    assert code == 1 and out == ""
+    one_line_error(err, "does not match the private key")
+
+
+def test_wallet_address_of_an_encrypted_wallet_says_it_is_unchecked(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CHEESECOIN_PASSPHRASE", "brie")
+    path = str(tmp_path / "e.json")
+    assert run(capsys, "wallet", "create", "--encrypt", "--wallet", path)[0] == 0
+    monkeypatch.delenv("CHEESECOIN_PASSPHRASE")
+    code, out, err = run(capsys, "wallet", "address", "--wallet", path)
+    assert code == 0 and len(out.split()) == 1
+    one_line_error(err, "encrypted", "not checked")
+
+
+def test_no_terminal_for_a_passphrase_is_one_line_without_a_warning(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CHEESECOIN_PASSPHRASE"}
+    env["HOME"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "cheesecoin.cli", "wallet", "create", "--encrypt", "--wallet", str(tmp_path / "w.json")],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, start_new_session=True,  # no terminal
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "Warning" not in done.stderr and "Traceback" not in done.stderr
+    assert "no terminal to ask the passphrase on" in done.stderr and "CHEESECOIN_PASSPHRASE" in done.stderr
+    assert not (tmp_path / "w.json").exists()
+
+
+def test_balance_shows_spendable_beside_pending_and_send_says_which_it_used(capsys, member, tmp_path) -> None:
+    member.node.submit_tx(sign_tx(ALICE, B, 30, 1, 0))  # 30 on its way to bob
+    code, out, _ = run(capsys, "balance", B, "--member", member.url)
+    assert code == 0 and last_word(out) == "0"
+    assert "spendable now    0" in out and "pending balance  30" in out
+    bob_wallet = create_wallet(str(tmp_path / "bob.json"), private_key=BOB).path
+    code, out, err = run(capsys, "send", A, "5", "--wallet", bob_wallet, "--member", member.url)
+    assert code == 1 and out == ""
+    one_line_error(err, "not enough coins: 0 spendable now, need 6", "30 more are on their way")
+    member.mine_mempool(miner=A)
+    code, out, err = run(capsys, "send", A, "5", "--wallet", bob_wallet, "--member", member.url)
+    assert code == 0 and "from your 30 spendable coins" in out
+
+
 def test_balance(capsys, member, alice_wallet) -> None:
     code, out, err = run(capsys, "balance", A, "--member", member.url)
     assert code == 0 and err == "" and last_word(out) == "100"
     code, out, _ = run(capsys, "balance", "--wallet", alice_wallet, "--member", member.url)
     assert code == 0 and last_word(out) == "100"
     code, out, _ = run(capsys, "balance", B, "--member", member.url, "--json")
-    assert code == 0 and json.loads(out) == {"address": B, "balance": 0, "nonce": 0, "pending_balance": 0, "pending_nonce": 0}
+    assert code == 0 and json.loads(out) == {"address": B, "balance": 0, "nonce": 0, "pending_balance": 0, "pending_nonce": 0, "spendable": 0}
     code, out, _ = run(capsys, "balance", A.upper(), "--member", member.url)  # hex in capitals is fine
     assert code == 0 and last_word(out) == "100"
 
@@ -286,10 +350,10 @@ def test_send_then_confirm(capsys, member, alice_wallet) -> None:
 def test_send_not_enough_coins(capsys, member, alice_wallet) -> None:
     code, out, err = run(capsys, "send", B, "99", "--fee", "2", "--wallet", alice_wallet, "--member", member.url)
     assert code == 1 and out == ""
-    one_line_error(err, "not enough coins: you have 100, need 101")
+    one_line_error(err, "not enough coins: 100 spendable now, need 101")
     run(capsys, "send", B, "60", "--wallet", alice_wallet, "--member", member.url)
     code, _, err = run(capsys, "send", B, "60", "--wallet", alice_wallet, "--member", member.url)
-    one_line_error(err, "not enough coins: you have 39, need 61")  # counts the pending payment
+    one_line_error(err, "not enough coins: 39 spendable now, need 61")  # counts the pending payment
     assert len(member.node.mempool) == 1
 
 
@@ -422,5 +486,5 @@ def test_end_to_end_with_a_real_member(capsys, tmp_path, procs) -> None:
     # Not enough coins for the payee to send 7 plus a fee of 1.
     code, _, err = run(capsys, "send", miner, "7", "--wallet", payee_wallet, "--member", url)
     assert code == 1
-    one_line_error(err, "not enough coins: you have 7, need 8")
+    one_line_error(err, "not enough coins: 7 spendable now, need 8")
     assert proc.alive()

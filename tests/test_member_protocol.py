@@ -688,3 +688,65 @@ def test_arbitrary_messages_never_raise_nor_change_the_stack(messages: List[dict
     manager.tick()
     stack = manager.node.stack
     assert stack.height == 3 and stack.tip.smell == cheeses[-1]["smell"] and len(manager.node.mempool) == 0
+
+
+# -- pending payments reach a peer that comes up later; peers' heights stay current ----------
+
+
+def test_a_new_peer_gets_our_pending_transactions_in_an_order_it_can_take(clock: Clock) -> None:
+    manager = funded_member(clock)
+    first, second = sign_tx(KEY, BOB, 5, 1, 0), sign_tx(KEY, BOB, 6, 9, 1)  # a chain: nonce 0 before 1
+    manager.node.submit_tx(first)
+    manager.node.submit_tx(second)
+    newcomer = Raw(manager, host="10.0.0.7")
+    replies = newcomer.hello(node_id="77")
+    assert [m["tx"] for m in replies if m["type"] == "TX"] == [first, second]
+    # And a member fed those lines takes both (nothing out of order).
+    other = funded_member(clock, node_id="bb")
+    feeder = ready_raw(other, host="10.0.0.8")
+    assert feeder.send(*[m for m in replies if m["type"] == "TX"]) == []
+    assert set(dict(other.node.mempool.items())) == set(dict(manager.node.mempool.items()))
+
+
+def test_pending_transactions_for_a_peer_that_does_not_read_are_pulled_as_it_reads(clock: Clock) -> None:
+    manager = funded_member(clock)
+    txs = [sign_tx(KEY, BOB, 1, 1, n) for n in range(20)]
+    for tx in txs:
+        manager.node.submit_tx(tx)
+    raw = Raw(manager, host="10.0.0.7")
+    raw.proto.pauseProducing()  # not reading from the start
+    raw.hello(node_id="77")
+    assert [m for m in raw.replies() if m["type"] == "TX"] == []
+    raw.proto.resumeProducing()
+    assert [m["tx"] for m in raw.replies() if m["type"] == "TX"] == txs
+
+
+def test_a_peers_height_follows_the_cheeses_it_announces_even_ones_we_have(clock: Clock) -> None:
+    cheeses = chain(3)
+    manager = make_member("aa", clock, cheeses)
+    raw = ready_raw(manager)  # its HELLO said height 0
+    raw.send({"type": "ANNOUNCE", "cheese": cheeses[1]})  # we have it: ignored, but the peer has it
+    [info] = manager.peers_info()
+    assert info["height"] == 2
+    raw.send({"type": "ANNOUNCE", "cheese": cheeses[0]})  # less work than it showed: no step back
+    assert manager.peers_info()[0]["height"] == 2
+
+
+def test_a_mined_cheese_is_logged_once(clock: Clock) -> None:
+    from twisted.logger import globalLogPublisher
+
+    manager = make_member("aa", clock)
+    seen: List[str] = []
+
+    def observer(event: dict) -> None:
+        if event.get("log_namespace", "").startswith("cheesecoin"):
+            from twisted.logger import formatEvent
+
+            seen.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        manager.node.submit_cheese(chain(1)[0], source="miner")
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert not [line for line in seen if line.startswith("Cheese 1 ")], seen

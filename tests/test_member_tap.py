@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from typing import List
@@ -178,3 +179,80 @@ def test_the_store_is_closed_only_after_every_other_part_stopped():
     slow.stopped.callback(None)
     assert order == ["port stopping", "store closed"]
     assert done.called
+
+
+def test_an_unreachable_tracker_is_named_with_the_retry_delay() -> None:
+    from twisted.internet.defer import fail
+    from twisted.internet.error import ConnectionRefusedError
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    class Refusing:
+        def connect(self, factory):
+            return fail(ConnectionRefusedError("refused"))
+
+    clock = Clock()
+    manager = MemberFactory(MemberNode(CheeseStack(NETWORK)), reactor=clock, dialer=lambda h, p, f: Deferred())
+    link = TrackerLink(manager, "tracker.example", 24330, reactor=clock, endpoint=Refusing())
+    seen: List[str] = []
+
+    def observer(event: dict) -> None:
+        seen.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        link.service.startService()
+        for _ in range(10):
+            clock.advance(1.0)  # the first retries come after a few seconds
+        link.service.stopService()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    ours = [line for line in seen if line.startswith("Cannot reach the tracker at tracker.example:24330, retrying in ")]
+    assert len(ours) >= 2 and ours[0].endswith(" s")
+    assert not [line for line in seen if "Scheduling retry" in line]
+
+
+def test_the_reindex_hint_comes_only_where_a_reindex_can_help(tmp_path) -> None:
+    # Another network's stack: use another data directory, not --reindex.
+    from cheesecoin.storage import open_stack
+
+    data = tmp_path / "other-net"
+    open_stack(str(data), make_network(name="elsewhere", bits=1)).close()
+    result = run_member(tmp_path, data)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    [line] = [l for l in result.stderr.splitlines() if l.strip()]
+    assert "holds the stack of network" in line and "another data directory" in line and "--reindex" not in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere: an unwritable directory cannot be made as root")
+def test_no_reindex_hint_for_a_data_dir_we_may_not_write(tmp_path) -> None:
+    data = tmp_path / "locked"
+    data.mkdir()
+    data.chmod(0o500)
+    try:
+        result = run_member(tmp_path, data)
+    finally:
+        data.chmod(0o700)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "--reindex" not in result.stderr
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc (a directory nobody may create files in)")
+def test_no_reindex_hint_for_a_database_we_may_not_write(tmp_path) -> None:
+    """Even as root (CI) nobody may create a file in /proc: the same 'cannot
+    open the database' that --reindex cannot mend."""
+    result = run_member(tmp_path, "/proc/self")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "--reindex" not in result.stderr
+
+
+@pytest.mark.parametrize("plugin", ["cheesemember", "cheesetracker"])
+def test_a_bad_option_is_said_first_and_last_not_after_the_usage(tmp_path, plugin: str) -> None:
+    twistd = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
+    done = subprocess.run(
+        [sys.executable, "-c", twistd, "-n", "--pidfile=", plugin, "--port", "x"],
+        capture_output=True, text=True, timeout=60, cwd=str(tmp_path),
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr + done.stdout
+    first = done.stderr.splitlines()[0]
+    assert first == f"twistd {plugin}: error: --port must be an integer from 0 to 65535, not 'x'"
+    assert done.stdout.strip().splitlines()[-1].endswith("--port must be an integer from 0 to 65535, not 'x'")

@@ -50,6 +50,19 @@ def test_chain_of_nonces_and_pending_figures() -> None:
     assert len(pool) == 2
 
 
+def test_incoming_pending_coins_are_not_spendable_until_confirmed() -> None:
+    pool = Mempool(_ledger(alice=100, bob=3))
+    pool.add(sign_tx(ALICE, B, 10, 1, 0))
+    # Bob sees 13 coming, but only his 3 confirmed coins can pay now; the
+    # mempool refuses exactly what "spendable" says it would.
+    assert pool.pending_balance(B) == 13 and pool.spendable(B) == 3
+    with pytest.raises(InvalidTx) as refused:
+        pool.add(sign_tx(BOB, C, 4, 0, 0))
+    assert refused.value.rule == "tx-balance"
+    pool.add(sign_tx(BOB, C, 2, 1, 0))
+    assert pool.spendable(B) == 0 and pool.spendable(A) == 100 - 11
+
+
 def test_nonce_gaps_and_old_nonces_are_refused() -> None:
     pool = Mempool(_ledger(alice=100))
     assert _rule(lambda: pool.add(sign_tx(ALICE, B, 1, 0, 1))) == "tx-nonce"
@@ -162,7 +175,7 @@ def test_confirmed_transactions_leave_the_mempool() -> None:
     chain.mine(chain.tip(), txs=[tx])
     assert tx_id not in node.mempool and txid(later) in node.mempool
     assert node.tx_status(tx_id) == {"tx": tx, "status": "confirmed", "sequence_number": 2}
-    assert node.balance(A) == {"address": A, "balance": 38, "nonce": 1, "pending_balance": 26, "pending_nonce": 2}
+    assert node.balance(A) == {"address": A, "balance": 38, "nonce": 1, "pending_balance": 26, "pending_nonce": 2, "spendable": 26}
     with pytest.raises(InvalidTx) as info:
         node.submit_tx(tx)  # once confirmed, its nonce is used
     assert info.value.rule == "tx-nonce"

@@ -34,7 +34,10 @@ CLI = [sys.executable, "-c", "import sys; from cheesecoin.cli import main; sys.e
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("127.0.0.1:24333", ("127.0.0.1", 24333)), ("localhost:1", ("localhost", 1)), ("[::1]:65535", ("::1", 65535))],
+    [("127.0.0.1:24333", ("127.0.0.1", 24333)), ("localhost:1", ("localhost", 1)), ("[::1]:65535", ("::1", 65535)),
+     # the URL forms the other commands' --member take are accepted too
+     ("http://127.0.0.1:24333", ("127.0.0.1", 24333)), ("tcp://localhost:5/", ("localhost", 5)),
+     ("HTTP://[::1]:7", ("::1", 7))],
 )
 def test_parse_member(text: str, expected: Tuple[str, int]) -> None:
     assert parse_member(text) == expected
@@ -271,3 +274,15 @@ def test_member_mines_and_serves_an_external_miner(procs, tmp_path) -> None:
     assert external.stop() == 0
     assert "Traceback" not in external.output()
     assert "Stopped: found" in external.output()
+
+
+def test_the_miner_says_which_address_the_rewards_go_to() -> None:
+    miner, _, out, _ = fake_miner()
+    proto, _ = connect(miner)
+    payee = "ab" * 32
+    work = {"type": "WORK", "job": 1, "prefix": "x" * 40 + ":1:2:8:" + "y" * 40 + ":", "bits": 8,
+            "cheese": {"parent_smell": "p1", "sequence_number": 1, "unit_of_information": {"miner": payee, "transactions": []}}}
+    proto.dataReceived(json.dumps(work).encode() + b"\n")
+    proto.dataReceived(json.dumps(dict(work, job=2)).encode() + b"\n")  # same payee: said once
+    lines = out.getvalue().splitlines()
+    assert lines.count(f"Rewards go to {payee} (the member's miner address)") == 1

@@ -55,3 +55,22 @@ def test_core_modules_do_not_import_twisted():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_building_the_package_gives_no_setuptools_warnings_and_ships_the_data(tmp_path):
+    """What `pip install .` builds: no 'package is absent' warnings about the
+    data folders, and the network file, explorer and plugin are inside."""
+    import zipfile
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(tmp_path), ROOT],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    output = done.stdout + done.stderr
+    assert "absent from the `packages` configuration" not in output
+    [wheel] = [p for p in os.listdir(tmp_path) if p.endswith(".whl")]
+    names = set(zipfile.ZipFile(tmp_path / wheel).namelist())
+    for shipped in ("cheesecoin/data/blue-cheese-cheesecoin.json", "cheesecoin/explorer/index.html",
+                    "cheesecoin/explorer/app.js", "cheesecoin/explorer/style.css", "twisted/plugins/cheesecoin_plugins.py"):
+        assert shipped in names

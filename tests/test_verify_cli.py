@@ -97,7 +97,10 @@ def test_network_new_mines_a_loadable_blue_cheese(capsys):
 
 
 @pytest.mark.parametrize("args", [["--bits", "0"], ["--bits", "200"], ["--bits", "x"],
-                                  ["--bits", "4", "--retarget-interval", "1"], ["--bits", "4", "--reward", "-1"]])
+                                  ["--bits", "4", "--retarget-interval", "1"], ["--bits", "4", "--reward", "-1"],
+                                  ["--bits", "4", "--timestamp", "-1"], ["--bits", "4", "--timestamp", "99999999999999999999"],
+                                  ["--bits", "4", "--reward", "99999999999999999999"],
+                                  ["--bits", "4", "--target-spacing", "99999999999999999999"]])
 def test_network_new_refuses_bad_options(capsys, args):
     with pytest.raises(SystemExit) as info:
         code = main(["network", "new", "--name", "n"] + args)
@@ -105,3 +108,24 @@ def test_network_new_refuses_bad_options(capsys, args):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--timestamp", "-1"], "--timestamp must be a whole number from 0 to 9223372036854775807"),
+    (["--timestamp", "99999999999999999999"], "--timestamp must be a whole number from 0 to 9223372036854775807"),
+    (["--max-transactions", "99999999999999999999"], "--max-transactions must be a whole number from 0 to"),
+])
+def test_network_new_out_of_range_says_the_range(tmp_path, args, needle):
+    done = subprocess.run([sys.executable, "-m", "cheesecoin.cli", "network", "new", "--name", "n", "--bits", "4"] + args,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and needle in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("workers", ["-3", "x"])
+def test_verify_refuses_negative_workers(tmp_path, workers):
+    path = write(tmp_path, "stack.json", CHAIN["cheeses"])
+    done = subprocess.run([sys.executable, "-m", "cheesecoin.cli", "verify", "--workers", workers, path],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "--workers" in done.stderr and "Traceback" not in done.stderr

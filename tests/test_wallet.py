@@ -15,6 +15,7 @@ from cheesecoin.testing import key_from_seed
 from cheesecoin.tx import txid, verify_signature
 from cheesecoin.wallet import (
     WalletError,
+    ask_passphrase,
     create_wallet,
     load_wallet,
     member_address,
@@ -117,9 +118,15 @@ def test_wrong_passphrase(tmp_path, monkeypatch) -> None:
     create_wallet(path, passphrase="right")
     with pytest.raises(WalletError, match="wrong passphrase"):
         load_wallet(path, lambda: "wrong")
+    # An empty passphrase is refused in the same words when using a wallet
+    # as when making one.
     monkeypatch.setenv("CHEESECOIN_PASSPHRASE", "")
-    with pytest.raises(WalletError, match="wrong passphrase"):
+    with pytest.raises(WalletError, match=r"CHEESECOIN_PASSPHRASE is empty"):
         load_wallet(path)
+    with pytest.raises(WalletError, match=r"CHEESECOIN_PASSPHRASE is empty"):
+        create_wallet(str(tmp_path / "other.json"), passphrase=ask_passphrase(confirm=True))
+    with pytest.raises(WalletError, match="the passphrase is empty"):
+        load_wallet(path, lambda: "")
 
 
 def test_passphrase_is_asked_twice(tmp_path, monkeypatch) -> None:
