@@ -1,4 +1,5 @@
-"""Benchmark of memory: RSS of an idle member and of one holding 10,000 cheeses.
+"""Benchmark of memory: RSS of an idle member, of one holding 10,000 cheeses,
+and of one under 32 inbound peers that never read its replies.
 
 Every figure is the resident set size (``VmRSS`` in ``/proc/PID/status``) of a
 real ``twistd -n cheesemember`` subprocess (no tracker, no peers, not mining),
@@ -139,6 +140,49 @@ def member_rss(network, cheeses: List[dict], start_timeout: float = 300.0) -> Di
     return {"rss": rss, "peak": peak, "ready": ready, "height": height}
 
 
+def _hello(network) -> bytes:
+    return json.dumps({"type": "HELLO", "version": 1, "network": network.smell, "node_id": os.urandom(8).hex(),
+                       "port": None, "height": 0, "tip": network.smell, "work": "2"}).encode() + b"\n"
+
+
+def readers_rss(network, cheeses: List[dict], peers: int = 32, requests: int = 2000) -> Dict[str, float]:
+    """RSS of a member holding ``cheeses``, idle and then with ``peers`` inbound
+    peers (each from its own loopback address, the most --max-inbound allows)
+    that send ``requests`` GET_CHEESES of 500 cheeses each and never read."""
+    import socket
+
+    height = max(c["sequence_number"] for c in cheeses)
+    with tempfile.TemporaryDirectory(prefix="bench-readers-") as tmp:
+        network_file = write_network(tmp, network)
+        store_stack(os.path.join(tmp, "member", "data"), network, cheeses)
+        proc, port, api_port = start_member(tmp, "member", network_file, ["--max-inbound", str(peers)])
+        sockets = []
+        try:
+            wait_height(proc, api_port, height, 300)
+            idle = settled_rss(proc.popen.pid)
+            line = json.dumps({"type": "GET_CHEESES", "from": 1, "count": 500}).encode() + b"\n"
+            for i in range(peers):
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.bind((f"127.0.1.{i + 1}", 0))
+                sock.connect(("127.0.0.1", port))
+                sock.setblocking(False)
+                data, deadline = _hello(network) + line * requests, time.monotonic() + 1.0
+                while data and time.monotonic() < deadline:
+                    try:
+                        data = data[sock.send(data[:65536]):]
+                    except BlockingIOError:
+                        time.sleep(0.01)
+                sockets.append(sock)
+            loaded = settled_rss(proc.popen.pid, settle=3.0)
+            answered = http_json(f"http://127.0.0.1:{api_port}/api/status", timeout=10)["height"] == height
+        finally:
+            for sock in sockets:
+                sock.close()
+            proc.stop()
+    return {"idle": idle, "loaded": loaded, "answered": answered}
+
+
 def run(quick: bool = False, n_cheeses: int = 10000, per: int = 2) -> List[Dict[str, object]]:
     network = make_network("bench-memory", bits=1, timestamp=int(time.time()) - 10**6)
     bare = bare_python_rss()
@@ -151,7 +195,13 @@ def run(quick: bool = False, n_cheeses: int = 10000, per: int = 2) -> List[Dict[
     full = member_rss(network, cheeses)
     per_cheese = (full["rss"] - idle["rss"]) / n_cheeses
     bare_mib = bare / MIB
+    readers = readers_rss(network, cheeses[: 501 if quick else 2001])
+    growth = (readers["loaded"] - readers["idle"]) / MIB
     return [
+        figure("RSS, member under 32 inbound peers that never read (2,000 GET_CHEESES of 500 each)",
+               readers["loaded"] / MIB, "MiB", readers["idle"] / MIB, "the same member idle, just before"),
+        figure("RSS growth under 32 peers that never read" + ("" if readers["answered"] else " (API did not answer!)"),
+               growth if readers["answered"] else float("inf"), "MiB", goal="<= 64 MiB"),
         figure("RSS, bare Python + twisted + cryptography", bare_mib, "MiB"),
         figure("RSS, idle member", idle["rss"] / MIB, "MiB", bare_mib, "bare Python + twisted + cryptography RSS"),
         figure(f"RSS, member holding {n_cheeses} cheeses ({n_tx} tx)", full["rss"] / MIB, "MiB", bare_mib,

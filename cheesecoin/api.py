@@ -22,6 +22,7 @@ from twisted.web.resource import Resource
 from .errors import InvalidTx, ProtocolError
 from .stack import MAX_COUNT
 from .tx import txid
+from .webchannel import IDLE_TIMEOUT, ApiChannel
 from .wire import ADDRESS_RE, SMELL_RE, encode, loads
 
 MAX_BODY = 64 * 1024  # bytes of a POST body
@@ -384,6 +385,7 @@ class ApiSite(server.Site):
 
     displayTracebacks = False
     noisy = False
+    protocol = ApiChannel  # pipelining with back-pressure, folded headers refused, JSON framing errors
 
     def log(self, request: server.Request) -> None:
         pass
@@ -391,4 +393,4 @@ class ApiSite(server.Site):
 
 def make_site(node: Any) -> server.Site:
     """The HTTP API and explorer over ``node`` (a MemberNode)."""
-    return ApiSite(Root(node), requestFactory=ApiRequest)
+    return ApiSite(Root(node), requestFactory=ApiRequest, timeout=IDLE_TIMEOUT)

@@ -21,6 +21,7 @@ leaves our output unread for ``STALL_TIMEOUT`` seconds is dropped.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import deque
 from typing import Any, Deque, Dict, Iterator, Optional, Tuple
 
@@ -290,3 +291,25 @@ class JsonLineProtocol(Protocol):
             return self.transport.getPeer().host
         except Exception:
             return None
+
+
+def is_loopback(host: Optional[str]) -> bool:
+    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback addresses."""
+    try:
+        ip = ipaddress.ip_address((host or "").split("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+class BusyProtocol(Protocol):
+    """What a connection turned away for a limit gets: ``ERROR busy`` naming
+    the limit, then the close (docs/protocol.md section 1)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def connectionMade(self) -> None:
+        self.transport.write(wire.dumps(wire.error_message("busy", self.why)))
+        self.transport.loseConnection()

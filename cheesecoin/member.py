@@ -35,7 +35,6 @@ dialing) and ``Download`` (pipelined sync from one peer by locator)."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import random
@@ -53,7 +52,7 @@ from twisted.python.failure import Failure
 
 from . import wire
 from .errors import InvalidCheese, InvalidTx, ProtocolError, StorageError
-from .lineproto import JsonLineProtocol
+from .lineproto import BusyProtocol, JsonLineProtocol, is_loopback
 from .node import MemberNode
 from .stack import AddResult
 from .tx import check_tx_format, txid, verify_signature
@@ -112,16 +111,6 @@ class RemoteError(Exception):
 def short(smell: str) -> str:
     """A smell shortened for log lines."""
     return smell[:12] + "..."
-
-
-def is_loopback(host: Optional[str]) -> bool:
-    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback addresses."""
-    try:
-        ip = ipaddress.ip_address((host or "").split("%")[0])
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def node_id_key(node_id: str) -> Tuple[int, str]:
@@ -752,12 +741,13 @@ class MemberFactory(Factory):
 
     # -- connections ------------------------------------------------------------------------
 
-    def buildProtocol(self, addr: Any) -> Optional[MemberProtocol]:
+    def buildProtocol(self, addr: Any) -> Optional[Any]:
         host = getattr(addr, "host", None) or "?"
         if self.is_banned(host):
             return self._refuse(host, "the address is banned")
-        if self.per_ip[host] >= self.max_per_ip:
-            return self._refuse(host, f"{self.per_ip[host]} connections from this address already")
+        # Many members and tools share a loopback address: per-address limits never apply to it.
+        if self.per_ip[host] >= self.max_per_ip and not is_loopback(host):
+            return self._refuse(host, f"{self.per_ip[host]} connections from {host} already")
         inbound = [p for p in self.connections if not p.outbound and not p.closing]
         if len(inbound) >= self.max_inbound:
             victim = self.eviction_candidate(inbound)
@@ -789,11 +779,12 @@ class MemberFactory(Factory):
             key=lambda p: (p.score, not p.ready, self.per_ip[p.peer_host() or "?"], p.connected_at),
         )
 
-    def _refuse(self, host: str, why: str) -> None:
+    def _refuse(self, host: str, why: str) -> BusyProtocol:
+        """A connection turned away: it is told why (ERROR busy), then closed."""
         self.refused += 1
         if self.refused % 100 == 1:
             self.log.warn("Refused a connection from {host}: {why} ({n} refused so far)", host=host, why=why, n=self.refused)
-        return None
+        return BusyProtocol(why)
 
     def connection_made(self, proto: MemberProtocol) -> None:
         self.connections.add(proto)

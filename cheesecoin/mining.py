@@ -97,6 +97,10 @@ def get_job_id(msg: dict) -> Any:
     job_id = msg.get("job")
     if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):
         raise BadMessage("field 'job' must be a string or an integer")
+    if isinstance(job_id, int) and not 0 <= job_id < 2**63:  # docs/protocol.md section 1's integer range
+        raise BadMessage("field 'job' must be an integer from 0 to 2^63 - 1")
+    if isinstance(job_id, str) and len(job_id) > 64:
+        raise BadMessage("field 'job' must be at most 64 characters")
     return job_id
 
 

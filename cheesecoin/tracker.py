@@ -20,19 +20,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any, Hashable, Optional, Tuple
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import wire
-from .errors import ProtocolError
-from .lineproto import JsonLineProtocol
+from .errors import BadMessage, ProtocolError
+from .lineproto import BusyProtocol, JsonLineProtocol, is_loopback
 
 DEFAULT_PORT = 24330
 DEFAULT_TIMEOUT = 90.0
@@ -54,6 +55,7 @@ class Member:
     host: str
     port: int
     last_seen: float
+    remote: Optional[str] = None  # the address the registration came from
 
     @property
     def address(self) -> Address:
@@ -105,18 +107,23 @@ class TrackerRegistry:
         return list(self._members)
 
     def register(
-        self, conn_key: Hashable, host: str, port: int, now: float = 0.0
+        self, conn_key: Hashable, host: str, port: int, now: float = 0.0, remote: Optional[str] = None
     ) -> tuple[Member, list[Removal]]:
         """Register ``conn_key`` as the member listening at (host, port).
 
         A registration of the same (host, port) by another connection is
-        replaced; a connection already registered elsewhere moves. Returns
-        the new member and the registrations it displaced. Raises
-        ``ProtocolError("busy")`` when a new member would pass ``max_members``.
+        replaced only when it comes from the same ``remote`` address (a
+        member reconnecting); from another one it is refused with
+        ``ProtocolError("busy")`` and the first stays. A connection already
+        registered elsewhere moves. Returns the new member and the
+        registrations it displaced. Raises ``ProtocolError("busy")`` too when
+        a new member would pass ``max_members``.
         """
         address = (host, port)
         current = self.get(conn_key)
         holder = self._by_address.get(address)
+        if holder is not None and holder.conn_key != conn_key and holder.remote != remote:
+            raise ProtocolError("busy", f"{host}:{port} is registered from another address")
         if current is None and holder is None and len(self._members) >= self.max_members:
             raise ProtocolError("busy", f"the tracker already has {self.max_members} members")
         removals: list[Removal] = []
@@ -127,7 +134,7 @@ class TrackerRegistry:
             self._remove(holder.conn_key)
             if holder.conn_key != conn_key:
                 removals.append(Removal(holder, "replaced by a new registration", len(self._members)))
-        member = Member(conn_key, host, port, now)
+        member = Member(conn_key, host, port, now, remote)
         self._position[conn_key] = len(self._members)
         self._members.append(member)
         self._by_address[address] = member
@@ -199,6 +206,43 @@ class TrackerRegistry:
         return picked
 
 
+def canonical_ip(text: str) -> Optional[str]:
+    """``text`` as an IP address in its canonical form (an IPv4-mapped IPv6
+    address as the IPv4 one), or None if it is not an IP address."""
+    try:
+        ip = ipaddress.ip_address(text.split("%")[0])
+    except ValueError:
+        return None
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped if mapped is not None else ip)
+
+
+def _looks_numeric(name: str) -> bool:
+    """A name that is an odd spelling of an address, not a DNS name: a colon,
+    a last label of digits (no top-level domain is numeric) or a hex label."""
+    labels = name.rstrip(".").split(".")
+    return ":" in name or labels[-1].isdigit() or any(label[:2].lower() == "0x" for label in labels)
+
+
+def registrable_host(host: str, remote: Optional[str]) -> str:
+    """The ``host`` of a REGISTER as the tracker keeps it, or BadMessage.
+
+    docs/protocol.md section 2: an IP address in its canonical form, which
+    must be the connection's own address unless that is loopback; odd
+    spellings of addresses refused; a DNS name lowercased.
+    """
+    ip = canonical_ip(host)
+    if ip is None:
+        if _looks_numeric(host):
+            raise BadMessage(f"field 'host' {host[:60]!r} is not an IP address in its usual form nor a DNS name")
+        return host.lower()
+    if host != ip:
+        raise BadMessage(f"field 'host' must be the address in its canonical form, {ip}, not {host[:60]!r}")
+    if remote is not None and ip != remote and not is_loopback(remote):
+        raise BadMessage(f"field 'host' {ip} is not the address this connection comes from")
+    return ip
+
+
 # -- Twisted -------------------------------------------------------------------
 
 
@@ -226,13 +270,14 @@ class TrackerProtocol(JsonLineProtocol):
 
     def msg_REGISTER(self, msg: dict) -> None:
         port = wire.get_port(msg, "port")
+        remote = canonical_ip(self.peer_host() or "")
         if msg.get("host") is None:
-            host = self.peer_host()
-            if not host:
+            if remote is None:
                 raise ProtocolError("bad-message", "field 'host' is missing and the address is unknown")
+            host = remote
         else:
-            host = wire.get_host(msg, "host")
-        self.factory.register(self, host, port)
+            host = registrable_host(wire.get_host(msg, "host"), remote)
+        self.factory.register(self, host, port, remote)
         self.reply(msg, self.peers_message())
 
     def msg_GET_PEERS(self, msg: dict) -> None:
@@ -279,6 +324,7 @@ class TrackerFactory(Factory):
         # Every open connection, by last activity, oldest first.
         self._activity: OrderedDict[TrackerProtocol, float] = OrderedDict()
         self.refused = 0
+        self.refused_registrations = 0
 
     @property
     def sweep_interval(self) -> float:
@@ -302,14 +348,13 @@ class TrackerFactory(Factory):
 
     # -- connections ---------------------------------------------------------
 
-    def buildProtocol(self, addr: Any) -> Optional[TrackerProtocol]:
+    def buildProtocol(self, addr: Any) -> Optional[Protocol]:
         ip = getattr(addr, "host", "?")
         if self.connection_count >= self.max_connections:
-            self._refuse(ip, f"{self.connection_count} connections open")
-            return None
-        if self.per_ip[ip] >= self.max_per_ip:
-            self._refuse(ip, f"{self.per_ip[ip]} connections from this address")
-            return None
+            return self._refuse(ip, f"the tracker has {self.connection_count} connections open")
+        # Many members and tools share a loopback address: per-address limits never apply to it.
+        if self.per_ip[ip] >= self.max_per_ip and not is_loopback(ip):
+            return self._refuse(ip, f"{self.per_ip[ip]} connections from {ip} already")
         proto = super().buildProtocol(addr)
         proto.ip = ip
         self.connection_count += 1
@@ -317,7 +362,8 @@ class TrackerFactory(Factory):
         self._activity[proto] = self.clock.seconds()
         return proto
 
-    def _refuse(self, ip: str, why: str) -> None:
+    def _refuse(self, ip: str, why: str) -> Protocol:
+        """A connection turned away for a limit: it is told why (ERROR busy), then closed."""
         self.refused += 1
         # One line per refusal would let a flood fill the log: log the first of each 100.
         if self.refused % 100 == 1:
@@ -327,6 +373,7 @@ class TrackerFactory(Factory):
                 why=why,
                 refused=self.refused,
             )
+        return BusyProtocol(why)
 
     def connection_lost(self, proto: TrackerProtocol) -> None:
         """Forget a closed connection and its registration."""
@@ -362,9 +409,14 @@ class TrackerFactory(Factory):
 
     # -- members -------------------------------------------------------------
 
-    def register(self, proto: TrackerProtocol, host: str, port: int) -> Member:
-        """Register ``proto``'s member; raises ``ProtocolError("busy")`` when full."""
-        member, removals = self.registry.register(proto, host, port, self.clock.seconds())
+    def register(self, proto: TrackerProtocol, host: str, port: int, remote: Optional[str] = None) -> Member:
+        """Register ``proto``'s member (from ``remote``); ``ProtocolError("busy")``
+        when full or when (host, port) is registered from another address."""
+        try:
+            member, removals = self.registry.register(proto, host, port, self.clock.seconds(), remote)
+        except ProtocolError:
+            self.refused_registrations += 1
+            raise
         for removal in removals:
             self._log_removed(removal.member, removal.reason, removal.active)
         self.log.info(

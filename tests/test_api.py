@@ -399,3 +399,84 @@ def test_no_endpoint_spends_coins(h) -> None:
         for path in ("/api/balance/" + A, "/api/send", "/api/wallet", "/api/mempool"):
             assert h.request(method, path, b'{"to": "%s", "amount": 1}' % B.encode()).status in (404, 405)
     assert h.node.balance(A) == before
+
+
+# -- the connection: pipelining with back-pressure, folded headers, JSON framing errors -------
+
+
+class SmallBuffer(StringTransport):
+    """A transport whose write buffer is full after one answer, as a real one
+    (with a client that does not read) is after 64 KiB: it pauses its producer."""
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if self.producer is not None and self.producerState == "producing" and self.value().endswith(b"}"):
+            self.producer.pauseProducing()
+
+
+def test_a_pipeline_waits_while_the_client_does_not_read(h) -> None:
+    channel = h.site.buildProtocol(None)
+    transport = SmallBuffer()
+    channel.makeConnection(transport)
+    assert transport.producer is channel  # the channel is its transport's producer
+    channel.dataReceived(b"GET /api/status HTTP/1.1\r\nHost: m\r\n\r\n" * 3000)
+    assert transport.value().count(b"HTTP/1.1 200 OK") == 1  # not 3000 answers held for a client that reads none
+    assert channel.holding and transport.producerState == "paused"  # and it reads no more meanwhile
+    answered = 1
+    for _ in range(5):  # the client reads an answer: one more is written each time
+        transport.clear()
+        channel.resumeProducing()
+        answered += transport.value().count(b"HTTP/1.1 200 OK")
+    assert answered == 6
+    transport.producer = None  # now it reads as fast as we write
+    transport.clear()
+    channel.resumeProducing()
+    assert transport.value().count(b"HTTP/1.1 200 OK") == 3000 - 6 and not channel.holding
+    channel.connectionLost(None)
+
+
+def test_every_request_of_a_pipeline_is_answered_in_order_once_the_client_reads(h) -> None:
+    channel = h.site.buildProtocol(None)
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    paths = [f"/api/cheese/{n % 4}" for n in range(200)]
+    pipeline = b"".join(f"GET {p} HTTP/1.1\r\nHost: m\r\n\r\n".encode() for p in paths)
+    answers: List[bytes] = []
+    channel.pauseProducing()
+    channel.dataReceived(pipeline)
+    while True:
+        answers.append(transport.value())
+        transport.clear()
+        if not channel.holding:
+            break
+        channel.resumeProducing()  # the client read one answer...
+        channel.pauseProducing()  # ...and the buffer is full again
+    channel.resumeProducing()
+    answers.append(transport.value())
+    data = b"".join(answers)
+    heights = [json.loads(part.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1")[0])["cheese"]["sequence_number"]
+               for part in data.split(b"HTTP/1.1 200 OK")[1:]]
+    assert heights == [n % 4 for n in range(200)]
+    channel.connectionLost(None)
+
+
+@pytest.mark.parametrize("headers", [
+    "Transfer-Encoding:\r\n chunked\r\n",  # a folded Transfer-Encoding
+    "X-Note: one\r\n\ttwo\r\n",
+])
+def test_a_folded_header_is_refused_with_a_json_400(h, headers: str) -> None:
+    response = h.raw(f"POST /api/transactions HTTP/1.1\r\nHost: m\r\n{headers}Content-Length: 2\r\n\r\n{{}}".encode())
+    assert response.status == 400 and response.headers["connection"] == "close"
+    assert response.json()["error"] == "bad-request" and "folded" in response.json()["message"]
+
+
+@pytest.mark.parametrize("raw", [
+    b"NOT A REQUEST LINE AT ALL\r\n\r\n",
+    b"GET /api/status HTTP/1.1\r\nHost: m\r\nContent-Length: x\r\n\r\n",
+    b"POST /api/transactions HTTP/1.1\r\nHost: m\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"GET /api/status HTTP/1.1\r\nBadHeaderWithoutColon\r\n\r\n",
+])
+def test_framing_errors_get_the_json_error_body(h, raw: bytes) -> None:
+    response = h.raw(raw)
+    assert response.status == 400
+    assert response.json() == {"error": "bad-request", "message": "the request is not well-formed HTTP/1.1"}

@@ -19,11 +19,17 @@ from twisted.internet.testing import StringTransport
 from twisted.test import iosim
 
 from cheesecoin import member as member_mod
+from cheesecoin.lineproto import BusyProtocol
 from cheesecoin.member import MemberFactory, MemberProtocol
 from cheesecoin.node import MemberNode
 from cheesecoin.stack import CheeseStack
 from cheesecoin.testing import ChainBuilder, key_from_seed, make_network, mine_child
 from cheesecoin.tx import address_of, sign_tx
+
+
+def refused(proto: Any) -> bool:
+    """Whether buildProtocol turned the connection away (it then gets ERROR busy and a close)."""
+    return isinstance(proto, BusyProtocol)
 
 NOW = 2_000_000_000
 NETWORK = make_network(name="membertest", bits=1, timestamp=NOW - 10**6)
@@ -113,7 +119,7 @@ class Net:
         b_addr = addr(self.host(b), 24331)
         server = b.buildProtocol(a_addr)
         client = MemberProtocol(a, outbound=True, dial_address=(b_addr.host, b_addr.port))
-        if server is None:
+        if refused(server):
             return client, None
         st = iosim.FakeTransport(server, True, hostAddress=b_addr, peerAddress=a_addr)
         ct = iosim.FakeTransport(client, False, hostAddress=a_addr, peerAddress=b_addr)
@@ -458,10 +464,10 @@ def test_a_peer_sending_garbage_is_banned_by_ip_unless_loopback(clock: Clock, ho
         raw.send(b"garbage")
     assert raw.closed
     assert manager.is_banned(host) is banned and bool(manager.banned) is banned
-    assert (manager.buildProtocol(addr(host)) is None) is banned
-    assert manager.buildProtocol(addr("203.0.113.6")) is not None
+    assert refused(manager.buildProtocol(addr(host))) is banned
+    assert not refused(manager.buildProtocol(addr("203.0.113.6")))
     clock.advance(member_mod.BAN_SECONDS + 1)
-    assert manager.buildProtocol(addr(host)) is not None
+    assert not refused(manager.buildProtocol(addr(host)))
 
 
 def test_invalid_cheeses_get_a_peer_banned(clock: Clock) -> None:
@@ -480,7 +486,7 @@ def test_inbound_and_per_ip_caps(clock: Clock) -> None:
     Raw(manager, host="10.0.0.1")
     clock.advance(1)
     newest_of_two = Raw(manager, host="10.0.0.1")
-    assert manager.buildProtocol(addr("10.0.0.1")) is None
+    assert refused(manager.buildProtocol(addr("10.0.0.1")))
     Raw(manager, host="10.0.0.2")
     assert manager.inbound_count == 3
     # At the cap a newcomer evicts the least useful inbound peer (more in
@@ -750,3 +756,24 @@ def test_a_mined_cheese_is_logged_once(clock: Clock) -> None:
     finally:
         globalLogPublisher.removeObserver(observer)
     assert not [line for line in seen if line.startswith("Cheese 1 ")], seen
+
+
+def test_per_address_limits_never_apply_to_loopback_members(clock: Clock) -> None:
+    manager = make_member("aa", clock, max_per_ip=3, max_inbound=1000)
+    local = [Raw(manager, host="127.0.0.1", port=41000 + i) for i in range(50)]
+    assert not any(r.closed for r in local) and manager.per_ip["127.0.0.1"] == 50
+    assert refused(manager.buildProtocol(addr("198.51.100.1"))) is False
+    for _ in range(3):
+        Raw(manager, host="198.51.100.2")
+    assert refused(manager.buildProtocol(addr("198.51.100.2")))
+
+
+def test_a_connection_turned_away_gets_error_busy_naming_the_limit_then_the_close(clock: Clock) -> None:
+    manager = make_member("aa", clock, max_per_ip=1)
+    Raw(manager, host="198.51.100.9")
+    proto = manager.buildProtocol(addr("198.51.100.9"))
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    assert json.loads(transport.value()) == {
+        "type": "ERROR", "code": "busy", "message": "1 connections from 198.51.100.9 already"}
+    assert transport.disconnecting

@@ -138,7 +138,7 @@ def test_submit_on_an_old_parent_is_stale() -> None:
     assert node.stack.height == 1
 
 
-@pytest.mark.parametrize("job", [123, "abc", "1", -5])
+@pytest.mark.parametrize("job", [123, "abc", "1", 2**63 - 1])
 def test_unknown_job_is_stale(job: Any) -> None:
     _, factory, _ = setup()
     client = Client(factory)
@@ -218,6 +218,10 @@ def test_a_store_that_cannot_write_is_busy(monkeypatch: pytest.MonkeyPatch) -> N
         b'{"type":"SUBMIT","id":1,"job":1,"nonce":"5"}',
         b'{"type":"SUBMIT","id":1,"job":1,"nonce":1.5}',
         b'{"type":"SUBMIT","id":1,"job":1,"nonce":true}',
+        # a job out of the protocol's integer range is malformed, not stale
+        b'{"type":"SUBMIT","id":1,"job":9223372036854775808,"nonce":5}',
+        b'{"type":"SUBMIT","id":1,"job":-5,"nonce":5}',
+        b'{"type":"SUBMIT","id":1,"job":"%s","nonce":5}' % (b"j" * 65),
     ],
 )
 def test_bad_message_fields(line: bytes) -> None:

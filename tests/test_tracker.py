@@ -14,6 +14,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python import usage
 
 from cheesecoin import tracker_tap
+from cheesecoin.lineproto import BusyProtocol
 from cheesecoin.errors import ProtocolError
 from cheesecoin.tracker import TrackerFactory, TrackerProtocol, TrackerRegistry
 
@@ -163,7 +164,12 @@ class Net:
         self.next_port += 1
         addr = IPv4Address("TCP", ip, self.next_port)
         proto = self.factory.buildProtocol(addr)
-        if proto is None:
+        if isinstance(proto, BusyProtocol):  # turned away: ERROR busy, then closed
+            transport = StringTransport(peerAddress=addr)
+            proto.makeConnection(transport)
+            assert transport.disconnecting
+            [line] = transport.value().splitlines()
+            assert json.loads(line)["code"] == "busy"
             return None
         proto.makeConnection(StringTransport(peerAddress=addr))
         return Conn(proto)
@@ -491,3 +497,77 @@ def test_make_service_ipv6_interface() -> None:
     service = tracker_tap.makeService(parse("--port", "0", "--interface", "::1"))
     endpoint = {s.name: s for s in service}["tracker"].endpoint
     assert isinstance(endpoint._endpoint, TCP6ServerEndpoint)
+
+
+# -- addresses: canonical forms, one's own address, no squatting (docs/protocol.md section 2) --
+
+
+@pytest.mark.parametrize("spelling", ["127.1", "0x7f000001", "2130706433", "127.000.000.001", "0x7f.1", "::ffff:7f00:1"])
+def test_odd_spellings_of_an_address_are_refused(spelling: str) -> None:
+    conn = Net().connect("127.0.0.1")
+    error = conn.ask(type="REGISTER", host=spelling, port=24331, id=1)
+    assert error["type"] == "ERROR" and error["code"] == "bad-message" and error["id"] == 1
+
+
+def test_one_address_in_many_spellings_is_listed_at_most_once_per_canonical_form() -> None:
+    net = Net()
+    for spelling in ["127.0.0.1", "127.1", "0x7f000001", "2130706433", "127.000.000.001", "::1", "localhost", "LOCALHOST"]:
+        net.connect("127.0.0.1").send_raw(json.dumps({"type": "REGISTER", "host": spelling, "port": 5000}).encode() + b"\n")
+    listed = sorted(m.address for m in net.factory.registry.members())
+    assert listed == [("127.0.0.1", 5000), ("::1", 5000), ("localhost", 5000)]
+
+
+def test_an_ip_host_must_be_the_connections_own_address_unless_loopback() -> None:
+    net = Net()
+    stranger = net.connect("203.0.113.5")
+    error = stranger.ask(type="REGISTER", host="198.51.100.7", port=24331)
+    assert error["code"] == "bad-message" and "not the address this connection comes from" in error["message"]
+    assert stranger.register(24331, host="203.0.113.5")["type"] == "PEERS"
+    assert net.connect("203.0.113.6").register(24331, host="Member.Example.ORG")["type"] == "PEERS"
+    assert ("member.example.org", 24331) in {m.address for m in net.factory.registry.members()}
+    assert net.connect("127.0.0.1").register(24331, host="198.51.100.7")["type"] == "PEERS"  # loopback: tests, proxies
+
+
+def test_a_registration_is_replaced_only_from_the_same_remote_address() -> None:
+    net = Net()
+    owner = net.connect("203.0.113.5")
+    owner.register(24331)
+    squatter = net.connect("127.0.0.1")  # loopback may name any host, but not take a registration
+    error = squatter.ask(type="REGISTER", host="203.0.113.5", port=24331, id="s")
+    assert error["code"] == "busy" and error["id"] == "s" and "registered from another address" in error["message"]
+    squatter.drop()  # and its disconnect delists nobody
+    assert [m.address for m in net.factory.registry.members()] == [("203.0.113.5", 24331)]
+    assert owner.ask(type="PING")["type"] == "PONG"
+    again = net.connect("203.0.113.5")  # the member itself, reconnecting: replaces its old registration
+    again.register(24331)
+    assert net.factory.registry.get(again.proto) is not None and net.factory.registry.get(owner.proto) is None
+    assert net.factory.refused_registrations == 1
+
+
+def test_ipv4_mapped_remote_addresses_compare_as_ipv4() -> None:
+    from cheesecoin.tracker import canonical_ip, registrable_host
+
+    assert canonical_ip("::ffff:203.0.113.5") == "203.0.113.5"
+    assert registrable_host("203.0.113.5", canonical_ip("::ffff:203.0.113.5")) == "203.0.113.5"
+
+
+def test_per_address_limits_never_apply_to_loopback_but_the_total_does() -> None:
+    net = Net(max_per_ip=256, max_connections=400)
+    conns = [net.connect("127.0.0.1") for _ in range(300)]  # 300 members on one host
+    assert all(c is not None for c in conns)
+    for i, conn in enumerate(conns):
+        conn.register(30000 + i)
+    assert len(net.factory.registry) == 300
+    more = [net.connect("127.0.0.1") for _ in range(100)]
+    assert all(c is not None for c in more) and net.connect("127.0.0.1") is None  # the total: ERROR busy
+
+
+def test_a_connection_turned_away_is_told_why_before_the_close() -> None:
+    factory = TrackerFactory(clock=task.Clock(), max_per_ip=1)
+    factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1)).makeConnection(StringTransport())
+    proto = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 2))
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    assert json.loads(transport.value()) == {
+        "type": "ERROR", "code": "busy", "message": "1 connections from 10.0.0.1 already"}
+    assert transport.disconnecting

@@ -22,6 +22,7 @@ from test_member_protocol import (  # noqa: F401  (re-exported for the suite)
     chain,
     make_member,
     ready_raw,
+    refused,
 )
 
 from cheesecoin.member import MemberFactory

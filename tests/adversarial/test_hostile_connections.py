@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Tuple
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import StringTransport
 
-from hostile import Raw, addr, chain, make_member, new_clock, snapshot
+from hostile import Raw, addr, chain, make_member, new_clock, refused, snapshot
+
 
 from cheesecoin import member as member_mod
 from cheesecoin.member import MemberFactory
@@ -23,7 +24,7 @@ def test_the_per_ip_cap_holds_below_the_inbound_cap_and_evicts_nobody() -> None:
     mine = [Raw(manager, host="198.51.100.1") for _ in range(3)]
     others = [Raw(manager, host=f"198.51.100.{i}") for i in range(2, 6)]
     for _ in range(100):
-        assert manager.buildProtocol(addr("198.51.100.1")) is None
+        assert refused(manager.buildProtocol(addr("198.51.100.1")))
     assert manager.per_ip["198.51.100.1"] == 3 and manager.refused == 100
     assert not any(r.closed for r in mine + others)
 
@@ -38,7 +39,7 @@ def test_a_connection_flood_from_one_address_cannot_push_out_the_others() -> Non
     accepted = []
     for _ in range(1000):
         proto = manager.buildProtocol(addr("203.0.113.66"))
-        if proto is not None:
+        if not refused(proto):
             proto.makeConnection(StringTransport(peerAddress=addr("203.0.113.66")))
             accepted.append(proto)
     # The first newcomer evicts one unprotected honest peer; the second evicts
@@ -113,7 +114,7 @@ def test_eviction_protects_a_peer_we_are_syncing_from_and_refuses_when_all_are_p
     source.hello(node_id="02", height=10, tip=cheeses[-1]["smell"], work="22")
     assert source.proto.download is not None
     for k in range(5):
-        assert manager.buildProtocol(addr(f"203.0.113.{k}")) is None
+        assert refused(manager.buildProtocol(addr(f"203.0.113.{k}")))
     assert not old.closed and not source.closed
     assert manager.refused == 5
 
@@ -186,7 +187,7 @@ def test_a_misbehaving_outbound_peer_is_banned_and_not_redialled_until_the_ban_e
         clock.advance(member_mod.REFILL_INTERVAL)
         manager.tick()
     assert bad not in dialer.dials
-    assert manager.buildProtocol(addr("203.0.113.7")) is None  # not accepted inbound either
+    assert refused(manager.buildProtocol(addr("203.0.113.7")))  # not accepted inbound either
     clock.advance(3 * member_mod.REFILL_INTERVAL)
     manager.tick()
     assert bad in dialer.dials  # the ban is over: a second chance
@@ -200,7 +201,7 @@ def test_a_misbehaving_loopback_peer_is_closed_never_banned_and_its_address_rest
         clock.advance(member_mod.REFILL_INTERVAL)
         manager.tick()
     assert bad not in dialer.dials
-    assert manager.buildProtocol(addr("127.0.0.1")) is not None  # loopback still welcome inbound
+    assert not refused(manager.buildProtocol(addr("127.0.0.1")))  # loopback still welcome inbound
     clock.advance(member_mod.BAN_SECONDS)
     manager.tick()
     assert bad in dialer.dials
