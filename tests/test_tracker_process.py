@@ -25,8 +25,8 @@ def twistd_tracker(*options: str) -> list:
 class Client:
     """A blocking line client."""
 
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    def __init__(self, port: int, source: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
         self.buffer = b""
 
     def send(self, data: bytes) -> None:
@@ -143,3 +143,28 @@ def test_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         output = run_twistd(tmp_path, "--interface", "127.0.0.1", "--port", str(port))
     assert f"cannot listen on 127.0.0.1:{port}" in output
+
+
+def test_squatting_and_address_spellings_against_the_real_tracker(tracker: Proc) -> None:
+    owner = Client(tracker.port, source="127.0.0.2")
+    assert owner.ask(type="REGISTER", port=24331)["type"] == "PEERS"  # listed as 127.0.0.2:24331
+    squatter = Client(tracker.port, source="127.0.0.3")
+    refused = squatter.ask(type="REGISTER", host="127.0.0.2", port=24331, id=1)
+    assert (refused["type"], refused["code"], refused["id"]) == ("ERROR", "busy", 1)
+    for spelling in ("127.1", "0x7f000002", "2130706434", "127.000.000.002"):
+        error = squatter.ask(type="REGISTER", host=spelling, port=24331)
+        assert error["code"] == "bad-message", spelling
+    squatter.close()  # its disconnect delists nobody
+    asker = Client(tracker.port, source="127.0.0.4")
+    assert asker.ask(type="GET_PEERS")["peers"] == [{"host": "127.0.0.2", "port": 24331}]
+    assert owner.ask(type="PING")["type"] == "PONG"
+
+
+def test_three_hundred_members_on_one_host_all_reach_the_tracker(tracker: Proc) -> None:
+    clients = [Client(tracker.port) for _ in range(300)]  # more than --max-per-ip's 256: loopback is exempt
+    try:
+        for i, client in enumerate(clients):
+            assert client.ask(type="REGISTER", port=30000 + i)["type"] == "PEERS"
+    finally:
+        for client in clients:
+            client.close()
