@@ -27,7 +27,7 @@ bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 demo: $(STAMP)
-	$(PY) -m cheesecoin.demo
+	$(PY) -m cheesecoin.cli.demo
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info _trial_temp .pytest_cache

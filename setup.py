@@ -8,14 +8,14 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.9",
-    # cheesecoin.data and cheesecoin.explorer hold only data files (the
+    # cheesecoin.data and cheesecoin.web.explorer hold only data files (the
     # default network, the explorer page): listed as data packages so that
     # setuptools neither warns about them nor leaves them out.
     packages=find_packages(exclude=["tests", "tests.*", "bench"])
-    + ["cheesecoin.data", "cheesecoin.explorer", "twisted.plugins"],
+    + ["cheesecoin.data", "cheesecoin.web.explorer", "twisted.plugins"],
     package_data={
         "cheesecoin.data": ["*.json"],
-        "cheesecoin.explorer": ["*.html", "*.js", "*.css"],
+        "cheesecoin.web.explorer": ["*.html", "*.js", "*.css"],
         "twisted.plugins": ["cheesecoin_plugins.py"],
     },
     include_package_data=True,
@@ -24,5 +24,5 @@ setup(
         "test": ["pytest", "pytest-twisted", "pytest-timeout", "hypothesis"],
         "bench": ["matplotlib"],
     },
-    entry_points={"console_scripts": ["cheesecoin = cheesecoin.cli:main"]},
+    entry_points={"console_scripts": ["cheesecoin = cheesecoin.cli.main:main"]},
 )

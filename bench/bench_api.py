@@ -37,9 +37,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from bench_tracker import TWISTD, _figure, _free_port, _percentile, _table  # noqa: E402
 from common import stop_process  # noqa: E402
 
-from cheesecoin.cheese import mine_blue_cheese  # noqa: E402
-from cheesecoin.testing import key_from_seed  # noqa: E402
-from cheesecoin.tx import address_of, sign_tx, txid  # noqa: E402
+from cheesecoin.core.cheese import mine_blue_cheese  # noqa: E402
+from cheesecoin.testing.chain import key_from_seed  # noqa: E402
+from cheesecoin.core.tx import address_of, sign_tx, txid  # noqa: E402
 
 PAYMENTS, SENDERS = 4000, 16
 QUICK_PAYMENTS, QUICK_SENDERS = 400, 8

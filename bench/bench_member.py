@@ -41,8 +41,8 @@ from procs import Proc  # noqa: E402
 from bench_memory import listen_port as free_port  # noqa: E402
 
 from bench_verify import plain_ed25519  # noqa: E402
-from cheesecoin.storage import open_stack  # noqa: E402
-from cheesecoin.testing import ChainBuilder, make_network, payment_stack  # noqa: E402
+from cheesecoin.storage.sqlite import open_stack  # noqa: E402
+from cheesecoin.testing.chain import ChainBuilder, make_network, payment_stack  # noqa: E402
 
 MINER = "cd" * 32
 

@@ -33,8 +33,8 @@ from common import figure, print_table  # noqa: E402  (also puts tests/ on sys.p
 
 from procs import Proc, free_port as listen_port, http_json, wait_until  # noqa: E402
 
-from cheesecoin.storage import open_stack  # noqa: E402
-from cheesecoin.testing import ChainBuilder, make_network, payment_stack  # noqa: E402
+from cheesecoin.storage.sqlite import open_stack  # noqa: E402
+from cheesecoin.testing.chain import ChainBuilder, make_network, payment_stack  # noqa: E402
 
 MINER = "cd" * 32
 MIB = 1024.0 * 1024.0

@@ -35,8 +35,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from common import figure, print_table  # noqa: E402
 
-from cheesecoin.cheese import preimage_prefix  # noqa: E402
-from cheesecoin.pow import NONCE_LIMIT, search_nonce  # noqa: E402
+from cheesecoin.core.cheese import preimage_prefix  # noqa: E402
+from cheesecoin.core.pow import NONCE_LIMIT, search_nonce  # noqa: E402
 
 PREFIX = preimage_prefix("ab" * 20, 123, 1795300000, 24, "cd" * 20)
 UNREACHABLE_BITS = 64  # no nonce is found in a benchmark's lifetime
@@ -110,13 +110,13 @@ def reactor_figures(seconds: float, rounds: int, cores: int, plain_all: float, s
     from twisted.internet.task import deferLater
     from twisted.internet.threads import deferToThread
 
-    from cheesecoin.external_miner import Console, ExternalMiner
-    from cheesecoin.lineproto import JsonLineProtocol
-    from cheesecoin.miner_port import MinerPortFactory
-    from cheesecoin.mining import MiningService
-    from cheesecoin.node import MemberNode
-    from cheesecoin.stack import CheeseStack
-    from cheesecoin.testing import make_network
+    from cheesecoin.cli.mine import Console, ExternalMiner
+    from cheesecoin.wire.lineproto import JsonLineProtocol
+    from cheesecoin.mining.port import MinerPortFactory
+    from cheesecoin.mining.service import MiningService
+    from cheesecoin.core.node import MemberNode
+    from cheesecoin.core.stack import CheeseStack
+    from cheesecoin.testing.chain import make_network
 
     class Ping(JsonLineProtocol):
         def msg_PING(self, msg: dict) -> None:

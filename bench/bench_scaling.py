@@ -43,8 +43,8 @@ import bench_member  # noqa: E402
 from bench_verify import plain_ed25519  # noqa: E402
 from bench_member import propagation  # noqa: E402
 from bench_memory import MIB, listen_port, rss_bytes, settled_rss, start_member, store_stack, wait_height, write_network  # noqa: E402
-from cheesecoin.testing import payment_stack  # noqa: E402
-from cheesecoin.testing import make_network  # noqa: E402
+from cheesecoin.testing.chain import payment_stack  # noqa: E402
+from cheesecoin.testing.chain import make_network  # noqa: E402
 
 SYNC_SIZES = (1000, 5000, 20000)
 QUICK_SYNC_SIZES = (1000, 2000, 5000)

@@ -24,8 +24,8 @@ from typing import Optional
 
 from common import stop_process  # bench/ is on sys.path (script dir, or run_all)
 
-from cheesecoin import localports
-from cheesecoin.tracker_tap import raise_fd_limit
+from cheesecoin.util import localports
+from cheesecoin.tracker.tap import raise_fd_limit
 
 MEMBERS = 1000
 QUICK_MEMBERS = 200

@@ -22,9 +22,9 @@ from common import figure, print_table  # noqa: E402
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey  # noqa: E402
 
-from cheesecoin.cli_core import _read_stack, verify_stack  # noqa: E402
-from cheesecoin.testing import make_network, payment_stack  # noqa: E402
-from cheesecoin.tx import signing_bytes  # noqa: E402
+from cheesecoin.cli.chain import _read_stack, verify_stack  # noqa: E402
+from cheesecoin.testing.chain import make_network, payment_stack  # noqa: E402
+from cheesecoin.core.tx import signing_bytes  # noqa: E402
 
 
 def plain_ed25519(cheeses: List[dict]) -> float:

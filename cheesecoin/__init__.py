@@ -1,4 +1,3 @@
 """CheeseCoin: a small, readable Bitcoin-inspired cryptocurrency on Twisted."""
 
 __version__ = "0.1.0"
-PROTOCOL_VERSION = 1

@@ -4,8 +4,8 @@ to a stack on disk until it is killed. Prints each committed height."""
 import json
 import sys
 
-from cheesecoin.cheese import network_from_blue_cheese
-from cheesecoin.storage import open_stack
+from cheesecoin.core.cheese import network_from_blue_cheese
+from cheesecoin.storage.sqlite import open_stack
 
 
 def main() -> None:

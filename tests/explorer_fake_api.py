@@ -34,7 +34,7 @@ import time
 from twisted.internet import reactor, task
 from twisted.web import resource, server
 
-EXPLORER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cheesecoin", "explorer")
+EXPLORER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cheesecoin", "web", "explorer")
 
 # The default network's Blue Cheese (tests/vectors/blue-cheese-cheesecoin.json).
 BLUE_CHEESE = {

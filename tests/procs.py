@@ -15,9 +15,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
-from cheesecoin import localports
+from cheesecoin.util import localports
 
 TWISTD = "from twisted.scripts.twistd import run; run()"  # twistd with this Python
 # The worked examples of docs/protocol.md, carried by the repository itself.

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from cheesecoin import api
-from cheesecoin.node import MemberNode
-from cheesecoin.stack import CheeseStack
-from cheesecoin.testing import key_from_seed, make_network, mine_child
-from cheesecoin.tx import address_of, sign_tx, txid
+from cheesecoin.web import api
+from cheesecoin.core.node import MemberNode
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.testing.chain import key_from_seed, make_network, mine_child
+from cheesecoin.core.tx import address_of, sign_tx, txid
 
 ALICE = key_from_seed("alice")
 BOB = key_from_seed("bob")

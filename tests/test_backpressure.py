@@ -12,7 +12,7 @@ from typing import List
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from cheesecoin.lineproto import JsonLineProtocol
+from cheesecoin.wire.lineproto import JsonLineProtocol
 
 
 class Echo(JsonLineProtocol):

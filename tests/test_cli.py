@@ -20,14 +20,14 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from cheesecoin import wallet as wallet_mod
-from cheesecoin.api import make_site
-from cheesecoin.cli import main
-from cheesecoin.node import MemberNode
-from cheesecoin.stack import CheeseStack
-from cheesecoin.testing import key_from_seed, make_network, mine_child
-from cheesecoin.tx import address_of, sign_tx, txid
-from cheesecoin.wallet import create_wallet
+from cheesecoin.storage import wallet as wallet_mod
+from cheesecoin.web.api import make_site
+from cheesecoin.cli.main import main
+from cheesecoin.core.node import MemberNode
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.testing.chain import key_from_seed, make_network, mine_child
+from cheesecoin.core.tx import address_of, sign_tx, txid
+from cheesecoin.storage.wallet import create_wallet
 from procs import Proc, free_port, http_json, vector, wait_until
 
 ALICE = key_from_seed("alice")
@@ -440,11 +440,8 @@ def test_verify_the_vectors(capsys, tmp_path) -> None:
 
 # -- end to end with a real member ----------------------------------------------------------------
 
-MEMBER_TAP = os.path.join(os.path.dirname(__file__), "..", "cheesecoin", "member_tap.py")
-
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.exists(MEMBER_TAP), reason="cheesecoin/member_tap.py (the member service) is not written yet")
 def test_end_to_end_with_a_real_member(capsys, tmp_path, procs) -> None:
     network_file = tmp_path / "net.json"
     code, out, err = run(capsys, "network", "new", "--name", "t", "--bits", "1", "--retarget-interval", "0")

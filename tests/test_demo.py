@@ -17,7 +17,7 @@ def _member_processes(root: str) -> list:
 def test_demo_mines_pays_and_stops_cleanly_on_sigint(tmp_path):
     root = str(tmp_path / "demo-data")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cheesecoin.demo", "--dir", root],
+        [sys.executable, "-m", "cheesecoin.cli.demo", "--dir", root],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path),
     )
     lines = []

@@ -30,9 +30,9 @@ import pytest
 
 from procs import Proc, free_port, http_json, wait_until
 
-from cheesecoin.storage import open_stack
-from cheesecoin.testing import key_from_seed, make_network, mine_child
-from cheesecoin.tx import address_of, sign_tx
+from cheesecoin.storage.sqlite import open_stack
+from cheesecoin.testing.chain import key_from_seed, make_network, mine_child
+from cheesecoin.core.tx import address_of, sign_tx
 
 CHROMIUM = os.environ.get("CHEESECOIN_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [

@@ -7,9 +7,9 @@ import json
 import pytest
 from twisted.internet.testing import StringTransport
 
-from cheesecoin import wire
-from cheesecoin.errors import BadMessage, ProtocolError
-from cheesecoin.lineproto import JsonLineProtocol
+from cheesecoin.wire import codec as wire
+from cheesecoin.core.errors import BadMessage, ProtocolError
+from cheesecoin.wire.lineproto import JsonLineProtocol
 
 MAX = wire.MAX_LINE
 assert MAX == 4 * 1024 * 1024

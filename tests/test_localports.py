@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from cheesecoin.localports import PortError, PortPicker, _ephemeral_range
+from cheesecoin.util.localports import PortError, PortPicker, _ephemeral_range
 
 
 def test_ports_are_pinned_from_the_base_port_skipping_busy_ones(monkeypatch) -> None:

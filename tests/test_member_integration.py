@@ -17,8 +17,8 @@ import pytest
 
 from procs import Proc, free_port, http_json, wait_until
 
-from cheesecoin.storage import open_stack
-from cheesecoin.testing import ChainBuilder, make_network
+from cheesecoin.storage.sqlite import open_stack
+from cheesecoin.testing.chain import ChainBuilder, make_network
 
 NETWORK = make_network(name="itest", bits=1, timestamp=int(time.time()) - 10**6)
 MINER_A = "aa" * 32

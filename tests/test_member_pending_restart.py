@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from cheesecoin.testing import key_from_seed, make_network
-from cheesecoin.tx import address_of
-from cheesecoin.wallet import MEMBER_WALLET, load_wallet
+from cheesecoin.testing.chain import key_from_seed, make_network
+from cheesecoin.core.tx import address_of
+from cheesecoin.storage.wallet import MEMBER_WALLET, load_wallet
 from procs import Proc, free_port, http_json, wait_until
 
 pytestmark = pytest.mark.slow

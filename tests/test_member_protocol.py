@@ -18,13 +18,17 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.test import iosim
 
-from cheesecoin import member as member_mod
-from cheesecoin.lineproto import BusyProtocol
-from cheesecoin.member import MemberFactory, MemberProtocol
-from cheesecoin.node import MemberNode
-from cheesecoin.stack import CheeseStack
-from cheesecoin.testing import ChainBuilder, key_from_seed, make_network, mine_child
-from cheesecoin.tx import address_of, sign_tx
+from cheesecoin.p2p import manager as manager_mod
+from cheesecoin.p2p import protocol as protocol_mod
+from cheesecoin.p2p import states as states_mod
+from cheesecoin.p2p import sync as sync_mod
+from cheesecoin.wire.lineproto import BusyProtocol
+from cheesecoin.p2p.manager import PeerManager
+from cheesecoin.p2p.protocol import MemberProtocol
+from cheesecoin.core.node import MemberNode
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.testing.chain import ChainBuilder, key_from_seed, make_network, mine_child
+from cheesecoin.core.tx import address_of, sign_tx
 
 
 def refused(proto: Any) -> bool:
@@ -44,14 +48,14 @@ def chain(count: int, parent: Optional[dict] = None, miner: str = MINER, note: O
     return ChainBuilder(NETWORK).extend(parent or NETWORK.blue_cheese, count, miner, note=note)
 
 
-def make_member(node_id: str, clock: Clock, cheeses: List[dict] = (), **kw: Any) -> MemberFactory:
+def make_member(node_id: str, clock: Clock, cheeses: List[dict] = (), **kw: Any) -> PeerManager:
     stack = CheeseStack(NETWORK, clock=lambda: NOW)
     for cheese in cheeses:
         stack.add_cheese(cheese, check_signatures=False)
     node = MemberNode(stack, node_id=node_id, clock=lambda: NOW)
     kw.setdefault("dialer", lambda host, port, factory: Deferred())
     kw.setdefault("target_peers", 0)
-    manager = MemberFactory(node, reactor=clock, **kw)
+    manager = PeerManager(node, reactor=clock, **kw)
     manager.listen_port = 24331
     return manager
 
@@ -63,9 +67,9 @@ def addr(host: str, port: int = 40000) -> IPv4Address:
 class Raw:
     """A hand-driven peer talking to one member over a StringTransport."""
 
-    def __init__(self, manager: MemberFactory, host: str = "10.0.0.9", port: int = 40000) -> None:
+    def __init__(self, manager: PeerManager, host: str = "10.0.0.9", port: int = 40000) -> None:
         self.manager = manager
-        self.proto = manager.buildProtocol(addr(host, port))
+        self.proto = manager.factory.buildProtocol(addr(host, port))
         assert self.proto is not None
         self.transport = StringTransport(peerAddress=addr(host, port), hostAddress=addr("10.0.0.1", 24331))
         self.proto.makeConnection(self.transport)
@@ -109,15 +113,15 @@ class Net:
         self.links = 0
         self.hosts: dict = {}  # each member has one address
 
-    def host(self, manager: MemberFactory) -> str:
+    def host(self, manager: PeerManager) -> str:
         return self.hosts.setdefault(id(manager), f"10.1.{len(self.hosts) + 1}.1")
 
-    def link(self, a: MemberFactory, b: MemberFactory) -> Tuple[MemberProtocol, Optional[MemberProtocol]]:
+    def link(self, a: PeerManager, b: PeerManager) -> Tuple[MemberProtocol, Optional[MemberProtocol]]:
         """``a`` dials ``b``."""
         self.links += 1
         a_addr = addr(self.host(a), 50000 + self.links)
         b_addr = addr(self.host(b), 24331)
-        server = b.buildProtocol(a_addr)
+        server = b.factory.buildProtocol(a_addr)
         client = MemberProtocol(a, outbound=True, dial_address=(b_addr.host, b_addr.port))
         if refused(server):
             return client, None
@@ -227,7 +231,7 @@ def test_redial_from_the_same_side_keeps_the_newer_connection(clock: Clock) -> N
 # -- requests --------------------------------------------------------------------------------
 
 
-def ready_raw(manager: MemberFactory, **kw: Any) -> Raw:
+def ready_raw(manager: PeerManager, **kw: Any) -> Raw:
     raw = Raw(manager, **kw)
     raw.hello()
     return raw
@@ -382,23 +386,23 @@ def test_sync_on_handshake_is_pipelined_and_relays_only_the_tail(clock: Clock) -
     watcher = Raw(b, host="10.0.0.7")
     watcher.hello(node_id="77")
     asked: List[dict] = []
-    real = MemberProtocol.msg_GET_CHEESES
+    real = states_mod.ReadyState.msg_GET_CHEESES
 
-    def spy(self: MemberProtocol, msg: dict) -> None:
+    def spy(self: states_mod.ReadyState, msg: dict) -> None:
         asked.append(msg)
         real(self, msg)
 
-    member_mod.MemberProtocol.msg_GET_CHEESES = spy  # type: ignore[method-assign]
+    states_mod.ReadyState.msg_GET_CHEESES = spy  # type: ignore[method-assign]
     try:
         net.link(b, a)
     finally:
-        member_mod.MemberProtocol.msg_GET_CHEESES = real  # type: ignore[method-assign]
+        states_mod.ReadyState.msg_GET_CHEESES = real  # type: ignore[method-assign]
     assert b.node.stack.height == 1200 and b.node.stack.tip.smell == cheeses[-1]["smell"]
     assert [m["count"] for m in asked] == [500, 500, 500]
     assert asked[1]["locator"][0] == cheeses[499]["smell"]
     assert asked[2]["locator"][0] == cheeses[999]["smell"]
     announced = [m["cheese"]["sequence_number"] for m in watcher.replies() if m["type"] == "ANNOUNCE"]
-    assert 0 < len(announced) <= 3 * member_mod.RELAY_TAIL
+    assert 0 < len(announced) <= 3 * sync_mod.RELAY_TAIL
     assert announced[-1] == 1200
 
 
@@ -422,7 +426,7 @@ def test_a_longer_branch_announced_reorganises(clock: Clock) -> None:
 # -- transactions ---------------------------------------------------------------------------
 
 
-def funded_member(clock: Clock, node_id: str = "aa", **kw: Any) -> MemberFactory:
+def funded_member(clock: Clock, node_id: str = "aa", **kw: Any) -> PeerManager:
     return make_member(node_id, clock, chain(2, miner=ADDR), **kw)
 
 
@@ -464,10 +468,10 @@ def test_a_peer_sending_garbage_is_banned_by_ip_unless_loopback(clock: Clock, ho
         raw.send(b"garbage")
     assert raw.closed
     assert manager.is_banned(host) is banned and bool(manager.banned) is banned
-    assert refused(manager.buildProtocol(addr(host))) is banned
-    assert not refused(manager.buildProtocol(addr("203.0.113.6")))
-    clock.advance(member_mod.BAN_SECONDS + 1)
-    assert not refused(manager.buildProtocol(addr(host)))
+    assert refused(manager.factory.buildProtocol(addr(host))) is banned
+    assert not refused(manager.factory.buildProtocol(addr("203.0.113.6")))
+    clock.advance(manager_mod.BAN_SECONDS + 1)
+    assert not refused(manager.factory.buildProtocol(addr(host)))
 
 
 def test_invalid_cheeses_get_a_peer_banned(clock: Clock) -> None:
@@ -486,7 +490,7 @@ def test_inbound_and_per_ip_caps(clock: Clock) -> None:
     Raw(manager, host="10.0.0.1")
     clock.advance(1)
     newest_of_two = Raw(manager, host="10.0.0.1")
-    assert refused(manager.buildProtocol(addr("10.0.0.1")))
+    assert refused(manager.factory.buildProtocol(addr("10.0.0.1")))
     Raw(manager, host="10.0.0.2")
     assert manager.inbound_count == 3
     # At the cap a newcomer evicts the least useful inbound peer (more in
@@ -515,7 +519,7 @@ def test_silent_peers_are_dropped_and_pings_sent(clock: Clock) -> None:
 def test_handshake_timeout(clock: Clock) -> None:
     manager = make_member("aa", clock)
     raw = Raw(manager)
-    clock.advance(member_mod.HANDSHAKE_TIMEOUT + 1)
+    clock.advance(manager_mod.HANDSHAKE_TIMEOUT + 1)
     manager.tick()
     assert raw.transport.disconnected
 
@@ -528,7 +532,7 @@ def test_stalled_download_switches_peers(clock: Clock) -> None:
     fast = Raw(manager, host="10.0.0.6")
     hello = fast.hello(node_id="66", height=8, tip=cheeses[-1]["smell"], work="18")
     assert not [m for m in hello if m["type"] == "GET_CHEESES"]  # one download at a time
-    clock.advance(member_mod.REQUEST_TIMEOUT + 1)
+    clock.advance(protocol_mod.REQUEST_TIMEOUT + 1)
     [request2] = [m for m in fast.replies() if m["type"] == "GET_CHEESES"]
     fast.send({"type": "CHEESES", "cheeses": cheeses, "id": request2["id"]})
     assert manager.node.stack.height == 8
@@ -559,10 +563,10 @@ def test_requests_resolve_by_id_and_fail_on_error_and_timeout(clock: Clock) -> N
     first, second, third = raw.replies()
     raw.send({"type": "ERROR", "code": "not-found", "message": "no", "id": second["id"]})
     raw.send({"type": "STATS_REPLY", "height": 1, "tip": "a" * 40, "work": "4", "peers": 0, "id": first["id"]})
-    clock.advance(member_mod.REQUEST_TIMEOUT + 1)
-    assert results["cheese"].check(member_mod.RemoteError)
+    clock.advance(protocol_mod.REQUEST_TIMEOUT + 1)
+    assert results["cheese"].check(protocol_mod.RemoteError)
     assert results["stats"]["type"] == "STATS_REPLY"
-    assert results["ping"].check(member_mod.RequestTimeout)
+    assert results["ping"].check(protocol_mod.RequestTimeout)
     assert raw.replies() == []  # replies and errors are never answered
 
 
@@ -589,7 +593,7 @@ def test_a_downloaded_cheese_with_a_bad_signature_stops_the_sync(clock: Clock) -
     with_forged = mine_child(with_good, NETWORK.bits, MINER, [forged])
     after = chain(2, with_forged)
     cheeses = funded + [with_good, with_forged] + after
-    assert member_mod.signed_cheeses(cheeses, 10) == {10, 11, 12, 14, 15}
+    assert sync_mod.signed_cheeses(cheeses, 10) == {10, 11, 12, 14, 15}
     manager = make_member("aa", clock)
     raw = Raw(manager, host="10.0.0.5")
     hello = raw.hello(node_id="55", height=6, tip=after[-1]["smell"], work="14")
@@ -618,9 +622,9 @@ def test_pipelined_download_holds_at_most_two_unchecked_chunks(clock: Clock) -> 
     def slow_verify(chunk: List[dict]) -> Deferred:
         d: Deferred = Deferred()
         checks.append(d)
-        return d.addCallback(lambda _: member_mod.signed_cheeses(chunk))
+        return d.addCallback(lambda _: sync_mod.signed_cheeses(chunk))
 
-    manager.verify_signatures = slow_verify  # type: ignore[method-assign]
+    manager.sync.verify_signatures = slow_verify  # type: ignore[method-assign]
     raw = Raw(manager, host="10.0.0.5")
     hello = raw.hello(node_id="55", height=2000, tip=cheeses[-1]["smell"], work=str(2 * 2001))
     requests = [m for m in hello if m["type"] == "GET_CHEESES"]
@@ -658,7 +662,7 @@ def test_signed_cheeses_never_raises_on_malformed_transactions() -> None:
     odd = [{"from": 5}, 1, dict(good, signature="zz"), dict(good, **{"from": "ab"}), None]
     cheeses = [{"unit_of_information": {"transactions": [good, tx]}} for tx in odd]
     cheeses += [{"unit_of_information": {"transactions": [good]}}, {"unit_of_information": []}, {}]
-    assert member_mod.signed_cheeses(cheeses) == {5}
+    assert sync_mod.signed_cheeses(cheeses) == {5}
 
 
 _TYPES = ["HELLO", "STATS", "GET_CHEESE", "GET_CHEESES", "GET_PEERS", "PING", "ANNOUNCE", "TX", "STATS_REPLY",
@@ -762,16 +766,16 @@ def test_per_address_limits_never_apply_to_loopback_members(clock: Clock) -> Non
     manager = make_member("aa", clock, max_per_ip=3, max_inbound=1000)
     local = [Raw(manager, host="127.0.0.1", port=41000 + i) for i in range(50)]
     assert not any(r.closed for r in local) and manager.per_ip["127.0.0.1"] == 50
-    assert refused(manager.buildProtocol(addr("198.51.100.1"))) is False
+    assert refused(manager.factory.buildProtocol(addr("198.51.100.1"))) is False
     for _ in range(3):
         Raw(manager, host="198.51.100.2")
-    assert refused(manager.buildProtocol(addr("198.51.100.2")))
+    assert refused(manager.factory.buildProtocol(addr("198.51.100.2")))
 
 
 def test_a_connection_turned_away_gets_error_busy_naming_the_limit_then_the_close(clock: Clock) -> None:
     manager = make_member("aa", clock, max_per_ip=1)
     Raw(manager, host="198.51.100.9")
-    proto = manager.buildProtocol(addr("198.51.100.9"))
+    proto = manager.factory.buildProtocol(addr("198.51.100.9"))
     transport = StringTransport()
     proto.makeConnection(transport)
     assert json.loads(transport.value()) == {

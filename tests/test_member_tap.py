@@ -15,12 +15,12 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python import usage
 
-from cheesecoin.member import MemberFactory
-from cheesecoin.member_tap import Options
-from cheesecoin.node import MemberNode
-from cheesecoin.stack import CheeseStack
-from cheesecoin.testing import make_network
-from cheesecoin.tracker_client import TrackerLink, _TrackerFactory
+from cheesecoin.p2p.manager import PeerManager
+from cheesecoin.member.tap import Options
+from cheesecoin.core.node import MemberNode
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.testing.chain import make_network
+from cheesecoin.p2p.tracker_link import TrackerLink, _TrackerFactory
 
 NETWORK = make_network(name="taptest", bits=1)
 
@@ -122,7 +122,7 @@ def test_twistd_reports_a_corrupt_member_wallet_in_one_line(tmp_path, text: str)
 def test_tracker_link_registers_pings_and_feeds_peers() -> None:
     clock = Clock()
     dialed: list = []
-    manager = MemberFactory(
+    manager = PeerManager(
         MemberNode(CheeseStack(NETWORK)), reactor=clock, target_peers=2,
         dialer=lambda host, port, factory: dialed.append((host, port)) or Deferred(),
     )
@@ -150,7 +150,7 @@ def test_the_store_is_closed_only_after_every_other_part_stopped():
     from twisted.application.service import Service
     from twisted.internet.defer import Deferred
 
-    from cheesecoin.member_tap import _MemberService
+    from cheesecoin.member.tap import _MemberService
 
     order = []
 
@@ -191,7 +191,7 @@ def test_an_unreachable_tracker_is_named_with_the_retry_delay() -> None:
             return fail(ConnectionRefusedError("refused"))
 
     clock = Clock()
-    manager = MemberFactory(MemberNode(CheeseStack(NETWORK)), reactor=clock, dialer=lambda h, p, f: Deferred())
+    manager = PeerManager(MemberNode(CheeseStack(NETWORK)), reactor=clock, dialer=lambda h, p, f: Deferred())
     link = TrackerLink(manager, "tracker.example", 24330, reactor=clock, endpoint=Refusing())
     seen: List[str] = []
 
@@ -213,7 +213,7 @@ def test_an_unreachable_tracker_is_named_with_the_retry_delay() -> None:
 
 def test_the_reindex_hint_comes_only_where_a_reindex_can_help(tmp_path) -> None:
     # Another network's stack: use another data directory, not --reindex.
-    from cheesecoin.storage import open_stack
+    from cheesecoin.storage.sqlite import open_stack
 
     data = tmp_path / "other-net"
     open_stack(str(data), make_network(name="elsewhere", bits=1)).close()

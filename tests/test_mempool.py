@@ -7,13 +7,13 @@ from typing import List
 
 import pytest
 
-from cheesecoin.errors import InvalidTx
-from cheesecoin.ledger import Ledger
-from cheesecoin.mempool import Mempool
-from cheesecoin.node import MemberNode
-from cheesecoin.stack import CheeseStack
-from cheesecoin.testing import key_from_seed, make_network, mine_child
-from cheesecoin.tx import address_of, sign_tx, txid
+from cheesecoin.core.errors import InvalidTx
+from cheesecoin.core.ledger import Ledger
+from cheesecoin.core.mempool import Mempool
+from cheesecoin.core.node import MemberNode
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.testing.chain import key_from_seed, make_network, mine_child
+from cheesecoin.core.tx import address_of, sign_tx, txid
 
 ALICE = key_from_seed("alice")
 BOB = key_from_seed("bob")

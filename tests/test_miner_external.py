@@ -16,17 +16,17 @@ from twisted.internet import task
 from twisted.internet.task import deferLater
 from twisted.internet.testing import StringTransport
 
-from cheesecoin import cli
-from cheesecoin.errors import BadMessage
-from cheesecoin.external_miner import Console, ExternalMiner, format_rate, parse_member, parse_work
-from cheesecoin.miner_port import MinerPortFactory
-from cheesecoin.mining import Job
-from cheesecoin.pow import NONCE_LIMIT, search_nonce
+from cheesecoin.cli import main as cli
+from cheesecoin.core.errors import BadMessage
+from cheesecoin.cli.mine import Console, ExternalMiner, format_rate, parse_member, parse_work
+from cheesecoin.mining.port import MinerPortFactory
+from cheesecoin.mining.templates import Job
+from cheesecoin.core.pow import NONCE_LIMIT, search_nonce
 
 from procs import Proc, free_port, http_json, wait_until
 from test_mining import MINER, alive, make_node
 
-CLI = [sys.executable, "-c", "import sys; from cheesecoin.cli import main; sys.exit(main())"]
+CLI = [sys.executable, "-c", "import sys; from cheesecoin.cli.main import main; sys.exit(main())"]
 
 
 # -- arguments ------------------------------------------------------------------------------

@@ -9,13 +9,13 @@ import pytest
 from twisted.internet import task
 from twisted.internet.testing import StringTransport
 
-from cheesecoin.cheese import meets_pow
-from cheesecoin.errors import InvalidCheese
-from cheesecoin.miner_port import MinerPortFactory, MinerPortProtocol
-from cheesecoin.node import MemberNode
-from cheesecoin.pow import NONCE_LIMIT, search_nonce
-from cheesecoin.storage import StorageError
-from cheesecoin.tx import sign_tx
+from cheesecoin.core.cheese import meets_pow
+from cheesecoin.core.errors import InvalidCheese
+from cheesecoin.mining.port import MinerPortFactory, MinerPortProtocol
+from cheesecoin.core.node import MemberNode
+from cheesecoin.core.pow import NONCE_LIMIT, search_nonce
+from cheesecoin.storage.sqlite import StorageError
+from cheesecoin.core.tx import sign_tx
 
 from test_mining import MINER, extend, funded_keys, make_node
 

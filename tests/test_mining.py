@@ -13,24 +13,17 @@ import pytest_twisted
 from twisted.internet import defer, task
 from twisted.internet.task import deferLater
 
-from cheesecoin.cheese import compute_smell, info_hash, meets_pow, network_from_blue_cheese, preimage_prefix
-from cheesecoin.cputhreadpool import StopToken, cpu_pool, defer_to_cpu
-from cheesecoin.mining import (
-    HashMeter,
-    Job,
-    MiningService,
-    ProcessSearcher,
-    TemplateFeed,
-    ThreadSearcher,
-    job_for,
-    make_job,
-    make_template,
-)
-from cheesecoin.node import MemberNode
-from cheesecoin.pow import NONCE_LIMIT, search_nonce, split_range, worker_command
-from cheesecoin.stack import CheeseStack
-from cheesecoin.testing import BASE_TIME, key_from_seed, make_network, mine_child
-from cheesecoin.tx import address_of, sign_tx
+from cheesecoin.core.cheese import compute_smell, info_hash, meets_pow, network_from_blue_cheese, preimage_prefix
+from cheesecoin.util.cputhreadpool import StopToken, cpu_pool, defer_to_cpu
+from cheesecoin.mining.searchers import HashMeter, ProcessSearcher, ThreadSearcher
+from cheesecoin.mining.service import MiningService
+from cheesecoin.mining.templates import Job, TemplateFeed, job_for, make_job, make_template
+from cheesecoin.core.node import MemberNode
+from cheesecoin.core.pow import NONCE_LIMIT, search_nonce, split_range
+from cheesecoin.mining.worker import worker_command
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.testing.chain import BASE_TIME, key_from_seed, make_network, mine_child
+from cheesecoin.core.tx import address_of, sign_tx
 
 from procs import vector
 

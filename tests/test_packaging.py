@@ -34,21 +34,23 @@ def test_plugin_directory_has_only_service_makers():
     assert not os.path.exists(os.path.join(plugins, "__init__.py"))
     source = open(os.path.join(plugins, "cheesecoin_plugins.py")).read()
     assert source.count("ServiceMaker(") == 2
-    assert "cheesecoin.tracker_tap" in source and "cheesecoin.member_tap" in source
+    assert "cheesecoin.tracker.tap" in source and "cheesecoin.member.tap" in source
 
 
 def test_console_script_and_shipped_network():
     exe = os.path.join(os.path.dirname(sys.executable), "cheesecoin")
     out = subprocess.run([exe, "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "verify" in out.stdout
-    from cheesecoin.cheese import DEFAULT_NETWORK_FILE, load_network
+    from cheesecoin.core.cheese import DEFAULT_NETWORK_FILE, load_network
 
     assert os.path.exists(DEFAULT_NETWORK_FILE)
     assert load_network().name == "cheesecoin"
 
 
 def test_core_modules_do_not_import_twisted():
-    core = ["cheese", "tx", "ledger", "stack", "mempool", "storage", "pow", "wire", "errors", "node", "testing"]
+    core = ["core.cheese", "core.tx", "core.ledger", "core.stack", "core.tree", "core.mempool", "core.pow",
+            "core.errors", "core.formats", "core.node", "storage.sqlite", "storage.reindex", "storage.wallet",
+            "wire.codec", "wire.limits", "tracker.registry", "testing.chain"]
     code = "import sys\n" + "".join(f"import cheesecoin.{m}\n" for m in core) + (
         "bad = [m for m in sys.modules if m == 'twisted' or m.startswith('twisted.')]\n"
         "assert not bad, bad\n"
@@ -71,6 +73,6 @@ def test_building_the_package_gives_no_setuptools_warnings_and_ships_the_data(tm
     assert "absent from the `packages` configuration" not in output
     [wheel] = [p for p in os.listdir(tmp_path) if p.endswith(".whl")]
     names = set(zipfile.ZipFile(tmp_path / wheel).namelist())
-    for shipped in ("cheesecoin/data/blue-cheese-cheesecoin.json", "cheesecoin/explorer/index.html",
-                    "cheesecoin/explorer/app.js", "cheesecoin/explorer/style.css", "twisted/plugins/cheesecoin_plugins.py"):
+    for shipped in ("cheesecoin/data/blue-cheese-cheesecoin.json", "cheesecoin/web/explorer/index.html",
+                    "cheesecoin/web/explorer/app.js", "cheesecoin/web/explorer/style.css", "twisted/plugins/cheesecoin_plugins.py"):
         assert shipped in names

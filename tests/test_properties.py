@@ -6,11 +6,11 @@ import json
 
 from hypothesis import given, settings, strategies as st
 
-from cheesecoin.cheese import canonical, info_canonical
-from cheesecoin.ledger import Ledger
-from cheesecoin.errors import InvalidCheese
-from cheesecoin.testing import key_from_seed
-from cheesecoin.tx import address_of, sign_tx, signing_bytes, tx_canonical_text
+from cheesecoin.core.cheese import canonical, info_canonical
+from cheesecoin.core.ledger import Ledger
+from cheesecoin.core.errors import InvalidCheese
+from cheesecoin.testing.chain import key_from_seed
+from cheesecoin.core.tx import address_of, sign_tx, signing_bytes, tx_canonical_text
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=20)
 json_values = st.recursive(

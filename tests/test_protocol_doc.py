@@ -32,8 +32,9 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from cheesecoin import api, wire
-from cheesecoin.cheese import (
+from cheesecoin.web import api
+from cheesecoin.wire import codec as wire
+from cheesecoin.core.cheese import (
     canonical,
     check_header_format,
     check_member_info,
@@ -45,15 +46,15 @@ from cheesecoin.cheese import (
     preimage,
     preimage_prefix,
 )
-from cheesecoin.errors import ERROR_CODES
-from cheesecoin.node import MemberNode
-from cheesecoin.stack import CheeseStack
-from cheesecoin.tx import check_tx_format, signing_bytes, txid, verify_signature
+from cheesecoin.core.errors import ERROR_CODES
+from cheesecoin.core.node import MemberNode
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.core.tx import check_tx_format, signing_bytes, txid, verify_signature
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 DOC = os.path.join(ROOT, "docs", "protocol.md")
 # Modules whose protocols dispatch on msg_<TYPE> methods.
-MESSAGE_MODULES = ["member", "tracker", "miner_port", "tracker_client", "external_miner"]
+MESSAGE_MODULES = ["p2p.states", "tracker.server", "mining.port", "p2p.tracker_link", "cli.mine"]
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _CHECK = re.compile(r"^<!--\s*check:\s*(.*?)\s*-->$")
 

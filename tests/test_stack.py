@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from cheesecoin.errors import InvalidCheese
-from cheesecoin.node import MemberNode
-from cheesecoin.stack import CheeseStack
-from cheesecoin.testing import BASE_TIME, key_from_seed, make_network, mine_child
-from cheesecoin.tx import address_of, sign_tx, txid
+from cheesecoin.core.errors import InvalidCheese
+from cheesecoin.core.node import MemberNode
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.testing.chain import BASE_TIME, key_from_seed, make_network, mine_child
+from cheesecoin.core.tx import address_of, sign_tx, txid
 
 NET = make_network("stacktest", bits=2)
 ALICE = key_from_seed("alice")

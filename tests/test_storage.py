@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from cheesecoin.stack import CheeseStack
-from cheesecoin.storage import DB_NAME, StorageError, open_stack
-from cheesecoin.testing import BASE_TIME, key_from_seed, make_network, mine_child, payment_stack
-from cheesecoin.tx import address_of
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.storage.sqlite import DB_NAME, StorageError, open_stack
+from cheesecoin.testing.chain import BASE_TIME, key_from_seed, make_network, mine_child, payment_stack
+from cheesecoin.core.tx import address_of
 
 NET = make_network("storagetest", bits=1)
 A = address_of(key_from_seed("alice"))
@@ -47,7 +47,7 @@ def test_reload_gives_the_same_stack_and_ledger(tmp_path):
     assert again.ledger == reference(cheeses[1:]).ledger
     # the tx index is rebuilt too
     some_tx = cheeses[60]["unit_of_information"]["transactions"][0]
-    from cheesecoin.tx import txid
+    from cheesecoin.core.tx import txid
 
     assert again.tx_height(txid(some_tx)) == 60
 
@@ -63,8 +63,8 @@ def test_reload_keeps_the_first_seen_tip_on_a_tie(tmp_path):
 
 
 def test_invalid_marks_survive_a_restart(tmp_path):
-    from cheesecoin.errors import InvalidCheese
-    from cheesecoin.tx import sign_tx
+    from cheesecoin.core.errors import InvalidCheese
+    from cheesecoin.core.tx import sign_tx
 
     stack = open_stack(str(tmp_path), NET, clock=lambda: NOW)
     good = mine_child(NET.blue_cheese, NET.bits, A)

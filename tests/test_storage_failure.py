@@ -15,11 +15,11 @@ import sqlite3
 
 import pytest
 
-from cheesecoin.errors import StorageError
-from cheesecoin.node import MemberNode
-from cheesecoin.stack import CheeseStack
-from cheesecoin.storage import StoreWriteError, open_stack
-from cheesecoin.testing import ChainBuilder, make_network, mine_child, payment_stack
+from cheesecoin.core.errors import StorageError
+from cheesecoin.core.node import MemberNode
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.storage.sqlite import StoreWriteError, open_stack
+from cheesecoin.testing.chain import ChainBuilder, make_network, payment_stack
 
 NET = make_network("diskfull", bits=1)
 NOW = 4e9

@@ -13,10 +13,11 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python import usage
 
-from cheesecoin import tracker_tap
-from cheesecoin.lineproto import BusyProtocol
-from cheesecoin.errors import ProtocolError
-from cheesecoin.tracker import TrackerFactory, TrackerProtocol, TrackerRegistry
+from cheesecoin.tracker import tap as tracker_tap
+from cheesecoin.wire.lineproto import BusyProtocol
+from cheesecoin.core.errors import ProtocolError
+from cheesecoin.tracker.registry import TrackerRegistry
+from cheesecoin.tracker.server import TrackerFactory, TrackerProtocol
 
 # -- the registry alone ------------------------------------------------------------
 
@@ -545,7 +546,8 @@ def test_a_registration_is_replaced_only_from_the_same_remote_address() -> None:
 
 
 def test_ipv4_mapped_remote_addresses_compare_as_ipv4() -> None:
-    from cheesecoin.tracker import canonical_ip, registrable_host
+    from cheesecoin.tracker.registry import registrable_host
+    from cheesecoin.util.addresses import canonical_ip
 
     assert canonical_ip("::ffff:203.0.113.5") == "203.0.113.5"
     assert registrable_host("203.0.113.5", canonical_ip("::ffff:203.0.113.5")) == "203.0.113.5"

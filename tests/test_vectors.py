@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from cheesecoin.cheese import (
+from cheesecoin.core.cheese import (
     HEADER_FIELDS,
     compact_announcement,
     header_of,
@@ -21,10 +21,10 @@ from cheesecoin.cheese import (
     preimage,
     DEFAULT_NETWORK_FILE,
 )
-from cheesecoin.errors import InvalidCheese
-from cheesecoin.stack import CheeseStack
-from cheesecoin.testing import key_from_seed
-from cheesecoin.tx import address_of, sign_tx, signing_bytes, txid, verify_signature
+from cheesecoin.core.errors import InvalidCheese
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.testing.chain import key_from_seed
+from cheesecoin.core.tx import address_of, sign_tx, signing_bytes, txid, verify_signature
 from procs import VECTORS, vector
 
 CHAIN = vector("chain-vectors.json")

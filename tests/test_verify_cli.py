@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from cheesecoin.cli import main
-from cheesecoin.cheese import network_from_blue_cheese
+from cheesecoin.cli.main import main
+from cheesecoin.core.cheese import network_from_blue_cheese
 from procs import vector
 
 CHAIN = vector("chain-vectors.json")

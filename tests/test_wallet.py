@@ -10,10 +10,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cheesecoin import wallet as wallet_mod
-from cheesecoin.testing import key_from_seed
-from cheesecoin.tx import txid, verify_signature
-from cheesecoin.wallet import (
+from cheesecoin.storage import wallet as wallet_mod
+from cheesecoin.testing.chain import key_from_seed
+from cheesecoin.core.tx import txid, verify_signature
+from cheesecoin.storage.wallet import (
     WalletError,
     ask_passphrase,
     create_wallet,

@@ -25,11 +25,11 @@ from test_member_protocol import (  # noqa: F401  (re-exported for the suite)
     refused,
 )
 
-from cheesecoin.member import MemberFactory
-from cheesecoin.miner_port import MinerPortFactory
-from cheesecoin.node import MemberNode
-from cheesecoin.stack import CheeseStack
-from cheesecoin.tracker import TrackerFactory
+from cheesecoin.p2p.manager import PeerManager
+from cheesecoin.mining.port import MinerPortFactory
+from cheesecoin.core.node import MemberNode
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.tracker.server import TrackerFactory
 
 
 def storm_scale() -> int:
@@ -58,7 +58,7 @@ class Snapshot:
     mempool: Tuple[str, ...]
 
 
-def snapshot(manager: MemberFactory) -> Snapshot:
+def snapshot(manager: PeerManager) -> Snapshot:
     stack, mempool = manager.node.stack, manager.node.mempool
     return Snapshot(
         stack.tip.smell,
@@ -146,7 +146,7 @@ class CountingBuffer(bytearray):
         return super().find(sub, start, *rest)
 
 
-def member_on(network: Any, clock: Clock, cheeses: List[dict] = (), node_id: str = "aa", **kw: Any) -> MemberFactory:
+def member_on(network: Any, clock: Clock, cheeses: List[dict] = (), node_id: str = "aa", **kw: Any) -> PeerManager:
     """Like ``make_member``, on any network, with the stack's clock following ``clock``."""
     from twisted.internet.defer import Deferred
 
@@ -156,7 +156,7 @@ def member_on(network: Any, clock: Clock, cheeses: List[dict] = (), node_id: str
     node = MemberNode(stack, node_id=node_id, clock=clock.seconds)
     kw.setdefault("dialer", lambda host, port, factory: Deferred())
     kw.setdefault("target_peers", 0)
-    manager = MemberFactory(node, reactor=clock, **kw)
+    manager = PeerManager(node, reactor=clock, **kw)
     manager.listen_port = 24331
     return manager
 
@@ -169,8 +169,8 @@ def same_chain(a: Snapshot, b: Snapshot) -> bool:
 def mine(parent: dict, miner: str, txs: List[dict] = (), bits: int = 1, **fields: Any) -> dict:
     """A child of ``parent`` with any header fields overridden, its smell and
     proof of work right for what it holds (so only the rule under test breaks)."""
-    from cheesecoin.cheese import info_hash, preimage_prefix
-    from cheesecoin.pow import search_nonce
+    from cheesecoin.core.cheese import info_hash, preimage_prefix
+    from cheesecoin.core.pow import search_nonce
 
     info = fields.pop("unit_of_information", {"miner": miner, "transactions": list(txs)})
     cheese = {

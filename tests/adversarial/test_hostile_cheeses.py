@@ -29,12 +29,12 @@ from hostile import (
     snapshot,
 )
 
-from cheesecoin import member as member_mod
-from cheesecoin.cheese import compute_smell, meets_pow
-from cheesecoin.errors import RULE_NUMBERS
-from cheesecoin.stack import FUTURE_LIMIT, CheeseStack
-from cheesecoin.testing import key_from_seed, make_network
-from cheesecoin.tx import address_of, sign_tx, txid
+from cheesecoin.p2p import protocol as protocol_mod
+from cheesecoin.core.cheese import compute_smell, meets_pow
+from cheesecoin.core.errors import RULE_NUMBERS
+from cheesecoin.core.stack import FUTURE_LIMIT, CheeseStack
+from cheesecoin.testing.chain import key_from_seed, make_network
+from cheesecoin.core.tx import address_of, sign_tx, txid
 
 CAROL = address_of(key_from_seed("hostile-carol"))
 OTHER = "cd" * 32
@@ -92,7 +92,7 @@ def test_each_broken_rule_is_refused_with_its_number_and_changes_nothing(rule: s
     assert f"rule {RULE_NUMBERS[rule]} ({rule})" in error["message"]
     assert same_chain(snapshot(manager), before)
     permanent = rule != "timestamp-future"
-    assert raw.proto.score == (member_mod.ERROR_POINTS["invalid-cheese"] if permanent else 0)
+    assert raw.proto.score == (protocol_mod.ERROR_POINTS["invalid-cheese"] if permanent else 0)
     assert not raw.closed
     # A child of the broken cheese is refused too (bad-parent, or an orphan of a cheese we never took).
     if permanent and bad.get("smell") in manager.node.stack.invalid:
@@ -136,7 +136,7 @@ def test_a_longer_branch_hiding_an_invalid_cheese_leaves_the_best_valid_prefix(r
         reference.add_cheese(cheese)
     assert stack.ledger == reference.ledger
     assert not any(stack.is_best(c["smell"]) for c in branch[19:])
-    assert raw.proto.score >= member_mod.ERROR_POINTS["invalid-cheese"]
+    assert raw.proto.score >= protocol_mod.ERROR_POINTS["invalid-cheese"]
     if delivery == "announce":  # the bad cheese and its descendants: banned after four
         assert manager.is_banned("203.0.113.5") and raw.closed
 
@@ -255,7 +255,7 @@ def test_double_spends_across_reorganisations_leave_the_ledger_and_mempool_right
 
 
 def test_bits_below_the_network_minimum_are_refused() -> None:
-    from cheesecoin.errors import InvalidCheese
+    from cheesecoin.core.errors import InvalidCheese
 
     network = make_network(name="hostile-minbits", bits=2, timestamp=NOW - 10**6)
     manager = member_on(network, new_clock())

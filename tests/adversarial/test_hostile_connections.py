@@ -15,8 +15,10 @@ from twisted.internet.testing import StringTransport
 from hostile import Raw, addr, chain, make_member, new_clock, refused, snapshot
 
 
-from cheesecoin import member as member_mod
-from cheesecoin.member import MemberFactory
+from cheesecoin.wire import limits as limits_mod
+from cheesecoin.p2p import manager as manager_mod
+from cheesecoin.p2p import protocol as protocol_mod
+from cheesecoin.p2p.manager import PeerManager
 
 
 def test_the_per_ip_cap_holds_below_the_inbound_cap_and_evicts_nobody() -> None:
@@ -24,7 +26,7 @@ def test_the_per_ip_cap_holds_below_the_inbound_cap_and_evicts_nobody() -> None:
     mine = [Raw(manager, host="198.51.100.1") for _ in range(3)]
     others = [Raw(manager, host=f"198.51.100.{i}") for i in range(2, 6)]
     for _ in range(100):
-        assert refused(manager.buildProtocol(addr("198.51.100.1")))
+        assert refused(manager.factory.buildProtocol(addr("198.51.100.1")))
     assert manager.per_ip["198.51.100.1"] == 3 and manager.refused == 100
     assert not any(r.closed for r in mine + others)
 
@@ -38,7 +40,7 @@ def test_a_connection_flood_from_one_address_cannot_push_out_the_others() -> Non
         honest.append(raw)
     accepted = []
     for _ in range(1000):
-        proto = manager.buildProtocol(addr("203.0.113.66"))
+        proto = manager.factory.buildProtocol(addr("203.0.113.66"))
         if not refused(proto):
             proto.makeConnection(StringTransport(peerAddress=addr("203.0.113.66")))
             accepted.append(proto)
@@ -49,7 +51,7 @@ def test_a_connection_flood_from_one_address_cannot_push_out_the_others() -> Non
     assert accepted[0].closing  # the flood's second connection evicted its first
 
 
-def connect_inbound(manager: MemberFactory, host: str, node_id: str, clock: Any, age: float = 1.0) -> Raw:
+def connect_inbound(manager: PeerManager, host: str, node_id: str, clock: Any, age: float = 1.0) -> Raw:
     clock.advance(age)
     raw = Raw(manager, host=host)
     raw.hello(node_id=node_id)
@@ -70,12 +72,12 @@ def test_eviction_keeps_the_useful_peers() -> None:
         replies = peers[name].send({"type": "ANNOUNCE", "cheese": cheeses[n + 1]})
         assert not [r for r in replies if r["type"] == "ERROR"]
     peers["p9"].send(b"garbage")
-    assert peers["p9"].proto.score == member_mod.ERROR_POINTS["bad-json"]
+    assert peers["p9"].proto.score == protocol_mod.ERROR_POINTS["bad-json"]
     protected = {"p0", "p1", "p2", "p3",  # the four oldest
                  "p5", "p6", "p7", "p8"}  # the four latest deliverers (p4 delivered earliest)
     # A newcomer evicts the misbehaving peer first.
     clock.advance(1)
-    newcomer = manager.buildProtocol(addr("203.0.113.1"))
+    newcomer = manager.factory.buildProtocol(addr("203.0.113.1"))
     newcomer.makeConnection(StringTransport(peerAddress=addr("203.0.113.1")))
     assert [name for name, raw in peers.items() if raw.closed] == ["p9"]
     # A stream of newcomers then evicts its own kind (the newest, handshaken or
@@ -83,7 +85,7 @@ def test_eviction_keeps_the_useful_peers() -> None:
     for k in range(2, 50):
         clock.advance(1)
         previous = newcomer
-        newcomer = manager.buildProtocol(addr(f"203.0.113.{k}"))
+        newcomer = manager.factory.buildProtocol(addr(f"203.0.113.{k}"))
         newcomer.makeConnection(StringTransport(peerAddress=addr(f"203.0.113.{k}")))
         if k % 2:
             hello_back(newcomer, f"{k + 100:x}")
@@ -114,7 +116,7 @@ def test_eviction_protects_a_peer_we_are_syncing_from_and_refuses_when_all_are_p
     source.hello(node_id="02", height=10, tip=cheeses[-1]["smell"], work="22")
     assert source.proto.download is not None
     for k in range(5):
-        assert refused(manager.buildProtocol(addr(f"203.0.113.{k}")))
+        assert refused(manager.factory.buildProtocol(addr(f"203.0.113.{k}")))
     assert not old.closed and not source.closed
     assert manager.refused == 5
 
@@ -158,7 +160,7 @@ def hello_back(proto: Any, node_id: str) -> None:
     )
 
 
-def two_outbound_peers(bad: Tuple[str, int], good: Tuple[str, int]) -> Tuple[Any, MemberFactory, Dialer]:
+def two_outbound_peers(bad: Tuple[str, int], good: Tuple[str, int]) -> Tuple[Any, PeerManager, Dialer]:
     """A member that dialled ``bad`` and ``good`` (both handshaken); then ``bad``
     sends ten junk lines and its connection is lost. The dial log is cleared."""
     clock = new_clock()
@@ -183,12 +185,12 @@ def test_a_misbehaving_outbound_peer_is_banned_and_not_redialled_until_the_ban_e
     bad = ("203.0.113.7", 24331)
     clock, manager, dialer = two_outbound_peers(bad, ("198.51.100.8", 24331))
     assert manager.is_banned("203.0.113.7")
-    for _ in range(int(member_mod.BAN_SECONDS // member_mod.REFILL_INTERVAL) - 2):
-        clock.advance(member_mod.REFILL_INTERVAL)
+    for _ in range(int(manager_mod.BAN_SECONDS // manager_mod.REFILL_INTERVAL) - 2):
+        clock.advance(manager_mod.REFILL_INTERVAL)
         manager.tick()
     assert bad not in dialer.dials
-    assert refused(manager.buildProtocol(addr("203.0.113.7")))  # not accepted inbound either
-    clock.advance(3 * member_mod.REFILL_INTERVAL)
+    assert refused(manager.factory.buildProtocol(addr("203.0.113.7")))  # not accepted inbound either
+    clock.advance(3 * manager_mod.REFILL_INTERVAL)
     manager.tick()
     assert bad in dialer.dials  # the ban is over: a second chance
 
@@ -198,11 +200,11 @@ def test_a_misbehaving_loopback_peer_is_closed_never_banned_and_its_address_rest
     clock, manager, dialer = two_outbound_peers(bad, ("127.0.0.1", 24401))
     assert not manager.banned
     for _ in range(20):
-        clock.advance(member_mod.REFILL_INTERVAL)
+        clock.advance(manager_mod.REFILL_INTERVAL)
         manager.tick()
     assert bad not in dialer.dials
-    assert not refused(manager.buildProtocol(addr("127.0.0.1")))  # loopback still welcome inbound
-    clock.advance(member_mod.BAN_SECONDS)
+    assert not refused(manager.factory.buildProtocol(addr("127.0.0.1")))  # loopback still welcome inbound
+    clock.advance(manager_mod.BAN_SECONDS)
     manager.tick()
     assert bad in dialer.dials
 
@@ -220,12 +222,12 @@ def test_unsolicited_peers_cannot_rewrite_the_address_book() -> None:
     for k in range(0, 2000, 100):
         raw.send({"type": "PEERS", "peers": fake[k : k + 100]})
         raw.send({"type": "PEERS", "peers": fake[k : k + 100], "id": 99})
-    assert set(manager.known) == {("198.51.100.1", 24331), ("203.0.113.5", 5000)}  # the peer itself
+    assert set(manager.addresses.known) == {("198.51.100.1", 24331), ("203.0.113.5", 5000)}  # the peer itself
     raw.proto.request({"type": "GET_PEERS"})
     [ask] = raw.replies()
     raw.send({"type": "PEERS", "peers": fake[:100], "id": ask["id"]})
     raw.send({"type": "PEERS", "peers": fake[100:200], "id": ask["id"]})  # answered once only
-    assert len(manager.known) == 2 + member_mod.PEERS_PER_REPLY
+    assert len(manager.addresses.known) == 2 + limits_mod.PEERS_PER_REPLY
 
 
 def test_an_impostor_claiming_a_connected_peers_node_id_cannot_push_it_out() -> None:

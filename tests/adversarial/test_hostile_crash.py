@@ -24,10 +24,10 @@ import pytest
 from hostile import storm_scale
 from procs import Proc, free_port, http_json, wait_until
 
-from cheesecoin.cheese import Network
-from cheesecoin.stack import CheeseStack
-from cheesecoin.storage import open_stack
-from cheesecoin.testing import make_network, payment_stack
+from cheesecoin.core.cheese import Network
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.storage.sqlite import open_stack
+from cheesecoin.testing.chain import make_network, payment_stack
 
 pytestmark = [pytest.mark.storm, pytest.mark.slow]
 
@@ -107,7 +107,7 @@ def long_stack() -> List[dict]:
 
 
 def test_a_syncing_member_killed_at_random_moments_always_reloads_a_valid_stack(tmp_path, procs, long_stack) -> None:
-    from cheesecoin.cheese import network_from_blue_cheese
+    from cheesecoin.core.cheese import network_from_blue_cheese
 
     network = network_from_blue_cheese(long_stack[0])
     network_file = network_file_for(tmp_path, network)

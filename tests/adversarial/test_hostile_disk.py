@@ -22,8 +22,8 @@ import pytest
 
 from procs import Proc, free_port, http_json, wait_until
 
-from cheesecoin.storage import open_stack
-from cheesecoin.testing import make_network, payment_stack
+from cheesecoin.storage.sqlite import open_stack
+from cheesecoin.testing.chain import make_network, payment_stack
 
 pytestmark = pytest.mark.slow
 

@@ -29,9 +29,10 @@ from hostile import (
     snapshot,
 )
 
-from cheesecoin import member as member_mod
-from cheesecoin.testing import mine_child
-from cheesecoin.wire import MAX_LINE
+from cheesecoin.p2p import manager as manager_mod
+from cheesecoin.p2p import protocol as protocol_mod
+from cheesecoin.testing.chain import mine_child
+from cheesecoin.wire.codec import MAX_LINE
 
 ALL = sorted(ENDPOINTS)
 
@@ -212,7 +213,7 @@ def _member_field_cases() -> List[Any]:
 @pytest.mark.parametrize("name, field, value", _member_field_cases())
 def test_member_wrong_type_in_every_field_is_bad_message(name: str, field: str, value: Any) -> None:
     from hostile import ADDR, BOB, KEY
-    from cheesecoin.tx import sign_tx
+    from cheesecoin.core.tx import sign_tx
 
     clock = new_clock()
     cheeses = chain(3, miner=ADDR)
@@ -266,7 +267,7 @@ def test_a_cheese_with_a_wrong_type_in_any_field_is_invalid_cheese(field: str, v
 @pytest.mark.parametrize("value", [None, True, 1.5, "x", -1, 2**64, [], {}, "ab" * 32], ids=lambda v: type(v).__name__ + str(v)[:5])
 def test_a_tx_with_a_wrong_value_in_any_field_is_invalid_tx(field: str, value: Any) -> None:
     from hostile import ADDR, BOB, KEY
-    from cheesecoin.tx import sign_tx
+    from cheesecoin.core.tx import sign_tx
 
     clock = new_clock()
     manager = make_member("aa", clock, chain(2, miner=ADDR))
@@ -338,7 +339,7 @@ def test_nothing_but_hello_and_error_is_accepted_before_the_handshake() -> None:
         [error] = raw.send(msg)
         assert error["code"] == "handshake-required"
     assert raw.send({"type": "ERROR", "code": "busy", "message": "x"}) == []  # never answered
-    assert snapshot(manager) == before and not manager.known and not raw.closed
+    assert snapshot(manager) == before and not manager.addresses.known and not raw.closed
 
 
 @pytest.mark.parametrize("behaviour", ["silent", "partial-line", "pings-only"])
@@ -347,17 +348,17 @@ def test_no_handshake_within_the_timeout_closes_the_connection(behaviour: str) -
     manager = make_member("aa", clock)
     raw = Raw(manager, host="203.0.113.8")
     waited = 0.0
-    while waited < member_mod.HANDSHAKE_TIMEOUT - member_mod.REFILL_INTERVAL:
+    while waited < manager_mod.HANDSHAKE_TIMEOUT - manager_mod.REFILL_INTERVAL:
         if behaviour == "partial-line":
             raw.proto.dataReceived(b'{"type":"HEL')  # a byte now and then, never a line
         elif behaviour == "pings-only":
             raw.send({"type": "PING"})
-        clock.advance(member_mod.REFILL_INTERVAL)
-        waited += member_mod.REFILL_INTERVAL
+        clock.advance(manager_mod.REFILL_INTERVAL)
+        waited += manager_mod.REFILL_INTERVAL
         manager.tick()
         assert not raw.transport.disconnected, f"closed after {waited} s"
     for _ in range(2):
-        clock.advance(member_mod.REFILL_INTERVAL)
+        clock.advance(manager_mod.REFILL_INTERVAL)
         manager.tick()
     assert raw.transport.disconnected and not raw.proto.ready
     assert not manager.is_banned("203.0.113.8")  # slow is not misbehaving
@@ -479,7 +480,7 @@ def test_a_thousand_orphans_stay_within_the_bounded_pool() -> None:
     # One download at a time, not a thousand (the other pending request: the handshake's STATS).
     assert len(asked) == 1 and len(raw.proto.pending) == 2
     assert snapshot(manager) == before
-    clock.advance(member_mod.REQUEST_TIMEOUT + 1)  # the announcer never answers: the download ends
+    clock.advance(protocol_mod.REQUEST_TIMEOUT + 1)  # the announcer never answers: the download ends
     assert raw.proto.download is None and not raw.proto.pending
     assert snapshot(manager) == before
 

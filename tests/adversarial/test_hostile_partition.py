@@ -26,8 +26,8 @@ import pytest
 
 from procs import TWISTD, Proc
 
-from cheesecoin.pow import search_nonce
-from cheesecoin.testing import make_network
+from cheesecoin.core.pow import search_nonce
+from cheesecoin.testing.chain import make_network
 
 pytestmark = pytest.mark.slow
 

@@ -16,10 +16,10 @@ from typing import List
 
 import pytest
 
-from procs import Proc, free_port, http_json, wait_until
+from procs import Proc, free_port, http_json
 
-from cheesecoin.storage import open_stack
-from cheesecoin.testing import ChainBuilder, make_network, payment_stack
+from cheesecoin.storage.sqlite import open_stack
+from cheesecoin.testing.chain import ChainBuilder, make_network, payment_stack
 
 pytestmark = pytest.mark.slow
 

@@ -21,12 +21,12 @@ import pytest
 from procs import Proc, free_port, http_json
 from test_member_tap import run_member
 
-from cheesecoin.cheese import canonical
-from cheesecoin.reindex import reindex
-from cheesecoin.stack import CheeseStack
-from cheesecoin.storage import DB_NAME, StorageError, open_stack
-from cheesecoin.testing import key_from_seed, make_network, mine_child, payment_stack
-from cheesecoin.tx import address_of, sign_tx
+from cheesecoin.core.cheese import canonical
+from cheesecoin.storage.reindex import reindex
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.storage.sqlite import DB_NAME, StorageError, open_stack
+from cheesecoin.testing.chain import key_from_seed, make_network, mine_child, payment_stack
+from cheesecoin.core.tx import address_of, sign_tx
 
 NET = make_network("reindextest", bits=1, timestamp=int(time.time()) - 10**6)
 ALICE = key_from_seed("reindex-alice")

@@ -8,7 +8,7 @@ import re
 
 from test_protocol_doc import check_limits_table
 
-from cheesecoin.member import ERROR_POINTS
+from cheesecoin.p2p.protocol import ERROR_POINTS
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 with open(os.path.join(ROOT, "docs", "security.md"), encoding="utf-8") as f:

@@ -1,0 +1,250 @@
+"""``cheesecoin verify`` and ``cheesecoin network new``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import threading
+import time
+from typing import Any, Dict, Iterator, List, Set
+
+from cheesecoin.core.cheese import NetworkError, mine_blue_cheese, network_from_blue_cheese
+from cheesecoin.core.errors import InvalidCheese
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.core.tx import fast_shape, signing_bytes, verify_batch
+from cheesecoin.util.cores import usable_cores
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="check a stack file (a JSON array of cheeses, Blue Cheese first)",
+        description="Check every rule on a JSON array of cheeses, Blue Cheese first, and print "
+        '{"height", "tip", "work", "balances"} (exit 0). An invalid cheese: exit 1, the sequence '
+        "number and rule on stderr. A file that is not such an array: exit 2.",
+    )
+    p.add_argument("stack", metavar="STACK.json", help="the stack file")
+    p.add_argument(
+        "--workers",
+        type=_non_negative,
+        default=0,
+        help="processes that check signatures (default: every core; 1 checks in this process)",
+    )
+    p.set_defaults(handler=cmd_verify)
+
+    r = sub.add_parser(
+        "reindex",
+        help="rebuild a stopped member's database from its stored cheeses",
+        description="Re-validate every stored cheese of DATA_DIR that still parses (every rule, signatures "
+        "included) into a fresh database and swap it in; the old one is kept as stack.sqlite3.bak. "
+        "Stop the member first. Prints a summary; exit 1 with one line on stderr if the database "
+        "cannot be read at all.",
+    )
+    r.add_argument("data_dir", metavar="DATA_DIR", help="the member's data directory")
+    r.add_argument("--network", default=None, help="network file (default: the cheesecoin network)")
+    r.set_defaults(handler=cmd_reindex)
+
+    net = sub.add_parser("network", help="make networks", description="Make CheeseCoin networks.")
+    net_sub = net.add_subparsers(dest="network_command", metavar="ACTION")
+    net_sub.required = True
+    new = net_sub.add_parser(
+        "new",
+        help="mine a new Blue Cheese (a network file) and print it",
+        description="Mine a new Blue Cheese and print it on stdout as a network file.",
+    )
+    new.add_argument("--name", required=True, help="the network's name")
+    new.add_argument("--bits", type=int, required=True, help="starting and lowest difficulty, 1 to 160")
+    new.add_argument("--target-spacing", type=int, default=10, help="seconds between cheeses (default 10)")
+    new.add_argument(
+        "--retarget-interval", type=int, default=20, help="cheeses between retargets, 0 for none (default 20)"
+    )
+    new.add_argument("--reward", type=int, default=50, help="coins per cheese for its miner (default 50)")
+    new.add_argument("--max-transactions", type=int, default=1000, help="per cheese (default 1000)")
+    new.add_argument("--note", default="", help="a note in the Blue Cheese")
+    new.add_argument("--timestamp", type=int, default=None, help="Unix time (default now)")
+    new.set_defaults(handler=cmd_network_new)
+
+
+def _non_negative(text: str) -> int:
+    """An argparse type: a whole number, 0 or more (argparse reports the error in one line)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number of 0 or more")
+    return int(text)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"cheesecoin verify: {message}", file=sys.stderr)
+    return code
+
+
+def _read_stack(path: str) -> Any:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror}")
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ValueError(f"{path} is not JSON")
+    if not isinstance(value, list):
+        raise ValueError(f"{path} is not a JSON array of cheeses")
+    if not value:
+        raise ValueError(f"{path} is an empty array: a stack starts with its Blue Cheese")
+    if not all(isinstance(c, dict) for c in value):
+        raise ValueError(f"{path} is not an array of cheeses (every item must be a JSON object)")
+    return value
+
+
+class SignatureChecks:
+    """Checks the signature of every well-formed transaction of a stack file,
+    in worker processes while the caller checks everything else (or lazily,
+    chunk by chunk, in this process with one worker)."""
+
+    def __init__(self, cheeses: List[dict], workers: int) -> None:
+        items, self.owners = [], []
+        self.last_item: Dict[int, int] = {}  # cheese index -> index of its last item
+        for i, cheese in enumerate(cheeses):
+            info = cheese.get("unit_of_information")
+            txs = info.get("transactions") if isinstance(info, dict) else None
+            for tx in txs if isinstance(txs, list) else ():
+                # A cheap shape check: a malformed transaction fails here or in
+                # the worker, and the stack then finds its exact fault itself.
+                if fast_shape(tx):
+                    items.append((tx["from"], tx["signature"], signing_bytes(tx)))
+                    self.owners.append(i)
+                    self.last_item[i] = len(items) - 1
+        size = max(256, len(items) // (max(1, workers) * 8) + 1)
+        chunks = [items[k : k + size] for k in range(0, len(items), size)]
+        self.chunk_sizes = iter([len(c) for c in chunks])
+        self.done = 0  # items checked so far
+        self.bad: Set[int] = set()
+        self.pool = None
+        if workers <= 1 or len(chunks) <= 1:
+            self.results: Iterator[List[int]] = map(verify_batch, chunks)
+            return
+        # fork is quick and safe in a single-threaded process (the command);
+        # with other threads running (inside a service) it can deadlock.
+        method = "fork" if threading.active_count() == 1 else "forkserver"
+        if method not in multiprocessing.get_all_start_methods():
+            method = "spawn"
+        self.pool = multiprocessing.get_context(method).Pool(workers)
+        self.results = self.pool.imap(verify_batch, chunks)
+
+    def has_bad_signature(self, index: int) -> bool:
+        """True if cheese ``index`` holds a well-formed transaction whose signature fails."""
+        need = self.last_item.get(index)
+        while need is not None and self.done <= need:
+            offset = self.done
+            self.bad.update(self.owners[offset + j] for j in next(self.results))
+            self.done += next(self.chunk_sizes)
+        return index in self.bad
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()  # let the workers finish and exit; terminate() can leave a queue lock held
+            self.pool.join()
+            self.pool = None
+
+
+def verify_stack(cheeses: List[dict], workers: int = 1, clock=time.time) -> CheeseStack:
+    """Check a stack; raises NetworkError for the Blue Cheese, InvalidCheese (with .index)."""
+    network = network_from_blue_cheese(cheeses[0])
+    stack = CheeseStack(network, clock=clock, index_txs=False, max_orphans=0)
+    signatures = SignatureChecks(cheeses, workers)
+    try:
+        for i, cheese in enumerate(cheeses[1:], start=1):
+            try:
+                if cheese.get("parent_smell") not in stack and cheese.get("sequence_number") != 0:
+                    stack.check_context_free(cheese)
+                    raise InvalidCheese(
+                        "bad-parent", f"the parent {str(cheese.get('parent_smell'))[:40]} is not earlier in the file"
+                    )
+                stack.add_cheese(cheese, check_signatures=signatures.has_bad_signature(i))
+            except InvalidCheese as e:
+                e.index = i  # type: ignore[attr-defined]
+                raise
+    finally:
+        signatures.close()
+    return stack
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    try:
+        cheeses = _read_stack(args.stack)
+    except ValueError as e:
+        return _fail(str(e), 2)
+    workers = args.workers if args.workers > 0 else usable_cores()
+    try:
+        stack = verify_stack(cheeses, workers)
+    except NetworkError as e:
+        return _fail(f"cheese 0 (sequence_number 0) is not a valid Blue Cheese: {e}", 1)
+    except InvalidCheese as e:
+        i = getattr(e, "index", "?")
+        seq = cheeses[i].get("sequence_number") if isinstance(i, int) else "?"
+        return _fail(
+            f"cheese {i} (sequence_number {seq}) broke rule {e.rule_number} ({e.rule}): {e.message}", 1
+        )
+    print(
+        json.dumps(
+            {
+                "height": stack.height,
+                "tip": stack.tip.smell,
+                "work": str(stack.work),
+                "balances": dict(sorted(stack.ledger.balances.items())),
+            }
+        )
+    )
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from cheesecoin.core.cheese import load_network
+    from cheesecoin.storage.reindex import reindex
+    from cheesecoin.storage.sqlite import StorageError
+
+    try:
+        network = load_network(args.network)
+        result = reindex(args.data_dir, network, log=lambda line: print(f"cheesecoin reindex: {line}", file=sys.stderr))
+    except (NetworkError, StorageError, OSError) as e:
+        print(f"cheesecoin reindex: {e}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0
+
+
+def cmd_network_new(args: argparse.Namespace) -> int:
+    problems = []
+    if not 1 <= args.bits <= 160:
+        problems.append("--bits must be 1 to 160")
+    if args.bits > 40:
+        problems.append("--bits above 40 would take this machine years to mine")
+    for name in ("target_spacing", "retarget_interval", "reward", "max_transactions", "timestamp"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value < 2**63:
+            problems.append(f"--{name.replace('_', '-')} must be a whole number from 0 to {2**63 - 1}")
+    if args.retarget_interval == 1:
+        problems.append("--retarget-interval must be 0 (off) or at least 2")
+    if args.retarget_interval and args.target_spacing < 1:
+        problems.append("--target-spacing must be at least 1")
+    if not args.name:
+        problems.append("--name must not be empty")
+    if problems:
+        print(f"cheesecoin network new: {problems[0]}", file=sys.stderr)
+        return 2
+    cheese = mine_blue_cheese(
+        args.name,
+        args.bits,
+        int(time.time()) if args.timestamp is None else args.timestamp,
+        args.target_spacing,
+        args.retarget_interval,
+        args.reward,
+        args.max_transactions,
+        args.note,
+    )
+    network_from_blue_cheese(cheese)  # the file we print must load
+    print(json.dumps(cheese, indent=2))
+    return 0

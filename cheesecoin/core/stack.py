@@ -1,0 +1,464 @@
+"""The cheese stack: a tree of known cheeses and the best stack through it.
+
+Pure Python, no Twisted (docs/protocol.md section 3). ``CheeseStack`` keeps every
+valid cheese it has seen as a ``Node`` in a tree, follows the branch with the
+most cumulative work (first seen wins ties), keeps the ledger at its tip,
+reorganises with ledger rollback, holds a bounded pool of orphans and answers
+locator and range queries. Bodies live in a store (``MemoryStore`` here,
+``cheesecoin.storage.sqlite.SqliteStore`` on disk; ``cheesecoin.core.tree``); every accepted cheese is written
+in one store transaction together with the tip it leads to.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+from cheesecoin.core.cheese import (
+    Network,
+    check_header_format,
+    check_member_info,
+    check_smell,
+)
+from cheesecoin.core.errors import InvalidCheese
+from cheesecoin.core.ledger import Ledger
+from cheesecoin.core.formats import MAX_COUNT, MAX_LINE
+from cheesecoin.core.tree import AddResult, MemoryStore, Node, OrphanPool  # noqa: F401  (AddResult: part of the API)
+from cheesecoin.core.tx import txid, verify_signature
+
+FUTURE_LIMIT = 120  # seconds a timestamp may be ahead of local time (rule 4)
+
+
+class CheeseStack:
+    """All known cheeses as a tree, the best stack, its ledger and its indexes."""
+
+    def __init__(
+        self,
+        network: Network,
+        store: Any = None,
+        clock: Callable[[], float] = time.time,
+        max_orphans: int = 256,
+        index_txs: bool = True,
+        max_invalid: int = 100_000,
+    ) -> None:
+        self.network = network
+        self.store = store if store is not None else MemoryStore()
+        self.clock = clock
+        self.index_txs = index_txs
+        self.nodes: Dict[str, Node] = {}
+        self.main: List[Node] = []
+        self.ledger = Ledger()
+        self.orphans = OrphanPool(max_orphans)
+        self.invalid: "OrderedDict[str, str]" = OrderedDict()
+        self.max_invalid = max_invalid
+        self.tx_index: Dict[str, int] = {}  # txid -> height on the best stack
+        self._order = 0
+        self._best: Optional[Node] = None
+        self._pending_invalid: List[Tuple[str, str]] = []
+        self._uncommitted: Dict[str, dict] = {}
+        self._last_error = ""
+        self._load()
+
+    # -- loading ---------------------------------------------------------------
+
+    def _new_node(self, cheese: dict, parent: Optional[Node]) -> Node:
+        node = Node(cheese["smell"], parent, cheese["sequence_number"], cheese["bits"], cheese["timestamp"], self._order)
+        self._order += 1
+        self.nodes[node.smell] = node
+        return node
+
+    def _load(self) -> None:
+        blue = self.network.blue_cheese
+        rows, tip_smell, invalid = self.store.load()
+        rows = iter(rows)  # stored cheeses are streamed: only their nodes stay in memory
+        first = next(rows, None)
+        if first is not None and first["smell"] != blue["smell"]:
+            raise ValueError("the stored stack belongs to another network")
+        genesis = self._new_node(blue, None)
+        self.main = [genesis]
+        self._best = genesis
+        if first is None:
+            self.store.commit([(genesis, blue)], [], genesis.smell)
+        for cheese in rows:
+            parent = self.nodes.get(cheese["parent_smell"])
+            if parent is None:
+                raise ValueError(f"stored cheese {cheese['smell']} has no stored parent")
+            node = self._new_node(cheese, parent)
+            if cheese["smell"] in invalid or parent.invalid:
+                node.invalid = invalid.get(cheese["smell"], "bad-parent")
+                self._remember_invalid(node.smell, node.invalid)
+        # Reload to the stored tip without re-checking signatures, then let the
+        # usual rule (most work, first seen) decide.
+        target = self.nodes.get(tip_smell or "")
+        if target is not None and not target.invalid:
+            self._best = target
+        else:
+            self._best = self._scan_best()
+        self._activate(check_signatures=False)
+        self._best = self._scan_best(prefer=self.tip)
+        self._activate(check_signatures=False)
+        if self.store.tip != self.tip.smell or self._pending_invalid:
+            self.store.commit([], self._pending_invalid, self.tip.smell)
+        self._pending_invalid = []
+
+    # -- queries ---------------------------------------------------------------
+
+    @property
+    def tip(self) -> Node:
+        return self.main[-1]
+
+    @property
+    def height(self) -> int:
+        return len(self.main) - 1
+
+    @property
+    def work(self) -> int:
+        return self.tip.work
+
+    def __contains__(self, smell: str) -> bool:
+        return smell in self.nodes
+
+    def on_main(self, node: Node) -> bool:
+        return node.height < len(self.main) and self.main[node.height] is node
+
+    def get_cheese(self, smell: str) -> Optional[dict]:
+        if smell not in self.nodes:
+            return None
+        return self.store.get(smell)
+
+    def get_text(self, smell: str) -> Optional[str]:
+        if smell not in self.nodes:
+            return None
+        return self.store.get_text(smell)
+
+    def get_by_height(self, height: int) -> Optional[dict]:
+        if 0 <= height < len(self.main):
+            return self.store.get(self.main[height].smell)
+        return None
+
+    def is_best(self, smell: str) -> bool:
+        node = self.nodes.get(smell)
+        return node is not None and self.on_main(node)
+
+    def ancestor(self, node: Node, height: int) -> Node:
+        """The ancestor of ``node`` at ``height`` (height <= node.height)."""
+        while node.height > height and not self.on_main(node):
+            node = node.parent  # type: ignore[assignment]
+        return self.main[height] if self.on_main(node) else node
+
+    def next_bits(self, parent: Node) -> int:
+        """The bits of a child of ``parent`` (the difficulty rule)."""
+        interval = self.network.retarget_interval
+        n = parent.height + 1
+        if interval == 0 or n % interval != 0:
+            return parent.bits
+        actual = max(1, parent.timestamp - self.ancestor(parent, n - interval).timestamp)
+        expected = self.network.target_spacing * (interval - 1)
+        up = max([k for k in range(5) if actual * 2**k <= expected], default=0)
+        down = max([k for k in range(5) if actual >= expected * 2**k], default=0)
+        return min(160, max(self.network.bits, parent.bits + up - down))
+
+    def locator(self) -> List[str]:
+        """Smells of the best stack from the tip back: 10 dense, then doubling steps."""
+        out = []
+        height, step = self.height, 1
+        while height > 0:
+            out.append(self.main[height].smell)
+            if len(out) >= 10:
+                step *= 2
+            height -= step
+        out.append(self.main[0].smell)
+        return out
+
+    def fork_height(self, locator: Iterable[str]) -> int:
+        """Height of the first locator smell on the best stack (0 if none)."""
+        for smell in locator:
+            node = self.nodes.get(smell)
+            if node is not None and self.on_main(node):
+                return node.height
+        return 0
+
+    def range_texts(self, start: int, count: int = MAX_COUNT, max_bytes: int = MAX_LINE - 4096) -> List[str]:
+        """Canonical texts of best-stack cheeses from ``start``, within ``max_bytes``."""
+        out: List[str] = []
+        total = 0
+        for height in range(max(0, start), min(len(self.main), start + max(0, min(count, MAX_COUNT)))):
+            text = self.store.get_text(self.main[height].smell)
+            total += len(text.encode("utf-8")) + 1
+            if total > max_bytes:
+                break
+            out.append(text)
+        return out
+
+    def tx_height(self, tx_id: str) -> Optional[int]:
+        return self.tx_index.get(tx_id)
+
+    # -- adding ----------------------------------------------------------------
+
+    def _remember_invalid(self, smell: str, rule: str) -> None:
+        self.invalid[smell] = rule
+        while len(self.invalid) > self.max_invalid:
+            self.invalid.popitem(last=False)
+
+    def check_context_free(self, cheese: Any) -> str:
+        """Rules 1 and 5 and the context-free part of 6, signatures aside. Returns info_hash."""
+        check_header_format(cheese)
+        if cheese["sequence_number"] == 0:
+            if cheese["smell"] == self.network.smell:
+                return ""
+            raise InvalidCheese("sequence_number", "a cheese with sequence_number 0 must be this network's Blue Cheese")
+        check_member_info(cheese["unit_of_information"], self.network.max_transactions)
+        if cheese["bits"] < self.network.bits:
+            raise InvalidCheese("bits", f"bits {cheese['bits']} is below the network's lowest, {self.network.bits}")
+        return check_smell(cheese)
+
+    def add_cheese(self, cheese: Any, source: Any = None, check_signatures: bool = True) -> AddResult:
+        """Validate and add one cheese; raise InvalidCheese if it is invalid.
+
+        An InvalidCheese raised after the stack changed carries ``.result``.
+        Cheeses in the orphan pool that this one completes are added too.
+        """
+        self.check_context_free(cheese)
+        smell = cheese["smell"]
+        known = self.nodes.get(smell)
+        if (known is not None and not known.invalid) or smell in self.orphans:
+            return AddResult("duplicate", smell)
+        if smell in self.invalid or known is not None:
+            rule = known.invalid if known is not None else self.invalid[smell]
+            raise InvalidCheese(rule, f"cheese {smell} is known to be invalid ({rule})")
+        if cheese["parent_smell"] not in self.nodes:
+            if cheese["parent_smell"] in self.invalid:
+                self._remember_invalid(smell, "bad-parent")
+                raise InvalidCheese("bad-parent", f"the parent {cheese['parent_smell']} is invalid")
+            self.orphans.add(cheese, source)
+            return AddResult("orphan", smell, missing_parent=self.orphans.root_of(smell))
+        old_tip = self.tip
+        result = AddResult("added", smell)
+        error: Optional[InvalidCheese] = None
+        queue: List[Tuple[dict, bool]] = [(cheese, check_signatures)]
+        while queue:
+            item, check_sigs = queue.pop(0)
+            try:
+                self._add_known_parent(item, check_sigs)
+            except InvalidCheese as e:
+                result.invalid.append((item["smell"], e))
+                if item is cheese:
+                    error = e
+                continue
+            except Exception as e:  # the store failed: what was added before it stays
+                self._fill_events(result, old_tip)
+                e.result = result  # type: ignore[attr-defined]
+                raise
+            result.accepted.append(item["smell"])
+            for child, _source in self.orphans.pop_children(item["smell"]):
+                queue.append((child, True))
+        self._fill_events(result, old_tip)
+        if error is not None:
+            error.result = result  # type: ignore[attr-defined]
+            raise error
+        return result
+
+    def _body(self, smell: str) -> dict:
+        cheese = self._uncommitted.get(smell)
+        return cheese if cheese is not None else self.store.get(smell)
+
+    def _add_known_parent(self, cheese: dict, check_signatures: bool) -> None:
+        smell = cheese["smell"]
+        if smell in self.nodes:
+            return
+        if smell in self.invalid:
+            raise InvalidCheese(self.invalid[smell], f"cheese {smell} is known to be invalid")
+        parent = self.nodes[cheese["parent_smell"]]
+        try:
+            self._check_against_parent(cheese, parent)
+            if check_signatures:
+                for i, tx in enumerate(cheese["unit_of_information"]["transactions"]):
+                    if not verify_signature(tx):
+                        raise InvalidCheese("tx-signature", f"transaction {i}: the signature does not verify")
+        except InvalidCheese as e:
+            if e.permanent:
+                self._remember_invalid(smell, e.rule)
+            raise
+        node = self._new_node(cheese, parent)
+        old_tip, old_best = self.tip, self._best
+        self._pending_invalid = []
+        self._uncommitted = {smell: cheese}
+        try:
+            if node.work > self._best.work:  # type: ignore[union-attr]
+                self._best = node
+            self._activate(check_signatures=False)
+            tip_moved = self.store.tip != self.tip.smell
+            try:
+                self.store.commit([(node, cheese)], self._pending_invalid, self.tip.smell if tip_moved else None)
+            except Exception:
+                # Nothing was stored (a full disk, say): what we hold in
+                # memory must not be ahead of the disk, so undo it all.
+                self._undo_add(node, old_tip, old_best)
+                raise
+        finally:
+            self._uncommitted = {}
+            self._pending_invalid = []
+        if node.invalid:
+            raise InvalidCheese(node.invalid, f"cheese {smell} is invalid on its stack: {self._last_error}")
+
+    def _undo_add(self, node: Node, old_tip: Node, old_best: Optional[Node]) -> None:
+        """Take back a new leaf ``node`` whose commit failed: the best stack,
+        ledger and indexes go back to ``old_tip`` and the invalid marks made
+        on the way are forgotten (none of it reached the store)."""
+        for smell, _rule in self._pending_invalid:
+            marked = self.nodes.get(smell)
+            if marked is not None:
+                marked.invalid = None
+            self.invalid.pop(smell, None)
+        if self.tip is not old_tip:
+            self._reorganize_to(old_tip, check_signatures=False, start_tip=old_tip)
+        del self.nodes[node.smell]
+        self._best = old_best
+
+    def _check_against_parent(self, cheese: dict, parent: Node) -> None:
+        if parent.invalid:
+            raise InvalidCheese("bad-parent", f"the parent {parent.smell} is invalid")
+        if cheese["sequence_number"] != parent.height + 1:
+            raise InvalidCheese(
+                "sequence_number", f"sequence_number is {cheese['sequence_number']}, expected {parent.height + 1}"
+            )
+        bits = self.next_bits(parent)
+        if cheese["bits"] != bits:
+            raise InvalidCheese("bits", f"bits is {cheese['bits']}, next_bits of the parent is {bits}")
+        if cheese["timestamp"] < parent.timestamp:
+            raise InvalidCheese("timestamp", f"timestamp {cheese['timestamp']} is before the parent's {parent.timestamp}")
+        now = self.clock()
+        if cheese["timestamp"] > now + FUTURE_LIMIT:
+            raise InvalidCheese(
+                "timestamp-future", f"timestamp {cheese['timestamp']} is more than {FUTURE_LIMIT} s in the future"
+            )
+
+    # -- the best stack ----------------------------------------------------------
+
+    def _scan_best(self, prefer: Optional[Node] = None) -> Node:
+        """The valid node with the most work; on a tie ``prefer`` (the tip we had), then the first seen."""
+        prefer = prefer if prefer is not None and not prefer.invalid else None
+        best = prefer or self.main[0]
+        for node in self.nodes.values():
+            if not node.invalid and (
+                node.work > best.work or (node.work == best.work and best is not prefer and node.order < best.order)
+            ):
+                best = node
+        return best
+
+    def _activate(self, check_signatures: bool) -> None:
+        """Move the tip to the best candidate, marking invalid what fails on the way."""
+        start_tip = self.tip
+        while self._best is not None and self._best is not self.tip:
+            if self._best.work < self.tip.work or (self._best.work == self.tip.work and self.tip is start_tip):
+                self._best = self.tip
+                return
+            self._reorganize_to(self._best, check_signatures, start_tip)
+
+    def _reorganize_to(self, target: Node, check_signatures: bool, start_tip: Node) -> None:
+        branch = []
+        node: Optional[Node] = target
+        while node is not None and not self.on_main(node):
+            branch.append(node)
+            node = node.parent
+        fork = node
+        assert fork is not None
+        while self.tip is not fork:
+            self._disconnect_tip()
+        for node in reversed(branch):
+            cheese = self._body(node.smell)
+            try:
+                self.ledger.apply_cheese(
+                    cheese["unit_of_information"], self.network.reward, check_signatures, check_format=False
+                )
+            except InvalidCheese as e:
+                self._last_error = e.message
+                self._mark_invalid(node, e.rule)
+                self._best = self._scan_best(prefer=start_tip)
+                return
+            self.main.append(node)
+            if self.index_txs:
+                for tx in cheese["unit_of_information"]["transactions"]:
+                    self.tx_index[txid(tx)] = node.height
+
+    def _disconnect_tip(self) -> None:
+        node = self.main.pop()
+        cheese = self._body(node.smell)
+        self.ledger.rollback_cheese(cheese["unit_of_information"], self.network.reward)
+        if self.index_txs:
+            for tx in cheese["unit_of_information"]["transactions"]:
+                self.tx_index.pop(txid(tx), None)
+
+    def _mark_invalid(self, node: Node, rule: str) -> None:
+        """Mark ``node`` and every descendant invalid."""
+        children: Dict[str, List[Node]] = {}
+        for other in self.nodes.values():
+            if other.height > node.height and other.parent is not None:
+                children.setdefault(other.parent.smell, []).append(other)
+        node.invalid = rule
+        marks = [(node, rule)]
+        todo = [node]
+        while todo:
+            for child in children.get(todo.pop().smell, ()):
+                if not child.invalid:
+                    child.invalid = "bad-parent"
+                    marks.append((child, "bad-parent"))
+                    todo.append(child)
+        for marked, why in marks:
+            self._remember_invalid(marked.smell, why)
+            self._pending_invalid.append((marked.smell, why))
+
+    def _fill_events(self, result: AddResult, old_tip: Node) -> None:
+        new_tip = self.tip
+        a, b = old_tip, new_tip
+        down: List[Node] = []
+        up: List[Node] = []
+        while a is not b:
+            if a.height >= b.height:
+                down.append(a)
+                a = a.parent  # type: ignore[assignment]
+            else:
+                up.append(b)
+                b = b.parent  # type: ignore[assignment]
+        result.disconnected = [self.store.get(n.smell) for n in down]
+        result.connected = [self.store.get(n.smell) for n in reversed(up)]
+
+    # -- mining support ----------------------------------------------------------
+
+    def template(self, miner: str, transactions: List[dict], timestamp: Optional[int] = None, note: Optional[str] = None) -> dict:
+        """A candidate child of the tip (without nonce and smell)."""
+        tip = self.tip
+        ts = max(tip.timestamp, int(timestamp if timestamp is not None else self.clock()))
+        info: Dict[str, Any] = {"miner": miner, "transactions": list(transactions)}
+        if note is not None:
+            info["note"] = note
+        return {
+            "parent_smell": tip.smell,
+            "sequence_number": tip.height + 1,
+            "timestamp": ts,
+            "bits": self.next_bits(tip),
+            "unit_of_information": info,
+        }
+
+    def batch(self) -> "_Batch":
+        """A context in which commits are atomic but flushed to disk once, at the end."""
+        return _Batch(self.store)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class _Batch:
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __enter__(self) -> None:
+        if hasattr(self.store, "batch_depth"):
+            self.store.batch_depth += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        if hasattr(self.store, "batch_depth"):
+            self.store.batch_depth -= 1
+            if self.store.batch_depth == 0:
+                self.store.flush()

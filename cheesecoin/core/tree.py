@@ -1,0 +1,145 @@
+"""The pieces of the cheese tree (pure, no Twisted): a ``Node`` per known
+cheese, what adding a cheese changed (``AddResult``), the in-memory store
+(the interface ``cheesecoin.storage.sqlite.SqliteStore`` implements on disk)
+and the bounded pool of orphans."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from cheesecoin.core.cheese import canonical, work_of
+from cheesecoin.core.errors import InvalidCheese
+from cheesecoin.core.tx import txid
+
+
+class Node:
+    """A cheese in the tree: its header facts and cumulative work."""
+
+    __slots__ = ("smell", "parent", "height", "bits", "timestamp", "work", "order", "invalid")
+
+    def __init__(self, smell: str, parent: Optional["Node"], height: int, bits: int, timestamp: int, order: int):
+        self.smell = smell
+        self.parent = parent
+        self.height = height
+        self.bits = bits
+        self.timestamp = timestamp
+        self.work = (parent.work if parent is not None else 0) + work_of(bits)
+        self.order = order  # arrival order: first seen wins ties
+        self.invalid: Optional[str] = None
+
+    def __repr__(self) -> str:
+        return f"<Node {self.height} {self.smell[:12]}>"
+
+
+@dataclass
+class AddResult:
+    """What adding one cheese changed."""
+
+    status: str  # "added", "duplicate" or "orphan"
+    smell: str
+    accepted: List[str] = field(default_factory=list)  # smells stored by this call
+    connected: List[dict] = field(default_factory=list)  # now on the best stack, lowest first
+    disconnected: List[dict] = field(default_factory=list)  # left the best stack, highest first
+    invalid: List[Tuple[str, InvalidCheese]] = field(default_factory=list)  # found invalid
+    missing_parent: Optional[str] = None  # for an orphan
+
+    @property
+    def tip_changed(self) -> bool:
+        return bool(self.connected or self.disconnected)
+
+    @property
+    def reorganized(self) -> bool:
+        return bool(self.disconnected)
+
+    def confirmed_txs(self) -> List[dict]:
+        return [tx for c in self.connected for tx in c["unit_of_information"]["transactions"]]
+
+    def abandoned_txs(self) -> List[dict]:
+        """Transactions of the abandoned branch that the new branch does not hold."""
+        if not self.disconnected:
+            return []
+        kept = {txid(tx) for tx in self.confirmed_txs()}
+        out = []
+        for cheese in reversed(self.disconnected):
+            for tx in cheese["unit_of_information"]["transactions"]:
+                if txid(tx) not in kept:
+                    out.append(tx)
+        return out
+
+
+class MemoryStore:
+    """Keeps cheese bodies in memory; the interface SqliteStore implements."""
+
+    def __init__(self) -> None:
+        self.bodies: Dict[str, dict] = {}
+        self.tip: Optional[str] = None
+        self.invalid: Dict[str, str] = {}
+
+    def load(self) -> Tuple[Iterable[dict], Optional[str], Dict[str, str]]:
+        return [], None, {}
+
+    def get(self, smell: str) -> Optional[dict]:
+        return self.bodies.get(smell)
+
+    def get_text(self, smell: str) -> Optional[str]:
+        cheese = self.bodies.get(smell)
+        return None if cheese is None else canonical(cheese).decode("utf-8")
+
+    def commit(self, added: List[Tuple[Node, dict]], invalid: List[Tuple[str, str]], tip: Optional[str]) -> None:
+        for node, cheese in added:
+            self.bodies[node.smell] = cheese
+        for smell, rule in invalid:
+            self.invalid[smell] = rule
+        if tip is not None:
+            self.tip = tip
+
+    def close(self) -> None:
+        pass
+
+
+class OrphanPool:
+    """Cheeses whose parent is not known yet, bounded in count (oldest evicted)."""
+
+    def __init__(self, max_count: int = 256) -> None:
+        self.max_count = max_count
+        self.entries: "OrderedDict[str, Tuple[dict, Any]]" = OrderedDict()
+        self.by_parent: Dict[str, List[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, smell: str) -> bool:
+        return smell in self.entries
+
+    def add(self, cheese: dict, source: Any = None) -> None:
+        smell = cheese["smell"]
+        if smell in self.entries or self.max_count <= 0:
+            return
+        while len(self.entries) >= self.max_count:
+            self._remove(next(iter(self.entries)))
+        self.entries[smell] = (cheese, source)
+        self.by_parent.setdefault(cheese["parent_smell"], []).append(smell)
+
+    def _remove(self, smell: str) -> Optional[Tuple[dict, Any]]:
+        entry = self.entries.pop(smell, None)
+        if entry is not None:
+            parent = entry[0]["parent_smell"]
+            children = self.by_parent.get(parent, [])
+            if smell in children:
+                children.remove(smell)
+            if not children:
+                self.by_parent.pop(parent, None)
+        return entry
+
+    def pop_children(self, parent_smell: str) -> List[Tuple[dict, Any]]:
+        return [e for e in (self._remove(s) for s in list(self.by_parent.get(parent_smell, ()))) if e]
+
+    def root_of(self, smell: str) -> str:
+        """The first missing ancestor's smell for an orphan."""
+        seen = 0
+        while smell in self.entries and seen <= self.max_count:
+            smell = self.entries[smell][0]["parent_smell"]
+            seen += 1
+        return smell

@@ -1,0 +1,170 @@
+"""Transactions: format, signing, verification and txids (docs/protocol.md s.4).
+
+Pure Python, no Twisted. Signatures use Ed25519 from ``cryptography``.
+Public-key objects are cached per address: loading one costs about as much
+as a hash, and the same senders recur.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from json.encoder import encode_basestring as _quote  # json.dumps(str, ensure_ascii=False), in C
+from functools import lru_cache
+from typing import Any, Optional, Tuple
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from cheesecoin.core.formats import ADDRESS_RE
+
+TX_FIELDS = frozenset(["from", "to", "amount", "fee", "nonce", "memo", "signature"])
+MAX_MEMO = 140
+MAX_VALUE = 2**63 - 1
+_SIG_RE = re.compile(r"[0-9a-f]{128}\Z")
+
+
+def is_int(value: Any, lo: int, hi: int) -> bool:
+    """An int (not a bool) in lo..hi."""
+    return type(value) is int and lo <= value <= hi
+
+
+def is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate."""
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def check_tx_format(tx: Any) -> Optional[Tuple[str, str]]:
+    """None if ``tx`` is well formed, else (rule, message). Also checks from != to."""
+    if type(tx) is not dict or tx.keys() != TX_FIELDS:
+        return ("tx-fields", "a transaction must have exactly from, to, amount, fee, nonce, memo, signature")
+    sender, to, sig, memo = tx["from"], tx["to"], tx["signature"], tx["memo"]
+    if type(sender) is not str or not ADDRESS_RE.match(sender):
+        return ("tx-fields", "'from' must be an address (64 lowercase hex characters)")
+    if type(to) is not str or not ADDRESS_RE.match(to):
+        return ("tx-fields", "'to' must be an address (64 lowercase hex characters)")
+    if not is_int(tx["amount"], 1, MAX_VALUE):
+        return ("tx-fields", "'amount' must be an integer in 1..2^63-1")
+    if not is_int(tx["fee"], 0, MAX_VALUE):
+        return ("tx-fields", "'fee' must be an integer in 0..2^63-1")
+    if not is_int(tx["nonce"], 0, MAX_VALUE):
+        return ("tx-fields", "'nonce' must be an integer in 0..2^63-1")
+    if type(memo) is not str or len(memo) > MAX_MEMO or not is_unicode(memo):
+        return ("tx-fields", f"'memo' must be a string of at most {MAX_MEMO} characters")
+    if type(sig) is not str or not _SIG_RE.match(sig):
+        return ("tx-fields", "'signature' must be 128 lowercase hex characters")
+    if sender == to:
+        return ("tx-self", "a transaction cannot pay its own sender")
+    return None
+
+
+def fast_shape(tx: Any, keys: frozenset = TX_FIELDS) -> bool:
+    """True when ``tx`` has exactly ``keys`` with plain str/int values (so its
+    canonical text can be built directly)."""
+    return (
+        type(tx) is dict
+        and tx.keys() == keys
+        and type(tx["from"]) is str
+        and type(tx["to"]) is str
+        and type(tx["memo"]) is str
+        and type(tx["amount"]) is int
+        and type(tx["fee"]) is int
+        and type(tx["nonce"]) is int
+        and (type(tx.get("signature", "")) is str)
+    )
+
+
+def _fast_text(tx: dict, with_signature: bool) -> str:
+    signature = ',"signature":' + _quote(tx["signature"]) if with_signature else ""
+    return '{"amount":%d,"fee":%d,"from":%s,"memo":%s,"nonce":%d%s,"to":%s}' % (
+        tx["amount"],
+        tx["fee"],
+        _quote(tx["from"]),
+        _quote(tx["memo"]),
+        tx["nonce"],
+        signature,
+        _quote(tx["to"]),
+    )
+
+
+def canonical_text(value: Any) -> str:
+    """The canonical JSON text that is hashed and signed: sorted keys, no spaces, not ASCII-escaped."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def tx_canonical_text(tx: Any) -> str:
+    """canonical(tx) as text; built directly for a well-shaped transaction."""
+    return _fast_text(tx, True) if fast_shape(tx) else canonical_text(tx)
+
+
+_UNSIGNED_FIELDS = TX_FIELDS - {"signature"}
+
+
+def signing_bytes(tx: dict) -> bytes:
+    """canonical(tx without "signature"): the bytes that are signed."""
+    if fast_shape(tx) or fast_shape(tx, _UNSIGNED_FIELDS):
+        return _fast_text(tx, False).encode("utf-8")
+    return canonical_text({k: v for k, v in tx.items() if k != "signature"}).encode("utf-8")
+
+
+def txid(tx: dict) -> str:
+    """SHA1 of canonical(tx), signature included, hex."""
+    return hashlib.sha1(tx_canonical_text(tx).encode("utf-8")).hexdigest()
+
+
+@lru_cache(maxsize=4096)
+def _public_key(address: str) -> Optional[Ed25519PublicKey]:
+    try:
+        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(address))
+    except ValueError:
+        return None
+
+
+def verify_raw(address: str, signature_hex: str, message: bytes) -> bool:
+    """Ed25519 check of ``signature_hex`` by ``address`` over ``message``."""
+    key = _public_key(address)
+    if key is None:
+        return False
+    try:
+        key.verify(bytes.fromhex(signature_hex), message)
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
+def verify_signature(tx: dict) -> bool:
+    """True if the (well-formed) transaction's signature verifies."""
+    return verify_raw(tx["from"], tx["signature"], signing_bytes(tx))
+
+
+def verify_batch(items: list) -> list:
+    """Indices of the (address, signature_hex, message) items that fail (for worker processes)."""
+    return [i for i, (a, s, m) in enumerate(items) if not verify_raw(a, s, m)]
+
+
+# -- keys ---------------------------------------------------------------------
+
+
+def address_of(private_key: Ed25519PrivateKey) -> str:
+    return private_key.public_key().public_bytes_raw().hex()
+
+
+def sign_tx(
+    private_key: Ed25519PrivateKey, to: str, amount: int, fee: int, nonce: int, memo: str = ""
+) -> dict:
+    """A signed transaction from the key's address."""
+    tx = {
+        "from": address_of(private_key),
+        "to": to,
+        "amount": amount,
+        "fee": fee,
+        "nonce": nonce,
+        "memo": memo,
+    }
+    tx["signature"] = private_key.sign(signing_bytes(tx)).hex()
+    return tx

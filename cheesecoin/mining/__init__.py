@@ -1,0 +1,1 @@
+"""Mining: templates, nonce searchers (threads, worker processes), the service, the miner port."""

@@ -1,0 +1,460 @@
+"""The peer manager: every member connection, admission, bans, eviction and
+dialling; ``MemberFactory`` only builds the protocol of each inbound
+connection it admits. Syncing (``cheesecoin.p2p.sync``), relaying
+(``cheesecoin.p2p.relay``) and the address book (``cheesecoin.p2p.peers``)
+are its parts.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any, Callable, Dict, List, Optional, Set
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from cheesecoin.core.errors import ProtocolError
+from cheesecoin.core.node import MemberNode
+from cheesecoin.p2p.peers import Address, AddressBook
+from cheesecoin.p2p.protocol import REQUEST_TIMEOUT, MemberProtocol, node_id_key
+from cheesecoin.p2p.relay import Relay
+from cheesecoin.p2p.states import get_work
+from cheesecoin.p2p.sync import Sync
+from cheesecoin.wire import codec as wire
+from cheesecoin.wire.limits import PEERS_PER_REPLY, PING_INTERVAL, PROTOCOL_VERSION
+from cheesecoin.util.addresses import is_loopback
+from cheesecoin.wire.lineproto import BusyProtocol
+
+SILENCE_TIMEOUT = 90.0
+REFILL_INTERVAL = 5.0
+HANDSHAKE_TIMEOUT = 30.0
+BAN_SECONDS = 3600.0
+# Eviction (a new inbound connection when max_inbound are open): these are never evicted.
+EVICT_PROTECT_DELIVERERS = 4  # the inbound peers that most recently gave us a new cheese
+EVICT_PROTECT_OLDEST = 4  # the longest-connected handshaken inbound peers
+
+Dialer = Callable[[str, int, Factory], Deferred]
+
+
+class MemberFactory(Factory):
+    """Builds the protocol of each inbound connection the peer manager admits."""
+
+    noisy = False
+
+    def __init__(self, manager: "PeerManager") -> None:
+        self.manager = manager
+
+    def buildProtocol(self, addr: Any) -> Any:
+        return self.manager.admit(addr)
+
+
+class _OutboundFactory(Factory):
+    """Builds the protocol of a connection we dial."""
+
+    noisy = False
+
+    def __init__(self, manager: "PeerManager", address: Address) -> None:
+        self.manager = manager
+        self.address = address
+
+    def buildProtocol(self, addr: Any) -> MemberProtocol:
+        return MemberProtocol(self.manager, outbound=True, dial_address=self.address)
+
+
+class PeerManager:
+    """Accepts and dials members, keeps ``target_peers`` of them, scores
+    misbehaviour and bans by IP (never loopback; those are closed and their
+    address is not redialled for the ban time), and with ``max_inbound``
+    inbound connections open evicts the least useful one for a newcomer.
+
+    ``reactor`` (an IReactorTime: the real reactor, a ``task.Clock`` in tests,
+    the simulator's clock) drives every timer; ``dialer(host, port, factory)
+    -> Deferred`` opens outbound connections; ``verify_in_threads`` checks
+    downloaded signatures in the CPU thread pool.
+    """
+
+    log = Logger(namespace="cheesecoin.member")
+
+    def __init__(
+        self,
+        node: MemberNode,
+        reactor: IReactorTime,
+        target_peers: int = 8,
+        max_inbound: int = 32,
+        max_per_ip: int = 64,
+        dialer: Optional[Dialer] = None,
+        rng: Optional[random.Random] = None,
+        ban_seconds: float = BAN_SECONDS,
+        verify_in_threads: bool = False,
+    ) -> None:
+        self.node = node
+        self.clock = reactor
+        self.reactor = reactor
+        self.target_peers = target_peers
+        self.max_inbound = max_inbound
+        self.max_per_ip = max_per_ip
+        self.dialer: Dialer = dialer or self._dial_tcp
+        self.rng = rng or random.Random()
+        self.ban_seconds = ban_seconds
+        self.listen_port: Optional[int] = None
+        self.peer_sources: List[Any] = []  # where more addresses come from (the tracker link): request_peers()
+        self.peers: Dict[str, MemberProtocol] = {}  # node_id -> handshaken connection
+        self.connections: Set[MemberProtocol] = set()
+        self.inbound_count = 0
+        self.per_ip: Counter = Counter()
+        self.addresses = AddressBook()
+        self.banned: Dict[str, float] = {}
+        self.refused = 0
+        self._last_peer_request = -1e18
+        self.factory = MemberFactory(self)
+        self.sync = Sync(self, verify_in_threads)
+        self.relay = Relay(self)
+        node.peers_info = self.peers_info
+
+    def add_peer_source(self, source: Any) -> None:
+        """Something that can find more members (``request_peers()``): the tracker link."""
+        self.peer_sources.append(source)
+
+    # -- what we tell others ----------------------------------------------------------
+
+    def hello_message(self) -> dict:
+        stack = self.node.stack
+        return {
+            "type": "HELLO",
+            "version": PROTOCOL_VERSION,
+            "network": self.node.network.smell,
+            "node_id": self.node.node_id,
+            "port": self.listen_port,
+            "height": stack.height,
+            "tip": stack.tip.smell,
+            "work": str(stack.work),
+        }
+
+    def peers_info(self) -> List[dict]:
+        """The connected peers, for the HTTP API."""
+        return [
+            {
+                "host": p.peer_host() or "?",
+                "port": p.listening_address[1] if p.listening_address else None,
+                "node_id": node_id,
+                "height": p.peer_height,
+                "inbound": not p.outbound,
+            }
+            for node_id, p in sorted(self.peers.items())
+        ]
+
+    def peers_for(self, asker: Optional[MemberProtocol]) -> List[dict]:
+        """Up to 10 members we know to be listening, never the asker."""
+        exclude = asker.listening_address if asker is not None else None
+        found: Dict[Address, None] = {}
+        for p in self.peers.values():
+            address = p.listening_address
+            if address is not None and p.peer_port:
+                found[address] = None
+        for address, info in self.addresses.known.items():
+            if info.confirmed and info.failures == 0:
+                found[address] = None
+        found.pop(exclude, None)  # type: ignore[arg-type]
+        for address in self.addresses.self_addresses:
+            found.pop(address, None)
+        picked = self.rng.sample(list(found), min(PEERS_PER_REPLY, len(found)))
+        return [{"host": h, "port": p} for h, p in picked]
+
+    # -- connections ------------------------------------------------------------------------
+
+    def admit(self, addr: Any) -> Any:
+        """The protocol of a new inbound connection, or a BusyProtocol that refuses it."""
+        host = getattr(addr, "host", None) or "?"
+        if self.is_banned(host):
+            return self._refuse(host, "the address is banned")
+        # Many members and tools share a loopback address: per-address limits never apply to it.
+        if self.per_ip[host] >= self.max_per_ip and not is_loopback(host):
+            return self._refuse(host, f"{self.per_ip[host]} connections from {host} already")
+        inbound = [p for p in self.connections if not p.outbound and not p.closing]
+        if len(inbound) >= self.max_inbound:
+            victim = self.eviction_candidate(inbound)
+            if victim is None:
+                return self._refuse(host, f"{len(inbound)} inbound connections already, none evictable")
+            self.log.info("Evicting inbound peer {peer} for a new connection from {host}", peer=victim.label(), host=host)
+            victim.abort()
+        return MemberProtocol(self, outbound=False)
+
+    def eviction_candidate(self, inbound: List[MemberProtocol]) -> Optional[MemberProtocol]:
+        """The inbound peer to drop for a newcomer when max_inbound are open, or None.
+
+        Protected: the EVICT_PROTECT_DELIVERERS peers that most recently gave us
+        a new cheese, the EVICT_PROTECT_OLDEST longest-connected handshaken
+        peers, and a peer we are downloading from. Of the others the worst goes:
+        the highest misbehaviour score, then one still without a handshake,
+        then one from the address with the most connections, then the newest.
+        """
+        protected = {id(p) for p in inbound if p.download is not None}
+        deliverers = sorted((p for p in inbound if p.cheeses_delivered), key=lambda p: p.last_cheese_at)
+        protected.update(id(p) for p in deliverers[-EVICT_PROTECT_DELIVERERS:] if EVICT_PROTECT_DELIVERERS)
+        oldest = sorted((p for p in inbound if p.ready), key=lambda p: p.connected_at)
+        protected.update(id(p) for p in oldest[:EVICT_PROTECT_OLDEST])
+        candidates = [p for p in inbound if id(p) not in protected]
+        if not candidates:
+            return None
+        return max(
+            candidates,
+            key=lambda p: (p.score, not p.ready, self.per_ip[p.peer_host() or "?"], p.connected_at),
+        )
+
+    def _refuse(self, host: str, why: str) -> BusyProtocol:
+        """A connection turned away: it is told why (ERROR busy), then closed."""
+        self.refused += 1
+        if self.refused % 100 == 1:
+            self.log.warn("Refused a connection from {host}: {why} ({n} refused so far)", host=host, why=why, n=self.refused)
+        return BusyProtocol(why)
+
+    def connection_made(self, proto: MemberProtocol) -> None:
+        self.connections.add(proto)
+        self.per_ip[proto.peer_host() or "?"] += 1
+        if not proto.outbound:
+            self.inbound_count += 1
+        if proto.dial_address is not None:
+            self.addresses.dialing.discard(proto.dial_address)
+
+    def connection_lost(self, proto: MemberProtocol) -> None:
+        if proto not in self.connections:
+            return
+        self.connections.discard(proto)
+        host = proto.peer_host() or "?"
+        self.per_ip[host] -= 1
+        if self.per_ip[host] <= 0:
+            del self.per_ip[host]
+        if not proto.outbound:
+            self.inbound_count -= 1
+        if proto.download is not None:
+            proto.download.finish()
+        if proto.dial_address is not None and not proto.ready:
+            self.addresses.failed(proto.dial_address, self.clock.seconds())
+        if proto.peer_node_id is not None and self.peers.get(proto.peer_node_id) is proto:
+            del self.peers[proto.peer_node_id]
+            self.log.info(
+                "Peer {peer} disconnected ({n} peers)", peer=proto.label(), n=len(self.peers)
+            )
+            self.sync.maybe_sync()
+
+    def connected_to_self(self, proto: MemberProtocol) -> None:
+        if proto.dial_address is not None:
+            self.addresses.is_self(proto.dial_address)
+
+    def accept_peer(self, proto: MemberProtocol) -> bool:
+        """One connection per node_id: of two opened by different sides, keep the one
+        opened by the smaller node_id; of two opened by the same side, the newer,
+        except that a second inbound connection claiming the node_id of an inbound
+        peer from another address is refused (an impostor would otherwise push
+        that peer out; a real redial comes from the same address)."""
+        node_id = proto.peer_node_id
+        assert node_id is not None
+        existing = self.peers.get(node_id)
+        if existing is None or existing is proto:
+            return True
+        own = self.node.node_id
+
+        def opener(p: MemberProtocol) -> str:
+            return own if p.outbound else node_id  # type: ignore[return-value]
+
+        if opener(existing) != opener(proto):
+            smaller = min(own, node_id, key=node_id_key)
+            if opener(proto) != smaller:
+                return False
+        elif not proto.outbound and existing.peer_host() != proto.peer_host():
+            self.log.info(
+                "Refused {peer}: node id {node_id} is connected from {other}", peer=proto.label(),
+                node_id=node_id[:16], other=existing.label(),
+            )
+            return False
+        del self.peers[node_id]
+        existing.close()
+        return True
+
+    def peer_ready(self, proto: MemberProtocol) -> None:
+        """The handshake is done: count the peer, learn its address, compare stacks."""
+        self.peers[proto.peer_node_id] = proto  # type: ignore[index]
+        address = proto.listening_address
+        if address is not None and proto.peer_port:
+            info = self.addresses.remember(address)
+            if info is not None:
+                info.confirmed = True
+                info.failures = 0
+        self.log.info(
+            "Peer {peer} connected ({direction}, height {height}; {n} peers)",
+            peer=proto.label(),
+            direction="outbound" if proto.outbound else "inbound",
+            height=proto.peer_height,
+            n=len(self.peers),
+        )
+        if len(self.peers) < self.target_peers:
+            proto.request({"type": "GET_PEERS"}).addErrback(lambda f: None)
+        self.sync.maybe_sync()  # on the HELLO's figures at once; STATS confirms them
+        self.ask_stats(proto)
+        self.relay.send_mempool(proto)
+
+    def delivered(self, proto: MemberProtocol, count: int) -> None:
+        """``proto`` gave us ``count`` new cheeses: a useful peer, protected from eviction."""
+        if count:
+            proto.cheeses_delivered += count
+            proto.last_cheese_at = self.clock.seconds()
+
+    def is_banned(self, host: str) -> bool:
+        until = self.banned.get(host)
+        if until is None:
+            return False
+        if until <= self.clock.seconds():
+            del self.banned[host]
+            return False
+        return True
+
+    def ban(self, proto: MemberProtocol, why: str) -> None:
+        """Ban the peer's IP for a while (a loopback peer is only disconnected)."""
+        host = proto.peer_host() or "?"
+        if is_loopback(host):
+            self.log.warn("Closing {peer} for misbehaving: {why}", peer=proto.label(), why=why)
+            proto.close()
+            # Many members share a loopback address: not banned, but this member
+            # (its address) is not redialled for the ban time.
+            for address in {proto.dial_address, proto.listening_address} - {None}:
+                info = self.addresses.known.get(address)  # type: ignore[arg-type]
+                if info is not None:
+                    info.next_try = max(info.next_try, self.clock.seconds() + self.ban_seconds)
+            return
+        self.banned[host] = self.clock.seconds() + self.ban_seconds
+        self.log.warn("Banning {host} for {secs:.0f} s: {why}", host=host, secs=self.ban_seconds, why=why)
+        for other in list(self.connections):
+            if other.peer_host() == host:
+                other.close()
+
+    # -- addresses and dialing ------------------------------------------------------------
+
+    def add_addresses(self, peers: List[Any], source: str) -> int:
+        """Learn listening addresses from a PEERS list (``source``: "tracker" or "peer"); dial if new."""
+        added = self.addresses.add(peers)
+        if added:
+            self.refill()
+        return added
+
+    def add_persistent(self, host: str, port: int) -> None:
+        """A --connect address: dialled whenever we are not connected to it."""
+        self.addresses.add_persistent((host, port))
+
+    def _connected_addresses(self) -> Set[Address]:
+        out = set()
+        for p in self.connections:
+            for address in (p.dial_address, p.listening_address):
+                if address is not None:
+                    out.add(address)
+        return out
+
+    def refill(self) -> None:
+        """Dial known members until we have (or are dialing) ``target_peers``."""
+        now = self.clock.seconds()
+        busy = self._connected_addresses()
+        book = self.addresses
+        for address in sorted(book.persistent):
+            if book.due(address, book.known.get(address) or book.remember(address), now, busy, self.is_banned):  # type: ignore[arg-type]
+                self.dial(address)
+        pending = sum(1 for p in self.connections if p.outbound and not p.ready)
+        want = self.target_peers - len(self.peers) - pending - len(book.dialing)
+        if want <= 0:
+            return
+        candidates = [a for a, info in book.known.items() if book.due(a, info, now, busy, self.is_banned)]
+        self.rng.shuffle(candidates)
+        for address in candidates[:want]:
+            self.dial(address)
+        if len(candidates) < want:
+            self.ask_for_peers()
+
+    def ask_for_peers(self) -> None:
+        """Ask the tracker and our peers for more members (at most every 30 s)."""
+        now = self.clock.seconds()
+        if now - self._last_peer_request < PING_INTERVAL:
+            return
+        self._last_peer_request = now
+        for source in self.peer_sources:
+            source.request_peers()
+        for p in list(self.peers.values()):
+            p.request({"type": "GET_PEERS"}).addErrback(lambda f: None)
+
+    def dial(self, address: Address) -> None:
+        info = self.addresses.remember(address)
+        if info is None:
+            return
+        self.addresses.dialing.add(address)
+        info.next_try = self.clock.seconds() + REQUEST_TIMEOUT
+        try:
+            d = self.dialer(address[0], address[1], _OutboundFactory(self, address))
+        except Exception:
+            self.log.failure("Cannot dial {host}:{port}", host=address[0], port=address[1])
+            self.addresses.failed(address, self.clock.seconds())
+            return
+
+        def failed(failure: Failure) -> None:
+            self.log.debug("Cannot connect to {host}:{port}: {why}", host=address[0], port=address[1], why=failure.getErrorMessage())
+            self.addresses.failed(address, self.clock.seconds())
+
+        d.addErrback(failed)
+
+    def _dial_tcp(self, host: str, port: int, factory: Factory) -> Deferred:
+        from twisted.internet.endpoints import HostnameEndpoint
+
+        return HostnameEndpoint(self.reactor, host, port, timeout=10).connect(factory)
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def ping_all(self) -> None:
+        """Every 30 s: PING each peer and drop those silent too long."""
+        self.drop_silent()
+        for p in list(self.peers.values()):
+            p.request({"type": "PING"}).addErrback(lambda f: None)
+
+    def drop_silent(self) -> None:
+        now = self.clock.seconds()
+        for p in list(self.connections):
+            if p.ready and now - p.last_seen > SILENCE_TIMEOUT:
+                self.log.info("Dropping {peer}: silent for {secs:.0f} s", peer=p.label(), secs=now - p.last_seen)
+                p.abort()
+            elif not p.ready and now - p.connected_at > HANDSHAKE_TIMEOUT:
+                p.abort()
+
+    def tick(self) -> None:
+        """Every few seconds: drop silent peers, forget ended bans, dial more when below target."""
+        self.drop_silent()
+        now = self.clock.seconds()
+        for host in [h for h, until in self.banned.items() if until <= now]:
+            del self.banned[host]
+        self.refill()
+
+    def compare_stacks(self) -> None:
+        """Every 60 s: STATS to every peer; sync from one with more work."""
+        for p in list(self.peers.values()):
+            self.ask_stats(p)
+
+    def ask_stats(self, proto: MemberProtocol) -> Deferred:
+        def got(reply: dict) -> None:
+            try:
+                height = wire.get_int(reply, "height")
+                tip = wire.get_smell(reply, "tip")
+                work = get_work(reply)
+            except ProtocolError:
+                proto.misbehaved(10, "a malformed STATS_REPLY")
+                return
+            proto.peer_height, proto.peer_tip, proto.peer_work = height, tip, work
+            proto.sync_idle_until = 0.0
+            self.sync.maybe_sync()
+
+        return proto.request({"type": "STATS"}).addCallbacks(got, lambda f: None)
+
+    # -- shutting down ---------------------------------------------------------------------
+
+    def close_all(self) -> None:
+        """Close every connection and flush (the member is stopping)."""
+        for p in list(self.connections):
+            p.close()
+        self.relay.flush()

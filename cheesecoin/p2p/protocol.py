@@ -1,0 +1,260 @@
+# The CheeseCoin member protocol: member to member, docs/protocol.md section 5.
+#
+# Messages it speaks (JSON lines, docs/protocol.md section 1), request -> reply:
+#
+#   {"type":"HELLO","version":1,"network":SMELL,"node_id":HEX,"port":P|null,
+#    "height":N,"tip":SMELL,"work":"DECIMAL"}     the handshake; the connecting
+#                                                 side sends it first, the
+#                                                 accepting side answers with
+#                                                 its own
+#   {"type":"STATS"}                           -> STATS_REPLY {height, tip, work, peers}
+#   {"type":"GET_CHEESE","sequence_number":N}  -> CHEESE {cheese} or ERROR not-found
+#   {"type":"GET_CHEESE","smell":S}            -> CHEESE {cheese} or ERROR not-found
+#   {"type":"GET_CHEESES","from":N,"count":K}  -> CHEESES {cheeses}: best stack from N
+#   {"type":"GET_CHEESES","locator":[S..],"count":K} -> CHEESES after the first locator
+#                                                 smell on the best stack
+#   {"type":"GET_PEERS"}                       -> PEERS {peers: [{host, port}]}
+#   {"type":"PING"}                            -> PONG
+#
+#   Pushed, no reply on success:
+#   {"type":"ANNOUNCE","cheese":C}   a new cheese; ERROR invalid-cheese if invalid,
+#                                    an orphan makes us fetch its ancestors from
+#                                    the announcer with a locator
+#   {"type":"TX","tx":T}             a new transaction; ERROR invalid-tx if invalid,
+#                                    ERROR busy if the mempool is full
+#
+#   Errors we send: bad-json, bad-message, unknown-type, too-long (framing,
+#   see cheesecoin.lineproto), handshake-required, wrong-network, not-found,
+#   invalid-cheese, invalid-tx, busy. We never answer an ERROR or a reply.
+#
+# The asking side matches STATS_REPLY / CHEESE / CHEESES / PEERS / PONG and
+# ERROR replies to its requests by "id", with a timeout per request.
+"""``MemberProtocol``: one connection to another member, either direction.
+
+The connection itself lives here (the transport, requests with ids and their
+replies, timeouts, misbehaviour points); what a message means depends on the
+connection's state (``cheesecoin.p2p.states``): a handshake state that
+accepts only ``HELLO``, then a ready state with the other ``msg_`` handlers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Set, Tuple
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionLost
+from twisted.python.failure import Failure
+
+from cheesecoin.p2p.states import HandshakeState, ReadyState
+from cheesecoin.wire import codec as wire
+from cheesecoin.wire.lineproto import JsonLineProtocol
+
+REQUEST_TIMEOUT = 30.0
+BAN_SCORE = 100
+
+Address = Tuple[str, int]
+
+# Misbehaviour points per ERROR code we had to send (see MemberProtocol.on_error).
+ERROR_POINTS = {
+    "bad-json": 10,
+    "bad-message": 10,
+    "unknown-type": 5,
+    "too-long": 50,
+    "handshake-required": 10,
+    "invalid-cheese": 25,
+    "invalid-tx": 10,
+}
+
+
+class RequestTimeout(Exception):
+    """A request to a peer got no reply in time."""
+
+
+class RemoteError(Exception):
+    """A peer answered a request with ERROR."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+def short(smell: str) -> str:
+    """A smell shortened for log lines."""
+    return smell[:12] + "..."
+
+
+def node_id_key(node_id: str) -> Tuple[int, str]:
+    """Order of node ids: numerically (they are hex), then as text."""
+    return (int(node_id, 16), node_id)
+
+
+class MemberProtocol(JsonLineProtocol):
+    """One connection to another member, either direction; ``state`` decides
+    what each message means (``HandshakeState``, then ``ReadyState``)."""
+
+    manager: Any  # the PeerManager
+
+    def __init__(self, manager: Any, outbound: bool, dial_address: Optional[Address] = None) -> None:
+        super().__init__()
+        self.manager = manager
+        self.clock = manager.clock
+        self.outbound = outbound
+        self.dial_address = dial_address
+        self.ready = False  # handshake done
+        self.hello_sent = False
+        self.peer_node_id: Optional[str] = None
+        self.peer_port: Optional[int] = None
+        self.peer_height = 0
+        self.peer_tip = ""
+        self.peer_work = 0
+        self.score = 0
+        self.connected_at = 0.0
+        self.last_seen = 0.0
+        self.last_cheese_at = 0.0  # when this peer last gave us a cheese new to us (eviction)
+        self.cheeses_delivered = 0
+        self.sync_idle_until = 0.0
+        self.download: Any = None  # the Download from this peer, if one runs
+        self.pending: Dict[int, Tuple[Deferred, Any]] = {}
+        self.peer_requests: Set[int] = set()  # ids of our GET_PEERS still unanswered
+        self._next_id = 0
+        self._penalty: Optional[int] = None
+        self.state: Any = HandshakeState(self)
+
+    # -- connection --------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        now = self.manager.clock.seconds()
+        self.connected_at = self.last_seen = now
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:  # announcements are small: do not let Nagle hold them back
+            try:
+                set_no_delay(True)
+            except OSError:
+                pass
+        self.start_producing()  # a peer that does not read what we send is not read from either
+        self.manager.connection_made(self)
+        if self.outbound:
+            self.send_hello()
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self.closing = True
+        pending, self.pending = self.pending, {}
+        for d, call in pending.values():
+            if call.active():
+                call.cancel()
+            d.errback(Failure(ConnectionLost("the connection to the peer closed")))
+        self.manager.connection_lost(self)
+
+    def label(self) -> str:
+        """host:port of the peer, its listening port if known."""
+        host = self.peer_host() or "?"
+        if self.peer_port:
+            return f"{host}:{self.peer_port}"
+        return self.peer_label()
+
+    @property
+    def listening_address(self) -> Optional[Address]:
+        host = self.peer_host()
+        if self.peer_port and host:
+            return (host, self.peer_port)
+        return self.dial_address
+
+    def line_received(self, line: bytes) -> None:
+        self.last_seen = self.manager.clock.seconds()
+        super().line_received(line)
+
+    def dispatch(self, msg: dict) -> None:
+        """Hand the message to the current state's ``msg_<TYPE>`` handler."""
+        kind = msg["type"]
+        handler = getattr(self.state, "msg_" + kind, None) if kind.isupper() else None
+        if handler is None:
+            self.state.unknown(msg)
+            return
+        handler(msg)
+
+    def become_ready(self) -> None:
+        """The handshake is done: from now on the ready state handles messages."""
+        self.state = ReadyState(self)
+        self.ready = True
+
+    # -- sending -------------------------------------------------------------------
+
+    def write_line(self, data: bytes) -> None:
+        """Write one pre-encoded line (a pushed message, no id)."""
+        if self.transport is not None and not self.closing:
+            self.transport.write(data)
+
+    def push(self, msg: dict) -> None:
+        self.write_line(wire.dumps(msg))
+
+    def send_hello(self) -> None:
+        self.hello_sent = True
+        self.push(self.manager.hello_message())
+
+    def request(self, msg: dict, timeout: float = REQUEST_TIMEOUT) -> Deferred:
+        """Send a request with a fresh id; the Deferred fires with the reply message,
+        or fails with RemoteError, RequestTimeout or ConnectionLost."""
+        d: Deferred = Deferred()
+        if self.transport is None or self.closing:
+            d.errback(Failure(ConnectionLost("not connected")))
+            return d
+        self._next_id += 1
+        rid = self._next_id
+        call = self.manager.clock.callLater(timeout, self._timed_out, rid)
+        self.pending[rid] = (d, call)
+        if msg.get("type") == "GET_PEERS":
+            self.peer_requests.add(rid)
+        self.write_line(wire.dumps(dict(msg, id=rid)))
+        return d
+
+    def _timed_out(self, rid: int) -> None:
+        self.peer_requests.discard(rid)
+        entry = self.pending.pop(rid, None)
+        if entry is not None:
+            entry[0].errback(Failure(RequestTimeout(f"no reply from {self.label()} in time")))
+
+    def resolve(self, msg: dict) -> None:
+        """A reply: fire the Deferred of the request with its id (late or unknown ones are ignored)."""
+        rid = msg.get("id")
+        if not isinstance(rid, int) or isinstance(rid, bool):
+            return
+        entry = self.pending.pop(rid, None)
+        if entry is None:
+            return
+        d, call = entry
+        if call.active():
+            call.cancel()
+        if msg["type"] == "ERROR":
+            d.errback(Failure(RemoteError(str(msg.get("code")), str(msg.get("message", ""))[:200])))
+        else:
+            d.callback(msg)
+
+    def remote_error(self, msg: dict) -> None:
+        """An ERROR from the peer: the reply to one of our requests, or logged."""
+        if isinstance(msg.get("id"), int) and msg["id"] in self.pending:
+            self.resolve(msg)
+            return
+        self.manager.log.info(
+            "{peer} says: ERROR {code} {text}",
+            peer=self.label(),
+            code=str(msg.get("code"))[:40],
+            text=str(msg.get("message", ""))[:200],
+        )
+
+    # -- misbehaviour ------------------------------------------------------------------
+
+    def on_error(self, code: str, text: str) -> None:
+        points = self._penalty if self._penalty is not None else ERROR_POINTS.get(code, 0)
+        self._penalty = None
+        if points:
+            self.misbehaved(points, f"{code}: {text}")
+
+    def penalise_next_error(self, points: int) -> None:
+        """Set the points the next ERROR we send costs this peer."""
+        self._penalty = points
+
+    def misbehaved(self, points: int, why: str) -> None:
+        """Add to the peer's misbehaviour score; at BAN_SCORE it is banned (or closed)."""
+        self.score += points
+        if self.score >= BAN_SCORE and not self.closing:
+            self.manager.ban(self, why)

@@ -1,0 +1,196 @@
+"""Receiving pushed cheeses and transactions, and relaying them on."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Any, Iterator, List, Tuple
+
+from cheesecoin.core.errors import InvalidCheese, InvalidTx, ProtocolError, StorageError
+from cheesecoin.core.tree import AddResult
+from cheesecoin.core.tx import check_tx_format, txid
+from cheesecoin.p2p.protocol import ERROR_POINTS, MemberProtocol, short
+from cheesecoin.p2p.sync import RELAY_TAIL
+from cheesecoin.wire import codec as wire
+
+MINED = "miner"  # the source of the cheeses our own miners (built-in or external) hand the node
+FLUSH_DELAY = 0.05  # seconds between accepting an announced cheese and the fsync
+STALE_TX_RULES = frozenset({"tx-nonce", "tx-balance", "tx-fee"})  # honest races, a light penalty
+
+
+class Relay:
+    """What comes in pushed (ANNOUNCE, TX) and what we push on: new best
+    cheeses announced once to every peer but their source (after a sync, only
+    the last ``RELAY_TAIL``), new transactions relayed once, our mempool
+    handed to each new peer; announced cheeses flushed to disk together."""
+
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
+        self.node = manager.node
+        self.log = manager.log
+        self.announced: "OrderedDict[str, None]" = OrderedDict()
+        self._batch_depth = 0
+        self._batch: List[Tuple[int, str]] = []  # (height, smell) connected during a batch
+        self._batch_source: Any = None
+        self._lazy_batch: Any = None
+        self.node.tip_listeners.append(self.on_tip)
+        self.node.tx_listeners.append(self.on_tx)
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def receive_cheese(self, proto: Any, cheese: dict) -> AddResult:
+        """An ANNOUNCE: add it, fetch an orphan's ancestors from the announcer."""
+        smell = cheese.get("smell")
+        if not (isinstance(smell, str) and smell in self.node.stack):
+            self._flush_soon()  # not a cheese we already have
+        try:
+            result = self.node.submit_cheese(cheese, proto)
+        except InvalidCheese as e:
+            proto.penalise_next_error(ERROR_POINTS["invalid-cheese"] if e.permanent else 0)
+            raise ProtocolError("invalid-cheese", f"rule {e.rule_number} ({e.rule}): {e.message}")
+        except StorageError:  # our disk, not the peer's fault (the node reports it, once)
+            raise ProtocolError("busy", "this member cannot store cheeses right now")
+        if result.status == "orphan":
+            self.manager.sync.start_download(proto, "orphan")
+        elif result.status == "added":
+            self.manager.delivered(proto, len(result.accepted))
+        # The peer has this cheese (new to us or not): its stack has at least
+        # that much work, which keeps its height current between STATS rounds.
+        node = self.node.stack.nodes.get(result.smell)
+        if node is not None and node.work > proto.peer_work:
+            proto.peer_height, proto.peer_tip, proto.peer_work = node.height, node.smell, node.work
+        return result
+
+    def receive_tx(self, proto: Any, tx: dict) -> None:
+        """A pushed TX: into the mempool (relayed by on_tx), silently if we have it."""
+        try:
+            self.node.submit_tx(tx, proto)
+        except InvalidTx as e:
+            if e.rule == "mempool-full":
+                raise ProtocolError("busy", "the mempool is full")
+            if e.rule in STALE_TX_RULES and check_tx_format(tx) is None:
+                if self.node.stack.tx_height(txid(tx)) is not None:
+                    return  # already confirmed: we have it
+                proto.penalise_next_error(1)
+            raise ProtocolError("invalid-tx", f"{e.rule}: {e.message}")
+
+    # -- relaying --------------------------------------------------------------------------
+
+    def send_mempool(self, proto: Any) -> None:
+        """Pass our pending transactions to a new peer (as TX, best fee first,
+        each sender's in nonce order), so that a payment we hold reaches a
+        member that restarted without it. Written only as fast as the peer
+        reads (``feed``); a transaction it already has is ignored there."""
+        pending = self.node.mempool.select(len(self.node.mempool))
+        if pending:
+            proto.feed(wire.dumps({"type": "TX", "tx": tx}) for tx in pending)
+
+    @contextmanager
+    def relay_batch(self, source: Any) -> Iterator[None]:
+        """Within it, new best cheeses are collected; at the end only the last
+        RELAY_TAIL of them are announced (a sync batch, not thousands)."""
+        self._batch_depth += 1
+        if self._batch_depth == 1:
+            self._batch, self._batch_source = [], source
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+            if self._batch_depth == 0:
+                batch, self._batch = self._batch, []
+                if batch:
+                    stack = self.node.stack
+                    on_best = [(h, s) for h, s in batch if stack.is_best(s)]
+                    if on_best:
+                        self.log.info(
+                            "Cheeses {first}..{last} {origin} (tip {tip})",
+                            first=on_best[0][0],
+                            last=on_best[-1][0],
+                            origin=self._origin(source),
+                            tip=short(stack.tip.smell),
+                        )
+                    self.relay(on_best[-RELAY_TAIL:], source)
+
+    def on_tip(self, result: AddResult, source: Any) -> None:
+        """Tip listener: log new cheeses and reorganisations, announce to the other peers."""
+        stack = self.node.stack
+        connected = [(c["sequence_number"], c["smell"]) for c in result.connected]
+        if not self._batch_depth:
+            self.relay(connected[-RELAY_TAIL:], source)  # first: the log can wait
+        if result.disconnected:
+            self.log.info(
+                "Reorganisation: {n} cheeses abandoned, new tip {height} {tip}",
+                n=len(result.disconnected),
+                height=stack.height,
+                tip=stack.tip.smell,
+            )
+        if self._batch_depth:
+            self._batch.extend(connected)
+            return
+        origin = self._origin(source)
+        if origin == "mined":
+            return  # the miner logs its own cheese, with more to say
+        if len(connected) > RELAY_TAIL:
+            self.log.info("Cheeses {first}..{last} {origin}", first=connected[0][0], last=connected[-1][0], origin=origin)
+        else:
+            for height, smell in connected:
+                self.log.info("Cheese {height} {smell} {origin}", height=height, smell=short(smell), origin=origin)
+
+    @staticmethod
+    def _origin(source: Any) -> str:
+        if isinstance(source, MemberProtocol):
+            return "from " + source.label()
+        if source == MINED:
+            return "mined"
+        return "from " + str(source) if source is not None else "added"
+
+    def relay(self, cheeses: List[Tuple[int, str]], source: Any) -> int:
+        """ANNOUNCE each (height, smell) once to every peer but ``source``; returns how many."""
+        stack = self.node.stack
+        sent = 0
+        for _height, smell in cheeses:
+            if smell in self.announced or not stack.is_best(smell):
+                continue
+            self.announced[smell] = None
+            while len(self.announced) > 10000:
+                self.announced.popitem(last=False)
+            text = stack.get_text(smell)
+            if text is None:
+                continue
+            line = ('{"type":"ANNOUNCE","cheese":' + text + "}\n").encode("utf-8")
+            for p in list(self.manager.peers.values()):
+                if p is not source and p.peer_tip != smell:
+                    p.push_line(line)
+            sent += 1
+        return sent
+
+    def on_tx(self, tx_id: str, tx: dict, source: Any) -> None:
+        """Tx listener: relay a new valid transaction once to every peer but its source."""
+        line = wire.dumps({"type": "TX", "tx": tx})
+        for p in list(self.manager.peers.values()):
+            if p is not source:
+                p.push_line(line)
+
+    # -- the disk ----------------------------------------------------------------------------
+
+    def _flush_soon(self) -> None:
+        """Open a store batch that is flushed to disk FLUSH_DELAY from now.
+
+        An announced cheese is then committed atomically at once (it survives a
+        kill -9) but made durable against power loss a moment later, so that its
+        relay to our peers does not wait for an fsync, and announcements that
+        arrive together share one.
+        """
+        if self._lazy_batch is None:
+            self._lazy_batch = self.node.stack.batch()
+            self._lazy_batch.__enter__()
+            self.manager.clock.callLater(FLUSH_DELAY, self.flush)
+
+    def flush(self) -> None:
+        """End the batch opened by _flush_soon (one durable commit)."""
+        batch, self._lazy_batch = self._lazy_batch, None
+        if batch is not None:
+            try:
+                batch.__exit__(None, None, None)
+            except StorageError as e:
+                self.node.storage_failed(e)

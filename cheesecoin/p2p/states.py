@@ -1,0 +1,176 @@
+"""The states of a member connection (after hathor-core's ``p2p/states``).
+
+A connection starts in ``HandshakeState``, which accepts only ``HELLO`` (and
+logs an ``ERROR``); anything else is ``handshake-required``. Once the HELLOs
+are exchanged it is in ``ReadyState``, whose ``msg_<TYPE>`` methods are the
+member protocol of docs/protocol.md section 5: requests answered, pushed
+messages handed to the relay, replies handed back to the request that is
+waiting for them. A new message type is a new ``msg_`` method here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from cheesecoin.core.errors import ProtocolError
+from cheesecoin.wire import codec as wire
+from cheesecoin.wire.limits import MAX_COUNT, PEERS_PER_REPLY
+
+MAX_LOCATOR = 1000  # smells in a locator we accept
+NODE_ID_RE = re.compile(r"[0-9a-f]{1,64}\Z")
+_WORK_RE = re.compile(r"[0-9]{1,80}\Z")
+
+
+def get_work(msg: dict, key: str = "work") -> int:
+    value = wire.get_str(msg, key, 80)
+    if not _WORK_RE.match(value):
+        raise wire.BadMessage(f"field '{key}' must be a decimal string")
+    return int(value)
+
+
+def id_suffix(msg_id: Any) -> str:
+    return "" if msg_id is None else ',"id":' + json.dumps(msg_id, ensure_ascii=False)
+
+
+class HandshakeState:
+    """Before the handshake: only HELLO."""
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+        self.manager = protocol.manager
+
+    def unknown(self, msg: dict) -> None:
+        raise ProtocolError("handshake-required", "send HELLO first")
+
+    def msg_ERROR(self, msg: dict) -> None:
+        self.protocol.remote_error(msg)
+
+    def msg_HELLO(self, msg: dict) -> None:
+        p = self.protocol
+        network = wire.get_smell(msg, "network")
+        if network != self.manager.node.network.smell:
+            p.send_error("wrong-network", f"this member is on network {self.manager.node.network.smell}")
+            p.close()
+            return
+        wire.get_int(msg, "version", 1)
+        node_id = wire.get_str(msg, "node_id", 64)
+        if not NODE_ID_RE.match(node_id):
+            raise wire.BadMessage("field 'node_id' must be 1 to 64 lowercase hex characters")
+        port = wire.get_port(msg, "port", allow_null=True)
+        height = wire.get_int(msg, "height")
+        tip = wire.get_smell(msg, "tip")
+        work = get_work(msg)
+        p.peer_node_id, p.peer_port = node_id, port
+        p.peer_height, p.peer_tip, p.peer_work = height, tip, work
+        if node_id == self.manager.node.node_id:
+            self.manager.connected_to_self(p)
+            p.close()
+            return
+        if not self.manager.accept_peer(p):
+            p.close()
+            return
+        if not p.hello_sent:
+            p.send_hello()
+        p.become_ready()
+        self.manager.peer_ready(p)
+
+
+class ReadyState:
+    """After the handshake: requests, pushed messages and replies."""
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+        self.manager = protocol.manager
+
+    def unknown(self, msg: dict) -> None:
+        raise ProtocolError("unknown-type", f"unknown message type {msg['type'][:40]!r}")
+
+    def msg_HELLO(self, msg: dict) -> None:
+        raise wire.BadMessage("a second HELLO")
+
+    # -- requests we answer -------------------------------------------------------------
+
+    def msg_STATS(self, msg: dict) -> None:
+        stack = self.manager.node.stack
+        self.protocol.reply(
+            msg,
+            {
+                "type": "STATS_REPLY",
+                "height": stack.height,
+                "tip": stack.tip.smell,
+                "work": str(stack.work),
+                "peers": len(self.manager.peers),
+            },
+        )
+
+    def msg_GET_CHEESE(self, msg: dict) -> None:
+        stack = self.manager.node.stack
+        if "sequence_number" in msg:
+            height = wire.get_int(msg, "sequence_number")
+            text = stack.get_text(stack.main[height].smell) if height <= stack.height else None
+        else:
+            text = stack.get_text(wire.get_smell(msg, "smell"))
+        if text is None:
+            raise ProtocolError("not-found", "no such cheese here")
+        self.protocol.write_line(('{"type":"CHEESE","cheese":' + text + id_suffix(wire.message_id(msg)) + "}\n").encode("utf-8"))
+
+    def msg_GET_CHEESES(self, msg: dict) -> None:
+        stack = self.manager.node.stack
+        count = wire.get_int(msg, "count", 1, MAX_COUNT, default=MAX_COUNT)
+        if "locator" in msg:
+            locator = msg["locator"]
+            if not isinstance(locator, list) or len(locator) > MAX_LOCATOR:
+                raise wire.BadMessage(f"field 'locator' must be a list of at most {MAX_LOCATOR} smells")
+            if not all(isinstance(s, str) and wire.SMELL_RE.match(s) for s in locator):
+                raise wire.BadMessage("field 'locator' must hold smells (40 lowercase hex characters)")
+            start = stack.fork_height(locator) + 1
+        else:
+            start = wire.get_int(msg, "from")
+        head = '{"type":"CHEESES","cheeses":['
+        tail = "]" + id_suffix(wire.message_id(msg)) + "}"
+        room = wire.MAX_LINE - len(head) - len(tail.encode("utf-8"))
+        texts = stack.range_texts(start, count, max_bytes=room) if room > 0 else []
+        self.protocol.write_line((head + ",".join(texts) + tail + "\n").encode("utf-8"))
+
+    def msg_GET_PEERS(self, msg: dict) -> None:
+        self.protocol.reply(msg, {"type": "PEERS", "peers": self.manager.peers_for(self.protocol)})
+
+    def msg_PING(self, msg: dict) -> None:
+        self.protocol.reply(msg, {"type": "PONG"})
+
+    # -- pushed messages --------------------------------------------------------------
+
+    def msg_ANNOUNCE(self, msg: dict) -> None:
+        self.manager.relay.receive_cheese(self.protocol, wire.get_object(msg, "cheese"))
+
+    def msg_TX(self, msg: dict) -> None:
+        self.manager.relay.receive_tx(self.protocol, wire.get_object(msg, "tx"))
+
+    # -- replies to our requests ----------------------------------------------------------
+
+    def msg_STATS_REPLY(self, msg: dict) -> None:
+        self.protocol.resolve(msg)
+
+    def msg_CHEESE(self, msg: dict) -> None:
+        self.protocol.resolve(msg)
+
+    def msg_CHEESES(self, msg: dict) -> None:
+        self.protocol.resolve(msg)
+
+    def msg_PONG(self, msg: dict) -> None:
+        self.protocol.resolve(msg)
+
+    def msg_PEERS(self, msg: dict) -> None:
+        # Only the reply to a GET_PEERS of ours, and at most PEERS_PER_REPLY of it:
+        # unsolicited PEERS would let one peer rewrite our address book.
+        rid = msg.get("id")
+        peers = msg.get("peers")
+        if isinstance(rid, int) and rid in self.protocol.peer_requests and isinstance(peers, list):
+            self.protocol.peer_requests.discard(rid)
+            self.manager.add_addresses(peers[:PEERS_PER_REPLY], "peer")
+        self.protocol.resolve(msg)
+
+    def msg_ERROR(self, msg: dict) -> None:
+        self.protocol.remote_error(msg)

@@ -1,0 +1,300 @@
+"""Syncing: downloading the stack of a peer with more work.
+
+``Sync`` picks the peer (the one with the most work, if more than ours) and
+runs one ``Download`` at a time; a ``Download`` asks for chunks of up to 500
+cheeses by locator, pipelined (the next is asked for while the last one's
+signatures are checked in the CPU thread pool), and applies them in order in
+one store batch each.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Set, Tuple
+
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.error import ConnectionLost
+from twisted.python.failure import Failure
+
+from cheesecoin.core.errors import InvalidCheese, StorageError
+from cheesecoin.core.tx import verify_signature
+from cheesecoin.p2p.protocol import ERROR_POINTS, RemoteError, RequestTimeout, short
+from cheesecoin.util.cores import usable_cores
+from cheesecoin.util.cputhreadpool import defer_to_cpu
+from cheesecoin.wire import codec as wire
+from cheesecoin.wire.limits import MAX_COUNT
+
+STATS_INTERVAL = 60.0  # seconds between stack comparisons; a peer that failed us rests as long
+RELAY_TAIL = 10  # cheeses announced after a sync batch
+SYNC_LOG_THRESHOLD = 500  # log progress when a download is at least this long
+MAX_QUEUED_CHUNKS = 2  # downloaded chunks waiting to be checked, at most
+
+
+def signed_cheeses(cheeses: List[dict], offset: int = 0) -> Set[int]:
+    """Indices (plus ``offset``) of the cheeses whose transactions are all
+    correctly signed. Pure; runs in worker threads during a sync. Their shape
+    is not checked here: the stack checks every other rule of those cheeses."""
+    out = set()
+    for i, cheese in enumerate(cheeses):
+        info = cheese.get("unit_of_information")
+        txs = info.get("transactions") if isinstance(info, dict) else None
+        try:
+            if isinstance(txs, list) and all(verify_signature(tx) for tx in txs):
+                out.add(i + offset)
+        except (TypeError, KeyError, ValueError, AttributeError):
+            pass  # malformed: checked (and refused) by the stack
+    return out
+
+
+class Sync:
+    """Which peer we download from, and how downloaded cheeses are checked and
+    applied: one ``Download`` at a time, from the peer with the most work."""
+
+    def __init__(self, manager: Any, verify_in_threads: bool = False) -> None:
+        self.manager = manager
+        self.verify_in_threads = verify_in_threads  # signatures in the CPU thread pool (a real reactor)
+
+    def maybe_sync(self) -> Optional[Download]:
+        """Start downloading from the peer with the most work, if it has more than us."""
+        if any(p.download is not None for p in self.manager.peers.values()):
+            return None
+        now = self.manager.clock.seconds()
+        ours = self.manager.node.stack.work
+        candidates = [
+            p for p in self.manager.peers.values() if p.peer_work > ours and p.sync_idle_until <= now and not p.closing
+        ]
+        if not candidates:
+            return None
+        best = max(candidates, key=lambda p: p.peer_work)
+        return self.start_download(best, "more work")
+
+    def start_download(self, proto: Any, reason: str) -> Optional[Download]:
+        if proto.download is not None or proto.closing:
+            return None
+        download = Download(self, proto, reason)
+        download.start()
+        return download
+
+    def download_finished(self, download: Download) -> None:
+        self.maybe_sync()
+
+    def verify_signatures(self, cheeses: List[dict]) -> Deferred:
+        """Deferred set of the indices of ``cheeses`` whose transactions are all
+        well formed and signed: in the CPU thread pool (one part per core) with
+        a real reactor, at once with a fake clock."""
+        if not self.verify_in_threads or len(cheeses) < 2:
+            return succeed(signed_cheeses(cheeses))
+        parts = max(1, min(usable_cores(), len(cheeses)))
+        size = -(-len(cheeses) // parts)
+        jobs = [
+            defer_to_cpu(signed_cheeses, cheeses[i : i + size], i, reactor=self.manager.reactor)
+            for i in range(0, len(cheeses), size)
+        ]
+
+        def union(results: List[Set[int]]) -> Set[int]:
+            return set().union(*results)
+
+        return gatherResults(jobs, consumeErrors=True).addCallback(union)
+
+    def apply_chunk(
+        self, proto: Any, cheeses: List[dict], signed: Set[int] = frozenset()
+    ) -> Tuple[int, Optional[InvalidCheese]]:
+        """Add downloaded cheeses in one batch; (added, the first InvalidCheese or None).
+        Signatures are not checked again for the cheeses in ``signed``."""
+        added = 0
+        with self.manager.relay.relay_batch(proto), self.manager.node.stack.batch():
+            for i, cheese in enumerate(cheeses):
+                try:
+                    result = self.manager.node.submit_cheese(cheese, proto, check_signatures=i not in signed)
+                except InvalidCheese as e:
+                    return added, e
+                if result.status == "added":
+                    added += 1
+                    self.manager.delivered(proto, len(result.accepted))
+        return added, None
+
+
+class Download:
+    """Pipelined download of a peer's best stack by locator, in chunks of up to 500.
+
+    As soon as a chunk arrives the next one is asked for (after the chunk's
+    last smell), then the chunk is applied inside ``stack.batch()``. Ends on
+    an empty chunk, at the peer's known tip, on invalid data, a stall or a
+    lost connection; ``done`` fires with the number of cheeses added.
+    """
+
+    def __init__(self, sync: "Sync", peer: Any, reason: str, count: int = MAX_COUNT) -> None:
+        self.sync = sync
+        self.manager = manager = sync.manager
+        self.peer = peer
+        self.reason = reason
+        self.count = count
+        self.finished = False
+        self.added = 0
+        self.received = 0
+        self.last_smell: Optional[str] = None
+        self.started = manager.clock.seconds()
+        self.start_height = manager.node.stack.height
+        self.done: Deferred = Deferred()
+        self.long = peer.peer_height - self.start_height >= SYNC_LOG_THRESHOLD
+        self._queue: List[_Chunk] = []  # received, signatures being checked or checked, not applied
+        self._asking = False  # a GET_CHEESES is on its way
+        self._more = True  # the peer has more to send
+
+    def start(self) -> None:
+        self.peer.download = self
+        if self.long:
+            self.manager.log.info(
+                "Syncing from {peer}: {height}/{target} (0%)",
+                peer=self.peer.label(),
+                height=self.start_height,
+                target=self.peer.peer_height,
+            )
+        self._ask(self.manager.node.stack.locator())
+
+    def _ask(self, locator: List[str]) -> None:
+        self._asking = True
+        d = self.peer.request({"type": "GET_CHEESES", "locator": locator, "count": self.count})
+        d.addCallbacks(self._got, self._failed)
+
+    def _ask_next(self) -> None:
+        """Pipelining: ask for the chunk after the last one received while earlier
+        ones are checked, but hold at most MAX_QUEUED_CHUNKS unchecked ones."""
+        if self._more and not self._asking and not self.finished and len(self._queue) < MAX_QUEUED_CHUNKS:
+            self._ask([self.last_smell] + self.manager.node.stack.locator())  # type: ignore[list-item]
+
+    def _failed(self, failure: Failure) -> None:
+        self._asking = False
+        if self.finished:
+            return
+        if failure.check(RequestTimeout):
+            self.manager.log.info("Sync from {peer} stalled; trying another peer", peer=self.peer.label())
+            self.peer.sync_idle_until = self.manager.clock.seconds() + STATS_INTERVAL
+        elif not failure.check(ConnectionLost, RemoteError):
+            self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
+        self._stop_after_received()
+
+    def _got(self, reply: dict) -> None:
+        self._asking = False
+        if self.finished:
+            return
+        cheeses = reply.get("cheeses")
+        if not isinstance(cheeses, list) or len(cheeses) > self.count or not all(isinstance(c, dict) for c in cheeses):
+            self.peer.misbehaved(50, "a malformed CHEESES reply")
+            self.finish()
+            return
+        if not cheeses:  # the end
+            self._stop_after_received()
+            return
+        last = cheeses[-1].get("smell")
+        if (
+            not isinstance(last, str)
+            or not wire.SMELL_RE.match(last)
+            or last == self.last_smell
+            or any(cheeses[i].get("parent_smell") != cheeses[i - 1].get("smell") for i in range(1, len(cheeses)))
+        ):
+            self.peer.misbehaved(50, "a CHEESES reply that is not one chain moving forward")
+            self.finish()
+            return
+        if self.last_smell is not None and cheeses[0].get("parent_smell") != self.last_smell:
+            # Not after the last chunk: the peer's stack changed (or it plays
+            # games, e.g. known cheeses in circles). Apply what came, then stop.
+            self._stop_after_received()
+            return
+        self.last_smell = last
+        at_end = last == self.peer.peer_tip
+        self._more = not at_end
+        self.received += len(cheeses)
+        chunk = _Chunk(cheeses, at_end)
+        self._queue.append(chunk)
+        self._ask_next()  # before checking this chunk
+        # Signatures are checked (in threads) as soon as a chunk arrives, while
+        # the chunk before it is applied; chunks are applied in order.
+        self.sync.verify_signatures(cheeses).addCallbacks(self._checked, self._broken, (chunk,))
+
+    def _stop_after_received(self) -> None:
+        """Ask for nothing more; finish once the chunks received are applied."""
+        self._more = False
+        self._queue.append(_Chunk([], True))
+        self._drain()
+
+    def _checked(self, signed: Set[int], chunk: "_Chunk") -> None:
+        chunk.signed = signed
+        self._drain()
+
+    def _drain(self) -> None:
+        """Apply the received chunks whose signatures are checked, in order."""
+        while self._queue and not self.finished:
+            chunk = self._queue[0]
+            if not chunk.cheeses:
+                self.finish()
+                return
+            if chunk.signed is None:
+                return  # still being checked: _checked calls again
+            self._queue.pop(0)
+            self._ask_next()
+            self._apply(chunk.signed, chunk.cheeses, chunk.at_end)
+
+    def _broken(self, failure: Failure) -> None:
+        self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
+        self.finish()
+
+    def _apply(self, signed: Set[int], cheeses: List[dict], at_end: bool) -> None:
+        try:
+            added, error = self.sync.apply_chunk(self.peer, cheeses, signed)
+        except StorageError:  # our disk failed: the node reports it, once; stop here
+            self.finish()
+            return
+        self.added += added
+        if error is not None:
+            if error.permanent:
+                self.peer.misbehaved(ERROR_POINTS["invalid-cheese"], f"sent an invalid cheese: {error.message}")
+            self.manager.log.info(
+                "Sync from {peer} stopped: invalid cheese ({why})", peer=self.peer.label(), why=error.message
+            )
+            self.peer.sync_idle_until = self.manager.clock.seconds() + STATS_INTERVAL
+            self.finish()
+            return
+        if self.long:
+            height = self.manager.node.stack.height
+            target = max(self.peer.peer_height, height, 1)
+            self.manager.log.info(
+                "Syncing from {peer}: {height}/{target} ({pct}%)",
+                peer=self.peer.label(),
+                height=height,
+                target=target,
+                pct=int(100 * height / target),
+            )
+        if at_end:
+            self.finish()
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.peer.download is self:
+            self.peer.download = None
+        if self.added == 0:
+            self.peer.sync_idle_until = max(self.peer.sync_idle_until, self.manager.clock.seconds() + STATS_INTERVAL)
+        elif self.long or self.added >= RELAY_TAIL:
+            stack = self.manager.node.stack
+            self.manager.log.info(
+                "Synced from {peer}: {added} cheeses in {secs:.2f} s, height {height} tip {tip}",
+                peer=self.peer.label(),
+                added=self.added,
+                secs=self.manager.clock.seconds() - self.started,
+                height=stack.height,
+                tip=short(stack.tip.smell),
+            )
+        self.done.callback(self.added)
+        self.sync.download_finished(self)
+
+
+class _Chunk:
+    """A received CHEESES chunk; ``signed`` is set once its signatures are checked."""
+
+    __slots__ = ("cheeses", "at_end", "signed")
+
+    def __init__(self, cheeses: List[dict], at_end: bool) -> None:
+        self.cheeses = cheeses
+        self.at_end = at_end
+        self.signed: Optional[Set[int]] = None

@@ -1,0 +1,1 @@
+"""Where the stack and the wallet live on disk: SQLite, reindex, wallet files."""

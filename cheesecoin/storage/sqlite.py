@@ -1,0 +1,248 @@
+"""The cheese stack on disk: SQLite in the member's data directory.
+
+Pure Python (standard library ``sqlite3``), no Twisted. The database runs in
+WAL mode; every accepted cheese is one transaction that also records the tip
+it leads to, so a crash at any point (kill -9) leaves the last committed
+stack, never a half-written one. The commit that moves the tip runs with
+``synchronous=FULL``; inside a batch (a sync download) commits are atomic but
+not flushed one by one, and the batch ends with one flushed commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections import OrderedDict
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from cheesecoin.core.cheese import Network, check_smell, canonical
+from cheesecoin.core.errors import InvalidCheese, StorageError
+
+SCHEMA_VERSION = "1"
+APP_ID = "cheesecoin"
+DB_NAME = "stack.sqlite3"
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
+class StoreWriteError(StorageError):
+    """A write to the database failed (a full disk, a file made read-only, an
+    I/O error): nothing of that write was kept. ``disk_full`` says which."""
+
+    def __init__(self, message: str, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
+
+
+class CorruptStore(StorageError):
+    """The database is damaged: what it holds no longer reads back whole.
+    A reindex (re-validating the cheeses that still parse) can mend it; it
+    cannot mend a foreign file, another network's stack or a disk we may not
+    write, which are plain StorageErrors."""
+
+
+class SqliteStore:
+    """Stores cheeses, invalid marks and the tip; reads bodies back on demand."""
+
+    def __init__(self, path: str, network: Network, cache_size: int = 2048) -> None:
+        self.path = path
+        self.network = network
+        self.tip: Optional[str] = None
+        self.batch_depth = 0
+        self._cache: "OrderedDict[str, Tuple[str, dict]]" = OrderedDict()
+        self._cache_size = cache_size
+        if os.path.isdir(path):
+            path = self.path = os.path.join(path, DB_NAME)
+        try:
+            self._check_header()
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self._open_schema()
+        except sqlite3.OperationalError as e:  # cannot open, read-only, I/O: not the file's fault
+            raise StorageError(f"cannot use the database {path}: {e}") from None
+        except sqlite3.DatabaseError as e:
+            raise CorruptStore(f"{path} is not a usable CheeseCoin database: {e}") from None
+
+    def _check_header(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise StorageError(f"cannot open {self.path}: {e.strerror}") from None
+        if head and head != SQLITE_HEADER:
+            raise StorageError(f"{self.path} is not an SQLite database (a foreign or corrupted file)")
+
+    def _open_schema(self) -> None:
+        tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            self.db.executescript(
+                """
+                BEGIN;
+                CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE cheeses (
+                    ord INTEGER PRIMARY KEY AUTOINCREMENT,
+                    smell TEXT NOT NULL UNIQUE,
+                    parent TEXT NOT NULL,
+                    height INTEGER NOT NULL,
+                    body TEXT NOT NULL
+                );
+                CREATE TABLE invalid (smell TEXT PRIMARY KEY, rule TEXT NOT NULL);
+                COMMIT;
+                """
+            )
+            self.db.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [("app", APP_ID), ("schema", SCHEMA_VERSION), ("network", self.network.smell)],
+            )
+            return
+        if not {"meta", "cheeses", "invalid"} <= tables:
+            raise StorageError(f"{self.path} is an SQLite database of another program")
+        meta = dict(self.db.execute("SELECT key, value FROM meta"))
+        if meta.get("app") != APP_ID:
+            raise StorageError(f"{self.path} is an SQLite database of another program")
+        if meta.get("schema") != SCHEMA_VERSION:
+            raise StorageError(f"{self.path} has schema version {meta.get('schema')}, this program reads {SCHEMA_VERSION}")
+        if meta.get("network") != self.network.smell:
+            raise StorageError(
+                f"{self.path} holds the stack of network {meta.get('network')}, not {self.network.smell} "
+                f"({self.network.name}); use another data directory"
+            )
+        self.tip = meta.get("tip")
+
+    # -- the store interface of cheesecoin.stack -------------------------------------
+
+    def load(self) -> Tuple[Iterator[dict], Optional[str], Dict[str, str]]:
+        """Every stored cheese in arrival order (streamed), the tip, and the invalid marks."""
+        try:
+            invalid = dict(self.db.execute("SELECT smell, rule FROM invalid"))
+        except sqlite3.DatabaseError as e:
+            raise CorruptStore(f"{self.path} is corrupted: {e}") from None
+        return self._rows(), self.tip, invalid
+
+    def _rows(self) -> Iterator[dict]:
+        try:
+            cursor = self.db.execute("SELECT smell, parent, height, body FROM cheeses ORDER BY ord")
+            for smell, parent, height, body in cursor:
+                cheese = json.loads(body)
+                if (
+                    not isinstance(cheese, dict)
+                    or cheese.get("smell") != smell
+                    or cheese.get("parent_smell") != parent
+                    or cheese.get("sequence_number") != height
+                ):
+                    raise CorruptStore(f"{self.path}: stored cheese {smell} is corrupted")
+                check_smell(cheese)
+                yield cheese
+        except (sqlite3.DatabaseError, ValueError) as e:
+            raise CorruptStore(f"{self.path} is corrupted: {e}") from None
+        except InvalidCheese as e:
+            raise CorruptStore(f"{self.path}: a stored cheese is corrupted ({e.message})") from None
+
+    def get_text(self, smell: str) -> Optional[str]:
+        entry = self._cache.get(smell)
+        if entry is not None:
+            self._cache.move_to_end(smell)
+            return entry[0]
+        row = self.db.execute("SELECT body FROM cheeses WHERE smell = ?", (smell,)).fetchone()
+        if row is None:
+            return None
+        self._remember(smell, row[0], json.loads(row[0]))
+        return row[0]
+
+    def get(self, smell: str) -> Optional[dict]:
+        entry = self._cache.get(smell)
+        if entry is None:
+            if self.get_text(smell) is None:
+                return None
+            entry = self._cache[smell]
+        return entry[1]
+
+    def _remember(self, smell: str, text: str, cheese: dict) -> None:
+        self._cache[smell] = (text, cheese)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def commit(self, added: list, invalid: List[Tuple[str, str]], tip: Optional[str]) -> None:
+        """One transaction: new cheeses, invalid marks and (if moved) the tip."""
+        durable = tip is not None and self.batch_depth == 0
+        texts = [(node.smell, canonical(cheese).decode("utf-8"), cheese) for node, cheese in added]
+        try:
+            self.db.execute("PRAGMA synchronous=%s" % ("FULL" if durable else "NORMAL"))
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for smell, text, cheese in texts:
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO cheeses (smell, parent, height, body) VALUES (?, ?, ?, ?)",
+                        (smell, cheese["parent_smell"], cheese["sequence_number"], text),
+                    )
+                if invalid:
+                    self.db.executemany("INSERT OR REPLACE INTO invalid VALUES (?, ?)", invalid)
+                if tip is not None:
+                    self.db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip,))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        except sqlite3.DatabaseError as e:
+            raise self._write_error(e) from None
+        for smell, text, cheese in texts:  # only what is committed is served from the cache
+            self._remember(smell, text, cheese)
+        if tip is not None:
+            self.tip = tip
+
+    def _rollback(self) -> None:
+        """Undo an open transaction; SQLite may have undone it already (a full
+        disk), and then ROLLBACK's own error must not hide the real one."""
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    def _write_error(self, e: sqlite3.DatabaseError) -> StoreWriteError:
+        name = getattr(e, "sqlite_errorname", "")
+        text = str(e)
+        if name == "SQLITE_FULL" or "disk is full" in text:
+            return StoreWriteError(f"the disk holding {os.path.dirname(self.path)} is full ({text})", disk_full=True)
+        if name.startswith("SQLITE_READONLY") or "readonly" in text:
+            return StoreWriteError(f"{self.path} cannot be written: it is read-only ({text})")
+        return StoreWriteError(f"cannot write {self.path}: {text}")
+
+    def flush(self) -> None:
+        """Make everything committed so far durable (the end of a batch)."""
+        try:
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (self.tip or "",))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        except sqlite3.DatabaseError as e:
+            raise self._write_error(e) from None
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM cheeses").fetchone()[0]
+
+    def close(self) -> None:
+        try:
+            self.db.close()
+        except sqlite3.Error:
+            pass
+
+
+def open_stack(data_dir: str, network: Network, **kwargs):
+    """Open (or create) the stack stored in ``data_dir``; raises StorageError."""
+    from cheesecoin.core.stack import CheeseStack
+
+    os.makedirs(data_dir, exist_ok=True)
+    store = SqliteStore(os.path.join(data_dir, DB_NAME), network)
+    try:
+        return CheeseStack(network, store=store, **kwargs)
+    except ValueError as e:  # the stored cheeses do not form a stack
+        store.close()
+        raise CorruptStore(f"{store.path}: {e}") from None

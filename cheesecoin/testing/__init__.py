@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks: chain builders and protocol fakes."""

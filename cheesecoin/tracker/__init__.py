@@ -1,0 +1,1 @@
+"""The tracker: its registry (pure), its protocol and factory, its twistd tap."""

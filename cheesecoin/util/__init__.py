@@ -1,0 +1,1 @@
+"""Twisted service helpers, the CPU thread pool, local ports."""

@@ -1,0 +1,1 @@
+"""The member's HTTP API, its HTTP connection and the explorer page."""

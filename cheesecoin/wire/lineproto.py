@@ -1,0 +1,304 @@
+"""The JSON-line transport shared by every CheeseCoin protocol (docs/protocol.md s.1).
+
+``JsonLineProtocol`` keeps received bytes in a ``bytearray`` and searches for
+``\\n`` only in the bytes that arrived since the last search, so one long line
+sent in small pieces costs linear time (``LineReceiver`` re-scans its buffer).
+Each line is parsed by ``cheesecoin.wire`` and dispatched to
+``msg_<TYPE>(msg)``; every failure goes through one path, ``send_error``,
+which echoes the request's ``id`` and closes the connection after
+``MAX_ERRORS`` errors or a line over 4 MiB.
+
+Back-pressure is here too (``start_producing``): the protocol registers
+itself as the push producer of its own transport. While the transport's
+write buffer is full (the peer does not read what we write) we neither read
+from the peer nor handle the lines it already sent, so its requests cannot
+make us hold more replies; pushed messages (``push_line``) wait in a
+backlog of at most ``MAX_BACKLOG`` bytes and are dropped beyond it (a keyed
+one, such as the miner port's WORK, replaces the one it supersedes);
+streams (``feed``) are pulled only while the peer reads; and a peer that
+leaves our output unread for ``STALL_TIMEOUT`` seconds is dropped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Deque, Iterator, Optional, Tuple
+
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from cheesecoin.wire import codec as wire
+from cheesecoin.core.errors import ProtocolError
+
+
+@implementer(IPushProducer)
+class JsonLineProtocol(Protocol):
+    """Base class: one JSON object per line, dispatch by ``msg_`` + type."""
+
+    MAX_LENGTH: int = wire.MAX_LINE
+    MAX_ERRORS: int = 10
+    MAX_BACKLOG: int = 1024 * 1024  # pushed bytes held for a peer that is not reading
+    STALL_TIMEOUT: float = 60.0  # seconds our output may stay unread before we drop the peer
+    log = Logger()
+    clock: Optional[IReactorTime] = None  # for the stall timer; set by the factory or subclass
+    _producing = False  # registered as our transport's producer (start_producing)
+    _aborted = False
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of _buffer already searched for b"\n"
+        self.errors = 0
+        self.closing = False
+        self.current_id: Any = None
+        self.paused = False  # our transport's write buffer is full: the peer is not reading
+        self.dropped = 0  # pushed messages dropped because the peer did not read
+        self._backlog: Deque[Tuple[Optional[str], bytes]] = deque()
+        self._backlog_bytes = 0
+        self._feeds: Deque[Iterator[bytes]] = deque()
+        self._stall: Optional[IDelayedCall] = None
+
+    # -- receiving -----------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
+        buf = self._buffer
+        buf += data
+        start = 0
+        # While paused (the peer does not read our replies) its lines wait
+        # here: the transport reads no more, so this buffer stays bounded.
+        while not self.closing and not self.paused:
+            end = buf.find(b"\n", self._scanned)
+            if end < 0:
+                self._scanned = len(buf)
+                break
+            line = bytes(buf[start:end])
+            start = end + 1
+            self._scanned = start
+            if len(line) > self.MAX_LENGTH + 1 or (
+                len(line) > self.MAX_LENGTH and not line.endswith(b"\r")
+            ):
+                self._too_long()
+                return
+            self.line_received(line)
+        if self.closing:
+            return
+        if start:
+            del buf[:start]
+            self._scanned -= start
+        if len(buf) > self.MAX_LENGTH + 1:
+            self._too_long()
+
+    def _too_long(self) -> None:
+        self._buffer = bytearray()
+        self._scanned = 0
+        self.send_error("too-long", f"a line is longer than {self.MAX_LENGTH} bytes")
+        self.close()
+
+    def line_received(self, line: bytes) -> None:
+        """Parse and dispatch one line; any error becomes an ERROR reply."""
+        self.current_id = None
+        try:
+            msg = wire.parse_message(line)
+            self.current_id = wire.message_id(msg)
+            if "id" in msg and self.current_id is None:
+                raise ProtocolError("bad-message", "'id' must be a string or an integer")
+            self.dispatch(msg)
+        except ProtocolError as e:
+            msg_id = self.current_id
+            if msg_id is None and e.code == "bad-message":
+                msg_id = wire.salvage_id(line)  # refused while parsing: echo its id anyway
+            self.send_error(e.code, e.message, msg_id)
+        except Exception:
+            self.log.failure("Internal error handling a {type} message", Failure(), type="?")
+            self.send_error("bad-message", "the message could not be handled", self.current_id)
+        finally:
+            self.current_id = None
+
+    def dispatch(self, msg: dict) -> None:
+        """Call ``msg_<TYPE>``; subclasses may check state first."""
+        handler = getattr(self, "msg_" + msg["type"], None)
+        if handler is None or not msg["type"].isupper():
+            raise ProtocolError("unknown-type", f"unknown message type {msg['type'][:40]!r}")
+        handler(msg)
+
+    # -- sending -------------------------------------------------------------
+
+    def send(self, msg: dict, msg_id: Any = None) -> None:
+        """Send one message; ``msg_id`` (or the current request's id) is echoed."""
+        if self.transport is None or self.closing:
+            return
+        if msg_id is None:
+            msg_id = self.current_id
+        if msg_id is not None and "id" not in msg:
+            msg = dict(msg, id=msg_id)
+        self.transport.write(wire.dumps(msg))
+
+    def reply(self, request: dict, msg: dict) -> None:
+        """Send the direct reply to ``request`` (echoing its id)."""
+        self.send(msg, wire.message_id(request))
+
+    def send_error(self, code: str, text: str, msg_id: Any = None) -> None:
+        """The one ERROR path: reply, count, and close after MAX_ERRORS."""
+        if self.closing:
+            return
+        self.errors += 1
+        self.send(wire.error_message(code, text, msg_id), msg_id)
+        self.on_error(code, text)
+        if self.errors >= self.MAX_ERRORS and not self.closing:
+            self.log.info("Closing {peer}: {n} errors", peer=self.peer_label(), n=self.errors)
+            self.close()
+
+    def on_error(self, code: str, text: str) -> None:
+        """Hook: called after each ERROR sent (for misbehaviour scores)."""
+
+    def push_line(self, data: bytes, key: Optional[str] = None) -> bool:
+        """Write a pushed message (one encoded line, no reply expected).
+
+        While the peer is not reading it waits in a bounded backlog and is
+        sent when the peer drains its buffer; past ``MAX_BACKLOG`` bytes it is
+        dropped. With ``key``, it replaces a waiting line of the same key
+        (only the newest of those matters). False if it was dropped.
+        """
+        if self.transport is None or self.closing:
+            return False
+        if not self.paused:
+            self.transport.write(data)
+            return True
+        if key is not None:
+            for i, (waiting_key, waiting) in enumerate(self._backlog):
+                if waiting_key == key:
+                    del self._backlog[i]
+                    self._backlog_bytes -= len(waiting)
+                    break
+        if self._backlog_bytes + len(data) > self.MAX_BACKLOG:
+            self.dropped += 1
+            return False
+        self._backlog.append((key, data))
+        self._backlog_bytes += len(data)
+        return True
+
+    def feed(self, lines: Iterator[bytes]) -> None:
+        """Write the lines of an iterator, pulling each only while the peer reads."""
+        if self.transport is None or self.closing:
+            return
+        self._feeds.append(iter(lines))
+        self._pump()
+
+    def _pump(self) -> None:
+        """Send the backlog, then pull from the feeds, until the peer stops reading."""
+        while self._backlog and not self.paused and not self.closing:
+            _key, data = self._backlog.popleft()
+            self._backlog_bytes -= len(data)
+            self.transport.write(data)
+        while self._feeds and not self.paused and not self.closing:
+            line = next(self._feeds[0], None)
+            if line is None:
+                self._feeds.popleft()
+            else:
+                self.transport.write(line)
+
+    def close(self) -> None:
+        """Flush what was written and close."""
+        if self.closing:
+            return
+        self.closing = True
+        self._drop_pending()
+        if self.transport is not None:
+            self._stop_producer()
+            self.transport.loseConnection()
+
+    def _drop_pending(self) -> None:
+        self._backlog.clear()
+        self._backlog_bytes = 0
+        self._feeds.clear()
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
+        self._stall = None
+
+    def abort(self) -> None:
+        """Drop the connection at once, without flushing (a silent or stuck peer,
+        even one already closing whose unread replies would keep it open)."""
+        if self._aborted or self.transport is None:
+            return
+        self._aborted = self.closing = True
+        self._drop_pending()
+        self._stop_producer()
+        self.transport.abortConnection()
+
+    # -- back-pressure: IPushProducer, driven by our transport's write buffer ----
+
+    def start_producing(self) -> None:
+        """Register as our transport's producer (call from connectionMade): while
+        the peer does not read what we write, we stop reading from it."""
+        self.transport.registerProducer(self, True)
+        self._producing = True
+
+    def pauseProducing(self) -> None:
+        """Our transport's write buffer is full: stop reading and handling requests."""
+        if not self._producing or self.paused:
+            return
+        self.paused = True
+        self.transport.pauseProducing()
+        if self.clock is not None and self._stall is None:
+            self._stall = self.clock.callLater(self.STALL_TIMEOUT, self._stalled)
+
+    def resumeProducing(self) -> None:
+        """The peer read what we wrote: send what waits, then read and handle again."""
+        if not self._producing or not self.paused:
+            return
+        self.paused = False
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
+        self._stall = None
+        self._pump()
+        if self.paused or self.closing:
+            return
+        self.transport.resumeProducing()
+        if self._buffer:
+            self.dataReceived(b"")  # the lines that arrived before we paused
+
+    def stopProducing(self) -> None:
+        self._producing = False
+
+    def _stalled(self) -> None:
+        self._stall = None
+        if self.paused and not self.closing:
+            self.log.info(
+                "Dropping {peer}: it has not read our replies for {secs:.0f} s",
+                peer=self.peer_label(), secs=self.STALL_TIMEOUT,
+            )
+            self.abort()
+
+    def _stop_producer(self) -> None:
+        if self._producing:  # a transport with a registered producer never finishes closing
+            self._producing = False
+            self.transport.unregisterProducer()
+
+    def peer_label(self) -> str:
+        try:
+            peer = self.transport.getPeer()
+            return f"{peer.host}:{peer.port}"
+        except Exception:
+            return "?"
+
+    def peer_host(self) -> Optional[str]:
+        try:
+            return self.transport.getPeer().host
+        except Exception:
+            return None
+
+
+class BusyProtocol(Protocol):
+    """What a connection turned away for a limit gets: ``ERROR busy`` naming
+    the limit, then the close (docs/protocol.md section 1)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def connectionMade(self) -> None:
+        self.transport.write(wire.dumps(wire.error_message("busy", self.why)))
+        self.transport.loseConnection()
