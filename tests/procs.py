@@ -124,3 +124,13 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: st
             last_error = e
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what} (last error: {last_error!r})")
+
+
+def run_member(cwd, data, *extra: str) -> subprocess.CompletedProcess:
+    """``twistd -n cheesemember`` on ``data`` (ports 0), run to its end: for starts that must fail."""
+    twistd = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
+    return subprocess.run(
+        [sys.executable, "-c", twistd, "-n", "--pidfile=", "--logfile=-", "cheesemember", "--data-dir", str(data),
+         "--port", "0", "--api-port", "0", "--miner-port", "0", *extra],
+        capture_output=True, text=True, timeout=60, cwd=str(cwd),
+    )

@@ -28,6 +28,8 @@ import os
 import re
 from typing import Any, List, NamedTuple, Optional
 
+from doccheck import check_limits_table
+
 import pytest
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -309,43 +311,6 @@ def test_http_examples_are_the_real_answers(vectors_dir) -> None:
 
 
 # -- the limits table -----------------------------------------------------------------------
-
-
-def _resolve(name: str) -> Any:
-    """``cheesecoin.mod.NAME``, ``cheesecoin.mod.Class.ATTR`` or ``cheesecoin.mod.Callable(param)`` (its default)."""
-    param = None
-    call = re.fullmatch(r"(.+)\((\w+)\)", name)
-    if call:
-        name, param = call.groups()
-    parts = name.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            value = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for attr in parts[cut:]:
-            value = getattr(value, attr)
-        break
-    else:
-        raise AssertionError(f"cannot import {name}")
-    if param is not None:
-        default = inspect.signature(value).parameters[param].default
-        assert default is not inspect.Parameter.empty, f"{name}({param}) has no default"
-        return default
-    return value
-
-
-def check_limits_table(text: str, minimum: int) -> None:
-    """Every row ``| what | value | `cheesecoin.NAME` |`` of a markdown page: its
-    first number equals NAME (also used for docs/security.md)."""
-    rows = re.findall(r"^\|([^|\n]+)\|([^|\n]+)\|\s*`(cheesecoin\.[^`]+)`\s*\|\s*$", text, flags=re.M)
-    assert len(rows) >= minimum, "the limits table is missing"
-    for what, value, name in rows:
-        number = re.search(r"[0-9][0-9,]*(?:\.[0-9]+)?", value)
-        assert number, f"no number for {what.strip()!r}"
-        documented = float(number.group(0).replace(",", ""))
-        actual = _resolve(name)
-        assert documented == actual, f"{what.strip()}: the doc says {value.strip()}, {name} is {actual}"
 
 
 def test_limits_table_matches_the_code() -> None:

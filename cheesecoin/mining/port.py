@@ -30,10 +30,9 @@ from twisted.logger import Logger
 
 from cheesecoin.wire import codec as wire
 from cheesecoin.core.cheese import MAX_NONCE, meets_pow
-from cheesecoin.core.errors import InvalidCheese, ProtocolError
+from cheesecoin.core.errors import InvalidCheese, ProtocolError, StorageError
 from cheesecoin.wire.lineproto import JsonLineProtocol
 from cheesecoin.mining.templates import Job, TemplateFeed, get_job_id, make_job
-from cheesecoin.storage.sqlite import StorageError
 
 MAX_JOBS = 16
 

@@ -11,7 +11,7 @@ from typing import Any, Callable, List, Tuple
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from test_member_protocol import (  # noqa: F401  (re-exported for the suite)
+from cheesecoin.testing.fakes import (  # noqa: F401  (re-exported for the suite)
     ADDR,
     BOB,
     KEY,

@@ -11,7 +11,6 @@ Needs root for ``mount`` and ``chattr``; each test says why when it skips.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import threading

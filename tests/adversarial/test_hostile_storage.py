@@ -18,8 +18,7 @@ from typing import List
 
 import pytest
 
-from procs import Proc, free_port, http_json
-from test_member_tap import run_member
+from procs import Proc, free_port, http_json, run_member
 
 from cheesecoin.core.cheese import canonical
 from cheesecoin.storage.reindex import reindex

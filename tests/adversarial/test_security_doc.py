@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 
-from test_protocol_doc import check_limits_table
+from doccheck import check_limits_table
 
 from cheesecoin.p2p.protocol import ERROR_POINTS
 

@@ -16,6 +16,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python import usage
 
 from cheesecoin.p2p.manager import PeerManager
+from procs import run_member
 from cheesecoin.member.tap import Options
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
@@ -82,16 +83,6 @@ def test_invalid_network_file(tmp_path) -> None:
         path.write_text(text)
         with pytest.raises(usage.UsageError):
             parse("--network", str(path))
-
-
-def run_member(cwd, data, *extra: str) -> subprocess.CompletedProcess:
-    """``twistd -n cheesemember`` on ``data`` (ports 0), run to its end: for starts that must fail."""
-    twistd = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
-    return subprocess.run(
-        [sys.executable, "-c", twistd, "-n", "--pidfile=", "--logfile=-", "cheesemember", "--data-dir", str(data),
-         "--port", "0", "--api-port", "0", "--miner-port", "0", *extra],
-        capture_output=True, text=True, timeout=60, cwd=str(cwd),
-    )
 
 
 def test_twistd_reports_a_foreign_data_dir_in_one_line(tmp_path) -> None:

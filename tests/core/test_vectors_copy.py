@@ -14,7 +14,7 @@ import pytest
 
 from procs import VECTORS
 
-ORIGINAL = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "vectors"))
+ORIGINAL = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "vectors"))
 
 
 def test_vectors_are_carried_by_the_repository():

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-EXPLORER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cheesecoin", "web", "explorer")
+EXPLORER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cheesecoin", "web", "explorer")
 FILES = ("index.html", "style.css", "app.js")
 IDS = ("height", "tip", "network", "work", "bits", "hashrate", "peers", "mempool", "cheeses")
 

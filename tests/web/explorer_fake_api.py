@@ -17,7 +17,7 @@ Some memos and notes are hostile HTML, to show that the page escapes them.
 
 Run it by hand:
 
-    .venv/bin/python tests/explorer_fake_api.py --port 8080 --grow 5
+    .venv/bin/python tests/web/explorer_fake_api.py --port 8080 --grow 5
 
 ``--grow S`` adds a cheese every S seconds (to watch live updates);
 ``--down`` answers every /api request with 503 (to see the error banner).
@@ -34,7 +34,7 @@ import time
 from twisted.internet import reactor, task
 from twisted.web import resource, server
 
-EXPLORER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cheesecoin", "web", "explorer")
+EXPLORER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cheesecoin", "web", "explorer")
 
 # The default network's Blue Cheese (tests/vectors/blue-cheese-cheesecoin.json).
 BLUE_CHEESE = {

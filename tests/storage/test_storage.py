@@ -146,7 +146,7 @@ def test_kill_9_during_writes_reloads_to_a_valid_tip(tmp_path):
     for c in stream[1:]:
         ref.add_cheese(c)
         ref_by_tip[ref.tip.smell] = ref.ledger.copy()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(__file__))] + sys.path))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))] + sys.path))
     heights = []
     for delay in (0.3, 0.5, 0.7, 0.9, 1.2):
         proc = subprocess.Popen(
