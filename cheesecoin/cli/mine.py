@@ -19,10 +19,14 @@ import signal
 import sys
 from typing import IO, Any, Optional, Tuple
 
+from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
-from twisted.internet.protocol import ReconnectingClientFactory
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from cheesecoin.wire import codec as wire
 from cheesecoin.cli.errors import CliError
@@ -150,30 +154,35 @@ class MinerClientProtocol(JsonLineProtocol):
         self.miner.refused(msg)
 
 
-class MinerClientFactory(ReconnectingClientFactory):
-    """Reconnects with backoff: 0.5 s, doubling, at most 10 s."""
+class MinerClientFactory(Factory):
+    """Builds the miner's protocol for each connection the ClientService makes."""
 
-    initialDelay = 0.5
-    factor = 2.0
-    maxDelay = 10.0
-    jitter = 0.1
+    noisy = False
 
     def __init__(self, miner: "ExternalMiner") -> None:
         self.miner = miner
 
     def buildProtocol(self, addr: Any) -> MinerClientProtocol:
-        self.resetDelay()
         proto = MinerClientProtocol(self.miner)
         proto.factory = self
         return proto
 
-    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
-        super().clientConnectionFailed(connector, reason)
-        if self.continueTrying:
-            self.miner.console.line(
-                f"Cannot reach the member at {self.miner.address}: {reason.getErrorMessage()}; "
-                f"retrying in {self.delay:.1f} s"
-            )
+
+@implementer(IStreamClientEndpoint)
+class _RememberFailures:
+    """An endpoint that notes why its last connection attempt failed (for the
+    retry line: ClientService tells its retry policy only how many failed)."""
+
+    def __init__(self, endpoint: Any) -> None:
+        self.endpoint = endpoint
+        self.last_error = ""
+
+    def connect(self, factory: Any) -> defer.Deferred:
+        def failed(failure: Failure) -> Failure:
+            self.last_error = failure.getErrorMessage()
+            return failure
+
+        return self.endpoint.connect(factory).addErrback(failed)
 
 
 class ExternalMiner:
@@ -198,7 +207,20 @@ class ExternalMiner:
         self.meter = HashMeter()
         self.searcher = searcher or make_searcher(self.processes, self._found, self.meter, reactor)
         self.factory = MinerClientFactory(self)
-        self.factory.clock = reactor  # retries on the same reactor
+        # The same reconnect style as the member's tracker link: a ClientService,
+        # 0.5 s doubling up to 10 s between attempts.
+        self.endpoint = _RememberFailures(HostnameEndpoint(reactor, host, port, timeout=10))
+        backoff = backoffPolicy(initialDelay=0.5, maxDelay=10.0, factor=2.0)
+
+        def retry(failed_attempts: int) -> float:
+            delay = backoff(failed_attempts)
+            if not self._stopping:
+                self.console.line(
+                    f"Cannot reach the member at {self.address}: {self.endpoint.last_error}; retrying in {delay:.1f} s"
+                )
+            return delay
+
+        self.service = ClientService(self.endpoint, self.factory, retryPolicy=retry, clock=reactor)
         self.proto: Optional[MinerClientProtocol] = None
         self.job: Optional[Job] = None
         self.found = 0
@@ -206,13 +228,12 @@ class ExternalMiner:
         self.status_every = status_every if status_every is not None else (1.0 if console.tty else 10.0)
         self._status = LoopingCall(self.show_status)
         self._status.clock = reactor
-        self._connector: Any = None
         self._stopping = False
         self.payee: Optional[str] = None  # the address the member's WORK pays
 
     def start(self) -> None:
         self.console.line(f"Mining for the member at {self.address} with {self.processes} worker(s); Ctrl-C stops")
-        self._connector = self.reactor.connectTCP(self.host, self.port, self.factory, timeout=10)
+        self.service.startService()
         self._status.start(self.status_every, now=False)
 
     # -- the connection --------------------------------------------------------------
@@ -270,12 +291,10 @@ class ExternalMiner:
     def stop(self) -> defer.Deferred:
         """Disconnect, end the workers; fires when they are gone."""
         self._stopping = True
-        self.factory.stopTrying()
-        if self._connector is not None:
-            self._connector.disconnect()
+        stopped = self.service.stopService() if self.service.running else defer.succeed(None)
         if self._status.running:
             self._status.stop()
-        d = self.searcher.shutdown()
+        d = defer.gatherResults([stopped, self.searcher.shutdown()], consumeErrors=True)
 
         def done(_: Any) -> None:
             self.console.close()

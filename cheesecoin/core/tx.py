@@ -12,7 +12,7 @@ import json
 import re
 from json.encoder import encode_basestring as _quote  # json.dumps(str, ensure_ascii=False), in C
 from functools import lru_cache
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Set, Tuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -143,8 +143,41 @@ def verify_signature(tx: dict) -> bool:
 
 
 def verify_batch(items: list) -> list:
-    """Indices of the (address, signature_hex, message) items that fail (for worker processes)."""
+    """Indices of the (address, signature_hex, message) items that fail: the one
+    batch signature check (``cheesecoin verify``'s worker processes, a sync's threads)."""
     return [i for i, (a, s, m) in enumerate(items) if not verify_raw(a, s, m)]
+
+
+def signature_items(txs: Any) -> Optional[list]:
+    """The (address, signature_hex, message) items of a list of transactions for
+    ``verify_batch``, or None if one of them is not of the plain shape (the
+    stack then finds its exact fault itself)."""
+    if not isinstance(txs, list) or not all(fast_shape(tx) and "signature" in tx for tx in txs):
+        return None
+    try:
+        return [(tx["from"], tx["signature"], signing_bytes(tx)) for tx in txs]
+    except (UnicodeEncodeError, ValueError):  # a lone surrogate: malformed
+        return None
+
+
+def signed_cheeses(cheeses: list, offset: int = 0) -> Set[int]:
+    """Indices (plus ``offset``) of the cheeses whose transactions are all well
+    formed and correctly signed (``verify_batch``). Pure; a sync runs it in
+    worker threads. The stack checks every other rule of those cheeses, and
+    everything of the others."""
+    items: list = []
+    owners: List[int] = []
+    candidates = set()
+    for i, cheese in enumerate(cheeses):
+        info = cheese.get("unit_of_information") if isinstance(cheese, dict) else None
+        found = signature_items(info.get("transactions") if isinstance(info, dict) else None)
+        if found is None:
+            continue
+        candidates.add(i)
+        items.extend(found)
+        owners.extend([i] * len(found))
+    bad = {owners[j] for j in verify_batch(items)}
+    return {i + offset for i in candidates - bad}
 
 
 # -- keys ---------------------------------------------------------------------

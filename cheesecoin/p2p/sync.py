@@ -16,7 +16,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 
 from cheesecoin.core.errors import InvalidCheese, StorageError
-from cheesecoin.core.tx import verify_signature
+from cheesecoin.core.tx import signed_cheeses
 from cheesecoin.p2p.protocol import ERROR_POINTS, RemoteError, RequestTimeout, short
 from cheesecoin.util.cores import usable_cores
 from cheesecoin.util.cputhreadpool import defer_to_cpu
@@ -27,22 +27,6 @@ STATS_INTERVAL = 60.0  # seconds between stack comparisons; a peer that failed u
 RELAY_TAIL = 10  # cheeses announced after a sync batch
 SYNC_LOG_THRESHOLD = 500  # log progress when a download is at least this long
 MAX_QUEUED_CHUNKS = 2  # downloaded chunks waiting to be checked, at most
-
-
-def signed_cheeses(cheeses: List[dict], offset: int = 0) -> Set[int]:
-    """Indices (plus ``offset``) of the cheeses whose transactions are all
-    correctly signed. Pure; runs in worker threads during a sync. Their shape
-    is not checked here: the stack checks every other rule of those cheeses."""
-    out = set()
-    for i, cheese in enumerate(cheeses):
-        info = cheese.get("unit_of_information")
-        txs = info.get("transactions") if isinstance(info, dict) else None
-        try:
-            if isinstance(txs, list) and all(verify_signature(tx) for tx in txs):
-                out.add(i + offset)
-        except (TypeError, KeyError, ValueError, AttributeError):
-            pass  # malformed: checked (and refused) by the stack
-    return out
 
 
 class Sync:
