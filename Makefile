@@ -30,4 +30,4 @@ demo: $(STAMP)
 	$(PY) -m cheesecoin.cli.demo
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info _trial_temp .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info _trial_temp .pytest_cache cheesecoin/core/*.so

@@ -1,4 +1,13 @@
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
+
+# The native nonce search (cheesecoin.core.pow uses it when it is built; a machine
+# without a C compiler installs and runs with the pure-Python search).
+NATIVE = Extension(
+    "cheesecoin.core._sha1search",
+    sources=["cheesecoin/core/_sha1search.c"],
+    extra_compile_args=["-O3"],
+    optional=True,
+)
 
 setup(
     name="cheesecoin",
@@ -19,6 +28,7 @@ setup(
         "twisted.plugins": ["cheesecoin_plugins.py"],
     },
     include_package_data=True,
+    ext_modules=[NATIVE],
     install_requires=["twisted>=22.10", "cryptography>=41"],
     extras_require={
         "test": ["pytest", "pytest-twisted", "pytest-timeout", "hypothesis"],

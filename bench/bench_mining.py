@@ -3,7 +3,13 @@
 Measured in one run, on this machine:
 
 - the raw limits: a plain ``hashlib.sha1(prefix + nonce).digest()`` loop on
-  one core, and the same loop in one process per core at once;
+  one core, and the same loop in one process per core at once; and the
+  SHA-1 compression limit, ``hashlib.sha1`` over a 16 MiB buffer / 64 bytes
+  per block, in one process per core at once (a nonce costs one compression
+  after the midstate: the most any miner can do here);
+- the built-in miner on every core with the native search (SHA-NI where the
+  CPU has it) against that limit (goal >= 0.5), and the same miner forced to
+  the portable C search and to the pure-Python search (``CHEESECOIN_POW``);
 - ``search_nonce`` on one thread (the midstate inner loop);
 - the built-in miner (``MiningService``, every core: worker processes) on a
   real member node whose difficulty is set out of reach, so it hashes
@@ -70,6 +76,25 @@ def plain_all_cores(seconds: float, cores: int, rounds: int) -> float:
     return max(sum(r[i] for r in rates) for i in range(rounds))
 
 
+def compress_loop(seconds: float) -> float:
+    """SHA-1 compressions per second of hashlib over a large buffer (one core)."""
+    buf = b"\x5a" * (16 * 1024 * 1024)
+    done = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        hashlib.sha1(buf).digest()
+        done += len(buf) // 64
+    return done / (time.perf_counter() - started)
+
+
+def compress_all_cores(seconds: float, cores: int, rounds: int) -> float:
+    """The compression loop in ``cores`` processes at once: the best of ``rounds`` windows."""
+    command = [sys.executable, os.path.abspath(__file__), "--compress", str(seconds), str(rounds)]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE) for _ in range(cores)]
+    rates = [json.loads(proc.communicate()[0]) for proc in procs]
+    return max(sum(r[i] for r in rates) for i in range(rounds))
+
+
 def search_single(seconds: float) -> float:
     """Hashes per second of search_nonce on this thread."""
     done = [0]
@@ -104,7 +129,9 @@ def _percentile(values: List[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def reactor_figures(seconds: float, rounds: int, cores: int, plain_all: float, single: float) -> List[Dict[str, Any]]:
+def reactor_figures(
+    seconds: float, rounds: int, cores: int, plain_all: float, single: float, compress_all: float
+) -> List[Dict[str, Any]]:
     from twisted.internet import defer, reactor
     from twisted.internet.protocol import Factory
     from twisted.internet.task import deferLater
@@ -165,6 +192,23 @@ def reactor_figures(seconds: float, rounds: int, cores: int, plain_all: float, s
             figures.append(figure(f"reactor PING p50 while mining ({label})", _percentile(rtts, 0.5) * 1000, "ms"))
             figures.append(figure(f"reactor PING max while mining ({label})", max(rtts) * 1000, "ms",
                                   goal="< 100 ms"))
+        from cheesecoin.core.pow import POW_ENV, backend
+
+        native = backend()
+        figures.append(figure(f"built-in miner, {cores} processes ({native} search), vs the SHA-1 compression limit",
+                              figures[0]["value"], "H/s", compress_all, f"hashlib compressions, {cores} cores",
+                              goal=">= 0.5"))
+        for forced, label in (("portable", "portable C"), ("python", "pure Python")):
+            os.environ[POW_ENV] = forced  # the worker processes inherit it
+            try:
+                service = MiningService(new_node(), address, cores, reactor=reactor)
+                service.startService()
+                rate = yield rate_of(service.meter)
+                yield service.stopService()
+            finally:
+                del os.environ[POW_ENV]
+            figures.append(figure(f"built-in miner, {cores} processes, {label} search", rate, "H/s", compress_all,
+                                  f"hashlib compressions, {cores} cores"))
         factory = MinerPortFactory(new_node(), address, clock=reactor)
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
         miner = ExternalMiner("127.0.0.1", port.getHost().port, cores, reactor, Console(io.StringIO(), tty=False))
@@ -193,17 +237,22 @@ def run(quick: bool = False) -> list[dict]:
     plain_one = max(plain_loop(seconds) for _ in range(rounds))
     plain_all = plain_all_cores(seconds, cores, rounds)
     single = max(search_single(seconds) for _ in range(rounds))
+    compress_all = compress_all_cores(seconds, cores, rounds)
     figures = [
+        figure(f"SHA-1 compressions (hashlib over 16 MiB), {cores} cores", compress_all, "/s"),
         figure("plain hashlib SHA1 loop, 1 core", plain_one, "H/s"),
         figure(f"plain hashlib SHA1 loop, {cores} cores", plain_all, "H/s", plain_one, "plain, 1 core"),
         figure("search_nonce, 1 thread", single, "H/s", plain_one, "plain hashlib, 1 core", goal=">= 1"),
     ]
-    return figures + reactor_figures(seconds, rounds, cores, plain_all, single)
+    return figures + reactor_figures(seconds, rounds, cores, plain_all, single, compress_all)
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--plain"]:  # one process of plain_all_cores
         plain_loop(0.2)
         print(json.dumps([plain_loop(float(sys.argv[2])) for _ in range(int(sys.argv[3]))]))
+    elif sys.argv[1:2] == ["--compress"]:  # one process of compress_all_cores
+        compress_loop(0.2)
+        print(json.dumps([compress_loop(float(sys.argv[2])) for _ in range(int(sys.argv[3]))]))
     else:
         print_table(run(quick="--quick" in sys.argv[1:]))

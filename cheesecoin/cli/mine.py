@@ -31,6 +31,7 @@ from zope.interface import implementer
 from cheesecoin.wire import codec as wire
 from cheesecoin.cli.errors import CliError
 from cheesecoin.core.errors import BadMessage
+from cheesecoin.core.pow import backend as pow_backend
 from cheesecoin.wire.limits import MINER_PORT
 from cheesecoin.wire.lineproto import JsonLineProtocol
 from cheesecoin.mining.searchers import HashMeter, make_searcher
@@ -232,7 +233,10 @@ class ExternalMiner:
         self.payee: Optional[str] = None  # the address the member's WORK pays
 
     def start(self) -> None:
-        self.console.line(f"Mining for the member at {self.address} with {self.processes} worker(s); Ctrl-C stops")
+        self.console.line(
+            f"Mining for the member at {self.address} with {self.processes} worker(s), "
+            f"{pow_backend()} nonce search; Ctrl-C stops"
+        )
         self.service.startService()
         self._status.start(self.status_every, now=False)
 

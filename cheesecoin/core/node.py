@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from cheesecoin.core.cheese import Network
+from cheesecoin.core import pow as pow_mod
 from cheesecoin.core.errors import InvalidCheese, InvalidTx, StorageError
 from cheesecoin.core.mempool import Mempool
 from cheesecoin.core.stack import CheeseStack
@@ -142,6 +143,7 @@ class MemberNode:
             "mempool": len(self.mempool),
             "mining": bool(miner is not None and miner.mining),
             "hashrate": float(miner.hashrate()) if miner is not None else 0.0,
+            "pow_backend": pow_mod.backend(),  # the nonce search a miner here uses: sha-ni, portable-c or python
         }
 
     # -- the mempool across restarts ----------------------------------------------------

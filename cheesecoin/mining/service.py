@@ -16,6 +16,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from cheesecoin.core.errors import InvalidCheese, StorageError
+from cheesecoin.core.pow import backend as pow_backend
 from cheesecoin.mining.searchers import HashMeter, make_searcher
 from cheesecoin.mining.templates import Job, TemplateFeed, make_job, random_start
 from cheesecoin.util.cores import usable_cores
@@ -59,7 +60,8 @@ class MiningService(Service):
         self.feed.start()
         kind = "thread" if self.workers == 1 else "processes"
         self.log.info(
-            "Mining for {address} with {n} worker {kind}", address=self.miner_address, n=self.workers, kind=kind
+            "Mining for {address} with {n} worker {kind} ({backend} nonce search)",
+            address=self.miner_address, n=self.workers, kind=kind, backend=pow_backend(),
         )
         self._template_changed()
 

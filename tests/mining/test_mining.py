@@ -19,7 +19,7 @@ from cheesecoin.mining.searchers import HashMeter, ProcessSearcher, ThreadSearch
 from cheesecoin.mining.service import MiningService
 from cheesecoin.mining.templates import Job, TemplateFeed, job_for, make_job, make_template
 from cheesecoin.core.node import MemberNode
-from cheesecoin.core.pow import NONCE_LIMIT, search_nonce, split_range
+from cheesecoin.core.pow import NONCE_LIMIT, search_nonce, search_nonce_python, split_range
 from cheesecoin.mining.worker import worker_command
 from cheesecoin.core.stack import CheeseStack
 from cheesecoin.testing.chain import BASE_TIME, key_from_seed, make_network, mine_child
@@ -88,7 +88,8 @@ def test_search_respects_the_stop_flag_and_reports_progress() -> None:
             token.stop()
         return token()
 
-    assert search_nonce(PREFIX, 160, 0, NONCE_LIMIT, should_stop, 1000, done.append) == (None, None)
+    # The Python search polls every check_every nonces (the native one every ~20 ms: tests/core/test_native_pow.py).
+    assert search_nonce_python(PREFIX, 160, 0, NONCE_LIMIT, should_stop, 1000, done.append) == (None, None)
     assert token.stopped and len(calls) == 3
     assert sum(done) == 3000 and max(done) <= 1000
 
@@ -97,7 +98,7 @@ def test_search_with_a_stopped_token_does_at_most_one_batch() -> None:
     token = StopToken()
     token.stop()
     done: List[int] = []
-    assert search_nonce(PREFIX, 160, 10**9, NONCE_LIMIT, token, 4096, done.append) == (None, None)
+    assert search_nonce_python(PREFIX, 160, 10**9, NONCE_LIMIT, token, 4096, done.append) == (None, None)
     assert sum(done) == 4096
 
 
