@@ -81,13 +81,19 @@ def test_building_the_package_gives_no_setuptools_warnings_and_ships_the_data(tm
 def test_a_machine_without_a_compiler_still_builds_the_package(tmp_path):
     """The native nonce search is optional: with no working C compiler the
     package builds without it (and cheesecoin.core.pow searches in Python)."""
+    import shutil
     import zipfile
 
+    # A copy of the sources without any extension built in place (an editable install builds one).
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".venv", "build", "*.so", "*.egg-info", ".git", "__pycache__", ".hypothesis"))
+    out = tmp_path / "wheel"
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), ROOT],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)],
         capture_output=True, text=True, timeout=300, env=dict(os.environ, CC="/bin/false"),
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    [wheel] = [p for p in os.listdir(tmp_path) if p.endswith(".whl")]
-    names = zipfile.ZipFile(tmp_path / wheel).namelist()
+    [wheel] = [p for p in os.listdir(out) if p.endswith(".whl")]
+    names = zipfile.ZipFile(out / wheel).namelist()
     assert "cheesecoin/core/pow.py" in names and not [n for n in names if n.endswith(".so")]

@@ -28,31 +28,40 @@ typedef void (*compress_fn)(uint32_t state[5], const uint8_t block[64]);
 
 static inline uint32_t rotl(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
 
+/* The portable compression: 80 rounds unrolled over a 16-word rolling schedule. */
+#define W(i) (w[(i) & 15] = rotl(w[((i) + 13) & 15] ^ w[((i) + 8) & 15] ^ w[((i) + 2) & 15] ^ w[(i) & 15], 1))
+#define R(a, b, c, d, e, f, k, x) do { e += rotl(a, 5) + (f) + (k) + (x); b = rotl(b, 30); } while (0)
+#define F1(b, c, d) (d ^ (b & (c ^ d)))
+#define F2(b, c, d) (b ^ c ^ d)
+#define F3(b, c, d) ((b & c) | (d & (b | c)))
+#define R5(f, k, x0, x1, x2, x3, x4) do { \
+        R(a, b, c, d, e, f(b, c, d), k, x0); R(e, a, b, c, d, f(a, b, c), k, x1); \
+        R(d, e, a, b, c, f(e, a, b), k, x2); R(c, d, e, a, b, f(d, e, a), k, x3); \
+        R(b, c, d, e, a, f(c, d, e), k, x4); } while (0)
+
 static void compress_portable(uint32_t state[5], const uint8_t block[64])
 {
-    uint32_t w[80];
+    uint32_t w[16];
     for (int i = 0; i < 16; i++)
         w[i] = ((uint32_t)block[4 * i] << 24) | ((uint32_t)block[4 * i + 1] << 16) |
                ((uint32_t)block[4 * i + 2] << 8) | (uint32_t)block[4 * i + 3];
-    for (int i = 16; i < 80; i++)
-        w[i] = rotl(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    uint32_t a = state[0], b = state[1], c = state[2], d = state[3], e = state[4], t;
-    for (int i = 0; i < 20; i++) {
-        t = rotl(a, 5) + ((b & c) | (~b & d)) + e + 0x5A827999u + w[i];
-        e = d; d = c; c = rotl(b, 30); b = a; a = t;
-    }
-    for (int i = 20; i < 40; i++) {
-        t = rotl(a, 5) + (b ^ c ^ d) + e + 0x6ED9EBA1u + w[i];
-        e = d; d = c; c = rotl(b, 30); b = a; a = t;
-    }
-    for (int i = 40; i < 60; i++) {
-        t = rotl(a, 5) + ((b & c) | (b & d) | (c & d)) + e + 0x8F1BBCDCu + w[i];
-        e = d; d = c; c = rotl(b, 30); b = a; a = t;
-    }
-    for (int i = 60; i < 80; i++) {
-        t = rotl(a, 5) + (b ^ c ^ d) + e + 0xCA62C1D6u + w[i];
-        e = d; d = c; c = rotl(b, 30); b = a; a = t;
-    }
+    uint32_t a = state[0], b = state[1], c = state[2], d = state[3], e = state[4];
+    R5(F1, 0x5A827999u, w[0], w[1], w[2], w[3], w[4]);
+    R5(F1, 0x5A827999u, w[5], w[6], w[7], w[8], w[9]);
+    R5(F1, 0x5A827999u, w[10], w[11], w[12], w[13], w[14]);
+    R5(F1, 0x5A827999u, w[15], W(16), W(17), W(18), W(19));
+    R5(F2, 0x6ED9EBA1u, W(20), W(21), W(22), W(23), W(24));
+    R5(F2, 0x6ED9EBA1u, W(25), W(26), W(27), W(28), W(29));
+    R5(F2, 0x6ED9EBA1u, W(30), W(31), W(32), W(33), W(34));
+    R5(F2, 0x6ED9EBA1u, W(35), W(36), W(37), W(38), W(39));
+    R5(F3, 0x8F1BBCDCu, W(40), W(41), W(42), W(43), W(44));
+    R5(F3, 0x8F1BBCDCu, W(45), W(46), W(47), W(48), W(49));
+    R5(F3, 0x8F1BBCDCu, W(50), W(51), W(52), W(53), W(54));
+    R5(F3, 0x8F1BBCDCu, W(55), W(56), W(57), W(58), W(59));
+    R5(F2, 0xCA62C1D6u, W(60), W(61), W(62), W(63), W(64));
+    R5(F2, 0xCA62C1D6u, W(65), W(66), W(67), W(68), W(69));
+    R5(F2, 0xCA62C1D6u, W(70), W(71), W(72), W(73), W(74));
+    R5(F2, 0xCA62C1D6u, W(75), W(76), W(77), W(78), W(79));
     state[0] += a; state[1] += b; state[2] += c; state[3] += d; state[4] += e;
 }
 
