@@ -14,6 +14,7 @@ import json
 import os
 import sqlite3
 from collections import OrderedDict
+from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from cheesecoin.core.cheese import Network, check_smell, canonical
@@ -169,29 +170,41 @@ class SqliteStore:
         """One transaction: new cheeses, invalid marks and (if moved) the tip."""
         durable = tip is not None and self.batch_depth == 0
         texts = [(node.smell, canonical(cheese).decode("utf-8"), cheese) for node, cheese in added]
+        with self._write("FULL" if durable else "NORMAL"):
+            for smell, text, cheese in texts:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO cheeses (smell, parent, height, body) VALUES (?, ?, ?, ?)",
+                    (smell, cheese["parent_smell"], cheese["sequence_number"], text),
+                )
+            if invalid:
+                self.db.executemany("INSERT OR REPLACE INTO invalid VALUES (?, ?)", invalid)
+            if tip is not None:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip,))
+        for smell, text, cheese in texts:  # only what is committed is served from the cache
+            self._remember(smell, text, cheese)
+        if tip is not None:
+            self.tip = tip
+
+    def flush(self) -> None:
+        """Make everything committed so far durable (the end of a batch)."""
+        with self._write("FULL"):
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (self.tip or "",))
+
+    @contextmanager
+    def _write(self, synchronous: str) -> Iterator[None]:
+        """One write transaction: committed at the end, undone on any error; a
+        database error comes out as a StoreWriteError naming its real cause."""
         try:
-            self.db.execute("PRAGMA synchronous=%s" % ("FULL" if durable else "NORMAL"))
+            self.db.execute(f"PRAGMA synchronous={synchronous}")
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                for smell, text, cheese in texts:
-                    self.db.execute(
-                        "INSERT OR IGNORE INTO cheeses (smell, parent, height, body) VALUES (?, ?, ?, ?)",
-                        (smell, cheese["parent_smell"], cheese["sequence_number"], text),
-                    )
-                if invalid:
-                    self.db.executemany("INSERT OR REPLACE INTO invalid VALUES (?, ?)", invalid)
-                if tip is not None:
-                    self.db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip,))
+                yield
                 self.db.execute("COMMIT")
             except BaseException:
                 self._rollback()
                 raise
         except sqlite3.DatabaseError as e:
             raise self._write_error(e) from None
-        for smell, text, cheese in texts:  # only what is committed is served from the cache
-            self._remember(smell, text, cheese)
-        if tip is not None:
-            self.tip = tip
 
     def _rollback(self) -> None:
         """Undo an open transaction; SQLite may have undone it already (a full
@@ -210,20 +223,6 @@ class SqliteStore:
         if name.startswith("SQLITE_READONLY") or "readonly" in text:
             return StoreWriteError(f"{self.path} cannot be written: it is read-only ({text})")
         return StoreWriteError(f"cannot write {self.path}: {text}")
-
-    def flush(self) -> None:
-        """Make everything committed so far durable (the end of a batch)."""
-        try:
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (self.tip or "",))
-                self.db.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
-        except sqlite3.DatabaseError as e:
-            raise self._write_error(e) from None
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM cheeses").fetchone()[0]
