@@ -50,10 +50,16 @@ class MemberNode:
         # Told once, of the first StorageError: the store could not keep a
         # cheese (a full or read-only disk). The member stops on it.
         self.storage_listeners: List[Callable[[Exception], None]] = []
+        # Told of every cheese this node accepted (on the best stack or not) and
+        # of every one it refused, with the source (metrics).
+        self.cheese_listeners: List[Callable[[AddResult, Any], None]] = []
+        self.refusal_listeners: List[Callable[[InvalidCheese, Any], None]] = []
         self.storage_error: Optional[Exception] = None
         # Set by the service that owns them; read by the API.
         self.miner: Any = None  # has .mining (bool) and .hashrate() -> float
         self.peers_info: Callable[[], List[dict]] = lambda: []
+        # Why the node is not ready (downloading from a peer with more work), or None.
+        self.sync_status: Callable[[], Optional[str]] = lambda: None
 
     # -- ways in -------------------------------------------------------------------
 
@@ -63,8 +69,12 @@ class MemberNode:
             result = self.stack.add_cheese(cheese, source, check_signatures)
         except InvalidCheese as e:
             partial = getattr(e, "result", None)
+            if partial is not None and partial.accepted:
+                self._accepted(partial, source)
             if partial is not None and partial.tip_changed:
                 self._tip_changed(partial, source)
+            for refused in list(self.refusal_listeners):
+                refused(e, source)
             raise
         except StorageError as e:  # nothing of the failed write is held in memory either
             partial = getattr(e, "result", None)
@@ -72,9 +82,15 @@ class MemberNode:
                 self._tip_changed(partial, source)
             self.storage_failed(e)
             raise
+        if result.accepted:
+            self._accepted(result, source)
         if result.tip_changed:
             self._tip_changed(result, source)
         return result
+
+    def _accepted(self, result: AddResult, source: Any) -> None:
+        for listener in list(self.cheese_listeners):
+            listener(result, source)
 
     def storage_failed(self, error: Exception) -> None:
         """The store could not write: tell the storage listeners, once."""
@@ -126,6 +142,15 @@ class MemberNode:
             "pending_nonce": self.mempool.pending_nonce(address),
             "spendable": self.mempool.spendable(address),
         }
+
+    def health(self) -> Dict[str, Any]:
+        """Ready once the stack is loaded (it is, once this object exists) and no
+        download from a peer with more work is under way (docs/protocol.md section 7)."""
+        why = self.storage_error and f"the store cannot write: {self.storage_error}" or self.sync_status()
+        answer: Dict[str, Any] = {"ready": why is None, "height": self.stack.height, "tip": self.stack.tip.smell}
+        if why is not None:
+            answer["reason"] = why
+        return answer
 
     def status(self) -> Dict[str, Any]:
         tip = self.stack.tip

@@ -264,6 +264,7 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
     )
 
     from cheesecoin.web.api import make_site
+    from cheesecoin.web.metrics import MemberMetrics
     from cheesecoin.mining.port import MinerPortFactory
     from cheesecoin.storage.wallet import WalletError, member_address
 
@@ -318,7 +319,9 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
         service.setServiceParent(top)
 
     serve("member", "members", "", manager.factory, listening)
-    serve("api", "HTTP API", "api-", make_site(node))
+    metrics = MemberMetrics(node)
+    manager.traffic = metrics.traffic
+    serve("api", "HTTP API", "api-", make_site(node, metrics))
     serve("miner-port", "Miner port", "miner-", MinerPortFactory(node, miner_address, reactor))
 
     if config["tracker"] is not None:

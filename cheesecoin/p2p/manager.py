@@ -101,6 +101,7 @@ class PeerManager:
         self.rng = rng or random.Random()
         self.ban_seconds = ban_seconds
         self.listen_port: Optional[int] = None
+        self.traffic: Optional[Callable[[str, str, int], None]] = None  # each connection's traffic hook (metrics)
         self.peer_sources: List[Any] = []  # where more addresses come from (the tracker link): request_peers()
         self.peers: Dict[str, MemberProtocol] = {}  # node_id -> handshaken connection
         self.connections: Set[MemberProtocol] = set()
@@ -114,6 +115,7 @@ class PeerManager:
         self.sync = Sync(self, verify_in_threads)
         self.relay = Relay(self)
         node.peers_info = self.peers_info
+        node.sync_status = self.sync.status
 
     def add_peer_source(self, source: Any) -> None:
         """Something that can find more members (``request_peers()``): the tracker link."""

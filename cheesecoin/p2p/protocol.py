@@ -98,6 +98,7 @@ class MemberProtocol(JsonLineProtocol):
         super().__init__()
         self.manager = manager
         self.clock = manager.clock
+        self.traffic = manager.traffic
         self.outbound = outbound
         self.dial_address = dial_address
         self.ready = False  # handshake done
@@ -182,7 +183,7 @@ class MemberProtocol(JsonLineProtocol):
     def write_line(self, data: bytes) -> None:
         """Write one pre-encoded line (a pushed message, no id)."""
         if self.transport is not None and not self.closing:
-            self.transport.write(data)
+            self.write(data)
 
     def push(self, msg: dict) -> None:
         self.write_line(wire.dumps(msg))

@@ -58,6 +58,17 @@ class Sync:
         download.start()
         return download
 
+    def status(self) -> Optional[str]:
+        """Why the member is not ready: a download from a peer with more work, or None."""
+        for peer in self.manager.peers.values():
+            download = peer.download
+            if download is not None and peer.peer_work > self.manager.node.stack.work:
+                return (
+                    f"downloading from {peer.label()}: height {self.manager.node.stack.height} "
+                    f"of {peer.peer_height}"
+                )
+        return None
+
     def download_finished(self, download: Download) -> None:
         self.maybe_sync()
 

@@ -290,6 +290,33 @@ class Transactions(NodeResource):
         return 202, {"txid": tx_id}
 
 
+class Health(NodeResource):
+    """GET /api/health: 200 when ready, 503 with the reason otherwise (load balancers, systemd)."""
+
+    def answer_get(self, request: server.Request, segments: List[str]) -> Tuple[int, Any]:
+        answer = self.node.health()
+        return (200 if answer["ready"] else 503), answer
+
+
+class MetricsPage(Resource):
+    """GET /metrics: the Prometheus text exposition (cheesecoin.web.metrics)."""
+
+    isLeaf = True
+
+    def __init__(self, metrics: Any) -> None:
+        super().__init__()
+        self.metrics = metrics
+
+    def render(self, request: server.Request) -> bytes:
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"Allow", b"GET, HEAD")
+            return _answer(request, 405, _error_body(ApiError(405, "method-not-allowed", "/metrics takes GET")))
+        body = self.metrics.exposition()
+        request.setHeader(b"Content-Type", b"text/plain; version=0.0.4; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
+        return _body_for(request, body)
+
+
 class OneTx(NodeResource):
     """GET /api/tx/{txid}: a mempool or confirmed transaction."""
 
@@ -316,6 +343,7 @@ class ApiRoot(Resource):
             b"mempool": MempoolList,
             b"transactions": Transactions,
             b"tx": OneTx,
+            b"health": Health,
         }
         for name, cls in endpoints.items():
             self.putChild(name, cls(node))
@@ -391,6 +419,9 @@ class ApiSite(server.Site):
         pass
 
 
-def make_site(node: Any) -> server.Site:
-    """The HTTP API and explorer over ``node`` (a MemberNode)."""
-    return ApiSite(Root(node), requestFactory=ApiRequest, timeout=IDLE_TIMEOUT)
+def make_site(node: Any, metrics: Any = None) -> server.Site:
+    """The HTTP API and explorer over ``node`` (a MemberNode); ``/metrics`` when ``metrics`` is given."""
+    root = Root(node)
+    if metrics is not None:
+        root.putChild(b"metrics", MetricsPage(metrics))
+    return ApiSite(root, requestFactory=ApiRequest, timeout=IDLE_TIMEOUT)

@@ -22,7 +22,7 @@ leaves our output unread for ``STALL_TIMEOUT`` seconds is dropped.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Deque, Iterator, Optional, Tuple
+from typing import Any, Callable, Deque, Iterator, Optional, Tuple
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
@@ -44,6 +44,8 @@ class JsonLineProtocol(Protocol):
     STALL_TIMEOUT: float = 60.0  # seconds our output may stay unread before we drop the peer
     log = Logger()
     clock: Optional[IReactorTime] = None  # for the stall timer; set by the factory or subclass
+    # Told of every message line in or out: traffic(direction "in"/"out", type, bytes) (metrics).
+    traffic: Optional[Callable[[str, str, int], None]] = None
     _producing = False  # registered as our transport's producer (start_producing)
     _aborted = False
 
@@ -103,6 +105,8 @@ class JsonLineProtocol(Protocol):
         self.current_id = None
         try:
             msg = wire.parse_message(line)
+            if self.traffic is not None:
+                self.traffic("in", msg["type"], len(line) + 1)
             self.current_id = wire.message_id(msg)
             if "id" in msg and self.current_id is None:
                 raise ProtocolError("bad-message", "'id' must be a string or an integer")
@@ -135,7 +139,13 @@ class JsonLineProtocol(Protocol):
             msg_id = self.current_id
         if msg_id is not None and "id" not in msg:
             msg = dict(msg, id=msg_id)
-        self.transport.write(wire.dumps(msg))
+        self.write(wire.dumps(msg))
+
+    def write(self, data: bytes) -> None:
+        """Write encoded lines (each starts with its "type"), counted for the traffic hook."""
+        if self.traffic is not None:
+            self.traffic("out", line_type(data), len(data))
+        self.transport.write(data)
 
     def reply(self, request: dict, msg: dict) -> None:
         """Send the direct reply to ``request`` (echoing its id)."""
@@ -166,7 +176,7 @@ class JsonLineProtocol(Protocol):
         if self.transport is None or self.closing:
             return False
         if not self.paused:
-            self.transport.write(data)
+            self.write(data)
             return True
         if key is not None:
             for i, (waiting_key, waiting) in enumerate(self._backlog):
@@ -193,13 +203,13 @@ class JsonLineProtocol(Protocol):
         while self._backlog and not self.paused and not self.closing:
             _key, data = self._backlog.popleft()
             self._backlog_bytes -= len(data)
-            self.transport.write(data)
+            self.write(data)
         while self._feeds and not self.paused and not self.closing:
             line = next(self._feeds[0], None)
             if line is None:
                 self._feeds.popleft()
             else:
-                self.transport.write(line)
+                self.write(line)
 
     def close(self) -> None:
         """Flush what was written and close."""
@@ -290,6 +300,15 @@ class JsonLineProtocol(Protocol):
             return self.transport.getPeer().host
         except Exception:
             return None
+
+
+def line_type(data: bytes) -> str:
+    """The type of an encoded message line (our encoder writes "type" first), or "?"."""
+    if data.startswith(b'{"type":"'):
+        end = data.find(b'"', 9)
+        if end > 0:
+            return data[9:end].decode("ascii", "replace")
+    return "?"
 
 
 class BusyProtocol(Protocol):
