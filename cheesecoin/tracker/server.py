@@ -118,6 +118,7 @@ class TrackerFactory(Factory):
         self._activity: OrderedDict[TrackerProtocol, float] = OrderedDict()
         self.refused = 0
         self.refused_registrations = 0
+        self.registrations = 0
 
     @property
     def sweep_interval(self) -> float:
@@ -210,6 +211,7 @@ class TrackerFactory(Factory):
         except ProtocolError:
             self.refused_registrations += 1
             raise
+        self.registrations += 1
         for removal in removals:
             self._log_removed(removal.member, removal.reason, removal.active)
         self.log.info(

@@ -37,7 +37,7 @@ class Options(ErrorFirstOptions):
     """Command-line options of ``twistd cheesetracker``."""
 
     command = "cheesetracker"
-    synopsis = "[--port P] [--interface IP] [--timeout S] [--max-members N] [--max-per-ip N]"
+    synopsis = "[--port P] [--interface IP] [--timeout S] [--max-members N] [--max-per-ip N] [--metrics-port M]"
     longdesc = (
         "Run the CheeseCoin tracker, the rendezvous server where members register "
         "their listening address and learn of up to 10 other members."
@@ -64,6 +64,8 @@ class Options(ErrorFirstOptions):
             DEFAULT_MAX_PER_IP,
             "Most simultaneous connections from one IP address; more are refused.",
         ],
+        ["metrics-port", None, 0, "Serve Prometheus metrics at /metrics on this TCP port (0: off)."],
+        ["metrics-interface", None, "127.0.0.1", "IP address the metrics port listens on."],
     ]
 
     def postOptions(self) -> None:
@@ -79,6 +81,8 @@ class Options(ErrorFirstOptions):
             raise usage.UsageError(f"--timeout must be a positive number of seconds, not {text!r}")
         self["timeout"] = timeout
         self["interface"] = interface_option("interface", self["interface"])
+        self["metrics-port"] = integer_option("metrics-port", self["metrics-port"], 0, 65535)
+        self["metrics-interface"] = interface_option("metrics-interface", self["metrics-interface"])
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -115,6 +119,13 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
     server = ServerService(ListeningEndpoint(endpoint, factory.listening), factory, "cheesetracker")
     server.setName("tracker")
     server.setServiceParent(top)
+    if config["metrics-port"]:
+        from cheesecoin.tracker.metrics import metrics_site
+
+        metrics_endpoint = server_endpoint(reactor, config["metrics-interface"], config["metrics-port"])
+        metrics = ServerService(metrics_endpoint, metrics_site(factory), "cheesetracker", "metrics")
+        metrics.setName("metrics")
+        metrics.setServiceParent(top)
     sweeper = TimerService(factory.sweep_interval, factory.sweep)
     sweeper.clock = factory.clock
     sweeper.setName("sweep")

@@ -168,3 +168,34 @@ def test_three_hundred_members_on_one_host_all_reach_the_tracker(tracker: Proc) 
     finally:
         for client in clients:
             client.close()
+
+
+def test_the_tracker_serves_its_metrics(tmp_path: Path, procs: list) -> None:
+    import urllib.error
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port, metrics_port = free_port(), free_port()
+    proc = Proc(twistd_tracker("--port", str(port), "--interface", "127.0.0.1", "--metrics-port", str(metrics_port),
+                               "--max-per-ip", "2"), str(tmp_path), "tracker")
+    procs.append(proc)
+    proc.wait_for(READY)
+    owner = Client(port, source="127.0.0.2")
+    assert owner.ask(type="REGISTER", port=24331)["type"] == "PEERS"
+    squatter = Client(port, source="127.0.0.3")
+    assert squatter.ask(type="REGISTER", host="127.0.0.2", port=24331)["code"] == "busy"
+
+    def scrape() -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    figures = scrape()
+    assert figures[("cheesecoin_tracker_members", ())] == 1
+    assert figures[("cheesecoin_tracker_registrations_total", ())] == 1
+    assert figures[("cheesecoin_tracker_refusals_total", (("kind", "registration"),))] == 1
+    assert figures[("cheesecoin_tracker_connections", ())] == 2
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/other", timeout=10)
