@@ -17,10 +17,6 @@ DEFAULT_MEMBER = f"http://127.0.0.1:{API_PORT}"
 HTTP_TIMEOUT = 15.0
 
 
-def _error(message: str, code: int = 1) -> CliError:
-    return CliError(message, code)
-
-
 def member_url(option: Optional[str]) -> str:
     """The member's base URL: the option, $CHEESECOIN_MEMBER or the default."""
     url = (option or os.environ.get(MEMBER_ENV) or DEFAULT_MEMBER).strip()
@@ -28,7 +24,7 @@ def member_url(option: Optional[str]) -> str:
         url = "http://" + url
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise _error(f"bad member URL {url[:80]!r}: use http://HOST:PORT", USAGE)
+        raise CliError(f"bad member URL {url[:80]!r}: use http://HOST:PORT", USAGE)
     return url.rstrip("/")
 
 
@@ -57,14 +53,14 @@ class Member:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 body = response.read()
         except urllib.error.HTTPError as e:
-            raise _error(self._refusal(e))
+            raise CliError(self._refusal(e))
         except (urllib.error.URLError, OSError, ValueError) as e:
             reason = getattr(e, "reason", None) or e
-            raise _error(f"cannot reach the member at {self.url}: {reason}")
+            raise CliError(f"cannot reach the member at {self.url}: {reason}")
         try:
             return json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
-            raise _error(f"the member at {self.url} did not answer JSON (is it a CheeseCoin member?)")
+            raise CliError(f"the member at {self.url} did not answer JSON (is it a CheeseCoin member?)")
 
     def _refusal(self, error: urllib.error.HTTPError) -> str:
         try:

@@ -14,6 +14,7 @@ import heapq
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from cheesecoin.core.errors import InvalidTx
+from cheesecoin.core.formats import MAX_INT
 from cheesecoin.core.ledger import Ledger
 from cheesecoin.core.tx import check_tx_format, txid, verify_signature
 
@@ -61,8 +62,7 @@ class Mempool:
         """What a new transaction from ``address`` may spend now: its balance on
         the best stack less what its pending transactions spend. Coins coming
         in through the mempool are not spendable until they are confirmed."""
-        chain = self.by_sender.get(address, {})
-        return self.ledger.balance(address) - sum(self.txs[t]["amount"] + self.txs[t]["fee"] for t in chain.values())
+        return self.ledger.balance(address) - self._spent_before(address, MAX_INT)
 
     def _spent_before(self, sender: str, nonce: int) -> int:
         chain = self.by_sender.get(sender, {})

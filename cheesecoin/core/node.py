@@ -23,6 +23,7 @@ from cheesecoin.core.stack import CheeseStack
 from cheesecoin.core.tree import AddResult
 from cheesecoin.core.tx import txid
 
+MINED = "miner"  # the source of the cheeses our own miners (built-in or external) hand the node
 TipListener = Callable[[AddResult, Any], None]
 TxListener = Callable[[str, dict, Any], None]
 
@@ -146,7 +147,10 @@ class MemberNode:
     def health(self) -> Dict[str, Any]:
         """Ready once the stack is loaded (it is, once this object exists) and no
         download from a peer with more work is under way (docs/protocol.md section 7)."""
-        why = self.storage_error and f"the store cannot write: {self.storage_error}" or self.sync_status()
+        if self.storage_error is not None:
+            why: Optional[str] = f"the store cannot write: {self.storage_error}"
+        else:
+            why = self.sync_status()
         answer: Dict[str, Any] = {"ready": why is None, "height": self.stack.height, "tip": self.stack.tip.smell}
         if why is not None:
             answer["reason"] = why

@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from cheesecoin.wire import codec as wire
 from cheesecoin.core.cheese import MAX_NONCE, meets_pow
 from cheesecoin.core.errors import InvalidCheese, ProtocolError, StorageError
+from cheesecoin.core.node import MINED
 from cheesecoin.wire.lineproto import JsonLineProtocol
 from cheesecoin.mining.templates import Job, TemplateFeed, get_job_id, make_job
 
@@ -134,7 +135,7 @@ class MinerPortFactory(Factory):
         if not meets_pow(cheese["smell"], job.bits):
             raise ProtocolError("invalid-cheese", f"smell {cheese['smell']} does not meet {job.bits} bits")
         try:
-            self.node.submit_cheese(cheese, source="miner")
+            self.node.submit_cheese(cheese, source=MINED)
         except InvalidCheese as e:
             raise ProtocolError("invalid-cheese", e.message)
         except StorageError:  # the disk: the node reports it (once) and the member stops

@@ -16,6 +16,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from cheesecoin.core.errors import InvalidCheese, StorageError
+from cheesecoin.core.node import MINED
 from cheesecoin.core.pow import backend as pow_backend
 from cheesecoin.mining.searchers import HashMeter, make_searcher
 from cheesecoin.mining.templates import Job, TemplateFeed, make_job, random_start
@@ -92,7 +93,7 @@ class MiningService(Service):
             self.log.error("A worker reported smell {smell} for nonce {nonce}, not {real}", smell=smell, nonce=nonce, real=cheese["smell"])
             return
         try:
-            self.node.submit_cheese(cheese, source="miner")
+            self.node.submit_cheese(cheese, source=MINED)
         except InvalidCheese as e:
             self.log.warn("Our own cheese {height} was refused: {why}", height=job.height, why=e.message)
             self._template_changed()

@@ -7,13 +7,13 @@ from contextlib import contextmanager
 from typing import Any, Iterator, List, Tuple
 
 from cheesecoin.core.errors import InvalidCheese, InvalidTx, ProtocolError, StorageError
+from cheesecoin.core.node import MINED
 from cheesecoin.core.tree import AddResult
 from cheesecoin.core.tx import check_tx_format, txid
 from cheesecoin.p2p.protocol import ERROR_POINTS, MemberProtocol, short
 from cheesecoin.p2p.sync import RELAY_TAIL
 from cheesecoin.wire import codec as wire
 
-MINED = "miner"  # the source of the cheeses our own miners (built-in or external) hand the node
 FLUSH_DELAY = 0.05  # seconds between accepting an announced cheese and the fsync
 STALE_TX_RULES = frozenset({"tx-nonce", "tx-balance", "tx-fee"})  # honest races, a light penalty
 

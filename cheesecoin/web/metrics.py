@@ -13,13 +13,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from cheesecoin.core.node import MINED  # our own cheeses: their arrival delay is not a network's
+
 # Message types counted by name; anything else a peer sends is counted as "other"
 # (a label per arbitrary string would let a peer grow our memory without end).
 KNOWN_TYPES = frozenset(
     "HELLO STATS STATS_REPLY GET_CHEESE CHEESE GET_CHEESES CHEESES GET_PEERS PEERS PING PONG ANNOUNCE TX "
     "ERROR GET_HEADERS HEADERS GET_TXS TXS GET_MEMPOOL MEMPOOL ANNOUNCE_COMPACT CONSENSUS".split()
 )
-MINED = "miner"  # the source of our own cheeses: their arrival delay is not a network's
 
 
 class MemberMetrics:
