@@ -144,6 +144,20 @@ class MemberNode:
             "spendable": self.mempool.spendable(address),
         }
 
+    def address_info(self, address: str, count: int, before: Optional[int] = None) -> Dict[str, Any]:
+        """The balance and the transactions of ``address``, newest first: the
+        mempool's (on the first page only), then the best stack's below ``before``."""
+        answer = self.balance(address)
+        found: List[Dict[str, Any]] = []
+        if before is None:
+            for tx_id, tx in reversed(list(self.mempool.items())):
+                if len(found) < count and address in (tx["from"], tx["to"]):
+                    found.append({"txid": tx_id, "tx": tx, "status": "mempool", "sequence_number": None})
+        for height, tx in self.stack.address_history(address, count - len(found), before):
+            found.append({"txid": txid(tx), "tx": tx, "status": "confirmed", "sequence_number": height})
+        answer["transactions"] = found
+        return answer
+
     def health(self) -> Dict[str, Any]:
         """Ready once the stack is loaded (it is, once this object exists) and no
         download from a peer with more work is under way (docs/protocol.md section 7)."""

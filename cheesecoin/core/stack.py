@@ -194,6 +194,25 @@ class CheeseStack:
     def tx_height(self, tx_id: str) -> Optional[int]:
         return self.tx_index.get(tx_id)
 
+    def address_history(self, address: str, count: int, before: Optional[int] = None) -> List[Tuple[int, dict]]:
+        """(height, tx) of the best stack's transactions from or to ``address``, newest
+        first, at most ``count``, below height ``before``. A page ends between two
+        cheeses when it can, so that ``before`` = its last height loses nothing."""
+        page: List[Tuple[int, dict]] = []
+        if count <= 0:
+            return page
+        for height, pos, smell in self.store.address_rows(address, before):
+            if height >= len(self.main) or self.main[height].smell != smell:
+                continue  # a side branch's
+            if len(page) >= count:
+                if page[0][0] != height and page[-1][0] == height:
+                    while page and page[-1][0] == height:  # not half a cheese
+                        page.pop()
+                break
+            body = self.store.get(smell)
+            page.append((height, body["unit_of_information"]["transactions"][pos]))
+        return page
+
     # -- adding ----------------------------------------------------------------
 
     def _remember_invalid(self, smell: str, rule: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from cheesecoin.core.cheese import canonical, work_of
 from cheesecoin.core.errors import InvalidCheese
@@ -94,6 +94,19 @@ class MemoryStore:
             self.invalid[smell] = rule
         if tip is not None:
             self.tip = tip
+
+    def address_rows(self, address: str, before: Optional[int] = None) -> Iterator[Tuple[int, int, str]]:
+        """(height, position, smell) of every stored transaction from or to
+        ``address``, newest first (a scan: this store is for tests and the simulator)."""
+        rows = []
+        for smell, cheese in self.bodies.items():
+            height = cheese["sequence_number"]
+            if before is not None and height >= before:
+                continue
+            for pos, tx in enumerate(cheese["unit_of_information"].get("transactions", [])):
+                if address in (tx["from"], tx["to"]):
+                    rows.append((height, pos, smell))
+        return iter(sorted(rows, reverse=True))
 
     def close(self) -> None:
         pass

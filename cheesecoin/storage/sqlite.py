@@ -20,10 +20,25 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from cheesecoin.core.cheese import Network, check_smell, canonical
 from cheesecoin.core.errors import InvalidCheese, StorageError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2 added the address index (a database of schema 1 is upgraded when opened)
 APP_ID = "cheesecoin"
 DB_NAME = "stack.sqlite3"
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
+# Every best-stack or side-branch transaction by the addresses it touches
+# (sender and receiver). Written in the same transaction as its cheese; the
+# stack filters the rows of branches that are not its best stack, so a
+# reorganisation needs no write here.
+_ADDRESS_TABLE = """
+CREATE TABLE address_txs (
+    address TEXT NOT NULL,
+    height INTEGER NOT NULL,
+    pos INTEGER NOT NULL,
+    smell TEXT NOT NULL,
+    PRIMARY KEY (address, height, pos, smell)
+) WITHOUT ROWID
+"""
 
 
 class StoreWriteError(StorageError):
@@ -91,8 +106,9 @@ class SqliteStore:
                     body TEXT NOT NULL
                 );
                 CREATE TABLE invalid (smell TEXT PRIMARY KEY, rule TEXT NOT NULL);
-                COMMIT;
                 """
+                + _ADDRESS_TABLE
+                + ";\nCOMMIT;"
             )
             self.db.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
@@ -104,6 +120,9 @@ class SqliteStore:
         meta = dict(self.db.execute("SELECT key, value FROM meta"))
         if meta.get("app") != APP_ID:
             raise StorageError(f"{self.path} is an SQLite database of another program")
+        if meta.get("schema") == "1" and meta.get("network") == self.network.smell:
+            self._upgrade_from_1()
+            meta["schema"] = SCHEMA_VERSION
         if meta.get("schema") != SCHEMA_VERSION:
             raise StorageError(f"{self.path} has schema version {meta.get('schema')}, this program reads {SCHEMA_VERSION}")
         if meta.get("network") != self.network.smell:
@@ -112,6 +131,32 @@ class SqliteStore:
                 f"({self.network.name}); use another data directory"
             )
         self.tip = meta.get("tip")
+
+    def _upgrade_from_1(self) -> None:
+        """Schema 1 -> 2: add the address index and fill it from the stored cheeses, in one transaction."""
+        with self._write("FULL"):
+            self.db.execute(_ADDRESS_TABLE)
+            rows = self.db.execute("SELECT smell, height, body FROM cheeses ORDER BY ord").fetchall()
+            for smell, height, body in rows:
+                try:
+                    cheese = json.loads(body)
+                except ValueError:
+                    continue  # a damaged row: loading the stack will say so (and --reindex mends it)
+                self._index_addresses(smell, height, cheese)
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+
+    def _index_addresses(self, smell: str, height: int, cheese: dict) -> None:
+        unit = cheese.get("unit_of_information") if isinstance(cheese, dict) else None
+        txs = unit.get("transactions") if isinstance(unit, dict) else None
+        rows = []
+        for pos, tx in enumerate(txs if isinstance(txs, list) else []):
+            if not isinstance(tx, dict):
+                continue
+            for address in {tx.get("from"), tx.get("to")}:
+                if isinstance(address, str):
+                    rows.append((address, height, pos, smell))
+        if rows:
+            self.db.executemany("INSERT OR IGNORE INTO address_txs VALUES (?, ?, ?, ?)", rows)
 
     # -- the store interface of cheesecoin.stack -------------------------------------
 
@@ -176,6 +221,7 @@ class SqliteStore:
                     "INSERT OR IGNORE INTO cheeses (smell, parent, height, body) VALUES (?, ?, ?, ?)",
                     (smell, cheese["parent_smell"], cheese["sequence_number"], text),
                 )
+                self._index_addresses(smell, cheese["sequence_number"], cheese)
             if invalid:
                 self.db.executemany("INSERT OR REPLACE INTO invalid VALUES (?, ?)", invalid)
             if tip is not None:
@@ -184,6 +230,21 @@ class SqliteStore:
             self._remember(smell, text, cheese)
         if tip is not None:
             self.tip = tip
+
+    def address_rows(self, address: str, before: Optional[int] = None) -> Iterator[Tuple[int, int, str]]:
+        """(height, position, smell) of the stored cheeses' transactions from or to
+        ``address`` (any branch), newest first; heights below ``before`` if given."""
+        limit = before if before is not None else 2**63 - 1
+        cursor = self.db.execute(
+            "SELECT height, pos, smell FROM address_txs WHERE address = ? AND height < ? "
+            "ORDER BY height DESC, pos DESC",
+            (address, limit),
+        )
+        try:
+            for row in cursor:
+                yield row
+        except sqlite3.DatabaseError as e:
+            raise CorruptStore(f"{self.path} is corrupted: {e}") from None
 
     def flush(self) -> None:
         """Make everything committed so far durable (the end of a batch)."""
