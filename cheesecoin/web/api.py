@@ -23,10 +23,12 @@ from cheesecoin.core.errors import InvalidTx, ProtocolError
 from cheesecoin.core.formats import MAX_COUNT
 from cheesecoin.core.tx import txid
 from cheesecoin.web.channel import IDLE_TIMEOUT, ApiChannel
+from cheesecoin.web.events import EventsPage
 from cheesecoin.wire.codec import ADDRESS_RE, SMELL_RE, encode, loads
 
 MAX_BODY = 64 * 1024  # bytes of a POST body
 DEFAULT_COUNT = 20  # cheeses in /api/cheeses without count
+DEFAULT_ADDRESS_COUNT = 50  # transactions in /api/address/A without count
 _MAX_HEIGHT_DIGITS = 19
 _DIGITS = re.compile(r"[0-9]{1,%d}\Z" % _MAX_HEIGHT_DIGITS)
 EXPLORER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "explorer")
@@ -259,6 +261,19 @@ class Balance(NodeResource):
         return 200, self.node.balance(address)
 
 
+class AddressPage(NodeResource):
+    """GET /api/address/{address}?count=K&before=N: balance and transactions, newest first."""
+
+    segment_count = 1
+
+    def answer_get(self, request: server.Request, segments: List[str]) -> Tuple[int, Any]:
+        address = _path_key(segments, ADDRESS_RE, "bad-address", "an address is 64 lowercase hex characters")
+        count = _query_int(request, "count", 1, MAX_COUNT, DEFAULT_ADDRESS_COUNT)
+        before = _query_int(request, "before", 0, 2**63 - 1, None)
+        assert count is not None
+        return 200, self.node.address_info(address, count, before)
+
+
 class MempoolList(NodeResource):
     """GET /api/mempool: the pending transactions with their txids."""
 
@@ -333,7 +348,7 @@ class OneTx(NodeResource):
 class ApiRoot(Resource):
     """/api/...: the endpoints by name; anything else is a JSON 404."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Any, events: Any = None) -> None:
         super().__init__()
         endpoints = {
             b"status": Status,
@@ -344,9 +359,12 @@ class ApiRoot(Resource):
             b"transactions": Transactions,
             b"tx": OneTx,
             b"health": Health,
+            b"address": AddressPage,
         }
         for name, cls in endpoints.items():
             self.putChild(name, cls(node))
+        if events is not None:
+            self.putChild(b"events", EventsPage(events))
 
     def getChild(self, path: bytes, request: server.Request) -> Resource:
         return NotFound()
@@ -386,9 +404,9 @@ class StaticFile(Resource):
 class Root(Resource):
     """``/``: the explorer page, its files, and ``/api``."""
 
-    def __init__(self, node: Any, explorer_dir: str = EXPLORER_DIR) -> None:
+    def __init__(self, node: Any, explorer_dir: str = EXPLORER_DIR, events: Any = None) -> None:
         super().__init__()
-        self.putChild(b"api", ApiRoot(node))
+        self.putChild(b"api", ApiRoot(node, events))
         index = os.path.join(explorer_dir, "index.html")
         self.putChild(b"", StaticFile(index))
         try:
@@ -419,9 +437,10 @@ class ApiSite(server.Site):
         pass
 
 
-def make_site(node: Any, metrics: Any = None) -> server.Site:
-    """The HTTP API and explorer over ``node`` (a MemberNode); ``/metrics`` when ``metrics`` is given."""
-    root = Root(node)
+def make_site(node: Any, metrics: Any = None, events: Any = None) -> server.Site:
+    """The HTTP API and explorer over ``node`` (a MemberNode); ``/metrics`` when
+    ``metrics`` is given, ``/api/events`` when ``events`` (a web.events.EventLog) is."""
+    root = Root(node, events=events)
     if metrics is not None:
         root.putChild(b"metrics", MetricsPage(metrics))
     return ApiSite(root, requestFactory=ApiRequest, timeout=IDLE_TIMEOUT)

@@ -8,7 +8,9 @@
 (function () {
   "use strict";
 
-  var POLL_MS = 2000;
+  var POLL_MS = 2000;         // polling, while the event stream is down
+  var STREAM_POLL_MS = 15000; // while it is up: peers, hash rate and ages between events
+  var ADDRESS_ROWS = 50;
   var REQUEST_TIMEOUT_MS = 5000;
   var WINDOW = 101;          // cheeses kept: 100 intervals for the charts
   var PAGE_ROWS = 20;        // table rows per "Show more"
@@ -16,6 +18,7 @@
   var MEMPOOL_ROWS = 20;
   var SVG_NS = "http://www.w3.org/2000/svg";
   var HEX40 = /^[0-9a-f]{40}$/;
+  var HEX64 = /^[0-9a-f]{64}$/;
 
   var state = {
     status: null,
@@ -25,6 +28,7 @@
     params: null,          // Blue Cheese params (target_spacing, ...)
     mempoolKey: null,
     lastOk: null,
+    live: false,           // the event stream (/api/events) is open
   };
 
   // ---------------------------------------------------------------- helpers
@@ -87,8 +91,12 @@
     return el("a", {class: "mono", href: txHref(txid), title: txid}, abbrev(txid, 10, 4));
   }
 
+  function addrHref(a) { return "#/address/" + encodeURIComponent(String(a)); }
+
   function addr(a, full) {
-    return el("span", {class: "mono addr", title: String(a)}, full ? String(a) : abbrev(a, 6, 4));
+    var text = full ? String(a) : abbrev(a, 6, 4);
+    if (typeof a !== "string" || !HEX64.test(a)) return el("span", {class: "mono addr", title: String(a)}, text);
+    return el("a", {class: "mono addr", href: addrHref(a), title: a}, text);
   }
 
   function isInt(x) { return typeof x === "number" && isFinite(x) && Math.floor(x) === x; }
@@ -228,6 +236,7 @@
     clear(box);
     box.appendChild(el("strong", null, "Cannot reach the member API. "));
     box.appendChild(document.createTextNode("(" + why + ") Retrying every " + POLL_MS / 1000 + " s…"));
+    state.live = false;
     box.hidden = false;
     document.body.classList.add("stale");
     $("live-dot").className = "dot down";
@@ -245,6 +254,8 @@
     $("error").hidden = true;
     document.body.classList.remove("stale");
     $("live-dot").className = "dot up";
+    $("live-dot").setAttribute("data-stream", state.live ? "live" : "polling");
+    $("live-dot").title = state.live ? "Live: updated by the member's event stream" : "Polling the member every " + POLL_MS / 1000 + " s";
   }
 
   // ---------------------------------------------------------------- cheeses
@@ -625,6 +636,42 @@
     showDetail("Transaction", [badges, kv(rows), rawJson(tx)]);
   }
 
+  function renderAddressDetail(address, data, before) {
+    var txs = Array.isArray(data.transactions) ? data.transactions : [];
+    var rows = [
+      ["Address", address, "mono break"],
+      ["Balance", String(data.balance), "strong"],
+      ["Counting the mempool", String(data.pending_balance) + " (next nonce " + String(data.pending_nonce) + ")"],
+    ];
+    var table = el("table", {class: "tx-table"},
+      el("thead", null, el("tr", null,
+        el("th", null, "Cheese"), el("th", null, "Txid"), el("th", null, "Counterparty"),
+        el("th", {class: "num"}, "Amount"), el("th", {class: "num"}, "Fee"), el("th", null, "Memo"))));
+    var body = el("tbody");
+    txs.forEach(function (t) {
+      var tx = (t && t.tx) || {};
+      var out = tx.from === address;
+      body.appendChild(el("tr", null,
+        el("td", {"data-label": "Cheese"}, isInt(t.sequence_number) ? el("a", {href: cheeseHref(t.sequence_number)}, "#" + t.sequence_number)
+          : el("span", {class: "pill warn"}, "pending")),
+        el("td", {"data-label": "Txid"}, txLink(t.txid)),
+        el("td", {"data-label": "Counterparty"}, addr(out ? tx.to : tx.from)),
+        el("td", {class: "num strong " + (out ? "out" : "in"), "data-label": "Amount"}, (out ? "−" : "+") + String(tx.amount)),
+        el("td", {class: "num", "data-label": "Fee"}, out ? String(tx.fee) : ""),
+        el("td", {class: "memo", "data-label": "Memo"}, tx.memo ? String(tx.memo) : el("span", {class: "muted"}, "—"))
+      ));
+    });
+    table.appendChild(body);
+    var nodes = [kv(rows)];
+    if (txs.length) nodes.push(el("div", {class: "table-wrap", id: "address-txs"}, table));
+    else nodes.push(el("p", {class: "muted", id: "address-txs"}, before ? "No older transactions." : "No transactions yet."));
+    var last = txs.length ? txs[txs.length - 1].sequence_number : null;
+    if (txs.length >= ADDRESS_ROWS && isInt(last)) {
+      nodes.push(el("p", {class: "more"}, el("a", {href: addrHref(address) + "/before/" + last}, "Older transactions")));
+    }
+    showDetail(before ? "Address (before cheese " + before + ")" : "Address", nodes);
+  }
+
   // Details read the tip height (confirmations, the child link): on a first load,
   // wait a little for the first status before drawing them.
   var statusArrived;
@@ -660,6 +707,17 @@
       }, function (e) {
         if (current()) detailMessage("Transaction", e.status === 404 ? "No transaction " + key + " in the stack or the mempool." : "Could not load transaction " + key + ": " + e.message);
       });
+    } else if (kind === "address" && key) {
+      var bits = key.split("/");
+      var address = bits[0], before = bits[1] === "before" && /^\d+$/.test(bits[2] || "") ? bits[2] : null;
+      detailMessage("Address", "Loading address " + address + "…");
+      scrollToDetail();
+      var query = "?count=" + ADDRESS_ROWS + (before ? "&before=" + before : "");
+      api("/api/address/" + encodeURIComponent(address) + query).then(function (d) {
+        if (current()) renderAddressDetail(address, d, before);
+      }, function (e) {
+        if (current()) detailMessage("Address", "Could not load address " + address + ": " + e.message);
+      });
     } else if (kind === "find" && key) {
       find(key, current);
     } else {
@@ -671,7 +729,8 @@
   function find(q, current) {
     q = q.trim().toLowerCase();
     if (/^\d+$/.test(q)) { location.replace(cheeseHref(q)); return; }
-    if (!HEX40.test(q)) { detailMessage("Search", "Type a height (a number), a smell or a txid (40 hex characters)."); return; }
+    if (HEX64.test(q)) { location.replace(addrHref(q)); return; }
+    if (!HEX40.test(q)) { detailMessage("Search", "Type a height (a number), a smell or a txid (40 hex characters), or an address (64)."); return; }
     detailMessage("Search", "Looking for " + q + "…");
     api("/api/cheese/" + q).then(function () {
       if (current()) location.replace(cheeseHref(q));
@@ -700,7 +759,13 @@
     }, function () { state.params = null; });
   }
 
+  var pollTimer = null, polling = false, pollAgain = false;
+
+  // Poll now (an event arrived); one poll at a time, the next one scheduled after it.
   function poll() {
+    if (polling) { pollAgain = true; return; }
+    polling = true;
+    clearTimeout(pollTimer);
     api("/api/status").then(function (s) {
       state.status = s;
       state.lastOk = Date.now();
@@ -715,7 +780,31 @@
       }), refreshMempool(s)];
       return Promise.all(work);
     }).catch(showError).then(function () {
-      setTimeout(poll, POLL_MS);
+      polling = false;
+      if (pollAgain) { pollAgain = false; poll(); return; }
+      pollTimer = setTimeout(poll, state.live ? STREAM_POLL_MS : POLL_MS);
+    });
+  }
+
+  // The member's event stream: a new tip or transaction refreshes the page at
+  // once. The browser reconnects by itself (sending Last-Event-ID); while the
+  // stream is down the page polls every POLL_MS.
+  function listen() {
+    if (!window.EventSource) return;
+    var source = new EventSource("/api/events");
+    source.addEventListener("open", function () {
+      state.live = true;
+      $("live-dot").setAttribute("data-stream", "live");
+      poll();
+    });
+    source.addEventListener("tip", function () { poll(); if (/^#\/?address\//.test(location.hash)) route(); });
+    source.addEventListener("tx", function () { poll(); });
+    source.addEventListener("error", function () {
+      if (!state.live) return;
+      state.live = false;
+      $("live-dot").setAttribute("data-stream", "polling");
+      clearTimeout(pollTimer);
+      if (!polling) pollTimer = setTimeout(poll, POLL_MS);
     });
   }
 
@@ -749,6 +838,7 @@
     });
     route();
     poll();
+    listen();
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

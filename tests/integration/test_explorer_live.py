@@ -1,0 +1,186 @@
+"""The explorer updates from the member's event stream, in headless Chromium (issue 18).
+
+A real member (``twistd cheesemember``) with a stored 30-cheese stack; Chromium
+is driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
+JSON messages ended by NUL on file descriptors 3 and 4, no extra library).
+Once the page says its stream is live, a cheese is mined through the
+member's miner port: the height on the page must change within a second
+(the page polls every 15 s while the stream is up, so only the stream can
+do that), and a payment must show in the mempool card the same way. The
+address page, reached through the search box, lists the address's
+transactions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from procs import Proc, free_port, http_json
+from test_explorer_browser import CHROMIUM, CHROMIUM_FLAGS, _skip_without_chromium, build_stack, member_options
+
+from cheesecoin.core.pow import search_nonce_python
+from cheesecoin.core.tx import address_of, sign_tx
+
+pytestmark = pytest.mark.slow
+
+
+class DevTools:
+    """Chromium driven over --remote-debugging-pipe."""
+
+    def __init__(self, tmp_path) -> None:
+        to_child_r, self._to_child = os.pipe()
+        self._from_child, from_child_w = os.pipe()
+
+        def wire_fds() -> None:  # in the child: its fd 3 reads our commands, fd 4 writes its answers
+            os.dup2(to_child_r, 3)
+            os.dup2(from_child_w, 4)
+
+        flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--virtual-time-budget")]
+        self.proc = subprocess.Popen(
+            [CHROMIUM, *flags, "--remote-debugging-pipe", f"--user-data-dir={tmp_path / 'profile-live'}", "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # Python's own descriptors are not inheritable (PEP 446): only the two dup2'd ones reach Chromium
+            preexec_fn=wire_fds, close_fds=False,
+        )
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._next = 0
+        self._answers: "queue.Queue[dict]" = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.session = None
+
+    def _read(self) -> None:
+        buf = b""
+        while True:
+            chunk = os.read(self._from_child, 65536)
+            if not chunk:
+                return
+            buf += chunk
+            while b"\0" in buf:
+                raw, buf = buf.split(b"\0", 1)
+                message = json.loads(raw)
+                if "id" in message:
+                    self._answers.put(message)
+
+    def call(self, method: str, params: dict = None, session: bool = True, timeout: float = 30.0) -> dict:
+        self._next += 1
+        message = {"id": self._next, "method": method, "params": params or {}}
+        if session and self.session:
+            message["sessionId"] = self.session
+        os.write(self._to_child, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = self._answers.get(timeout=max(0.01, deadline - time.monotonic()))
+            if answer["id"] == self._next:
+                assert "error" not in answer, answer
+                return answer["result"]
+
+    def open(self, url: str) -> None:
+        target = self.call("Target.createTarget", {"url": url}, session=False)["targetId"]
+        self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True}, session=False)["sessionId"]
+
+    def js(self, expression: str):
+        return self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})["result"].get("value")
+
+    def text(self, element_id: str) -> str:
+        return self.js(f"(document.getElementById({element_id!r}) || {{}}).textContent || ''").strip()
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close", session=False, timeout=5)
+        except Exception:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        for fd in (self._to_child, self._from_child):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def mine_one(miner_port: int) -> str:
+    """Take the member's job on its miner port, find the nonce, submit: the new smell."""
+    with socket.create_connection(("127.0.0.1", miner_port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        work = json.loads(reader.readline())
+        assert work["type"] == "WORK", work
+        nonce, _ = search_nonce_python(work["prefix"], work["bits"], 0, 2**40)
+        sock.sendall(json.dumps({"type": "SUBMIT", "job": work["job"], "nonce": nonce, "id": 1}).encode() + b"\n")
+        while True:
+            reply = json.loads(reader.readline())
+            if reply.get("id") == 1:
+                assert reply["type"] == "SUBMIT_REPLY" and reply["accepted"], reply
+                return reply["smell"]
+
+
+def until(predicate, timeout: float, what: str) -> float:
+    """Poll ``predicate`` every 20 ms; returns the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.02)
+    raise AssertionError(f"no {what} within {timeout} s")
+
+
+def test_the_explorer_follows_the_event_stream(tmp_path) -> None:
+    _skip_without_chromium()
+    network_file = str(tmp_path / "network.json")
+    keys = build_stack(str(tmp_path / "main" / "data"), network_file)
+    api_port, miner_port = free_port(), free_port()
+    options = member_options(tmp_path, "main", network_file, api_port, free_port())
+    options[options.index("--miner-port") + 1] = str(miner_port)
+    member = Proc.twistd("cheesemember", options, str(tmp_path / "main"))
+    browser = None
+    try:
+        member.wait_for("HTTP API on", timeout=60)
+        url = f"http://127.0.0.1:{api_port}"
+        height = http_json(f"{url}/api/status")["height"]
+        browser = DevTools(tmp_path)
+        browser.open(url + "/")
+        until(lambda: browser.text("height") == str(height), 30, "height on the page")
+        until(lambda: browser.js("document.getElementById('live-dot').getAttribute('data-stream')") == "live", 30,
+              "live event stream")
+        assert browser.js("document.getElementById('error').hidden") is True
+
+        lags = []
+        for _ in range(3):  # a new cheese, three times: each within a second
+            before = time.monotonic()
+            smell = mine_one(miner_port)
+            height += 1
+            until(lambda: browser.text("height") == str(height), 10, f"height {height} on the page")
+            lags.append(time.monotonic() - before)
+            until(lambda: browser.text("tip") == smell, 5, "the new tip's smell")
+        assert max(lags) < 1.0, f"the page took {max(lags):.2f} s to show a new cheese (the stream is not used?)"
+
+        alice, bob = keys["alice"], keys["bob"]
+        pending = http_json(f"{url}/api/balance/{address_of(alice)}")
+        start = time.monotonic()
+        http_json(f"{url}/api/transactions", sign_tx(alice, address_of(bob), 3, 1, pending["pending_nonce"], "live!"))
+        until(lambda: browser.text("mempool").startswith("1"), 10, "the payment in the mempool card")
+        assert time.monotonic() - start < 1.0, "the mempool card did not follow the tx event"
+
+        # the search box takes an address; the address page lists its payments, the pending one first
+        browser.js(f"document.getElementById('search-input').value = {address_of(bob)!r};"
+                   "document.getElementById('search').requestSubmit()")
+        until(lambda: "live!" in browser.text("address-txs"), 10, "the address page")
+        assert browser.js("location.hash") == f"#/address/{address_of(bob)}"
+        rows = browser.js("document.querySelectorAll('#address-txs tbody tr').length")
+        history = http_json(f"{url}/api/address/{address_of(bob)}")
+        assert rows == len(history["transactions"]) > 1
+    finally:
+        if browser is not None:
+            browser.close()
+        member.stop()
