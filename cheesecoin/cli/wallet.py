@@ -238,14 +238,18 @@ def cmd_wallet_export_public(args: argparse.Namespace) -> int:
 # -- member clients ----------------------------------------------------------------------
 
 
-def cmd_balance(args: argparse.Namespace) -> int:
+def _address_or_wallet(args: argparse.Namespace) -> str:
+    """The ADDRESS argument, or the wallet's address."""
     if args.address:
-        address = _parse_address(args.address)
-    else:
-        try:
-            address = wallet_address(_wallet_path(args))
-        except WalletError as e:
-            raise _error(f"{e} (or give an ADDRESS)")
+        return _parse_address(args.address)
+    try:
+        return wallet_address(_wallet_path(args))
+    except WalletError as e:
+        raise _error(f"{e} (or give an ADDRESS)")
+
+
+def cmd_balance(args: argparse.Namespace) -> int:
+    address = _address_or_wallet(args)
     answer = Member(member_url(args.member)).get(f"/api/balance/{address}")
     if args.json:
         _print_json(answer)
