@@ -30,6 +30,7 @@ from twisted.python import usage
 from cheesecoin.core.cheese import NetworkError, load_network
 from cheesecoin.p2p.manager import REFILL_INTERVAL, PeerManager
 from cheesecoin.p2p.sync import STATS_INTERVAL
+from cheesecoin.storage.peerfile import load_peers, save_peers
 from cheesecoin.wire.limits import API_PORT, MEMBER_PORT, MINER_PORT, PING_INTERVAL
 from cheesecoin.util.services import (
     ErrorFirstOptions,
@@ -164,6 +165,7 @@ class _Shutdown(Service):
     def __init__(self, node: Any, manager: PeerManager) -> None:
         self.node = node
         self.manager = manager
+        self.events: Any = None  # the EventLog, whose streams end cleanly
 
     def save_mempool(self) -> None:
         try:
@@ -171,10 +173,25 @@ class _Shutdown(Service):
         except OSError as e:
             log.warn("Cannot save the mempool: {why}", why=e)
 
+    def save_peers(self) -> None:
+        """Keep the members that worked in the data directory (dialled first at the next start)."""
+        if self.node.data_dir is None:
+            return
+        try:
+            save_peers(self.node.data_dir, self.manager.addresses.to_save())
+        except OSError as e:
+            log.warn("Cannot save the address book: {why}", why=e)
+
+    def save_state(self) -> None:
+        self.save_mempool()
+        self.save_peers()
+
     def stopService(self) -> None:
         super().stopService()
+        if self.events is not None:
+            self.events.close_all()
         self.manager.close_all()
-        self.save_mempool()
+        self.save_state()
         self.node.stack.close()
         log.info("Member stopped at height {height}", height=self.node.stack.height)
 
@@ -264,6 +281,7 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
     )
 
     from cheesecoin.web.api import make_site
+    from cheesecoin.web.events import HEARTBEAT, EventLog
     from cheesecoin.web.metrics import MemberMetrics
     from cheesecoin.mining.port import MinerPortFactory
     from cheesecoin.storage.wallet import WalletError, member_address
@@ -285,6 +303,11 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
     )
     for host, port in config["connect"]:
         manager.add_persistent(host, port)
+    saved, why = load_peers(data_dir)
+    if why is not None:
+        log.warn("Ignoring the saved address book: {why}", why=why)
+    elif saved:
+        log.info("Loaded {n} members from the saved address book: they are dialled first", n=manager.addresses.load_saved(saved))
     shutdown = _Shutdown(node, manager)  # stopped after every other part
     shutdown.setName("shutdown")
     shutdown.setServiceParent(top)
@@ -321,7 +344,8 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
     serve("member", "members", "", manager.factory, listening)
     metrics = MemberMetrics(node)
     manager.traffic = metrics.traffic
-    serve("api", "HTTP API", "api-", make_site(node, metrics))
+    events = shutdown.events = EventLog(node, reactor)
+    serve("api", "HTTP API", "api-", make_site(node, metrics, events))
     serve("miner-port", "Miner port", "miner-", MinerPortFactory(node, miner_address, reactor))
 
     if config["tracker"] is not None:
@@ -342,7 +366,8 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
     _timer(top, "ping", PING_INTERVAL, manager.ping_all, reactor)
     _timer(top, "compare-stacks", STATS_INTERVAL, manager.compare_stacks, reactor)
     _timer(top, "refill", REFILL_INTERVAL, manager.tick, reactor)
-    _timer(top, "save-mempool", MEMPOOL_SAVE_INTERVAL, shutdown.save_mempool, reactor)
+    _timer(top, "save-state", MEMPOOL_SAVE_INTERVAL, shutdown.save_state, reactor)
+    _timer(top, "event-heartbeat", HEARTBEAT, events.heartbeat, reactor)
     _timer(top, "watch-store", STORE_CHECK_INTERVAL, StoreWatch(stack.store.path, fatal).check, reactor)
     top.node = node  # for tests and tools
     top.manager = manager

@@ -282,10 +282,7 @@ class PeerManager:
         self.peers[proto.peer_node_id] = proto  # type: ignore[index]
         address = proto.listening_address
         if address is not None and proto.peer_port:
-            info = self.addresses.remember(address)
-            if info is not None:
-                info.confirmed = True
-                info.failures = 0
+            self.addresses.worked(address, self.clock.seconds())
         self.log.info(
             "Peer {peer} connected ({direction}, height {height}; {n} peers)",
             peer=proto.label(),
@@ -368,6 +365,7 @@ class PeerManager:
             return
         candidates = [a for a, info in book.known.items() if book.due(a, info, now, busy, self.is_banned)]
         self.rng.shuffle(candidates)
+        candidates.sort(key=lambda a: a not in book.saved)  # the members that worked before first
         for address in candidates[:want]:
             self.dial(address)
         if len(candidates) < want:

@@ -9,18 +9,30 @@ from cheesecoin.core.errors import ProtocolError
 from cheesecoin.wire import codec as wire
 
 MAX_KNOWN_ADDRESSES = 2000
+MAX_SAVED_ADDRESSES = 256  # addresses of members that worked, kept across restarts
 Address = Tuple[str, int]
+
+
+def _address_of(entry: Any) -> Optional[Address]:
+    """(host, port) of a {"host", "port"} entry, or None if it is not a valid one."""
+    if not isinstance(entry, dict):
+        return None
+    try:
+        return (wire.get_host(entry, "host"), wire.get_port(entry, "port"))  # type: ignore[return-value]
+    except ProtocolError:
+        return None
 
 
 class AddressInfo:
     """What we know of one listening address: failures, when to try again, whether it answered."""
 
-    __slots__ = ("failures", "next_try", "confirmed")
+    __slots__ = ("failures", "next_try", "confirmed", "last_seen")
 
     def __init__(self) -> None:
         self.failures = 0
         self.next_try = 0.0
         self.confirmed = False  # we completed a handshake with a member there
+        self.last_seen = 0.0  # when we last completed one (0: never); saved across restarts
 
 
 class AddressBook:
@@ -33,6 +45,36 @@ class AddressBook:
         self.persistent: Set[Address] = set()  # --connect addresses, always redialled
         self.dialing: Set[Address] = set()
         self.self_addresses: Set[Address] = set()
+        self.saved: Set[Address] = set()  # loaded from the data directory: dialled first
+
+    def worked(self, address: Address, now: float) -> None:
+        """A handshake with the member at ``address`` completed."""
+        info = self.remember(address)
+        if info is not None:
+            info.confirmed = True
+            info.failures = 0
+            info.last_seen = now
+
+    def to_save(self) -> List[dict]:
+        """The members that worked, most recent first, at most MAX_SAVED_ADDRESSES."""
+        seen = sorted(((info.last_seen, a) for a, info in self.known.items() if info.last_seen > 0), reverse=True)
+        return [{"host": a[0], "port": a[1], "last_seen": int(t)} for t, a in seen[:MAX_SAVED_ADDRESSES]]
+
+    def load_saved(self, entries: List[Any]) -> int:
+        """Addresses saved by an earlier run (entries as ``to_save`` makes them,
+        anything else skipped); they are dialled before the others. Returns how many."""
+        loaded = 0
+        for entry in entries[:MAX_SAVED_ADDRESSES]:
+            address = _address_of(entry)
+            info = self.remember(address) if address is not None else None
+            if address is None or info is None:
+                continue
+            seen = entry.get("last_seen")
+            if isinstance(seen, int) and not isinstance(seen, bool) and seen > 0:
+                info.last_seen = float(seen)
+            self.saved.add(address)
+            loaded += 1
+        return loaded
 
     def remember(self, address: Address) -> Optional[AddressInfo]:
         """The entry of ``address`` (made if new), or None for one of our own addresses."""
@@ -50,13 +92,8 @@ class AddressBook:
         """Learn listening addresses from a PEERS list; invalid entries are skipped. Returns how many are new."""
         added = 0
         for entry in peers:
-            if not isinstance(entry, dict):
-                continue
-            try:
-                address = (wire.get_host(entry, "host"), wire.get_port(entry, "port"))
-            except ProtocolError:
-                continue
-            if address not in self.known and self.remember(address) is not None:  # type: ignore[arg-type]
+            address = _address_of(entry)
+            if address is not None and address not in self.known and self.remember(address) is not None:
                 added += 1
         return added
 

@@ -181,3 +181,27 @@ def test_partition_heals_to_the_branch_with_more_work(procs, tmp_path, network_f
     assert "Reorganisation: 4 cheeses abandoned" in p1.proc.output() + p2.proc.output()
     left.close()
     right.close()
+
+
+def test_a_member_restarted_with_its_tracker_down_reconnects_to_its_old_peers(procs, tmp_path, network_file) -> None:
+    tracker_port = start_tracker(procs, tmp_path)
+    tracker = procs[-1]
+    a = start_member(procs, tmp_path, "a", network_file, tracker=tracker_port)
+    b = start_member(procs, tmp_path, "b", network_file, tracker=tracker_port)
+    wait_until(lambda: b.status()["peers"] and a.status()["peers"], timeout=30, what="a and b connected")
+    b_port = b.port
+    b.proc.stop()
+    assert "Member stopped" in b.proc.output()
+    saved = json.loads(open(f"{b.data_dir}/peers.json", encoding="utf-8").read())
+    assert ("127.0.0.1", a.port) in {(p["host"], p["port"]) for p in saved["peers"]}, saved
+    tracker.stop()
+    again = start_member(procs, tmp_path, "b-again", network_file, tracker=tracker_port, port=b_port, data_dir=b.data_dir)
+    assert "Loaded 1 members from the saved address book" in again.proc.output()
+    wait_until(lambda: [p for p in again.status()["peers"] if p["port"] == a.port], timeout=30,
+               what="b, restarted without its tracker, connected to a again")
+    assert "Registered with the tracker" not in again.proc.output()
+    cheeses = chain(3)
+    peer = FakePeer(a.port)
+    peer.announce(cheeses)
+    wait_tip([a, again], cheeses[-1])  # and they relay to each other
+    peer.close()
