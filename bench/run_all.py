@@ -46,6 +46,7 @@ MODULES: List[Tuple[str, float, float]] = [
     ("member", 420, 240),
     ("memory", 240, 180),
     ("scaling", 600, 360),
+    ("ops", 120, 90),
 ]
 NAMES = [m[0] for m in MODULES]
 
