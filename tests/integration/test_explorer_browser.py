@@ -5,8 +5,8 @@ directory already holds a stack of 30 cheeses with payments (written with
 ``open_stack`` before the start, so the member loads and re-validates them
 like any stored stack); a second member with a copy of that stack connects to
 it, and a few transactions wait in the mempool. Headless Chromium (Debian's ``chromium``,
-installed by ``scripts/install-chromium.sh`` in ``make test``) then loads
-``http://127.0.0.1:API/``: the rendered DOM must show the height and the
+installed by ``scripts/install-chromium.sh`` in ``make test``, driven over
+the DevTools pipe of ``devtools.py``) then loads ``http://127.0.0.1:API/``: the rendered DOM must show the height and the
 tip's smell that ``/api/status`` gives, and a screenshot must be written.
 
 Without /usr/bin/chromium (or ``$CHEESECOIN_CHROMIUM``) the tests are skipped
@@ -22,32 +22,18 @@ import random
 import re
 import shutil
 import struct
-import subprocess
 import time
 from html import unescape
 
 import pytest
 
+from devtools import CHROMIUM, DevTools
 from procs import Proc, free_port, http_json, wait_until
 
 from cheesecoin.storage.sqlite import open_stack
 from cheesecoin.testing.chain import key_from_seed, make_network, mine_child
 from cheesecoin.core.tx import address_of, sign_tx
 
-CHROMIUM = os.environ.get("CHEESECOIN_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-default-apps",
-    "--disable-extensions",
-    "--hide-scrollbars",
-    "--virtual-time-budget=8000",
-]
 CHEESES = 30
 NAMES = ["alice", "bob", "carol", "dave", "erin", "frank"]
 NOTES = {7: "mined on a laptop", 16: "fondue night", 23: "brie-lliant ✓"}
@@ -165,15 +151,18 @@ def explorer_member(tmp_path_factory):
             proc.stop()
 
 
-def run_chromium(tmp_path, name: str, url: str, extra: list) -> subprocess.CompletedProcess:
-    profile = tmp_path / f"profile-{name}"
-    args = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url]
+def rendered(tmp_path, name: str, url: str, status: dict) -> DevTools:
+    """Chromium with the page loaded and filled in (its height card shows the member's)."""
+    browser = DevTools(tmp_path / f"profile-{name}")
     try:
-        done = subprocess.run(args, capture_output=True, timeout=180, stdin=subprocess.DEVNULL, cwd=str(tmp_path))
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"chromium did not finish in 180 s: {' '.join(args)}")
-    assert done.returncode == 0, f"chromium exited {done.returncode}:\n{done.stderr.decode('utf-8', 'replace')[-3000:]}"
-    return done
+        browser.open(url)
+        browser.until(lambda: browser.text("height") == str(status["height"])
+                      and "Loading cheeses" not in browser.dom(), 60, "the page filled in")
+        browser.until(lambda: browser.text("mempool").startswith(str(status["mempool"])), 30, "the mempool card")
+    except BaseException:
+        browser.close()
+        raise
+    return browser
 
 
 def element_text(dom: str, element_id: str) -> str:
@@ -185,7 +174,11 @@ def element_text(dom: str, element_id: str) -> str:
 
 def test_rendered_page_shows_the_height_and_the_tip(explorer_member):
     url, status, tmp_path = explorer_member
-    dom = run_chromium(tmp_path, "dom", url + "/", ["--dump-dom"]).stdout.decode("utf-8", "replace")
+    browser = rendered(tmp_path, "dom", url + "/", status)
+    try:
+        dom = browser.dom()
+    finally:
+        browser.close()
     assert "<html" in dom and "CheeseCoin" in dom, dom[:2000]
     assert element_text(dom, "height") == str(status["height"]), "the height card is not the member's height"
     assert status["tip"] in dom, "the tip's smell is not on the rendered page"
@@ -209,7 +202,11 @@ def element_text_raw(dom: str, element_id: str) -> str:
 def test_screenshot_is_written(explorer_member):
     url, status, tmp_path = explorer_member
     shot = tmp_path / "explorer.png"
-    run_chromium(tmp_path, "shot", url + "/", [f"--screenshot={shot}", "--window-size=1280,900"])
+    browser = rendered(tmp_path, "shot", url + "/", status)
+    try:
+        shot.write_bytes(browser.screenshot(1280, 900))
+    finally:
+        browser.close()
     assert shot.is_file(), "chromium wrote no screenshot"
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "the screenshot is not a PNG"

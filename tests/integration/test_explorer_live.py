@@ -14,100 +14,19 @@ transactions.
 from __future__ import annotations
 
 import json
-import os
-import queue
 import socket
-import subprocess
-import threading
 import time
 
 import pytest
 
 from procs import Proc, free_port, http_json
-from test_explorer_browser import CHROMIUM, CHROMIUM_FLAGS, _skip_without_chromium, build_stack, member_options
+from devtools import DevTools
+from test_explorer_browser import _skip_without_chromium, build_stack, member_options
 
 from cheesecoin.core.pow import search_nonce_python
 from cheesecoin.core.tx import address_of, sign_tx
 
 pytestmark = pytest.mark.slow
-
-
-class DevTools:
-    """Chromium driven over --remote-debugging-pipe."""
-
-    def __init__(self, tmp_path) -> None:
-        to_child_r, self._to_child = os.pipe()
-        self._from_child, from_child_w = os.pipe()
-
-        def wire_fds() -> None:  # in the child: its fd 3 reads our commands, fd 4 writes its answers
-            os.dup2(to_child_r, 3)
-            os.dup2(from_child_w, 4)
-
-        flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--virtual-time-budget")]
-        self.proc = subprocess.Popen(
-            [CHROMIUM, *flags, "--remote-debugging-pipe", f"--user-data-dir={tmp_path / 'profile-live'}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            # Python's own descriptors are not inheritable (PEP 446): only the two dup2'd ones reach Chromium
-            preexec_fn=wire_fds, close_fds=False,
-        )
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self._next = 0
-        self._answers: "queue.Queue[dict]" = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.session = None
-
-    def _read(self) -> None:
-        buf = b""
-        while True:
-            chunk = os.read(self._from_child, 65536)
-            if not chunk:
-                return
-            buf += chunk
-            while b"\0" in buf:
-                raw, buf = buf.split(b"\0", 1)
-                message = json.loads(raw)
-                if "id" in message:
-                    self._answers.put(message)
-
-    def call(self, method: str, params: dict = None, session: bool = True, timeout: float = 30.0) -> dict:
-        self._next += 1
-        message = {"id": self._next, "method": method, "params": params or {}}
-        if session and self.session:
-            message["sessionId"] = self.session
-        os.write(self._to_child, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        while True:
-            answer = self._answers.get(timeout=max(0.01, deadline - time.monotonic()))
-            if answer["id"] == self._next:
-                assert "error" not in answer, answer
-                return answer["result"]
-
-    def open(self, url: str) -> None:
-        target = self.call("Target.createTarget", {"url": url}, session=False)["targetId"]
-        self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True}, session=False)["sessionId"]
-
-    def js(self, expression: str):
-        return self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})["result"].get("value")
-
-    def text(self, element_id: str) -> str:
-        return self.js(f"(document.getElementById({element_id!r}) || {{}}).textContent || ''").strip()
-
-    def close(self) -> None:
-        try:
-            self.call("Browser.close", session=False, timeout=5)
-        except Exception:
-            pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        for fd in (self._to_child, self._from_child):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 def mine_one(miner_port: int) -> str:
@@ -148,7 +67,7 @@ def test_the_explorer_follows_the_event_stream(tmp_path) -> None:
         member.wait_for("HTTP API on", timeout=60)
         url = f"http://127.0.0.1:{api_port}"
         height = http_json(f"{url}/api/status")["height"]
-        browser = DevTools(tmp_path)
+        browser = DevTools(tmp_path / "profile-live")
         browser.open(url + "/")
         until(lambda: browser.text("height") == str(height), 30, "height on the page")
         until(lambda: browser.js("document.getElementById('live-dot').getAttribute('data-stream')") == "live", 30,
