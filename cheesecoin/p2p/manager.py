@@ -354,13 +354,16 @@ class PeerManager:
     def refill(self) -> None:
         """Dial known members until we have (or are dialing) ``target_peers``."""
         now = self.clock.seconds()
-        busy = self._connected_addresses()
         book = self.addresses
+        pending = sum(1 for p in self.connections if p.outbound and not p.ready)
+        want = self.target_peers - len(self.peers) - pending - len(book.dialing)
+        if want <= 0 and not book.persistent:
+            return  # the common case, every few seconds: nothing to dial
+        busy = self._connected_addresses()
         for address in sorted(book.persistent):
             if book.due(address, book.known.get(address) or book.remember(address), now, busy, self.is_banned):  # type: ignore[arg-type]
                 self.dial(address)
-        pending = sum(1 for p in self.connections if p.outbound and not p.ready)
-        want = self.target_peers - len(self.peers) - pending - len(book.dialing)
+                want -= 1
         if want <= 0:
             return
         candidates = [a for a, info in book.known.items() if book.due(a, info, now, busy, self.is_banned)]
@@ -412,7 +415,7 @@ class PeerManager:
         """Every 30 s: PING each peer and drop those silent too long."""
         self.drop_silent()
         for p in list(self.peers.values()):
-            p.request({"type": "PING"}).addErrback(lambda f: None)
+            p.ping()
 
     def drop_silent(self) -> None:
         now = self.clock.seconds()

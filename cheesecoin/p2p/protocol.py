@@ -208,6 +208,14 @@ class MemberProtocol(JsonLineProtocol):
         self.write_line(wire.dumps(dict(msg, id=rid)))
         return d
 
+    def ping(self) -> None:
+        """A keep-alive PING (docs/protocol.md section 5). Its PONG only proves the
+        peer alive (``last_seen``); a silent peer is dropped by the peer manager, so
+        no Deferred or timer is kept for it."""
+        if self.transport is not None and not self.closing:
+            self._next_id += 1
+            self.write(b'{"type":"PING","id":%d}\n' % self._next_id)
+
     def _timed_out(self, rid: int) -> None:
         self.peer_requests.discard(rid)
         entry = self.pending.pop(rid, None)

@@ -41,8 +41,15 @@ class Relay:
     def receive_cheese(self, proto: Any, cheese: dict) -> AddResult:
         """An ANNOUNCE: add it, fetch an orphan's ancestors from the announcer."""
         smell = cheese.get("smell")
-        if not (isinstance(smell, str) and smell in self.node.stack):
-            self._flush_soon()  # not a cheese we already have
+        known = self.node.stack.nodes.get(smell) if isinstance(smell, str) else None
+        if known is not None and not known.invalid:
+            # A cheese we already have is ignored silently (docs/protocol.md
+            # section 5): not checked again, not relayed. Every peer but the
+            # first to announce a cheese sends one of these.
+            if known.work > proto.peer_work:
+                proto.peer_height, proto.peer_tip, proto.peer_work = known.height, known.smell, known.work
+            return AddResult("duplicate", known.smell)
+        self._flush_soon()  # not a cheese we already have
         try:
             result = self.node.submit_cheese(cheese, proto)
         except InvalidCheese as e:

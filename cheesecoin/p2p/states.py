@@ -138,7 +138,11 @@ class ReadyState:
         self.protocol.reply(msg, {"type": "PEERS", "peers": self.manager.peers_for(self.protocol)})
 
     def msg_PING(self, msg: dict) -> None:
-        self.protocol.reply(msg, {"type": "PONG"})
+        msg_id = msg.get("id")
+        if type(msg_id) is int:  # the usual keep-alive: its reply, without the encoder
+            self.protocol.write_line(b'{"type":"PONG","id":%d}\n' % msg_id)
+        else:
+            self.protocol.reply(msg, {"type": "PONG"})
 
     # -- pushed messages --------------------------------------------------------------
 

@@ -128,9 +128,27 @@ def salvage_id(line: bytes) -> Any:
     return msg_id
 
 
+# One encoder for every message: json.dumps with options builds a new
+# JSONEncoder (and the C encoder under it) at each call, which costs about as
+# much as encoding a small message.
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+try:
+    from json import encoder as _json_encoder
+
+    # The C encoder JSONEncoder.encode would build, built once. No circular
+    # check (our messages are trees): a cycle would be a RecursionError.
+    _c_encode = _json_encoder.c_make_encoder(  # type: ignore[attr-defined,misc]
+        None, _encoder.default, _json_encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+except (ImportError, AttributeError, TypeError):  # pragma: no cover - a Python without the C accelerator
+    _c_encode = None
+
+
 def encode(value: Any) -> bytes:
     """Compact JSON in UTF-8, not ASCII-escaped (messages, and the HTTP API's answers)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if _c_encode is not None and isinstance(value, dict):
+        return "".join(_c_encode(value, 0)).encode("utf-8")
+    return _encoder.encode(value).encode("utf-8")
 
 
 def dumps(msg: Any) -> bytes:
