@@ -47,6 +47,7 @@ MODULES: List[Tuple[str, float, float]] = [
     ("memory", 240, 180),
     ("scaling", 600, 360),
     ("ops", 120, 90),
+    ("sim", 900, 420),
 ]
 NAMES = [m[0] for m in MODULES]
 

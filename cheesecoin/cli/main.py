@@ -17,6 +17,7 @@ from cheesecoin.cli.errors import CliError
 from cheesecoin.cli import wallet as cli_wallet
 from cheesecoin.cli import mine as external_miner
 from cheesecoin.cli import history as cli_history
+from cheesecoin.cli import simulate as cli_simulate
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cheesecoin {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in (cli_core, cli_wallet, cli_history, external_miner):
+    for module in (cli_core, cli_wallet, cli_history, external_miner, cli_simulate):
         module.register(sub)
     return parser
 

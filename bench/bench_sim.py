@@ -1,0 +1,72 @@
+"""Benchmark of ``cheesecoin simulate``: how its cost grows with the network.
+
+Runs the simulator at 100, 300 and 1,000 members (each in its own process, so
+that its peak RSS is its own), 10 s spacing, 20-150 ms latency, 10 Mbit/s
+links, and reports for each: the wall time, the wall time per member per
+simulated hour against the 100-member run's (the limit measured in the same
+run: a ratio near 1 is linear growth), the peak RSS per member, and the
+propagation p50/p90 against the latency-weighted shortest-path limit of the
+same run.
+
+    .venv/bin/python bench/bench_sim.py [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any, Dict, List
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import figure, print_table  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZES = [(100, 120), (300, 60), (1000, 30)]  # (members, cheeses)
+QUICK_SIZES = [(100, 40), (300, 20), (1000, 10)]
+
+_CHILD = """
+import json, resource, sys
+from cheesecoin.sim.config import SimConfig
+from cheesecoin.sim.world import Simulation
+members, cheeses = int(sys.argv[1]), int(sys.argv[2])
+f = Simulation(SimConfig(members=members, cheeses=cheeses, spacing=10, latency=(20, 150), bandwidth=10, seed=1)).run()
+f["max_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps(f))
+"""
+
+
+def _run(members: int, cheeses: int) -> Dict[str, Any]:
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(members), str(cheeses)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"simulate {members} members failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(quick: bool = False) -> List[Dict[str, Any]]:
+    figures: List[Dict[str, Any]] = []
+    base = None
+    for members, cheeses in (QUICK_SIZES if quick else SIZES):
+        f = _run(members, cheeses)
+        print(f"bench_sim: {members} members, {cheeses} cheeses: {f['wall_seconds']} s", file=sys.stderr)
+        hours = f["simulated_seconds"] / 3600
+        per = f["wall_seconds"] / (members * hours)  # wall seconds per member per simulated hour
+        if base is None:
+            base = per
+        label = f"simulate {members} members x {cheeses} cheeses"
+        figures.append(figure(f"{label}: wall time", f["wall_seconds"], "s"))
+        figures.append(figure(f"{label}: wall s per member per simulated hour", per, "s", base,
+                              "the same at 100 members", goal="<= 1.5 (linear growth)" if members > 100 else ""))
+        figures.append(figure(f"{label}: peak RSS per member", f["max_rss_kib"] / 1024 / members, "MiB"))
+        for q in ("p50", "p90"):
+            figures.append(figure(f"{label}: propagation {q}", f["propagation_ms"][q], "ms",
+                                  f["propagation_limit_ms"][q], f"shortest-path limit {q}"))
+        figures.append(figure(f"{label}: stale rate", f["stale_rate"], "", goal="agreement" if f["agreement"] else "NO agreement"))
+    return figures
+
+
+if __name__ == "__main__":
+    print_table(run(quick="--quick" in sys.argv))

@@ -1,0 +1,1 @@
+"""The simulator: many real members on one virtual clock (cheesecoin simulate)."""

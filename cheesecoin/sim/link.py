@@ -1,0 +1,165 @@
+"""Simulated TCP connections: bytes delivered after latency plus size / bandwidth.
+
+In the spirit of ``twisted.test.iosim`` and hathor-core's ``FakeConnection``,
+but on a virtual clock and with a cost: each direction of a connection is a
+``Pipe``, a queue. A write leaves when the pipe has finished sending what was
+written before it (``size * 8 / bandwidth`` seconds each), and arrives one
+one-way latency later; what arrives at the same moment is handed to the
+protocol's ``dataReceived`` in one piece. While the two ends are cut off (a
+partition) nothing arrives; what was sent waits, as TCP retransmits, and
+arrives once they can reach each other again.
+
+``SimTransport`` is what a protocol sees (ITransport, with the producer
+calls the member's back-pressure makes); the network (``world``) makes the
+connections and says which pairs are cut off.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Deque, Optional, Tuple
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.interfaces import ITransport
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+Reachable = Callable[[Any, Any], bool]  # (member a, member b) -> can they reach each other now?
+
+
+class Pipe:
+    """One direction of a connection: a FIFO with a sending rate and a latency."""
+
+    __slots__ = ("clock", "latency", "rate", "free_at", "queue", "seq", "receiver", "bytes", "ends", "reachable")
+
+    def __init__(self, clock: Any, latency: float, rate: float, ends: Tuple[Any, Any], reachable: Optional[Reachable]) -> None:
+        self.clock = clock
+        self.latency = latency  # seconds
+        self.rate = rate  # bytes per second (0: no limit)
+        self.free_at = 0.0  # when the sender has finished pushing what it wrote so far
+        self.queue: Deque[Tuple[float, bytes]] = deque()
+        self.seq = -1  # >= 0 while an arrival is scheduled on the clock
+        self.receiver: Optional["SimTransport"] = None
+        self.bytes = 0
+        self.ends = ends  # (sending member, receiving member): for the partition rule
+        self.reachable = reachable
+
+    def send(self, data: bytes) -> None:
+        now = self.clock.now
+        start = self.free_at if self.free_at > now else now
+        self.free_at = start + (len(data) / self.rate if self.rate else 0.0)
+        self.bytes += len(data)
+        self.queue.append((self.free_at + self.latency, data))
+        if self.seq < 0:
+            self.clock.schedule(self.queue[0][0], self)
+
+    def in_flight(self) -> bool:
+        return bool(self.queue)
+
+    def fire(self) -> None:
+        """What was due has arrived (the clock calls this)."""
+        queue, now = self.queue, self.clock.now
+        if self.reachable is not None and not self.reachable(*self.ends):
+            self.clock.schedule(now + 1.0, self)  # cut off: try again in a second
+            return
+        parts = []
+        while queue and queue[0][0] <= now:
+            parts.append(queue.popleft()[1])
+        if queue:
+            self.clock.schedule(queue[0][0], self)
+        receiver = self.receiver
+        if parts and receiver is not None:
+            receiver.deliver(parts[0] if len(parts) == 1 else b"".join(parts))
+
+    def stop(self) -> None:
+        self.queue.clear()
+        self.clock.unschedule(self)
+
+
+@implementer(ITransport)
+class SimTransport:
+    """One end of a simulated connection, as its protocol sees it."""
+
+    def __init__(self, out: Pipe, host: Tuple[str, int], peer: Tuple[str, int], on_close: Callable[["SimTransport"], None]) -> None:
+        self.out = out
+        self.other: Optional["SimTransport"] = None
+        self.protocol: Any = None
+        self._host = IPv4Address("TCP", *host)
+        self._peer = IPv4Address("TCP", *peer)
+        self.connected = True
+        self.disconnecting = False
+        self.producer: Any = None
+        self._on_close = on_close
+
+    # ITransport
+    def write(self, data: bytes) -> None:
+        if self.connected and not self.disconnecting and data:
+            self.out.send(data)
+
+    def writeSequence(self, data: Any) -> None:
+        self.write(b"".join(data))
+
+    def loseConnection(self) -> None:
+        """Close once what was written has arrived (a FIN after the data)."""
+        if not self.connected or self.disconnecting:
+            return
+        self.disconnecting = True
+        clock = self.out.clock
+        delay = max(self.out.free_at, clock.now) + self.out.latency - clock.now
+        clock.callLater(delay, self._finish, ConnectionDone)
+
+    def abortConnection(self) -> None:
+        """Close now; the other end hears of it one latency later (a RST)."""
+        if not self.connected:
+            return
+        self.out.stop()
+        other = self.other
+        self._lost(ConnectionAborted)
+        if other is not None and other.connected:
+            other.out.stop()
+            self.out.clock.callLater(self.out.latency, other._lost, ConnectionDone)
+
+    def _finish(self, why: Any) -> None:
+        other = self.other
+        self._lost(why)
+        if other is not None and other.connected:
+            other._lost(why)
+
+    def _lost(self, why: Any) -> None:
+        if not self.connected:
+            return
+        self.connected = False
+        self.out.stop()
+        self.out.receiver = None
+        self._on_close(self)
+        protocol, self.protocol = self.protocol, None
+        if protocol is not None:
+            protocol.connectionLost(Failure(why()))
+
+    def deliver(self, data: bytes) -> None:
+        """Bytes from the other end (the pipe towards us)."""
+        if self.connected and self.protocol is not None:
+            self.protocol.dataReceived(data)
+
+    def getPeer(self) -> IPv4Address:
+        return self._peer
+
+    def getHost(self) -> IPv4Address:
+        return self._host
+
+    # IConsumer / IPushProducer: the simulated buffers never fill, so nothing is paused.
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        self.loseConnection()

@@ -1,0 +1,117 @@
+"""One simulated member: the real ``MemberNode`` and ``PeerManager``, and what the
+simulation notes about it (arrivals of cheeses, reorganisations, bytes by type)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, List, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from cheesecoin.core.node import MemberNode
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.p2p.manager import REFILL_INTERVAL, PeerManager
+from cheesecoin.p2p.sync import STATS_INTERVAL
+from cheesecoin.wire.limits import MEMBER_PORT, PING_INTERVAL
+
+class _QuietLogger(Logger):
+    """A Logger that drops every event (a simulated member's log lines)."""
+
+    def emit(self, level: Any, format: Optional[str] = None, **kwargs: Any) -> None:
+        pass
+
+    def failure(self, format: str, failure: Any = None, level: Any = None, **kwargs: Any) -> None:
+        pass
+
+
+_QUIET = _QuietLogger(namespace="cheesecoin.sim.member")
+
+
+class SimMember:
+    """One member: the real node and peer manager, and its bookkeeping."""
+
+    def __init__(self, world: Any, index: int, miner_address: str) -> None:
+        # ``world`` is the Simulation (cheesecoin.sim.world), which imports this module.
+        self.world = world
+        self.index = index
+        self.host = f"10.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}"
+        self.address = (self.host, MEMBER_PORT)
+        self.miner_address = miner_address
+        self.alive = False
+        self.joined_at = 0.0
+        self.left_at: Optional[float] = None
+        self.timers: List[Any] = []
+        rng = world.rng
+        stack = CheeseStack(world.network, clock=world.clock.seconds)
+        self.node = MemberNode(stack, clock=world.clock.seconds, node_id="%032x" % rng.getrandbits(128))
+        self.manager = PeerManager(self.node, world.clock, target_peers=world.config.peers,
+                                   dialer=self.dial, rng=random.Random(rng.getrandbits(64)))
+        self.manager.listen_port = MEMBER_PORT
+        # A thousand members logging each cheese would be most of the run; the
+        # figures say what happened.
+        self.manager.log = self.manager.relay.log = _QUIET
+        self.manager.traffic = self.traffic
+        self.manager.add_peer_source(self)
+        self.node.cheese_listeners.append(self.on_accepted)
+        self.node.tip_listeners.append(self.on_tip)
+        self._last_tracker_ask = -1e18
+
+    # -- the member's view of the world ---------------------------------------------------
+
+    def traffic(self, direction: str, kind: str, size: int) -> None:
+        if direction == "out":
+            self.world.bytes_by_type[kind] += size
+
+    def on_accepted(self, result: Any, source: Any) -> None:
+        now = self.world.clock.now
+        for smell in result.accepted:
+            arrived = self.world.arrivals.get(smell)
+            if arrived is not None and self.index not in arrived:
+                arrived[self.index] = now
+
+    def on_tip(self, result: Any, source: Any) -> None:
+        if result.disconnected:
+            self.world.reorgs += 1
+            self.world.max_reorg_depth = max(self.world.max_reorg_depth, len(result.disconnected))
+
+    def request_peers(self) -> None:
+        """The peer manager wants more members: ask the tracker (one round trip)."""
+        self.world.clock.callLater(2 * self.world.tracker_latency(self), self.world.send_peers, self)
+
+    def dial(self, host: str, port: int, factory: Any) -> Deferred:
+        return self.world.dial(self, (host, port), factory)
+
+    # -- life ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        world = self.world
+        self.alive = True
+        self.joined_at = world.clock.now
+        world.by_address[self.address] = self
+        world.clock.callLater(2 * world.tracker_latency(self), world.register, self)
+        for interval, call in ((PING_INTERVAL, self.manager.ping_all), (STATS_INTERVAL, self.manager.compare_stacks),
+                               (REFILL_INTERVAL, self.manager.tick)):
+            # What the member's TimerServices do, without a Deferred per tick.
+            slot = len(self.timers)
+            self.timers.append(world.clock.callLater(world.rng.uniform(0, interval), self._repeat, slot, call, interval))
+
+    def _repeat(self, slot: int, call: Any, interval: float) -> None:
+        if not self.alive:
+            return
+        self.timers[slot] = self.world.clock.callLater(interval, self._repeat, slot, call, interval)
+        call()
+
+    def stop(self) -> None:
+        """The member leaves: its connections drop, the tracker forgets it."""
+        world = self.world
+        self.alive = False
+        self.left_at = world.clock.now
+        world.by_address.pop(self.address, None)
+        world.registry.unregister(self.index)
+        for timer in self.timers:
+            if timer.active():
+                timer.cancel()
+        for proto in list(self.manager.connections):
+            if proto.transport is not None:
+                proto.transport.abortConnection()

@@ -1,0 +1,405 @@
+"""``Simulation``: N real members on one virtual clock (docs/protocol.md section 9).
+
+Each member is the real code: a ``MemberNode`` over an in-memory
+``CheeseStack`` and ``Mempool``, a ``PeerManager`` with its
+``MemberProtocol`` connections (handshake and ready states, sync, relay),
+driven by the timers a running member has (PING, STATS, dialling). Only the
+outside is simulated:
+
+- time (``HeapClock``) and TCP (``link``: latency per pair of members drawn
+  from the ``--latency`` range, each direction a queue at ``--bandwidth``);
+- the tracker: the real ``TrackerRegistry``, spoken to one round trip away
+  (a member registers when it starts, and asks for members when the peer
+  manager wants more, as over the real tracker link);
+- mining: cheeses are found as a Poisson process of mean spacing S over the
+  whole network, each by a miner drawn with its share of the hash power. That
+  is the same process as every miner drawing its own exponential time (mean
+  S / share) and drawing again at each new tip: exponential races are
+  memoryless, and the first of them is exponential with the summed rate. The
+  cheese is real: a template of that miner's node, with a nonce that meets the
+  network's (low, fixed) bits;
+- payments: ``--txs-per-cheese`` per mean spacing, real signed transactions
+  from a few payer keys (the miners' rewards go to them), each entered at its
+  payer's home member. A signature checked once in the process is not checked
+  again (``core.tx.SignatureCache``); every other rule each member runs itself.
+
+One seeded ``random.Random`` drives everything, so the same options give the
+same figures.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import time
+from collections import Counter
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionRefusedError, TCPTimedOutError
+
+from cheesecoin.core.cheese import mine_blue_cheese, network_from_blue_cheese
+from cheesecoin.core.errors import InvalidCheese, InvalidTx
+from cheesecoin.core.node import MINED
+from cheesecoin.core.pow import search_nonce
+from cheesecoin.core.tx import SignatureCache, address_of, sign_tx, use_signature_cache
+from cheesecoin.mining.templates import job_for, make_template
+from cheesecoin.sim.clock import HeapClock
+from cheesecoin.sim.config import SimConfig
+from cheesecoin.sim.figures import percentiles, shortest_paths, stale_rate
+from cheesecoin.sim.link import Pipe, SimTransport
+from cheesecoin.sim.member import SimMember
+from cheesecoin.tracker.registry import TrackerRegistry
+from cheesecoin.wire.limits import MEMBER_PORT, PEERS_PER_REPLY
+
+START = 1_800_000_000.0  # the virtual clock's first second (any fixed time)
+WARMUP = 30.0  # seconds for the members to find each other before the first cheese
+CONNECT_TIMEOUT = 10.0  # a dial into a partition fails after this long
+PAYERS = 16
+_MASK = (1 << 64) - 1
+
+
+def _mix(x: int) -> int:
+    """splitmix64: a well-spread 64-bit hash of an integer."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+class Simulation:
+    """The members, the tracker, the miners and the links of one run."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config.check()
+        self.rng = random.Random(config.seed)
+        self.clock = HeapClock(START)
+        bits = config.bits
+        reward = max(100, 10 * config.txs_per_cheese)
+        blue = mine_blue_cheese("simulated", bits, int(START) - 60, target_spacing=max(1, round(config.spacing)),
+                                retarget_interval=0, reward=reward, max_transactions=max(1000, 2 * config.txs_per_cheese),
+                                note=f"cheesecoin simulate, seed {config.seed}")
+        self.network = network_from_blue_cheese(blue)
+        self.registry = TrackerRegistry(max_members=10**6, rng=random.Random(self.rng.getrandbits(64)))
+        self.payers = [Ed25519PrivateKey.from_private_bytes(self.rng.randbytes(32)) for _ in range(PAYERS)]
+        self.payer_addresses = [address_of(k) for k in self.payers]
+        self.members: List[SimMember] = []
+        self.by_address: Dict[Tuple[str, int], SimMember] = {}
+        self.miners: List[SimMember] = []
+        self.arrivals: Dict[str, Dict[int, float]] = {}
+        self.found: Dict[str, Tuple[float, int, Dict[int, float], Set[int]]] = {}
+        self.found_order: List[str] = []
+        self.bytes_by_type: Counter = Counter()
+        self.reorgs = 0
+        self.max_reorg_depth = 0
+        self.mined = 0
+        self.txs_entered = 0
+        self.txs_refused = 0
+        self.last_found_at = 0.0
+        self.quiet_at: Optional[float] = None
+        self._ports = 40000
+        self.signatures = SignatureCache()
+        low, high = config.latency
+        self._lat_low, self._lat_span = low / 1000.0, (high - low) / 1000.0
+        self._rate = config.bandwidth * 1e6 / 8 if config.bandwidth else 0.0
+        self._lat_salt = self.rng.getrandbits(64)
+        self.group: Dict[int, int] = {}
+        # At the end of a partition: each group's best (work, tip) as it heals.
+        self.partition_tips: Dict[int, Tuple[int, str]] = {}
+
+    # -- the links ------------------------------------------------------------------------------
+
+    def latency(self, a: int, b: int) -> float:
+        """The one-way latency between members a and b (seconds), fixed for the pair."""
+        lo, hi = (a, b) if a < b else (b, a)
+        u = _mix(self._lat_salt ^ (lo * 1_000_003 + hi)) / 2.0**64
+        return self._lat_low + self._lat_span * u
+
+    def tracker_latency(self, member: SimMember) -> float:
+        return self.latency(member.index, -1)
+
+    def reachable(self, a: SimMember, b: SimMember) -> bool:
+        part = self.config.partition
+        if part is None or not part[1] <= self.clock.now - START < part[2]:
+            return True
+        return self.group.get(a.index) == self.group.get(b.index)
+
+    def dial(self, client: SimMember, address: Tuple[str, int], factory: Any) -> Deferred:
+        d: Deferred = Deferred()
+        server = self.by_address.get(address)
+        if server is None or server is client:
+            self.clock.callLater(2 * self._lat_low + 0.01, d.errback, ConnectionRefusedError(str(address)))
+        elif not self.reachable(client, server):
+            self.clock.callLater(CONNECT_TIMEOUT, d.errback, TCPTimedOutError(str(address)))
+        else:
+            self.clock.callLater(self.latency(client.index, server.index), self._accept, client, server, factory, d)
+        return d
+
+    def _accept(self, client: SimMember, server: SimMember, factory: Any, d: Deferred) -> None:
+        """The SYN has arrived: the server builds its protocol; the client connects one latency later."""
+        if not (server.alive and client.alive):
+            self.clock.callLater(self.latency(client.index, server.index), d.errback, ConnectionRefusedError())
+            return
+        self._ports += 1
+        client_addr, server_addr = (client.host, self._ports), server.address
+        server_proto = server.manager.factory.buildProtocol(IPv4Address("TCP", *client_addr))
+        lat = self.latency(client.index, server.index)
+        rule = self.reachable if self.config.partition is not None else None
+        c2s = Pipe(self.clock, lat, self._rate, (client, server), rule)
+        s2c = Pipe(self.clock, lat, self._rate, (server, client), rule)
+        client_t = SimTransport(c2s, client_addr, server_addr, self._closed)
+        server_t = SimTransport(s2c, server_addr, client_addr, self._closed)
+        client_t.other, server_t.other = server_t, client_t
+        client_t.remote, server_t.remote = server, client
+        c2s.receiver, s2c.receiver = server_t, client_t
+        self.clock.callLater(lat, self._connect, client, factory, client_t, server_t, d)
+        if server_proto is None:
+            server_t._lost(ConnectionRefusedError)
+            return
+        server_t.protocol = server_proto
+        server_proto.makeConnection(server_t)
+
+    def _connect(self, client: SimMember, factory: Any, client_t: SimTransport, server_t: SimTransport, d: Deferred) -> None:
+        if not client.alive or not server_t.connected:
+            client_t.connected = False
+            d.errback(ConnectionRefusedError())
+            return
+        proto = factory.buildProtocol(client_t.getPeer())
+        client_t.protocol = proto
+        proto.makeConnection(client_t)
+        d.callback(proto)
+
+    def _closed(self, transport: SimTransport) -> None:
+        pass
+
+    # -- the tracker ------------------------------------------------------------------------------
+
+    def register(self, member: SimMember) -> None:
+        if member.alive:
+            self.registry.register(member.index, member.host, MEMBER_PORT, self.clock.now, remote=member.host)
+            self.send_peers(member)
+
+    def send_peers(self, member: SimMember) -> None:
+        if member.alive:
+            peers = [m.as_peer() for m in self.registry.sample(excluding=member.index, k=PEERS_PER_REPLY)]
+            member.manager.add_addresses(peers, "tracker")
+
+    # -- members ------------------------------------------------------------------------------------
+
+    def add_member(self) -> SimMember:
+        index = len(self.members)
+        member = SimMember(self, index, self.payer_addresses[index % PAYERS])
+        self.members.append(member)
+        part = self.config.partition
+        if part is not None:
+            self.group[index] = 0 if self.rng.random() < part[0] else 1
+        return member
+
+    def alive(self) -> List[SimMember]:
+        return [m for m in self.members if m.alive]
+
+    # -- mining ----------------------------------------------------------------------------------
+
+    def _schedule_cheese(self) -> None:
+        self.clock.callLater(self.rng.expovariate(1.0 / self.config.spacing), self._find_cheese)
+
+    def _find_cheese(self) -> None:
+        miners = [m for m in self.miners if m.alive]
+        if not miners:
+            self._schedule_cheese()
+            return
+        miner = miners[int(self.rng.random() * len(miners))]
+        job = job_for(0, make_template(miner.node, miner.miner_address))
+        nonce, _ = search_nonce(job.prefix, job.bits, 0, 2**63)
+        cheese = job.complete(nonce)
+        now = self.clock.now
+        self.mined += 1
+        self.last_found_at = now
+        self.arrivals[cheese["smell"]] = {miner.index: now}
+        present = {m.index for m in self.members if m.alive}
+        self.found[cheese["smell"]] = (now, miner.index, self._limits(miner), present)
+        self.found_order.append(cheese["smell"])
+        try:
+            miner.node.submit_cheese(cheese, MINED)
+        except InvalidCheese:  # pragma: no cover - our own template
+            raise
+        if self.mined < self.config.cheeses:
+            self._schedule_cheese()
+
+    def _limits(self, source: SimMember) -> Dict[int, float]:
+        """The latency-weighted shortest path (seconds) from ``source`` to every member, now."""
+        edges: Dict[int, List[Tuple[int, float]]] = {}
+        for member in self.members:
+            if not member.alive:
+                continue
+            out = edges[member.index] = []
+            for proto in member.manager.peers.values():
+                transport = proto.transport
+                remote = getattr(transport, "remote", None)
+                if remote is not None and remote.alive:
+                    out.append((remote.index, transport.out.latency))
+        return shortest_paths(source.index, edges)
+
+    # -- payments -----------------------------------------------------------------------------------
+
+    def _schedule_tx(self) -> None:
+        if self.config.txs_per_cheese and self.mined < self.config.cheeses:
+            self.clock.callLater(self.rng.expovariate(self.config.txs_per_cheese / self.config.spacing), self._enter_tx)
+
+    def _enter_tx(self) -> None:
+        self._schedule_tx()
+        payer = int(self.rng.random() * PAYERS)
+        home = self.members[(payer * 7919) % len(self.members)]
+        if not home.alive:
+            return
+        address = self.payer_addresses[payer]
+        if home.node.mempool.spendable(address) < 2:
+            return
+        to = self.payer_addresses[(payer + 1 + int(self.rng.random() * (PAYERS - 1))) % PAYERS]
+        tx = sign_tx(self.payers[payer], to, 1, 1, home.node.mempool.pending_nonce(address))
+        try:
+            home.node.submit_tx(tx, "api")
+            self.txs_entered += 1
+        except InvalidTx:
+            self.txs_refused += 1
+
+    # -- churn and late joiners --------------------------------------------------------------------
+
+    def _schedule_churn(self) -> None:
+        rate = self.config.churn * self.config.members / 3600.0
+        if rate > 0:
+            self.clock.callLater(self.rng.expovariate(rate), self._churn)
+
+    def _churn(self) -> None:
+        if self.mined >= self.config.cheeses:
+            return
+        alive = self.alive()
+        leaving = alive[int(self.rng.random() * len(alive))]
+        leaving.stop()
+        if leaving in self.miners:
+            self.miners.remove(leaving)
+        newcomer = self.add_member()
+        if self.config.miners is None or len(self.miners) < self.config.miners:
+            self.miners.append(newcomer)
+        newcomer.start()
+        self._schedule_churn()
+
+    # -- running --------------------------------------------------------------------------------------
+
+    def run(self, progress: Optional[Callable[[dict], None]] = None, progress_every: float = 10.0) -> dict:
+        """Run to the end; returns the figures of docs/protocol.md section 9 (and more)."""
+        config = self.config
+        previous = use_signature_cache(self.signatures)
+        # Millions of small objects live for the whole run: the cyclic garbage
+        # collector's full passes over them would be a third of it.
+        thresholds = gc.get_threshold()
+        gc.set_threshold(100_000, 50, 100)
+        wall = time.perf_counter()
+        try:
+            first = config.members - config.late_joiners
+            for _ in range(config.members):
+                self.add_member()
+            order = list(range(first))
+            self.rng.shuffle(order)
+            miner_count = config.miners if config.miners is not None else config.members
+            self.miners = [self.members[i] for i in sorted(self.rng.sample(range(config.members), miner_count))]
+            for i in range(first):
+                self.clock.callLater(self.rng.uniform(0, 5.0), self.members[i].start)
+            late_at = WARMUP + config.cheeses * config.spacing / 2
+            for i in range(first, config.members):
+                self.clock.callLater(late_at + self.rng.uniform(0, 5.0), self.members[i].start)
+            self.clock.callLater(WARMUP, self._schedule_cheese)
+            self.clock.callLater(WARMUP, self._schedule_tx)
+            self.clock.callLater(WARMUP, self._schedule_churn)
+            if config.partition is not None:
+                self.clock.callLater(config.partition[2], self._note_partition_tips)
+            last_report = time.perf_counter()
+            frozen = False
+            while True:
+                self.clock.advance(1.0)
+                if not frozen and self.clock.now - START >= WARMUP:
+                    gc.collect()
+                    gc.freeze()  # the members as they stand: never scanned again
+                    frozen = True
+                if progress is not None and time.perf_counter() - last_report >= progress_every:
+                    last_report = time.perf_counter()
+                    progress({"simulated_seconds": round(self.clock.now - START), "wall_seconds": round(last_report - wall, 1),
+                              "cheeses_mined": self.mined, "cheeses": config.cheeses})
+                if self.mined < config.cheeses:
+                    continue
+                if self._agreed():
+                    self.quiet_at = self.clock.now
+                    break
+                if self.clock.now - self.last_found_at > config.quiet_limit:
+                    break
+            return self.figures(time.perf_counter() - wall)
+        finally:
+            use_signature_cache(previous)
+            gc.unfreeze()
+            gc.set_threshold(*thresholds)
+
+    def _note_partition_tips(self) -> None:
+        for group in (0, 1):
+            members = [m for m in self.members if m.alive and self.group.get(m.index) == group]
+            if members:
+                best = max(members, key=lambda m: (m.node.stack.work, -m.index))
+                self.partition_tips[group] = (best.node.stack.work, best.node.stack.tip.smell)
+
+    def _agreed(self) -> bool:
+        tips = {m.node.stack.tip.smell for m in self.members if m.alive}
+        return len(tips) == 1
+
+    def best_member(self) -> SimMember:
+        """An alive member with the most work (the agreed tip when they agree)."""
+        return max((m for m in self.members if m.alive), key=lambda m: (m.node.stack.work, -m.index))
+
+    def on_best(self) -> List[str]:
+        """The mined cheeses on the final best stack, in the order found."""
+        stack = self.best_member().node.stack
+        return [s for s in self.found_order if stack.is_best(s)]
+
+    def propagation_samples(self) -> Tuple[List[float], List[float]]:
+        """(delays, limits) in ms, over every cheese of the final best stack and every
+        member present when it was found, but its miner: the time until the member
+        had it, and the latency-weighted shortest path from the miner to it."""
+        delays: List[float] = []
+        limits: List[float] = []
+        for smell in self.on_best():
+            found_at, miner, limit, present = self.found[smell]
+            for index, arrived in self.arrivals[smell].items():
+                if index == miner or index not in present:
+                    continue
+                delays.append((arrived - found_at) * 1000)
+                if index in limit:
+                    limits.append(limit[index] * 1000)
+        return delays, limits
+
+    def figures(self, wall_seconds: float) -> dict:
+        stack = self.best_member().node.stack
+        on_best = self.on_best()
+        delays, limits = self.propagation_samples()
+        everyone = len(self.members)
+        total_bytes = sum(self.bytes_by_type.values())
+        return {
+            "members": self.config.members,
+            "cheeses_mined": self.mined,
+            "cheeses_on_best": len(on_best),
+            "stale_rate": stale_rate(self.mined, len(on_best)),
+            "propagation_ms": percentiles(delays),
+            "propagation_limit_ms": percentiles(limits),
+            "agreement": self._agreed(),
+            "reorgs": self.reorgs,
+            "max_reorg_depth": self.max_reorg_depth,
+            "bytes_per_member": round(total_bytes / everyone),
+            "bytes_per_member_by_type": {k: round(v / everyone) for k, v in sorted(self.bytes_by_type.items())},
+            "final_tip": stack.tip.smell,
+            "final_height": stack.height,
+            "quiet_seconds": None if self.quiet_at is None else round(self.quiet_at - self.last_found_at, 1),
+            "transactions": self.txs_entered,
+            "members_joined": everyone,
+            "simulated_seconds": round(self.clock.now - START, 1),
+            "wall_seconds": round(wall_seconds, 1),
+            "failures": self.clock.failures,
+        }
