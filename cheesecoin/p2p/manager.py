@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -25,12 +25,16 @@ from cheesecoin.p2p.relay import Relay
 from cheesecoin.p2p.states import get_work
 from cheesecoin.p2p.sync import Sync
 from cheesecoin.wire import codec as wire
+from cheesecoin.p2p.mempool_sync import FEATURE as MEMPOOL_FEATURE, MempoolExchange
 from cheesecoin.wire.limits import PEERS_PER_REPLY, PING_INTERVAL, PROTOCOL_VERSION
 from cheesecoin.util.addresses import is_loopback
 from cheesecoin.wire.lineproto import BusyProtocol
 
 SILENCE_TIMEOUT = 90.0
 REFILL_INTERVAL = 5.0
+CONSENSUS_INTERVAL = 10.0  # seconds between two stack comparisons a CONSENSUS may ask for (section 5.1)
+# The section 5.1 features this member implements; "headers" and "compact" are not yet (docs/protocol.md s.10).
+FEATURES: Tuple[str, ...] = (MEMPOOL_FEATURE,)
 HANDSHAKE_TIMEOUT = 30.0
 BAN_SECONDS = 3600.0
 # Eviction (a new inbound connection when max_inbound are open): these are never evicted.
@@ -90,6 +94,7 @@ class PeerManager:
         rng: Optional[random.Random] = None,
         ban_seconds: float = BAN_SECONDS,
         verify_in_threads: bool = False,
+        features: Tuple[str, ...] = FEATURES,
     ) -> None:
         self.node = node
         self.clock = reactor
@@ -114,6 +119,9 @@ class PeerManager:
         self.factory = MemberFactory(self)
         self.sync = Sync(self, verify_in_threads)
         self.relay = Relay(self)
+        self.features = tuple(features)  # the section 5.1 features listed in our HELLO
+        self.mempool_sync = MempoolExchange(self)
+        self._last_consensus = -1e18
         node.peers_info = self.peers_info
         node.sync_status = self.sync.status
 
@@ -125,7 +133,7 @@ class PeerManager:
 
     def hello_message(self) -> dict:
         stack = self.node.stack
-        return {
+        hello = {
             "type": "HELLO",
             "version": PROTOCOL_VERSION,
             "network": self.node.network.smell,
@@ -135,6 +143,16 @@ class PeerManager:
             "tip": stack.tip.smell,
             "work": str(stack.work),
         }
+        if self.features:
+            hello["features"] = list(self.features)
+        return hello
+
+    def consensus_asked(self, proto: MemberProtocol) -> None:
+        """A peer sent CONSENSUS: compare stacks with every peer now, at most once every CONSENSUS_INTERVAL."""
+        now = self.clock.seconds()
+        if now - self._last_consensus >= CONSENSUS_INTERVAL:
+            self._last_consensus = now
+            self.compare_stacks()
 
     def peers_info(self) -> List[dict]:
         """The connected peers, for the HTTP API."""
@@ -294,7 +312,7 @@ class PeerManager:
             proto.request({"type": "GET_PEERS"}).addErrback(lambda f: None)
         self.sync.maybe_sync()  # on the HELLO's figures at once; STATS confirms them
         self.ask_stats(proto)
-        self.relay.send_mempool(proto)
+        self.mempool_sync.maybe_start(proto)  # now, or once one of us has caught up
 
     def delivered(self, proto: MemberProtocol, count: int) -> None:
         """``proto`` gave us ``count`` new cheeses: a useful peer, protected from eviction."""
@@ -451,6 +469,7 @@ class PeerManager:
             proto.peer_height, proto.peer_tip, proto.peer_work = height, tip, work
             proto.sync_idle_until = 0.0
             self.sync.maybe_sync()
+            self.mempool_sync.maybe_start(proto)
 
         return proto.request({"type": "STATS"}).addCallbacks(got, lambda f: None)
 

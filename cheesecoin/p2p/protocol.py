@@ -105,6 +105,8 @@ class MemberProtocol(JsonLineProtocol):
         self.hello_sent = False
         self.peer_node_id: Optional[str] = None
         self.peer_port: Optional[int] = None
+        self.peer_features: frozenset = frozenset()  # what its HELLO listed (section 5.1)
+        self.mempool_done = False  # the mempool exchange (or push) with this peer has started
         self.peer_height = 0
         self.peer_tip = ""
         self.peer_work = 0

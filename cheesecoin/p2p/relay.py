@@ -124,6 +124,7 @@ class Relay:
         connected = [(c["sequence_number"], c["smell"]) for c in result.connected]
         if not self._batch_depth:
             self.relay(connected[-RELAY_TAIL:], source)  # first: the log can wait
+        self.manager.mempool_sync.on_tip()  # a peer we could not exchange with yet, maybe now
         if result.disconnected:
             self.log.info(
                 "Reorganisation: {n} cheeses abandoned, new tip {height} {tip}",

@@ -6,6 +6,11 @@ are exchanged it is in ``ReadyState``, whose ``msg_<TYPE>`` methods are the
 member protocol of docs/protocol.md section 5: requests answered, pushed
 messages handed to the relay, replies handed back to the request that is
 waiting for them. A new message type is a new ``msg_`` method here.
+
+Messages: HELLO (with ``features``); requests STATS, GET_CHEESE, GET_CHEESES,
+GET_PEERS, PING, and of section 5.1 GET_MEMPOOL and GET_TXS (feature
+``mempool``); pushed ANNOUNCE, TX and CONSENSUS; replies STATS_REPLY, CHEESE,
+CHEESES, PEERS, PONG, MEMPOOL, TXS, ERROR.
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ import re
 from typing import Any
 
 from cheesecoin.core.errors import ProtocolError
+from cheesecoin.p2p.mempool_sync import TXS_PER_REQUEST, get_txids
 from cheesecoin.wire import codec as wire
 from cheesecoin.wire.limits import MAX_COUNT, PEERS_PER_REPLY
 
 MAX_LOCATOR = 1000  # smells in a locator we accept
+MAX_FEATURES = 32  # names in a HELLO's features (section 5.1)
+MAX_FEATURE_LENGTH = 32
 NODE_ID_RE = re.compile(r"[0-9a-f]{1,64}\Z")
 _WORK_RE = re.compile(r"[0-9]{1,80}\Z")
 
@@ -32,6 +40,19 @@ def get_work(msg: dict, key: str = "work") -> int:
 
 def id_suffix(msg_id: Any) -> str:
     return "" if msg_id is None else ',"id":' + json.dumps(msg_id, ensure_ascii=False)
+
+
+def get_features(msg: dict) -> frozenset:
+    """The ``features`` of a HELLO (section 5.1): none when absent; unknown names are kept and ignored."""
+    if "features" not in msg:
+        return frozenset()
+    value = msg["features"]
+    if not isinstance(value, list) or len(value) > MAX_FEATURES or not all(
+        isinstance(f, str) and len(f) <= MAX_FEATURE_LENGTH for f in value
+    ):
+        raise wire.BadMessage(f"field 'features' must be a list of at most {MAX_FEATURES} strings "
+                              f"of at most {MAX_FEATURE_LENGTH} characters")
+    return frozenset(value)
 
 
 class HandshakeState:
@@ -62,6 +83,7 @@ class HandshakeState:
         height = wire.get_int(msg, "height")
         tip = wire.get_smell(msg, "tip")
         work = get_work(msg)
+        p.peer_features = get_features(msg)
         p.peer_node_id, p.peer_port = node_id, port
         p.peer_height, p.peer_tip, p.peer_work = height, tip, work
         if node_id == self.manager.node.node_id:
@@ -144,7 +166,18 @@ class ReadyState:
         else:
             self.protocol.reply(msg, {"type": "PONG"})
 
+    def msg_GET_MEMPOOL(self, msg: dict) -> None:
+        self.protocol.reply(msg, {"type": "MEMPOOL", "txids": self.manager.mempool_sync.mempool_txids()})
+
+    def msg_GET_TXS(self, msg: dict) -> None:
+        txids = get_txids(msg, "txids", TXS_PER_REQUEST)
+        smell = wire.get_smell(msg, "smell") if "smell" in msg else None
+        self.protocol.reply(msg, {"type": "TXS", "transactions": self.manager.mempool_sync.find_txs(txids, smell)})
+
     # -- pushed messages --------------------------------------------------------------
+
+    def msg_CONSENSUS(self, msg: dict) -> None:
+        self.manager.consensus_asked(self.protocol)
 
     def msg_ANNOUNCE(self, msg: dict) -> None:
         self.manager.relay.receive_cheese(self.protocol, wire.get_object(msg, "cheese"))
@@ -164,6 +197,12 @@ class ReadyState:
         self.protocol.resolve(msg)
 
     def msg_PONG(self, msg: dict) -> None:
+        self.protocol.resolve(msg)
+
+    def msg_MEMPOOL(self, msg: dict) -> None:
+        self.protocol.resolve(msg)
+
+    def msg_TXS(self, msg: dict) -> None:
         self.protocol.resolve(msg)
 
     def msg_PEERS(self, msg: dict) -> None:

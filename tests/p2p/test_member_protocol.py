@@ -73,6 +73,7 @@ def test_accepting_side_answers_hello_with_its_own(clock: Clock) -> None:
         "height": 3,
         "tip": cheeses[-1]["smell"],
         "work": str(4 * 2),
+        "features": ["mempool"],  # section 5.1: the feature this member implements
     }
     assert list(manager.peers) == ["99"]
     [error] = raw.hello()
@@ -600,13 +601,19 @@ def test_arbitrary_messages_never_raise_nor_change_the_stack(messages: List[dict
 # -- pending payments reach a peer that comes up later; peers' heights stay current ----------
 
 
+def same_stack(manager) -> dict:
+    """HELLO fields saying the peer has ``manager``'s best stack."""
+    stack = manager.node.stack
+    return {"height": stack.height, "tip": stack.tip.smell, "work": str(stack.work)}
+
+
 def test_a_new_peer_gets_our_pending_transactions_in_an_order_it_can_take(clock: Clock) -> None:
     manager = funded_member(clock)
     first, second = sign_tx(KEY, BOB, 5, 1, 0), sign_tx(KEY, BOB, 6, 9, 1)  # a chain: nonce 0 before 1
     manager.node.submit_tx(first)
     manager.node.submit_tx(second)
     newcomer = Raw(manager, host="10.0.0.7")
-    replies = newcomer.hello(node_id="77")
+    replies = newcomer.hello(node_id="77", **same_stack(manager))  # it has our stack: it can take them
     assert [m["tx"] for m in replies if m["type"] == "TX"] == [first, second]
     # And a member fed those lines takes both (nothing out of order).
     other = funded_member(clock, node_id="bb")
@@ -622,7 +629,7 @@ def test_pending_transactions_for_a_peer_that_does_not_read_are_pulled_as_it_rea
         manager.node.submit_tx(tx)
     raw = Raw(manager, host="10.0.0.7")
     raw.proto.pauseProducing()  # not reading from the start
-    raw.hello(node_id="77")
+    raw.hello(node_id="77", **same_stack(manager))
     assert [m for m in raw.replies() if m["type"] == "TX"] == []
     raw.proto.resumeProducing()
     assert [m["tx"] for m in raw.replies() if m["type"] == "TX"] == txs
