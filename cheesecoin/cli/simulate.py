@@ -47,6 +47,8 @@ def register(sub: Any) -> None:
                    help="share of the members replaced by new ones per simulated hour (default 0)")
     p.add_argument("--late-joiners", type=_int("late-joiners"), default=0, metavar="K",
                    help="members that start halfway through and sync (default 0)")
+    p.add_argument("--features", choices=("all", "none"), default="all",
+                   help="none: members list no section 5.1 feature (version-1 relay and sync), to compare")
     p.add_argument("--json", action="store_true", help="print the figures as JSON, the last line of stdout")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="draw the propagation CDF and its limit")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -84,7 +86,7 @@ def config_from(args: argparse.Namespace) -> Any:
             latency=parse_latency(args.latency), bandwidth=args.bandwidth, txs_per_cheese=args.txs_per_cheese,
             seed=args.seed, miners=args.miners,
             partition=parse_partition(args.partition) if args.partition else None,
-            churn=args.churn, late_joiners=args.late_joiners,
+            churn=args.churn, late_joiners=args.late_joiners, features=args.features,
         ).check()
     except ConfigError as e:
         raise CliError(str(e), USAGE)

@@ -11,7 +11,7 @@ from twisted.logger import Logger
 
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
-from cheesecoin.p2p.manager import REFILL_INTERVAL, PeerManager
+from cheesecoin.p2p.manager import FEATURES, REFILL_INTERVAL, PeerManager
 from cheesecoin.p2p.sync import STATS_INTERVAL
 from cheesecoin.wire.limits import MEMBER_PORT, PING_INTERVAL
 
@@ -46,7 +46,8 @@ class SimMember:
         stack = CheeseStack(world.network, clock=world.clock.seconds)
         self.node = MemberNode(stack, clock=world.clock.seconds, node_id="%032x" % rng.getrandbits(128))
         self.manager = PeerManager(self.node, world.clock, target_peers=world.config.peers,
-                                   dialer=self.dial, rng=random.Random(rng.getrandbits(64)))
+                                   dialer=self.dial, rng=random.Random(rng.getrandbits(64)),
+                                   features=FEATURES if world.config.features == "all" else ())
         self.manager.listen_port = MEMBER_PORT
         # A thousand members logging each cheese would be most of the run; the
         # figures say what happened.
