@@ -31,7 +31,7 @@ from cheesecoin.testing.chain import make_network, payment_stack
 
 pytestmark = [pytest.mark.storm, pytest.mark.slow]
 
-CYCLES = int(os.environ.get("CHEESECOIN_CRASH_CYCLES", 8 if storm_scale() == 1 else max(50, 8 * storm_scale())))
+CYCLES = int(os.environ.get("CHEESECOIN_CRASH_CYCLES", 5 if storm_scale() == 1 else max(50, 8 * storm_scale())))
 # pytest.ini allows 300 s a test; a storm of many cycles needs more.
 pytestmark.append(pytest.mark.timeout(max(300, 20 * CYCLES)))
 

@@ -64,7 +64,9 @@ def test_a_restarted_miner_gets_the_pending_payment_back_from_its_peer_and_mines
     mempool_file = tmp_path / "alice" / "mempool.json"
     if mempool_file.exists():
         mempool_file.unlink()  # as if it had never been saved
-    start(procs, tmp_path, "alice", network_file, alice_port, alice_api, "--mine", "--mining-workers", "1")
+    # It dials bob itself (bob would redial it only after its backoff).
+    start(procs, tmp_path, "alice", network_file, alice_port, alice_api, "--mine", "--mining-workers", "1",
+          "--connect", f"127.0.0.1:{bob_port}")
 
     def confirmed_at_alice() -> bool:
         return http_json(f"{alice_url}/api/tx/{tx_id}")["status"] == "confirmed"
