@@ -25,6 +25,7 @@ from cheesecoin.p2p.relay import Relay
 from cheesecoin.p2p.states import get_work
 from cheesecoin.p2p.sync import Sync
 from cheesecoin.wire import codec as wire
+from cheesecoin.p2p.compact import COMPACT as COMPACT_FEATURE, HEADERS as HEADERS_FEATURE, CompactRelay
 from cheesecoin.p2p.mempool_sync import FEATURE as MEMPOOL_FEATURE, MempoolExchange
 from cheesecoin.wire.limits import PEERS_PER_REPLY, PING_INTERVAL, PROTOCOL_VERSION
 from cheesecoin.util.addresses import is_loopback
@@ -33,8 +34,8 @@ from cheesecoin.wire.lineproto import BusyProtocol
 SILENCE_TIMEOUT = 90.0
 REFILL_INTERVAL = 5.0
 CONSENSUS_INTERVAL = 10.0  # seconds between two stack comparisons a CONSENSUS may ask for (section 5.1)
-# The section 5.1 features this member implements; "headers" and "compact" are not yet (docs/protocol.md s.10).
-FEATURES: Tuple[str, ...] = (MEMPOOL_FEATURE,)
+# The section 5.1 features this member implements (docs/protocol.md section 10 says how far).
+FEATURES: Tuple[str, ...] = (HEADERS_FEATURE, COMPACT_FEATURE, MEMPOOL_FEATURE)
 HANDSHAKE_TIMEOUT = 30.0
 BAN_SECONDS = 3600.0
 # Eviction (a new inbound connection when max_inbound are open): these are never evicted.
@@ -121,6 +122,7 @@ class PeerManager:
         self.relay = Relay(self)
         self.features = tuple(features)  # the section 5.1 features listed in our HELLO
         self.mempool_sync = MempoolExchange(self)
+        self.compact = CompactRelay(self)
         self._last_consensus = -1e18
         node.peers_info = self.peers_info
         node.sync_status = self.sync.status
@@ -430,19 +432,17 @@ class PeerManager:
     # -- timers ----------------------------------------------------------------------------
 
     def ping_all(self) -> None:
-        """Every 30 s: PING each peer and drop those silent too long."""
-        self.drop_silent()
+        """Every 30 s: PING each peer (``tick`` drops those silent too long)."""
         for p in list(self.peers.values()):
             p.ping()
 
     def drop_silent(self) -> None:
         now = self.clock.seconds()
-        for p in list(self.connections):
-            if p.ready and now - p.last_seen > SILENCE_TIMEOUT:
+        silent, slow = now - SILENCE_TIMEOUT, now - HANDSHAKE_TIMEOUT
+        for p in [p for p in self.connections if (p.last_seen < silent if p.ready else p.connected_at < slow)]:
+            if p.ready:
                 self.log.info("Dropping {peer}: silent for {secs:.0f} s", peer=p.label(), secs=now - p.last_seen)
-                p.abort()
-            elif not p.ready and now - p.connected_at > HANDSHAKE_TIMEOUT:
-                p.abort()
+            p.abort()
 
     def tick(self) -> None:
         """Every few seconds: drop silent peers, forget ended bans, dial more when below target."""

@@ -10,6 +10,7 @@ from cheesecoin.core.errors import InvalidCheese, InvalidTx, ProtocolError, Stor
 from cheesecoin.core.node import MINED
 from cheesecoin.core.tree import AddResult
 from cheesecoin.core.tx import check_tx_format, txid
+from cheesecoin.p2p.compact import COMPACT
 from cheesecoin.p2p.protocol import ERROR_POINTS, MemberProtocol, short
 from cheesecoin.p2p.sync import RELAY_TAIL
 from cheesecoin.wire import codec as wire
@@ -166,9 +167,16 @@ class Relay:
             if text is None:
                 continue
             line = ('{"type":"ANNOUNCE","cheese":' + text + "}\n").encode("utf-8")
+            compact_line = None
+            use_compact = COMPACT in self.manager.features
             for p in list(self.manager.peers.values()):
                 if p is not source and p.peer_tip != smell:
-                    p.push_line(line)
+                    if use_compact and COMPACT in p.peer_features:  # section 5.1: header and txids only
+                        if compact_line is None:
+                            compact_line = self.manager.compact.announcement(stack.get_cheese(smell))
+                        p.push_line(compact_line)
+                    else:
+                        p.push_line(line)
             sent += 1
         return sent
 

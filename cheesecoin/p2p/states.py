@@ -8,9 +8,10 @@ messages handed to the relay, replies handed back to the request that is
 waiting for them. A new message type is a new ``msg_`` method here.
 
 Messages: HELLO (with ``features``); requests STATS, GET_CHEESE, GET_CHEESES,
-GET_PEERS, PING, and of section 5.1 GET_MEMPOOL and GET_TXS (feature
-``mempool``); pushed ANNOUNCE, TX and CONSENSUS; replies STATS_REPLY, CHEESE,
-CHEESES, PEERS, PONG, MEMPOOL, TXS, ERROR.
+GET_PEERS, PING, and of section 5.1 GET_HEADERS and GET_CHEESES by smells
+(``headers``), GET_MEMPOOL and GET_TXS (``mempool``, ``compact``); pushed
+ANNOUNCE, ANNOUNCE_COMPACT (``compact``), TX and CONSENSUS; replies
+STATS_REPLY, CHEESE, CHEESES, HEADERS, PEERS, PONG, MEMPOOL, TXS, ERROR.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import re
 from typing import Any
 
 from cheesecoin.core.errors import ProtocolError
+from cheesecoin.p2p.compact import MAX_HEADERS, MAX_SMELLS
 from cheesecoin.p2p.mempool_sync import TXS_PER_REQUEST, get_txids
 from cheesecoin.wire import codec as wire
 from cheesecoin.wire.limits import MAX_COUNT, PEERS_PER_REPLY
@@ -36,6 +38,15 @@ def get_work(msg: dict, key: str = "work") -> int:
     if not _WORK_RE.match(value):
         raise wire.BadMessage(f"field '{key}' must be a decimal string")
     return int(value)
+
+
+def get_locator(msg: dict) -> list:
+    locator = msg.get("locator")
+    if not isinstance(locator, list) or len(locator) > MAX_LOCATOR:
+        raise wire.BadMessage(f"field 'locator' must be a list of at most {MAX_LOCATOR} smells")
+    if not all(isinstance(s, str) and wire.SMELL_RE.match(s) for s in locator):
+        raise wire.BadMessage("field 'locator' must hold smells (40 lowercase hex characters)")
+    return locator
 
 
 def id_suffix(msg_id: Any) -> str:
@@ -140,14 +151,18 @@ class ReadyState:
 
     def msg_GET_CHEESES(self, msg: dict) -> None:
         stack = self.manager.node.stack
+        if "smells" in msg:  # section 5.1, feature headers: bodies by smell, any branch
+            smells = msg["smells"]
+            if not isinstance(smells, list) or not 1 <= len(smells) <= MAX_SMELLS or not all(
+                    isinstance(x, str) and wire.SMELL_RE.match(x) for x in smells):
+                raise wire.BadMessage(f"field 'smells' must be a list of 1 to {MAX_SMELLS} smells")
+            texts = self.manager.compact.cheeses_by_smell(smells)
+            self.protocol.write_line(('{"type":"CHEESES","cheeses":[' + ",".join(texts) + "]"
+                                      + id_suffix(wire.message_id(msg)) + "}\n").encode("utf-8"))
+            return
         count = wire.get_int(msg, "count", 1, MAX_COUNT, default=MAX_COUNT)
         if "locator" in msg:
-            locator = msg["locator"]
-            if not isinstance(locator, list) or len(locator) > MAX_LOCATOR:
-                raise wire.BadMessage(f"field 'locator' must be a list of at most {MAX_LOCATOR} smells")
-            if not all(isinstance(s, str) and wire.SMELL_RE.match(s) for s in locator):
-                raise wire.BadMessage("field 'locator' must hold smells (40 lowercase hex characters)")
-            start = stack.fork_height(locator) + 1
+            start = stack.fork_height(get_locator(msg)) + 1
         else:
             start = wire.get_int(msg, "from")
         head = '{"type":"CHEESES","cheeses":['
@@ -155,6 +170,11 @@ class ReadyState:
         room = wire.MAX_LINE - len(head) - len(tail.encode("utf-8"))
         texts = stack.range_texts(start, count, max_bytes=room) if room > 0 else []
         self.protocol.write_line((head + ",".join(texts) + tail + "\n").encode("utf-8"))
+
+    def msg_GET_HEADERS(self, msg: dict) -> None:
+        locator = get_locator(msg)
+        count = wire.get_int(msg, "count", 1, MAX_HEADERS, default=MAX_HEADERS)
+        self.protocol.reply(msg, {"type": "HEADERS", "headers": self.manager.compact.headers_after(locator, count)})
 
     def msg_GET_PEERS(self, msg: dict) -> None:
         self.protocol.reply(msg, {"type": "PEERS", "peers": self.manager.peers_for(self.protocol)})
@@ -175,6 +195,9 @@ class ReadyState:
         self.protocol.reply(msg, {"type": "TXS", "transactions": self.manager.mempool_sync.find_txs(txids, smell)})
 
     # -- pushed messages --------------------------------------------------------------
+
+    def msg_ANNOUNCE_COMPACT(self, msg: dict) -> None:
+        self.manager.compact.receive(self.protocol, msg)
 
     def msg_CONSENSUS(self, msg: dict) -> None:
         self.manager.consensus_asked(self.protocol)
@@ -197,6 +220,9 @@ class ReadyState:
         self.protocol.resolve(msg)
 
     def msg_PONG(self, msg: dict) -> None:
+        self.protocol.resolve(msg)
+
+    def msg_HEADERS(self, msg: dict) -> None:
         self.protocol.resolve(msg)
 
     def msg_MEMPOOL(self, msg: dict) -> None:

@@ -36,10 +36,11 @@ class Sync:
     def __init__(self, manager: Any, verify_in_threads: bool = False) -> None:
         self.manager = manager
         self.verify_in_threads = verify_in_threads  # signatures in the CPU thread pool (a real reactor)
+        self.running = 0  # downloads started and not finished
 
     def maybe_sync(self) -> Optional[Download]:
         """Start downloading from the peer with the most work, if it has more than us."""
-        if any(p.download is not None for p in self.manager.peers.values()):
+        if self.running:  # one download at a time (asked on every STATS reply: no scan of the peers)
             return None
         now = self.manager.clock.seconds()
         ours = self.manager.node.stack.work
@@ -137,6 +138,7 @@ class Download:
 
     def start(self) -> None:
         self.peer.download = self
+        self.sync.running += 1
         if self.long:
             self.manager.log.info(
                 "Syncing from {peer}: {height}/{target} (0%)",
@@ -266,6 +268,7 @@ class Download:
         if self.finished:
             return
         self.finished = True
+        self.sync.running -= 1
         if self.peer.download is self:
             self.peer.download = None
         if self.added == 0:

@@ -73,7 +73,7 @@ def test_accepting_side_answers_hello_with_its_own(clock: Clock) -> None:
         "height": 3,
         "tip": cheeses[-1]["smell"],
         "work": str(4 * 2),
-        "features": ["mempool"],  # section 5.1: the feature this member implements
+        "features": ["headers", "compact", "mempool"],  # section 5.1: the features this member implements
     }
     assert list(manager.peers) == ["99"]
     [error] = raw.hello()

@@ -31,7 +31,7 @@ def payments(n: int, fee: int = 1) -> list:
 
 def test_hello_lists_mempool_and_a_bad_features_field_is_bad_message(clock) -> None:
     manager, _ = funded("aa", clock)
-    assert manager.hello_message()["features"] == ["mempool"]
+    assert manager.hello_message()["features"] == ["headers", "compact", "mempool"]
     assert "features" not in make_member("bb", clock, features=()).hello_message()
     for bad in ("mempool", ["x"] * 33, ["y" * 33], [1]):
         raw = Raw(manager)

@@ -1,0 +1,182 @@
+"""Headers and compact relay of docs/protocol.md section 5.1 (features ``headers``, ``compact``).
+
+Messages: GET_HEADERS {"locator", "count"} -> HEADERS {"headers"};
+GET_CHEESES {"smells"} -> CHEESES (any branch, in the order asked); pushed
+ANNOUNCE_COMPACT {"header", "miner", "txids", ["note"]}.
+
+A compact announcement is rebuilt from our mempool; the transactions we lack
+come from one GET_TXS (with the cheese's smell) to the announcer, and if it
+cannot supply them, or the rebuilt body does not match the header's
+``info_hash``, the whole cheese from a GET_CHEESE by smell. The rebuilt
+cheese then goes the way of an ANNOUNCE (``Relay.receive_cheese``). While a
+cheese is being rebuilt, other announcements of it are ignored.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional
+
+from cheesecoin.core.cheese import HEADER_FIELDS, header_of, info_hash, meets_pow, preimage_prefix, rebuild_cheese, sha1_hex
+from cheesecoin.core.errors import ProtocolError
+from cheesecoin.core.formats import ADDRESS_RE, SMELL_RE
+from cheesecoin.core.tx import txid
+from cheesecoin.p2p.mempool_sync import get_txids
+from cheesecoin.wire import codec as wire
+
+HEADERS = "headers"
+COMPACT = "compact"
+MAX_HEADERS = 2000  # per GET_HEADERS
+MAX_SMELLS = 500  # per GET_CHEESES by smells
+MAX_REBUILDING = 64  # compact cheeses being rebuilt at once
+MAX_NOTE = 256
+
+
+def check_header(header: Any) -> dict:
+    """A header's shape, smell and proof of work (rule 5), else ProtocolError."""
+    if not isinstance(header, dict) or set(header) != set(HEADER_FIELDS):
+        raise wire.BadMessage("field 'header' must have exactly " + ", ".join(HEADER_FIELDS))
+    for key in ("parent_smell", "info_hash", "smell"):
+        if not isinstance(header[key], str) or not SMELL_RE.match(header[key]):
+            raise wire.BadMessage(f"header field '{key}' must be 40 lowercase hex characters")
+    for key in ("sequence_number", "timestamp", "bits", "nonce"):
+        value = header[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise wire.BadMessage(f"header field '{key}' must be a whole number")
+    prefix = preimage_prefix(header["parent_smell"], header["sequence_number"], header["timestamp"], header["bits"],
+                             header["info_hash"])
+    if sha1_hex((prefix + str(header["nonce"])).encode("ascii")) != header["smell"]:
+        raise ProtocolError("invalid-cheese", "rule 5 (smell): the header's smell is not the SHA1 of its preimage")
+    if not meets_pow(header["smell"], header["bits"]):
+        raise ProtocolError("invalid-cheese", "rule 5 (smell): the header's smell does not meet its bits")
+    return header
+
+
+class CompactRelay:
+    """Both sides of headers and compact relay for one member."""
+
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
+        self.node = manager.node
+        self.rebuilding: "OrderedDict[str, None]" = OrderedDict()
+        self.rebuilt = 0  # compact cheeses rebuilt from the mempool alone (tests, figures)
+        self.fetched_txs = 0
+        self.fell_back = 0  # compact cheeses we had to fetch whole
+
+    # -- answering ------------------------------------------------------------------
+
+    def headers_after(self, locator: List[str], count: int) -> List[dict]:
+        stack = self.node.stack
+        start = stack.fork_height(locator) + 1
+        out = []
+        size = 64
+        for height in range(start, min(stack.height + 1, start + count)):
+            header = header_of(stack.get_by_height(height))
+            size += 300
+            if size > wire.MAX_LINE - 4096:
+                break
+            out.append(header)
+        return out
+
+    def cheeses_by_smell(self, smells: List[str]) -> List[str]:
+        stack, texts, size = self.node.stack, [], 64
+        for smell in smells:
+            text = stack.get_text(smell)
+            if text is None:
+                continue
+            size += len(text.encode("utf-8")) + 1
+            if size > wire.MAX_LINE - 4096:
+                break
+            texts.append(text)
+        return texts
+
+    # -- sending ---------------------------------------------------------------------
+
+    def announcement(self, cheese: dict) -> bytes:
+        msg: Dict[str, Any] = {"type": "ANNOUNCE_COMPACT", "header": header_of(cheese),
+                               "miner": cheese["unit_of_information"]["miner"]}
+        msg["txids"] = [txid(tx) for tx in cheese["unit_of_information"]["transactions"]]
+        if "note" in cheese["unit_of_information"]:
+            msg["note"] = cheese["unit_of_information"]["note"]
+        return wire.dumps(msg)
+
+    # -- receiving ---------------------------------------------------------------------
+
+    def receive(self, proto: Any, msg: dict) -> None:
+        header = msg.get("header")
+        smell = header.get("smell") if isinstance(header, dict) else None
+        known = self.node.stack.nodes.get(smell) if isinstance(smell, str) else None
+        if known is not None and not known.invalid:  # a cheese we have: ignored (and the peer has it)
+            if known.work > proto.peer_work:
+                proto.peer_height, proto.peer_tip, proto.peer_work = known.height, known.smell, known.work
+            return
+        header = check_header(header)
+        miner = wire.get_str(msg, "miner", 64)
+        if not ADDRESS_RE.match(miner):
+            raise wire.BadMessage("field 'miner' must be an address (64 lowercase hex characters)")
+        txids = get_txids(msg, "txids", max(1, self.node.network.max_transactions), least=0)
+        note = wire.get_str(msg, "note", MAX_NOTE) if "note" in msg else None
+        if smell in self.rebuilding:
+            return  # another peer's announcement of it is being rebuilt
+        if len(self.rebuilding) >= MAX_REBUILDING:
+            self.rebuilding.popitem(last=False)
+        self.rebuilding[smell] = None
+        mempool = self.node.mempool
+        txs: List[Optional[dict]] = [mempool.get(t) for t in txids]
+        missing = [t for t, tx in zip(txids, txs) if tx is None]
+        if not missing:
+            self.rebuilt += 1
+            self._finish(proto, header, miner, txs, note)
+            return
+        d = proto.request({"type": "GET_TXS", "txids": missing[:1000], "smell": smell})
+        d.addCallbacks(self._got_txs, lambda f: self._whole(proto, smell), (proto, header, miner, txids, txs, note))
+
+    def _got_txs(self, reply: dict, proto: Any, header: dict, miner: str, txids: List[str], txs: List[Optional[dict]],
+                 note: Optional[str]) -> None:
+        got = reply.get("transactions")
+        if isinstance(got, list):
+            by_id = {}
+            for tx in got[:1000]:
+                if isinstance(tx, dict):
+                    try:
+                        by_id[txid(tx)] = tx
+                    except (TypeError, ValueError):
+                        continue
+            txs = [tx if tx is not None else by_id.get(t) for t, tx in zip(txids, txs)]
+        if any(tx is None for tx in txs):
+            self._whole(proto, header["smell"])
+            return
+        self.fetched_txs += 1
+        self._finish(proto, header, miner, txs, note)
+
+    def _finish(self, proto: Any, header: dict, miner: str, txs: List[Any], note: Optional[str]) -> None:
+        cheese = rebuild_cheese(header, miner, list(txs), note)
+        if info_hash(cheese["unit_of_information"]) != header["info_hash"]:
+            self._whole(proto, header["smell"])  # our transactions are not the ones it was built with
+            return
+        self.rebuilding.pop(header["smell"], None)
+        self._receive(proto, cheese)
+
+    def _whole(self, proto: Any, smell: str) -> None:
+        """Fall back to the whole cheese, by smell, from the announcer."""
+        self.fell_back += 1
+        if proto.closing:
+            self.rebuilding.pop(smell, None)
+            return
+
+        def got(reply: dict) -> None:
+            self.rebuilding.pop(smell, None)
+            cheese = reply.get("cheese")
+            if isinstance(cheese, dict) and cheese.get("smell") == smell:
+                self._receive(proto, cheese)
+            else:
+                proto.misbehaved(10, "a CHEESE that is not the one asked for")
+
+        proto.request({"type": "GET_CHEESE", "smell": smell}).addCallbacks(
+            got, lambda f: self.rebuilding.pop(smell, None))
+
+    def _receive(self, proto: Any, cheese: dict) -> None:
+        try:
+            self.manager.relay.receive_cheese(proto, cheese)
+        except ProtocolError as e:  # an invalid rebuilt cheese: the announcer's fault
+            proto.send_error(e.code, e.message)
