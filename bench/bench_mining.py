@@ -30,7 +30,6 @@ import hashlib
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -39,7 +38,7 @@ from typing import Any, Dict, List
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from common import figure, print_table  # noqa: E402
+from common import figure, percentile as _percentile, pinger as _pinger, print_table  # noqa: E402
 
 from cheesecoin.core.cheese import preimage_prefix  # noqa: E402
 from cheesecoin.core.pow import NONCE_LIMIT, search_nonce  # noqa: E402
@@ -106,27 +105,6 @@ def search_single(seconds: float) -> float:
 
 
 # -- the reactor part ---------------------------------------------------------------------------
-
-
-def _pinger(port: int, seconds: float, out: List[float]) -> None:
-    """A blocking client (its own thread): PING, wait for PONG, every 10 ms."""
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        reader = sock.makefile("rb")
-        deadline = time.perf_counter() + seconds
-        i = 0
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            sock.sendall(b'{"type":"PING","id":%d}\n' % i)
-            reply = json.loads(reader.readline())
-            assert reply == {"type": "PONG", "id": i}, reply
-            out.append(time.perf_counter() - started)
-            i += 1
-            time.sleep(0.01)
-
-
-def _percentile(values: List[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def reactor_figures(

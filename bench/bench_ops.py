@@ -19,7 +19,6 @@ metrics) to every stream while the scraper runs.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import socket
@@ -32,7 +31,7 @@ from typing import Any, Dict, List
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from common import figure, print_table  # noqa: E402
+from common import figure, percentile as _percentile, pinger as _pinger, print_table  # noqa: E402
 
 EVENT_RATE = 1000  # events a second
 TICK = 0.01  # the publisher's period (EVENT_RATE * TICK events a tick)
@@ -41,27 +40,7 @@ SCRAPES_PER_S = 10
 SECONDS, QUICK_SECONDS = 8.0, 4.0
 
 
-def _percentile(values: List[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
-
-
 # -- the outside world (its own process) ----------------------------------------------------------
-
-
-def _pinger(port: int, seconds: float, out: List[float]) -> None:
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        reader = sock.makefile("rb")
-        deadline = time.perf_counter() + seconds
-        i = 0
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            sock.sendall(b'{"type":"PING","id":%d}\n' % i)
-            reply = json.loads(reader.readline())
-            assert reply.get("type") == "PONG", reply
-            out.append(time.perf_counter() - started)
-            i += 1
-            time.sleep(0.01)
 
 
 def _reader(port: int, seconds: float, counts: List[int], index: int) -> None:

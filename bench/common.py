@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from typing import Dict, List, Optional
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
@@ -32,6 +35,29 @@ def figure(
         "ratio": None if ratio is None else round(ratio, 4),
         "goal": goal,
     }
+
+
+def percentile(values: List[float], fraction: float) -> float:
+    """The value at ``fraction`` of the sorted values (nan for none)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+def pinger(port: int, seconds: float, out: List[float]) -> None:
+    """A blocking client (its own thread or process): PING, wait for PONG, every 10 ms;
+    each round trip in seconds is appended to ``out``."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        reader = sock.makefile("rb")
+        deadline = time.perf_counter() + seconds
+        i = 0
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            sock.sendall(b'{"type":"PING","id":%d}\n' % i)
+            reply = json.loads(reader.readline())
+            assert reply == {"type": "PONG", "id": i}, reply
+            out.append(time.perf_counter() - started)
+            i += 1
+            time.sleep(0.01)
 
 
 def print_table(figures: List[Dict[str, object]]) -> None:
