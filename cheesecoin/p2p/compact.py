@@ -15,9 +15,18 @@ cheese is being rebuilt, other announcements of it are ignored.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
-from cheesecoin.core.cheese import HEADER_FIELDS, header_of, info_hash, meets_pow, preimage_prefix, rebuild_cheese, sha1_hex
+from cheesecoin.core.cheese import (
+    HEADER_FIELDS,
+    compact_announcement,
+    header_of,
+    info_hash,
+    meets_pow,
+    preimage_prefix,
+    rebuild_cheese,
+    sha1_hex,
+)
 from cheesecoin.core.errors import ProtocolError
 from cheesecoin.core.formats import ADDRESS_RE, SMELL_RE
 from cheesecoin.core.tx import txid
@@ -92,25 +101,18 @@ class CompactRelay:
 
     # -- sending ---------------------------------------------------------------------
 
-    def announcement(self, cheese: dict) -> bytes:
-        msg: Dict[str, Any] = {"type": "ANNOUNCE_COMPACT", "header": header_of(cheese),
-                               "miner": cheese["unit_of_information"]["miner"]}
-        msg["txids"] = [txid(tx) for tx in cheese["unit_of_information"]["transactions"]]
-        if "note" in cheese["unit_of_information"]:
-            msg["note"] = cheese["unit_of_information"]["note"]
-        return wire.dumps(msg)
+    @staticmethod
+    def announcement(cheese: dict) -> bytes:
+        return wire.dumps(compact_announcement(cheese))
 
     # -- receiving ---------------------------------------------------------------------
 
     def receive(self, proto: Any, msg: dict) -> None:
         header = msg.get("header")
-        smell = header.get("smell") if isinstance(header, dict) else None
-        known = self.node.stack.nodes.get(smell) if isinstance(smell, str) else None
-        if known is not None and not known.invalid:  # a cheese we have: ignored (and the peer has it)
-            if known.work > proto.peer_work:
-                proto.peer_height, proto.peer_tip, proto.peer_work = known.height, known.smell, known.work
+        if self.manager.relay.already_have(proto, header.get("smell") if isinstance(header, dict) else None):
             return
         header = check_header(header)
+        smell = header["smell"]
         miner = wire.get_str(msg, "miner", 64)
         if not ADDRESS_RE.match(miner):
             raise wire.BadMessage("field 'miner' must be an address (64 lowercase hex characters)")

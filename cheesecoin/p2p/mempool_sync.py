@@ -51,17 +51,16 @@ class MempoolExchange:
     def find_txs(self, txids: List[str], smell: Optional[str]) -> List[dict]:
         """The transactions among ``txids`` that we have (mempool, the cheese ``smell``,
         the best stack), in the order asked, stopping before the reply passes MAX_LINE."""
-        node, stack = self.node, self.node.stack
         in_cheese = {}
         if smell is not None:
-            cheese = stack.get_cheese(smell)
+            cheese = self.node.stack.get_cheese(smell)
             if cheese is not None:
                 in_cheese = {txid(tx): tx for tx in cheese["unit_of_information"].get("transactions", [])}
         found, size = [], 64
         for tx_id in txids:
-            tx = node.mempool.get(tx_id) or in_cheese.get(tx_id)
-            if tx is None and stack.tx_height(tx_id) is not None:
-                status = node.tx_status(tx_id)
+            tx = in_cheese.get(tx_id)
+            if tx is None:
+                status = self.node.tx_status(tx_id)  # the mempool, then the best stack
                 tx = status["tx"] if status is not None else None
             if tx is None:
                 continue

@@ -42,14 +42,8 @@ class Relay:
     def receive_cheese(self, proto: Any, cheese: dict) -> AddResult:
         """An ANNOUNCE: add it, fetch an orphan's ancestors from the announcer."""
         smell = cheese.get("smell")
-        known = self.node.stack.nodes.get(smell) if isinstance(smell, str) else None
-        if known is not None and not known.invalid:
-            # A cheese we already have is ignored silently (docs/protocol.md
-            # section 5): not checked again, not relayed. Every peer but the
-            # first to announce a cheese sends one of these.
-            if known.work > proto.peer_work:
-                proto.peer_height, proto.peer_tip, proto.peer_work = known.height, known.smell, known.work
-            return AddResult("duplicate", known.smell)
+        if self.already_have(proto, smell):
+            return AddResult("duplicate", smell)
         self._flush_soon()  # not a cheese we already have
         try:
             result = self.node.submit_cheese(cheese, proto)
@@ -68,6 +62,18 @@ class Relay:
         if node is not None and node.work > proto.peer_work:
             proto.peer_height, proto.peer_tip, proto.peer_work = node.height, node.smell, node.work
         return result
+
+    def already_have(self, proto: Any, smell: Any) -> bool:
+        """Whether ``smell`` is a (valid) cheese we have. Such an announcement is
+        ignored silently (docs/protocol.md section 5): not checked again, not
+        relayed; every peer but the first to announce a cheese sends one. The
+        peer has it, so its stack has at least that much work."""
+        known = self.node.stack.nodes.get(smell) if isinstance(smell, str) else None
+        if known is None or known.invalid:
+            return False
+        if known.work > proto.peer_work:
+            proto.peer_height, proto.peer_tip, proto.peer_work = known.height, known.smell, known.work
+        return True
 
     def receive_tx(self, proto: Any, tx: dict) -> None:
         """A pushed TX: into the mempool (relayed by on_tx), silently if we have it."""

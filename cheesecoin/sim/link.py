@@ -81,7 +81,7 @@ class Pipe:
 class SimTransport:
     """One end of a simulated connection, as its protocol sees it."""
 
-    def __init__(self, out: Pipe, host: Tuple[str, int], peer: Tuple[str, int], on_close: Callable[["SimTransport"], None]) -> None:
+    def __init__(self, out: Pipe, host: Tuple[str, int], peer: Tuple[str, int]) -> None:
         self.out = out
         self.other: Optional["SimTransport"] = None
         self.protocol: Any = None
@@ -90,7 +90,6 @@ class SimTransport:
         self.connected = True
         self.disconnecting = False
         self.producer: Any = None
-        self._on_close = on_close
 
     # ITransport
     def write(self, data: bytes) -> None:
@@ -132,7 +131,6 @@ class SimTransport:
         self.connected = False
         self.out.stop()
         self.out.receiver = None
-        self._on_close(self)
         protocol, self.protocol = self.protocol, None
         if protocol is not None:
             protocol.connectionLost(Failure(why()))

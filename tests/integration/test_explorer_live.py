@@ -44,16 +44,6 @@ def mine_one(miner_port: int) -> str:
                 return reply["smell"]
 
 
-def until(predicate, timeout: float, what: str) -> float:
-    """Poll ``predicate`` every 20 ms; returns the seconds it took."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.02)
-    raise AssertionError(f"no {what} within {timeout} s")
-
-
 def test_the_explorer_follows_the_event_stream(tmp_path) -> None:
     _skip_without_chromium()
     network_file = str(tmp_path / "network.json")
@@ -69,8 +59,8 @@ def test_the_explorer_follows_the_event_stream(tmp_path) -> None:
         height = http_json(f"{url}/api/status")["height"]
         browser = DevTools(tmp_path / "profile-live")
         browser.open(url + "/")
-        until(lambda: browser.text("height") == str(height), 30, "height on the page")
-        until(lambda: browser.js("document.getElementById('live-dot').getAttribute('data-stream')") == "live", 30,
+        browser.until(lambda: browser.text("height") == str(height), 30, "height on the page")
+        browser.until(lambda: browser.js("document.getElementById('live-dot').getAttribute('data-stream')") == "live", 30,
               "live event stream")
         assert browser.js("document.getElementById('error').hidden") is True
 
@@ -79,22 +69,22 @@ def test_the_explorer_follows_the_event_stream(tmp_path) -> None:
             before = time.monotonic()
             smell = mine_one(miner_port)
             height += 1
-            until(lambda: browser.text("height") == str(height), 10, f"height {height} on the page")
+            browser.until(lambda: browser.text("height") == str(height), 10, f"height {height} on the page")
             lags.append(time.monotonic() - before)
-            until(lambda: browser.text("tip") == smell, 5, "the new tip's smell")
+            browser.until(lambda: browser.text("tip") == smell, 5, "the new tip's smell")
         assert max(lags) < 1.0, f"the page took {max(lags):.2f} s to show a new cheese (the stream is not used?)"
 
         alice, bob = keys["alice"], keys["bob"]
         pending = http_json(f"{url}/api/balance/{address_of(alice)}")
         start = time.monotonic()
         http_json(f"{url}/api/transactions", sign_tx(alice, address_of(bob), 3, 1, pending["pending_nonce"], "live!"))
-        until(lambda: browser.text("mempool").startswith("1"), 10, "the payment in the mempool card")
+        browser.until(lambda: browser.text("mempool").startswith("1"), 10, "the payment in the mempool card")
         assert time.monotonic() - start < 1.0, "the mempool card did not follow the tx event"
 
         # the search box takes an address; the address page lists its payments, the pending one first
         browser.js(f"document.getElementById('search-input').value = {address_of(bob)!r};"
                    "document.getElementById('search').requestSubmit()")
-        until(lambda: "live!" in browser.text("address-txs"), 10, "the address page")
+        browser.until(lambda: "live!" in browser.text("address-txs"), 10, "the address page")
         assert browser.js("location.hash") == f"#/address/{address_of(bob)}"
         rows = browser.js("document.querySelectorAll('#address-txs tbody tr').length")
         history = http_json(f"{url}/api/address/{address_of(bob)}")

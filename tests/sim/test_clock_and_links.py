@@ -76,8 +76,8 @@ class Sink:
 def link(clock, latency=0.05, rate=1000.0, reachable=None):
     ab = Pipe(clock, latency, rate, ("a", "b"), reachable)
     ba = Pipe(clock, latency, rate, ("b", "a"), reachable)
-    ta = SimTransport(ab, ("10.0.0.1", 1), ("10.0.0.2", 2), lambda t: None)
-    tb = SimTransport(ba, ("10.0.0.2", 2), ("10.0.0.1", 1), lambda t: None)
+    ta = SimTransport(ab, ("10.0.0.1", 1), ("10.0.0.2", 2))
+    tb = SimTransport(ba, ("10.0.0.2", 2), ("10.0.0.1", 1))
     ta.other, tb.other = tb, ta
     ab.receiver, ba.receiver = tb, ta
     sa, sb = Sink(clock), Sink(clock)
