@@ -169,19 +169,20 @@ class Relay:
             self.announced[smell] = None
             while len(self.announced) > 10000:
                 self.announced.popitem(last=False)
-            text = stack.get_text(smell)
-            if text is None:
+            cheese = stack.get_cheese(smell)
+            if cheese is None:
                 continue
-            line = ('{"type":"ANNOUNCE","cheese":' + text + "}\n").encode("utf-8")
-            compact_line = None
+            line = compact_line = None  # each built when a peer needs it
             use_compact = COMPACT in self.manager.features
             for p in list(self.manager.peers.values()):
                 if p is not source and p.peer_tip != smell:
                     if use_compact and COMPACT in p.peer_features:  # section 5.1: header and txids only
                         if compact_line is None:
-                            compact_line = self.manager.compact.announcement(stack.get_cheese(smell))
+                            compact_line = self.manager.compact.announcement(cheese)
                         p.push_line(compact_line)
                     else:
+                        if line is None:
+                            line = ('{"type":"ANNOUNCE","cheese":' + stack.get_text(smell) + "}\n").encode("utf-8")
                         p.push_line(line)
             sent += 1
         return sent

@@ -17,7 +17,7 @@ connections and says which pairs are cut off.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Deque, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionAborted, ConnectionDone
@@ -25,15 +25,19 @@ from twisted.internet.interfaces import ITransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from cheesecoin.wire.lineproto import line_type
+
 Reachable = Callable[[Any, Any], bool]  # (member a, member b) -> can they reach each other now?
 
 
 class Pipe:
     """One direction of a connection: a FIFO with a sending rate and a latency."""
 
-    __slots__ = ("clock", "latency", "rate", "free_at", "queue", "seq", "receiver", "bytes", "ends", "reachable")
+    __slots__ = ("clock", "latency", "rate", "free_at", "queue", "seq", "receiver", "bytes", "ends", "reachable",
+                 "counts")
 
-    def __init__(self, clock: Any, latency: float, rate: float, ends: Tuple[Any, Any], reachable: Optional[Reachable]) -> None:
+    def __init__(self, clock: Any, latency: float, rate: float, ends: Tuple[Any, Any], reachable: Optional[Reachable],
+                 counts: Optional[Dict[str, int]] = None) -> None:
         self.clock = clock
         self.latency = latency  # seconds
         self.rate = rate  # bytes per second (0: no limit)
@@ -44,15 +48,20 @@ class Pipe:
         self.bytes = 0
         self.ends = ends  # (sending member, receiving member): for the partition rule
         self.reachable = reachable
+        self.counts = counts  # bytes sent by message type (the first line's), if given
 
     def send(self, data: bytes) -> None:
-        now = self.clock.now
+        clock = self.clock
+        now = clock.now
+        size = len(data)
         start = self.free_at if self.free_at > now else now
-        self.free_at = start + (len(data) / self.rate if self.rate else 0.0)
-        self.bytes += len(data)
-        self.queue.append((self.free_at + self.latency, data))
+        self.free_at = free_at = start + (size / self.rate if self.rate else 0.0)
+        self.bytes += size
+        if self.counts is not None:
+            self.counts[line_type(data)] += size
+        self.queue.append((free_at + self.latency, data))
         if self.seq < 0:
-            self.clock.schedule(self.queue[0][0], self)
+            clock.schedule(free_at + self.latency, self)
 
     def in_flight(self) -> bool:
         return bool(self.queue)
@@ -69,8 +78,10 @@ class Pipe:
         if queue:
             self.clock.schedule(queue[0][0], self)
         receiver = self.receiver
-        if parts and receiver is not None:
-            receiver.deliver(parts[0] if len(parts) == 1 else b"".join(parts))
+        if parts and receiver is not None and receiver.connected:
+            protocol = receiver.protocol  # SimTransport.deliver, inlined: this runs for every message
+            if protocol is not None:
+                protocol.dataReceived(parts[0] if len(parts) == 1 else b"".join(parts))
 
     def stop(self) -> None:
         self.queue.clear()

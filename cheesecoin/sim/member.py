@@ -52,17 +52,12 @@ class SimMember:
         # A thousand members logging each cheese would be most of the run; the
         # figures say what happened.
         self.manager.log = self.manager.relay.log = _QUIET
-        self.manager.traffic = self.traffic
-        self.manager.add_peer_source(self)
+        self.manager.add_peer_source(self)  # (bytes sent are counted by the links, by type)
         self.node.cheese_listeners.append(self.on_accepted)
         self.node.tip_listeners.append(self.on_tip)
         self._last_tracker_ask = -1e18
 
     # -- the member's view of the world ---------------------------------------------------
-
-    def traffic(self, direction: str, kind: str, size: int) -> None:
-        if direction == "out":
-            self.world.bytes_by_type[kind] += size
 
     def on_accepted(self, result: Any, source: Any) -> None:
         now = self.world.clock.now

@@ -147,8 +147,8 @@ class Simulation:
         server_proto = server.manager.factory.buildProtocol(IPv4Address("TCP", *client_addr))
         lat = self.latency(client.index, server.index)
         rule = self.reachable if self.config.partition is not None else None
-        c2s = Pipe(self.clock, lat, self._rate, (client, server), rule)
-        s2c = Pipe(self.clock, lat, self._rate, (server, client), rule)
+        c2s = Pipe(self.clock, lat, self._rate, (client, server), rule, self.bytes_by_type)
+        s2c = Pipe(self.clock, lat, self._rate, (server, client), rule, self.bytes_by_type)
         client_t = SimTransport(c2s, client_addr, server_addr)
         server_t = SimTransport(s2c, server_addr, client_addr)
         client_t.other, server_t.other = server_t, client_t

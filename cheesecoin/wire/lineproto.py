@@ -68,6 +68,10 @@ class JsonLineProtocol(Protocol):
         if self.closing:
             return
         buf = self._buffer
+        if not buf and not self.paused and 0 < len(data) <= self.MAX_LENGTH + 1 and data.find(b"\n") == len(data) - 1:
+            # The common case: exactly one whole line (nothing to buffer or scan again).
+            self.line_received(data[:-1])
+            return
         buf += data
         start = 0
         # While paused (the peer does not read our replies) its lines wait
@@ -107,9 +111,10 @@ class JsonLineProtocol(Protocol):
             msg = wire.parse_message(line)
             if self.traffic is not None:
                 self.traffic("in", msg["type"], len(line) + 1)
-            self.current_id = wire.message_id(msg)
-            if "id" in msg and self.current_id is None:
-                raise ProtocolError("bad-message", "'id' must be a string or an integer")
+            if "id" in msg:  # most pushed messages have none
+                self.current_id = wire.message_id(msg)
+                if self.current_id is None:
+                    raise ProtocolError("bad-message", "'id' must be a string or an integer")
             self.dispatch(msg)
         except ProtocolError as e:
             msg_id = self.current_id

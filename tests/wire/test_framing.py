@@ -318,3 +318,14 @@ def test_wire_parse_message_errors_are_protocol_errors() -> None:
     assert info.value.code == "bad-json"
     assert wire.parse_message(b'{"type":"A"}\r') == {"type": "A"}
     assert wire.dumps({"type": "A", "s": "é"}) == '{"type":"A","s":"é"}\n'.encode()
+
+
+def test_integer_digit_limit_on_both_decoding_paths() -> None:
+    """Lines without a long run of digits take the decoder without the integer
+    hook: the same limit holds, and digits inside strings are not numbers."""
+    assert wire.parse_message(b'{"type":"A","n":' + b"9" * 24 + b"}")["n"] == int("9" * 24)
+    assert wire.parse_message(b'{"type":"A","memo":"' + b"1" * 40 + b'","n":7}') == {
+        "type": "A", "memo": "1" * 40, "n": 7}
+    for line in (b'{"type":"A","n":' + b"9" * 25 + b"}", b'{"type":"A","memo":"' + b"1" * 40 + b'","n":1.5}'):
+        with pytest.raises(BadMessage):
+            wire.parse_message(line)
