@@ -117,6 +117,7 @@ class PeerManager:
         self.banned: Dict[str, float] = {}
         self.refused = 0
         self._last_peer_request = -1e18
+        self._silence_due = 0.0  # drop_silent has nothing to do before this time
         self.factory = MemberFactory(self)
         self.sync = Sync(self, verify_in_threads)
         self.relay = Relay(self)
@@ -236,6 +237,7 @@ class PeerManager:
 
     def connection_made(self, proto: MemberProtocol) -> None:
         self.connections.add(proto)
+        self._silence_due = 0.0  # drop_silent: look at the new one at the next tick
         self.per_ip[proto.peer_host() or "?"] += 1
         if not proto.outbound:
             self.inbound_count += 1
@@ -375,6 +377,8 @@ class PeerManager:
         """Dial known members until we have (or are dialing) ``target_peers``."""
         now = self.clock.seconds()
         book = self.addresses
+        if len(self.peers) >= self.target_peers and not book.persistent:
+            return  # the common case, every few seconds: nothing to dial (no count of the pending)
         pending = sum(1 for p in self.connections if p.outbound and not p.ready)
         want = self.target_peers - len(self.peers) - pending - len(book.dialing)
         if want <= 0 and not book.persistent:
@@ -438,8 +442,19 @@ class PeerManager:
 
     def drop_silent(self) -> None:
         now = self.clock.seconds()
+        if now < self._silence_due:
+            return  # nobody can be silent for long enough yet (last_seen only grows)
         silent, slow = now - SILENCE_TIMEOUT, now - HANDSHAKE_TIMEOUT
-        for p in [p for p in self.connections if (p.last_seen < silent if p.ready else p.connected_at < slow)]:
+        due = float("inf")
+        victims = []
+        for p in self.connections:
+            deadline = p.last_seen + SILENCE_TIMEOUT if p.ready else p.connected_at + HANDSHAKE_TIMEOUT
+            if deadline <= now and (p.last_seen < silent if p.ready else p.connected_at < slow):
+                victims.append(p)
+            elif deadline < due:
+                due = deadline
+        self._silence_due = due
+        for p in victims:
             if p.ready:
                 self.log.info("Dropping {peer}: silent for {secs:.0f} s", peer=p.label(), secs=now - p.last_seen)
             p.abort()
@@ -468,7 +483,8 @@ class PeerManager:
                 return
             proto.peer_height, proto.peer_tip, proto.peer_work = height, tip, work
             proto.sync_idle_until = 0.0
-            self.sync.maybe_sync()
+            if work > self.node.stack.work:  # only then can this reply start a download
+                self.sync.maybe_sync()
             self.mempool_sync.maybe_start(proto)
 
         return proto.request({"type": "STATS"}).addCallbacks(got, lambda f: None)
