@@ -290,7 +290,7 @@ class CheeseStack:
             raise InvalidCheese(self.invalid[smell], f"cheese {smell} is known to be invalid")
         parent = self.nodes[cheese["parent_smell"]]
         try:
-            self._check_against_parent(cheese, parent)
+            self.check_link(cheese, parent)
             if check_signatures:
                 for i, tx in enumerate(cheese["unit_of_information"]["transactions"]):
                     if not verify_signature(tx):
@@ -335,7 +335,8 @@ class CheeseStack:
         del self.nodes[node.smell]
         self._best = old_best
 
-    def _check_against_parent(self, cheese: dict, parent: Node) -> None:
+    def check_link(self, cheese: dict, parent: Node) -> None:
+        """Rules 2 to 4 of section 3 (sequence, bits, timestamps) for a cheese or a header."""
         if parent.invalid:
             raise InvalidCheese("bad-parent", f"the parent {parent.smell} is invalid")
         if cheese["sequence_number"] != parent.height + 1:

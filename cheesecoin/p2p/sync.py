@@ -17,6 +17,8 @@ from twisted.python.failure import Failure
 
 from cheesecoin.core.errors import InvalidCheese, StorageError
 from cheesecoin.core.tx import signed_cheeses
+from cheesecoin.p2p.compact import HEADERS
+from cheesecoin.p2p.headers_sync import HeadersDownload
 from cheesecoin.p2p.protocol import ERROR_POINTS, RemoteError, RequestTimeout, short
 from cheesecoin.util.cores import usable_cores
 from cheesecoin.util.cputhreadpool import defer_to_cpu
@@ -32,6 +34,8 @@ MAX_QUEUED_CHUNKS = 2  # downloaded chunks waiting to be checked, at most
 class Sync:
     """Which peer we download from, and how downloaded cheeses are checked and
     applied: one ``Download`` at a time, from the peer with the most work."""
+
+    idle_seconds = STATS_INTERVAL  # how long a peer that failed a download rests
 
     def __init__(self, manager: Any, verify_in_threads: bool = False) -> None:
         self.manager = manager
@@ -52,12 +56,42 @@ class Sync:
         best = max(candidates, key=lambda p: p.peer_work)
         return self.start_download(best, "more work")
 
-    def start_download(self, proto: Any, reason: str) -> Optional[Download]:
+    def start_download(self, proto: Any, reason: str) -> Any:
+        """Headers first (bodies from several peers) when both list ``headers``,
+        else the version-1 download by locator from this one peer."""
         if proto.download is not None or proto.closing:
             return None
-        download = Download(self, proto, reason)
+        if HEADERS in self.manager.features and HEADERS in proto.peer_features:
+            download: Any = HeadersDownload(self, proto, reason)
+        else:
+            download = Download(self, proto, reason)
         download.start()
         return download
+
+    def ended(self, download: Any) -> None:
+        """A download (either kind) has finished: log it, fire its ``done``, maybe start the next."""
+        self.running -= 1
+        if download.peer.download is download:
+            download.peer.download = None
+        self._report(download)
+        download.done.callback(download.added)
+        self.download_finished(download)
+
+    def _report(self, download: Any) -> None:
+        """The one line a finished download logs (and the rest of its peer's time)."""
+        now = self.manager.clock.seconds()
+        if download.added == 0:
+            download.peer.sync_idle_until = max(download.peer.sync_idle_until, now + STATS_INTERVAL)
+        elif getattr(download, "long", False) or download.added >= RELAY_TAIL:
+            stack = self.manager.node.stack
+            self.manager.log.info(
+                "Synced from {peer}: {added} cheeses in {secs:.2f} s, height {height} tip {tip}",
+                peer=download.peer.label(),
+                added=download.added,
+                secs=now - download.started,
+                height=stack.height,
+                tip=short(stack.tip.smell),
+            )
 
     def status(self) -> Optional[str]:
         """Why the member is not ready: a download from a peer with more work, or None."""
@@ -268,23 +302,7 @@ class Download:
         if self.finished:
             return
         self.finished = True
-        self.sync.running -= 1
-        if self.peer.download is self:
-            self.peer.download = None
-        if self.added == 0:
-            self.peer.sync_idle_until = max(self.peer.sync_idle_until, self.manager.clock.seconds() + STATS_INTERVAL)
-        elif self.long or self.added >= RELAY_TAIL:
-            stack = self.manager.node.stack
-            self.manager.log.info(
-                "Synced from {peer}: {added} cheeses in {secs:.2f} s, height {height} tip {tip}",
-                peer=self.peer.label(),
-                added=self.added,
-                secs=self.manager.clock.seconds() - self.started,
-                height=stack.height,
-                tip=short(stack.tip.smell),
-            )
-        self.done.callback(self.added)
-        self.sync.download_finished(self)
+        self.sync.ended(self)
 
 
 class _Chunk:

@@ -280,7 +280,7 @@ def test_sync_on_handshake_is_pipelined_and_relays_only_the_tail(clock: Clock) -
     cheeses = chain(1200)
     net = Net(clock)
     a = make_member("11", clock, cheeses)
-    b = make_member("22", clock)
+    b = make_member("22", clock, features=())  # the version-1 sync (headers first: test_headers_sync)
     watcher = Raw(b, host="10.0.0.7")
     watcher.hello(node_id="77")
     asked: List[dict] = []
@@ -685,3 +685,24 @@ def test_a_connection_turned_away_gets_error_busy_naming_the_limit_then_the_clos
     assert json.loads(transport.value()) == {
         "type": "ERROR", "code": "busy", "message": "1 connections from 198.51.100.9 already"}
     assert transport.disconnecting
+
+
+def test_silence_checks_at_every_tick_drop_at_the_deadline(clock: Clock) -> None:
+    """drop_silent skips its scan until the earliest deadline it saw: a peer that
+    talks keeps its connection, one that stops is dropped 90 s after its last line."""
+    manager = make_member("aa", clock)
+    quiet, talker = ready_raw(manager), ready_raw(manager)
+    for _ in range(int(manager_mod.SILENCE_TIMEOUT // manager_mod.REFILL_INTERVAL) - 1):
+        clock.advance(manager_mod.REFILL_INTERVAL)
+        talker.send({"type": "PING"})
+        manager.tick()
+    assert not quiet.transport.disconnected
+    clock.advance(manager_mod.REFILL_INTERVAL + 1)
+    talker.send({"type": "PING"})
+    manager.tick()
+    assert quiet.transport.disconnected and not talker.transport.disconnected
+    late = Raw(manager)  # a new connection is looked at from the next tick on
+    clock.advance(manager_mod.HANDSHAKE_TIMEOUT + 1)
+    talker.send({"type": "PING"})
+    manager.tick()
+    assert late.transport.disconnected and not talker.transport.disconnected

@@ -1,0 +1,72 @@
+"""A chain of headers checked before any body (docs/protocol.md section 5.1).
+
+Headers-first sync asks a peer for headers, checks them here against the
+cheeses we hold (links, sequence numbers, bits, timestamps; the caller has
+checked each header's shape, smell and proof of work), and only then asks
+for bodies. The chain is a list of ``Node``s that are not in the stack: they
+carry the cumulative work the peer's stack would have.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+from cheesecoin.core.cheese import info_hash
+from cheesecoin.core.errors import InvalidCheese
+from cheesecoin.core.tree import Node
+
+
+class HeaderChain:
+    """Headers that extend a cheese of ``stack``, in order, each checked against its parent."""
+
+    def __init__(self, stack: Any) -> None:
+        self.stack = stack
+        self.headers: List[dict] = []  # the headers of cheeses we do not have yet, in order
+        self.nodes: List[Node] = []  # their nodes (parent links, work)
+        self.tip: Optional[Node] = None  # the last header's node (or a known cheese), None before any
+
+    @property
+    def work(self) -> int:
+        """Cumulative work at the last header (0 before any)."""
+        return self.tip.work if self.tip is not None else 0
+
+    def extend(self, headers: List[dict]) -> int:
+        """Add the next headers (each already checked alone); returns how many were new.
+
+        Raises InvalidCheese when one does not link to the one before it (or,
+        for the first, to a cheese we hold), or breaks rules 2 to 4 of section 3.
+        """
+        stack, added = self.stack, 0
+        for header in headers:
+            known = stack.nodes.get(header["smell"])
+            if known is not None and not self.nodes:  # still on cheeses we hold: walk along them
+                if known.invalid:
+                    raise InvalidCheese("bad-parent", f"the header {header['smell']} is of an invalid cheese")
+                if self.tip is not None and known.parent is not self.tip:
+                    raise InvalidCheese("parent", f"the header {header['smell']} does not follow the one before it")
+                self.tip = known
+                continue
+            parent = self.tip if self.tip is not None else stack.nodes.get(header["parent_smell"])
+            if parent is None or parent.smell != header["parent_smell"]:
+                raise InvalidCheese("parent", f"the header {header['smell']} does not follow the one before it")
+            stack.check_link(header, parent)
+            node = Node(header["smell"], parent, header["sequence_number"], header["bits"], header["timestamp"], -1)
+            self.headers.append(header)
+            self.nodes.append(node)
+            self.tip = node
+            added += 1
+        return added
+
+
+def matches_header(cheese: Any, header: dict) -> bool:
+    """Whether a body is the cheese of ``header``: every shared field equal and
+    SHA1(canonical(unit_of_information)) its info_hash."""
+    if not isinstance(cheese, dict) or not isinstance(cheese.get("unit_of_information"), dict):
+        return False
+    for key, value in header.items():
+        if key != "info_hash" and cheese.get(key) != value:
+            return False
+    try:
+        return info_hash(cheese["unit_of_information"]) == header["info_hash"]
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,310 @@
+"""Headers-first sync, bodies from several peers (docs/protocol.md section 5.1).
+
+Messages (feature ``headers``): GET_HEADERS {"locator", "count"} -> HEADERS
+{"headers"}; GET_CHEESES {"smells"} -> CHEESES.
+
+A ``HeadersDownload`` asks the peer with the most work for its headers
+(2,000 a request) and checks them (``core.headers.HeaderChain``: links,
+bits, timestamps, proof of work) and their total work before it asks for
+any body: a peer whose headers are invalid, or do not reach the work it
+claimed, is dropped with no body downloaded. Then the bodies come by smell
+in windows of ``WINDOW`` from every peer that has that stack (a ``headers``
+peer that claims at least the work at the window's end), ``PER_PEER``
+windows in flight each; a window goes to another peer when one is slow (no
+reply in ``WINDOW_TIMEOUT``), refuses (sends fewer) or sends a body that
+does not match its header (that peer loses points). Bodies are applied in
+order, their signatures checked as in the version-1 download
+(``Sync.verify_signatures``: in the CPU thread pool on a real reactor); at
+most ``MAX_AHEAD`` windows are held or asked for beyond the next to apply.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Deque, Dict, List, Set, Tuple
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from cheesecoin.core.errors import InvalidCheese, ProtocolError, StorageError
+from cheesecoin.core.headers import HeaderChain, matches_header
+from cheesecoin.p2p.compact import HEADERS, MAX_HEADERS, check_header
+from cheesecoin.p2p.protocol import BAN_SCORE, ERROR_POINTS, RequestTimeout
+
+WINDOW = 50  # smells per GET_CHEESES
+SYNC_LOG_THRESHOLD = 500  # log progress when this many bodies are to come
+PER_PEER = 2  # windows in flight per peer
+MAX_AHEAD = 40  # windows held or asked for beyond the next one to apply
+MAX_CHAIN = 20000  # headers checked before the bodies (a longer stack: the next round)
+WINDOW_TIMEOUT = 20.0  # seconds a peer has for a window before it goes to another
+MISMATCH_POINTS = 25  # a body that does not match its header
+
+
+class HeadersDownload:
+    """One headers-first download: headers from ``peer``, bodies from every peer that has them.
+
+    Same face as ``sync.Download``: ``start()``, ``finish()``, ``done`` (fires
+    with the number of cheeses added), ``peer``, ``added``.
+    """
+
+    def __init__(self, sync: Any, peer: Any, reason: str) -> None:
+        self.sync = sync
+        self.manager = manager = sync.manager
+        self.peer = peer
+        self.reason = reason
+        self.chain = HeaderChain(manager.node.stack)
+        self.finished = False
+        self.added = 0
+        self.started = manager.clock.seconds()
+        self.done: Deferred = Deferred()
+        self.bodies: Dict[int, Tuple[dict, Any]] = {}  # header index -> (body, the peer that sent it)
+        self.applied = 0  # headers whose bodies are applied (an index into chain.headers)
+        self.next_window = 0  # the first window never asked for
+        self.retry: Deque[int] = deque()  # windows to ask again (what is missing of them)
+        self.asked: Set[int] = set()  # windows with a request on its way
+        self.in_flight: Dict[Any, int] = {}  # peer -> its windows on their way
+        self.failed: Dict[int, Set[Any]] = {}  # window -> the peers that failed it
+        self.checking = False  # a chunk's signatures are being checked
+        self._draining = False
+        self.mismatches = 0  # bodies refused for not matching their header (tests, figures)
+        self.sources: Dict[Any, int] = {}  # peer -> bodies it supplied (tests, figures)
+        self.windows: List[Tuple[int, int]] = []  # header index ranges, WINDOW each
+        self.long = False  # long enough to log progress
+
+    # -- headers -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.peer.download = self
+        self.sync.running += 1
+        self._ask_headers(self.manager.node.stack.locator())
+
+    def _ask_headers(self, locator: List[str]) -> None:
+        d = self.peer.request({"type": "GET_HEADERS", "locator": locator, "count": MAX_HEADERS})
+        d.addCallbacks(self._got_headers, self._headers_failed)
+
+    def _headers_failed(self, failure: Failure) -> None:
+        if self.finished:
+            return
+        if failure.check(RequestTimeout):
+            self.manager.log.info("Headers from {peer} stalled; trying another peer", peer=self.peer.label())
+        self.peer.sync_idle_until = self.manager.clock.seconds() + self.sync.idle_seconds
+        self._bodies_or_finish()
+
+    def _got_headers(self, reply: dict) -> None:
+        if self.finished:
+            return
+        headers = reply.get("headers")
+        if not isinstance(headers, list) or len(headers) > MAX_HEADERS:
+            self._drop("a malformed HEADERS reply")
+            return
+        before = self.chain.tip
+        try:
+            self.chain.extend([check_header(h) for h in headers])
+        except (ProtocolError, InvalidCheese) as e:
+            self._drop(f"invalid headers ({e.message})")
+            return
+        if headers and self.chain.tip is before:
+            self._drop("HEADERS that do not move forward")
+            return
+        if len(headers) == MAX_HEADERS and len(self.chain.headers) < MAX_CHAIN:
+            self._ask_headers([self.chain.tip.smell] + self.manager.node.stack.locator())  # type: ignore[union-attr]
+            return
+        if len(headers) < MAX_HEADERS and self.chain.work < self.peer.peer_work:
+            # The whole of its best stack, and not the work it claimed: nothing of it is downloaded.
+            self._drop("headers that do not reach the work it claimed")
+            return
+        self._bodies_or_finish()
+
+    def _drop(self, why: str) -> None:
+        self.manager.log.info("Sync from {peer} stopped: {why}", peer=self.peer.label(), why=why)
+        self.peer.misbehaved(BAN_SCORE, why)
+        self.finish()
+
+    # -- bodies --------------------------------------------------------------------------
+
+    def _bodies_or_finish(self) -> None:
+        if not self.chain.headers or self.chain.work <= self.manager.node.stack.work:
+            self.finish()
+            return
+        tip, peer = self.chain.tip, self.peer
+        if tip.work > peer.peer_work:  # type: ignore[union-attr]  # its headers show that much (an orphan's announcer)
+            peer.peer_height, peer.peer_tip, peer.peer_work = tip.height, tip.smell, tip.work  # type: ignore[union-attr]
+        total = len(self.chain.headers)
+        self.windows = [(lo, min(lo + WINDOW, total)) for lo in range(0, total, WINDOW)]
+        self.long = total >= SYNC_LOG_THRESHOLD
+        if self.long:
+            self.manager.log.info(
+                "Syncing from {peer}: {n} headers checked (to height {height}); bodies from {helpers} peers",
+                peer=self.peer.label(), n=total, height=self.chain.tip.height,  # type: ignore[union-attr]
+                helpers=len(self._helpers(0)),
+            )
+        self._assign()
+
+    def _helpers(self, window: int) -> List[Any]:
+        """The peers that can be asked for a window: ``headers`` peers with at
+        least the work of its last header, that have not failed it."""
+        need = self.chain.nodes[self.windows[window][1] - 1].work
+        failed = self.failed.get(window, ())
+        return [p for p in self.manager.peers.values()
+                if HEADERS in p.peer_features and not p.closing and p.peer_work >= need and p not in failed]
+
+    def _assign(self) -> None:
+        """Give waiting windows to the least busy helpers, at most PER_PEER each."""
+        while not self.finished:
+            if self.retry:
+                window = self.retry[0]
+            elif self.next_window < len(self.windows) and self.next_window <= self.applied // WINDOW + MAX_AHEAD:
+                window = self.next_window
+            else:
+                break
+            helpers = [p for p in self._helpers(window) if self.in_flight.get(p, 0) < PER_PEER]
+            if not helpers:
+                if not self.asked and not self._helpers(window):
+                    self._stalled(window)
+                break
+            proto = min(helpers, key=lambda p: self.in_flight.get(p, 0))
+            if self.retry:
+                self.retry.popleft()
+            else:
+                self.next_window += 1
+            self._request(window, proto)
+
+    def _request(self, window: int, proto: Any) -> None:
+        lo, hi = self.windows[window]
+        smells = [self.chain.headers[i]["smell"] for i in range(lo, hi) if i not in self.bodies]
+        if not smells:
+            self._drain()
+            return
+        self.asked.add(window)
+        self.in_flight[proto] = self.in_flight.get(proto, 0) + 1
+        d = proto.request({"type": "GET_CHEESES", "smells": smells}, timeout=WINDOW_TIMEOUT)
+        d.addCallbacks(self._got_window, self._window_failed, (window, proto), None, (window, proto))
+
+    def _done_asking(self, window: int, proto: Any) -> None:
+        self.asked.discard(window)
+        self.in_flight[proto] -= 1
+
+    def _got_window(self, reply: dict, window: int, proto: Any) -> None:
+        self._done_asking(window, proto)
+        if self.finished:
+            return
+        cheeses = reply.get("cheeses")
+        if not isinstance(cheeses, list):
+            proto.misbehaved(ERROR_POINTS["bad-message"], "a malformed CHEESES reply")
+            cheeses = []
+        lo, hi = self.windows[window]
+        where = {self.chain.headers[i]["smell"]: i for i in range(lo, hi) if i not in self.bodies}
+        for cheese in cheeses:
+            i = where.get(cheese.get("smell")) if isinstance(cheese, dict) else None
+            if i is None or i in self.bodies:
+                continue  # not asked for, or twice: ignored
+            if not matches_header(cheese, self.chain.headers[i]):
+                self.mismatches += 1  # still missing: asked of another peer below
+                proto.misbehaved(MISMATCH_POINTS, "a body that does not match its header")
+                continue
+            del where[cheese["smell"]]
+            self.bodies[i] = (cheese, proto)
+            self.sources[proto] = self.sources.get(proto, 0) + 1
+        if where:  # it refused some, or sent bodies that do not match: another peer
+            self.failed.setdefault(window, set()).add(proto)
+            self.retry.append(window)
+        self._drain()
+        self._assign()
+
+    def _window_failed(self, failure: Failure, window: int, proto: Any) -> None:
+        self._done_asking(window, proto)
+        if self.finished:
+            return
+        if failure.check(RequestTimeout):
+            self.manager.log.info("Sync: {peer} is slow; its window goes to another peer", peer=proto.label())
+        self.failed.setdefault(window, set()).add(proto)
+        self.retry.append(window)
+        self._assign()
+
+    def _stalled(self, window: int) -> None:
+        """No peer can give us this window: apply what we have, stop; the next
+        STATS round may find one."""
+        lo, _ = self.windows[window]
+        self.manager.log.info("Sync from {peer} stopped: no peer has the cheese at height {height}",
+                              peer=self.peer.label(), height=self.chain.nodes[lo].height)
+        self.peer.sync_idle_until = self.manager.clock.seconds() + self.sync.idle_seconds
+        self.finish()
+
+    # -- applying -----------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Check and apply the bodies that follow what is applied, in order."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            self._drain_loop()
+        finally:
+            self._draining = False
+
+    def _drain_loop(self) -> None:
+        while not self.finished and not self.checking:
+            start, end = self.applied, self.applied
+            while end in self.bodies and end - start < 500:
+                end += 1
+            if end == start:
+                if start == len(self.chain.headers):
+                    self.finish()
+                return
+            cheeses = [self.bodies[i][0] for i in range(start, end)]
+            self.checking = True
+            d = self.sync.verify_signatures(cheeses)
+            d.addCallbacks(self._checked, self._broken, (start, end))
+
+    def _broken(self, failure: Failure) -> None:
+        self.checking = False
+        self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
+        self.finish()
+
+    def _checked(self, signed: Set[int], start: int, end: int) -> None:
+        self.checking = False
+        if self.finished:
+            return
+        # Runs of bodies from one peer: each run is applied with that peer as its source.
+        i = start
+        while i < end:
+            source = self.bodies[i][1]
+            j = i
+            while j < end and self.bodies[j][1] is source:
+                j += 1
+            run = [self.bodies[k][0] for k in range(i, j)]
+            run_signed = {k - i for k in range(i, j) if k - start in signed}
+            try:
+                added, error = self.sync.apply_chunk(source, run, run_signed)
+            except StorageError:
+                self.finish()
+                return
+            self.added += added
+            if error is not None:
+                if error.permanent:
+                    source.misbehaved(ERROR_POINTS["invalid-cheese"], f"sent an invalid cheese: {error.message}")
+                self.manager.log.info("Sync from {peer} stopped: invalid cheese ({why})",
+                                      peer=self.peer.label(), why=error.message)
+                self.peer.sync_idle_until = self.manager.clock.seconds() + self.sync.idle_seconds
+                self.finish()
+                return
+            i = j
+        for k in range(start, end):
+            del self.bodies[k]
+        self.applied = end
+        if self.long:
+            height, target = self.manager.node.stack.height, self.chain.tip.height  # type: ignore[union-attr]
+            self.manager.log.info("Syncing from {peer}: {height}/{target} ({pct}%)", peer=self.peer.label(),
+                                  height=height, target=target, pct=int(100 * height / max(target, 1)))
+        self._assign()
+        if not self._draining:  # checked in threads: go on from here
+            self._drain()
+
+    # -- the end ------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.bodies.clear()
+        self.sync.ended(self)
