@@ -6,7 +6,8 @@ links, and reports for each: the wall time, the wall time per member per
 simulated hour against the 100-member run's (the limit measured in the same
 run: a ratio near 1 is linear growth), the peak RSS per member, and the
 propagation p50/p90 against the latency-weighted shortest-path limit of the
-same run.
+same run. Then a late joiner's initial sync (``cheesecoin.sim.syncrace``):
+headers first from 8 peers against 1 peer, and the version-1 sync from 8.
 
     .venv/bin/python bench/bench_sim.py [--quick]
 """
@@ -65,7 +66,31 @@ def run(quick: bool = False) -> List[Dict[str, Any]]:
             figures.append(figure(f"{label}: propagation {q}", f["propagation_ms"][q], "ms",
                                   f["propagation_limit_ms"][q], f"shortest-path limit {q}"))
         figures.append(figure(f"{label}: stale rate", f["stale_rate"], "", goal="agreement" if f["agreement"] else "NO agreement"))
+    figures.extend(sync_figures(quick))
     return figures
+
+
+def sync_figures(quick: bool = False) -> List[Dict[str, Any]]:
+    """Issue 17: a late joiner syncs C cheeses x 25 payments over 50-100 ms, 10 Mbit/s
+    links from 8 members: headers first from all 8 against the same from one peer,
+    and the version-1 sync (features none) from 8."""
+    from cheesecoin.sim.syncrace import sync_race
+
+    cheeses = 500 if quick else 2000
+    runs = {}
+    for name, peers, features in (("1 peer", 1, "all"), ("8 peers", 8, "all"), ("8 peers, features none", 8, "none")):
+        runs[name] = sync_race(cheeses=cheeses, txs=25, sources=8, peers=peers, latency=(50, 100), bandwidth=10,
+                               features=features)
+        print(f"bench_sim: sync race {name}: {runs[name]}", file=sys.stderr)
+    one = runs["1 peer"]["sync_seconds"]
+    label = f"simulated sync of {cheeses} cheeses x 25 tx, 50-100 ms, 10 Mbit/s"
+    return [
+        figure(f"{label}, headers first from 1 peer", one, "s (simulated)"),
+        figure(f"{label}, headers first from 8 peers: speed-up", one / runs["8 peers"]["sync_seconds"], "x", 1.0,
+               "from 1 peer", goal=">= 4"),
+        figure(f"{label}, version 1 from 8 peers: speed-up", one / runs["8 peers, features none"]["sync_seconds"], "x",
+               1.0, "from 1 peer"),
+    ]
 
 
 if __name__ == "__main__":
