@@ -13,7 +13,7 @@ peer that claims at least the work at the window's end), ``PER_PEER``
 windows in flight each; a window goes to another peer when one is slow (no
 reply in ``WINDOW_TIMEOUT``), refuses (sends fewer) or sends a body that
 does not match its header (that peer loses points). Bodies are applied in
-order, their signatures checked as in the version-1 download
+order; each reply's signatures are checked as soon as it arrives, as in the version-1 download
 (``Sync.verify_signatures``: in the CPU thread pool on a real reactor); at
 most ``MAX_AHEAD`` windows are held or asked for beyond the next to apply.
 """
@@ -32,6 +32,7 @@ from cheesecoin.p2p.compact import HEADERS, MAX_HEADERS, check_header
 from cheesecoin.p2p.protocol import BAN_SCORE, ERROR_POINTS, RequestTimeout
 
 WINDOW = 50  # smells per GET_CHEESES
+APPLY_BATCH = 500  # bodies applied in one store transaction (fewer if nothing more is on its way)
 SYNC_LOG_THRESHOLD = 500  # log progress when this many bodies are to come
 PER_PEER = 2  # windows in flight per peer
 MAX_AHEAD = 40  # windows held or asked for beyond the next one to apply
@@ -64,7 +65,7 @@ class HeadersDownload:
         self.asked: Set[int] = set()  # windows with a request on its way
         self.in_flight: Dict[Any, int] = {}  # peer -> its windows on their way
         self.failed: Dict[int, Set[Any]] = {}  # window -> the peers that failed it
-        self.checking = False  # a chunk's signatures are being checked
+        self.checked: Dict[int, bool] = {}  # header index -> signatures checked (True: all good)
         self._draining = False
         self.mismatches = 0  # bodies refused for not matching their header (tests, figures)
         self.sources: Dict[Any, int] = {}  # peer -> bodies it supplied (tests, figures)
@@ -194,6 +195,7 @@ class HeadersDownload:
             cheeses = []
         lo, hi = self.windows[window]
         where = {self.chain.headers[i]["smell"]: i for i in range(lo, hi) if i not in self.bodies}
+        arrived: List[int] = []
         for cheese in cheeses:
             i = where.get(cheese.get("smell")) if isinstance(cheese, dict) else None
             if i is None or i in self.bodies:
@@ -205,10 +207,12 @@ class HeadersDownload:
             del where[cheese["smell"]]
             self.bodies[i] = (cheese, proto)
             self.sources[proto] = self.sources.get(proto, 0) + 1
+            arrived.append(i)
         if where:  # it refused some, or sent bodies that do not match: another peer
             self.failed.setdefault(window, set()).add(proto)
             self.retry.append(window)
-        self._drain()
+        if arrived:
+            self._verify(arrived)
         self._assign()
 
     def _window_failed(self, failure: Failure, window: int, proto: Any) -> None:
@@ -232,39 +236,48 @@ class HeadersDownload:
 
     # -- applying -----------------------------------------------------------------------
 
+    def _verify(self, indices: List[int]) -> None:
+        """Check the signatures of bodies as soon as they arrive (in threads on a
+        real reactor, while earlier ones are applied); ``_drain`` applies in order."""
+        cheeses = [self.bodies[i][0] for i in indices]
+        self.sync.verify_signatures(cheeses).addCallbacks(self._verified, self._broken, (indices,))
+
+    def _verified(self, signed: Set[int], indices: List[int]) -> None:
+        if self.finished:
+            return
+        for pos, i in enumerate(indices):
+            if i in self.bodies:
+                self.checked[i] = pos in signed
+        self._drain()
+
+    def _broken(self, failure: Failure) -> None:
+        self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
+        self.finish()
+
     def _drain(self) -> None:
-        """Check and apply the bodies that follow what is applied, in order."""
+        """Apply the checked bodies that follow what is applied, in order."""
         if self._draining:
             return
         self._draining = True
         try:
-            self._drain_loop()
+            while not self.finished:
+                start, end = self.applied, self.applied
+                while end in self.checked and end - start < APPLY_BATCH:
+                    end += 1
+                if end == start:
+                    if start == len(self.chain.headers):
+                        self.finish()
+                    return
+                if end - start < APPLY_BATCH and end < len(self.chain.headers) and self.asked:
+                    return  # more is on its way: one store transaction for a bigger batch
+                if not self._apply(start, end):
+                    return
+                self._assign()
         finally:
             self._draining = False
 
-    def _drain_loop(self) -> None:
-        while not self.finished and not self.checking:
-            start, end = self.applied, self.applied
-            while end in self.bodies and end - start < 500:
-                end += 1
-            if end == start:
-                if start == len(self.chain.headers):
-                    self.finish()
-                return
-            cheeses = [self.bodies[i][0] for i in range(start, end)]
-            self.checking = True
-            d = self.sync.verify_signatures(cheeses)
-            d.addCallbacks(self._checked, self._broken, (start, end))
-
-    def _broken(self, failure: Failure) -> None:
-        self.checking = False
-        self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
-        self.finish()
-
-    def _checked(self, signed: Set[int], start: int, end: int) -> None:
-        self.checking = False
-        if self.finished:
-            return
+    def _apply(self, start: int, end: int) -> bool:
+        """Apply bodies start..end-1; False if the download ended."""
         # Runs of bodies from one peer: each run is applied with that peer as its source.
         i = start
         while i < end:
@@ -273,12 +286,12 @@ class HeadersDownload:
             while j < end and self.bodies[j][1] is source:
                 j += 1
             run = [self.bodies[k][0] for k in range(i, j)]
-            run_signed = {k - i for k in range(i, j) if k - start in signed}
+            run_signed = {k - i for k in range(i, j) if self.checked[k]}
             try:
                 added, error = self.sync.apply_chunk(source, run, run_signed)
             except StorageError:
                 self.finish()
-                return
+                return False
             self.added += added
             if error is not None:
                 if error.permanent:
@@ -287,18 +300,17 @@ class HeadersDownload:
                                       peer=self.peer.label(), why=error.message)
                 self.peer.sync_idle_until = self.manager.clock.seconds() + self.sync.idle_seconds
                 self.finish()
-                return
+                return False
             i = j
         for k in range(start, end):
             del self.bodies[k]
+            del self.checked[k]
         self.applied = end
         if self.long:
             height, target = self.manager.node.stack.height, self.chain.tip.height  # type: ignore[union-attr]
             self.manager.log.info("Syncing from {peer}: {height}/{target} ({pct}%)", peer=self.peer.label(),
                                   height=height, target=target, pct=int(100 * height / max(target, 1)))
-        self._assign()
-        if not self._draining:  # checked in threads: go on from here
-            self._drain()
+        return True
 
     # -- the end ------------------------------------------------------------------------
 
@@ -307,4 +319,5 @@ class HeadersDownload:
             return
         self.finished = True
         self.bodies.clear()
+        self.checked.clear()
         self.sync.ended(self)
