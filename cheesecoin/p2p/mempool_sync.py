@@ -53,7 +53,7 @@ class MempoolExchange:
         the best stack), in the order asked, stopping before the reply passes MAX_LINE."""
         in_cheese = {}
         if smell is not None:
-            cheese = self.node.stack.get_cheese(smell)
+            cheese = self.node.stack.get_cheese(smell) or self.manager.relay.pending.get(smell)
             if cheese is not None:
                 in_cheese = {txid(tx): tx for tx in cheese["unit_of_information"].get("transactions", [])}
         found, size = [], 64

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from cheesecoin.core.cheese import check_member_info, work_of
 from cheesecoin.core.errors import InvalidCheese, InvalidTx, ProtocolError, StorageError
 from cheesecoin.core.node import MINED
 from cheesecoin.core.tree import AddResult
@@ -30,6 +31,8 @@ class Relay:
         self.node = manager.node
         self.log = manager.log
         self.announced: "OrderedDict[str, None]" = OrderedDict()
+        self.early: "OrderedDict[str, None]" = OrderedDict()  # sent to compact peers before validation
+        self.pending: Dict[str, dict] = {}  # those cheeses while their validation waits (GET_TXS answers)
         self._batch_depth = 0
         self._batch: List[Tuple[int, str]] = []  # (height, smell) connected during a batch
         self._batch_source: Any = None
@@ -39,8 +42,12 @@ class Relay:
 
     # -- receiving ------------------------------------------------------------------------
 
-    def receive_cheese(self, proto: Any, cheese: dict) -> AddResult:
-        """An ANNOUNCE: add it, fetch an orphan's ancestors from the announcer."""
+    def receive_cheese(self, proto: Any, cheese: dict, invalid_points: Optional[int] = None) -> AddResult:
+        """An ANNOUNCE: add it, fetch an orphan's ancestors from the announcer.
+
+        An invalid cheese costs the peer the invalid-cheese points, or
+        ``invalid_points`` (a compact cheese that may have been relayed on
+        before validation)."""
         smell = cheese.get("smell")
         if self.already_have(proto, smell):
             return AddResult("duplicate", smell)
@@ -48,7 +55,8 @@ class Relay:
         try:
             result = self.node.submit_cheese(cheese, proto)
         except InvalidCheese as e:
-            proto.penalise_next_error(ERROR_POINTS["invalid-cheese"] if e.permanent else 0)
+            points = ERROR_POINTS["invalid-cheese"] if invalid_points is None else invalid_points
+            proto.penalise_next_error(points if e.permanent else 0)
             raise ProtocolError("invalid-cheese", f"rule {e.rule_number} ({e.rule}): {e.message}")
         except StorageError:  # our disk, not the peer's fault (the node reports it, once)
             raise ProtocolError("busy", "this member cannot store cheeses right now")
@@ -73,6 +81,47 @@ class Relay:
             return False
         if known.work > proto.peer_work:
             proto.peer_height, proto.peer_tip, proto.peer_work = known.height, known.smell, known.work
+        return True
+
+    def check_header_link(self, proto: Any, header: dict) -> None:
+        """Rules 2 to 4 of a compact header against its parent, when we hold it
+        (an orphan's header is checked with its body, once its ancestors come)."""
+        stack = self.node.stack
+        parent = stack.nodes.get(header["parent_smell"])
+        if parent is None:
+            return
+        try:
+            stack.check_link(header, parent)
+        except InvalidCheese as e:
+            proto.penalise_next_error(ERROR_POINTS["invalid-cheese"] if e.permanent else 0)
+            raise ProtocolError("invalid-cheese", f"rule {e.rule_number} ({e.rule}): {e.message}")
+
+    def relay_early(self, source: Any, cheese: dict, line: bytes) -> bool:
+        """Send a rebuilt compact cheese on to our other compact peers before
+        its full validation, if it would be our new best (its header is
+        checked). Returns whether any peer was sent it: its validation should
+        then wait a reactor turn so that those lines are written first."""
+        stack = self.node.stack
+        smell = cheese["smell"]
+        parent = stack.nodes.get(cheese["parent_smell"])
+        if (COMPACT not in self.manager.features or parent is None or parent.invalid or smell in self.early
+                or smell in stack.nodes or smell in stack.invalid
+                or parent.work + work_of(cheese["bits"]) <= stack.tip.work):
+            return False
+        targets = [p for p in self.manager.peers.values()
+                   if p is not source and COMPACT in p.peer_features and p.peer_tip != smell]
+        if not targets:
+            return False
+        try:
+            check_member_info(cheese["unit_of_information"], self.node.network.max_transactions)
+        except InvalidCheese:
+            return False  # refused by the validation that follows
+        self.early[smell] = None
+        while len(self.early) > 10000:
+            self.early.popitem(last=False)
+        for p in targets:
+            p.push_line(line)
+        self.pending[smell] = cheese
         return True
 
     def receive_tx(self, proto: Any, tx: dict) -> None:
@@ -177,6 +226,8 @@ class Relay:
             for p in list(self.manager.peers.values()):
                 if p is not source and p.peer_tip != smell:
                     if use_compact and COMPACT in p.peer_features:  # section 5.1: header and txids only
+                        if smell in self.early:
+                            continue  # sent before its validation (relay_early)
                         if compact_line is None:
                             compact_line = self.manager.compact.announcement(cheese)
                         p.push_line(compact_line)

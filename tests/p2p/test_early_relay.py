@@ -1,0 +1,122 @@
+"""Compact relay before validation (section 5.1, issue 17): a rebuilt compact
+cheese that would be the new best goes on to the other compact peers before
+its full validation; a bad header is refused before any transaction is
+asked for; a header-valid cheese whose body breaks a rule costs its
+announcer the light RELAYED_INVALID_POINTS, a whole invalid ANNOUNCE the full
+invalid-cheese points."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.task import Clock
+
+from cheesecoin.core.cheese import compact_announcement
+from cheesecoin.core.tx import sign_tx, txid
+from cheesecoin.p2p.compact import RELAYED_INVALID_POINTS
+from cheesecoin.p2p.protocol import ERROR_POINTS
+from cheesecoin.testing.chain import mine_child
+from cheesecoin.testing.fakes import ADDR, BOB, KEY, NOW, Raw, chain, make_member
+
+FEATURES = ["headers", "compact", "mempool"]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    c = Clock()
+    c.advance(NOW)
+    return c
+
+
+def setup(clock):
+    """A member on 3 cheeses paying ADDR, two compact peers and a version-1 peer."""
+    cheeses = chain(3, miner=ADDR)
+    manager = make_member("aa", clock, cheeses)
+    source = Raw(manager, host="10.0.0.5")
+    source.hello(node_id="55", features=FEATURES)
+    other = Raw(manager, host="10.0.0.6")
+    other.hello(node_id="66", features=FEATURES)
+    plain = Raw(manager, host="10.0.0.7")
+    plain.hello(node_id="77")
+    for raw in (source, other, plain):
+        raw.replies()
+    return manager, cheeses, source, other, plain
+
+
+def announcements(raw):
+    return [m for m in raw.replies() if m["type"].startswith("ANNOUNCE")]
+
+
+def test_a_new_best_compact_cheese_goes_on_before_it_is_validated(clock) -> None:
+    manager, cheeses, source, other, plain = setup(clock)
+    txs = [sign_tx(KEY, BOB, 1, 1, 0, "a")]
+    manager.node.submit_tx(txs[0])
+    other.replies(), source.replies(), plain.replies()
+    fourth = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, txs, note="early")
+    assert source.send(compact_announcement(fourth)) == []
+    assert announcements(other) == [compact_announcement(fourth)], "relayed before validation"
+    assert manager.node.stack.tip.smell == cheeses[-1]["smell"], "not validated yet"
+    assert announcements(plain) == [], "a version-1 peer gets the whole cheese only once it is valid"
+    clock.advance(0)
+    assert manager.node.stack.tip.smell == fourth["smell"]
+    assert announcements(plain) == [{"type": "ANNOUNCE", "cheese": fourth}]
+    assert announcements(other) == [], "compact peers are not sent it twice"
+    assert manager.compact.early_relayed == 1
+
+
+def test_a_peer_asking_for_the_transactions_meanwhile_gets_them(clock) -> None:
+    manager, cheeses, source, other, plain = setup(clock)
+    txs = [sign_tx(KEY, BOB, 1, 1, 0, "a")]
+    fourth = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, txs)
+    [ask] = source.send(compact_announcement(fourth))
+    source.send({"type": "TXS", "transactions": txs, "id": ask["id"]})
+    assert announcements(other) == [compact_announcement(fourth)]
+    [reply] = other.send({"type": "GET_TXS", "txids": [txid(txs[0])], "smell": fourth["smell"], "id": 7})
+    assert reply == {"type": "TXS", "transactions": txs, "id": 7}, "answered from the cheese being validated"
+    clock.advance(0)
+    assert manager.node.stack.tip.smell == fourth["smell"]
+
+
+def test_a_header_that_breaks_a_rule_is_refused_before_any_transaction_is_asked(clock) -> None:
+    manager, cheeses, source, other, plain = setup(clock)
+    txs = [sign_tx(KEY, BOB, 1, 1, 0, "a")]  # not in the mempool: a valid header would make us ask
+    wrong = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, txs, timestamp=cheeses[-1]["timestamp"] - 1)
+    [error] = source.send(compact_announcement(wrong))
+    assert error["type"] == "ERROR" and error["code"] == "invalid-cheese" and "timestamp" in error["message"]
+    assert source.proto.score == ERROR_POINTS["invalid-cheese"]
+    assert announcements(other) == [] and manager.node.stack.tip.smell == cheeses[-1]["smell"]
+
+
+def test_an_invalid_body_costs_the_announcer_only_the_relayed_points(clock) -> None:
+    manager, cheeses, source, other, plain = setup(clock)
+    overspend = [sign_tx(KEY, BOB, 10**12, 1, 0, "too much")]  # signed, but ADDR cannot pay it
+    bad = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, overspend)
+    [ask] = source.send(compact_announcement(bad))
+    assert ask["type"] == "GET_TXS"
+    assert source.send({"type": "TXS", "transactions": overspend, "id": ask["id"]}) == []
+    assert announcements(other) == [compact_announcement(bad)], "its header was valid: relayed on"
+    clock.advance(0)
+    [error] = source.replies()
+    assert error["type"] == "ERROR" and error["code"] == "invalid-cheese"
+    assert source.proto.score == RELAYED_INVALID_POINTS < ERROR_POINTS["invalid-cheese"]
+    assert manager.node.stack.tip.smell == cheeses[-1]["smell"] and announcements(plain) == []
+    [again] = other.send(compact_announcement(bad))  # the other peer relayed it early too
+    assert again["code"] == "invalid-cheese", "remembered as invalid, not asked for again"
+    assert other.proto.score == RELAYED_INVALID_POINTS
+    assert announcements(source) == [], "and not relayed again"
+
+
+def test_a_whole_invalid_announce_still_costs_the_full_points(clock) -> None:
+    manager, cheeses, source, other, plain = setup(clock)
+    overspend = [sign_tx(KEY, BOB, 10**12, 1, 0, "too much")]
+    bad = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, overspend)
+    [error] = plain.send({"type": "ANNOUNCE", "cheese": bad})
+    assert error["code"] == "invalid-cheese" and plain.proto.score == ERROR_POINTS["invalid-cheese"]
+    assert announcements(other) == []
+
+
+def test_a_cheese_that_would_not_be_the_new_best_is_validated_first(clock) -> None:
+    manager, cheeses, source, other, plain = setup(clock)
+    side = mine_child(cheeses[-2], cheeses[-2]["bits"], ADDR, [], note="side")  # the same height as our tip
+    assert source.send(compact_announcement(side)) == []
+    assert announcements(other) == [] and manager.compact.early_relayed == 0
+    assert side["smell"] in manager.node.stack.nodes, "stored at once, as a side branch"
