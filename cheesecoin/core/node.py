@@ -64,10 +64,11 @@ class MemberNode:
 
     # -- ways in -------------------------------------------------------------------
 
-    def submit_cheese(self, cheese: Any, source: Any = None, check_signatures: bool = True) -> AddResult:
+    def submit_cheese(self, cheese: Any, source: Any = None, check_signatures: bool = True,
+                      ihash: Optional[str] = None) -> AddResult:
         """Validate and add a cheese; raises InvalidCheese. Listeners hear of tip changes."""
         try:
-            result = self.stack.add_cheese(cheese, source, check_signatures)
+            result = self.stack.add_cheese(cheese, source, check_signatures, ihash)
         except InvalidCheese as e:
             partial = getattr(e, "result", None)
             if partial is not None and partial.accepted:

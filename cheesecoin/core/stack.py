@@ -220,8 +220,9 @@ class CheeseStack:
         while len(self.invalid) > self.max_invalid:
             self.invalid.popitem(last=False)
 
-    def check_context_free(self, cheese: Any) -> str:
-        """Rules 1 and 5 and the context-free part of 6, signatures aside. Returns info_hash."""
+    def check_context_free(self, cheese: Any, ihash: Optional[str] = None) -> str:
+        """Rules 1 and 5 and the context-free part of 6, signatures aside. Returns
+        info_hash (``ihash`` when the caller has already checked the body's hash)."""
         check_header_format(cheese)
         if cheese["sequence_number"] == 0:
             if cheese["smell"] == self.network.smell:
@@ -230,15 +231,19 @@ class CheeseStack:
         check_member_info(cheese["unit_of_information"], self.network.max_transactions)
         if cheese["bits"] < self.network.bits:
             raise InvalidCheese("bits", f"bits {cheese['bits']} is below the network's lowest, {self.network.bits}")
-        return check_smell(cheese)
+        return check_smell(cheese, ihash)
 
-    def add_cheese(self, cheese: Any, source: Any = None, check_signatures: bool = True) -> AddResult:
+    def add_cheese(self, cheese: Any, source: Any = None, check_signatures: bool = True,
+                   ihash: Optional[str] = None) -> AddResult:
         """Validate and add one cheese; raise InvalidCheese if it is invalid.
+
+        ``ihash``: the body's info_hash, when the caller computed it (a body
+        that matched its header); it is not computed again.
 
         An InvalidCheese raised after the stack changed carries ``.result``.
         Cheeses in the orphan pool that this one completes are added too.
         """
-        self.check_context_free(cheese)
+        self.check_context_free(cheese, ihash)
         smell = cheese["smell"]
         known = self.nodes.get(smell)
         if (known is not None and not known.invalid) or smell in self.orphans:

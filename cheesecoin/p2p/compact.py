@@ -183,9 +183,9 @@ class CompactRelay:
             announcement["note"] = note
         if self.manager.relay.relay_early(proto, cheese, wire.dumps(announcement)):
             self.early_relayed += 1
-            self.manager.clock.callLater(0, self._receive, proto, cheese, RELAYED_INVALID_POINTS)
+            self.manager.clock.callLater(0, self._receive, proto, cheese, RELAYED_INVALID_POINTS, header["info_hash"])
         else:
-            self._receive(proto, cheese, RELAYED_INVALID_POINTS)
+            self._receive(proto, cheese, RELAYED_INVALID_POINTS, header["info_hash"])
 
     def _whole(self, proto: Any, smell: str) -> None:
         """Fall back to the whole cheese, by smell, from the announcer."""
@@ -205,11 +205,13 @@ class CompactRelay:
         proto.request({"type": "GET_CHEESE", "smell": smell}).addCallbacks(
             got, lambda f: self.rebuilding.pop(smell, None))
 
-    def _receive(self, proto: Any, cheese: dict, invalid_points: Optional[int] = None) -> None:
-        """Validate and add a rebuilt (or whole) cheese; an invalid one costs its sender points."""
+    def _receive(self, proto: Any, cheese: dict, invalid_points: Optional[int] = None,
+                 ihash: Optional[str] = None) -> None:
+        """Validate and add a rebuilt (or whole) cheese; an invalid one costs its sender
+        points. ``ihash``: its body's info_hash, already checked."""
         relay = self.manager.relay
         try:
-            relay.receive_cheese(proto, cheese, invalid_points)
+            relay.receive_cheese(proto, cheese, invalid_points, ihash)
         except ProtocolError as e:
             if not proto.closing:
                 proto.send_error(e.code, e.message)

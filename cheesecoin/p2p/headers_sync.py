@@ -287,8 +287,9 @@ class HeadersDownload:
                 j += 1
             run = [self.bodies[k][0] for k in range(i, j)]
             run_signed = {k - i for k in range(i, j) if self.checked[k]}
+            hashes = [self.chain.headers[k]["info_hash"] for k in range(i, j)]  # matches_header checked them
             try:
-                added, error = self.sync.apply_chunk(source, run, run_signed)
+                added, error = self.sync.apply_chunk(source, run, run_signed, hashes)
             except StorageError:
                 self.finish()
                 return False

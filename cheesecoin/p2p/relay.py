@@ -42,7 +42,8 @@ class Relay:
 
     # -- receiving ------------------------------------------------------------------------
 
-    def receive_cheese(self, proto: Any, cheese: dict, invalid_points: Optional[int] = None) -> AddResult:
+    def receive_cheese(self, proto: Any, cheese: dict, invalid_points: Optional[int] = None,
+                       ihash: Optional[str] = None) -> AddResult:
         """An ANNOUNCE: add it, fetch an orphan's ancestors from the announcer.
 
         An invalid cheese costs the peer the invalid-cheese points, or
@@ -53,7 +54,7 @@ class Relay:
             return AddResult("duplicate", smell)
         self._flush_soon()  # not a cheese we already have
         try:
-            result = self.node.submit_cheese(cheese, proto)
+            result = self.node.submit_cheese(cheese, proto, ihash=ihash)
         except InvalidCheese as e:
             points = ERROR_POINTS["invalid-cheese"] if invalid_points is None else invalid_points
             proto.penalise_next_error(points if e.permanent else 0)

@@ -21,6 +21,7 @@ from cheesecoin.p2p.compact import HEADERS
 from cheesecoin.p2p.headers_sync import HeadersDownload
 from cheesecoin.p2p.protocol import ERROR_POINTS, RemoteError, RequestTimeout, short
 from cheesecoin.util.cores import usable_cores
+from cheesecoin.util.cpuprocesspool import defer_to_processes
 from cheesecoin.util.cputhreadpool import defer_to_cpu
 from cheesecoin.wire import codec as wire
 from cheesecoin.wire.limits import MAX_COUNT
@@ -28,6 +29,7 @@ from cheesecoin.wire.limits import MAX_COUNT
 STATS_INTERVAL = 60.0  # seconds between stack comparisons; a peer that failed us rests as long
 RELAY_TAIL = 10  # cheeses announced after a sync batch
 SYNC_LOG_THRESHOLD = 500  # log progress when a download is at least this long
+PROCESS_MIN_TXS = 200  # signatures in one check worth sending to worker processes
 MAX_QUEUED_CHUNKS = 2  # downloaded chunks waiting to be checked, at most
 
 
@@ -115,10 +117,20 @@ class Sync:
             return succeed(signed_cheeses(cheeses))
         parts = max(1, min(usable_cores(), len(cheeses)))
         size = -(-len(cheeses) // parts)
-        jobs = [
-            defer_to_cpu(signed_cheeses, cheeses[i : i + size], i, reactor=self.manager.reactor)
-            for i in range(0, len(cheeses), size)
-        ]
+        reactor = self.manager.reactor
+        n_txs = sum(len(c.get("unit_of_information", {}).get("transactions", ()))
+                    for c in cheeses if isinstance(c, dict) and isinstance(c.get("unit_of_information"), dict))
+        in_processes = parts > 1 and n_txs >= PROCESS_MIN_TXS
+
+        def job(i: int) -> Deferred:
+            part = cheeses[i : i + size]
+            if not in_processes:
+                return defer_to_cpu(signed_cheeses, part, i, reactor=reactor)
+            # worker processes (util/cpuprocesspool.py); threads if the pool fails
+            return defer_to_processes(signed_cheeses, part, i, reactor=reactor).addErrback(
+                lambda _f: defer_to_cpu(signed_cheeses, part, i, reactor=reactor))
+
+        jobs = [job(i) for i in range(0, len(cheeses), size)]
 
         def union(results: List[Set[int]]) -> Set[int]:
             return set().union(*results)
@@ -126,15 +138,18 @@ class Sync:
         return gatherResults(jobs, consumeErrors=True).addCallback(union)
 
     def apply_chunk(
-        self, proto: Any, cheeses: List[dict], signed: Set[int] = frozenset()
+        self, proto: Any, cheeses: List[dict], signed: Set[int] = frozenset(),
+        hashes: Optional[List[str]] = None,
     ) -> Tuple[int, Optional[InvalidCheese]]:
         """Add downloaded cheeses in one batch; (added, the first InvalidCheese or None).
-        Signatures are not checked again for the cheeses in ``signed``."""
+        Signatures are not checked again for the cheeses in ``signed``; ``hashes``
+        are the bodies' info_hashes when they were checked against headers."""
         added = 0
         with self.manager.relay.relay_batch(proto), self.manager.node.stack.batch():
             for i, cheese in enumerate(cheeses):
                 try:
-                    result = self.manager.node.submit_cheese(cheese, proto, check_signatures=i not in signed)
+                    result = self.manager.node.submit_cheese(cheese, proto, i not in signed,
+                                                             hashes[i] if hashes is not None else None)
                 except InvalidCheese as e:
                     return added, e
                 if result.status == "added":

@@ -65,6 +65,7 @@ class SqliteStore:
         self.network = network
         self.tip: Optional[str] = None
         self.batch_depth = 0
+        self._synchronous = ""  # the connection's PRAGMA synchronous, set again only when it changes
         self._cache: "OrderedDict[str, Tuple[str, dict]]" = OrderedDict()
         self._cache_size = cache_size
         if os.path.isdir(path):
@@ -74,6 +75,7 @@ class SqliteStore:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
+            self._synchronous = "FULL"
             self._open_schema()
         except sqlite3.OperationalError as e:  # cannot open, read-only, I/O: not the file's fault
             raise StorageError(f"cannot use the database {path}: {e}") from None
@@ -256,7 +258,9 @@ class SqliteStore:
         """One write transaction: committed at the end, undone on any error; a
         database error comes out as a StoreWriteError naming its real cause."""
         try:
-            self.db.execute(f"PRAGMA synchronous={synchronous}")
+            if self._synchronous != synchronous:  # a PRAGMA per cheese cost as much as its INSERT
+                self.db.execute(f"PRAGMA synchronous={synchronous}")
+                self._synchronous = synchronous
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield
