@@ -9,11 +9,12 @@ carry the cumulative work the peer's stack would have.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from cheesecoin.core.cheese import info_hash
 from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.tree import Node
+from cheesecoin.core.tx import signed_cheeses
 
 
 class HeaderChain:
@@ -70,3 +71,25 @@ def matches_header(cheese: Any, header: dict) -> bool:
         return info_hash(cheese["unit_of_information"]) == header["info_hash"]
     except (TypeError, ValueError):
         return False
+
+
+def matches_fields(cheese: Any, header: dict) -> bool:
+    """``matches_header`` but for the info_hash (computed with the signatures, in ``checked_bodies``)."""
+    if not isinstance(cheese, dict) or not isinstance(cheese.get("unit_of_information"), dict):
+        return False
+    return all(key == "info_hash" or cheese.get(key) == value for key, value in header.items())
+
+
+def body_hash(cheese: dict) -> Optional[str]:
+    """The info_hash of a body, None if it cannot be hashed."""
+    try:
+        return info_hash(cheese["unit_of_information"])
+    except (TypeError, ValueError, KeyError, RecursionError):
+        return None
+
+
+def checked_bodies(cheeses: list, offset: int = 0) -> Tuple[Set[int], Dict[int, Optional[str]]]:
+    """For a worker: (indices plus ``offset`` of the bodies whose transactions
+    are well formed and signed, the info_hash of each body by index). Pure."""
+    hashes = {i + offset: body_hash(c) if isinstance(c, dict) else None for i, c in enumerate(cheeses)}
+    return signed_cheeses(cheeses, offset), hashes

@@ -13,21 +13,22 @@ peer that claims at least the work at the window's end), ``PER_PEER``
 windows in flight each; a window goes to another peer when one is slow (no
 reply in ``WINDOW_TIMEOUT``), refuses (sends fewer) or sends a body that
 does not match its header (that peer loses points). Bodies are applied in
-order; each reply's signatures are checked as soon as it arrives, as in the version-1 download
-(``Sync.verify_signatures``: in the CPU thread pool on a real reactor); at
+order; each reply's signatures, and each body's info_hash against its
+header, are checked as soon as it arrives (``Sync.verify_signatures``, in
+worker processes on a real reactor, ``core.headers.checked_bodies``); at
 most ``MAX_AHEAD`` windows are held or asked for beyond the next to apply.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Deque, Dict, List, Set, Tuple
+from typing import Any, Deque, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from cheesecoin.core.errors import InvalidCheese, ProtocolError, StorageError
-from cheesecoin.core.headers import HeaderChain, matches_header
+from cheesecoin.core.headers import HeaderChain, matches_fields
 from cheesecoin.p2p.compact import HEADERS, MAX_HEADERS, check_header
 from cheesecoin.p2p.protocol import BAN_SCORE, ERROR_POINTS, RequestTimeout
 
@@ -200,9 +201,8 @@ class HeadersDownload:
             i = where.get(cheese.get("smell")) if isinstance(cheese, dict) else None
             if i is None or i in self.bodies:
                 continue  # not asked for, or twice: ignored
-            if not matches_header(cheese, self.chain.headers[i]):
-                self.mismatches += 1  # still missing: asked of another peer below
-                proto.misbehaved(MISMATCH_POINTS, "a body that does not match its header")
+            if not matches_fields(cheese, self.chain.headers[i]):  # its info_hash: in _verified
+                self._mismatch(proto)  # still missing: asked of another peer below
                 continue
             del where[cheese["smell"]]
             self.bodies[i] = (cheese, proto)
@@ -239,16 +239,38 @@ class HeadersDownload:
     def _verify(self, indices: List[int]) -> None:
         """Check the signatures of bodies as soon as they arrive (in threads on a
         real reactor, while earlier ones are applied); ``_drain`` applies in order."""
-        cheeses = [self.bodies[i][0] for i in indices]
-        self.sync.verify_signatures(cheeses).addCallbacks(self._verified, self._broken, (indices,))
+        bodies = [self.bodies[i] for i in indices]
+        self.sync.verify_signatures([cheese for cheese, _ in bodies], with_hashes=True).addCallbacks(
+            self._verified, self._broken, (indices, bodies))
 
-    def _verified(self, signed: Set[int], indices: List[int]) -> None:
+    def _verified(self, result: Tuple[Set[int], Dict[int, Optional[str]]], indices: List[int],
+                  bodies: List[Tuple[dict, Any]]) -> None:
         if self.finished:
             return
+        signed, hashes = result
+        lying = False
         for pos, i in enumerate(indices):
-            if i in self.bodies:
-                self.checked[i] = pos in signed
+            if self.bodies.get(i) is not bodies[pos]:
+                continue
+            if hashes.get(pos) != self.chain.headers[i]["info_hash"]:  # not the body of that header
+                proto = bodies[pos][1]
+                del self.bodies[i]
+                self.sources[proto] -= 1
+                self._mismatch(proto)
+                window = i // WINDOW
+                self.failed.setdefault(window, set()).add(proto)
+                if window not in self.retry:
+                    self.retry.append(window)
+                lying = True
+                continue
+            self.checked[i] = pos in signed
+        if lying:
+            self._assign()
         self._drain()
+
+    def _mismatch(self, proto: Any) -> None:
+        self.mismatches += 1
+        proto.misbehaved(MISMATCH_POINTS, "a body that does not match its header")
 
     def _broken(self, failure: Failure) -> None:
         self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
@@ -287,7 +309,7 @@ class HeadersDownload:
                 j += 1
             run = [self.bodies[k][0] for k in range(i, j)]
             run_signed = {k - i for k in range(i, j) if self.checked[k]}
-            hashes = [self.chain.headers[k]["info_hash"] for k in range(i, j)]  # matches_header checked them
+            hashes = [self.chain.headers[k]["info_hash"] for k in range(i, j)]  # _verified checked them
             try:
                 added, error = self.sync.apply_chunk(source, run, run_signed, hashes)
             except StorageError:

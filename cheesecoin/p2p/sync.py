@@ -16,6 +16,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 
 from cheesecoin.core.errors import InvalidCheese, StorageError
+from cheesecoin.core.headers import checked_bodies
 from cheesecoin.core.tx import signed_cheeses
 from cheesecoin.p2p.compact import HEADERS
 from cheesecoin.p2p.headers_sync import HeadersDownload
@@ -109,32 +110,37 @@ class Sync:
     def download_finished(self, download: Download) -> None:
         self.maybe_sync()
 
-    def verify_signatures(self, cheeses: List[dict]) -> Deferred:
+    def verify_signatures(self, cheeses: List[dict], with_hashes: bool = False) -> Deferred:
         """Deferred set of the indices of ``cheeses`` whose transactions are all
-        well formed and signed: in the CPU thread pool (one part per core) with
-        a real reactor, at once with a fake clock."""
+        well formed and signed (with ``with_hashes``: that set and each body's
+        info_hash by index, ``checked_bodies``): in worker processes or the
+        CPU thread pool (one part per core) with a real reactor, at once with
+        a fake clock."""
+        check = checked_bodies if with_hashes else signed_cheeses
         if not self.verify_in_threads or len(cheeses) < 2:
-            return succeed(signed_cheeses(cheeses))
+            return succeed(check(cheeses))
         parts = max(1, min(usable_cores(), len(cheeses)))
         size = -(-len(cheeses) // parts)
         reactor = self.manager.reactor
-        n_txs = sum(len(c.get("unit_of_information", {}).get("transactions", ()))
-                    for c in cheeses if isinstance(c, dict) and isinstance(c.get("unit_of_information"), dict))
-        in_processes = parts > 1 and n_txs >= PROCESS_MIN_TXS
+        in_processes = parts > 1 and sum(map(_tx_count, cheeses)) >= PROCESS_MIN_TXS
 
         def job(i: int) -> Deferred:
             part = cheeses[i : i + size]
             if not in_processes:
-                return defer_to_cpu(signed_cheeses, part, i, reactor=reactor)
+                return defer_to_cpu(check, part, i, reactor=reactor)
             # worker processes (util/cpuprocesspool.py); threads if the pool fails
-            return defer_to_processes(signed_cheeses, part, i, reactor=reactor).addErrback(
-                lambda _f: defer_to_cpu(signed_cheeses, part, i, reactor=reactor))
+            return defer_to_processes(check, part, i, reactor=reactor).addErrback(
+                lambda _f: defer_to_cpu(check, part, i, reactor=reactor))
+
+        def union(results: list) -> Any:
+            if not with_hashes:
+                return set().union(*results)
+            hashes: dict = {}
+            for _, part_hashes in results:
+                hashes.update(part_hashes)
+            return set().union(*(signed for signed, _ in results)), hashes
 
         jobs = [job(i) for i in range(0, len(cheeses), size)]
-
-        def union(results: List[Set[int]]) -> Set[int]:
-            return set().union(*results)
-
         return gatherResults(jobs, consumeErrors=True).addCallback(union)
 
     def apply_chunk(
@@ -156,6 +162,12 @@ class Sync:
                     added += 1
                     self.manager.delivered(proto, len(result.accepted))
         return added, None
+
+
+def _tx_count(cheese: Any) -> int:
+    info = cheese.get("unit_of_information") if isinstance(cheese, dict) else None
+    txs = info.get("transactions") if isinstance(info, dict) else None
+    return len(txs) if isinstance(txs, list) else 0
 
 
 class Download:

@@ -6,16 +6,25 @@ it leads to, so a crash at any point (kill -9) leaves the last committed
 stack, never a half-written one. The commit that moves the tip runs with
 ``synchronous=FULL``; inside a batch (a sync download) commits are atomic but
 not flushed one by one, and the batch ends with one flushed commit.
+
+The address index is derived data: inside a batch its rows wait in memory
+(``address_rows`` reads them too) and are written by the batch's last
+commit, so each index page is written once per batch rather than once per
+cheese (two thirds of the store's cost while syncing). The first commit of
+such a batch records ``index_from`` (the first cheese not indexed) in the
+same transaction; a store opened with that mark (a crash mid-batch)
+indexes those cheeses again before anything else.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import sqlite3
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from cheesecoin.core.cheese import Network, check_smell, canonical
 from cheesecoin.core.errors import InvalidCheese, StorageError
@@ -66,6 +75,8 @@ class SqliteStore:
         self.tip: Optional[str] = None
         self.batch_depth = 0
         self._synchronous = ""  # the connection's PRAGMA synchronous, set again only when it changes
+        self._index_rows: List[Tuple[str, int, int, str]] = []  # address rows this batch has not written
+        self._index_marked = False  # 'index_from' is in meta (rows wait for the flush)
         self._cache: "OrderedDict[str, Tuple[str, dict]]" = OrderedDict()
         self._cache_size = cache_size
         if os.path.isdir(path):
@@ -133,6 +144,19 @@ class SqliteStore:
                 f"({self.network.name}); use another data directory"
             )
         self.tip = meta.get("tip")
+        if "index_from" in meta:  # the last run ended inside a batch: index what it left out
+            self._index_from(int(meta["index_from"]))
+
+    def _index_from(self, first_ord: int) -> None:
+        with self._write("FULL"):
+            rows = self.db.execute("SELECT smell, height, body FROM cheeses WHERE ord >= ?", (first_ord,))
+            for smell, height, body in rows.fetchall():
+                try:
+                    cheese = json.loads(body)
+                except ValueError:
+                    continue  # a damaged row: loading the stack will say so
+                self._index_addresses(smell, height, cheese)
+            self.db.execute("DELETE FROM meta WHERE key = 'index_from'")
 
     def _upgrade_from_1(self) -> None:
         """Schema 1 -> 2: add the address index and fill it from the stored cheeses, in one transaction."""
@@ -148,6 +172,12 @@ class SqliteStore:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
 
     def _index_addresses(self, smell: str, height: int, cheese: dict) -> None:
+        rows = self._address_rows(smell, height, cheese)
+        if rows:
+            self.db.executemany("INSERT OR IGNORE INTO address_txs VALUES (?, ?, ?, ?)", rows)
+
+    @staticmethod
+    def _address_rows(smell: str, height: int, cheese: Any) -> List[Tuple[str, int, int, str]]:
         unit = cheese.get("unit_of_information") if isinstance(cheese, dict) else None
         txs = unit.get("transactions") if isinstance(unit, dict) else None
         rows = []
@@ -157,8 +187,7 @@ class SqliteStore:
             for address in {tx.get("from"), tx.get("to")}:
                 if isinstance(address, str):
                     rows.append((address, height, pos, smell))
-        if rows:
-            self.db.executemany("INSERT OR IGNORE INTO address_txs VALUES (?, ?, ?, ?)", rows)
+        return rows
 
     # -- the store interface of cheesecoin.stack -------------------------------------
 
@@ -217,17 +246,26 @@ class SqliteStore:
         """One transaction: new cheeses, invalid marks and (if moved) the tip."""
         durable = tip is not None and self.batch_depth == 0
         texts = [(node.smell, canonical(cheese).decode("utf-8"), cheese) for node, cheese in added]
+        later = self.batch_depth > 0  # the address rows wait for the batch's end (flush)
+        rows: List[Tuple[str, int, int, str]] = []
         with self._write("FULL" if durable else "NORMAL"):
+            if later and texts and not self._index_marked:
+                self.db.execute("INSERT OR IGNORE INTO meta SELECT 'index_from', COALESCE(MAX(ord), 0) + 1 FROM cheeses")
             for smell, text, cheese in texts:
                 self.db.execute(
                     "INSERT OR IGNORE INTO cheeses (smell, parent, height, body) VALUES (?, ?, ?, ?)",
                     (smell, cheese["parent_smell"], cheese["sequence_number"], text),
                 )
-                self._index_addresses(smell, cheese["sequence_number"], cheese)
+                rows.extend(self._address_rows(smell, cheese["sequence_number"], cheese))
+            if rows and not later:
+                self.db.executemany("INSERT OR IGNORE INTO address_txs VALUES (?, ?, ?, ?)", rows)
             if invalid:
                 self.db.executemany("INSERT OR REPLACE INTO invalid VALUES (?, ?)", invalid)
             if tip is not None:
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (tip,))
+        if later and texts:
+            self._index_rows.extend(rows)
+            self._index_marked = True
         for smell, text, cheese in texts:  # only what is committed is served from the cache
             self._remember(smell, text, cheese)
         if tip is not None:
@@ -242,8 +280,10 @@ class SqliteStore:
             "ORDER BY height DESC, pos DESC",
             (address, limit),
         )
+        waiting = sorted(((h, p, s) for a, h, p, s in self._index_rows if a == address and h < limit), reverse=True)
+        rows = heapq.merge(cursor, waiting, key=lambda row: (row[0], row[1]), reverse=True) if waiting else cursor
         try:
-            for row in cursor:
+            for row in rows:
                 yield row
         except sqlite3.DatabaseError as e:
             raise CorruptStore(f"{self.path} is corrupted: {e}") from None
@@ -251,7 +291,11 @@ class SqliteStore:
     def flush(self) -> None:
         """Make everything committed so far durable (the end of a batch)."""
         with self._write("FULL"):
+            if self._index_marked:
+                self.db.executemany("INSERT OR IGNORE INTO address_txs VALUES (?, ?, ?, ?)", sorted(self._index_rows))
+                self.db.execute("DELETE FROM meta WHERE key = 'index_from'")
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (self.tip or "",))
+        self._index_rows, self._index_marked = [], False
 
     @contextmanager
     def _write(self, synchronous: str) -> Iterator[None]:

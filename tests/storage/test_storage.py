@@ -164,3 +164,59 @@ def test_kill_9_during_writes_reloads_to_a_valid_tip(tmp_path):
         stack.close()
     assert heights == sorted(heights)
     assert heights[-1] > 0
+
+
+def _index_rows(data_dir) -> list:
+    db = sqlite3.connect(str(data_dir / DB_NAME))
+    try:
+        return sorted(db.execute("SELECT address, height, pos, smell FROM address_txs"))
+    finally:
+        db.close()
+
+
+def test_a_batch_writes_the_address_index_at_its_end_and_reads_it_meanwhile(tmp_path):
+    cheeses = payment_stack(NET, 30, 4, n_keys=6)
+    payer = cheeses[-1]["unit_of_information"]["transactions"][0]["from"]
+    reference_stack = reference(cheeses[1:])
+    stack = open_stack(str(tmp_path), NET, clock=lambda: NOW)
+    with stack.batch():
+        for c in cheeses[1:]:
+            stack.add_cheese(c)
+        assert _index_rows(tmp_path) == [], "the rows wait for the batch's end"
+        during = stack.address_history(payer, 500)
+        assert during == reference_stack.address_history(payer, 500) and during, "but are read meanwhile"
+        assert stack.address_history(payer, 3, before=20) == reference_stack.address_history(payer, 3, before=20)
+    rows = _index_rows(tmp_path)
+    assert rows and stack.address_history(payer, 500) == during
+    stack.close()
+    inline = tmp_path / "inline"
+    one_by_one = open_stack(str(inline), NET, clock=lambda: NOW)
+    for c in cheeses[1:]:
+        one_by_one.add_cheese(c)
+    one_by_one.close()
+    assert _index_rows(inline) == rows, "the same rows as cheeses written outside a batch"
+
+
+def test_a_crash_inside_a_batch_leaves_a_mark_and_the_next_open_indexes_again(tmp_path):
+    cheeses = payment_stack(NET, 20, 3, n_keys=5)
+    stack = open_stack(str(tmp_path), NET, clock=lambda: NOW)
+    for c in cheeses[1:8]:
+        stack.add_cheese(c)
+    before = _index_rows(tmp_path)
+    batch = stack.batch()
+    batch.__enter__()
+    for c in cheeses[8:]:
+        stack.add_cheese(c)
+    stack.store.db.close()  # the process dies: the batch never ends
+    db = sqlite3.connect(str(tmp_path / DB_NAME))
+    assert dict(db.execute("SELECT key, value FROM meta")).get("index_from") == "9"  # the Blue Cheese is 1
+    db.close()
+    assert _index_rows(tmp_path) == before
+    reopened = open_stack(str(tmp_path), NET, clock=lambda: NOW)
+    assert reopened.height == len(cheeses) - 1
+    payer = cheeses[-1]["unit_of_information"]["transactions"][0]["from"]
+    assert reopened.address_history(payer, 500) == reference(cheeses[1:]).address_history(payer, 500)
+    db = sqlite3.connect(str(tmp_path / DB_NAME))
+    assert "index_from" not in dict(db.execute("SELECT key, value FROM meta"))
+    db.close()
+    reopened.close()
