@@ -12,12 +12,19 @@ from twisted.internet.task import Clock
 
 from cheesecoin.core.cheese import compact_announcement
 from cheesecoin.core.tx import sign_tx, txid
+from cheesecoin.p2p import compact
 from cheesecoin.p2p.compact import RELAYED_INVALID_POINTS
 from cheesecoin.p2p.protocol import ERROR_POINTS
 from cheesecoin.testing.chain import mine_child
 from cheesecoin.testing.fakes import ADDR, BOB, KEY, NOW, Raw, chain, make_member
 
 FEATURES = ["headers", "compact", "mempool"]
+
+
+@pytest.fixture(autouse=True)
+def validation_waits(monkeypatch):
+    """Every cheese here counts as big enough for its validation to wait."""
+    monkeypatch.setattr(compact, "EARLY_MIN_TXS", 1)
 
 
 @pytest.fixture
@@ -120,3 +127,14 @@ def test_a_cheese_that_would_not_be_the_new_best_is_validated_first(clock) -> No
     assert source.send(compact_announcement(side)) == []
     assert announcements(other) == [] and manager.compact.early_relayed == 0
     assert side["smell"] in manager.node.stack.nodes, "stored at once, as a side branch"
+
+
+def test_a_small_cheese_is_validated_at_once_its_compact_announcements_queued_first(clock, monkeypatch) -> None:
+    monkeypatch.setattr(compact, "EARLY_MIN_TXS", 50)
+    manager, cheeses, source, other, plain = setup(clock)
+    fourth = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, [], note="small")
+    assert source.send(compact_announcement(fourth)) == []
+    assert manager.node.stack.tip.smell == fourth["smell"], "no reactor turn needed"
+    assert announcements(other) == [compact_announcement(fourth)], "once"
+    assert announcements(plain) == [{"type": "ANNOUNCE", "cheese": fourth}]
+    assert manager.compact.early_relayed == 1 and manager.relay.pending == {}
