@@ -22,7 +22,7 @@ from cheesecoin.p2p.compact import HEADERS
 from cheesecoin.p2p.headers_sync import HeadersDownload
 from cheesecoin.p2p.protocol import ERROR_POINTS, RemoteError, RequestTimeout, short
 from cheesecoin.util.cores import usable_cores
-from cheesecoin.util.cpuprocesspool import defer_to_processes
+from cheesecoin.util.cpuprocesspool import defer_to_processes, warm_up
 from cheesecoin.util.cputhreadpool import defer_to_cpu
 from cheesecoin.wire import codec as wire
 from cheesecoin.wire.limits import MAX_COUNT
@@ -30,6 +30,7 @@ from cheesecoin.wire.limits import MAX_COUNT
 STATS_INTERVAL = 60.0  # seconds between stack comparisons; a peer that failed us rests as long
 RELAY_TAIL = 10  # cheeses announced after a sync batch
 SYNC_LOG_THRESHOLD = 500  # log progress when a download is at least this long
+WARM_UP_GAP = 100  # cheeses behind a peer that start the worker processes with the download
 PROCESS_MIN_TXS = 200  # signatures in one check worth sending to worker processes
 MAX_QUEUED_CHUNKS = 2  # downloaded chunks waiting to be checked, at most
 
@@ -64,6 +65,8 @@ class Sync:
         else the version-1 download by locator from this one peer."""
         if proto.download is not None or proto.closing:
             return None
+        if self.verify_in_threads and proto.peer_height - self.manager.node.stack.height >= WARM_UP_GAP:
+            warm_up(self.manager.reactor)  # the signature workers start while the first reply comes
         if HEADERS in self.manager.features and HEADERS in proto.peer_features:
             download: Any = HeadersDownload(self, proto, reason)
         else:

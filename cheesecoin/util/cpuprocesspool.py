@@ -17,6 +17,7 @@ so the next call starts a new one, and the caller may fall back to threads.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Callable, Optional
@@ -29,9 +30,29 @@ _pool: Optional[ProcessPoolExecutor] = None
 _lock = threading.Lock()
 
 
+PRELOAD = ["cheesecoin.core.headers"]  # imported once by the fork server, not by each worker
+
+
 def _context() -> Any:
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+WORKER_NICENESS = 10  # below the reactor: it feeds the workers and answers peers meanwhile
+
+
+def _lower_priority() -> None:
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:  # pragma: no cover - not allowed here: the same priority, still correct
+        pass
 
 
 def _shutdown(pool: ProcessPoolExecutor) -> None:
@@ -50,7 +71,7 @@ def process_pool(reactor: Any) -> Optional[ProcessPoolExecutor]:
         return None
     with _lock:
         if _pool is None:
-            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context())
+            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_lower_priority)
             reactor.addSystemEventTrigger("during", "shutdown", _shutdown, _pool)
         return _pool
 
@@ -84,3 +105,16 @@ def defer_to_processes(f: Callable[..., Any], *args: Any, reactor: Any) -> Defer
 
     future.add_done_callback(lambda done: reactor.callFromThread(fire, done))
     return d
+
+
+def warm_up(reactor: Any) -> None:
+    """Start the workers now (a sync is beginning: they start while headers
+    come), so that the first bodies do not wait for them."""
+    pool = process_pool(reactor)
+    if pool is None:
+        return
+    try:
+        for _ in range(usable_cores()):
+            pool.submit(_ready)
+    except RuntimeError:  # broken or shut down: the next call starts a new pool
+        _shutdown(pool)

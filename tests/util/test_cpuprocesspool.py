@@ -107,3 +107,10 @@ def test_a_sync_checks_signatures_in_threads_when_the_processes_fail(monkeypatch
     sync.verify_in_threads, sync.manager = True, type("M", (), {"reactor": None})()
     assert result_of(sync.verify_signatures(body)) == {0}
     assert used == ["processes", "threads", "processes", "threads"]
+
+
+def test_workers_run_below_the_reactor_and_start_with_a_sync(reactor) -> None:
+    cpuprocesspool.warm_up(reactor)
+    d = cpuprocesspool.defer_to_processes(os.nice, 0, reactor=reactor)
+    reactor.run_one()
+    assert result_of(d) == min(19, os.nice(0) + cpuprocesspool.WORKER_NICENESS)
