@@ -87,7 +87,8 @@ def sync_figures(quick: bool = False) -> List[Dict[str, Any]]:
     return [
         figure(f"{label}, headers first from 1 peer", one, "s (simulated)"),
         figure(f"{label}, headers first from 8 peers: speed-up", one / runs["8 peers"]["sync_seconds"], "x", 1.0,
-               "from 1 peer", goal=">= 4"),
+               "from 1 peer", goal=">= 4" if not quick else ""),  # (#17's goal is for 2,000 cheeses; at 500 the
+        # header round trips and the start are a larger share)
         figure(f"{label}, version 1 from 8 peers: speed-up", one / runs["8 peers, features none"]["sync_seconds"], "x",
                1.0, "from 1 peer"),
     ]
