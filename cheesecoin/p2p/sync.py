@@ -66,7 +66,7 @@ class Sync:
         if proto.download is not None or proto.closing:
             return None
         if self.verify_in_threads and proto.peer_height - self.manager.node.stack.height >= WARM_UP_GAP:
-            warm_up(self.manager.reactor)  # the signature workers start while the first reply comes
+            warm_up(self.manager.reactor, checked_bodies, [])  # the signature workers start while headers come
         if HEADERS in self.manager.features and HEADERS in proto.peer_features:
             download: Any = HeadersDownload(self, proto, reason)
         else:

@@ -30,19 +30,11 @@ _pool: Optional[ProcessPoolExecutor] = None
 _lock = threading.Lock()
 
 
-PRELOAD = ["cheesecoin.core.headers"]  # imported once by the fork server, not by each worker
-
-
 def _context() -> Any:
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
-    return context
-
-
-def _ready() -> int:
-    return os.getpid()
+    # No preload: the first submit would wait in the reactor thread for the
+    # fork server's imports; each worker imports what its first job needs.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 WORKER_NICENESS = 10  # below the reactor: it feeds the workers and answers peers meanwhile
@@ -107,14 +99,20 @@ def defer_to_processes(f: Callable[..., Any], *args: Any, reactor: Any) -> Defer
     return d
 
 
-def warm_up(reactor: Any) -> None:
-    """Start the workers now (a sync is beginning: they start while headers
-    come), so that the first bodies do not wait for them."""
+def warm_up(reactor: Any, f: Callable[..., Any], *args: Any) -> None:
+    """Start the workers now, from another thread (starting a process takes
+    the fork server's round trip), each running ``f(*args)`` once so that it
+    has imported what the real work needs: a sync is beginning, and they come
+    up while the headers do."""
     pool = process_pool(reactor)
     if pool is None:
         return
-    try:
-        for _ in range(usable_cores()):
-            pool.submit(_ready)
-    except RuntimeError:  # broken or shut down: the next call starts a new pool
-        _shutdown(pool)
+
+    def start() -> None:
+        try:
+            for _ in range(usable_cores()):
+                pool.submit(f, *args)
+        except RuntimeError:  # broken or shut down: the next call starts a new pool
+            _shutdown(pool)
+
+    threading.Thread(target=start, name="cheesecoin-warm-up", daemon=True).start()

@@ -100,6 +100,14 @@ def test_a_mining_member_killed_at_random_moments_always_reloads_a_valid_stack(t
     assert heights[-1] > 0
 
 
+def _until_the_bodies_start(proc: Proc, timeout: float = 3.0) -> None:
+    """Until the member has checked the headers and asks for bodies (at most
+    ``timeout``: a member that has the whole stack never does)."""
+    deadline = time.monotonic() + timeout
+    while "headers checked" not in proc.output() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 @pytest.fixture(scope="module")
 def long_stack() -> List[dict]:
     network = make_network("crashsync", bits=1, timestamp=int(time.time()) - 10**6)
@@ -130,6 +138,7 @@ def test_a_syncing_member_killed_at_random_moments_always_reloads_a_valid_stack(
                             "--connect", f"127.0.0.1:{source_port}")
         procs.append(syncer)
         syncer.wait_for("Loaded the stack", timeout=60)
+        _until_the_bodies_start(syncer)  # a random moment of the download, not of its headers
         time.sleep(rng.uniform(0.1, 1.5))
         syncer.kill9()
         reference = check_stored_stack(data_dir, network)

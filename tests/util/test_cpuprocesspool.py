@@ -110,7 +110,7 @@ def test_a_sync_checks_signatures_in_threads_when_the_processes_fail(monkeypatch
 
 
 def test_workers_run_below_the_reactor_and_start_with_a_sync(reactor) -> None:
-    cpuprocesspool.warm_up(reactor)
+    cpuprocesspool.warm_up(reactor, os.getpid)
     d = cpuprocesspool.defer_to_processes(os.nice, 0, reactor=reactor)
     reactor.run_one()
     assert result_of(d) == min(19, os.nice(0) + cpuprocesspool.WORKER_NICENESS)
