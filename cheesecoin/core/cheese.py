@@ -165,14 +165,15 @@ def header_of(cheese: dict, ihash: Optional[str] = None) -> dict:
     return {key: (ihash if key == "info_hash" else cheese[key]) for key in HEADER_FIELDS}
 
 
-def compact_announcement(cheese: dict) -> dict:
-    """The ANNOUNCE_COMPACT message of a (non-Blue) cheese: header, miner, txids, note."""
+def compact_announcement(cheese: dict, ihash: Optional[str] = None, txids: Optional[List[str]] = None) -> dict:
+    """The ANNOUNCE_COMPACT message of a (non-Blue) cheese: header, miner, txids,
+    note (its info_hash and txids not computed again when given)."""
     info = cheese["unit_of_information"]
     msg = {
         "type": "ANNOUNCE_COMPACT",
-        "header": header_of(cheese),
+        "header": header_of(cheese, ihash),
         "miner": info["miner"],
-        "txids": [txid(tx) for tx in info["transactions"]],
+        "txids": txids if txids is not None else [txid(tx) for tx in info["transactions"]],
     }
     if "note" in info:
         msg["note"] = info["note"]

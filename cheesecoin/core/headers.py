@@ -59,37 +59,24 @@ class HeaderChain:
         return added
 
 
-def matches_header(cheese: Any, header: dict) -> bool:
-    """Whether a body is the cheese of ``header``: every shared field equal and
-    SHA1(canonical(unit_of_information)) its info_hash."""
-    if not isinstance(cheese, dict) or not isinstance(cheese.get("unit_of_information"), dict):
-        return False
-    for key, value in header.items():
-        if key != "info_hash" and cheese.get(key) != value:
-            return False
-    try:
-        return info_hash(cheese["unit_of_information"]) == header["info_hash"]
-    except (TypeError, ValueError):
-        return False
-
-
 def matches_fields(cheese: Any, header: dict) -> bool:
-    """``matches_header`` but for the info_hash (computed with the signatures, in ``checked_bodies``)."""
+    """Whether a body has every field of ``header`` but its info_hash (that one is
+    computed with the signatures, in ``checked_bodies``)."""
     if not isinstance(cheese, dict) or not isinstance(cheese.get("unit_of_information"), dict):
         return False
     return all(key == "info_hash" or cheese.get(key) == value for key, value in header.items())
 
 
-def body_hash(cheese: dict) -> Optional[str]:
+def body_hash(cheese: Any) -> Optional[str]:
     """The info_hash of a body, None if it cannot be hashed."""
     try:
         return info_hash(cheese["unit_of_information"])
-    except (TypeError, ValueError, KeyError, RecursionError):
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError):
         return None
 
 
 def checked_bodies(cheeses: list, offset: int = 0) -> Tuple[Set[int], Dict[int, Optional[str]]]:
     """For a worker: (indices plus ``offset`` of the bodies whose transactions
     are well formed and signed, the info_hash of each body by index). Pure."""
-    hashes = {i + offset: body_hash(c) if isinstance(c, dict) else None for i, c in enumerate(cheeses)}
+    hashes = {i + offset: body_hash(c) for i, c in enumerate(cheeses)}
     return signed_cheeses(cheeses, offset), hashes

@@ -220,6 +220,13 @@ class CheeseStack:
         while len(self.invalid) > self.max_invalid:
             self.invalid.popitem(last=False)
 
+    def invalid_rule(self, smell: str) -> Optional[str]:
+        """The rule a cheese we found invalid broke, None if we did not."""
+        known = self.nodes.get(smell)
+        if known is not None:
+            return known.invalid or None
+        return self.invalid.get(smell)
+
     def check_context_free(self, cheese: Any, ihash: Optional[str] = None) -> str:
         """Rules 1 and 5 and the context-free part of 6, signatures aside. Returns
         info_hash (``ihash`` when the caller has already checked the body's hash)."""
@@ -248,8 +255,8 @@ class CheeseStack:
         known = self.nodes.get(smell)
         if (known is not None and not known.invalid) or smell in self.orphans:
             return AddResult("duplicate", smell)
-        if smell in self.invalid or known is not None:
-            rule = known.invalid if known is not None else self.invalid[smell]
+        rule = self.invalid_rule(smell)
+        if rule is not None:
             raise InvalidCheese(rule, f"cheese {smell} is known to be invalid ({rule})")
         if cheese["parent_smell"] not in self.nodes:
             if cheese["parent_smell"] in self.invalid:

@@ -129,10 +129,8 @@ class CompactRelay:
             return
         header = check_header(header)
         smell = header["smell"]
-        stack = self.node.stack
-        known = stack.nodes.get(smell)
-        if smell in stack.invalid or known is not None:  # (a valid one was ignored above)
-            rule = known.invalid if known is not None else stack.invalid[smell]
+        rule = self.node.stack.invalid_rule(smell)
+        if rule is not None:
             proto.penalise_next_error(RELAYED_INVALID_POINTS)  # another honest early relayer, maybe
             raise ProtocolError("invalid-cheese", f"cheese {smell} is known to be invalid ({rule})")
         miner = wire.get_str(msg, "miner", 64)
@@ -181,10 +179,8 @@ class CompactRelay:
             self._whole(proto, header["smell"])  # our transactions are not the ones it was built with
             return
         self.rebuilding.pop(header["smell"], None)
-        announcement = {"type": "ANNOUNCE_COMPACT", "header": header, "miner": miner, "txids": txids}
-        if note is not None:
-            announcement["note"] = note
-        if self.manager.relay.relay_early(proto, cheese, wire.dumps(announcement)):
+        line = wire.dumps(compact_announcement(cheese, header["info_hash"], txids))
+        if self.manager.relay.relay_early(proto, cheese, line):
             self.early_relayed += 1
             if len(txs) >= EARLY_MIN_TXS:
                 # A transport writes when the reactor next polls, and a delayed call

@@ -56,9 +56,7 @@ class Relay:
         try:
             result = self.node.submit_cheese(cheese, proto, ihash=ihash)
         except InvalidCheese as e:
-            points = ERROR_POINTS["invalid-cheese"] if invalid_points is None else invalid_points
-            proto.penalise_next_error(points if e.permanent else 0)
-            raise ProtocolError("invalid-cheese", f"rule {e.rule_number} ({e.rule}): {e.message}")
+            raise self._refused(proto, e, invalid_points)
         except StorageError:  # our disk, not the peer's fault (the node reports it, once)
             raise ProtocolError("busy", "this member cannot store cheeses right now")
         if result.status == "orphan":
@@ -94,8 +92,16 @@ class Relay:
         try:
             stack.check_link(header, parent)
         except InvalidCheese as e:
-            proto.penalise_next_error(ERROR_POINTS["invalid-cheese"] if e.permanent else 0)
-            raise ProtocolError("invalid-cheese", f"rule {e.rule_number} ({e.rule}): {e.message}")
+            raise self._refused(proto, e)
+
+    @staticmethod
+    def _refused(proto: Any, e: InvalidCheese, points: Optional[int] = None) -> ProtocolError:
+        """The invalid-cheese ERROR for ``e``; it costs the peer ``points`` (the
+        invalid-cheese points by default), nothing if the fault may pass."""
+        if points is None:
+            points = ERROR_POINTS["invalid-cheese"]
+        proto.penalise_next_error(points if e.permanent else 0)
+        return ProtocolError("invalid-cheese", f"rule {e.rule_number} ({e.rule}): {e.message}")
 
     def relay_early(self, source: Any, cheese: dict, line: bytes) -> bool:
         """Send a rebuilt compact cheese on to our other compact peers before

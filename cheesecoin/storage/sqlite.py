@@ -149,30 +149,27 @@ class SqliteStore:
 
     def _index_from(self, first_ord: int) -> None:
         with self._write("FULL"):
-            rows = self.db.execute("SELECT smell, height, body FROM cheeses WHERE ord >= ?", (first_ord,))
-            for smell, height, body in rows.fetchall():
-                try:
-                    cheese = json.loads(body)
-                except ValueError:
-                    continue  # a damaged row: loading the stack will say so
-                self._index_addresses(smell, height, cheese)
+            self._index_stored("WHERE ord >= ?", (first_ord,))
             self.db.execute("DELETE FROM meta WHERE key = 'index_from'")
 
     def _upgrade_from_1(self) -> None:
         """Schema 1 -> 2: add the address index and fill it from the stored cheeses, in one transaction."""
         with self._write("FULL"):
             self.db.execute(_ADDRESS_TABLE)
-            rows = self.db.execute("SELECT smell, height, body FROM cheeses ORDER BY ord").fetchall()
-            for smell, height, body in rows:
-                try:
-                    cheese = json.loads(body)
-                except ValueError:
-                    continue  # a damaged row: loading the stack will say so (and --reindex mends it)
-                self._index_addresses(smell, height, cheese)
+            self._index_stored("", ())
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
 
-    def _index_addresses(self, smell: str, height: int, cheese: dict) -> None:
-        rows = self._address_rows(smell, height, cheese)
+    def _index_stored(self, where: str, args: tuple) -> None:
+        """Index the stored cheeses that ``where`` selects (inside a write)."""
+        rows = self.db.execute(f"SELECT smell, height, body FROM cheeses {where} ORDER BY ord", args).fetchall()
+        for smell, height, body in rows:
+            try:
+                cheese = json.loads(body)
+            except ValueError:
+                continue  # a damaged row: loading the stack will say so (and --reindex mends it)
+            self._write_index(self._address_rows(smell, height, cheese))
+
+    def _write_index(self, rows: List[Tuple[str, int, int, str]]) -> None:
         if rows:
             self.db.executemany("INSERT OR IGNORE INTO address_txs VALUES (?, ?, ?, ?)", rows)
 
@@ -257,8 +254,8 @@ class SqliteStore:
                     (smell, cheese["parent_smell"], cheese["sequence_number"], text),
                 )
                 rows.extend(self._address_rows(smell, cheese["sequence_number"], cheese))
-            if rows and not later:
-                self.db.executemany("INSERT OR IGNORE INTO address_txs VALUES (?, ?, ?, ?)", rows)
+            if not later:
+                self._write_index(rows)
             if invalid:
                 self.db.executemany("INSERT OR REPLACE INTO invalid VALUES (?, ?)", invalid)
             if tip is not None:
@@ -292,7 +289,7 @@ class SqliteStore:
         """Make everything committed so far durable (the end of a batch)."""
         with self._write("FULL"):
             if self._index_marked:
-                self.db.executemany("INSERT OR IGNORE INTO address_txs VALUES (?, ?, ?, ?)", sorted(self._index_rows))
+                self._write_index(sorted(self._index_rows))
                 self.db.execute("DELETE FROM meta WHERE key = 'index_from'")
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?)", (self.tip or "",))
         self._index_rows, self._index_marked = [], False
