@@ -5,7 +5,9 @@ Propagation: a tracker and 20 real members (``twistd -n cheesemember``, 8 with
 (a socket speaking HELLO) is connected to every member; a cheese is
 ANNOUNCEd to one member and we time until every member has relayed it to its
 observer (a member relays a cheese as soon as it is on its best stack).
-Figures: p50 and max over several cheeses of "announce to the last member".
+Figures: p50 and max over several cheeses of "announce to the last member",
+and the same network of members started with ``--features none`` (version-1
+relay, the member before section 5.1) in the same run as the limit.
 
 Initial sync: a stack of 1,200 cheeses with 25 signed payments each (quick:
 300) is stored in a seed member's data directory; a fresh member started
@@ -83,6 +85,7 @@ class Observer:
 
 
 def _start_member(tmp: str, name: str, network_file: str, options: List[str], procs: List[Proc]) -> int:
+    """A twistd member on free ports; returns its member port."""
     port = free_port()
     args = ["--network", network_file, "--data-dir", os.path.join(tmp, name, "data"), "--port", str(port),
             "--interface", "127.0.0.1", "--api-port", str(free_port()), "--miner-port", str(free_port())] + options
@@ -98,8 +101,8 @@ def _write_network(tmp: str, network) -> str:
     return path
 
 
-def propagation(n_members: int, n_cheeses: int) -> List[float]:
-    """Seconds from ANNOUNCE to the last member, per cheese."""
+def propagation(n_members: int, n_cheeses: int, features: str = "all") -> List[float]:
+    """Seconds from ANNOUNCE to the last member, per cheese (members started with ``--features``)."""
     network = make_network("bench-propagation", bits=1, timestamp=int(time.time()) - 10**6)
     procs: List[Proc] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,7 +113,8 @@ def propagation(n_members: int, n_cheeses: int) -> List[float]:
                                   os.path.join(tmp, "tracker"))
             procs.append(tracker)
             tracker.wait_for("Tracker waiting for new connection.")
-            ports = [_start_member(tmp, f"m{i}", network_file, ["--tracker", f"127.0.0.1:{tracker_port}"], procs)
+            ports = [_start_member(tmp, f"m{i}", network_file,
+                                   ["--tracker", f"127.0.0.1:{tracker_port}", "--features", features], procs)
                      for i in range(n_members)]
             for proc in procs[1:]:
                 proc.wait_for("Registered with the tracker", timeout=60)
@@ -176,11 +180,14 @@ def initial_sync(n_cheeses: int, per: int) -> Dict[str, float]:
 def run(quick: bool = False) -> List[Dict[str, object]]:
     n_members, n_announce = (8, 10) if quick else (20, 30)
     n_sync, per = (300, 25) if quick else (1200, 25)
+    version1 = statistics.median(propagation(n_members, n_announce, features="none")) * 1000
     latencies = propagation(n_members, n_announce)
     sync = initial_sync(n_sync, per)
     return [
         figure(f"propagation to {n_members} members, p50", statistics.median(latencies) * 1000, "ms",
                goal="< 50 ms"),
+        figure(f"propagation to {n_members} members, p50, against --features none", statistics.median(latencies) * 1000,
+               "ms", version1, "version-1 relay p50 (--features none)", goal="<= 1.0"),
         figure(f"propagation to {n_members} members, max", max(latencies) * 1000, "ms"),
         figure(f"initial sync of {n_sync} cheeses", sync["n_cheeses"] / sync["seconds"], "cheeses/s"),
         figure(f"initial sync, {per} tx per cheese", sync["n_tx"] / sync["seconds"], "tx/s",

@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from cheesecoin.core.cheese import NetworkError, load_network
-from cheesecoin.p2p.manager import REFILL_INTERVAL, PeerManager
+from cheesecoin.p2p.manager import FEATURES, REFILL_INTERVAL, PeerManager
 from cheesecoin.p2p.sync import STATS_INTERVAL
 from cheesecoin.storage.peerfile import load_peers, save_peers
 from cheesecoin.wire.limits import API_PORT, MEMBER_PORT, MINER_PORT, PING_INTERVAL
@@ -98,6 +98,8 @@ class Options(ErrorFirstOptions):
         ["max-inbound", None, 32, "Most inbound member connections at once."],
         ["max-per-ip", None, 64, "Most member connections from one IP address."],
         ["host", None, None, "Host name or address to advertise to the tracker (default: as the tracker sees us)."],
+        ["features", None, "all", "The section 5.1 features to list in HELLO: all (headers, compact, mempool) or none "
+                                  "(version-1 relay and sync, as a member before them)."],
     ]
 
     def __init__(self) -> None:
@@ -120,6 +122,8 @@ class Options(ErrorFirstOptions):
         self["max-per-ip"] = integer_option("max-per-ip", self["max-per-ip"], 1, 100000)
         for name in ("interface", "api-interface", "miner-interface"):
             self[name] = interface_option(name, self[name])
+        if self["features"] not in ("all", "none"):
+            raise usage.UsageError(f"--features must be all or none, not {self['features']!r}")
         if self["tracker"] is not None:
             self["tracker"] = parse_host_port("tracker", self["tracker"])
         host = self["host"]
@@ -300,6 +304,7 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
         target_peers=config["peers"],
         max_inbound=config["max-inbound"],
         max_per_ip=config["max-per-ip"],
+        features=FEATURES if config.get("features", "all") == "all" else (),
     )
     for host, port in config["connect"]:
         manager.add_persistent(host, port)

@@ -13,10 +13,11 @@ cheese is being rebuilt, other announcements of it are ignored.
 
 Early relay: a header is checked against its parent (rules 2 to 4) as soon as
 it arrives; once the body is rebuilt and matches its ``info_hash``, a cheese
-that would be our new best goes on to our other compact peers at once, and
-its full validation (ledger, signatures, the store) runs on the next reactor
-turn after those announcements are written (for a cheese of EARLY_MIN_TXS or
-more; a smaller one is validated at once, its announcements queued first).
+that would be our new best goes on to our other compact peers at the
+reactor's next turn, skipping those whose announcement of it we read
+meanwhile (``Relay.relay_early``), and its full validation (ledger,
+signatures, the store) runs after those announcements are written (for a
+cheese of EARLY_MIN_TXS or more; a smaller one is validated at once).
 Because an honest member relays
 a body it has not validated yet, the announcer of a compact cheese whose
 header is valid but whose body breaks a rule loses RELAYED_INVALID_POINTS,
@@ -140,6 +141,7 @@ class CompactRelay:
         note = wire.get_str(msg, "note", MAX_NOTE) if "note" in msg else None
         self.manager.relay.check_header_link(proto, header)  # rules 2 to 4, when we hold its parent
         if smell in self.rebuilding or smell in self.manager.relay.pending:
+            self.manager.relay.note_holder(proto, smell)
             return  # another peer's announcement of it is being rebuilt, or validated
         if len(self.rebuilding) >= MAX_REBUILDING:
             self.rebuilding.popitem(last=False)

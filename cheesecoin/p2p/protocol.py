@@ -164,6 +164,14 @@ class MemberProtocol(JsonLineProtocol):
 
     def line_received(self, line: bytes) -> None:
         self.last_seen = self.manager.clock.seconds()
+        if self.ready:
+            # Every peer but the first announces a cheese to us: one we have is
+            # ignored (section 5) before its line is decoded.
+            seen = wire.announced_smell(line)
+            if seen is not None and self.manager.relay.already_have(self, seen[1]):
+                if self.traffic is not None:
+                    self.traffic("in", seen[0], len(line) + 1)
+                return
         super().line_received(line)
 
     def dispatch(self, msg: dict) -> None:

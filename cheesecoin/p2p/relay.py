@@ -17,6 +17,7 @@ from cheesecoin.p2p.sync import RELAY_TAIL
 from cheesecoin.wire import codec as wire
 
 FLUSH_DELAY = 0.05  # seconds between accepting an announced cheese and the fsync
+MAX_HOLDERS = 64  # recent cheeses whose announcers we remember
 STALE_TX_RULES = frozenset({"tx-nonce", "tx-balance", "tx-fee"})  # honest races, a light penalty
 
 
@@ -32,6 +33,7 @@ class Relay:
         self.log = manager.log
         self.announced: "OrderedDict[str, None]" = OrderedDict()
         self.early: "OrderedDict[str, None]" = OrderedDict()  # sent to compact peers before validation
+        self.holders: "OrderedDict[str, set]" = OrderedDict()  # recent smells: the peers that announced them
         self.pending: Dict[str, dict] = {}  # those cheeses while their validation waits (GET_TXS answers)
         self._batch_depth = 0
         self._batch: List[Tuple[int, str]] = []  # (height, smell) connected during a batch
@@ -78,6 +80,9 @@ class Relay:
         known = self.node.stack.nodes.get(smell) if isinstance(smell, str) else None
         if known is None or known.invalid:
             return False
+        holders = self.holders.get(smell)
+        if holders is not None:
+            holders.add(proto)
         if known.work > proto.peer_work:
             proto.peer_height, proto.peer_tip, proto.peer_work = known.height, known.smell, known.work
         return True
@@ -106,8 +111,11 @@ class Relay:
     def relay_early(self, source: Any, cheese: dict, line: bytes) -> bool:
         """Send a rebuilt compact cheese on to our other compact peers before
         its full validation, if it would be our new best (its header is
-        checked). Returns whether any peer was sent it: its validation should
-        then wait a reactor turn so that those lines are written first."""
+        checked). The lines are pushed by a call at the reactor's next turn,
+        which comes before its next poll writes them: by then the other
+        announcements of this cheese read in the same poll have named peers
+        that have it (``note_holder``), and they are skipped. Returns whether
+        it is to be sent: its validation may then wait until it is written."""
         stack = self.node.stack
         smell = cheese["smell"]
         parent = stack.nodes.get(cheese["parent_smell"])
@@ -115,9 +123,8 @@ class Relay:
                 or smell in stack.nodes or smell in stack.invalid
                 or parent.work + work_of(cheese["bits"]) <= stack.tip.work):
             return False
-        targets = [p for p in self.manager.peers.values()
-                   if p is not source and COMPACT in p.peer_features and p.peer_tip != smell]
-        if not targets:
+        if not any(p is not source and COMPACT in p.peer_features and p.peer_tip != smell
+                   for p in self.manager.peers.values()):
             return False
         try:
             check_member_info(cheese["unit_of_information"], self.node.network.max_transactions)
@@ -126,10 +133,27 @@ class Relay:
         self.early[smell] = None
         while len(self.early) > 10000:
             self.early.popitem(last=False)
-        for p in targets:
-            p.push_line(line)
+        self.note_holder(source, smell)
+        self.manager.clock.callLater(0, self._push_early, smell, line)
         self.pending[smell] = cheese
         return True
+
+    def note_holder(self, proto: Any, smell: str) -> None:
+        """``proto`` announced ``smell`` to us: it is not sent it back."""
+        holders = self.holders.get(smell)
+        if holders is None:
+            holders = self.holders[smell] = set()
+            while len(self.holders) > MAX_HOLDERS:
+                self.holders.popitem(last=False)
+        holders.add(proto)
+
+    def _push_early(self, smell: str, line: bytes) -> None:
+        if smell in self.node.stack.invalid:
+            return  # a small cheese, validated (and refused) before its turn came
+        holders = self.holders.get(smell, ())
+        for p in list(self.manager.peers.values()):
+            if p not in holders and COMPACT in p.peer_features and p.peer_tip != smell:
+                p.push_line(line)
 
     def receive_tx(self, proto: Any, tx: dict) -> None:
         """A pushed TX: into the mempool (relayed by on_tx), silently if we have it."""
@@ -230,8 +254,9 @@ class Relay:
                 continue
             line = compact_line = None  # each built when a peer needs it
             use_compact = COMPACT in self.manager.features
+            holders = self.holders.get(smell, ())
             for p in list(self.manager.peers.values()):
-                if p is not source and p.peer_tip != smell:
+                if p is not source and p.peer_tip != smell and p not in holders:
                     if use_compact and COMPACT in p.peer_features:  # section 5.1: header and txids only
                         if smell in self.early:
                             continue  # sent before its validation (relay_early)

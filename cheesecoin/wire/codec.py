@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from cheesecoin.core.errors import BadMessage, ProtocolError
 from cheesecoin.core.formats import ADDRESS_RE, MAX_INT, MAX_LINE, SMELL_RE  # noqa: F401  (part of the codec's API)
@@ -101,6 +101,32 @@ def parse_message(line: bytes) -> dict:
     if not isinstance(msg.get("type"), str):
         raise BadMessage("the message has no string field 'type'")
     return msg
+
+
+_ANNOUNCE_PREFIX = b'{"type":"ANNOUNCE'
+_SMELL_KEY = b'"smell":"'
+_SMELL_VALUE = re.compile(rb'[0-9a-f]{40}"')
+
+
+def announced_smell(line: bytes) -> Optional[Tuple[str, str]]:
+    """(type, smell) of an ANNOUNCE or ANNOUNCE_COMPACT line as our encoder
+    writes it, read without decoding it: the line holds exactly one
+    ``"smell":"`` (a cheese's or a header's own; inside a JSON string those
+    quotes would be escaped). None for any other line, which is then parsed.
+    Lets a member drop the announcements of a cheese it has (most of them)
+    without decoding each."""
+    if not line.startswith(_ANNOUNCE_PREFIX):
+        return None
+    if line.startswith(b'",', 17):
+        kind = "ANNOUNCE"
+    elif line.startswith(b'_COMPACT",', 17):
+        kind = "ANNOUNCE_COMPACT"
+    else:
+        return None
+    at = line.find(_SMELL_KEY)
+    if at < 0 or line.find(_SMELL_KEY, at + 9) >= 0 or not _SMELL_VALUE.match(line, at + 9):
+        return None
+    return kind, line[at + 9:at + 49].decode("ascii")
 
 
 def message_id(msg: Any) -> Any:

@@ -38,6 +38,7 @@ def test_defaults(tmp_path) -> None:
     assert options["interface"] == "0.0.0.0" and options["api-interface"] == "127.0.0.1"
     assert options["peers"] == 8 and options["max-inbound"] == 32 and options["mining-workers"] == 0
     assert not options["mine"] and options["tracker"] is None and options["connect"] == []
+    assert options["features"] == "all"
     assert options["network-object"].name == "cheesecoin"
     assert options["data-dir"].endswith("cheesecoin-data")
 
@@ -68,12 +69,29 @@ def test_connect_repeats_and_tracker_parses(tmp_path) -> None:
         (["--peers", "-1"], "--peers"),
         (["--network", "/nonexistent/net.json"], "cannot read network file"),
         (["--mine", "--no-mine"], "contradict"),
+        (["--features", "compact"], "--features"),
     ],
 )
 def test_bad_options_are_one_clear_usage_error(args: List[str], words: str) -> None:
     with pytest.raises(usage.UsageError) as e:
         parse(*args)
     assert words in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("features, listed", [("all", ["headers", "compact", "mempool"]), ("none", None)])
+def test_features_none_makes_a_member_of_before_section_5_1(tmp_path, features: str, listed) -> None:
+    """--features none: a HELLO without features, so peers use version-1 relay and sync with it."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from cheesecoin.member.tap import makeService
+
+    top = makeService(parse("--data-dir", str(tmp_path / "data"), "--port", "0", "--api-port", "0",
+                            "--miner-port", "0", "--features", features), reactor=MemoryReactorClock())
+    try:
+        assert top.manager.hello_message().get("features") == listed
+    finally:
+        top.startService()
+        top.stopService()
 
 
 def test_invalid_network_file(tmp_path) -> None:

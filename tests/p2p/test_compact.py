@@ -143,3 +143,33 @@ def test_two_compact_members_relay_a_cheese_with_payments_as_compact(clock) -> N
     a.node.submit_cheese(fourth, "miner")
     net.flush()
     assert b.node.stack.tip.smell == fourth["smell"] and b.compact.rebuilt == 1
+
+
+def test_an_announcement_of_a_cheese_we_have_is_dropped_unread(clock, monkeypatch) -> None:
+    """Every peer but the first announces a cheese: a line of one we have (as
+    our encoder writes it) is ignored before decoding, still counted as traffic;
+    the same line about a cheese we lack is decoded and its bad field refused."""
+    from cheesecoin.wire import codec
+    from cheesecoin.wire.codec import dumps
+
+    decoded = []
+    parse = codec.parse_message
+    monkeypatch.setattr(codec, "parse_message", lambda line: decoded.append(line) or parse(line))
+    counted = []
+    manager, cheeses, _, _ = setup(clock)
+    manager.traffic = lambda direction, kind, size: counted.append((direction, kind))
+    raw = compact_peer(manager)
+    for have, code in ((cheeses[-1], None), (chain(1, parent=cheeses[-1], miner=BOB)[0], "bad-message")):
+        msg = compact_announcement(have)
+        msg["miner"] = "not an address"
+        for line in (dumps(msg)[:-1], dumps({"type": "ANNOUNCE", "cheese": dict(have, nonce="x")})[:-1]):
+            counted.clear(), decoded.clear()
+            replies = raw.send(line)
+            kind = line[9:line.index(b'",')].decode()
+            assert ("in", kind) in counted
+            if code is None:
+                assert replies == [] and decoded == [], "a cheese we have: not decoded, not refused"
+            else:
+                assert decoded == [line]
+                assert [r["code"] for r in replies] in (["bad-message"], ["invalid-cheese"]), replies
+    assert manager.node.stack.tip.smell == cheeses[-1]["smell"]

@@ -53,6 +53,18 @@ def announcements(raw):
     return [m for m in raw.replies() if m["type"].startswith("ANNOUNCE")]
 
 
+def reactor_turn(clock: Clock) -> None:
+    """Run the delayed calls due now, not the ones they make: a reactor's
+    runUntilCurrent, which comes between two polls (``Clock.advance`` would
+    also run the calls made meanwhile)."""
+    due = [c for c in clock.getDelayedCalls() if c.getTime() <= clock.seconds()]
+    for call in sorted(due, key=lambda c: c.getTime()):
+        if call.active():
+            clock.calls.remove(call)
+            call.called = 1
+            call.func(*call.args, **call.kw)
+
+
 def test_a_new_best_compact_cheese_goes_on_before_it_is_validated(clock) -> None:
     manager, cheeses, source, other, plain = setup(clock)
     txs = [sign_tx(KEY, BOB, 1, 1, 0, "a")]
@@ -60,6 +72,8 @@ def test_a_new_best_compact_cheese_goes_on_before_it_is_validated(clock) -> None
     other.replies(), source.replies(), plain.replies()
     fourth = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, txs, note="early")
     assert source.send(compact_announcement(fourth)) == []
+    assert announcements(other) == [], "pushed at the reactor's turn after this poll's reads"
+    reactor_turn(clock)
     assert announcements(other) == [compact_announcement(fourth)], "relayed before validation"
     assert manager.node.stack.tip.smell == cheeses[-1]["smell"], "not validated yet"
     assert announcements(plain) == [], "a version-1 peer gets the whole cheese only once it is valid"
@@ -76,6 +90,7 @@ def test_a_peer_asking_for_the_transactions_meanwhile_gets_them(clock) -> None:
     fourth = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, txs)
     [ask] = source.send(compact_announcement(fourth))
     source.send({"type": "TXS", "transactions": txs, "id": ask["id"]})
+    reactor_turn(clock)
     assert announcements(other) == [compact_announcement(fourth)]
     [reply] = other.send({"type": "GET_TXS", "txids": [txid(txs[0])], "smell": fourth["smell"], "id": 7})
     assert reply == {"type": "TXS", "transactions": txs, "id": 7}, "answered from the cheese being validated"
@@ -100,6 +115,7 @@ def test_an_invalid_body_costs_the_announcer_only_the_relayed_points(clock) -> N
     [ask] = source.send(compact_announcement(bad))
     assert ask["type"] == "GET_TXS"
     assert source.send({"type": "TXS", "transactions": overspend, "id": ask["id"]}) == []
+    reactor_turn(clock)
     assert announcements(other) == [compact_announcement(bad)], "its header was valid: relayed on"
     clock.advance(0)
     [error] = source.replies()
@@ -129,12 +145,49 @@ def test_a_cheese_that_would_not_be_the_new_best_is_validated_first(clock) -> No
     assert side["smell"] in manager.node.stack.nodes, "stored at once, as a side branch"
 
 
-def test_a_small_cheese_is_validated_at_once_its_compact_announcements_queued_first(clock, monkeypatch) -> None:
+def test_a_small_cheese_is_validated_at_once_its_compact_announcements_written_in_the_same_turn(
+        clock, monkeypatch) -> None:
     monkeypatch.setattr(compact, "EARLY_MIN_TXS", 50)
     manager, cheeses, source, other, plain = setup(clock)
     fourth = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, [], note="small")
     assert source.send(compact_announcement(fourth)) == []
     assert manager.node.stack.tip.smell == fourth["smell"], "no reactor turn needed"
-    assert announcements(other) == [compact_announcement(fourth)], "once"
     assert announcements(plain) == [{"type": "ANNOUNCE", "cheese": fourth}]
+    reactor_turn(clock)  # the transports write both at the poll after it
+    assert announcements(other) == [compact_announcement(fourth)], "once"
     assert manager.compact.early_relayed == 1 and manager.relay.pending == {}
+
+
+def test_a_peer_that_announced_the_cheese_meanwhile_is_not_sent_it(clock) -> None:
+    """Announcements read in the same poll tell us who has the cheese: the
+    early relay of the reactor's next turn skips them (and the source)."""
+    manager, cheeses, source, other, plain = setup(clock)
+    third = Raw(manager, host="10.0.0.8")
+    third.hello(node_id="88", features=FEATURES)
+    third.replies()
+    txs = [sign_tx(KEY, BOB, 1, 1, 0, "a")]
+    manager.node.submit_tx(txs[0])
+    for raw in (source, other, third, plain):
+        raw.replies()
+    fourth = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, txs, note="flood")
+    assert source.send(compact_announcement(fourth)) == []
+    assert other.send(compact_announcement(fourth)) == [], "a second announcement, while it waits: ignored"
+    reactor_turn(clock)
+    assert announcements(third) == [compact_announcement(fourth)]
+    assert announcements(other) == [] and announcements(source) == []
+    clock.advance(0)
+    assert manager.node.stack.tip.smell == fourth["smell"]
+    assert other.send(compact_announcement(fourth)) == [], "and once it is ours: ignored, unread"
+    assert manager.relay.holders[fourth["smell"]] >= {source.proto, other.proto}
+
+
+def test_a_small_cheese_refused_at_once_is_not_relayed_at_the_next_turn(clock, monkeypatch) -> None:
+    monkeypatch.setattr(compact, "EARLY_MIN_TXS", 50)
+    manager, cheeses, source, other, plain = setup(clock)
+    overspend = [sign_tx(KEY, BOB, 10**12, 1, 0, "too much")]
+    bad = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, overspend)
+    [ask] = source.send(compact_announcement(bad))
+    [error] = source.send({"type": "TXS", "transactions": overspend, "id": ask["id"]})
+    assert error["code"] == "invalid-cheese" and source.proto.score == RELAYED_INVALID_POINTS
+    reactor_turn(clock)
+    assert announcements(other) == [] and announcements(plain) == []
