@@ -155,6 +155,7 @@ def check_smell(cheese: dict, ihash: Optional[str] = None) -> str:
 
 
 HEADER_FIELDS = ("parent_smell", "sequence_number", "timestamp", "bits", "info_hash", "nonce", "smell")
+_HEADER_ONLY = frozenset(HEADER_FIELDS) - {"info_hash"}  # a cheese's fields but its body
 
 
 def header_of(cheese: dict, ihash: Optional[str] = None) -> dict:
@@ -163,6 +164,33 @@ def header_of(cheese: dict, ihash: Optional[str] = None) -> dict:
     if ihash is None:
         ihash = info_hash(cheese["unit_of_information"])
     return {key: (ihash if key == "info_hash" else cheese[key]) for key in HEADER_FIELDS}
+
+
+_BODY_KEY = '"unit_of_information":'
+
+
+def header_from_text(text: str) -> dict:
+    """The header of a cheese from its canonical text (what the store keeps),
+    without decoding its body: sorted keys put ``unit_of_information`` last,
+    so the text after that key is canonical(body), whose SHA1 is the
+    info_hash. The header's smell is checked against that info_hash (one
+    SHA1 of the preimage); a text of any other shape, or one that fails
+    the check, is decoded and hashed the long way."""
+    at = text.find(_BODY_KEY)
+    if at > 0 and text.endswith("}"):
+        try:
+            fields = json.loads(text[:at - 1] + "}")
+        except ValueError:
+            fields = None
+        if isinstance(fields, dict) and fields.keys() == _HEADER_ONLY:
+            ihash = sha1_hex(text[at + len(_BODY_KEY):-1].encode("utf-8"))
+            try:
+                smell = compute_smell(fields, ihash)
+            except (TypeError, ValueError, KeyError):
+                smell = None
+            if smell == fields["smell"]:
+                return {key: (ihash if key == "info_hash" else fields[key]) for key in HEADER_FIELDS}
+    return header_of(json.loads(text))
 
 
 def compact_announcement(cheese: dict, ihash: Optional[str] = None, txids: Optional[List[str]] = None) -> dict:

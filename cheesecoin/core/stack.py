@@ -20,6 +20,7 @@ from cheesecoin.core.cheese import (
     check_header_format,
     check_member_info,
     check_smell,
+    header_from_text,
 )
 from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.ledger import Ledger
@@ -131,6 +132,14 @@ class CheeseStack:
         if smell not in self.nodes:
             return None
         return self.store.get_text(smell)
+
+    def header_at(self, height: int) -> Optional[dict]:
+        """The header of the best-stack cheese at ``height`` (section 5.1), from
+        its stored text: the body is neither decoded nor encoded again."""
+        if 0 <= height < len(self.main):
+            text = self.store.get_text(self.main[height].smell, cache=False)
+            return None if text is None else header_from_text(text)
+        return None
 
     def get_by_height(self, height: int) -> Optional[dict]:
         if 0 <= height < len(self.main):

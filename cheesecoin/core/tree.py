@@ -83,7 +83,7 @@ class MemoryStore:
     def get(self, smell: str) -> Optional[dict]:
         return self.bodies.get(smell)
 
-    def get_text(self, smell: str) -> Optional[str]:
+    def get_text(self, smell: str, cache: bool = True) -> Optional[str]:
         cheese = self.bodies.get(smell)
         return None if cheese is None else canonical(cheese).decode("utf-8")
 

@@ -34,7 +34,6 @@ from typing import Any, List, Optional
 from cheesecoin.core.cheese import (
     HEADER_FIELDS,
     compact_announcement,
-    header_of,
     info_hash,
     meets_pow,
     preimage_prefix,
@@ -97,7 +96,7 @@ class CompactRelay:
         out = []
         size = 64
         for height in range(start, min(stack.height + 1, start + count)):
-            header = header_of(stack.get_by_height(height))
+            header = stack.header_at(height)
             size += 300
             if size > wire.MAX_LINE - 4096:
                 break

@@ -215,7 +215,9 @@ class SqliteStore:
         except InvalidCheese as e:
             raise CorruptStore(f"{self.path}: a stored cheese is corrupted ({e.message})") from None
 
-    def get_text(self, smell: str) -> Optional[str]:
+    def get_text(self, smell: str, cache: bool = True) -> Optional[str]:
+        """The canonical text of a stored cheese; with ``cache`` it is also
+        decoded into the cache of recent cheeses (not for a text only passed on)."""
         entry = self._cache.get(smell)
         if entry is not None:
             self._cache.move_to_end(smell)
@@ -223,7 +225,8 @@ class SqliteStore:
         row = self.db.execute("SELECT body FROM cheeses WHERE smell = ?", (smell,)).fetchone()
         if row is None:
             return None
-        self._remember(smell, row[0], json.loads(row[0]))
+        if cache:
+            self._remember(smell, row[0], json.loads(row[0]))
         return row[0]
 
     def get(self, smell: str) -> Optional[dict]:

@@ -129,3 +129,35 @@ def test_an_invalid_cheese_changes_nothing(infos, who, amount):
     except InvalidCheese as e:
         assert e.rule in ("tx-balance", "tx-double-spend")
     assert ledger == before
+
+
+@settings(max_examples=150, deadline=None)
+@given(note=st.lists(st.sampled_from(['"unit_of_information":', '"', "\\", "}", "{", ",", "a", "é", "\n"]),
+                     max_size=12).map("".join),
+       memo=st.text(max_size=12), spaced=st.booleans())
+def test_a_header_from_a_stored_text_is_the_header_of_its_cheese(note, memo, spaced):
+    """header_from_text slices the body out of a canonical text; any text
+    (other key order, spaces) still gives the cheese's header, the long way."""
+    from cheesecoin.core.cheese import header_from_text, header_of
+    from cheesecoin.testing.chain import mine_child, make_network
+
+    network = make_network("headertext", bits=1, timestamp=1_000_000)
+    key = key_from_seed("header-text")
+    tx = sign_tx(key, "ab" * 32, 1, 1, 0, memo)
+    cheese = mine_child(network.blue_cheese, 1, address_of(key), [tx], note=note or None)
+    text = canonical(cheese).decode("utf-8")
+    if spaced:
+        text = json.dumps(dict(reversed(list(cheese.items()))), ensure_ascii=False, indent=1)
+    assert header_from_text(text) == header_of(cheese)
+
+
+def test_a_stored_text_whose_body_is_not_canonical_is_hashed_the_long_way():
+    """A body spelled otherwise (here: a space) has another SHA1: the smell
+    check catches it and the header still carries the real info_hash."""
+    from cheesecoin.core.cheese import header_from_text, header_of
+    from cheesecoin.testing.chain import mine_child, make_network
+
+    network = make_network("headertext", bits=1, timestamp=1_000_000)
+    cheese = mine_child(network.blue_cheese, 1, "cd" * 32, [])
+    text = canonical(cheese).decode("utf-8").replace('"transactions":[]', '"transactions": []')
+    assert header_from_text(text) == header_of(cheese)

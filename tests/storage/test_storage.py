@@ -52,6 +52,24 @@ def test_reload_gives_the_same_stack_and_ledger(tmp_path):
     assert again.tx_height(txid(some_tx)) == 60
 
 
+def test_headers_are_read_from_the_stored_texts(tmp_path):
+    """header_at serves section 5.1 headers from the stored canonical texts
+    (bodies not decoded): the same headers as from the decoded cheeses, and
+    without filling the cache of decoded cheeses."""
+    from cheesecoin.core.cheese import header_of
+
+    cheeses = payment_stack(NET, 30, 4, n_keys=5)
+    stack = open_stack(str(tmp_path), NET, clock=lambda: NOW)
+    for c in cheeses[1:]:
+        stack.add_cheese(c)
+    stack.close()
+    again = open_stack(str(tmp_path), NET, clock=lambda: NOW)
+    again.store._cache.clear()
+    assert [again.header_at(h) for h in range(1, 31)] == [header_of(c) for c in cheeses[1:]]
+    assert len(again.store._cache) == 0 and again.header_at(31) is None
+    again.close()
+
+
 def test_reload_keeps_the_first_seen_tip_on_a_tie(tmp_path):
     one = [mine_child(NET.blue_cheese, NET.bits, A)]
     two = [mine_child(NET.blue_cheese, NET.bits, B, timestamp=BASE_TIME + 7)]
