@@ -128,10 +128,12 @@ class CheeseStack:
             return None
         return self.store.get(smell)
 
-    def get_text(self, smell: str) -> Optional[str]:
+    def get_text(self, smell: str, cache: bool = True) -> Optional[str]:
+        """The canonical text of a cheese we hold; ``cache=False`` for a text
+        only passed on to a peer (not decoded into the store's cache)."""
         if smell not in self.nodes:
             return None
-        return self.store.get_text(smell)
+        return self.store.get_text(smell, cache)
 
     def header_at(self, height: int) -> Optional[dict]:
         """The header of the best-stack cheese at ``height`` (section 5.1), from
@@ -193,7 +195,7 @@ class CheeseStack:
         out: List[str] = []
         total = 0
         for height in range(max(0, start), min(len(self.main), start + max(0, min(count, MAX_COUNT)))):
-            text = self.store.get_text(self.main[height].smell)
+            text = self.store.get_text(self.main[height].smell, cache=False)
             total += len(text.encode("utf-8")) + 1
             if total > max_bytes:
                 break

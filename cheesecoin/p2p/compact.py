@@ -106,7 +106,7 @@ class CompactRelay:
     def cheeses_by_smell(self, smells: List[str]) -> List[str]:
         stack, texts, size = self.node.stack, [], 64
         for smell in smells:
-            text = stack.get_text(smell)
+            text = stack.get_text(smell, cache=False)
             if text is None:
                 continue
             size += len(text.encode("utf-8")) + 1

@@ -142,9 +142,9 @@ class ReadyState:
         stack = self.manager.node.stack
         if "sequence_number" in msg:
             height = wire.get_int(msg, "sequence_number")
-            text = stack.get_text(stack.main[height].smell) if height <= stack.height else None
+            text = stack.get_text(stack.main[height].smell, cache=False) if height <= stack.height else None
         else:
-            text = stack.get_text(wire.get_smell(msg, "smell"))
+            text = stack.get_text(wire.get_smell(msg, "smell"), cache=False)
         if text is None:
             raise ProtocolError("not-found", "no such cheese here")
         self.protocol.write_line(('{"type":"CHEESE","cheese":' + text + id_suffix(wire.message_id(msg)) + "}\n").encode("utf-8"))
