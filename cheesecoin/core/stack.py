@@ -15,13 +15,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from cheesecoin.core.cheese import (
-    Network,
-    check_header_format,
-    check_member_info,
-    check_smell,
-    header_from_text,
-)
+from cheesecoin.core.cheese import Network, check_header_format, check_member_info, check_smell, header_from_text
 from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.ledger import Ledger
 from cheesecoin.core.formats import MAX_COUNT, MAX_LINE
@@ -129,15 +123,13 @@ class CheeseStack:
         return self.store.get(smell)
 
     def get_text(self, smell: str, cache: bool = True) -> Optional[str]:
-        """The canonical text of a cheese we hold; ``cache=False`` for a text
-        only passed on to a peer (not decoded into the store's cache)."""
+        """Its canonical text; ``cache=False``: not decoded into the store's cache."""
         if smell not in self.nodes:
             return None
         return self.store.get_text(smell, cache)
 
     def header_at(self, height: int) -> Optional[dict]:
-        """The header of the best-stack cheese at ``height`` (section 5.1), from
-        its stored text: the body is neither decoded nor encoded again."""
+        """The header of the best-stack cheese at ``height``, from its stored text."""
         if 0 <= height < len(self.main):
             text = self.store.get_text(self.main[height].smell, cache=False)
             return None if text is None else header_from_text(text)
