@@ -12,6 +12,8 @@ it must not ``fork`` itself), stopped when ``reactor`` shuts down, and only
 used when there are at least two cores. A result comes back to the reactor
 thread with ``callFromThread``; a broken pool (a killed worker) is dropped,
 so the next call starts a new one, and the caller may fall back to threads.
+Each worker ends itself within WATCH_INTERVAL once the member is gone, however
+it went (the pool's own shutdown does not reach workers of a killed member).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Callable, Optional
 
@@ -38,13 +41,43 @@ def _context() -> Any:
 
 
 WORKER_NICENESS = 10  # below the reactor: it feeds the workers and answers peers meanwhile
+WATCH_INTERVAL = 0.5  # seconds between a worker's checks that its member still runs
 
 
-def _lower_priority() -> None:
+def _start_worker(member: int) -> None:
+    """A worker's initializer: a lower priority, and a thread that ends the
+    worker once ``member`` (the process that made the pool) is gone. Without
+    it a member killed with SIGKILL, or one whose shutdown did not reach its
+    workers, left them waiting for work forever, and with them the fork
+    server (each worker holds its "alive" pipe)."""
     try:
         os.nice(WORKER_NICENESS)
     except OSError:  # pragma: no cover - not allowed here: the same priority, still correct
         pass
+    threading.Thread(target=_watch_member, args=(member,), name="cheesecoin-member-watch", daemon=True).start()
+
+
+def _member_gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[:1] in ([b"Z"], [b"X"])
+    except FileNotFoundError:
+        return True
+    except OSError:  # pragma: no cover - no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
+
+
+def _watch_member(pid: int) -> None:
+    while not _member_gone(pid):
+        time.sleep(WATCH_INTERVAL)
+    os._exit(0)
 
 
 def _shutdown(pool: ProcessPoolExecutor) -> None:
@@ -63,7 +96,8 @@ def process_pool(reactor: Any) -> Optional[ProcessPoolExecutor]:
         return None
     with _lock:
         if _pool is None:
-            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_lower_priority)
+            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_start_worker,
+                                        initargs=(os.getpid(),))
             reactor.addSystemEventTrigger("during", "shutdown", _shutdown, _pool)
         return _pool
 

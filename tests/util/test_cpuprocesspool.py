@@ -114,3 +114,42 @@ def test_workers_run_below_the_reactor_and_start_with_a_sync(reactor) -> None:
     d = cpuprocesspool.defer_to_processes(os.nice, 0, reactor=reactor)
     reactor.run_one()
     assert result_of(d) == min(19, os.nice(0) + cpuprocesspool.WORKER_NICENESS)
+
+
+def _gone(pid: int) -> bool:
+    return cpuprocesspool._member_gone(pid)
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "exit"])
+def test_the_workers_and_their_fork_server_end_with_the_member(how: str, tmp_path) -> None:
+    """A member killed with SIGKILL (or one that just exits) leaves no worker
+    and no fork server behind: each worker watches the member and ends itself."""
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "pids"
+    script = f"""
+import os, signal
+from cheesecoin.util import cpuprocesspool
+class R:
+    def addSystemEventTrigger(self, *a): pass
+pool = cpuprocesspool.process_pool(R())
+jobs = [pool.submit(os.getppid) for _ in range(4)]
+servers = {{job.result() for job in jobs}}
+with open({str(out)!r}, "w") as f:
+    f.write(" ".join(map(str, sorted(set(pool._processes) | servers))))
+if {how!r} == "SIGKILL":
+    os.kill(os.getpid(), signal.SIGKILL)
+os._exit(0)
+"""
+    # Not our pipes: the workers inherit the member's standard streams.
+    member = subprocess.run([sys.executable, "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, timeout=60)
+    assert member.returncode == (-9 if how == "SIGKILL" else 0)
+    pids = [int(p) for p in out.read_text().split()]
+    assert len(pids) == 3, pids  # two workers and their fork server
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not all(_gone(p) for p in pids):
+        time.sleep(0.1)
+    assert all(_gone(p) for p in pids), [p for p in pids if not _gone(p)]
