@@ -123,8 +123,8 @@ class Relay:
                 or smell in stack.nodes or smell in stack.invalid
                 or parent.work + work_of(cheese["bits"]) <= stack.tip.work):
             return False
-        if not any(p is not source and COMPACT in p.peer_features and p.peer_tip != smell
-                   for p in self.manager.peers.values()):
+        self.note_holder(source, smell)
+        if not self._early_targets(smell):
             return False
         try:
             check_member_info(cheese["unit_of_information"], self.node.network.max_transactions)
@@ -133,7 +133,6 @@ class Relay:
         self.early[smell] = None
         while len(self.early) > 10000:
             self.early.popitem(last=False)
-        self.note_holder(source, smell)
         self.manager.clock.callLater(0, self._push_early, smell, line)
         self.pending[smell] = cheese
         return True
@@ -147,13 +146,17 @@ class Relay:
                 self.holders.popitem(last=False)
         holders.add(proto)
 
+    def _early_targets(self, smell: str) -> List[Any]:
+        """The compact peers to send ``smell`` early: all but those that announced it."""
+        holders = self.holders.get(smell, ())
+        return [p for p in self.manager.peers.values()
+                if p not in holders and COMPACT in p.peer_features and p.peer_tip != smell]
+
     def _push_early(self, smell: str, line: bytes) -> None:
         if smell in self.node.stack.invalid:
             return  # a small cheese, validated (and refused) before its turn came
-        holders = self.holders.get(smell, ())
-        for p in list(self.manager.peers.values()):
-            if p not in holders and COMPACT in p.peer_features and p.peer_tip != smell:
-                p.push_line(line)
+        for p in self._early_targets(smell):
+            p.push_line(line)
 
     def receive_tx(self, proto: Any, tx: dict) -> None:
         """A pushed TX: into the mempool (relayed by on_tx), silently if we have it."""

@@ -117,16 +117,17 @@ def announced_smell(line: bytes) -> Optional[Tuple[str, str]]:
     without decoding each."""
     if not line.startswith(_ANNOUNCE_PREFIX):
         return None
-    if line.startswith(b'",', 17):
+    if line.startswith(b'",', len(_ANNOUNCE_PREFIX)):
         kind = "ANNOUNCE"
-    elif line.startswith(b'_COMPACT",', 17):
+    elif line.startswith(b'_COMPACT",', len(_ANNOUNCE_PREFIX)):
         kind = "ANNOUNCE_COMPACT"
     else:
         return None
     at = line.find(_SMELL_KEY)
-    if at < 0 or line.find(_SMELL_KEY, at + 9) >= 0 or not _SMELL_VALUE.match(line, at + 9):
+    start = at + len(_SMELL_KEY)
+    if at < 0 or line.find(_SMELL_KEY, start) >= 0 or not _SMELL_VALUE.match(line, start):
         return None
-    return kind, line[at + 9:at + 49].decode("ascii")
+    return kind, line[start:start + 40].decode("ascii")
 
 
 def message_id(msg: Any) -> Any:
