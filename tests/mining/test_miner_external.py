@@ -24,7 +24,7 @@ from cheesecoin.mining.templates import Job
 from cheesecoin.core.pow import NONCE_LIMIT, search_nonce
 
 from procs import Proc, free_port, http_json, wait_until
-from test_mining import MINER, alive, make_node
+from tests.mining.test_mining import MINER, alive, make_node
 
 CLI = [sys.executable, "-c", "import sys; from cheesecoin.cli.main import main; sys.exit(main())"]
 

@@ -17,7 +17,7 @@ from cheesecoin.core.pow import NONCE_LIMIT, search_nonce
 from cheesecoin.storage.sqlite import StorageError
 from cheesecoin.core.tx import sign_tx
 
-from test_mining import MINER, extend, funded_keys, make_node
+from tests.mining.test_mining import MINER, extend, funded_keys, make_node
 
 
 class Client:

@@ -1,0 +1,1 @@
+"""Mining: the nonce search, templates, searchers, the service and the miner port."""

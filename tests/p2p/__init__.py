@@ -1,0 +1,1 @@
+"""Member connections, sync and relay: trial TestCases over fake transports."""

@@ -1,0 +1,1 @@
+"""The tracker protocol and registry: trial TestCases over fake transports."""

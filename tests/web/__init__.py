@@ -1,0 +1,1 @@
+"""The HTTP API, events and explorer: the HTTP channel over fake transports."""

@@ -1,0 +1,1 @@
+"""Line framing, back-pressure and the codec: trial TestCases over fake transports."""
