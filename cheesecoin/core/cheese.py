@@ -81,7 +81,10 @@ def compute_smell(cheese: dict, ihash: Optional[str] = None) -> str:
 
 
 def meets_pow(smell: str, bits: int) -> bool:
-    """True when the smell, as a 160-bit integer, is below 2^(160 - bits)."""
+    """True when the smell, as a 160-bit integer, is below 2^(160 - bits).
+    False for bits outside 0..160 (no smell meets them; never a negative shift)."""
+    if not 0 <= bits <= 160:
+        return False
     return int(smell, 16) >> (160 - bits) == 0
 
 

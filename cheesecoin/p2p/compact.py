@@ -29,21 +29,17 @@ a proof of work on top of our best stack.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
-from cheesecoin.core.cheese import (
-    HEADER_FIELDS,
-    compact_announcement,
-    info_hash,
-    meets_pow,
-    preimage_prefix,
-    rebuild_cheese,
-    sha1_hex,
-)
+from twisted.python.failure import Failure
+
+from cheesecoin.core.cheese import compact_announcement, info_hash, rebuild_cheese
 from cheesecoin.core.errors import ProtocolError
-from cheesecoin.core.formats import ADDRESS_RE, SMELL_RE
+from cheesecoin.core.formats import ADDRESS_RE
+from cheesecoin.core.rules import check_header
 from cheesecoin.core.tx import txid
 from cheesecoin.p2p.mempool_sync import get_txids
+from cheesecoin.p2p.errors import ERROR_POINTS, RemoteError, RequestTimeout
 from cheesecoin.wire import codec as wire
 
 HEADERS = "headers"
@@ -51,29 +47,12 @@ COMPACT = "compact"
 MAX_HEADERS = 2000  # per GET_HEADERS
 MAX_SMELLS = 500  # per GET_CHEESES by smells
 MAX_REBUILDING = 64  # compact cheeses being rebuilt at once
+MAX_ATTEMPTS = 3  # announcers asked for one cheese at once (BIP 152's 3 in flight)
+MAX_PEER_ATTEMPTS = 4  # rebuild attempts under way with one peer
+UNDELIVERED_POINTS = 20  # an announcer that does not supply the cheese it announced
 MAX_NOTE = 256
 RELAYED_INVALID_POINTS = 5  # a header-valid compact cheese whose body breaks a rule
 EARLY_MIN_TXS = 50  # transactions that make a cheese's validation worth waiting for its early relay
-
-
-def check_header(header: Any) -> dict:
-    """A header's shape, smell and proof of work (rule 5), else ProtocolError."""
-    if not isinstance(header, dict) or set(header) != set(HEADER_FIELDS):
-        raise wire.BadMessage("field 'header' must have exactly " + ", ".join(HEADER_FIELDS))
-    for key in ("parent_smell", "info_hash", "smell"):
-        if not isinstance(header[key], str) or not SMELL_RE.match(header[key]):
-            raise wire.BadMessage(f"header field '{key}' must be 40 lowercase hex characters")
-    for key in ("sequence_number", "timestamp", "bits", "nonce"):
-        value = header[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise wire.BadMessage(f"header field '{key}' must be a whole number")
-    prefix = preimage_prefix(header["parent_smell"], header["sequence_number"], header["timestamp"], header["bits"],
-                             header["info_hash"])
-    if sha1_hex((prefix + str(header["nonce"])).encode("ascii")) != header["smell"]:
-        raise ProtocolError("invalid-cheese", "rule 5 (smell): the header's smell is not the SHA1 of its preimage")
-    if not meets_pow(header["smell"], header["bits"]):
-        raise ProtocolError("invalid-cheese", "rule 5 (smell): the header's smell does not meet its bits")
-    return header
 
 
 class CompactRelay:
@@ -82,7 +61,8 @@ class CompactRelay:
     def __init__(self, manager: Any) -> None:
         self.manager = manager
         self.node = manager.node
-        self.rebuilding: "OrderedDict[str, None]" = OrderedDict()
+        self.rebuilding: "OrderedDict[str, _Rebuild]" = OrderedDict()  # smell -> its rebuild
+        self.attempts_of: Dict[Any, int] = {}  # peer -> its rebuild attempts under way
         self.rebuilt = 0  # compact cheeses rebuilt from the mempool alone (tests, figures)
         self.fetched_txs = 0
         self.fell_back = 0  # compact cheeses we had to fetch whole
@@ -125,9 +105,10 @@ class CompactRelay:
 
     def receive(self, proto: Any, msg: dict) -> None:
         header = msg.get("header")
-        if self.manager.relay.already_have(proto, header.get("smell") if isinstance(header, dict) else None):
+        relay = self.manager.relay
+        if relay.already_have(proto, header.get("smell") if isinstance(header, dict) else None):
             return
-        header = check_header(header)
+        header = check_header(header, self.node.network)
         smell = header["smell"]
         rule = self.node.stack.invalid_rule(smell)
         if rule is not None:
@@ -138,49 +119,87 @@ class CompactRelay:
             raise wire.BadMessage("field 'miner' must be an address (64 lowercase hex characters)")
         txids = get_txids(msg, "txids", max(1, self.node.network.max_transactions), least=0)
         note = wire.get_str(msg, "note", MAX_NOTE) if "note" in msg else None
-        self.manager.relay.check_header_link(proto, header)  # rules 2 to 4, when we hold its parent
-        if smell in self.rebuilding or smell in self.manager.relay.pending:
-            self.manager.relay.note_holder(proto, smell)
-            return  # another peer's announcement of it is being rebuilt, or validated
-        if len(self.rebuilding) >= MAX_REBUILDING:
-            self.rebuilding.popitem(last=False)
-        self.rebuilding[smell] = None
-        mempool = self.node.mempool
-        txs: List[Optional[dict]] = [mempool.get(t) for t in txids]
-        missing = [t for t, tx in zip(txids, txs) if tx is None]
+        relay.note_holder(proto, smell)
+        if header["parent_smell"] not in self.node.stack.nodes:
+            # An orphan header: its ancestors come by a sync from the announcer
+            # (one download at a time), never by a rebuild of its body.
+            self.manager.sync.start_download(proto, "orphan")
+            return
+        relay.check_header_link(proto, header)  # rules 2 to 4 against its parent
+        if smell in relay.pending:
+            return  # rebuilt from another peer's announcement, being validated
+        job = self.rebuilding.get(smell)
+        if job is None:
+            if len(self.rebuilding) >= MAX_REBUILDING:
+                self.rebuilding.popitem(last=False)  # its attempts' replies are then ignored
+            job = self.rebuilding[smell] = _Rebuild(header, miner, txids, note)
+        if len(job.attempts) < MAX_ATTEMPTS and proto not in job.attempts:
+            self._attempt(job, proto)
+
+    def _attempt(self, job: "_Rebuild", proto: Any) -> None:
+        """Rebuild ``job`` from our mempool and what ``proto``, one of its
+        announcers, supplies (at most MAX_PEER_ATTEMPTS at once per peer)."""
+        if self.attempts_of.get(proto, 0) >= MAX_PEER_ATTEMPTS:
+            return
+        txs: List[Optional[dict]] = [self.node.mempool.get(t) for t in job.txids]
+        missing = [t for t, tx in zip(job.txids, txs) if tx is None]
         if not missing:
             self.rebuilt += 1
-            self._finish(proto, header, miner, txids, txs, note)
+            self._finish(proto, job, txs)
             return
-        d = proto.request({"type": "GET_TXS", "txids": missing[:1000], "smell": smell})
-        d.addCallbacks(self._got_txs, lambda f: self._whole(proto, smell), (proto, header, miner, txids, txs, note))
+        job.attempts.add(proto)
+        self.attempts_of[proto] = self.attempts_of.get(proto, 0) + 1
+        d = proto.request({"type": "GET_TXS", "txids": missing[:1000], "smell": job.smell})
+        d.addCallbacks(self._got_txs, self._undelivered, (proto, job, txs), None, (proto, job))
+        d.addErrback(self._attempt_broke, proto, job)
 
-    def _got_txs(self, reply: dict, proto: Any, header: dict, miner: str, txids: List[str], txs: List[Optional[dict]],
-                 note: Optional[str]) -> None:
+    def _current(self, job: "_Rebuild") -> bool:
+        """Whether ``job`` still waits for a body (not done, evicted or replaced)."""
+        return self.rebuilding.get(job.smell) is job
+
+    def _end_attempt(self, proto: Any, job: "_Rebuild") -> None:
+        job.attempts.discard(proto)
+        left = self.attempts_of.get(proto, 0) - 1
+        if left > 0:
+            self.attempts_of[proto] = left
+        else:
+            self.attempts_of.pop(proto, None)
+
+    def _got_txs(self, reply: dict, proto: Any, job: "_Rebuild", txs: List[Optional[dict]]) -> None:
+        if not self._current(job):
+            self._end_attempt(proto, job)
+            return
         got = reply.get("transactions")
         if isinstance(got, list):
+            wanted = {t for t, tx in zip(job.txids, txs) if tx is None}
             by_id = {}
             for tx in got[:1000]:
                 if isinstance(tx, dict):
                     try:
-                        by_id[txid(tx)] = tx
+                        tx_id = txid(tx)
                     except (TypeError, ValueError):
                         continue
-            txs = [tx if tx is not None else by_id.get(t) for t, tx in zip(txids, txs)]
+                    if tx_id in wanted:
+                        by_id[tx_id] = tx
+            txs = [tx if tx is not None else by_id.get(t) for t, tx in zip(job.txids, txs)]
         if any(tx is None for tx in txs):
-            self._whole(proto, header["smell"])
+            self._whole(proto, job)  # the attempt goes on with the whole cheese
             return
+        self._end_attempt(proto, job)
         self.fetched_txs += 1
-        self._finish(proto, header, miner, txids, txs, note)
+        self._finish(proto, job, txs)
 
-    def _finish(self, proto: Any, header: dict, miner: str, txids: List[str], txs: List[Any],
-                note: Optional[str]) -> None:
-        cheese = rebuild_cheese(header, miner, list(txs), note)
+    def _finish(self, proto: Any, job: "_Rebuild", txs: List[Any]) -> None:
+        header = job.header
+        cheese = rebuild_cheese(header, job.miner, list(txs), job.note)
         if info_hash(cheese["unit_of_information"]) != header["info_hash"]:
-            self._whole(proto, header["smell"])  # our transactions are not the ones it was built with
+            # Our transactions are not the ones it was built with: the whole cheese.
+            job.attempts.add(proto)
+            self.attempts_of[proto] = self.attempts_of.get(proto, 0) + 1
+            self._whole(proto, job)
             return
-        self.rebuilding.pop(header["smell"], None)
-        line = wire.dumps(compact_announcement(cheese, header["info_hash"], txids))
+        self.rebuilding.pop(job.smell, None)
+        line = wire.dumps(compact_announcement(cheese, header["info_hash"], job.txids))
         if self.manager.relay.relay_early(proto, cheese, line):
             self.early_relayed += 1
             if len(txs) >= EARLY_MIN_TXS:
@@ -192,23 +211,42 @@ class CompactRelay:
                 return
         self._receive(proto, cheese, RELAYED_INVALID_POINTS, header["info_hash"])
 
-    def _whole(self, proto: Any, smell: str) -> None:
-        """Fall back to the whole cheese, by smell, from the announcer."""
+    def _whole(self, proto: Any, job: "_Rebuild") -> None:
+        """Fall back to the whole cheese, by smell, from the announcer (the attempt goes on)."""
         self.fell_back += 1
-        if proto.closing:
-            self.rebuilding.pop(smell, None)
+        d = proto.request({"type": "GET_CHEESE", "smell": job.smell})
+        d.addCallbacks(self._got_whole, self._undelivered, (proto, job), None, (proto, job))
+        d.addErrback(self._attempt_broke, proto, job)
+
+    def _got_whole(self, reply: dict, proto: Any, job: "_Rebuild") -> None:
+        self._end_attempt(proto, job)
+        cheese = reply.get("cheese")
+        if not isinstance(cheese, dict) or cheese.get("smell") != job.smell:
+            proto.misbehaved(UNDELIVERED_POINTS, "a CHEESE that is not the one asked for")
             return
+        if self._current(job):
+            self.rebuilding.pop(job.smell, None)
+            self._receive(proto, cheese)
 
-        def got(reply: dict) -> None:
-            self.rebuilding.pop(smell, None)
-            cheese = reply.get("cheese")
-            if isinstance(cheese, dict) and cheese.get("smell") == smell:
-                self._receive(proto, cheese)
-            else:
-                proto.misbehaved(10, "a CHEESE that is not the one asked for")
+    def _undelivered(self, failure: Failure, proto: Any, job: "_Rebuild") -> None:
+        """The announcer did not supply the cheese it announced (no reply in time,
+        or ERROR): it loses points; other announcers' attempts go on. A lost
+        connection costs nothing."""
+        self._end_attempt(proto, job)
+        if failure.check(RequestTimeout, RemoteError) and not proto.closing:
+            proto.misbehaved(UNDELIVERED_POINTS, f"did not deliver the cheese {job.smell} it announced")
+        if self._current(job) and not job.attempts:
+            self.rebuilding.pop(job.smell, None)  # a later announcement starts afresh
 
-        proto.request({"type": "GET_CHEESE", "smell": smell}).addCallbacks(
-            got, lambda f: self.rebuilding.pop(smell, None))
+    def _attempt_broke(self, failure: Failure, proto: Any, job: "_Rebuild") -> None:
+        """A reply that broke its handler: the attempt ends and ``proto`` is charged (one line)."""
+        self._end_attempt(proto, job)
+        self.manager.log.warn("Compact cheese {smell} from {peer}: {error}", smell=job.smell[:12],
+                              peer=proto.label(),
+                              error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200])
+        proto.misbehaved(ERROR_POINTS["bad-message"], "a reply that broke a compact rebuild")
+        if self._current(job) and not job.attempts:
+            self.rebuilding.pop(job.smell, None)
 
     def _receive(self, proto: Any, cheese: dict, invalid_points: Optional[int] = None,
                  ihash: Optional[str] = None) -> None:
@@ -222,3 +260,15 @@ class CompactRelay:
                 proto.send_error(e.code, e.message)
         finally:
             relay.pending.pop(cheese["smell"], None)
+
+
+class _Rebuild:
+    """One compact cheese being rebuilt: its announcement, and the announcers
+    asked for its missing transactions (or the whole cheese) right now."""
+
+    __slots__ = ("header", "smell", "miner", "txids", "note", "attempts")
+
+    def __init__(self, header: dict, miner: str, txids: List[str], note: Optional[str]) -> None:
+        self.header, self.smell, self.miner = header, header["smell"], miner
+        self.txids, self.note = txids, note
+        self.attempts: set = set()

@@ -8,11 +8,19 @@ A ``HeadersDownload`` asks the peer with the most work for its headers
 bits, timestamps, proof of work) and their total work before it asks for
 any body: a peer whose headers are invalid, or do not reach the work it
 claimed, is dropped with no body downloaded. Then the bodies come by smell
-in windows of ``WINDOW`` from every peer that has that stack (a ``headers``
-peer that claims at least the work at the window's end), ``PER_PEER``
-windows in flight each; a window goes to another peer when one is slow (no
-reply in ``WINDOW_TIMEOUT``), refuses (sends fewer) or sends a body that
-does not match its header (that peer loses points). Bodies are applied in
+in windows of ``WINDOW`` from every peer that has shown it holds that stack
+(the headers peer, and ``headers`` peers whose tip is one of the checked
+headers at or after the window's end: a claim of work alone gets no window),
+``PER_PEER`` windows in flight each; a window goes to another peer when one
+refuses (sends fewer) or sends a body that does not match its header (that
+peer loses points); a peer that lets a window time out (``WINDOW_TIMEOUT``)
+gets no more windows of this download.
+
+Nothing a peer sends can leave a download running: a headers peer that does
+not answer ``GET_HEADERS`` within ``HEADERS_TIMEOUT`` is disconnected (it
+claimed work it did not show), every reply handler has an errback that ends
+the download and charges the peer whose reply broke it, and ``Sync.watchdog``
+ends a download that made no progress for ``STALL_SECONDS``. Bodies are applied in
 order; each reply's signatures, and each body's info_hash against its
 header, are checked as soon as it arrives (``Sync.verify_signatures``, in
 worker processes on a real reactor, ``core.headers.checked_bodies``); at
@@ -29,7 +37,8 @@ from twisted.python.failure import Failure
 
 from cheesecoin.core.errors import InvalidCheese, ProtocolError, StorageError
 from cheesecoin.core.headers import HeaderChain, matches_fields
-from cheesecoin.p2p.compact import HEADERS, MAX_HEADERS, check_header
+from cheesecoin.core.rules import check_header
+from cheesecoin.p2p.compact import HEADERS, MAX_HEADERS
 from cheesecoin.p2p.protocol import BAN_SCORE, ERROR_POINTS, RequestTimeout
 
 WINDOW = 50  # smells per GET_CHEESES
@@ -39,6 +48,7 @@ PER_PEER = 2  # windows in flight per peer
 MAX_AHEAD = 40  # windows held or asked for beyond the next one to apply
 MAX_CHAIN = 20000  # headers checked before the bodies (a longer stack: the next round)
 WINDOW_TIMEOUT = 20.0  # seconds a peer has for a window before it goes to another
+HEADERS_TIMEOUT = 15.0  # seconds the headers peer has to answer GET_HEADERS (else disconnected)
 MISMATCH_POINTS = 25  # a body that does not match its header
 
 
@@ -72,6 +82,9 @@ class HeadersDownload:
         self.sources: Dict[Any, int] = {}  # peer -> bodies it supplied (tests, figures)
         self.windows: List[Tuple[int, int]] = []  # header index ranges, WINDOW each
         self.long = False  # long enough to log progress
+        self.index: Dict[str, int] = {}  # smell of a checked header -> its index
+        self.slow: Set[Any] = set()  # peers that let a window time out: no more windows
+        self.progress_at = self.started  # last time headers or bodies moved forward (watchdog)
 
     # -- headers -----------------------------------------------------------------------
 
@@ -81,16 +94,33 @@ class HeadersDownload:
         self._ask_headers(self.manager.node.stack.locator())
 
     def _ask_headers(self, locator: List[str]) -> None:
-        d = self.peer.request({"type": "GET_HEADERS", "locator": locator, "count": MAX_HEADERS})
+        msg = {"type": "GET_HEADERS", "locator": locator, "count": MAX_HEADERS}
+        d = self.peer.request(msg, timeout=HEADERS_TIMEOUT)
         d.addCallbacks(self._got_headers, self._headers_failed)
+        d.addErrback(self.crashed, self.peer)
 
     def _headers_failed(self, failure: Failure) -> None:
         if self.finished:
             return
-        if failure.check(RequestTimeout):
-            self.manager.log.info("Headers from {peer} stalled; trying another peer", peer=self.peer.label())
         self.peer.sync_idle_until = self.manager.clock.seconds() + self.sync.idle_seconds
+        if failure.check(RequestTimeout):
+            # It claimed more work and does not show it: its claim would win every
+            # round, so it goes (another peer's headers come next).
+            self.manager.log.info("Dropping {peer}: no HEADERS in {secs:.0f} s for the work it claimed",
+                                  peer=self.peer.label(), secs=HEADERS_TIMEOUT)
+            self.peer.abort()
         self._bodies_or_finish()
+
+    def crashed(self, failure: Failure, proto: Any) -> None:
+        """A reply that broke its handler: the download ends (one log line, no
+        traceback) and ``proto``, whose reply it was, is charged as for a bad message."""
+        if self.finished:
+            return
+        self.manager.log.warn("Sync from {peer} ended: a reply from {bad} broke it ({error})",
+                              peer=self.peer.label(), bad=proto.label(),
+                              error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200])
+        proto.misbehaved(ERROR_POINTS["bad-message"], "a reply that broke the sync")
+        self.finish()
 
     def _got_headers(self, reply: dict) -> None:
         if self.finished:
@@ -101,13 +131,15 @@ class HeadersDownload:
             return
         before = self.chain.tip
         try:
-            self.chain.extend([check_header(h) for h in headers])
+            network = self.manager.node.network
+            self.chain.extend([check_header(h, network) for h in headers])
         except (ProtocolError, InvalidCheese) as e:
             self._drop(f"invalid headers ({e.message})")
             return
         if headers and self.chain.tip is before:
             self._drop("HEADERS that do not move forward")
             return
+        self.progress_at = self.manager.clock.seconds()
         if len(headers) == MAX_HEADERS and len(self.chain.headers) < MAX_CHAIN:
             self._ask_headers([self.chain.tip.smell] + self.manager.node.stack.locator())  # type: ignore[union-attr]
             return
@@ -132,6 +164,7 @@ class HeadersDownload:
         if tip.work > peer.peer_work:  # type: ignore[union-attr]  # its headers show that much (an orphan's announcer)
             peer.peer_height, peer.peer_tip, peer.peer_work = tip.height, tip.smell, tip.work  # type: ignore[union-attr]
         total = len(self.chain.headers)
+        self.index = {header["smell"]: i for i, header in enumerate(self.chain.headers)}
         self.windows = [(lo, min(lo + WINDOW, total)) for lo in range(0, total, WINDOW)]
         self.long = total >= SYNC_LOG_THRESHOLD
         if self.long:
@@ -143,12 +176,15 @@ class HeadersDownload:
         self._assign()
 
     def _helpers(self, window: int) -> List[Any]:
-        """The peers that can be asked for a window: ``headers`` peers with at
-        least the work of its last header, that have not failed it."""
-        need = self.chain.nodes[self.windows[window][1] - 1].work
+        """The peers that can be asked for a window: the headers peer, and
+        ``headers`` peers whose tip is a checked header at or after the window's
+        end (a claim of work alone is not enough), that have not failed it and
+        have not let a window time out."""
+        last = self.windows[window][1] - 1
         failed = self.failed.get(window, ())
         return [p for p in self.manager.peers.values()
-                if HEADERS in p.peer_features and not p.closing and p.peer_work >= need and p not in failed]
+                if HEADERS in p.peer_features and not p.closing and p not in failed and p not in self.slow
+                and (p is self.peer or self.index.get(p.peer_tip, -1) >= last)]
 
     def _assign(self) -> None:
         """Give waiting windows to the least busy helpers, at most PER_PEER each."""
@@ -181,6 +217,7 @@ class HeadersDownload:
         self.in_flight[proto] = self.in_flight.get(proto, 0) + 1
         d = proto.request({"type": "GET_CHEESES", "smells": smells}, timeout=WINDOW_TIMEOUT)
         d.addCallbacks(self._got_window, self._window_failed, (window, proto), None, (window, proto))
+        d.addErrback(self.crashed, proto)
 
     def _done_asking(self, window: int, proto: Any) -> None:
         self.asked.discard(window)
@@ -198,7 +235,8 @@ class HeadersDownload:
         where = {self.chain.headers[i]["smell"]: i for i in range(lo, hi) if i not in self.bodies}
         arrived: List[int] = []
         for cheese in cheeses:
-            i = where.get(cheese.get("smell")) if isinstance(cheese, dict) else None
+            smell = cheese.get("smell") if isinstance(cheese, dict) else None
+            i = where.get(smell) if isinstance(smell, str) else None
             if i is None or i in self.bodies:
                 continue  # not asked for, or twice: ignored
             if not matches_fields(cheese, self.chain.headers[i]):  # its info_hash: in _verified
@@ -208,6 +246,8 @@ class HeadersDownload:
             self.bodies[i] = (cheese, proto)
             self.sources[proto] = self.sources.get(proto, 0) + 1
             arrived.append(i)
+        if arrived:
+            self.progress_at = self.manager.clock.seconds()
         if where:  # it refused some, or sent bodies that do not match: another peer
             self.failed.setdefault(window, set()).add(proto)
             self.retry.append(window)
@@ -220,7 +260,8 @@ class HeadersDownload:
         if self.finished:
             return
         if failure.check(RequestTimeout):
-            self.manager.log.info("Sync: {peer} is slow; its window goes to another peer", peer=proto.label())
+            self.manager.log.info("Sync: {peer} is slow; its windows go to other peers", peer=proto.label())
+            self.slow.add(proto)
         self.failed.setdefault(window, set()).add(proto)
         self.retry.append(window)
         self._assign()
@@ -241,7 +282,7 @@ class HeadersDownload:
         real reactor, while earlier ones are applied); ``_drain`` applies in order."""
         bodies = [self.bodies[i] for i in indices]
         self.sync.verify_signatures([cheese for cheese, _ in bodies], with_hashes=True).addCallbacks(
-            self._verified, self._broken, (indices, bodies))
+            self._verified, self._broken, (indices, bodies)).addErrback(self._broken)
 
     def _verified(self, result: Tuple[Set[int], Dict[int, Optional[str]]], indices: List[int],
                   bodies: List[Tuple[dict, Any]]) -> None:
@@ -273,7 +314,11 @@ class HeadersDownload:
         proto.misbehaved(MISMATCH_POINTS, "a body that does not match its header")
 
     def _broken(self, failure: Failure) -> None:
-        self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
+        """Checking or applying bodies failed on our side: the download ends (one line)."""
+        if self.finished:
+            return
+        self.manager.log.error("Sync from {peer} failed: {error}", peer=self.peer.label(),
+                               error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200])
         self.finish()
 
     def _drain(self) -> None:
@@ -329,6 +374,7 @@ class HeadersDownload:
             del self.bodies[k]
             del self.checked[k]
         self.applied = end
+        self.progress_at = self.manager.clock.seconds()
         if self.long:
             height, target = self.manager.node.stack.height, self.chain.tip.height  # type: ignore[union-attr]
             self.manager.log.info("Syncing from {peer}: {height}/{target} ({pct}%)", peer=self.peer.label(),

@@ -460,8 +460,9 @@ class PeerManager:
             p.abort()
 
     def tick(self) -> None:
-        """Every few seconds: drop silent peers, forget ended bans, dial more when below target."""
+        """Every few seconds: drop silent peers, end stalled downloads, forget ended bans, dial more."""
         self.drop_silent()
+        self.sync.watchdog()
         now = self.clock.seconds()
         for host in [h for h, until in self.banned.items() if until <= now]:
             del self.banned[host]

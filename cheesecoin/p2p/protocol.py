@@ -45,37 +45,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 
+from cheesecoin.p2p.errors import BAN_SCORE, ERROR_POINTS, RemoteError, RequestTimeout
 from cheesecoin.p2p.states import HandshakeState, ReadyState
 from cheesecoin.wire import codec as wire
 from cheesecoin.wire.lineproto import JsonLineProtocol
 
 REQUEST_TIMEOUT = 30.0
-BAN_SCORE = 100
-
 Address = Tuple[str, int]
-
-# Misbehaviour points per ERROR code we had to send (see MemberProtocol.on_error).
-ERROR_POINTS = {
-    "bad-json": 10,
-    "bad-message": 10,
-    "unknown-type": 5,
-    "too-long": 50,
-    "handshake-required": 10,
-    "invalid-cheese": 25,
-    "invalid-tx": 10,
-}
-
-
-class RequestTimeout(Exception):
-    """A request to a peer got no reply in time."""
-
-
-class RemoteError(Exception):
-    """A peer answered a request with ERROR."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
 
 
 def short(smell: str) -> str:

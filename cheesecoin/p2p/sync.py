@@ -1,7 +1,10 @@
 """Syncing: downloading the stack of a peer with more work.
 
-``Sync`` picks the peer (the one with the most work, if more than ours) and
-runs one ``Download`` at a time; a ``Download`` asks for chunks of up to 500
+``Sync`` picks the peer (one we dialled before one that dialled us, then the
+one with the most work, if more than ours) and runs one download at a time
+(an orphan announced meanwhile waits for its turn, ``MAX_ORPHAN_ASKS`` of
+them); ``watchdog`` ends a download that makes no progress for
+``STALL_SECONDS``; a ``Download`` asks for chunks of up to 500
 cheeses by locator, pipelined (the next is asked for while the last one's
 signatures are checked in the CPU thread pool), and applies them in order in
 one store batch each.
@@ -9,6 +12,7 @@ one store batch each.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -33,6 +37,8 @@ SYNC_LOG_THRESHOLD = 500  # log progress when a download is at least this long
 WARM_UP_GAP = 100  # cheeses behind a peer that start the worker processes with the download
 PROCESS_MIN_TXS = 200  # signatures in one check worth sending to worker processes
 MAX_QUEUED_CHUNKS = 2  # downloaded chunks waiting to be checked, at most
+STALL_SECONDS = 90.0  # a download with no progress this long is ended (longer than any request's timeout)
+MAX_ORPHAN_ASKS = 8  # peers whose orphan announcements wait for the running download to end
 
 
 class Sync:
@@ -45,6 +51,8 @@ class Sync:
         self.manager = manager
         self.verify_in_threads = verify_in_threads  # signatures in the CPU thread pool (a real reactor)
         self.running = 0  # downloads started and not finished
+        self.downloads: Set[Any] = set()  # those downloads (the watchdog's)
+        self.orphan_asks: "OrderedDict[Any, None]" = OrderedDict()  # announcers of orphans, waiting
 
     def maybe_sync(self) -> Optional[Download]:
         """Start downloading from the peer with the most work, if it has more than us."""
@@ -57,13 +65,24 @@ class Sync:
         ]
         if not candidates:
             return None
-        best = max(candidates, key=lambda p: p.peer_work)
+        # A peer we dialled first: claims are not proof, and inbound peers are
+        # the ones an attacker can multiply (Bitcoin Core starts its headers
+        # sync from an outbound peer likewise).
+        best = max(candidates, key=lambda p: (p.outbound, p.peer_work))
         return self.start_download(best, "more work")
 
     def start_download(self, proto: Any, reason: str) -> Any:
         """Headers first (bodies from several peers) when both list ``headers``,
-        else the version-1 download by locator from this one peer."""
+        else the version-1 download by locator from this one peer. One at a
+        time: an orphan's announcer asked for meanwhile waits for its turn."""
         if proto.download is not None or proto.closing:
+            return None
+        if self.running:
+            if reason == "orphan":
+                self.orphan_asks[proto] = None
+                self.orphan_asks.move_to_end(proto)
+                while len(self.orphan_asks) > MAX_ORPHAN_ASKS:
+                    self.orphan_asks.popitem(last=False)
             return None
         if self.verify_in_threads and proto.peer_height - self.manager.node.stack.height >= WARM_UP_GAP:
             warm_up(self.manager.reactor, checked_bodies, [])  # the signature workers start while headers come
@@ -71,12 +90,23 @@ class Sync:
             download: Any = HeadersDownload(self, proto, reason)
         else:
             download = Download(self, proto, reason)
+        self.downloads.add(download)
         download.start()
         return download
+
+    def watchdog(self) -> None:
+        """Called every few seconds: end each download that made no progress for STALL_SECONDS."""
+        now = self.manager.clock.seconds()
+        for download in [d for d in self.downloads if now - d.progress_at > STALL_SECONDS]:
+            self.manager.log.info("Sync from {peer} ended: no progress for {secs:.0f} s",
+                                  peer=download.peer.label(), secs=now - download.progress_at)
+            download.peer.sync_idle_until = now + STATS_INTERVAL
+            download.finish()
 
     def ended(self, download: Any) -> None:
         """A download (either kind) has finished: log it, fire its ``done``, maybe start the next."""
         self.running -= 1
+        self.downloads.discard(download)
         if download.peer.download is download:
             download.peer.download = None
         self._report(download)
@@ -111,7 +141,13 @@ class Sync:
         return None
 
     def download_finished(self, download: Download) -> None:
-        self.maybe_sync()
+        """The next download: from a peer with more work, else an orphan's announcer still here."""
+        if self.maybe_sync() is not None:
+            return
+        while self.orphan_asks and not self.running:
+            proto, _ = self.orphan_asks.popitem(last=False)
+            if proto in self.manager.peers.values():
+                self.start_download(proto, "orphan")
 
     def verify_signatures(self, cheeses: List[dict], with_hashes: bool = False) -> Deferred:
         """Deferred set of the indices of ``cheeses`` whose transactions are all
@@ -199,6 +235,7 @@ class Download:
         self._queue: List[_Chunk] = []  # received, signatures being checked or checked, not applied
         self._asking = False  # a GET_CHEESES is on its way
         self._more = True  # the peer has more to send
+        self.progress_at = self.started  # last time a chunk arrived or was applied (watchdog)
 
     def start(self) -> None:
         self.peer.download = self
@@ -215,7 +252,7 @@ class Download:
     def _ask(self, locator: List[str]) -> None:
         self._asking = True
         d = self.peer.request({"type": "GET_CHEESES", "locator": locator, "count": self.count})
-        d.addCallbacks(self._got, self._failed)
+        d.addCallbacks(self._got, self._failed).addErrback(self._broken)
 
     def _ask_next(self) -> None:
         """Pipelining: ask for the chunk after the last one received while earlier
@@ -262,6 +299,7 @@ class Download:
             self._stop_after_received()
             return
         self.last_smell = last
+        self.progress_at = self.manager.clock.seconds()
         at_end = last == self.peer.peer_tip
         self._more = not at_end
         self.received += len(cheeses)
@@ -270,7 +308,8 @@ class Download:
         self._ask_next()  # before checking this chunk
         # Signatures are checked (in threads) as soon as a chunk arrives, while
         # the chunk before it is applied; chunks are applied in order.
-        self.sync.verify_signatures(cheeses).addCallbacks(self._checked, self._broken, (chunk,))
+        self.sync.verify_signatures(cheeses).addCallbacks(self._checked, self._broken, (chunk,)).addErrback(
+            self._broken)
 
     def _stop_after_received(self) -> None:
         """Ask for nothing more; finish once the chunks received are applied."""
@@ -296,7 +335,11 @@ class Download:
             self._apply(chunk.signed, chunk.cheeses, chunk.at_end)
 
     def _broken(self, failure: Failure) -> None:
-        self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
+        """A handler failed: the download ends with one log line (no traceback)."""
+        if self.finished:
+            return
+        self.manager.log.error("Sync from {peer} failed: {error}", peer=self.peer.label(),
+                               error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200])
         self.finish()
 
     def _apply(self, signed: Set[int], cheeses: List[dict], at_end: bool) -> None:
@@ -306,6 +349,7 @@ class Download:
             self.finish()
             return
         self.added += added
+        self.progress_at = self.manager.clock.seconds()
         if error is not None:
             if error.permanent:
                 self.peer.misbehaved(ERROR_POINTS["invalid-cheese"], f"sent an invalid cheese: {error.message}")

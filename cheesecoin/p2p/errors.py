@@ -1,0 +1,32 @@
+"""What a peer's misbehaviour costs it, and how our requests to a peer fail.
+
+Its own module so that every part of the peer layer (the connection, the
+sync, compact relay) can name them without importing the connection.
+"""
+
+from __future__ import annotations
+
+BAN_SCORE = 100  # misbehaviour points that get a peer banned (loopback: closed)
+
+# Misbehaviour points per ERROR code we had to send (see MemberProtocol.on_error).
+ERROR_POINTS = {
+    "bad-json": 10,
+    "bad-message": 10,
+    "unknown-type": 5,
+    "too-long": 50,
+    "handshake-required": 10,
+    "invalid-cheese": 25,
+    "invalid-tx": 10,
+}
+
+
+class RequestTimeout(Exception):
+    """A request to a peer got no reply in time."""
+
+
+class RemoteError(Exception):
+    """A peer answered a request with ERROR."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
