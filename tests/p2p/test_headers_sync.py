@@ -8,15 +8,17 @@ from __future__ import annotations
 import json
 from typing import Callable, Dict, List, Optional
 
-import pytest
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
 
 from cheesecoin.core.cheese import header_of
 from cheesecoin.p2p import headers_sync as hs
 from cheesecoin.p2p.manager import FEATURES
 from cheesecoin.testing.fakes import NOW, Net, Raw, chain, make_member
+
+from tests.cases import clock_at
 
 CHAIN = chain(2300)  # more than one GET_HEADERS (2,000 a request)
 HEADERS = [header_of(c) for c in CHAIN]
@@ -25,13 +27,6 @@ BY_SMELL = {c["smell"]: c for c in CHAIN}
 
 def work_at(height: int) -> str:
     return str(2 * (height + 1))  # the test network: bits 1, from the Blue Cheese
-
-
-@pytest.fixture
-def clock() -> Clock:
-    c = Clock()
-    c.advance(NOW)
-    return c
 
 
 Answer = Callable[[dict], Optional[dict]]
@@ -89,40 +84,69 @@ def settle(peers: List[Peer]) -> None:
     raise AssertionError("the sync did not settle")
 
 
-def test_headers_then_bodies_from_every_peer(clock: Clock) -> None:
-    member = make_member("aa", clock)
-    first = Peer(member, 1)
-    first.serve()  # its headers arrive before the others are connected
-    assert first.kinds() == ["GET_HEADERS"]
-    assert member.sync.running == 1
-    others = [Peer(member, n) for n in (2, 3, 4)]  # one download at a time: they only help
-    peers = [first] + others
-    settle(peers)
-    assert member.node.stack.height == len(CHAIN)
-    assert member.node.stack.tip.smell == CHAIN[-1]["smell"]
-    # Two header requests (2,000 + 300), both before the first body.
-    kinds = first.kinds()
-    assert kinds[:2] == ["GET_HEADERS", "GET_HEADERS"] and "GET_HEADERS" not in kinds[2:]
-    assert first.asked[1]["locator"][0] == CHAIN[1999]["smell"]
-    # The bodies came from all four, in windows of WINDOW smells.
-    for peer in peers:
-        windows = [m for m in peer.asked if m["type"] == "GET_CHEESES"]
-        assert windows and all(1 <= len(m["smells"]) <= hs.WINDOW for m in windows)
-        assert not [m for m in peer.asked if m["type"] == "GET_CHEESES" and "locator" in m]
-    asked = sorted(s for p in peers for m in p.asked if m["type"] == "GET_CHEESES" for s in m["smells"])
-    assert asked == sorted(c["smell"] for c in CHAIN)  # each body asked for once
-    assert member.sync.running == 0
+class HeadersFirstSyncTests(SynchronousTestCase):
+    """Headers from the peer with the most work, then bodies from every peer that has them."""
 
+    def setUp(self) -> None:
+        self.clock = clock_at(NOW)
 
-def test_bodies_only_from_peers_that_have_that_stack(clock: Clock) -> None:
-    member = make_member("aa", clock)
-    full = Peer(member, 1)
-    full.serve()
-    short_peer = Peer(member, 2, height=1000)  # the first 1,000 only
-    settle([full, short_peer])
-    assert member.node.stack.height == len(CHAIN)
-    smells = [s for m in short_peer.asked if m["type"] == "GET_CHEESES" for s in m["smells"]]
-    assert smells and all(BY_SMELL[s]["sequence_number"] <= 1000 for s in smells)
+    def test_headers_then_bodies_from_every_peer(self) -> None:
+        member = make_member("aa", self.clock)
+        first = Peer(member, 1)
+        first.serve()  # its headers arrive before the others are connected
+        assert first.kinds() == ["GET_HEADERS"]
+        assert member.sync.running == 1
+        others = [Peer(member, n) for n in (2, 3, 4)]  # one download at a time: they only help
+        peers = [first] + others
+        settle(peers)
+        assert member.node.stack.height == len(CHAIN)
+        assert member.node.stack.tip.smell == CHAIN[-1]["smell"]
+        # Two header requests (2,000 + 300), both before the first body.
+        kinds = first.kinds()
+        assert kinds[:2] == ["GET_HEADERS", "GET_HEADERS"] and "GET_HEADERS" not in kinds[2:]
+        assert first.asked[1]["locator"][0] == CHAIN[1999]["smell"]
+        # The bodies came from all four, in windows of WINDOW smells.
+        for peer in peers:
+            windows = [m for m in peer.asked if m["type"] == "GET_CHEESES"]
+            assert windows and all(1 <= len(m["smells"]) <= hs.WINDOW for m in windows)
+            assert not [m for m in peer.asked if m["type"] == "GET_CHEESES" and "locator" in m]
+        asked = sorted(s for p in peers for m in p.asked if m["type"] == "GET_CHEESES" for s in m["smells"])
+        assert asked == sorted(c["smell"] for c in CHAIN)  # each body asked for once
+        assert member.sync.running == 0
+
+    def test_bodies_only_from_peers_that_have_that_stack(self) -> None:
+        member = make_member("aa", self.clock)
+        full = Peer(member, 1)
+        full.serve()
+        short_peer = Peer(member, 2, height=1000)  # the first 1,000 only
+        settle([full, short_peer])
+        assert member.node.stack.height == len(CHAIN)
+        smells = [s for m in short_peer.asked if m["type"] == "GET_CHEESES" for s in m["smells"]]
+        assert smells and all(BY_SMELL[s]["sequence_number"] <= 1000 for s in smells)
+
+    def test_without_headers_the_version_1_sync_runs(self) -> None:
+        """A peer that lists no features gets GET_CHEESES by locator, as before section 5.1."""
+        cheeses = CHAIN[:600]
+        net = Net(self.clock)
+        old = make_member("11", self.clock, cheeses, features=())
+        new = make_member("22", self.clock)
+        net.link(new, old)
+        assert new.node.stack.height == 600
+        fresh_old = make_member("44", self.clock, features=())
+        net.link(fresh_old, new)  # and the other way: an old member syncs from a new one
+        assert fresh_old.node.stack.height == 600
+
+    def test_stack_counts_per_source(self) -> None:
+        """Figures the simulator reports: the download knows who sent what."""
+        member = make_member("aa", self.clock)
+        a = Peer(member, 1)
+        a.serve()
+        download = a.raw.proto.download
+        b = Peer(member, 2)
+        settle([a, b])
+        assert isinstance(download, hs.HeadersDownload)
+        counts: Dict = download.sources
+        assert sum(counts.values()) == len(CHAIN) and len(counts) == 2
 
 
 def _drop_case(clock: Clock, headers: Answer) -> None:
@@ -137,90 +161,75 @@ def _drop_case(clock: Clock, headers: Answer) -> None:
     assert member.node.stack.height == 10 and member.sync.running == 0
 
 
-def test_invalid_headers_drop_the_peer_before_any_body(clock: Clock) -> None:
-    def broken(msg: dict) -> dict:
-        headers = [dict(h) for h in HEADERS[:2000]]
-        headers[700]["nonce"] += 1  # its smell no longer matches
-        return {"type": "HEADERS", "headers": headers}
+class LyingHeadersTests(SynchronousTestCase):
+    """Headers that are invalid, broken or short of their work drop the peer before any body."""
 
-    _drop_case(clock, broken)
+    def setUp(self) -> None:
+        self.clock = clock_at(NOW)
 
+    def test_invalid_headers_drop_the_peer_before_any_body(self) -> None:
+        def broken(msg: dict) -> dict:
+            headers = [dict(h) for h in HEADERS[:2000]]
+            headers[700]["nonce"] += 1  # its smell no longer matches
+            return {"type": "HEADERS", "headers": headers}
 
-def test_headers_that_break_the_chain_drop_the_peer(clock: Clock) -> None:
-    def gap(msg: dict) -> dict:
-        return {"type": "HEADERS", "headers": HEADERS[:500] + HEADERS[501:900]}
+        _drop_case(self.clock, broken)
 
-    _drop_case(clock, gap)
+    def test_headers_that_break_the_chain_drop_the_peer(self) -> None:
+        def gap(msg: dict) -> dict:
+            return {"type": "HEADERS", "headers": HEADERS[:500] + HEADERS[501:900]}
 
+        _drop_case(self.clock, gap)
 
-def test_headers_short_of_the_claimed_work_drop_the_peer(clock: Clock) -> None:
-    # It claims 2,300 cheeses of work; its whole best stack (fewer than asked) has 900.
-    _drop_case(clock, lambda msg: {"type": "HEADERS", "headers": HEADERS[:900]})
-
-
-def test_a_body_that_does_not_match_its_header_goes_to_another_peer(clock: Clock) -> None:
-    def lying(msg: dict) -> dict:
-        out = []
-        for s in msg["smells"]:
-            cheese = json.loads(json.dumps(BY_SMELL[s]))
-            cheese["unit_of_information"]["note"] = "not the header's body"
-            out.append(cheese)
-        return {"type": "CHEESES", "cheeses": out}
-
-    member = make_member("aa", clock)
-    honest = Peer(member, 1)
-    honest.serve()
-    liar = Peer(member, 2, bodies=lying)
-    settle([honest, liar])
-    assert member.node.stack.height == len(CHAIN)
-    download_mismatches = liar.raw.proto.score
-    assert download_mismatches >= hs.MISMATCH_POINTS or liar.raw.closed  # it lost points (or was banned)
-    liar_smells = {s for m in liar.asked if m["type"] == "GET_CHEESES" for s in m["smells"]}
-    honest_smells = {s for m in honest.asked if m["type"] == "GET_CHEESES" for s in m["smells"]}
-    assert liar_smells and liar_smells <= honest_smells  # each of its windows was asked again of the other
+    def test_headers_short_of_the_claimed_work_drop_the_peer(self) -> None:
+        # It claims 2,300 cheeses of work; its whole best stack (fewer than asked) has 900.
+        _drop_case(self.clock, lambda msg: {"type": "HEADERS", "headers": HEADERS[:900]})
 
 
-def test_a_refusing_peer_and_a_slow_peer_lose_their_windows(clock: Clock) -> None:
-    member = make_member("aa", clock)
-    honest = Peer(member, 1)
-    honest.serve()
-    refusing = Peer(member, 2, bodies=lambda msg: {"type": "CHEESES", "cheeses": []})
-    slow = Peer(member, 3, bodies=lambda msg: None)  # never answers a window
-    peers = [honest, refusing, slow]
-    settle(peers)
-    assert member.node.stack.height < len(CHAIN)  # waiting for the slow one
-    clock.advance(hs.WINDOW_TIMEOUT + 1)
-    settle(peers)
-    for _ in range(10):  # each round the slow one may be given a window again, and times out again
-        if member.node.stack.height == len(CHAIN):
-            break
-        clock.advance(hs.WINDOW_TIMEOUT + 1)
+class BodyWindowTests(SynchronousTestCase):
+    """A lying, refusing or slow peer's window of bodies goes to another."""
+
+    def setUp(self) -> None:
+        self.clock = clock_at(NOW)
+
+    def test_a_body_that_does_not_match_its_header_goes_to_another_peer(self) -> None:
+        def lying(msg: dict) -> dict:
+            out = []
+            for s in msg["smells"]:
+                cheese = json.loads(json.dumps(BY_SMELL[s]))
+                cheese["unit_of_information"]["note"] = "not the header's body"
+                out.append(cheese)
+            return {"type": "CHEESES", "cheeses": out}
+
+        member = make_member("aa", self.clock)
+        honest = Peer(member, 1)
+        honest.serve()
+        liar = Peer(member, 2, bodies=lying)
+        settle([honest, liar])
+        assert member.node.stack.height == len(CHAIN)
+        download_mismatches = liar.raw.proto.score
+        assert download_mismatches >= hs.MISMATCH_POINTS or liar.raw.closed  # it lost points (or was banned)
+        liar_smells = {s for m in liar.asked if m["type"] == "GET_CHEESES" for s in m["smells"]}
+        honest_smells = {s for m in honest.asked if m["type"] == "GET_CHEESES" for s in m["smells"]}
+        assert liar_smells and liar_smells <= honest_smells  # each of its windows was asked again of the other
+
+    def test_a_refusing_peer_and_a_slow_peer_lose_their_windows(self) -> None:
+        member = make_member("aa", self.clock)
+        honest = Peer(member, 1)
+        honest.serve()
+        refusing = Peer(member, 2, bodies=lambda msg: {"type": "CHEESES", "cheeses": []})
+        slow = Peer(member, 3, bodies=lambda msg: None)  # never answers a window
+        peers = [honest, refusing, slow]
         settle(peers)
-    assert member.node.stack.height == len(CHAIN)
-    assert not refusing.raw.closed and not slow.raw.closed  # refusing or slow is not lying
+        assert member.node.stack.height < len(CHAIN)  # waiting for the slow one
+        self.clock.advance(hs.WINDOW_TIMEOUT + 1)
+        settle(peers)
+        for _ in range(10):  # each round the slow one may be given a window again, and times out again
+            if member.node.stack.height == len(CHAIN):
+                break
+            self.clock.advance(hs.WINDOW_TIMEOUT + 1)
+            settle(peers)
+        assert member.node.stack.height == len(CHAIN)
+        assert not refusing.raw.closed and not slow.raw.closed  # refusing or slow is not lying
 
 
-def test_without_headers_the_version_1_sync_runs(clock: Clock) -> None:
-    """A peer that lists no features gets GET_CHEESES by locator, as before section 5.1."""
-    cheeses = CHAIN[:600]
-    net = Net(clock)
-    old = make_member("11", clock, cheeses, features=())
-    new = make_member("22", clock)
-    net.link(new, old)
-    assert new.node.stack.height == 600
-    fresh_old = make_member("44", clock, features=())
-    net.link(fresh_old, new)  # and the other way: an old member syncs from a new one
-    assert fresh_old.node.stack.height == 600
-
-
-def test_stack_counts_per_source(clock: Clock) -> None:
-    """Figures the simulator reports: the download knows who sent what."""
-    member = make_member("aa", clock)
-    a = Peer(member, 1)
-    a.serve()
-    download = a.raw.proto.download
-    b = Peer(member, 2)
-    settle([a, b])
-    assert isinstance(download, hs.HeadersDownload)
-    counts: Dict = download.sources
-    assert sum(counts.values()) == len(CHAIN) and len(counts) == 2
