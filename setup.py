@@ -29,7 +29,7 @@ setup(
     },
     include_package_data=True,
     ext_modules=[NATIVE],
-    install_requires=["twisted>=22.10", "cryptography>=41", "prometheus_client>=0.16"],
+    install_requires=["twisted>=22.10", "cryptography>=41", "PyNaCl>=1.5", "prometheus_client>=0.16"],
     extras_require={
         "test": ["pytest", "pytest-twisted", "pytest-timeout", "hypothesis"],
         "bench": ["matplotlib"],

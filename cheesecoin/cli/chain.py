@@ -13,7 +13,8 @@ from typing import Any, Dict, Iterator, List, Set
 from cheesecoin.core.cheese import NetworkError, mine_blue_cheese, network_from_blue_cheese
 from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.stack import CheeseStack
-from cheesecoin.core.tx import fast_shape, signing_bytes, verify_batch
+from cheesecoin.core.signature import verify_batch
+from cheesecoin.core.tx import fast_shape, signing_bytes
 from cheesecoin.util.cores import usable_cores
 
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, List
 
 from cheesecoin.cli.client import DEFAULT_MEMBER, Member, member_url
 from cheesecoin.cli.errors import USAGE as _USAGE, CliError
+from cheesecoin.core.signature import key_fault
 from cheesecoin.core.tx import MAX_MEMO, MAX_VALUE
 from cheesecoin.storage.wallet import (
     WALLET_ENV,
@@ -264,6 +265,9 @@ def cmd_balance(args: argparse.Namespace) -> int:
 
 def cmd_send(args: argparse.Namespace) -> int:
     to = _parse_address(args.to, "recipient address")
+    fault = key_fault(to)
+    if fault is not None:  # no signature from it ever verifies: coins sent there are lost
+        raise _error(f"bad recipient address: {fault}; coins sent there could never be spent", _USAGE)
     amount = _parse_int(args.amount, "amount", 1)
     fee = _parse_int(args.fee, "fee", 0)
     memo = args.memo

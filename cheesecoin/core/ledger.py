@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Dict, Optional
 
 from cheesecoin.core.errors import InvalidCheese, InvalidTx
-from cheesecoin.core.tx import check_tx_format, verify_signature
+from cheesecoin.core.tx import check_tx_format, tx_signature_fault, verify_signature
 
 
 class Ledger:
@@ -60,7 +60,7 @@ class Ledger:
             if problem is not None:
                 raise InvalidTx(*problem)
         if check_signature and not verify_signature(tx):
-            raise InvalidTx("tx-signature", "the signature does not verify")
+            raise InvalidTx("tx-signature", f"the signature does not verify: {tx_signature_fault(tx)}")
         sender = tx["from"]
         nonce = nonces[sender] if nonces is not None and sender in nonces else self.next_nonce(sender)
         if tx["nonce"] != nonce:

@@ -1,8 +1,8 @@
 """Transactions: format, signing, verification and txids (docs/protocol.md s.4).
 
-Pure Python, no Twisted. Signatures use Ed25519 from ``cryptography``.
-Public-key objects are cached per address: loading one costs about as much
-as a hash, and the same senders recur.
+Pure Python, no Twisted. Signatures are checked by ``core.signature`` (the
+exact rule of section 4, through libsodium) and made with ``cryptography``
+(Ed25519 signing is deterministic: the same bytes either way).
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ import hashlib
 import json
 import re
 from json.encoder import encode_basestring as _quote  # json.dumps(str, ensure_ascii=False), in C
-from functools import lru_cache
 from typing import Any, List, Optional, Set, Tuple
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cheesecoin.core.formats import ADDRESS_RE
+from cheesecoin.core.signature import SignatureCache, use_signature_cache  # noqa: F401 (callers' names)
+from cheesecoin.core.signature import signature_fault, verify_batch
+from cheesecoin.core.signature import verify as verify_raw
 
 TX_FIELDS = frozenset(["from", "to", "amount", "fee", "nonce", "memo", "signature"])
 MAX_MEMO = 140
@@ -117,75 +118,14 @@ def txid(tx: dict) -> str:
     return hashlib.sha1(tx_canonical_text(tx).encode("utf-8")).hexdigest()
 
 
-@lru_cache(maxsize=4096)
-def _public_key(address: str) -> Optional[Ed25519PublicKey]:
-    try:
-        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(address))
-    except ValueError:
-        return None
-
-
-class SignatureCache:
-    """Signatures already checked good in this process, keyed by the whole
-    (address, signature, signed bytes): for the simulator, where a thousand
-    members in one process would each check the same signature. A real
-    member never installs one (``use_signature_cache``)."""
-
-    def __init__(self, max_entries: int = 2_000_000) -> None:
-        self.good: Set[Tuple[str, str, bytes]] = set()
-        self.max_entries = max_entries
-        self.hits = 0
-        self.checks = 0
-
-
-_signature_cache: Optional[SignatureCache] = None
-
-
-def use_signature_cache(cache: Optional[SignatureCache]) -> Optional[SignatureCache]:
-    """Install ``cache`` (None: none) for every check in this process; returns the previous one."""
-    global _signature_cache
-    previous, _signature_cache = _signature_cache, cache
-    return previous
-
-
-def verify_raw(address: str, signature_hex: str, message: bytes) -> bool:
-    """Ed25519 check of ``signature_hex`` by ``address`` over ``message``."""
-    cache = _signature_cache
-    if cache is not None:
-        key_of = (address, signature_hex, message)
-        if key_of in cache.good:
-            cache.hits += 1
-            return True
-        cache.checks += 1
-        if not _verify(address, signature_hex, message):
-            return False
-        if len(cache.good) >= cache.max_entries:
-            cache.good.clear()
-        cache.good.add(key_of)
-        return True
-    return _verify(address, signature_hex, message)
-
-
-def _verify(address: str, signature_hex: str, message: bytes) -> bool:
-    key = _public_key(address)
-    if key is None:
-        return False
-    try:
-        key.verify(bytes.fromhex(signature_hex), message)
-        return True
-    except (InvalidSignature, ValueError):
-        return False
-
-
 def verify_signature(tx: dict) -> bool:
-    """True if the (well-formed) transaction's signature verifies."""
+    """True if the (well-formed) transaction's signature verifies (``core.signature``'s rule)."""
     return verify_raw(tx["from"], tx["signature"], signing_bytes(tx))
 
 
-def verify_batch(items: list) -> list:
-    """Indices of the (address, signature_hex, message) items that fail: the one
-    batch signature check (``cheesecoin verify``'s worker processes, a sync's threads)."""
-    return [i for i, (a, s, m) in enumerate(items) if not verify_raw(a, s, m)]
+def tx_signature_fault(tx: dict) -> Optional[str]:
+    """None if the (well-formed) transaction's signature verifies, else the clause it breaks."""
+    return signature_fault(tx["from"], tx["signature"], signing_bytes(tx))
 
 
 def signature_items(txs: Any) -> Optional[list]:

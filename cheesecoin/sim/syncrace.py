@@ -16,7 +16,8 @@ import time
 from typing import Any, Dict, List, Optional
 
 from cheesecoin.core.pow import search_nonce
-from cheesecoin.core.tx import SignatureCache, sign_tx, use_signature_cache
+from cheesecoin.core.signature import SignatureCache, use_signature_cache
+from cheesecoin.core.tx import sign_tx
 from cheesecoin.mining.templates import job_for
 from cheesecoin.sim.config import SimConfig
 from cheesecoin.sim.world import PAYERS, START, Simulation

@@ -21,7 +21,7 @@ outside is simulated:
 - payments: ``--txs-per-cheese`` per mean spacing, real signed transactions
   from a few payer keys (the miners' rewards go to them), each entered at its
   payer's home member. A signature checked once in the process is not checked
-  again (``core.tx.SignatureCache``); every other rule each member runs itself.
+  again (``core.signature.SignatureCache``); every other rule each member runs itself.
 
 One seeded ``random.Random`` drives everything, so the same options give the
 same figures.
@@ -44,7 +44,8 @@ from cheesecoin.core.cheese import mine_blue_cheese, network_from_blue_cheese
 from cheesecoin.core.errors import InvalidTx
 from cheesecoin.core.node import MINED
 from cheesecoin.core.pow import search_nonce
-from cheesecoin.core.tx import SignatureCache, address_of, sign_tx, use_signature_cache
+from cheesecoin.core.signature import SignatureCache, use_signature_cache
+from cheesecoin.core.tx import address_of, sign_tx
 from cheesecoin.mining.templates import job_for, make_template
 from cheesecoin.sim.clock import HeapClock
 from cheesecoin.sim.config import SimConfig

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from cheesecoin.core.tx import address_of, sign_tx
+from cheesecoin.core.tx import address_of, sign_tx, tx_signature_fault
 from cheesecoin.core.formats import ADDRESS_RE
 
 WALLET_ENV = "CHEESECOIN_WALLET"
@@ -89,8 +89,13 @@ class Wallet:
         self.address = address_of(private_key)
 
     def sign(self, to: str, amount: int, fee: int, nonce: int, memo: str = "") -> dict:
-        """A signed transaction from this wallet."""
-        return sign_tx(self.private_key, to, amount, fee, nonce, memo)
+        """A signed transaction from this wallet, checked under the rule every
+        member applies (WalletError if it would be refused: a damaged key)."""
+        tx = sign_tx(self.private_key, to, amount, fee, nonce, memo)
+        fault = tx_signature_fault(tx)
+        if fault is not None:
+            raise WalletError(f"{self.path}: the wallet's signature does not verify ({fault})")
+        return tx
 
     def public_info(self) -> dict:
         """What may be shown to anyone: the address and the public key as PEM."""
