@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
 
 from cheesecoin.wire.codec import announced_smell, dumps
 
@@ -31,26 +32,29 @@ def whole(memo: str = "") -> dict:
     return {"type": "ANNOUNCE", "cheese": cheese}
 
 
-def test_our_own_lines_are_read() -> None:
-    assert announced_smell(dumps(compact())[:-1]) == ("ANNOUNCE_COMPACT", SMELL)
-    assert announced_smell(dumps(whole())[:-1]) == ("ANNOUNCE", SMELL)
+class AnnouncedSmellTests(SynchronousTestCase):
+    """The smell of an announcement read without decoding it, or None."""
+
+    def test_our_own_lines_are_read(self) -> None:
+        assert announced_smell(dumps(compact())[:-1]) == ("ANNOUNCE_COMPACT", SMELL)
+        assert announced_smell(dumps(whole())[:-1]) == ("ANNOUNCE", SMELL)
+
+    def test_other_lines_are_left_to_the_parser(self) -> None:
+        assert announced_smell(dumps({"type": "ANNOUNCED", "cheese": {"smell": SMELL}})[:-1]) is None
+        assert announced_smell(dumps({"type": "TX", "tx": {"smell": SMELL}})[:-1]) is None
+        assert announced_smell(b'{ "type": "ANNOUNCE", "cheese": {"smell": "' + SMELL.encode() + b'"}}') is None
+        twice = dumps(compact(**{"smell2": 1}))[:-1].replace(b'"smell2":1', b'"x":{"smell":"' + PARENT.encode() + b'"}')
+        assert announced_smell(twice) is None, "two smells: which one is announced is the parser's to say"
+        assert announced_smell(dumps(compact())[:-1].replace(SMELL.encode(), b"AB" * 20)) is None
+        assert announced_smell(dumps(compact())[:-1].replace(SMELL.encode(), SMELL[:-1].encode())) is None
+
+    @settings(max_examples=300, deadline=None)
+    @given(text=st.lists(st.sampled_from(['"', "\\", ":", ",", "smell", SMELL, "{", "}", "a", "é"]),
+                         max_size=40).map("".join),
+           kind=st.sampled_from(["compact", "whole"]))
+    def test_a_string_field_never_passes_for_the_smell(self, text: str, kind: str) -> None:
+        msg = compact(note=text) if kind == "compact" else whole(memo=text)
+        got = announced_smell(dumps(msg)[:-1])
+        assert got == (msg["type"], SMELL), "a JSON string escapes its quotes: the one smell is the cheese's"
 
 
-def test_other_lines_are_left_to_the_parser() -> None:
-    assert announced_smell(dumps({"type": "ANNOUNCED", "cheese": {"smell": SMELL}})[:-1]) is None
-    assert announced_smell(dumps({"type": "TX", "tx": {"smell": SMELL}})[:-1]) is None
-    assert announced_smell(b'{ "type": "ANNOUNCE", "cheese": {"smell": "' + SMELL.encode() + b'"}}') is None
-    twice = dumps(compact(**{"smell2": 1}))[:-1].replace(b'"smell2":1', b'"x":{"smell":"' + PARENT.encode() + b'"}')
-    assert announced_smell(twice) is None, "two smells: which one is announced is the parser's to say"
-    assert announced_smell(dumps(compact())[:-1].replace(SMELL.encode(), b"AB" * 20)) is None
-    assert announced_smell(dumps(compact())[:-1].replace(SMELL.encode(), SMELL[:-1].encode())) is None
-
-
-@settings(max_examples=300, deadline=None)
-@given(text=st.lists(st.sampled_from(['"', "\\", ":", ",", "smell", SMELL, "{", "}", "a", "é"]),
-                     max_size=40).map("".join),
-       kind=st.sampled_from(["compact", "whole"]))
-def test_a_string_field_never_passes_for_the_smell(text: str, kind: str) -> None:
-    msg = compact(note=text) if kind == "compact" else whole(memo=text)
-    got = announced_smell(dumps(msg)[:-1])
-    assert got == (msg["type"], SMELL), "a JSON string escapes its quotes: the one smell is the cheese's"
