@@ -176,16 +176,20 @@ class Mempool:
     def select(self, max_count: int) -> List[dict]:
         """Up to ``max_count`` transactions for a new cheese, highest fee first,
         each sender's in nonce order."""
-        queues = {s: [self.txs[c[n]] for n in sorted(c)] for s, c in self.by_sender.items()}
-        heap = [(-q[0]["fee"], s, 0) for s, q in queues.items()]
+        return [self.txs[t] for t in self.select_ids(max_count)]
+
+    def select_ids(self, max_count: int) -> List[str]:
+        """The txids of ``select`` (known here: none is computed again)."""
+        queues = {s: [c[n] for n in sorted(c)] for s, c in self.by_sender.items()}
+        heap = [(-self.txs[q[0]]["fee"], s, 0) for s, q in queues.items()]
         heapq.heapify(heap)
-        out: List[dict] = []
+        out: List[str] = []
         while heap and len(out) < max_count:
             _, sender, i = heapq.heappop(heap)
             queue = queues[sender]
             out.append(queue[i])
             if i + 1 < len(queue):
-                heapq.heappush(heap, (-queue[i + 1]["fee"], sender, i + 1))
+                heapq.heappush(heap, (-self.txs[queue[i + 1]]["fee"], sender, i + 1))
         return out
 
     def dump(self) -> List[dict]:

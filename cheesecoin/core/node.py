@@ -125,14 +125,10 @@ class MemberNode:
         tx = self.mempool.get(tx_id)
         if tx is not None:
             return {"tx": tx, "status": "mempool", "sequence_number": None}
-        height = self.stack.tx_height(tx_id)
-        if height is None:
+        found = self.stack.serving.confirmed_tx(tx_id)  # the txid index: no cheese decoded
+        if found is None:
             return None
-        cheese = self.stack.get_by_height(height)
-        for candidate in cheese["unit_of_information"]["transactions"]:
-            if txid(candidate) == tx_id:
-                return {"tx": candidate, "status": "confirmed", "sequence_number": height}
-        return None  # pragma: no cover
+        return {"tx": found[1], "status": "confirmed", "sequence_number": found[0]}
 
     def balance(self, address: str) -> Dict[str, Any]:
         ledger = self.stack.ledger

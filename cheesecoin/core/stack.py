@@ -3,8 +3,9 @@
 Pure Python, no Twisted (docs/protocol.md section 3). ``CheeseStack`` keeps every
 valid cheese it has seen as a ``Node`` in a tree, follows the branch with the
 most cumulative work (first seen wins ties), keeps the ledger at its tip,
-reorganises with ledger rollback, holds a bounded pool of orphans and answers
-locator and range queries. Bodies live in a store (``MemoryStore`` here,
+reorganises with ledger rollback and holds a bounded pool of orphans. What it
+serves to peers (headers, ranges, locators, transactions by txid) is
+``cheesecoin.core.serving``. Bodies live in a store (``MemoryStore`` here,
 ``cheesecoin.storage.sqlite.SqliteStore`` on disk; ``cheesecoin.core.tree``); every accepted cheese is written
 in one store transaction together with the tip it leads to.
 """
@@ -15,12 +16,13 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from cheesecoin.core.cheese import Network, check_header_format, check_member_info, check_smell, header_from_text
+from cheesecoin.core.cheese import Network, check_header_format, check_member_info, check_smell, info_hash
 from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.ledger import Ledger
 from cheesecoin.core.formats import MAX_COUNT, MAX_LINE
+from cheesecoin.core.serving import StackServing, index_txs, tx_height, unindex_txs
 from cheesecoin.core.tree import AddResult, MemoryStore, Node, OrphanPool  # noqa: F401  (AddResult: part of the API)
-from cheesecoin.core.tx import txid, verify_signature
+from cheesecoin.core.tx import verify_signature
 
 FUTURE_LIMIT = 120  # seconds a timestamp may be ahead of local time (rule 4)
 
@@ -47,7 +49,8 @@ class CheeseStack:
         self.orphans = OrphanPool(max_orphans)
         self.invalid: "OrderedDict[str, str]" = OrderedDict()
         self.max_invalid = max_invalid
-        self.tx_index: Dict[str, int] = {}  # txid -> height on the best stack
+        self.tx_index: Dict[str, int] = {}  # txid -> its place on the best stack (core.serving.pack)
+        self.serving = StackServing(self)
         self._order = 0
         self._best: Optional[Node] = None
         self._pending_invalid: List[Tuple[str, str]] = []
@@ -57,8 +60,11 @@ class CheeseStack:
 
     # -- loading ---------------------------------------------------------------
 
-    def _new_node(self, cheese: dict, parent: Optional[Node]) -> Node:
-        node = Node(cheese["smell"], parent, cheese["sequence_number"], cheese["bits"], cheese["timestamp"], self._order)
+    def _new_node(self, cheese: dict, parent: Optional[Node], ihash: Optional[str] = None) -> Node:
+        if ihash is None:
+            ihash = info_hash(cheese["unit_of_information"])
+        node = Node(cheese["smell"], parent, cheese["sequence_number"], cheese["bits"], cheese["timestamp"],
+                    self._order, ihash, cheese["nonce"])
         self._order += 1
         self.nodes[node.smell] = node
         return node
@@ -68,18 +74,18 @@ class CheeseStack:
         rows, tip_smell, invalid = self.store.load()
         rows = iter(rows)  # stored cheeses are streamed: only their nodes stay in memory
         first = next(rows, None)
-        if first is not None and first["smell"] != blue["smell"]:
+        if first is not None and first[0]["smell"] != blue["smell"]:
             raise ValueError("the stored stack belongs to another network")
         genesis = self._new_node(blue, None)
         self.main = [genesis]
         self._best = genesis
         if first is None:
             self.store.commit([(genesis, blue)], [], genesis.smell)
-        for cheese in rows:
+        for cheese, ihash in rows:
             parent = self.nodes.get(cheese["parent_smell"])
             if parent is None:
                 raise ValueError(f"stored cheese {cheese['smell']} has no stored parent")
-            node = self._new_node(cheese, parent)
+            node = self._new_node(cheese, parent, ihash)
             if cheese["smell"] in invalid or parent.invalid:
                 node.invalid = invalid.get(cheese["smell"], "bad-parent")
                 self._remember_invalid(node.smell, node.invalid)
@@ -122,18 +128,24 @@ class CheeseStack:
             return None
         return self.store.get(smell)
 
+    # What it serves to peers: cheesecoin.core.serving.StackServing.
     def get_text(self, smell: str, cache: bool = True) -> Optional[str]:
-        """Its canonical text; ``cache=False``: not decoded into the store's cache."""
-        if smell not in self.nodes:
-            return None
-        return self.store.get_text(smell, cache)
+        return self.serving.get_text(smell, cache)
 
     def header_at(self, height: int) -> Optional[dict]:
-        """The header of the best-stack cheese at ``height``, from its stored text."""
-        if 0 <= height < len(self.main):
-            text = self.store.get_text(self.main[height].smell, cache=False)
-            return None if text is None else header_from_text(text)
-        return None
+        return self.serving.header_at(height)
+
+    def locator(self) -> List[str]:
+        return self.serving.locator()
+
+    def fork_height(self, locator: Iterable[str]) -> int:
+        return self.serving.fork_height(locator)
+
+    def range_texts(self, start: int, count: int = MAX_COUNT, max_bytes: int = MAX_LINE - 4096) -> List[str]:
+        return self.serving.range_texts(start, count, max_bytes)
+
+    def tx_height(self, tx_id: str) -> Optional[int]:
+        return tx_height(self.tx_index, tx_id)
 
     def get_by_height(self, height: int) -> Optional[dict]:
         if 0 <= height < len(self.main):
@@ -161,41 +173,6 @@ class CheeseStack:
         up = max([k for k in range(5) if actual * 2**k <= expected], default=0)
         down = max([k for k in range(5) if actual >= expected * 2**k], default=0)
         return min(160, max(self.network.bits, parent.bits + up - down))
-
-    def locator(self) -> List[str]:
-        """Smells of the best stack from the tip back: 10 dense, then doubling steps."""
-        out = []
-        height, step = self.height, 1
-        while height > 0:
-            out.append(self.main[height].smell)
-            if len(out) >= 10:
-                step *= 2
-            height -= step
-        out.append(self.main[0].smell)
-        return out
-
-    def fork_height(self, locator: Iterable[str]) -> int:
-        """Height of the first locator smell on the best stack (0 if none)."""
-        for smell in locator:
-            node = self.nodes.get(smell)
-            if node is not None and self.on_main(node):
-                return node.height
-        return 0
-
-    def range_texts(self, start: int, count: int = MAX_COUNT, max_bytes: int = MAX_LINE - 4096) -> List[str]:
-        """Canonical texts of best-stack cheeses from ``start``, within ``max_bytes``."""
-        out: List[str] = []
-        total = 0
-        for height in range(max(0, start), min(len(self.main), start + max(0, min(count, MAX_COUNT)))):
-            text = self.store.get_text(self.main[height].smell, cache=False)
-            total += len(text.encode("utf-8")) + 1
-            if total > max_bytes:
-                break
-            out.append(text)
-        return out
-
-    def tx_height(self, tx_id: str) -> Optional[int]:
-        return self.tx_index.get(tx_id)
 
     def address_history(self, address: str, count: int, before: Optional[int] = None) -> List[Tuple[int, dict]]:
         """(height, tx) of the best stack's transactions from or to ``address``, newest
@@ -253,7 +230,7 @@ class CheeseStack:
         An InvalidCheese raised after the stack changed carries ``.result``.
         Cheeses in the orphan pool that this one completes are added too.
         """
-        self.check_context_free(cheese, ihash)
+        ihash = self.check_context_free(cheese, ihash) or None
         smell = cheese["smell"]
         known = self.nodes.get(smell)
         if (known is not None and not known.invalid) or smell in self.orphans:
@@ -270,11 +247,11 @@ class CheeseStack:
         old_tip = self.tip
         result = AddResult("added", smell)
         error: Optional[InvalidCheese] = None
-        queue: List[Tuple[dict, bool]] = [(cheese, check_signatures)]
+        queue: List[Tuple[dict, bool, Optional[str]]] = [(cheese, check_signatures, ihash)]
         while queue:
-            item, check_sigs = queue.pop(0)
+            item, check_sigs, item_hash = queue.pop(0)
             try:
-                self._add_known_parent(item, check_sigs)
+                self._add_known_parent(item, check_sigs, item_hash)
             except InvalidCheese as e:
                 result.invalid.append((item["smell"], e))
                 if item is cheese:
@@ -286,7 +263,7 @@ class CheeseStack:
                 raise
             result.accepted.append(item["smell"])
             for child, _source in self.orphans.pop_children(item["smell"]):
-                queue.append((child, True))
+                queue.append((child, True, None))
         self._fill_events(result, old_tip)
         if error is not None:
             error.result = result  # type: ignore[attr-defined]
@@ -297,7 +274,7 @@ class CheeseStack:
         cheese = self._uncommitted.get(smell)
         return cheese if cheese is not None else self.store.get(smell)
 
-    def _add_known_parent(self, cheese: dict, check_signatures: bool) -> None:
+    def _add_known_parent(self, cheese: dict, check_signatures: bool, ihash: Optional[str] = None) -> None:
         smell = cheese["smell"]
         if smell in self.nodes:
             return
@@ -314,7 +291,7 @@ class CheeseStack:
             if e.permanent:
                 self._remember_invalid(smell, e.rule)
             raise
-        node = self._new_node(cheese, parent)
+        node = self._new_node(cheese, parent, ihash)
         old_tip, old_best = self.tip, self._best
         self._pending_invalid = []
         self._uncommitted = {smell: cheese}
@@ -414,16 +391,14 @@ class CheeseStack:
                 return
             self.main.append(node)
             if self.index_txs:
-                for tx in cheese["unit_of_information"]["transactions"]:
-                    self.tx_index[txid(tx)] = node.height
+                index_txs(self.tx_index, node.height, cheese["unit_of_information"]["transactions"])
 
     def _disconnect_tip(self) -> None:
         node = self.main.pop()
         cheese = self._body(node.smell)
         self.ledger.rollback_cheese(cheese["unit_of_information"], self.network.reward)
         if self.index_txs:
-            for tx in cheese["unit_of_information"]["transactions"]:
-                self.tx_index.pop(txid(tx), None)
+            unindex_txs(self.tx_index, cheese["unit_of_information"]["transactions"])
 
     def _mark_invalid(self, node: Node, rule: str) -> None:
         """Mark ``node`` and every descendant invalid."""

@@ -9,17 +9,22 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from cheesecoin.core.cheese import canonical, work_of
+from cheesecoin.core.cheese import HEADER_FIELDS, canonical, work_of
 from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.tx import txid
 
 
 class Node:
-    """A cheese in the tree: its header facts and cumulative work."""
+    """A cheese in the tree: its header facts and cumulative work.
 
-    __slots__ = ("smell", "parent", "height", "bits", "timestamp", "work", "order", "invalid")
+    ``ident`` is the rest of its header, info_hash (20 bytes) then nonce (8
+    bytes, big-endian), when known: the header is then served from memory
+    (``header``) without reading the body (issue 26, finding 7)."""
 
-    def __init__(self, smell: str, parent: Optional["Node"], height: int, bits: int, timestamp: int, order: int):
+    __slots__ = ("smell", "parent", "height", "bits", "timestamp", "work", "order", "invalid", "ident")
+
+    def __init__(self, smell: str, parent: Optional["Node"], height: int, bits: int, timestamp: int, order: int,
+                 info_hash: Optional[str] = None, nonce: Optional[int] = None):
         self.smell = smell
         self.parent = parent
         self.height = height
@@ -28,6 +33,18 @@ class Node:
         self.work = (parent.work if parent is not None else 0) + work_of(bits)
         self.order = order  # arrival order: first seen wins ties
         self.invalid: Optional[str] = None
+        self.ident: Optional[bytes] = None
+        if info_hash is not None and nonce is not None and 0 <= nonce < 2**64:
+            self.ident = bytes.fromhex(info_hash) + nonce.to_bytes(8, "big")
+
+    def header(self) -> Optional[dict]:
+        """Its header (docs/protocol.md 5.1) from memory; None without ``ident`` or a parent."""
+        ident, parent = self.ident, self.parent
+        if ident is None or parent is None:
+            return None
+        values = (parent.smell, self.height, self.timestamp, self.bits, ident[:20].hex(),
+                  int.from_bytes(ident[20:], "big"), self.smell)
+        return dict(zip(HEADER_FIELDS, values))
 
     def __repr__(self) -> str:
         return f"<Node {self.height} {self.smell[:12]}>"
@@ -77,7 +94,8 @@ class MemoryStore:
         self.tip: Optional[str] = None
         self.invalid: Dict[str, str] = {}
 
-    def load(self) -> Tuple[Iterable[dict], Optional[str], Dict[str, str]]:
+    def load(self) -> Tuple[Iterable[Tuple[dict, str]], Optional[str], Dict[str, str]]:
+        """(cheese, info_hash) of every stored cheese, the tip and the invalid marks."""
         return [], None, {}
 
     def get(self, smell: str) -> Optional[dict]:
@@ -86,6 +104,13 @@ class MemoryStore:
     def get_text(self, smell: str, cache: bool = True) -> Optional[str]:
         cheese = self.bodies.get(smell)
         return None if cheese is None else canonical(cheese).decode("utf-8")
+
+    def text_slice(self, smell: str, from_end: int, length: int) -> Optional[str]:
+        """``length`` characters of a cheese's canonical text, starting ``from_end`` before its end."""
+        text = self.get_text(smell)
+        if text is None or not 0 < from_end <= len(text):
+            return None
+        return text[len(text) - from_end:len(text) - from_end + length]
 
     def commit(self, added: List[Tuple[Node, dict]], invalid: List[Tuple[str, str]], tip: Optional[str]) -> None:
         for node, cheese in added:

@@ -46,22 +46,25 @@ class MempoolExchange:
     # -- answering ------------------------------------------------------------------
 
     def mempool_txids(self) -> List[str]:
-        return [txid(tx) for tx in self.node.mempool.select(MEMPOOL_REPLY)]
+        return self.node.mempool.select_ids(MEMPOOL_REPLY)  # the mempool's keys: no txid recomputed
 
     def find_txs(self, txids: List[str], smell: Optional[str]) -> List[dict]:
-        """The transactions among ``txids`` that we have (mempool, the cheese ``smell``,
-        the best stack), in the order asked, stopping before the reply passes MAX_LINE."""
-        in_cheese = {}
-        if smell is not None:
-            cheese = self.node.stack.get_cheese(smell) or self.manager.relay.pending.get(smell)
-            if cheese is not None:
-                in_cheese = {txid(tx): tx for tx in cheese["unit_of_information"].get("transactions", [])}
+        """The transactions among ``txids`` that we have (mempool, the best stack, the
+        cheese ``smell``), in the order asked, each once, stopping before the reply
+        passes MAX_LINE. Each costs a look-up (the mempool, the txid index: a best-stack
+        cheese is never decoded for it); a cheese off the best stack has its txids
+        computed once while it stays in ``StackServing.cheese_txs``' LRU cache."""
+        stack = self.node.stack
+        in_cheese: Optional[dict] = None
         found, size = [], 64
-        for tx_id in txids:
-            tx = in_cheese.get(tx_id)
-            if tx is None:
-                status = self.node.tx_status(tx_id)  # the mempool, then the best stack
-                tx = status["tx"] if status is not None else None
+        for tx_id in dict.fromkeys(txids):  # duplicates cost nothing
+            status = self.node.tx_status(tx_id)  # the mempool, then the best stack
+            tx = status["tx"] if status is not None else None
+            if tx is None and smell is not None and not stack.is_best(smell):
+                if in_cheese is None:
+                    cheese = stack.get_cheese(smell) or self.manager.relay.pending.get(smell)
+                    in_cheese = {} if cheese is None else stack.serving.cheese_txs(smell, cheese)
+                tx = in_cheese.get(tx_id)
             if tx is None:
                 continue
             size += len(wire.encode(tx)) + 1

@@ -188,15 +188,16 @@ class SqliteStore:
 
     # -- the store interface of cheesecoin.stack -------------------------------------
 
-    def load(self) -> Tuple[Iterator[dict], Optional[str], Dict[str, str]]:
-        """Every stored cheese in arrival order (streamed), the tip, and the invalid marks."""
+    def load(self) -> Tuple[Iterator[Tuple[dict, str]], Optional[str], Dict[str, str]]:
+        """Every stored cheese in arrival order with its info_hash (streamed), the
+        tip, and the invalid marks."""
         try:
             invalid = dict(self.db.execute("SELECT smell, rule FROM invalid"))
         except sqlite3.DatabaseError as e:
             raise CorruptStore(f"{self.path} is corrupted: {e}") from None
         return self._rows(), self.tip, invalid
 
-    def _rows(self) -> Iterator[dict]:
+    def _rows(self) -> Iterator[Tuple[dict, str]]:
         try:
             cursor = self.db.execute("SELECT smell, parent, height, body FROM cheeses ORDER BY ord")
             for smell, parent, height, body in cursor:
@@ -208,8 +209,7 @@ class SqliteStore:
                     or cheese.get("sequence_number") != height
                 ):
                     raise CorruptStore(f"{self.path}: stored cheese {smell} is corrupted")
-                check_smell(cheese)
-                yield cheese
+                yield cheese, check_smell(cheese)
         except (sqlite3.DatabaseError, ValueError) as e:
             raise CorruptStore(f"{self.path} is corrupted: {e}") from None
         except InvalidCheese as e:
@@ -228,6 +228,18 @@ class SqliteStore:
         if cache:
             self._remember(smell, row[0], json.loads(row[0]))
         return row[0]
+
+    def text_slice(self, smell: str, from_end: int, length: int) -> Optional[str]:
+        """``length`` characters of a stored cheese's canonical text, starting
+        ``from_end`` characters before its end (one transaction of it), read
+        without decoding the cheese."""
+        entry = self._cache.get(smell)
+        if entry is not None:
+            text = entry[0]
+            return text[len(text) - from_end:len(text) - from_end + length] if 0 < from_end <= len(text) else None
+        row = self.db.execute("SELECT substr(body, ?, ?) FROM cheeses WHERE smell = ?",
+                              (-from_end, length, smell)).fetchone()
+        return None if row is None else row[0]
 
     def get(self, smell: str) -> Optional[dict]:
         entry = self._cache.get(smell)
