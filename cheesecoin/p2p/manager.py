@@ -113,7 +113,7 @@ class PeerManager:
         self.connections: Set[MemberProtocol] = set()
         self.inbound_count = 0
         self.per_ip: Counter = Counter()
-        self.addresses = AddressBook()
+        self.addresses = AddressBook(self.rng)
         self.banned: Dict[str, float] = {}
         self.refused = 0
         self._last_peer_request = -1e18
@@ -171,21 +171,8 @@ class PeerManager:
         ]
 
     def peers_for(self, asker: Optional[MemberProtocol]) -> List[dict]:
-        """Up to 10 members we know to be listening, never the asker."""
-        exclude = asker.listening_address if asker is not None else None
-        found: Dict[Address, None] = {}
-        for p in self.peers.values():
-            address = p.listening_address
-            if address is not None and p.peer_port:
-                found[address] = None
-        for address, info in self.addresses.known.items():
-            if info.confirmed and info.failures == 0:
-                found[address] = None
-        found.pop(exclude, None)  # type: ignore[arg-type]
-        for address in self.addresses.self_addresses:
-            found.pop(address, None)
-        picked = self.rng.sample(list(found), min(PEERS_PER_REPLY, len(found)))
-        return [{"host": h, "port": p} for h, p in picked]
+        """Up to 10 members we know to be listening (tried ones first), never the asker."""
+        return self.addresses.sample(PEERS_PER_REPLY, asker.listening_address if asker is not None else None)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -242,7 +229,7 @@ class PeerManager:
         if not proto.outbound:
             self.inbound_count += 1
         if proto.dial_address is not None:
-            self.addresses.dialing.discard(proto.dial_address)
+            self.addresses.opened(proto.dial_address)
 
     def connection_lost(self, proto: MemberProtocol) -> None:
         if proto not in self.connections:
@@ -256,8 +243,8 @@ class PeerManager:
             self.inbound_count -= 1
         if proto.download is not None:
             proto.download.finish()
-        if proto.dial_address is not None and not proto.ready:
-            self.addresses.failed(proto.dial_address, self.clock.seconds())
+        if proto.dial_address is not None:
+            self.addresses.lost(proto.dial_address, proto.ready, self.clock.seconds())
         if proto.peer_node_id is not None and self.peers.get(proto.peer_node_id) is proto:
             del self.peers[proto.peer_node_id]
             self.log.info(
@@ -302,9 +289,8 @@ class PeerManager:
     def peer_ready(self, proto: MemberProtocol) -> None:
         """The handshake is done: count the peer, learn its address, compare stacks."""
         self.peers[proto.peer_node_id] = proto  # type: ignore[index]
-        address = proto.listening_address
-        if address is not None and proto.peer_port:
-            self.addresses.worked(address, self.clock.seconds())
+        claimed = proto.listening_address if proto.peer_port else None  # at most "new" unless we dialled it
+        self.addresses.connected(proto.outbound, proto.dial_address, claimed, self.clock.seconds())
         self.log.info(
             "Peer {peer} connected ({direction}, height {height}; {n} peers)",
             peer=proto.label(),
@@ -355,8 +341,8 @@ class PeerManager:
     # -- addresses and dialing ------------------------------------------------------------
 
     def add_addresses(self, peers: List[Any], source: str) -> int:
-        """Learn listening addresses from a PEERS list (``source``: "tracker" or "peer"); dial if new."""
-        added = self.addresses.add(peers)
+        """Learn listening addresses from a PEERS list (``source``: "tracker" or the peer's host); dial if new."""
+        added = self.addresses.add(peers, source, self.clock.seconds())
         if added:
             self.refill()
         return added
@@ -385,15 +371,13 @@ class PeerManager:
             return  # the common case, every few seconds: nothing to dial
         busy = self._connected_addresses()
         for address in sorted(book.persistent):
-            if book.due(address, book.known.get(address) or book.remember(address), now, busy, self.is_banned):  # type: ignore[arg-type]
+            if book.due(address, book.remember(address), now, busy, self.is_banned):  # type: ignore[arg-type]
                 self.dial(address)
                 want -= 1
         if want <= 0:
             return
-        candidates = [a for a, info in book.known.items() if book.due(a, info, now, busy, self.is_banned)]
-        self.rng.shuffle(candidates)
-        candidates.sort(key=lambda a: a not in book.saved)  # the members that worked before first
-        for address in candidates[:want]:
+        candidates = book.select(want, now, busy, self.is_banned)  # anchors first, distinct groups
+        for address in candidates:
             self.dial(address)
         if len(candidates) < want:
             self.ask_for_peers()

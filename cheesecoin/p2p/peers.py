@@ -1,16 +1,32 @@
-"""The address book: the members we know to be listening, with dial backoff."""
+"""The address book: what the peer manager knows of listening members, which of
+them to dial, which to tell others about, and what to keep across restarts.
+
+The tables (``cheesecoin.p2p.addrbook``) keep addresses heard of ("new")
+apart from those we dialled and that worked ("tried"), bucketed by network
+group so that one host or /16 cannot fill the book. An inbound peer's own
+address is at most "new". Outbound connections keep to distinct network
+groups (loopback exempt); the outbound peers of the last run ("anchors")
+are dialled first after a restart. An address that cannot be reached is
+tried again after 10 s, 20 s, 40 s ... up to 10 minutes.
+"""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Any, Callable, List, Optional, Set, Tuple
+import random
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from cheesecoin.core.errors import ProtocolError
+from cheesecoin.p2p.addrbook import Address, AddrInfo, AddressTables, address_group
+from cheesecoin.util.addresses import is_loopback
 from cheesecoin.wire import codec as wire
 
-MAX_KNOWN_ADDRESSES = 2000
-MAX_SAVED_ADDRESSES = 256  # addresses of members that worked, kept across restarts
-Address = Tuple[str, int]
+MAX_SAVED_ADDRESSES = 1024  # entries of peers.json: anchors, then tried, then new
+MAX_ANCHORS = 4  # outbound peers saved to be dialled first at the next start
+TRIED_SHARE = 0.5  # the chance that an outbound slot goes to a tried address (when both tables can fill it)
+REPLY_NEW_PER_SOURCE = 2  # new addresses of one source group in one PEERS reply
+MAX_LAST_SEEN = 2**53  # a saved time beyond this is not a time
+
+__all__ = ["Address", "AddrInfo", "AddressBook", "MAX_ANCHORS", "MAX_SAVED_ADDRESSES"]
 
 
 def _address_of(entry: Any) -> Optional[Address]:
@@ -23,86 +39,116 @@ def _address_of(entry: Any) -> Optional[Address]:
         return None
 
 
-class AddressInfo:
-    """What we know of one listening address: failures, when to try again, whether it answered."""
-
-    __slots__ = ("failures", "next_try", "confirmed", "last_seen")
-
-    def __init__(self) -> None:
-        self.failures = 0
-        self.next_try = 0.0
-        self.confirmed = False  # we completed a handshake with a member there
-        self.last_seen = 0.0  # when we last completed one (0: never); saved across restarts
+def _source_of(entry: dict, address: Address) -> str:
+    """The saved source of an entry; an old file's entries have none: they count as their own."""
+    try:
+        return wire.get_host(entry, "source")
+    except ProtocolError:
+        return address[0]
 
 
 class AddressBook:
-    """Addresses learnt from the tracker, peers and ``--connect`` (persistent,
-    always redialled), at most ``MAX_KNOWN_ADDRESSES``; an address that cannot
-    be reached is tried again after 10 s, 20 s, 40 s ... up to 10 minutes."""
+    """The new and tried tables, plus the --connect addresses (``persistent``,
+    always redialled), the dials under way, our own addresses, the anchors
+    to dial first and the outbound peers connected now. ``rng`` picks the
+    tables' hash key and every random choice (inject one for reproducible tests)."""
 
-    def __init__(self) -> None:
-        self.known: "OrderedDict[Address, AddressInfo]" = OrderedDict()
-        self.persistent: Set[Address] = set()  # --connect addresses, always redialled
-        self.dialing: Set[Address] = set()
+    def __init__(self, rng: Optional[random.Random] = None) -> None:
+        self.rng = rng or random.Random()
+        self.tables = AddressTables(self.rng)
+        self.persistent: Set[Address] = set()
+        self.dialing: Set[Address] = set()  # dialled, not yet connected
+        self.connecting: Set[Address] = set()  # connected outbound, handshake not done
+        self.outbound: Dict[Address, None] = {}  # outbound peers now, oldest first
         self.self_addresses: Set[Address] = set()
-        self.saved: Set[Address] = set()  # loaded from the data directory: dialled first
+        self.anchors: List[Address] = []  # loaded from the data directory: dialled first
 
-    def worked(self, address: Address, now: float) -> None:
-        """A handshake with the member at ``address`` completed."""
-        info = self.remember(address)
-        if info is not None:
-            info.confirmed = True
-            info.failures = 0
-            info.last_seen = now
+    @property
+    def known(self) -> Dict[Address, AddrInfo]:
+        """Every address we hold, new, tried or --connect."""
+        return self.tables.entries
 
-    def to_save(self) -> List[dict]:
-        """The members that worked, most recent first, at most MAX_SAVED_ADDRESSES."""
-        seen = sorted(((info.last_seen, a) for a, info in self.known.items() if info.last_seen > 0), reverse=True)
-        return [{"host": a[0], "port": a[1], "last_seen": int(t)} for t, a in seen[:MAX_SAVED_ADDRESSES]]
+    # -- learning addresses -------------------------------------------------------------
 
-    def load_saved(self, entries: List[Any]) -> int:
-        """Addresses saved by an earlier run (entries as ``to_save`` makes them,
-        anything else skipped); they are dialled before the others. Returns how many."""
-        loaded = 0
-        for entry in entries[:MAX_SAVED_ADDRESSES]:
-            address = _address_of(entry)
-            info = self.remember(address) if address is not None else None
-            if address is None or info is None:
-                continue
-            seen = entry.get("last_seen")
-            if isinstance(seen, int) and not isinstance(seen, bool) and seen > 0:
-                info.last_seen = float(seen)
-            self.saved.add(address)
-            loaded += 1
-        return loaded
-
-    def remember(self, address: Address) -> Optional[AddressInfo]:
-        """The entry of ``address`` (made if new), or None for one of our own addresses."""
-        if address in self.self_addresses:
-            return None
-        info = self.known.get(address)
-        if info is None:
-            info = self.known[address] = AddressInfo()
-            while len(self.known) > MAX_KNOWN_ADDRESSES:
-                oldest = next(a for a in self.known if a not in self.persistent)
-                del self.known[oldest]
-        return info
-
-    def add(self, peers: List[Any]) -> int:
-        """Learn listening addresses from a PEERS list; invalid entries are skipped. Returns how many are new."""
+    def add(self, peers: List[Any], source: str = "peer", now: float = 0.0) -> int:
+        """Learn listening addresses from a PEERS list heard from ``source`` (the
+        peer's host, or "tracker"); invalid entries are skipped. Returns how many are new."""
         added = 0
         for entry in peers:
             address = _address_of(entry)
-            if address is not None and address not in self.known and self.remember(address) is not None:
+            if address is None or address in self.self_addresses or address in self.known:
+                continue
+            if self.tables.add_new(address, source, now) is not None:
                 added += 1
         return added
+
+    def remember(self, address: Address) -> Optional[AddrInfo]:
+        """The entry of ``address`` (made for a --connect address), or None for one
+        of our own addresses or one the book does not hold."""
+        if address in self.self_addresses:
+            return None
+        info = self.known.get(address)
+        if info is None and address in self.persistent:
+            info = self.known[address] = AddrInfo("connect")
+        return info
 
     def add_persistent(self, address: Address) -> None:
         """A --connect address: dialled whenever we are not connected to it."""
         self.persistent.add(address)
         self.remember(address)
 
-    def due(self, address: Address, info: AddressInfo, now: float, busy: Set[Address], banned: Callable[[str], bool]) -> bool:
+    # -- connections ------------------------------------------------------------------------
+
+    def opened(self, address: Address) -> None:
+        """A dial of ``address`` connected; the handshake follows."""
+        self.dialing.discard(address)
+        self.connecting.add(address)
+
+    def connected(self, outbound: bool, dial_address: Optional[Address], claimed: Optional[Address],
+                  now: float) -> None:
+        """A handshake completed. Only an address we dialled becomes tried; what an
+        inbound peer says of itself (``claimed``: its host and HELLO port) is at most new."""
+        if outbound and dial_address is not None:
+            self.connecting.discard(dial_address)
+            if dial_address not in self.self_addresses:
+                self.tables.mark_tried(dial_address, dial_address[0], now)
+                self.outbound[dial_address] = None
+        elif claimed is not None and claimed not in self.self_addresses:
+            self.tables.add_new(claimed, claimed[0], now)
+
+    def lost(self, address: Address, ready: bool, now: float) -> None:
+        """The connection we dialled to ``address`` closed (before its handshake if not ``ready``)."""
+        self.connecting.discard(address)
+        self.outbound.pop(address, None)
+        if not ready:
+            self.failed(address, now)
+            return
+        info = self.known.get(address)
+        if info is not None and info.bucket < 0 and address not in self.persistent:
+            del self.known[address]  # it worked, but neither table had room for it
+
+    def failed(self, address: Address, now: float) -> None:
+        """A dial failed (or the connection closed before the handshake): back off."""
+        self.dialing.discard(address)
+        self.connecting.discard(address)
+        info = self.known.get(address)
+        if info is not None:
+            info.failures += 1
+            info.next_try = now + min(600.0, 5.0 * 2 ** min(info.failures, 7))
+            if info.bucket < 0 and address not in self.persistent:
+                del self.known[address]  # held only while we dialled it
+        if address in self.anchors:
+            self.anchors.remove(address)
+
+    def is_self(self, address: Address) -> None:
+        """``address`` turned out to be our own: never dial it again."""
+        self.self_addresses.add(address)
+        self.tables.remove(address)
+        self.outbound.pop(address, None)
+
+    # -- dialling ----------------------------------------------------------------------------
+
+    def due(self, address: Address, info: AddrInfo, now: float, busy: Set[Address], banned: Callable[[str], bool]) -> bool:
         """Whether to dial ``address`` now (not connected, not dialling, not resting, not banned)."""
         return (
             address not in busy
@@ -112,16 +158,107 @@ class AddressBook:
             and not banned(address[0])
         )
 
-    def failed(self, address: Address, now: float) -> None:
-        """A dial failed (or the connection closed before the handshake): back off."""
-        self.dialing.discard(address)
-        info = self.known.get(address)
-        if info is not None:
-            info.failures += 1
-            info.next_try = now + min(600.0, 5.0 * 2 ** min(info.failures, 7))
-            info.confirmed = False
+    def select(self, want: int, now: float, busy: Set[Address], banned: Callable[[str], bool]) -> List[Address]:
+        """Up to ``want`` addresses to dial: the anchors first, then tried or new at
+        random, never two in one network group (loopback addresses exempt) and never
+        one in the group of an outbound connection or dial."""
+        groups = {address_group(a) for a in (*self.outbound, *self.dialing, *self.connecting)}
 
-    def is_self(self, address: Address) -> None:
-        """``address`` turned out to be our own: never dial it again."""
-        self.self_addresses.add(address)
-        self.known.pop(address, None)
+        def usable(address: Address) -> bool:
+            info = self.known.get(address)
+            if info is None or not self.due(address, info, now, busy, banned):
+                return False
+            return is_loopback(address[0]) or address_group(address) not in groups
+
+        picked: List[Address] = []
+
+        def take(address: Address) -> None:
+            picked.append(address)
+            if not is_loopback(address[0]):
+                groups.add(address_group(address))
+
+        for address in list(self.anchors):
+            if len(picked) < want and usable(address):
+                take(address)
+        pools = [self._shuffled(True), self._shuffled(False)]
+        while len(picked) < want and (pools[0] or pools[1]):
+            tried = bool(pools[0]) and (not pools[1] or self.rng.random() < TRIED_SHARE)
+            address = pools[0 if tried else 1].pop()
+            if usable(address):
+                take(address)
+        return picked
+
+    def _shuffled(self, tried: bool) -> List[Address]:
+        addresses = list(self.tables.addresses(tried))
+        self.rng.shuffle(addresses)
+        return addresses
+
+    # -- what we tell others -------------------------------------------------------------
+
+    def sample(self, count: int, exclude: Optional[Address] = None) -> List[dict]:
+        """Up to ``count`` addresses for a PEERS reply: tried ones that work first
+        (at most two thirds of the reply while new ones are left), then new ones,
+        at most REPLY_NEW_PER_SOURCE from one source group and none already failing."""
+        def fit(address: Address) -> bool:
+            info = self.known[address]
+            return address != exclude and address not in self.self_addresses and info.failures == 0
+
+        tried = [a for a in self._shuffled(True) if fit(a)]
+        new: List[Address] = []
+        per_source: Dict[str, int] = {}
+        for address in self._shuffled(False):
+            group = address_group((self.known[address].source, 0))
+            if fit(address) and per_source.get(group, 0) < REPLY_NEW_PER_SOURCE:
+                per_source[group] = per_source.get(group, 0) + 1
+                new.append(address)
+        first = max(count * 2 // 3, count - len(new))
+        picked = tried[:first]
+        picked += new[: count - len(picked)]
+        picked += tried[first:][: count - len(picked)]  # fewer new ones than room for them
+        return [{"host": h, "port": p} for h, p in picked]
+
+    # -- saving ------------------------------------------------------------------------------
+
+    def to_save(self) -> List[dict]:
+        """The entries of ``peers.json``, at most MAX_SAVED_ADDRESSES: the anchors (the
+        outbound peers now, or those loaded if none is connected yet), then tried
+        addresses that worked most recently, then new ones with their source."""
+        anchors = list(self.outbound)[-MAX_ANCHORS:] or self.anchors[:MAX_ANCHORS]
+        out: List[dict] = []
+        for address in anchors:
+            info = self.known.get(address)
+            if info is not None and info.tried:
+                out.append({"host": address[0], "port": address[1], "tried": True, "anchor": True,
+                            "last_seen": int(info.last_seen)})
+        done = set(anchors)
+        tried = sorted(self.tables.addresses(True), key=lambda a: -self.known[a].last_seen)
+        for address in tried:
+            if address not in done:
+                out.append({"host": address[0], "port": address[1], "tried": True,
+                            "last_seen": int(self.known[address].last_seen)})
+        for address in self.tables.addresses(False):
+            info = self.known[address]
+            if not info.terrible():
+                out.append({"host": address[0], "port": address[1], "source": info.source})
+        return out[:MAX_SAVED_ADDRESSES]
+
+    def load_saved(self, entries: List[Any]) -> int:
+        """Entries saved by an earlier run (as ``to_save`` makes them; anything else
+        is skipped). Tried ones go back to tried, anchors are dialled first; an entry
+        of an old file (no "tried", no "source") is only heard of, from itself.
+        Returns how many were loaded."""
+        loaded = 0
+        for entry in entries[:MAX_SAVED_ADDRESSES]:
+            address = _address_of(entry)
+            if address is None or address in self.self_addresses:
+                continue
+            seen = entry.get("last_seen")
+            seen = float(seen) if isinstance(seen, int) and not isinstance(seen, bool) and 0 < seen < MAX_LAST_SEEN else 0.0
+            if entry.get("tried") is True and seen > 0:
+                info = self.tables.mark_tried(address, address[0], seen)
+                if entry.get("anchor") is True and info.tried and len(self.anchors) < MAX_ANCHORS:
+                    self.anchors.append(address)
+            elif self.tables.add_new(address, _source_of(entry, address), seen) is None:
+                continue
+            loaded += 1
+        return loaded

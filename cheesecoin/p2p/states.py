@@ -238,7 +238,7 @@ class ReadyState:
         peers = msg.get("peers")
         if isinstance(rid, int) and rid in self.protocol.peer_requests and isinstance(peers, list):
             self.protocol.peer_requests.discard(rid)
-            self.manager.add_addresses(peers[:PEERS_PER_REPLY], "peer")
+            self.manager.add_addresses(peers[:PEERS_PER_REPLY], self.protocol.peer_host() or "peer")
         self.protocol.resolve(msg)
 
     def msg_ERROR(self, msg: dict) -> None:

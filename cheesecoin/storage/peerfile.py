@@ -1,10 +1,14 @@
 """The saved address book: ``peers.json`` in the member's data directory.
 
-The members a member completed a handshake with (``AddressBook.to_save``)
-are written here every minute and when it stops, and dialled first when it
-starts again, so that a member that ran before finds the network without
-the tracker. The file is replaced atomically (write, fsync, rename); a
-missing, unreadable or foreign file is ignored with a reason, never fatal.
+The address book (``AddressBook.to_save``: the anchors, i.e. the outbound
+peers of this run, then the tried addresses, then the new ones with their
+source) is written here every minute and when the member stops, and loaded
+when it starts again: the anchors are dialled first, so that a member that
+ran before finds its old peers without the tracker. Format 2; a format-1
+file (a list of addresses that "worked", from before the tried/new split)
+still loads, its entries as new ones. The file is replaced atomically
+(write, fsync, rename); a missing, unreadable, damaged or foreign file is
+ignored with a reason (the member starts with an empty book), never fatal.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import os
 from typing import Any, List, Optional, Tuple
 
 PEERS_FILE = "peers.json"
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)  # 1: before the tried/new split (its entries load as new)
 MAX_FILE_BYTES = 1024 * 1024
 
 
@@ -36,9 +41,10 @@ def load_peers(data_dir: str) -> Tuple[List[Any], Optional[str]]:
         return [], f"{path} is larger than {MAX_FILE_BYTES} bytes"
     try:
         saved = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep
         return [], f"{path} is not JSON"
-    if not isinstance(saved, dict) or saved.get("format") != FORMAT or not isinstance(saved.get("peers"), list):
+    version = saved.get("format") if isinstance(saved, dict) else None
+    if type(version) is not int or version not in READABLE_FORMATS or not isinstance(saved.get("peers"), list):
         return [], f"{path} is not a saved address book of this version"
     return saved["peers"], None
 
