@@ -69,7 +69,9 @@ class AddrInfo:
     __slots__ = ("source", "tried", "bucket", "failures", "next_try", "last_seen", "heard")
 
     def __init__(self, source: str, heard: float = 0.0) -> None:
-        self.source = source  # who told us (a host, "tracker", "connect"); the address itself if it said so
+        self.source = (
+            source  # who told us (a host, "tracker", "connect"); the address itself if it said so
+        )
         self.tried = False  # we dialled it and completed a handshake
         self.bucket = -1  # its bucket in its table (-1: in none, e.g. a --connect address)
         self.failures = 0  # failed dials in a row
@@ -100,7 +102,9 @@ class AddressTables:
 
     def new_bucket(self, address: Address, source_group: str) -> int:
         """The new bucket of ``address`` heard of from ``source_group``."""
-        inner = self._hash("new", address_group(address), source_group) % NEW_BUCKETS_PER_SOURCE_GROUP
+        inner = (
+            self._hash("new", address_group(address), source_group) % NEW_BUCKETS_PER_SOURCE_GROUP
+        )
         return self._hash("new-bucket", source_group, str(inner)) % NEW_BUCKETS
 
     def tried_bucket(self, address: Address) -> int:

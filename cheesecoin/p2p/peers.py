@@ -22,7 +22,9 @@ from cheesecoin.wire import codec as wire
 
 MAX_SAVED_ADDRESSES = 1024  # entries of peers.json: anchors, then tried, then new
 MAX_ANCHORS = 4  # outbound peers saved to be dialled first at the next start
-TRIED_SHARE = 0.5  # the chance that an outbound slot goes to a tried address (when both tables can fill it)
+TRIED_SHARE = (
+    0.5  # the chance that an outbound slot goes to a tried address (when both tables can fill it)
+)
 REPLY_NEW_PER_SOURCE = 2  # new addresses of one source group in one PEERS reply
 MAX_LAST_SEEN = 2**53  # a saved time beyond this is not a time
 
@@ -34,7 +36,8 @@ def _address_of(entry: Any) -> Optional[Address]:
     if not isinstance(entry, dict):
         return None
     try:
-        return (wire.get_host(entry, "host"), wire.get_port(entry, "port"))  # type: ignore[return-value]
+        port = wire.get_port(entry, "port")
+        return (wire.get_host(entry, "host"), port)  # type: ignore[return-value]
     except ProtocolError:
         return None
 
@@ -104,8 +107,13 @@ class AddressBook:
         self.dialing.discard(address)
         self.connecting.add(address)
 
-    def connected(self, outbound: bool, dial_address: Optional[Address], claimed: Optional[Address],
-                  now: float) -> None:
+    def connected(
+        self,
+        outbound: bool,
+        dial_address: Optional[Address],
+        claimed: Optional[Address],
+        now: float,
+    ) -> None:
         """A handshake completed. Only an address we dialled becomes tried; what an
         inbound peer says of itself (``claimed``: its host and HELLO port) is at most new."""
         if outbound and dial_address is not None:
@@ -117,7 +125,7 @@ class AddressBook:
             self.tables.add_new(claimed, claimed[0], now)
 
     def lost(self, address: Address, ready: bool, now: float) -> None:
-        """The connection we dialled to ``address`` closed (before its handshake if not ``ready``)."""
+        """The connection we dialled to ``address`` closed (before the handshake: not ``ready``)."""
         self.connecting.discard(address)
         self.outbound.pop(address, None)
         if not ready:
@@ -148,8 +156,15 @@ class AddressBook:
 
     # -- dialling ----------------------------------------------------------------------------
 
-    def due(self, address: Address, info: AddrInfo, now: float, busy: Set[Address], banned: Callable[[str], bool]) -> bool:
-        """Whether to dial ``address`` now (not connected, not dialling, not resting, not banned)."""
+    def due(
+        self,
+        address: Address,
+        info: AddrInfo,
+        now: float,
+        busy: Set[Address],
+        banned: Callable[[str], bool],
+    ) -> bool:
+        """Whether to dial ``address`` now (not connected, dialling, resting or banned)."""
         return (
             address not in busy
             and address not in self.dialing
@@ -158,7 +173,9 @@ class AddressBook:
             and not banned(address[0])
         )
 
-    def select(self, want: int, now: float, busy: Set[Address], banned: Callable[[str], bool]) -> List[Address]:
+    def select(
+        self, want: int, now: float, busy: Set[Address], banned: Callable[[str], bool]
+    ) -> List[Address]:
         """Up to ``want`` addresses to dial: the anchors first, then tried or new at
         random, never two in one network group (loopback addresses exempt) and never
         one in the group of an outbound connection or dial."""
@@ -199,6 +216,7 @@ class AddressBook:
         """Up to ``count`` addresses for a PEERS reply: tried ones that work first
         (at most two thirds of the reply while new ones are left), then new ones,
         at most REPLY_NEW_PER_SOURCE from one source group and none already failing."""
+
         def fit(address: Address) -> bool:
             info = self.known[address]
             return address != exclude and address not in self.self_addresses and info.failures == 0
@@ -228,14 +246,27 @@ class AddressBook:
         for address in anchors:
             info = self.known.get(address)
             if info is not None and info.tried:
-                out.append({"host": address[0], "port": address[1], "tried": True, "anchor": True,
-                            "last_seen": int(info.last_seen)})
+                out.append(
+                    {
+                        "host": address[0],
+                        "port": address[1],
+                        "tried": True,
+                        "anchor": True,
+                        "last_seen": int(info.last_seen),
+                    }
+                )
         done = set(anchors)
         tried = sorted(self.tables.addresses(True), key=lambda a: -self.known[a].last_seen)
         for address in tried:
             if address not in done:
-                out.append({"host": address[0], "port": address[1], "tried": True,
-                            "last_seen": int(self.known[address].last_seen)})
+                out.append(
+                    {
+                        "host": address[0],
+                        "port": address[1],
+                        "tried": True,
+                        "last_seen": int(self.known[address].last_seen),
+                    }
+                )
         for address in self.tables.addresses(False):
             info = self.known[address]
             if not info.terrible():
@@ -253,7 +284,11 @@ class AddressBook:
             if address is None or address in self.self_addresses:
                 continue
             seen = entry.get("last_seen")
-            seen = float(seen) if isinstance(seen, int) and not isinstance(seen, bool) and 0 < seen < MAX_LAST_SEEN else 0.0
+            seen = (
+                float(seen)
+                if isinstance(seen, int) and not isinstance(seen, bool) and 0 < seen < MAX_LAST_SEEN
+                else 0.0
+            )
             if entry.get("tried") is True and seen > 0:
                 info = self.tables.mark_tried(address, address[0], seen)
                 if entry.get("anchor") is True and info.tried and len(self.anchors) < MAX_ANCHORS:

@@ -44,7 +44,8 @@ def load_peers(data_dir: str) -> Tuple[List[Any], Optional[str]]:
     except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep
         return [], f"{path} is not JSON"
     version = saved.get("format") if isinstance(saved, dict) else None
-    if type(version) is not int or version not in READABLE_FORMATS or not isinstance(saved.get("peers"), list):
+    readable = type(version) is int and version in READABLE_FORMATS
+    if not readable or not isinstance(saved.get("peers"), list):
         return [], f"{path} is not a saved address book of this version"
     return saved["peers"], None
 
