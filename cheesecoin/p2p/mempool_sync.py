@@ -6,23 +6,36 @@ in the order asked). After each handshake with a peer that listed
 ``mempool`` we ask for its mempool's txids and fetch the ones we lack, 1,000
 a request, one request at a time; a peer without the feature gets our
 mempool pushed as TX instead (``Relay.send_mempool``). Either waits until
-the transactions can be taken: ours are pushed once the peer has our work,
-theirs fetched once we have theirs (a member still syncing would refuse
-them).
+the transactions can be taken: ours are pushed once the peer has *shown* it
+holds our work (its tip, from its HELLO, STATS_REPLY or announcements, is a
+valid cheese we hold with at least our work: a claim alone gets nothing), and
+at most once per PUSH_INTERVAL to one host; theirs fetched once we have
+theirs (a member still syncing would refuse them).
+
+A transaction in a TXS reply is judged as a pushed TX is (``Relay.receive_tx``,
+issue 26 finding 9): an invalid one costs the peer the points of ERROR
+``invalid-tx``, one that is merely stale (a nonce, balance or fee race) one
+point, one already confirmed nothing; the reply stops being read once the
+peer is closed, and one ERROR tells it why.
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from collections import OrderedDict
+from typing import Any, List, Optional, Tuple
 
 from cheesecoin.core.errors import InvalidTx, ProtocolError
 from cheesecoin.core.formats import SMELL_RE
-from cheesecoin.core.tx import txid
+from cheesecoin.core.tx import check_tx_format, txid
+from cheesecoin.p2p.errors import ERROR_POINTS
 from cheesecoin.wire import codec as wire
 
 MEMPOOL_REPLY = 5000  # txids in a MEMPOOL, at most
 TXS_PER_REQUEST = 1000  # txids in a GET_TXS, at most
 FEATURE = "mempool"
+PUSH_INTERVAL = 600.0  # seconds before our mempool is pushed again to the same host
+MAX_PUSHED_HOSTS = 4096  # hosts whose last push we remember (the oldest forgotten)
+STALE_TX_RULES = frozenset({"tx-nonce", "tx-balance", "tx-fee"})  # races: 1 point (Relay.receive_tx)
 
 
 def get_txids(msg: dict, key: str, most: int, least: int = 1) -> List[str]:
@@ -42,6 +55,7 @@ class MempoolExchange:
         self.manager = manager
         self.node = manager.node
         self.fetched = 0  # transactions new to us that the exchange brought (tests, logs)
+        self.pushed: "OrderedDict[str, float]" = OrderedDict()  # host -> our last push to it
 
     # -- answering ------------------------------------------------------------------
 
@@ -79,17 +93,39 @@ class MempoolExchange:
         """Once per connection, as soon as it can work: with a peer that lists
         ``mempool``, fetch its mempool once we have at least its work (before,
         its transactions would not fit our ledger); to a peer without it, push
-        ours once it has at least our work."""
+        ours once it has shown it holds our work (``holds_our_work``), unless
+        its host had it pushed less than PUSH_INTERVAL ago."""
         if proto.mempool_done or not proto.ready or proto.closing:
             return
-        ours = self.node.stack.work
         if FEATURE in proto.peer_features and FEATURE in self.manager.features:
-            if ours >= proto.peer_work:
+            if self.node.stack.work >= proto.peer_work:
                 proto.mempool_done = True
                 self.start(proto)
-        elif proto.peer_work >= ours:
+        elif self.holds_our_work(proto):
             proto.mempool_done = True
-            self.manager.relay.send_mempool(proto)
+            if self._may_push(proto.peer_host() or "?"):
+                self.manager.relay.send_mempool(proto)
+
+    def holds_our_work(self, proto: Any) -> bool:
+        """Proven, not claimed: the peer's tip is a valid cheese we hold with at
+        least our work (our tip, or a branch as heavy). A HELLO that names a
+        tip we do not know, however much work it claims, is not enough."""
+        stack = self.node.stack
+        known = stack.nodes.get(proto.peer_tip) if isinstance(proto.peer_tip, str) else None
+        return known is not None and not known.invalid and known.work >= stack.work
+
+    def _may_push(self, host: str) -> bool:
+        """At most one push of our mempool per host per PUSH_INTERVAL (a peer that
+        reconnects does not get it again); the memory of hosts is bounded."""
+        now = self.manager.clock.seconds()
+        last = self.pushed.get(host)
+        if last is not None and now - last < PUSH_INTERVAL:
+            return False
+        self.pushed.pop(host, None)
+        self.pushed[host] = now
+        while len(self.pushed) > MAX_PUSHED_HOSTS:
+            self.pushed.popitem(last=False)
+        return True
 
     def on_tip(self) -> None:
         for proto in list(self.manager.peers.values()):
@@ -122,15 +158,41 @@ class MempoolExchange:
             proto.misbehaved(10, "a malformed TXS")
             return
         wanted = set(asked)
+        refused: Optional[Tuple[str, str]] = None  # the first invalid transaction's (rule, message)
         for tx in txs:
-            if not isinstance(tx, dict):
-                continue
-            try:
-                if txid(tx) not in wanted:
-                    continue  # not what we asked for
-                _, new = self.node.submit_tx(tx, proto)  # relayed on by the node's listeners
-            except (InvalidTx, TypeError, ValueError, KeyError):
-                continue  # stale (mined meanwhile) or bad: the peer's mempool is not ours to judge
-            if new:
-                self.fetched += 1
+            if proto.closing:
+                return  # banned or closed by what it sent: the rest is not read
+            if isinstance(tx, dict) and check_tx_format(tx) is None and txid(tx) not in wanted:
+                continue  # not what we asked for
+            why = self._take(proto, tx)
+            if why is not None and refused is None:
+                refused = why
+        if refused is not None and not proto.closing:
+            proto.penalise_next_error(0)  # charged above, transaction by transaction
+            proto.send_error("invalid-tx", f"a transaction in TXS: {refused[0]}: {refused[1]}")
         self._fetch(proto, rest)
+
+    def _take(self, proto: Any, tx: Any) -> Optional[Tuple[str, str]]:
+        """Submit one transaction of a TXS reply; the (rule, message) that refused it,
+        charged to the peer as a pushed TX would be, or None."""
+        try:
+            if not isinstance(tx, dict):
+                raise InvalidTx("tx-fields", "a transaction must be a JSON object")
+            try:
+                _, new = self.node.submit_tx(tx, proto)  # relayed on by the node's listeners
+            except (TypeError, ValueError, KeyError) as e:
+                raise InvalidTx("tx-fields", f"an unreadable transaction ({type(e).__name__})")
+        except InvalidTx as e:
+            if e.rule == "mempool-full":
+                return None  # our limit, not the peer's fault
+            if e.rule in STALE_TX_RULES and check_tx_format(tx) is None:
+                if self.node.stack.tx_height(txid(tx)) is not None:
+                    return None  # confirmed meanwhile: we have it
+                proto.misbehaved(1, f"a stale transaction in TXS ({e.rule})")
+            else:
+                points = ERROR_POINTS["invalid-tx"]
+                proto.misbehaved(points, f"an invalid transaction in TXS ({e.rule})")
+            return e.rule, e.message
+        if new:
+            self.fetched += 1
+        return None
