@@ -200,7 +200,8 @@ class HeadersDownload:
                 if not self.asked and not self._helpers(window):
                     self._stalled(window)
                 break
-            proto = min(helpers, key=lambda p: self.in_flight.get(p, 0))
+            # The least busy; on a tie the headers peer, whose headers showed its stack.
+            proto = min(helpers, key=lambda p: (self.in_flight.get(p, 0), p is not self.peer))
             if self.retry:
                 self.retry.popleft()
             else:

@@ -87,7 +87,7 @@ class RawPeer:
         self.sock.bind((source, 0))
         self.sock.settimeout(timeout)
         self.sock.connect(("127.0.0.1", port))
-        self.reader = self.sock.makefile("rb")
+        self.buffer = bytearray()  # received, not yet a whole line (a timeout loses nothing)
         self.node_id = node_id or secrets.token_hex(16)
         self.next_id = 1000
         self.inbox: List[dict] = []  # read but not yet taken
@@ -106,11 +106,18 @@ class RawPeer:
         self.sock.sendall(data)
 
     def read(self) -> Optional[dict]:
-        """The next line (None when the member closed the connection)."""
-        line = self.reader.readline()
-        if not line:
-            return None
-        return json.loads(line)
+        """The next line (None when the member closed the connection); raises
+        socket.timeout after the socket's timeout, keeping what came so far."""
+        while True:
+            end = self.buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(self.buffer[:end])
+                del self.buffer[:end + 1]
+                return json.loads(line)
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self.buffer += data
 
     def wait_for(self, predicate: Callable[[dict], bool], timeout: float = 20.0) -> dict:
         """The first message (read earlier or now) that ``predicate`` accepts."""
@@ -162,6 +169,11 @@ class RawPeer:
             self.inbox.append(msg)
             del self.inbox[:-2000]
         return False
+
+    def drain(self, seconds: float = 0.5) -> List[dict]:
+        """Read for ``seconds`` (or until the member closes); returns the inbox."""
+        self.closed_by_member(seconds)
+        return self.inbox
 
     def close(self) -> None:
         try:
