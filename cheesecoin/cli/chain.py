@@ -8,13 +8,13 @@ import multiprocessing
 import sys
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Set
+from typing import Any, Iterator, List, Set, Tuple
 
 from cheesecoin.core.cheese import NetworkError, mine_blue_cheese, network_from_blue_cheese
 from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.stack import CheeseStack
 from cheesecoin.core.signature import verify_batch
-from cheesecoin.core.tx import fast_shape, signing_bytes
+from cheesecoin.core.tx import fast_shape, tx_texts
 from cheesecoin.util.cores import usable_cores
 
 
@@ -100,48 +100,76 @@ def _read_stack(path: str) -> Any:
     return value
 
 
+_INHERITED: List[dict] = []  # the file's cheeses, for workers made by fork (inherited, never pickled)
+
+
+def _bad_in(cheeses: List[dict], start: int, end: int) -> List[int]:
+    """Indices in start..end-1 of the cheeses holding a plainly shaped transaction
+    whose signature fails (a malformed one is left to the stack, which refuses it)."""
+    items, owners = [], []
+    for i in range(start, end):
+        info = cheeses[i].get("unit_of_information")
+        txs = info.get("transactions") if isinstance(info, dict) else None
+        for tx in txs if isinstance(txs, list) else ():
+            if fast_shape(tx):
+                try:
+                    items.append((tx["from"], tx["signature"], tx_texts(tx)[1]))
+                except (UnicodeEncodeError, ValueError):  # a lone surrogate: malformed
+                    continue
+                owners.append(i)
+    return sorted({owners[j] for j in verify_batch(items)})
+
+
+def _bad_in_inherited(bounds: Tuple[int, int]) -> List[int]:
+    return _bad_in(_INHERITED, *bounds)
+
+
+def _bad_in_part(job: Tuple[List[dict], int]) -> List[int]:
+    part, offset = job
+    return [offset + i for i in _bad_in(part, 0, len(part))]
+
+
 class SignatureChecks:
     """Checks the signature of every well-formed transaction of a stack file,
     in worker processes while the caller checks everything else (or lazily,
-    chunk by chunk, in this process with one worker)."""
+    range by range, in this process with one worker). Each worker builds the
+    signed bytes of its own range of cheeses: with ``fork`` it reads them
+    from the memory it inherited, so nothing but index ranges is sent."""
 
     def __init__(self, cheeses: List[dict], workers: int) -> None:
-        items, self.owners = [], []
-        self.last_item: Dict[int, int] = {}  # cheese index -> index of its last item
-        for i, cheese in enumerate(cheeses):
-            info = cheese.get("unit_of_information")
-            txs = info.get("transactions") if isinstance(info, dict) else None
-            for tx in txs if isinstance(txs, list) else ():
-                # A cheap shape check: a malformed transaction fails here or in
-                # the worker, and the stack then finds its exact fault itself.
-                if fast_shape(tx):
-                    items.append((tx["from"], tx["signature"], signing_bytes(tx)))
-                    self.owners.append(i)
-                    self.last_item[i] = len(items) - 1
-        size = max(256, len(items) // (max(1, workers) * 8) + 1)
-        chunks = [items[k : k + size] for k in range(0, len(items), size)]
-        self.chunk_sizes = iter([len(c) for c in chunks])
-        self.done = 0  # items checked so far
+        ranges = _ranges(cheeses, max(256, _tx_count(cheeses) // (max(1, workers) * 8) + 1))
+        self.ends = iter([end for _, end in ranges])
+        self.checked = 0  # cheeses [0, checked) are checked
         self.bad: Set[int] = set()
         self.pool = None
-        if workers <= 1 or len(chunks) <= 1:
-            self.results: Iterator[List[int]] = map(verify_batch, chunks)
+        if workers <= 1 or len(ranges) <= 1:
+            self.results: Iterator[List[int]] = (_bad_in(cheeses, start, end) for start, end in ranges)
             return
         # fork is quick and safe in a single-threaded process (the command);
         # with other threads running (inside a service) it can deadlock.
         method = "fork" if threading.active_count() == 1 else "forkserver"
         if method not in multiprocessing.get_all_start_methods():
             method = "spawn"
-        self.pool = multiprocessing.get_context(method).Pool(workers)
-        self.results = self.pool.imap(verify_batch, chunks)
+        global _INHERITED
+        if method == "fork":
+            _INHERITED = cheeses
+            try:
+                self.pool = multiprocessing.get_context(method).Pool(workers)
+            finally:
+                _INHERITED = []  # the workers have their copy
+            self.results = self.pool.imap(_bad_in_inherited, ranges)
+        else:
+            self.pool = multiprocessing.get_context(method).Pool(workers)
+            self.results = self.pool.imap(_bad_in_part, [(cheeses[start:end], start) for start, end in ranges])
 
     def has_bad_signature(self, index: int) -> bool:
         """True if cheese ``index`` holds a well-formed transaction whose signature fails."""
-        need = self.last_item.get(index)
-        while need is not None and self.done <= need:
-            offset = self.done
-            self.bad.update(self.owners[offset + j] for j in next(self.results))
-            self.done += next(self.chunk_sizes)
+        while self.checked <= index:
+            end = next(self.ends, None)
+            if end is None:
+                break
+            self.bad.update(next(self.results))
+            self.checked = end
         return index in self.bad
 
     def close(self) -> None:
@@ -149,6 +177,29 @@ class SignatureChecks:
             self.pool.close()  # let the workers finish and exit; terminate() can leave a queue lock held
             self.pool.join()
             self.pool = None
+
+
+def _tx_count(cheeses: List[dict]) -> int:
+    return sum(_txs_in(cheese) for cheese in cheeses)
+
+
+def _txs_in(cheese: dict) -> int:
+    info = cheese.get("unit_of_information")
+    txs = info.get("transactions") if isinstance(info, dict) else None
+    return len(txs) if isinstance(txs, list) else 0
+
+
+def _ranges(cheeses: List[dict], size: int) -> List[Tuple[int, int]]:
+    """Consecutive (start, end) ranges of cheese indices, each of about ``size`` transactions."""
+    ranges, start, count = [], 0, 0
+    for i, cheese in enumerate(cheeses):
+        count += _txs_in(cheese)
+        if count >= size:
+            ranges.append((start, i + 1))
+            start, count = i + 1, 0
+    if start < len(cheeses) or not ranges:
+        ranges.append((start, len(cheeses)))
+    return ranges
 
 
 def verify_stack(cheeses: List[dict], workers: int = 1, clock=time.time) -> CheeseStack:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from operator import itemgetter
 from json.encoder import encode_basestring as _quote  # json.dumps(str, ensure_ascii=False), in C
 from typing import Any, List, Optional, Set, Tuple
 
@@ -93,6 +94,20 @@ def _fast_text(tx: dict, with_signature: bool) -> str:
     )
 
 
+_get_fields = itemgetter("amount", "fee", "from", "memo", "nonce", "signature", "to")  # canonical order
+
+
+def tx_texts(tx: dict) -> Tuple[str, bytes]:
+    """(canonical(tx), canonical(tx without "signature") in UTF-8) of a transaction of
+    the plain shape (``fast_shape``, signature included), built at once: what a
+    body check needs for its info_hash and its signature, from one formatting."""
+    amount, fee, sender, memo, nonce, sig, to = _get_fields(tx)
+    head = '{"amount":%d,"fee":%d,"from":%s,"memo":%s,"nonce":%d' % (
+        amount, fee, _quote(sender), _quote(memo), nonce)
+    tail = ',"to":' + _quote(to) + "}"
+    return head + ',"signature":' + _quote(sig) + tail, (head + tail).encode("utf-8")
+
+
 def canonical_text(value: Any) -> str:
     """The canonical JSON text that is hashed and signed: sorted keys, no spaces, not ASCII-escaped."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -132,10 +147,10 @@ def signature_items(txs: Any) -> Optional[list]:
     """The (address, signature_hex, message) items of a list of transactions for
     ``verify_batch``, or None if one of them is not of the plain shape (the
     stack then finds its exact fault itself)."""
-    if not isinstance(txs, list) or not all(fast_shape(tx) and "signature" in tx for tx in txs):
+    if not isinstance(txs, list) or not all(fast_shape(tx) for tx in txs):
         return None
     try:
-        return [(tx["from"], tx["signature"], signing_bytes(tx)) for tx in txs]
+        return [(tx["from"], tx["signature"], tx_texts(tx)[1]) for tx in txs]
     except (UnicodeEncodeError, ValueError):  # a lone surrogate: malformed
         return None
 

@@ -27,13 +27,13 @@ from cheesecoin.cli.main import main as cli_main
 from cheesecoin.core import signature
 from cheesecoin.core.cheese import Network, compact_announcement, info_hash
 from cheesecoin.core.errors import InvalidCheese, InvalidTx
-from cheesecoin.core.headers import checked_bodies
+from cheesecoin.core.headers import body_hash, checked_bodies
 from cheesecoin.core.ledger import Ledger
 from cheesecoin.core.mempool import Mempool
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.signature import SignatureCache, key_fault, use_signature_cache
 from cheesecoin.core.stack import CheeseStack
-from cheesecoin.core.tx import signed_cheeses, signing_bytes, tx_signature_fault, verify_signature
+from cheesecoin.core.tx import sign_tx, signed_cheeses, signing_bytes, tx_signature_fault, verify_signature
 from cheesecoin.storage.wallet import Wallet
 from cheesecoin.testing.chain import ChainBuilder, key_from_seed, make_network, mine_child
 from cheesecoin.testing.fakes import BOB, NETWORK, NOW, Net, Raw, make_member, ready_raw
@@ -217,6 +217,25 @@ class PathTests(SynchronousTestCase):
                 assert (11 in signed) is v["valid"] and 10 in signed
                 assert hashes[11] == info_hash(cheese["unit_of_information"])
                 assert (3 in signed_cheeses([cheese], offset=3)) is v["valid"]
+
+    def test_the_worker_check_agrees_with_the_general_functions(self) -> None:
+        """checked_bodies builds each transaction's texts once: same verdicts and
+        info_hashes as signed_cheeses and core.cheese.info_hash, whatever the body."""
+        key = key_from_seed("texts")
+        txs = [sign_tx(key, BOB, 1, 1, n, memo) for n, memo in enumerate(["", 'é ✓ "q" \\ \n', "x" * 140])]
+        parent = PAST_NETWORK.blue_cheese
+        bodies = [mine_child(parent, 1, "ab" * 32, t, note=note) for t, note in [
+            (txs, None), (txs, "nöte"), ([], None), ([dict(txs[0], memo="changed")], "n"),
+            ([dict(txs[0], amount=True)], None), ([by_name("small-order-key")["tx"]], None)]]
+        bodies += [
+            {"unit_of_information": {"miner": "ab" * 32, "transactions": [dict(txs[0], memo="\ud800")]}},
+            {"unit_of_information": {"miner": "ab" * 32, "transactions": txs, "extra": 1}},
+            {"unit_of_information": {"miner": 7, "transactions": txs}},
+            "not a cheese",
+        ]
+        signed, hashes = checked_bodies(bodies, offset=5)
+        assert signed == {i + 5 for i in signed_cheeses(bodies)} == {5, 6, 7, 12, 13}
+        assert hashes == {i + 5: body_hash(body) for i, body in enumerate(bodies)}
 
     def test_cheesecoin_verify(self) -> None:
         tmp = temp_path(self)
