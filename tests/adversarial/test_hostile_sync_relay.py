@@ -138,6 +138,7 @@ def test_compact_headers_below_the_minimum_or_orphaned_are_never_rebuilt(tmp_pat
     for i in range(200):
         orphan = forged(dict(HEADERS[11], parent_smell=secrets.token_hex(20), sequence_number=12 + i))
         attacker.send({"type": "ANNOUNCE_COMPACT", "header": orphan, "miner": "ab" * 32, "txids": txids})
+        attacker.drain(0.01)  # what it sends back (a GET_TXS of 43 kB a rebuild before) is read
     asked = [m for m in attacker.drain(3) if m.get("type") in ("GET_TXS", "GET_HEADERS", "GET_CHEESES")]
     attacker.inbox.clear()
     get_txs = [m for m in asked if m["type"] == "GET_TXS"]
