@@ -48,15 +48,19 @@ def unpack(entry: int) -> Tuple[int, int, int, int]:
 
 
 def index_txs(index: Dict[str, int], height: int, txs: List[dict]) -> None:
-    """Add the transactions of the best-stack cheese at ``height`` to ``index``."""
-    tail = _TAIL
-    entries = []
+    """Add the transactions of the best-stack cheese at ``height`` to ``index``
+    (runs for every loaded cheese: ``pack`` inlined)."""
+    tail, base, sha1 = _TAIL, height << _FIELD, hashlib.sha1
     for pos in range(len(txs) - 1, -1, -1):
         text = tx_canonical_text(txs[pos])
-        from_end = len(text) + tail
+        length = len(text)
+        from_end = length + tail
         tail = from_end + 1  # the comma before it
-        entries.append((hashlib.sha1(text.encode("utf-8")).hexdigest(), pack(height, pos, from_end, len(text))))
-    index.update(reversed(entries))
+        if from_end <= _MASK and pos <= _MASK:
+            entry = (((base | pos) << _FIELD) | from_end) << _FIELD | length
+        else:
+            entry = pack(height, pos, 0, 0)
+        index[sha1(text.encode("utf-8")).hexdigest()] = entry  # txid(tx), from the text at hand
 
 
 def unindex_txs(index: Dict[str, int], txs: Iterable[dict]) -> None:
@@ -114,7 +118,8 @@ class StackServing:
                 return node.height
         return 0
 
-    def range_texts(self, start: int, count: int = MAX_COUNT, max_bytes: int = MAX_LINE - 4096) -> List[str]:
+    def range_texts(self, start: int, count: int = MAX_COUNT,
+                    max_bytes: int = MAX_LINE - 4096) -> List[str]:
         """Canonical texts of best-stack cheeses from ``start``, within ``max_bytes``."""
         main, store = self.stack.main, self.stack.store
         out: List[str] = []

@@ -64,7 +64,7 @@ def test_get_txs_costs_what_its_reply_costs(tmp_path, procs) -> None:
     member = start_member(tmp_path, procs, NET, cheeses)
     peer = RawPeer(member.port, NET, features=ALL_FEATURES, height=0, work=1)
     last = cheeses[-1]["unit_of_information"]["transactions"][-1]
-    unknown = {"type": "GET_TXS", "txids": [f"{i:040x}" for i in range(1000)]}  # same size, found nowhere
+    unknown = {"type": "GET_TXS", "txids": [f"{i:040x}" for i in range(1000)]}  # as big, none found
     honest = cpu_per_request(member, peer, unknown, 100)
     attack = cpu_per_request(member, peer, {"type": "GET_TXS", "txids": [txid(last)] * 1000}, 100)
     print(f"GET_TXS x1000 of one confirmed txid: {attack * 1000:.2f} ms CPU a request; "
@@ -121,11 +121,12 @@ def test_the_mempool_is_pushed_on_proven_work_once_per_host(tmp_path, procs) -> 
     ledger = CheeseStack(NET, clock=lambda: 4e9)
     for c in cheeses[1:]:
         ledger.add_cheese(c, check_signatures=False)
-    keys = [key_from_seed(f"requests-{i}") for i in range(50)]
+    keys = KEYS
     pending = []
     for i, key in enumerate(keys[:20]):
         nonce = ledger.ledger.next_nonce(address_of(key))
-        pending += [sign_tx(key, address_of(keys[i + 1]), 1, 1, nonce + n, "x" * 140) for n in range(10)]
+        to = address_of(keys[i + 1])
+        pending += [sign_tx(key, to, 1, 1, nonce + n, "x" * 140) for n in range(10)]
     data = os.path.join(str(tmp_path), "member", "data")
     os.makedirs(data)
     with open(os.path.join(data, "mempool.json"), "w", encoding="utf-8") as f:
@@ -133,7 +134,7 @@ def test_the_mempool_is_pushed_on_proven_work_once_per_host(tmp_path, procs) -> 
     member = start_member(tmp_path, procs, NET, cheeses)
     assert member.status()["mempool"] == 200
     tip = cheeses[-1]["smell"]
-    liar = RawPeer(member.port, NET, features=None, height=10**6, tip="ab" * 20, work=2**200, listen_port=None)
+    liar = RawPeer(member.port, NET, features=None, height=10**6, tip="ab" * 20, work=2**200)
     assert tx_lines_before_pong(liar) == 0, "the mempool was pushed on a claim"
     liar.close()
     synced = RawPeer(member.port, NET, features=None, height=52, tip=tip, work=2**200)
