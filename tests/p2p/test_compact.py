@@ -100,7 +100,8 @@ class CompactRebuildTests(SynchronousTestCase):
         raw.send({"type": "CHEESE", "cheese": fourth, "id": whole["id"]})
         assert manager.node.stack.tip.smell == fourth["smell"] and manager.compact.fell_back == 1
 
-    def test_transactions_that_do_not_match_the_info_hash_fall_back_to_the_whole_cheese(self) -> None:
+    def test_transactions_that_do_not_match_the_info_hash_fall_back_to_the_whole_cheese(
+            self) -> None:
         manager, cheeses, txs, fourth = setup(self.clock)
         for tx in txs:
             manager.node.submit_tx(tx)
@@ -144,7 +145,8 @@ class CompactRebuildTests(SynchronousTestCase):
                 kind = line[9:line.index(b'",')].decode()
                 assert ("in", kind) in counted
                 if code is None:
-                    assert replies == [] and decoded == [], "a cheese we have: not decoded, not refused"
+                    assert replies == [] and decoded == [], (
+                        "a cheese we have: not decoded, not refused")
                 else:
                     assert decoded == [line]
                     assert [r["code"] for r in replies] in (["bad-message"], ["invalid-cheese"]), replies

@@ -103,7 +103,8 @@ class EarlyRelayTests(EarlyCase):
         assert announcements(other) == [] and manager.compact.early_relayed == 0
         assert side["smell"] in manager.node.stack.nodes, "stored at once, as a side branch"
 
-    def test_a_small_cheese_is_validated_at_once_its_compact_announcements_written_in_the_same_turn(self) -> None:
+    def test_a_small_cheese_is_validated_at_once_its_compact_announcements_written_in_the_same_turn(
+            self) -> None:
         self.patch(compact, "EARLY_MIN_TXS", 50)
         manager, cheeses, source, other, plain = setup(self.clock)
         fourth = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, [], note="small")
@@ -133,7 +134,8 @@ class EarlyRelayTests(EarlyCase):
         assert announcements(other) == [] and announcements(source) == []
         self.clock.advance(0)
         assert manager.node.stack.tip.smell == fourth["smell"]
-        assert other.send(compact_announcement(fourth)) == [], "and once it is ours: ignored, unread"
+        assert other.send(compact_announcement(fourth)) == [], (
+            "and once it is ours: ignored, unread")
         assert manager.relay.holders[fourth["smell"]] >= {source.proto, other.proto}
 
 
@@ -142,7 +144,8 @@ class EarlyRelayPenaltyTests(EarlyCase):
 
     def test_a_header_that_breaks_a_rule_is_refused_before_any_transaction_is_asked(self) -> None:
         manager, cheeses, source, other, plain = setup(self.clock)
-        txs = [sign_tx(KEY, BOB, 1, 1, 0, "a")]  # not in the mempool: a valid header would make us ask
+        # not in the mempool: a valid header would make us ask
+        txs = [sign_tx(KEY, BOB, 1, 1, 0, "a")]
         wrong = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, txs, timestamp=cheeses[-1]["timestamp"] - 1)
         [error] = source.send(compact_announcement(wrong))
         assert error["type"] == "ERROR" and error["code"] == "invalid-cheese" and "timestamp" in error["message"]
@@ -157,7 +160,8 @@ class EarlyRelayPenaltyTests(EarlyCase):
         assert ask["type"] == "GET_TXS"
         assert source.send({"type": "TXS", "transactions": overspend, "id": ask["id"]}) == []
         reactor_turn(self.clock)
-        assert announcements(other) == [compact_announcement(bad)], "its header was valid: relayed on"
+        assert announcements(other) == [compact_announcement(bad)], (
+            "its header was valid: relayed on")
         self.clock.advance(0)
         [error] = source.replies()
         assert error["type"] == "ERROR" and error["code"] == "invalid-cheese"
@@ -173,7 +177,8 @@ class EarlyRelayPenaltyTests(EarlyCase):
         overspend = [sign_tx(KEY, BOB, 10**12, 1, 0, "too much")]
         bad = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, overspend)
         [error] = plain.send({"type": "ANNOUNCE", "cheese": bad})
-        assert error["code"] == "invalid-cheese" and plain.proto.score == ERROR_POINTS["invalid-cheese"]
+        assert error["code"] == "invalid-cheese"
+        assert plain.proto.score == ERROR_POINTS["invalid-cheese"]
         assert announcements(other) == []
 
     def test_a_small_cheese_refused_at_once_is_not_relayed_at_the_next_turn(self) -> None:

@@ -224,7 +224,8 @@ class BodyWindowTests(SynchronousTestCase):
         assert member.node.stack.height < len(CHAIN)  # waiting for the slow one
         self.clock.advance(hs.WINDOW_TIMEOUT + 1)
         settle(peers)
-        for _ in range(10):  # each round the slow one may be given a window again, and times out again
+        # each round the slow one may be given a window again, and times out again
+        for _ in range(10):
             if member.node.stack.height == len(CHAIN):
                 break
             self.clock.advance(hs.WINDOW_TIMEOUT + 1)

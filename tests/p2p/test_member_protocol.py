@@ -63,7 +63,8 @@ class HandshakeTests(SynchronousTestCase):
         manager = make_member("aa", self.clock, cheeses)
         raw = Raw(manager)
         hello, stats = raw.hello()
-        assert stats == {"type": "STATS", "id": stats["id"]}  # stacks are compared on each handshake
+        # stacks are compared on each handshake
+        assert stats == {"type": "STATS", "id": stats["id"]}
         assert hello == {
             "type": "HELLO",
             "version": 1,
@@ -92,8 +93,8 @@ class HandshakeTests(SynchronousTestCase):
         assert raw.closed and not manager.peers
 
     def test_malformed_hello_is_bad_message(self) -> None:
-        for field, value in [("node_id", "XYZ"), ("node_id", 5), ("port", 0), ("height", -1), ("tip", "00"),
-                             ("work", "12a"), ("version", "1")]:
+        for field, value in [("node_id", "XYZ"), ("node_id", 5), ("port", 0), ("height", -1),
+                             ("tip", "00"), ("work", "12a"), ("version", "1")]:
             with case(field=field, value=value):
                 raw = Raw(make_member("aa", self.clock))
                 [error] = raw.hello(**{field: value})
@@ -185,7 +186,8 @@ class RequestTests(SynchronousTestCase):
         raw.proto.dataReceived(b'{"type":"GET_CHEESES","from":1,"count":3,"id":5}\n')
         line = raw.transport.value().rstrip(b"\n")
         texts = [json.dumps(c, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for c in cheeses]
-        assert line == ('{"type":"CHEESES","cheeses":[' + ",".join(texts) + '],"id":5}').encode("utf-8")
+        joined = '{"type":"CHEESES","cheeses":[' + ",".join(texts) + '],"id":5}'
+        assert line == joined.encode("utf-8")
 
     def test_get_cheeses_by_locator(self) -> None:
         cheeses = chain(20)
@@ -266,7 +268,8 @@ class AnnounceTests(SynchronousTestCase):
     def test_orphan_announce_fetches_ancestors_from_that_peer(self) -> None:
         cheeses = chain(30)
         net = Net(self.clock)
-        a, b = make_member("11", self.clock, cheeses[:5]), make_member("22", self.clock, cheeses[:5])
+        a = make_member("11", self.clock, cheeses[:5])
+        b = make_member("22", self.clock, cheeses[:5])
         third = Raw(b, host="10.0.0.7")
         third.hello(node_id="77")
         a_to_b, _ = net.link(a, b)  # equal stacks: no sync on the handshake
@@ -275,14 +278,16 @@ class AnnounceTests(SynchronousTestCase):
         a_to_b.push({"type": "ANNOUNCE", "cheese": cheeses[-1]})  # B lacks its 24 ancestors
         net.flush()
         assert b.node.stack.height == 30 and b.node.stack.tip.smell == cheeses[-1]["smell"]
-        relayed = [m["cheese"]["sequence_number"] for m in third.replies() if m["type"] == "ANNOUNCE"]
+        relayed = [m["cheese"]["sequence_number"] for m in third.replies()
+                   if m["type"] == "ANNOUNCE"]
         assert relayed == list(range(21, 31))  # the last RELAY_TAIL, not all 25
 
     def test_sync_on_handshake_is_pipelined_and_relays_only_the_tail(self) -> None:
         cheeses = chain(1200)
         net = Net(self.clock)
         a = make_member("11", self.clock, cheeses)
-        b = make_member("22", self.clock, features=())  # the version-1 sync (headers first: test_headers_sync)
+        # the version-1 sync (headers first: test_headers_sync)
+        b = make_member("22", self.clock, features=())
         watcher = Raw(b, host="10.0.0.7")
         watcher.hello(node_id="77")
         asked: List[dict] = []
@@ -510,7 +515,8 @@ class DownloadTests(SynchronousTestCase):
         raw.replies()
         results: dict = {}
         for name, msg in [("stats", {"type": "STATS"}), ("cheese", {"type": "GET_CHEESE", "smell": "e" * 40}), ("ping", {"type": "PING"})]:
-            raw.proto.request(msg).addBoth(lambda result, name=name: results.__setitem__(name, result))
+            raw.proto.request(msg).addBoth(
+                lambda result, name=name: results.__setitem__(name, result))
         first, second, third = raw.replies()
         raw.send({"type": "ERROR", "code": "not-found", "message": "no", "id": second["id"]})
         raw.send({"type": "STATS_REPLY", "height": 1, "tip": "a" * 40, "work": "4", "peers": 0, "id": first["id"]})
@@ -623,7 +629,8 @@ class ArbitraryInputTests(SynchronousTestCase):
         good = sign_tx(KEY, BOB, 5, 1, 0)
         odd = [{"from": 5}, 1, dict(good, signature="zz"), dict(good, **{"from": "ab"}), None]
         cheeses = [{"unit_of_information": {"transactions": [good, tx]}} for tx in odd]
-        cheeses += [{"unit_of_information": {"transactions": [good]}}, {"unit_of_information": []}, {}]
+        cheeses += [{"unit_of_information": {"transactions": [good]}},
+                    {"unit_of_information": []}, {}]
         assert sync_mod.signed_cheeses(cheeses) == {5}
 
     @settings(max_examples=300, deadline=None)
@@ -631,7 +638,8 @@ class ArbitraryInputTests(SynchronousTestCase):
         st.builds(lambda t, fields: dict(fields, type=t), st.sampled_from(_TYPES),
                   st.dictionaries(st.sampled_from(_FIELDS), _json_values, max_size=5)),
         min_size=1, max_size=6))
-    def test_arbitrary_messages_never_raise_nor_change_the_stack(self, messages: List[dict]) -> None:
+    def test_arbitrary_messages_never_raise_nor_change_the_stack(
+            self, messages: List[dict]) -> None:
         clock = Clock()
         clock.advance(NOW)
         cheeses = chain(3)
@@ -678,7 +686,8 @@ class PendingAndHeightTests(SynchronousTestCase):
         assert feeder.send(*[m for m in replies if m["type"] == "TX"]) == []
         assert set(dict(other.node.mempool.items())) == set(dict(manager.node.mempool.items()))
 
-    def test_pending_transactions_for_a_peer_that_does_not_read_are_pulled_as_it_reads(self) -> None:
+    def test_pending_transactions_for_a_peer_that_does_not_read_are_pulled_as_it_reads(
+            self) -> None:
         manager = funded_member(self.clock)
         txs = [sign_tx(KEY, BOB, 1, 1, n) for n in range(20)]
         for tx in txs:
@@ -694,10 +703,12 @@ class PendingAndHeightTests(SynchronousTestCase):
         cheeses = chain(3)
         manager = make_member("aa", self.clock, cheeses)
         raw = ready_raw(manager)  # its HELLO said height 0
-        raw.send({"type": "ANNOUNCE", "cheese": cheeses[1]})  # we have it: ignored, but the peer has it
+        # we have it: ignored, but the peer has it
+        raw.send({"type": "ANNOUNCE", "cheese": cheeses[1]})
         [info] = manager.peers_info()
         assert info["height"] == 2
-        raw.send({"type": "ANNOUNCE", "cheese": cheeses[0]})  # less work than it showed: no step back
+        # less work than it showed: no step back
+        raw.send({"type": "ANNOUNCE", "cheese": cheeses[0]})
         assert manager.peers_info()[0]["height"] == 2
 
     def test_a_mined_cheese_is_logged_once(self) -> None:

@@ -40,13 +40,15 @@ class FeaturesTests(SynchronousTestCase):
             assert replies[0]["type"] == "ERROR" and replies[0]["code"] == "bad-message", replies
             assert not raw.proto.ready
 
-    def test_a_peer_without_features_gets_the_mempool_pushed_as_tx_once_it_has_our_stack(self) -> None:
+    def test_a_peer_without_features_gets_the_mempool_pushed_as_tx_once_it_has_our_stack(
+            self) -> None:
         manager, cheeses = funded("aa", self.clock)
         for tx in payments(2):
             manager.node.submit_tx(tx)
         ours = {"height": 3, "tip": cheeses[-1]["smell"], "work": str(manager.node.stack.work)}
         synced = Raw(manager, host="10.0.0.7")
-        replies = synced.hello(node_id="71", **ours)  # no features: a version-1 peer, with our stack
+        # no features: a version-1 peer, with our stack
+        replies = synced.hello(node_id="71", **ours)
         assert "GET_MEMPOOL" not in [m["type"] for m in replies]
         assert sorted(m["tx"]["memo"] for m in replies if m["type"] == "TX") == ["p0", "p1"]
 
@@ -70,7 +72,8 @@ class FeaturesTests(SynchronousTestCase):
         self.sync_and_relay((), ())
 
     def sync_and_relay(self, features_a, features_b) -> None:
-        """a (funded, with a pending payment) and b (empty) with these features, None for the default."""
+        """a (funded, with a pending payment) and b (empty) with these features,
+        None for the default."""
         kw_a = {} if features_a is None else {"features": features_a}
         kw_b = {} if features_b is None else {"features": features_b}
         a, cheeses = funded("aa", self.clock, **kw_a)
@@ -127,7 +130,8 @@ class MempoolExchangeTests(SynchronousTestCase):
         manager.node.submit_cheese(block)
         raw = Raw(manager)
         raw.hello(features=["mempool"])
-        [reply] = raw.send({"type": "GET_TXS", "txids": [txid(tx)], "smell": block["smell"], "id": 9})
+        ask = {"type": "GET_TXS", "txids": [txid(tx)], "smell": block["smell"], "id": 9}
+        [reply] = raw.send(ask)
         assert reply["transactions"] == [tx]
         [reply] = raw.send({"type": "GET_TXS", "txids": [txid(tx)], "id": 10})
         assert reply["transactions"] == [tx], "a confirmed transaction is found on the best stack"
