@@ -40,12 +40,14 @@ class AnnouncedSmellTests(SynchronousTestCase):
         assert announced_smell(dumps(whole())[:-1]) == ("ANNOUNCE", SMELL)
 
     def test_other_lines_are_left_to_the_parser(self) -> None:
-        assert announced_smell(dumps({"type": "ANNOUNCED", "cheese": {"smell": SMELL}})[:-1]) is None
+        announced = dumps({"type": "ANNOUNCED", "cheese": {"smell": SMELL}})[:-1]
+        assert announced_smell(announced) is None
         assert announced_smell(dumps({"type": "TX", "tx": {"smell": SMELL}})[:-1]) is None
         assert announced_smell(b'{ "type": "ANNOUNCE", "cheese": {"smell": "' + SMELL.encode() + b'"}}') is None
         twice = dumps(compact(**{"smell2": 1}))[:-1].replace(b'"smell2":1', b'"x":{"smell":"' + PARENT.encode() + b'"}')
         assert announced_smell(twice) is None, "two smells: which one is announced is the parser's to say"
-        assert announced_smell(dumps(compact())[:-1].replace(SMELL.encode(), b"AB" * 20)) is None
+        upper = dumps(compact())[:-1].replace(SMELL.encode(), b"AB" * 20)
+        assert announced_smell(upper) is None
         assert announced_smell(dumps(compact())[:-1].replace(SMELL.encode(), SMELL[:-1].encode())) is None
 
     @settings(max_examples=300, deadline=None)

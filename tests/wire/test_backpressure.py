@@ -54,7 +54,8 @@ def pings(n: int) -> bytes:
 class ReadingBackPressureTests(SynchronousTestCase):
     """A peer that does not read is not read from; its requests wait in order."""
 
-    def test_requests_wait_while_the_peer_does_not_read_and_are_answered_in_order_after(self) -> None:
+    def test_requests_wait_while_the_peer_does_not_read_and_are_answered_in_order_after(
+            self) -> None:
         proto, transport, _ = connected()
         proto.dataReceived(pings(1))
         assert proto.handled == 1
@@ -122,13 +123,15 @@ class WritingBackPressureTests(SynchronousTestCase):
         proto.feed(stream())
         assert pulled == [0, 1, 2, 3] and len(lines(transport)) == 4
         proto.resumeProducing()
-        assert pulled == list(range(10)) and [m["n"] for m in lines(transport)] == list(range(4, 10))
+        assert pulled == list(range(10))
+        assert [m["n"] for m in lines(transport)] == list(range(4, 10))
 
 
 class StuckPeerTests(SynchronousTestCase):
     """A peer stuck past the stall timeout is dropped; closing drops what waits."""
 
-    def test_a_peer_stuck_past_the_stall_timeout_is_dropped_and_one_that_drains_is_not(self) -> None:
+    def test_a_peer_stuck_past_the_stall_timeout_is_dropped_and_one_that_drains_is_not(
+            self) -> None:
         proto, transport, clock = connected()
         proto.pauseProducing()
         clock.advance(proto.STALL_TIMEOUT - 1)

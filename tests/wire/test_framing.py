@@ -237,7 +237,8 @@ class JsonAndFieldRuleTests(SynchronousTestCase):
         assert got == [{"type": "PONG"}]
 
     def test_unknown_type(self) -> None:
-        for line in [b'{"type":"NOPE"}', b'{"type":"ping"}', b'{"type":""}', b'{"type":"dispatch"}']:
+        for line in [b'{"type":"NOPE"}', b'{"type":"ping"}', b'{"type":""}',
+                     b'{"type":"dispatch"}']:
             with case(line=line):
                 assert_error(line + b"\n", "unknown-type")
 
