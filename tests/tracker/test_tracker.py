@@ -79,7 +79,8 @@ class SamplingTests(SynchronousTestCase):
         registry = filled(3)
         assert {m.port for m in registry.sample(excluding="stranger")} == {5000, 5001, 5002}
         # The asker's own (host, port) is never returned either.
-        ports = {m.port for m in registry.sample(excluding="c0", exclude_address=("10.0.0.1", 5002))}
+        sample = registry.sample(excluding="c0", exclude_address=("10.0.0.1", 5002))
+        ports = {m.port for m in sample}
         assert ports == {5001}
         for _ in range(20):
             registry2 = filled(15)
@@ -268,7 +269,8 @@ class TrackerProtocolTests(LoggedCase):
         assert b.register(9000, host="example.org")["peers"] == []  # replaces a's registration
         assert c.register(9001)["peers"] == [{"host": "example.org", "port": 9000}]
         assert len(net.factory.registry) == 2
-        assert any(line.startswith("Removed member example.org:9000 (0 active): replaced") for line in self.log_lines)
+        replaced = "Removed member example.org:9000 (0 active): replaced"
+        assert any(line.startswith(replaced) for line in self.log_lines)
         assert a.ask(type="GET_PEERS")["peers"] != []  # a is still connected, just not registered
         a.drop()
         assert len(net.factory.registry) == 2
@@ -360,7 +362,8 @@ class TrackerLimitTests(LoggedCase):
         for line, code in cases:
             conn = net.connect()
             got = conn.send_raw(line + b"\n")
-            assert len(got) == 1 and got[0]["type"] == "ERROR" and got[0]["code"] == code, (line, got)
+            assert len(got) == 1, (line, got)
+            assert got[0]["type"] == "ERROR" and got[0]["code"] == code, (line, got)
             request = json.loads(line) if code != "bad-json" else {}
             assert got[0].get("id") == request.get("id")
             assert not conn.closed
@@ -508,11 +511,13 @@ class AddressTests(SynchronousTestCase):
     """Canonical addresses, one's own address, no squatting (docs/protocol.md section 2)."""
 
     def test_odd_spellings_of_an_address_are_refused(self) -> None:
-        for spelling in ["127.1", "0x7f000001", "2130706433", "127.000.000.001", "0x7f.1", "::ffff:7f00:1"]:
+        for spelling in ["127.1", "0x7f000001", "2130706433", "127.000.000.001", "0x7f.1",
+                         "::ffff:7f00:1"]:
             with case(spelling=spelling):
                 conn = Net().connect("127.0.0.1")
                 error = conn.ask(type="REGISTER", host=spelling, port=24331, id=1)
-                assert error["type"] == "ERROR" and error["code"] == "bad-message" and error["id"] == 1
+                assert error["type"] == "ERROR" and error["code"] == "bad-message"
+                assert error["id"] == 1
 
     def test_one_address_in_many_spellings_is_listed_at_most_once_per_canonical_form(self) -> None:
         net = Net()
@@ -527,7 +532,8 @@ class AddressTests(SynchronousTestCase):
         error = stranger.ask(type="REGISTER", host="198.51.100.7", port=24331)
         assert error["code"] == "bad-message" and "not the address this connection comes from" in error["message"]
         assert stranger.register(24331, host="203.0.113.5")["type"] == "PEERS"
-        assert net.connect("203.0.113.6").register(24331, host="Member.Example.ORG")["type"] == "PEERS"
+        reply = net.connect("203.0.113.6").register(24331, host="Member.Example.ORG")
+        assert reply["type"] == "PEERS"
         assert ("member.example.org", 24331) in {m.address for m in net.factory.registry.members()}
         assert net.connect("127.0.0.1").register(24331, host="198.51.100.7")["type"] == "PEERS"  # loopback: tests, proxies
 
@@ -535,7 +541,8 @@ class AddressTests(SynchronousTestCase):
         net = Net()
         owner = net.connect("203.0.113.5")
         owner.register(24331)
-        squatter = net.connect("127.0.0.1")  # loopback may name any host, but not take a registration
+        # loopback may name any host, but not take a registration
+        squatter = net.connect("127.0.0.1")
         error = squatter.ask(type="REGISTER", host="203.0.113.5", port=24331, id="s")
         assert error["code"] == "busy" and error["id"] == "s" and "registered from another address" in error["message"]
         squatter.drop()  # and its disconnect delists nobody
