@@ -150,7 +150,8 @@ class SubmitTests(SynchronousTestCase):
     def test_submit_accepted_stores_and_announces_the_cheese(self) -> None:
         node, factory, clock = setup()
         announced: List[Any] = []
-        node.tip_listeners.append(lambda result, source: announced.append((result.connected, source)))
+        node.tip_listeners.append(
+            lambda result, source: announced.append((result.connected, source)))
         client = Client(factory)
         (work,) = client.received()
         nonce = good_nonce(work)
@@ -198,7 +199,8 @@ class SubmitTests(SynchronousTestCase):
         node, factory, _ = setup(bits=12)
         client = Client(factory)
         (work,) = client.received()
-        reply = client.ask({"type": "SUBMIT", "job": work["job"], "nonce": bad_nonce(work), "id": 3})
+        submit = {"type": "SUBMIT", "job": work["job"], "nonce": bad_nonce(work), "id": 3}
+        reply = client.ask(submit)
         assert (reply["type"], reply["code"], reply["id"]) == ("ERROR", "invalid-cheese", 3)
         assert node.stack.height == 0
 
@@ -224,14 +226,16 @@ class SubmitTests(SynchronousTestCase):
             raise StorageError("cannot write stack.sqlite3: Cannot operate on a closed database.")
 
         self.patch(node, "submit_cheese", closed)
-        reply = client.ask({"type": "SUBMIT", "job": work["job"], "nonce": good_nonce(work), "id": 4})
+        submit = {"type": "SUBMIT", "job": work["job"], "nonce": good_nonce(work), "id": 4}
+        reply = client.ask(submit)
         assert (reply["type"], reply["code"], reply["id"]) == ("ERROR", "busy", 4)
 
     def test_largest_nonce_is_allowed(self) -> None:
         _, factory, _ = setup(bits=12)
         client = Client(factory)
         (work,) = client.received()
-        reply = client.ask({"type": "SUBMIT", "job": work["job"], "nonce": NONCE_LIMIT - 1, "id": 1})
+        submit = {"type": "SUBMIT", "job": work["job"], "nonce": NONCE_LIMIT - 1, "id": 1}
+        reply = client.ask(submit)
         assert reply["type"] == "SUBMIT_REPLY" or reply["code"] == "invalid-cheese"  # in range: not bad-message
 
 
