@@ -60,7 +60,10 @@ class MemoryAddressHistoryTests(SynchronousTestCase):
     backend = "memory"
 
     def setUp(self) -> None:
-        stack = CheeseStack(NETWORK) if self.backend == "memory" else open_stack(str(temp_path(self)), NETWORK)
+        if self.backend == "memory":
+            stack = CheeseStack(NETWORK)
+        else:
+            stack = open_stack(str(temp_path(self)), NETWORK)
         self.addCleanup(stack.close)
         self.node = MemberNode(stack)
         self.node.cheeses = build(stack)
@@ -72,7 +75,9 @@ class MemoryAddressHistoryTests(SynchronousTestCase):
         assert status == 200
         assert page["address"] == B and page["balance"] == 5 + 6 + 7 - 4 - 1
         assert page["pending_balance"] == page["balance"] - 3 and page["pending_nonce"] == 2
-        assert [(t["status"], t["sequence_number"], t["tx"]["memo"]) for t in page["transactions"]] == [
+        listed = [(t["status"], t["sequence_number"], t["tx"]["memo"])
+                  for t in page["transactions"]]
+        assert listed == [
             ("mempool", None, "back"),
             ("confirmed", 6, "to carol"),
             ("confirmed", 5, "three"),
@@ -151,7 +156,8 @@ class SqliteAddressHistoryTests(MemoryAddressHistoryTests):
 
 
 class AddressIndexTests(SynchronousTestCase):
-    """The SQLite address index: written with its cheese, rebuilt by reindex, added to a schema-1 database."""
+    """The SQLite address index: written with its cheese, rebuilt by reindex,
+    added to a schema-1 database."""
 
     def test_the_index_is_written_with_its_cheese_and_rebuilt_by_reindex(self) -> None:
         tmp_path = temp_path(self)

@@ -128,7 +128,8 @@ class SiteAndExplorerTests(HarnessCase):
         response = self.h.request("POST", "/app.js", b"x")
         assert response.status == 405 and response.json()["error"] == "method-not-allowed"
         head = self.h.request("HEAD", "/")
-        assert head.status == 200 and head.body == b"" and int(head.headers["content-length"]) > 1000
+        assert head.status == 200 and head.body == b""
+        assert int(head.headers["content-length"]) > 1000
 
 
 # -- GET endpoints -----------------------------------------------------------------------
@@ -151,17 +152,21 @@ class GetEndpointTests(HarnessCase):
             self.h.mine()
         status, answer = self.h.get("/api/cheeses")
         assert status == 200
-        assert [c["sequence_number"] for c in answer["cheeses"]] == list(range(14, 34))  # the newest 20
+        # the newest 20
+        assert [c["sequence_number"] for c in answer["cheeses"]] == list(range(14, 34))
         assert answer["cheeses"][-1] == self.h.cheeses[33]
-        assert [c["sequence_number"] for c in self.h.get("/api/cheeses?count=3")[1]["cheeses"]] == [31, 32, 33]
+        listed = self.h.get("/api/cheeses?count=3")[1]["cheeses"]
+        assert [c["sequence_number"] for c in listed] == [31, 32, 33]
         assert self.h.get("/api/cheeses?from=0&count=2")[1]["cheeses"] == self.h.cheeses[:2]
-        assert [c["sequence_number"] for c in self.h.get("/api/cheeses?from=30")[1]["cheeses"]] == [30, 31, 32, 33]
+        listed = self.h.get("/api/cheeses?from=30")[1]["cheeses"]
+        assert [c["sequence_number"] for c in listed] == [30, 31, 32, 33]
         assert self.h.get("/api/cheeses?from=34")[1] == {"cheeses": []}
         assert len(self.h.get("/api/cheeses?from=0&count=500")[1]["cheeses"]) == 34
         assert len(self.h.get("/api/cheeses?count=500")[1]["cheeses"]) == 34
 
     def test_cheeses_bad_numbers(self) -> None:
-        for query in ["count=501", "count=0", "count=-1", "count=abc", "count=1.5", "from=-1", "from=x", "from=1e3", "count=", "from=%00"]:
+        for query in ["count=501", "count=0", "count=-1", "count=abc", "count=1.5", "from=-1",
+                      "from=x", "from=1e3", "count=", "from=%00"]:
             with case(query=query):
                 h = Harness()
                 status, answer = h.get(f"/api/cheeses?{query}")
@@ -171,7 +176,8 @@ class GetEndpointTests(HarnessCase):
         tx = sign_tx(ALICE, B, 3, 1, 0)
         self.h.mine([tx])
         status, answer = self.h.get("/api/cheese/4")
-        assert status == 200 and answer == {"cheese": self.h.cheeses[4], "best": True, "txids": [txid(tx)]}
+        assert status == 200
+        assert answer == {"cheese": self.h.cheeses[4], "best": True, "txids": [txid(tx)]}
         assert self.h.get("/api/cheese/0")[1]["cheese"] == self.h.network.blue_cheese
         assert self.h.get(f"/api/cheese/{self.h.cheeses[2]['smell']}")[1]["best"] is True
         side = self.h.mine(parent=self.h.cheeses[2], start_nonce=500)  # a side branch, not best
@@ -179,18 +185,22 @@ class GetEndpointTests(HarnessCase):
         assert status == 200 and answer == {"cheese": side, "best": False, "txids": []}
 
     def test_one_cheese_errors(self) -> None:
-        for key, status in [("5", 404), ("99999999999999999999", 400), ("a" * 40, 404), ("A" * 40, 400), ("tip", 400), ("-1", 400)]:
+        for key, status in [("5", 404), ("99999999999999999999", 400), ("a" * 40, 404),
+                            ("A" * 40, 400), ("tip", 400), ("-1", 400)]:
             with case(key=key, status=status):
                 h = Harness()
                 code, answer = h.get(f"/api/cheese/{key}")
-                assert code == status and answer["error"] == ("not-found" if status == 404 else "bad-request")
+                assert code == status
+                assert answer["error"] == ("not-found" if status == 404 else "bad-request")
 
     def test_balance(self) -> None:
         self.h.node.submit_tx(sign_tx(ALICE, B, 10, 2, 0))
         status, answer = self.h.get(f"/api/balance/{A}")
         assert status == 200
         assert answer == {"address": A, "balance": 150, "nonce": 0, "pending_balance": 138, "pending_nonce": 1, "spendable": 138}
-        assert self.h.get(f"/api/balance/{B}")[1] == {"address": B, "balance": 0, "nonce": 0, "pending_balance": 10, "pending_nonce": 0, "spendable": 0}
+        assert self.h.get(f"/api/balance/{B}")[1] == {
+            "address": B, "balance": 0, "nonce": 0, "pending_balance": 10, "pending_nonce": 0,
+            "spendable": 0}
 
     def test_balance_bad_address(self) -> None:
         for address in ["abc", "A" * 64, "0" * 63, "0" * 65, "%ff" * 32, "g" * 64]:
@@ -210,9 +220,11 @@ class GetEndpointTests(HarnessCase):
     def test_tx_in_mempool_then_confirmed(self) -> None:
         tx = sign_tx(ALICE, B, 7, 1, 0)
         self.h.node.submit_tx(tx)
-        assert self.h.get(f"/api/tx/{txid(tx)}") == (200, {"tx": tx, "status": "mempool", "sequence_number": None})
+        pending = {"tx": tx, "status": "mempool", "sequence_number": None}
+        assert self.h.get(f"/api/tx/{txid(tx)}") == (200, pending)
         self.h.mine([tx])
-        assert self.h.get(f"/api/tx/{txid(tx)}") == (200, {"tx": tx, "status": "confirmed", "sequence_number": 4})
+        confirmed = {"tx": tx, "status": "confirmed", "sequence_number": 4}
+        assert self.h.get(f"/api/tx/{txid(tx)}") == (200, confirmed)
         status, answer = self.h.get("/api/tx/" + "0" * 40)
         assert status == 404 and answer["error"] == "not-found"
         status, answer = self.h.get("/api/tx/xyz")
@@ -248,14 +260,16 @@ NOT_TRANSACTIONS = [  # POST bodies that are not a transaction, and the error
 
 
 class PostTransactionTests(HarnessCase):
-    """POST /api/transactions: accepted, refused by rule, bodies that are not transactions, limits."""
+    """POST /api/transactions: accepted, refused by rule, bodies that are not
+    transactions, limits."""
 
     def test_post_accepts_relays_and_is_idempotent(self) -> None:
         heard = []
         self.h.node.tx_listeners.append(lambda tx_id, tx, source: heard.append((tx_id, source)))
         tx = sign_tx(ALICE, B, 10, 1, 0, "for the fondue ✓")
         assert self.h.post(tx) == (202, {"txid": txid(tx)})
-        assert self.h.post(tx) == (202, {"txid": txid(tx)})  # already pending: same answer, no second relay
+        # already pending: same answer, no second relay
+        assert self.h.post(tx) == (202, {"txid": txid(tx)})
         assert heard == [(txid(tx), "api")]
         assert self.h.node.mempool.get(txid(tx)) == tx
 
@@ -270,7 +284,8 @@ class PostTransactionTests(HarnessCase):
 
     def test_post_ledger_rules(self) -> None:
         status, answer = self.h.post(sign_tx(ALICE, B, 10, 1, 3))
-        assert (status, answer["rule"]) == (400, "tx-nonce") and "next nonce is 0" in answer["message"]
+        assert (status, answer["rule"]) == (400, "tx-nonce")
+        assert "next nonce is 0" in answer["message"]
         status, answer = self.h.post(sign_tx(ALICE, B, 150, 1, 0))
         assert (status, answer["rule"]) == (400, "tx-balance")
         status, answer = self.h.post(sign_tx(BOB, A, 1, 0, 0))
@@ -298,7 +313,8 @@ class PostTransactionTests(HarnessCase):
                 assert status == (413 if error == "too-long" else 400)
 
     def test_post_form_bodies_are_not_parsed_as_forms(self) -> None:
-        for content_type in ["multipart/form-data", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded"]:
+        for content_type in ["multipart/form-data", "multipart/form-data; boundary=x",
+                             "application/x-www-form-urlencoded"]:
             with case(content_type=content_type):
                 h = Harness()
                 response = h.request("POST", "/api/transactions", b"--x\r\na=b", f"Content-Type: {content_type}\r\n")
@@ -355,7 +371,8 @@ class ErrorsMethodsHeadersTests(HarnessCase):
     """JSON 404, 405 and 500, the headers of every answer, and no endpoint that spends."""
 
     def test_unknown_paths_are_json_404(self) -> None:
-        for path in ["/api", "/api/", "/api/nothing", "/api/status/extra", "/api/cheese", "/api/cheese/1/2", "/api/balance", "/api/tx/", "/api/%ff"]:
+        for path in ["/api", "/api/", "/api/nothing", "/api/status/extra", "/api/cheese",
+                     "/api/cheese/1/2", "/api/balance", "/api/tx/", "/api/%ff"]:
             with case(path=path):
                 h = Harness()
                 response = h.request("GET", path)
@@ -390,7 +407,8 @@ class ErrorsMethodsHeadersTests(HarnessCase):
         assert response.json() == {"error": "internal", "message": "the member failed to answer"}
         assert b"secret" not in response.body and b"Traceback" not in response.body
         assert self.h.get("/api/mempool")[0] == 200  # and it keeps serving
-        assert len(self.flushLoggedErrors(RuntimeError)) == 1, "the failure is logged for the operator, once"
+        logged = self.flushLoggedErrors(RuntimeError)
+        assert len(logged) == 1, "the failure is logged for the operator, once"
 
     def test_no_endpoint_spends_coins(self) -> None:
         """Only POST /api/transactions writes, and only with the sender's signature."""
@@ -399,7 +417,8 @@ class ErrorsMethodsHeadersTests(HarnessCase):
         assert self.h.post(unsigned)[0] == 400
         for method in ("POST", "PUT", "DELETE"):
             for path in ("/api/balance/" + A, "/api/send", "/api/wallet", "/api/mempool"):
-                assert self.h.request(method, path, b'{"to": "%s", "amount": 1}' % B.encode()).status in (404, 405)
+                body = b'{"to": "%s", "amount": 1}' % B.encode()
+                assert self.h.request(method, path, body).status in (404, 405)
         assert self.h.node.balance(A) == before
 
 
@@ -426,7 +445,8 @@ class ConnectionTests(HarnessCase):
         assert transport.producer is channel  # the channel is its transport's producer
         channel.dataReceived(b"GET /api/status HTTP/1.1\r\nHost: m\r\n\r\n" * 3000)
         assert transport.value().count(b"HTTP/1.1 200 OK") == 1  # not 3000 answers held for a client that reads none
-        assert channel.holding and transport.producerState == "paused"  # and it reads no more meanwhile
+        # and it reads no more meanwhile
+        assert channel.holding and transport.producerState == "paused"
         answered = 1
         for _ in range(5):  # the client reads an answer: one more is written each time
             transport.clear()
@@ -472,13 +492,15 @@ class ConnectionTests(HarnessCase):
                 h = Harness()
                 response = h.raw(f"POST /api/transactions HTTP/1.1\r\nHost: m\r\n{headers}Content-Length: 2\r\n\r\n{{}}".encode())
                 assert response.status == 400 and response.headers["connection"] == "close"
-                assert response.json()["error"] == "bad-request" and "folded" in response.json()["message"]
+                assert response.json()["error"] == "bad-request"
+                assert "folded" in response.json()["message"]
 
     def test_framing_errors_get_the_json_error_body(self) -> None:
         for raw in [
             b"NOT A REQUEST LINE AT ALL\r\n\r\n",
             b"GET /api/status HTTP/1.1\r\nHost: m\r\nContent-Length: x\r\n\r\n",
-            b"POST /api/transactions HTTP/1.1\r\nHost: m\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"POST /api/transactions HTTP/1.1\r\nHost: m\r\nTransfer-Encoding: chunked\r\n"
+            b"\r\nzz\r\n",
             b"GET /api/status HTTP/1.1\r\nBadHeaderWithoutColon\r\n\r\n",
         ]:
             with case(raw=raw):

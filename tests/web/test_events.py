@@ -193,7 +193,8 @@ class EventStreamLimitTests(SynchronousTestCase):
         assert len(transport.value()) == written, "events were written to a connection that reads nothing"
         assert not h.events.streams and stream.queued == 0
 
-    def test_a_stalled_client_is_dropped_after_stall_seconds_and_a_reading_one_catches_up(self) -> None:
+    def test_a_stalled_client_is_dropped_after_stall_seconds_and_a_reading_one_catches_up(
+            self) -> None:
         h = Harness()
         slow_channel, slow = h.connect()
         fast_channel, fast = h.connect()
