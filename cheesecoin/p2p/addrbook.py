@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import random
+from functools import lru_cache
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from cheesecoin.util.addresses import canonical_ip
@@ -39,6 +40,7 @@ NEVER_WORKED_FAILURES = 3  # an address that never worked is terrible after this
 MAX_FAILURES = 10  # any address is terrible after this many failed dials in a row
 
 
+@lru_cache(maxsize=8192)  # parsing addresses is slow; the cache is bounded
 def network_group(host: str, port: Optional[int] = None) -> str:
     """The network group of ``host``: /16 for a public IPv4 address, /32 for a
     public IPv6 one, the address itself for a private or link-local one, the

@@ -16,7 +16,7 @@ import random
 from typing import Any, Callable, Dict, List, Optional, Set
 
 from cheesecoin.core.errors import ProtocolError
-from cheesecoin.p2p.addrbook import Address, AddrInfo, AddressTables, address_group
+from cheesecoin.p2p.addrbook import Address, AddrInfo, AddressTables, address_group, network_group
 from cheesecoin.util.addresses import is_loopback
 from cheesecoin.wire import codec as wire
 
@@ -221,11 +221,13 @@ class AddressBook:
             info = self.known[address]
             return address != exclude and address not in self.self_addresses and info.failures == 0
 
-        tried = [a for a in self._shuffled(True) if fit(a)]
+        tried = [a for a in self._shuffled(True) if fit(a)][:count]
         new: List[Address] = []
         per_source: Dict[str, int] = {}
         for address in self._shuffled(False):
-            group = address_group((self.known[address].source, 0))
+            if len(new) >= count:
+                break
+            group = network_group(self.known[address].source)
             if fit(address) and per_source.get(group, 0) < REPLY_NEW_PER_SOURCE:
                 per_source[group] = per_source.get(group, 0) + 1
                 new.append(address)

@@ -81,9 +81,8 @@ def test_an_eclipse_through_the_address_book_fails(tmp_path, procs) -> None:
         )
         sent += len(hello_of(peer, FIRST_CLAIMED_PORT + i))
         peer.close()
-    print(
-        f"{HANDSHAKES} hostile handshakes in {time.monotonic() - start:.1f} s, ~{sent // 1000} kB sent"
-    )
+    took = time.monotonic() - start
+    print(f"{HANDSHAKES} hostile handshakes in {took:.1f} s, ~{sent // 1000} kB sent")
 
     asker = RawPeer(victim.port, NET)
     reply = [(p["host"], p["port"]) for p in asker.request({"type": "GET_PEERS"})["peers"]]
@@ -98,10 +97,8 @@ def test_an_eclipse_through_the_address_book_fails(tmp_path, procs) -> None:
     anchors = [(e["host"], e["port"]) for e in saved if e.get("anchor")]
     tried = [(e["host"], e["port"]) for e in saved if e.get("tried")]
     hostile = [e for e in saved if e["host"] in SOURCES]
-    print(
-        f"GET_PEERS: {len(attackers)} of {len(reply)} attacker addresses; peers.json: {len(hostile)} of"
-        f" {len(saved)} entries hostile, anchors {anchors}"
-    )
+    print(f"GET_PEERS: {len(attackers)} of {len(reply)} attacker addresses; peers.json:")
+    print(f"{len(hostile)} of {len(saved)} entries hostile (all new), anchors {anchors}")
     assert anchors == [("127.0.0.1", honest.port)], saved[:5]
     assert tried == anchors  # no claim of an inbound peer is ever tried
     assert len(hostile) <= len(SOURCES) * NEW_BUCKETS_PER_SOURCE_GROUP * BUCKET_SIZE < HANDSHAKES
