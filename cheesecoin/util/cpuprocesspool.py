@@ -1,6 +1,6 @@
 """Worker processes for CPU work that threads cannot spread over the cores.
 
-An Ed25519 check takes ~60 µs in C with the GIL released, but the thread must
+An Ed25519 check takes ~55 µs in C (libsodium) with the GIL released, but the thread must
 take the GIL back after each one; while the reactor thread runs Python (JSON,
 the ledger, SQLite), a checking thread waits up to the interpreter's switch
 interval (5 ms) for it, so checks in threads run several times slower than
@@ -14,6 +14,8 @@ thread with ``callFromThread``; a broken pool (a killed worker) is dropped,
 so the next call starts a new one, and the caller may fall back to threads.
 Each worker ends itself within WATCH_INTERVAL once the member is gone, however
 it went (the pool's own shutdown does not reach workers of a killed member).
+The workers' side (``util/cpuworker.py``) imports no Twisted: with
+``warm_up`` the fork server imports it and the job's module once for all.
 """
 
 from __future__ import annotations
@@ -21,63 +23,22 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred
 
 from cheesecoin.util.cores import usable_cores
+from cheesecoin.util.cpuworker import WORKER_NICENESS, member_gone as _member_gone  # noqa: F401 (tests' names)
+from cheesecoin.util.cpuworker import start_worker as _start_worker
 
 _pool: Optional[ProcessPoolExecutor] = None
 _lock = threading.Lock()
 
 
 def _context() -> Any:
-    # No preload: the first submit would wait in the reactor thread for the
-    # fork server's imports; each worker imports what its first job needs.
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
-WORKER_NICENESS = 10  # below the reactor: it feeds the workers and answers peers meanwhile
-WATCH_INTERVAL = 0.5  # seconds between a worker's checks that its member still runs
-
-
-def _start_worker(member: int) -> None:
-    """A worker's initializer: a lower priority, and a thread that ends the
-    worker once ``member`` (the process that made the pool) is gone. Without
-    it a member killed with SIGKILL, or one whose shutdown did not reach its
-    workers, left them waiting for work forever, and with them the fork
-    server (each worker holds its "alive" pipe)."""
-    try:
-        os.nice(WORKER_NICENESS)
-    except OSError:  # pragma: no cover - not allowed here: the same priority, still correct
-        pass
-    threading.Thread(target=_watch_member, args=(member,), name="cheesecoin-member-watch", daemon=True).start()
-
-
-def _member_gone(pid: int) -> bool:
-    """Whether process ``pid`` has ended (a zombie counts as ended)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[-1].split()[:1] in ([b"Z"], [b"X"])
-    except FileNotFoundError:
-        return True
-    except OSError:  # pragma: no cover - no /proc: ask the kernel
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass
-        return False
-
-
-def _watch_member(pid: int) -> None:
-    while not _member_gone(pid):
-        time.sleep(WATCH_INTERVAL)
-    os._exit(0)
 
 
 def _shutdown(pool: ProcessPoolExecutor) -> None:
@@ -138,6 +99,15 @@ def warm_up(reactor: Any, f: Callable[..., Any], *args: Any) -> None:
     the fork server's round trip), each running ``f(*args)`` once so that it
     has imported what the real work needs: a sync is beginning, and they come
     up while the headers do."""
+    with _lock:
+        forkserver = _context().get_start_method() == "forkserver"
+        if _pool is None and forkserver and f.__module__ != "__main__":
+            # The fork server imports the job's module and the workers'
+            # initializer's (neither imports Twisted) once, in the thread below (its first
+            # worker waits for it there, not in the reactor thread), and every
+            # worker forked from it starts ready, instead of each importing
+            # them while the first bodies wait. No effect if it already runs.
+            _context().set_forkserver_preload([_start_worker.__module__, f.__module__])
     pool = process_pool(reactor)
     if pool is None:
         return
