@@ -26,6 +26,7 @@ class Member:
     port: int
     last_seen: float
     remote: Optional[str] = None  # the address the registration came from
+    node_id: Optional[str] = None  # the REGISTER's node_id (section 2), listed with the member
 
     @property
     def address(self) -> Address:
@@ -33,7 +34,9 @@ class Member:
 
     def as_peer(self) -> dict:
         """The member as an entry of a ``PEERS`` message."""
-        return {"host": self.host, "port": self.port}
+        if self.node_id is None:
+            return {"host": self.host, "port": self.port}
+        return {"host": self.host, "port": self.port, "node_id": self.node_id}
 
 
 @dataclass
@@ -77,7 +80,8 @@ class TrackerRegistry:
         return list(self._members)
 
     def register(
-        self, conn_key: Hashable, host: str, port: int, now: float = 0.0, remote: Optional[str] = None
+        self, conn_key: Hashable, host: str, port: int, now: float = 0.0, remote: Optional[str] = None,
+        node_id: Optional[str] = None,
     ) -> tuple[Member, list[Removal]]:
         """Register ``conn_key`` as the member listening at (host, port).
 
@@ -104,7 +108,7 @@ class TrackerRegistry:
             self._remove(holder.conn_key)
             if holder.conn_key != conn_key:
                 removals.append(Removal(holder, "replaced by a new registration", len(self._members)))
-        member = Member(conn_key, host, port, now, remote)
+        member = Member(conn_key, host, port, now, remote, node_id)
         self._position[conn_key] = len(self._members)
         self._members.append(member)
         self._by_address[address] = member

@@ -2,7 +2,7 @@
 #
 # Messages it speaks (JSON lines, docs/protocol.md section 1), request -> reply:
 #
-#   {"type":"REGISTER","port":P}  (optional "host":H)  -> PEERS
+#   {"type":"REGISTER","port":P}  (optional "host":H, "node_id":ID)  -> PEERS
 #   {"type":"GET_PEERS"}                                -> PEERS
 #   {"type":"UNREGISTER"}                               -> {"type":"OK"}
 #   {"type":"PING"}                                     -> {"type":"PONG"}
@@ -22,6 +22,7 @@ builds the service."""
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter, OrderedDict
 from typing import Any, Optional
 
@@ -38,6 +39,7 @@ from cheesecoin.wire.limits import PEERS_PER_REPLY
 from cheesecoin.wire.lineproto import BusyProtocol, JsonLineProtocol
 
 DEFAULT_TIMEOUT = 90.0
+_NODE_ID_RE = re.compile(r"[0-9a-f]{1,64}\Z")  # a REGISTER's node_id (section 2)
 DEFAULT_MAX_PER_IP = 256
 
 
@@ -72,7 +74,12 @@ class TrackerProtocol(JsonLineProtocol):
             host = remote
         else:
             host = registrable_host(wire.get_host(msg, "host"), remote)
-        self.factory.register(self, host, port, remote)
+        node_id = None
+        if msg.get("node_id") is not None:
+            node_id = wire.get_str(msg, "node_id", 64)
+            if not _NODE_ID_RE.match(node_id):
+                raise wire.BadMessage("field 'node_id' must be 1 to 64 lowercase hex characters")
+        self.factory.register(self, host, port, remote, node_id)
         self.reply(msg, self.peers_message())
 
     def msg_GET_PEERS(self, msg: dict) -> None:
@@ -203,11 +210,14 @@ class TrackerFactory(Factory):
 
     # -- members -------------------------------------------------------------
 
-    def register(self, proto: TrackerProtocol, host: str, port: int, remote: Optional[str] = None) -> Member:
+    def register(
+        self, proto: TrackerProtocol, host: str, port: int, remote: Optional[str] = None,
+        node_id: Optional[str] = None,
+    ) -> Member:
         """Register ``proto``'s member (from ``remote``); ``ProtocolError("busy")``
         when full or when (host, port) is registered from another address."""
         try:
-            member, removals = self.registry.register(proto, host, port, self.clock.seconds(), remote)
+            member, removals = self.registry.register(proto, host, port, self.clock.seconds(), remote, node_id)
         except ProtocolError:
             self.refused_registrations += 1
             raise
