@@ -121,6 +121,8 @@ class AddressBook:
             if dial_address not in self.self_addresses:
                 self.tables.mark_tried(dial_address, dial_address[0], now)
                 self.outbound[dial_address] = None
+            if dial_address in self.anchors:
+                self.anchors.remove(dial_address)  # dialled first once; now saved as an outbound peer
         elif claimed is not None and claimed not in self.self_addresses:
             self.tables.add_new(claimed, claimed[0], now)
 

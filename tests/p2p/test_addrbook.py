@@ -208,6 +208,10 @@ class DialTests(SynchronousTestCase):
         assert rest[True] and rest[False], rest
         book.failed(anchors[0], now=0.0)
         assert anchors[0] not in book.anchors
+        book.connected(True, anchors[1], None, now=20.0)  # an anchor that answered is an outbound peer
+        assert anchors[1] not in book.anchors and book.to_save()[0]["host"] == anchors[1][0]
+        book.lost(anchors[1], True, now=30.0)
+        assert [e["host"] for e in book.to_save() if e.get("anchor")] == [a[0] for a in anchors[2:]]
 
     def test_a_restarted_manager_dials_its_anchor_before_a_flood_of_new_addresses(self) -> None:
         dialled: List[str] = []
