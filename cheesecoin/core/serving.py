@@ -150,7 +150,8 @@ class StackServing:
                 tx = None
             if isinstance(tx, dict) and txid(tx) == tx_id:
                 return height, tx
-        # Not where it should be (a stored text of another shape): decode the cheese.
+        # A store that holds bodies decoded (MemoryStore), or a stored text of another
+        # shape: the transaction at its position in the body.
         txs = self.stack.store.get(smell)["unit_of_information"]["transactions"]
         if pos < len(txs) and txid(txs[pos]) == tx_id:
             return height, txs[pos]

@@ -21,10 +21,11 @@ class Node:
     bytes, big-endian), when known: the header is then served from memory
     (``header``) without reading the body (issue 26, finding 7)."""
 
-    __slots__ = ("smell", "parent", "height", "bits", "timestamp", "work", "order", "invalid", "ident")
+    __slots__ = ("smell", "parent", "height", "bits", "timestamp", "work", "order", "invalid",
+                 "ident")
 
-    def __init__(self, smell: str, parent: Optional["Node"], height: int, bits: int, timestamp: int, order: int,
-                 info_hash: Optional[str] = None, nonce: Optional[int] = None):
+    def __init__(self, smell: str, parent: Optional["Node"], height: int, bits: int, timestamp: int,
+                 order: int, info_hash: Optional[str] = None, nonce: Optional[int] = None):
         self.smell = smell
         self.parent = parent
         self.height = height
@@ -106,11 +107,9 @@ class MemoryStore:
         return None if cheese is None else canonical(cheese).decode("utf-8")
 
     def text_slice(self, smell: str, from_end: int, length: int) -> Optional[str]:
-        """``length`` characters of a cheese's canonical text, starting ``from_end`` before its end."""
-        text = self.get_text(smell)
-        if text is None or not 0 < from_end <= len(text):
-            return None
-        return text[len(text) - from_end:len(text) - from_end + length]
+        """None: bodies are held decoded here, so a transaction is taken from its
+        body (``SqliteStore.text_slice`` reads one from the stored text)."""
+        return None
 
     def commit(self, added: List[Tuple[Node, dict]], invalid: List[Tuple[str, str]], tip: Optional[str]) -> None:
         for node, cheese in added:

@@ -5,6 +5,7 @@ its txids, the mempool's txids are not computed again."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, List
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -83,20 +84,37 @@ class ConfirmedTransactionTests(SynchronousTestCase):
 
     def test_a_transaction_with_a_note_and_unicode_memo_is_sliced_right(self) -> None:
         key = key_from_seed("costs-0")
-        stack = CheeseStack(NET, clock=lambda: NOW)
+        stack = open_stack(str(temp_path(self)), NET, clock=lambda: NOW)
+        self.addCleanup(stack.close)
         for c in CHEESES[1:21]:
             stack.add_cheese(c, check_signatures=False)
         txs = [sign_tx(key, address_of(key_from_seed("costs-1")), 1, 1, n, memo)
                for n, memo in enumerate(["ché", "", "😀 \" ]}} ,", "z"])]
         cheese = mine_child(CHEESES[20], NET.bits, address_of(key), txs, note="a note ]}}")
         stack.add_cheese(cheese)
+        stack.store._cache.clear()  # read from the database, not the cache of recent cheeses
         for pos, tx in enumerate(txs):
-            entry = stack.tx_index[txid(tx)]
-            assert serving.unpack(entry)[:2] == (21, pos)
+            height, at, from_end, length = serving.unpack(stack.tx_index[txid(tx)])
+            assert (height, at) == (21, pos)
+            assert json.loads(stack.store.text_slice(cheese["smell"], from_end, length)) == tx
             assert stack.serving.confirmed_tx(txid(tx)) == (21, tx)
 
+    def test_in_memory_a_transaction_is_taken_from_its_body_with_one_txid(self) -> None:
+        stack = CheeseStack(NET, clock=lambda: NOW)  # MemoryStore: bodies held decoded
+        for c in CHEESES[1:]:
+            stack.add_cheese(c, check_signatures=False)
+        stack.store = counting = Counting(stack.store)
+        computed: List[int] = []
+        real = serving.txid
+        serving.txid = lambda tx: computed.append(1) or real(tx)  # type: ignore[assignment]
+        self.addCleanup(setattr, serving, "txid", real)
+        tx = CHEESES[-1]["unit_of_information"]["transactions"][-1]
+        assert stack.serving.confirmed_tx(txid(tx)) == (56, tx)
+        assert counting.calls == ["get"] and len(computed) == 1, "text rebuilt or txids recomputed"
+
     def test_an_entry_pointing_elsewhere_falls_back_to_the_decoded_cheese(self) -> None:
-        stack = CheeseStack(NET, clock=lambda: NOW)
+        stack = open_stack(str(temp_path(self)), NET, clock=lambda: NOW)
+        self.addCleanup(stack.close)
         for c in CHEESES[1:30]:
             stack.add_cheese(c, check_signatures=False)
         tx = CHEESES[25]["unit_of_information"]["transactions"][3]
@@ -120,9 +138,11 @@ class GetTxsTests(SynchronousTestCase):
     """GET_TXS: each txid once, no cheese decoded for a confirmed one."""
 
     def setUp(self) -> None:
-        self.stack = CheeseStack(NET, clock=lambda: NOW)
-        for c in CHEESES[1:]:
-            self.stack.add_cheese(c, check_signatures=False)
+        self.stack = open_stack(str(temp_path(self)), NET, clock=lambda: NOW)
+        self.addCleanup(self.stack.close)
+        with self.stack.batch():
+            for c in CHEESES[1:]:
+                self.stack.add_cheese(c, check_signatures=False)
         self.node = MemberNode(self.stack, clock=lambda: NOW)
         self.exchange = MempoolExchange(FakeManager(self.node))
 
