@@ -289,7 +289,7 @@ class PeerManager:
     def peer_ready(self, proto: MemberProtocol) -> None:
         """The handshake is done: count the peer, learn its address, compare stacks."""
         self.peers[proto.peer_node_id] = proto  # type: ignore[index]
-        claimed = proto.listening_address if proto.peer_port else None  # at most "new" unless we dialled it
+        claimed = proto.listening_address if proto.peer_port else None  # inbound: at most "new"
         self.addresses.connected(proto.outbound, proto.dial_address, claimed, self.clock.seconds())
         self.log.info(
             "Peer {peer} connected ({direction}, height {height}; {n} peers)",
@@ -341,7 +341,7 @@ class PeerManager:
     # -- addresses and dialing ------------------------------------------------------------
 
     def add_addresses(self, peers: List[Any], source: str) -> int:
-        """Learn listening addresses from a PEERS list (``source``: "tracker" or the peer's host); dial if new."""
+        """Learn addresses from a PEERS list told by ``source`` ("tracker", a host); dial if new."""
         added = self.addresses.add(peers, source, self.clock.seconds())
         if added:
             self.refill()
