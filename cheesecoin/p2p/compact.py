@@ -135,6 +135,7 @@ class CompactRelay:
             job = self.rebuilding[smell] = _Rebuild(header, miner, txids, note)
         if len(job.attempts) < MAX_ATTEMPTS and proto not in job.attempts:
             self._attempt(job, proto)
+        self._release(job)  # none under way (this peer at its bound): nothing is kept for it
 
     def _attempt(self, job: "_Rebuild", proto: Any) -> None:
         """Rebuild ``job`` from our mempool and what ``proto``, one of its
@@ -157,6 +158,11 @@ class CompactRelay:
         """Whether ``job`` still waits for a body (not done, evicted or replaced)."""
         return self.rebuilding.get(job.smell) is job
 
+    def _release(self, job: "_Rebuild") -> None:
+        """Forget ``job`` once no attempt of it is under way (a later announcement starts afresh)."""
+        if not job.attempts and self._current(job):
+            del self.rebuilding[job.smell]
+
     def _end_attempt(self, proto: Any, job: "_Rebuild") -> None:
         job.attempts.discard(proto)
         left = self.attempts_of.get(proto, 0) - 1
@@ -177,8 +183,8 @@ class CompactRelay:
                 if isinstance(tx, dict):
                     try:
                         tx_id = txid(tx)
-                    except (TypeError, ValueError):
-                        continue
+                    except (TypeError, ValueError, KeyError, RecursionError):
+                        continue  # not one of those asked for
                     if tx_id in wanted:
                         by_id[tx_id] = tx
             txs = [tx if tx is not None else by_id.get(t) for t, tx in zip(job.txids, txs)]
@@ -223,6 +229,7 @@ class CompactRelay:
         cheese = reply.get("cheese")
         if not isinstance(cheese, dict) or cheese.get("smell") != job.smell:
             proto.misbehaved(UNDELIVERED_POINTS, "a CHEESE that is not the one asked for")
+            self._release(job)
             return
         if self._current(job):
             self.rebuilding.pop(job.smell, None)
@@ -235,8 +242,7 @@ class CompactRelay:
         self._end_attempt(proto, job)
         if failure.check(RequestTimeout, RemoteError) and not proto.closing:
             proto.misbehaved(UNDELIVERED_POINTS, f"did not deliver the cheese {job.smell} it announced")
-        if self._current(job) and not job.attempts:
-            self.rebuilding.pop(job.smell, None)  # a later announcement starts afresh
+        self._release(job)
 
     def _attempt_broke(self, failure: Failure, proto: Any, job: "_Rebuild") -> None:
         """A reply that broke its handler: the attempt ends and ``proto`` is charged (one line)."""
@@ -245,8 +251,7 @@ class CompactRelay:
                               peer=proto.label(),
                               error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200])
         proto.misbehaved(ERROR_POINTS["bad-message"], "a reply that broke a compact rebuild")
-        if self._current(job) and not job.attempts:
-            self.rebuilding.pop(job.smell, None)
+        self._release(job)
 
     def _receive(self, proto: Any, cheese: dict, invalid_points: Optional[int] = None,
                  ihash: Optional[str] = None) -> None:

@@ -93,6 +93,7 @@ class MemberProtocol(JsonLineProtocol):
         self.cheeses_delivered = 0
         self.sync_idle_until = 0.0
         self.download: Any = None  # the Download from this peer, if one runs
+        self.wants_compact = False  # it sent SEND_COMPACT high_bandwidth true (section 5.2)
         self.pending: Dict[int, Tuple[Deferred, Any]] = {}
         self.peer_requests: Set[int] = set()  # ids of our GET_PEERS still unanswered
         self._next_id = 0

@@ -12,6 +12,7 @@ from cheesecoin.core.node import MINED
 from cheesecoin.core.tree import AddResult
 from cheesecoin.core.tx import check_tx_format, txid
 from cheesecoin.p2p.compact import COMPACT
+from cheesecoin.p2p.inventory import INV
 from cheesecoin.p2p.protocol import ERROR_POINTS, MemberProtocol, short
 from cheesecoin.p2p.sync import RELAY_TAIL
 from cheesecoin.wire import codec as wire
@@ -147,10 +148,13 @@ class Relay:
         holders.add(proto)
 
     def _early_targets(self, smell: str) -> List[Any]:
-        """The compact peers to send ``smell`` early: all but those that announced it."""
+        """The compact peers to send ``smell`` early: all but those that announced it,
+        and those that take our new cheeses as headers (section 5.2: after validation)."""
         holders = self.holders.get(smell, ())
+        modes = self.manager.modes
         return [p for p in self.manager.peers.values()
-                if p not in holders and COMPACT in p.peer_features and p.peer_tip != smell]
+                if p not in holders and COMPACT in p.peer_features and p.peer_tip != smell
+                and not modes.wants_header(p)]
 
     def _push_early(self, smell: str, line: bytes) -> None:
         if smell in self.node.stack.invalid:
@@ -212,6 +216,8 @@ class Relay:
         """Tip listener: log new cheeses and reorganisations, announce to the other peers."""
         stack = self.node.stack
         connected = [(c["sequence_number"], c["smell"]) for c in result.connected]
+        if connected and isinstance(source, MemberProtocol):
+            self.manager.modes.brought_first(source)  # the first to bring us a new best cheese
         if not self._batch_depth:
             self.relay(connected[-RELAY_TAIL:], source)  # first: the log can wait
         self.manager.mempool_sync.on_tip()  # a peer we could not exchange with yet, maybe now
@@ -255,12 +261,17 @@ class Relay:
             cheese = stack.get_cheese(smell)
             if cheese is None:
                 continue
-            line = compact_line = None  # each built when a peer needs it
+            line = compact_line = header_line = None  # each built when a peer needs it
             use_compact = COMPACT in self.manager.features
             holders = self.holders.get(smell, ())
+            modes = self.manager.modes
             for p in list(self.manager.peers.values()):
                 if p is not source and p.peer_tip != smell and p not in holders:
-                    if use_compact and COMPACT in p.peer_features:  # section 5.1: header and txids only
+                    if modes.wants_header(p):  # section 5.2: the header alone
+                        if header_line is None:
+                            header_line = modes.header_line(cheese)
+                        p.push_line(header_line)
+                    elif use_compact and COMPACT in p.peer_features:  # section 5.1: header and txids only
                         if smell in self.early:
                             continue  # sent before its validation (relay_early)
                         if compact_line is None:
@@ -274,11 +285,23 @@ class Relay:
         return sent
 
     def on_tx(self, tx_id: str, tx: dict, source: Any) -> None:
-        """Tx listener: relay a new valid transaction once to every peer but its source."""
-        line = wire.dumps({"type": "TX", "tx": tx})
+        """Tx listener: a new valid transaction once to every peer but its source:
+        by txid (INV, gathered) to ``inv`` peers, whole (TX) to the others."""
+        line = None
+        by_inv = []
+        use_inv = INV in self.manager.features
         for p in list(self.manager.peers.values()):
-            if p is not source:
-                p.push_line(line)
+            if p is source:
+                continue
+            if use_inv and INV in p.peer_features:
+                by_inv.append(p)
+                continue
+            if line is None:
+                line = wire.dumps({"type": "TX", "tx": tx})
+            p.push_line(line)
+        if use_inv:
+            sender = source if isinstance(source, MemberProtocol) else None
+            self.manager.inventory.announce(tx_id, by_inv, sender)
 
     # -- the disk ----------------------------------------------------------------------------
 

@@ -12,6 +12,9 @@ GET_PEERS, PING, and of section 5.1 GET_HEADERS and GET_CHEESES by smells
 (``headers``), GET_MEMPOOL and GET_TXS (``mempool``, ``compact``); pushed
 ANNOUNCE, ANNOUNCE_COMPACT (``compact``), TX and CONSENSUS; replies
 STATS_REPLY, CHEESE, CHEESES, HEADERS, PEERS, PONG, MEMPOOL, TXS, ERROR.
+Section 5.2: pushed INV (``inv``), SEND_COMPACT and ANNOUNCE_HEADER, request
+GET_COMPACT and its reply COMPACT (``compact-modes``); a message of a section
+5.2 feature we do not list is an unknown type.
 """
 
 from __future__ import annotations
@@ -198,6 +201,35 @@ class ReadyState:
 
     def msg_ANNOUNCE_COMPACT(self, msg: dict) -> None:
         self.manager.compact.receive(self.protocol, msg)
+
+    # -- section 5.2 ------------------------------------------------------------------
+
+    def _listed(self, feature: str, msg: dict) -> None:
+        """A message of a feature we do not list is an unknown type to us."""
+        if feature not in self.manager.features:
+            self.unknown(msg)
+
+    def msg_INV(self, msg: dict) -> None:
+        self._listed("inv", msg)
+        self.manager.inventory.receive(self.protocol, msg)
+
+    def msg_SEND_COMPACT(self, msg: dict) -> None:
+        self._listed("compact-modes", msg)
+        self.manager.modes.send_compact(self.protocol, msg)
+
+    def msg_ANNOUNCE_HEADER(self, msg: dict) -> None:
+        self._listed("compact-modes", msg)
+        self.manager.modes.receive_header(self.protocol, msg)
+
+    def msg_GET_COMPACT(self, msg: dict) -> None:
+        self._listed("compact-modes", msg)
+        compact = self.manager.modes.compact_of(wire.get_smell(msg, "smell"))
+        if compact is None:
+            raise ProtocolError("not-found", "no such cheese here")
+        self.protocol.reply(msg, compact)
+
+    def msg_COMPACT(self, msg: dict) -> None:
+        self.protocol.resolve(msg)
 
     def msg_CONSENSUS(self, msg: dict) -> None:
         self.manager.consensus_asked(self.protocol)

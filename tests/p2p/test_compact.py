@@ -9,6 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from cheesecoin.core.cheese import compact_announcement, header_of
 from cheesecoin.core.tx import sign_tx, txid
 from cheesecoin.testing.chain import mine_child
+from cheesecoin.p2p.inventory import INV_DELAY
 from cheesecoin.testing.fakes import ADDR, BOB, KEY, NOW, Net, Raw, chain, make_member
 
 from tests.cases import case, clock_at
@@ -178,6 +179,7 @@ class CompactSendingTests(SynchronousTestCase):
         net.link(b, a)
         for tx in txs:
             a.node.submit_tx(tx)
+        self.clock.advance(INV_DELAY)  # section 5.2: announced by txid, gathered first
         net.flush()
         assert len(b.node.mempool) == 2
         a.node.submit_cheese(fourth, "miner")

@@ -74,7 +74,7 @@ class HandshakeTests(SynchronousTestCase):
             "height": 3,
             "tip": cheeses[-1]["smell"],
             "work": str(4 * 2),
-            "features": ["headers", "compact", "mempool"],  # section 5.1: the features this member implements
+            "features": ["headers", "compact", "mempool", "inv", "compact-modes"],  # sections 5.1, 5.2
         }
         assert list(manager.peers) == ["99"]
         [error] = raw.hello()

@@ -32,7 +32,7 @@ class FeaturesTests(SynchronousTestCase):
 
     def test_hello_lists_mempool_and_a_bad_features_field_is_bad_message(self) -> None:
         manager, _ = funded("aa", self.clock)
-        assert manager.hello_message()["features"] == ["headers", "compact", "mempool"]
+        assert manager.hello_message()["features"] == ["headers", "compact", "mempool", "inv", "compact-modes"]
         assert "features" not in make_member("bb", self.clock, features=()).hello_message()
         for bad in ("mempool", ["x"] * 33, ["y" * 33], [1]):
             raw = Raw(manager)

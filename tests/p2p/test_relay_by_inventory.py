@@ -1,0 +1,218 @@
+"""Section 5.2 (issue 29): transactions by inventory (``inv``) and the compact
+relay modes (``compact-modes``), with protocol fakes; interoperation of
+members listing all, rev2 and none of the features in one network."""
+
+from __future__ import annotations
+
+from typing import List
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from cheesecoin.core.cheese import compact_announcement, header_of
+from cheesecoin.core.tx import sign_tx, txid
+from cheesecoin.p2p import compact_modes as modes_mod
+from cheesecoin.p2p import inventory as inv_mod
+from cheesecoin.p2p.errors import ERROR_POINTS
+from cheesecoin.p2p.features import ALL, REV2
+from cheesecoin.testing.chain import mine_child
+from cheesecoin.testing.fakes import ADDR, BOB, KEY, NOW, Net, Raw, chain, make_member
+
+from tests.cases import clock_at
+
+
+def setup(clock, **kw):
+    """A member on 3 cheeses paying ADDR, two payments, and a 4th cheese holding them."""
+    cheeses = chain(3, miner=ADDR)
+    manager = make_member("aa", clock, cheeses, **kw)
+    txs = [sign_tx(KEY, BOB, 1, 1, 0, "a"), sign_tx(KEY, BOB, 2, 1, 1, "b")]
+    fourth = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, txs, note="inv")
+    return manager, cheeses, txs, fourth
+
+
+def peer(manager, n: int, features=ALL) -> Raw:
+    raw = Raw(manager, host=f"10.0.3.{n}")
+    raw.hello(node_id=f"{n + 60:02x}", features=list(features))
+    raw.replies()
+    return raw
+
+
+def of_type(msgs: List[dict], kind: str) -> List[dict]:
+    return [m for m in msgs if m["type"] == kind]
+
+
+class InventorySendingTests(SynchronousTestCase):
+    """A new transaction goes by txid to inv peers, whole to the others."""
+
+    def setUp(self) -> None:
+        self.clock = clock_at(NOW)
+        self.manager, self.cheeses, self.txs, self.fourth = setup(self.clock)
+
+    def test_inv_to_inv_peers_tx_to_the_others_gathered_at_most_inv_delay(self) -> None:
+        inv_peer, rev2_peer = peer(self.manager, 1), peer(self.manager, 2, REV2)
+        for tx in self.txs:
+            self.manager.node.submit_tx(tx, "api")
+        assert of_type(rev2_peer.replies(), "TX") and not of_type(inv_peer.replies(), "INV")
+        self.clock.advance(inv_mod.INV_DELAY)
+        [inv] = of_type(inv_peer.replies(), "INV")
+        assert inv["txids"] == [txid(t) for t in self.txs]
+        assert inv_mod.INV_DELAY <= 1.0  # section 5.2: none held back more than 1 s
+
+    def test_never_back_to_whoever_brought_it_nor_twice(self) -> None:
+        a, b = peer(self.manager, 1), peer(self.manager, 2)
+        a.send({"type": "TX", "tx": self.txs[0]})
+        self.clock.advance(inv_mod.INV_DELAY)
+        assert not of_type(a.replies(), "INV")
+        assert of_type(b.replies(), "INV")[0]["txids"] == [txid(self.txs[0])]
+        b.send({"type": "INV", "txids": [txid(self.txs[0])]})  # it announces it back: nothing asked
+        self.clock.advance(inv_mod.INV_DELAY)
+        assert not of_type(b.replies(), "GET_TXS") and not of_type(b.replies(), "INV")
+
+
+class InventoryReceivingTests(SynchronousTestCase):
+    """An INV: what we lack asked of one announcer at a time, then of the next."""
+
+    def setUp(self) -> None:
+        self.clock = clock_at(NOW)
+        self.manager, self.cheeses, self.txs, self.fourth = setup(self.clock)
+
+    def test_missing_txids_are_fetched_once_and_relayed_on(self) -> None:
+        a, b, c = peer(self.manager, 1), peer(self.manager, 2), peer(self.manager, 3)
+        ids = [txid(t) for t in self.txs]
+        [ask] = of_type(a.send({"type": "INV", "txids": ids}), "GET_TXS")
+        assert ask["txids"] == ids
+        assert not of_type(b.send({"type": "INV", "txids": ids}), "GET_TXS"), "asked of one at a time"
+        a.send({"type": "TXS", "transactions": self.txs, "id": ask["id"]})
+        assert len(self.manager.node.mempool) == 2
+        self.clock.advance(inv_mod.INV_DELAY)
+        assert of_type(c.replies(), "INV")[0]["txids"] == ids
+        assert not of_type(a.replies() + b.replies(), "INV"), "not back to its announcers"
+
+    def test_a_txid_not_delivered_in_time_is_asked_of_the_next_announcer(self) -> None:
+        a, b = peer(self.manager, 1), peer(self.manager, 2)
+        ids = [txid(self.txs[0])]
+        assert of_type(a.send({"type": "INV", "txids": ids}), "GET_TXS")
+        b.send({"type": "INV", "txids": ids})
+        self.clock.advance(inv_mod.FETCH_TIMEOUT + 0.1)
+        [ask] = of_type(b.replies(), "GET_TXS")
+        b.send({"type": "TXS", "transactions": [self.txs[0]], "id": ask["id"]})
+        assert ids[0] in self.manager.node.mempool
+        assert not self.manager.inventory.in_flight and not self.manager.inventory.asked_of
+
+    def test_an_inv_flood_is_bounded_per_peer_and_costs_the_sender_its_slots(self) -> None:
+        flooder = peer(self.manager, 1)
+        asked = 0
+        for i in range(5):
+            txids = [f"{i:04x}{j:036x}" for j in range(inv_mod.MAX_INV)]
+            asked += sum(len(m["txids"]) for m in of_type(flooder.send({"type": "INV", "txids": txids}), "GET_TXS"))
+        assert asked == inv_mod.MAX_PEER_IN_FLIGHT
+        assert len(self.manager.inventory.in_flight) == inv_mod.MAX_PEER_IN_FLIGHT
+        assert len(self.manager.inventory.peers_of) <= inv_mod.MAX_TRACKED
+        self.clock.advance(inv_mod.FETCH_TIMEOUT + 0.1)  # never delivered: the slots come back
+        assert not self.manager.inventory.in_flight
+
+    def test_an_invalid_transaction_costs_what_an_invalid_tx_costs(self) -> None:
+        a = peer(self.manager, 1)
+        bad = dict(self.txs[0], memo="forged")  # its signature no longer holds
+        [ask] = of_type(a.send({"type": "INV", "txids": [txid(bad)]}), "GET_TXS")
+        a.send({"type": "TXS", "transactions": [bad], "id": ask["id"]})
+        assert a.proto.score == ERROR_POINTS["invalid-tx"]
+        assert not of_type(a.send({"type": "INV", "txids": [txid(bad)]}), "GET_TXS"), "refused lately"
+
+    def test_a_member_without_inv_treats_inv_as_unknown(self) -> None:
+        manager = make_member("bb", self.clock, self.cheeses, features=REV2)
+        a = peer(manager, 1)
+        [error] = a.send({"type": "INV", "txids": [txid(self.txs[0])]})
+        assert error["code"] == "unknown-type"
+
+
+class CompactModesTests(SynchronousTestCase):
+    """SEND_COMPACT to at most three peers, headers for the rest, GET_COMPACT/COMPACT."""
+
+    def setUp(self) -> None:
+        self.clock = clock_at(NOW)
+        self.manager, self.cheeses, self.txs, self.fourth = setup(self.clock)
+
+    def test_the_first_three_modes_peers_are_asked_for_high_bandwidth(self) -> None:
+        raws = [Raw(self.manager, host=f"10.0.4.{n}") for n in range(5)]
+        sent = []
+        for n, raw in enumerate(raws):
+            sent.append(of_type(raw.hello(node_id=f"{n + 70:02x}", features=list(ALL)), "SEND_COMPACT"))
+        assert [bool(s) for s in sent] == [True, True, True, False, False]
+        assert all(s[0]["high_bandwidth"] is True for s in sent[:3])
+        assert len(self.manager.modes.high) == modes_mod.MAX_HIGH_BANDWIDTH
+
+    def test_new_cheeses_go_as_header_compact_or_whole_by_what_each_peer_asked(self) -> None:
+        low, high = peer(self.manager, 1), peer(self.manager, 2)
+        rev2, none = peer(self.manager, 3, REV2), peer(self.manager, 4, ())
+        high.send({"type": "SEND_COMPACT", "high_bandwidth": True})
+        self.manager.node.submit_cheese(self.fourth, "miner")
+        assert of_type(low.replies(), "ANNOUNCE_HEADER") == [{"type": "ANNOUNCE_HEADER",
+                                                               "header": header_of(self.fourth)}]
+        assert of_type(high.replies(), "ANNOUNCE_COMPACT") == [compact_announcement(self.fourth)]
+        assert of_type(rev2.replies(), "ANNOUNCE_COMPACT") == [compact_announcement(self.fourth)]
+        assert of_type(none.replies(), "ANNOUNCE") == [{"type": "ANNOUNCE", "cheese": self.fourth}]
+
+    def test_announce_header_then_get_compact_then_the_rebuild(self) -> None:
+        a = peer(self.manager, 1)
+        [ask] = of_type(a.send({"type": "ANNOUNCE_HEADER", "header": header_of(self.fourth)}), "GET_COMPACT")
+        assert ask["smell"] == self.fourth["smell"]
+        compact = dict(compact_announcement(self.fourth), type="COMPACT", id=ask["id"])
+        [get_txs] = of_type(a.send(compact), "GET_TXS")
+        a.send({"type": "TXS", "transactions": self.txs, "id": get_txs["id"]})
+        assert self.manager.node.stack.tip.smell == self.fourth["smell"]
+
+    def test_get_compact_is_answered_for_any_cheese_we_have(self) -> None:
+        self.manager.node.submit_cheese(self.fourth, "miner")
+        a = peer(self.manager, 1)
+        [reply] = a.send({"type": "GET_COMPACT", "smell": self.fourth["smell"], "id": 5})
+        assert reply == dict(compact_announcement(self.fourth), type="COMPACT", id=5)
+        [error] = a.send({"type": "GET_COMPACT", "smell": "e" * 40, "id": 6})
+        assert error["code"] == "not-found"
+        [error] = a.send({"type": "SEND_COMPACT", "high_bandwidth": "yes"})
+        assert error["code"] == "bad-message"
+
+    def test_an_announcer_of_a_header_that_never_answers_pays(self) -> None:
+        a = peer(self.manager, 1)
+        assert of_type(a.send({"type": "ANNOUNCE_HEADER", "header": header_of(self.fourth)}), "GET_COMPACT")
+        self.clock.advance(31)
+        assert a.proto.score == modes_mod.UNDELIVERED_POINTS
+        assert not self.manager.modes.asking
+
+    def test_the_first_to_bring_a_new_best_cheese_goes_first_keeping_one_dialled(self) -> None:
+        inbound = [peer(self.manager, n) for n in range(4)]
+        assert self.manager.modes.high == [r.proto for r in inbound[:3]]
+        inbound[3].send({"type": "ANNOUNCE", "cheese": self.fourth})
+        assert self.manager.modes.high[0] is inbound[3].proto
+        assert len(self.manager.modes.high) == modes_mod.MAX_HIGH_BANDWIDTH
+
+
+class MixedNetworkTests(SynchronousTestCase):
+    """Members listing all, rev2 and none of the features agree and hold every payment."""
+
+    def test_all_rev2_and_none_members_in_one_network(self) -> None:
+        clock = clock_at(NOW)
+        cheeses = chain(3, miner=ADDR)
+        members = [make_member(f"{n:02x}", clock, cheeses, features=f)
+                   for n, f in enumerate([ALL, ALL, REV2, (), ALL, REV2])]
+        net = Net(clock)
+        for i in range(len(members)):  # a ring and a chord or two
+            net.link(members[i], members[(i + 1) % len(members)])
+        net.link(members[0], members[3])
+        net.link(members[2], members[5])
+        txs = [sign_tx(KEY, BOB, 1, 1, n, f"p{n}") for n in range(6)]
+        for n, tx in enumerate(txs):
+            members[n % len(members)].node.submit_tx(tx, "api")
+            for _ in range(20):
+                clock.advance(inv_mod.INV_DELAY)
+                net.flush()
+        for m in members:
+            assert len(m.node.mempool) == len(txs), m.node.node_id
+        tip = cheeses[-1]
+        for n in (1, 3, 2):  # cheeses mined by an all, a none and a rev2 member
+            new = mine_child(tip, tip["bits"], ADDR, txs[:2] if n == 1 else [])
+            members[n].node.submit_cheese(new, "miner")
+            for _ in range(20):
+                clock.advance(inv_mod.INV_DELAY)
+                net.flush()
+            tip = new
+        assert {m.node.stack.tip.smell for m in members} == {tip["smell"]}
