@@ -14,13 +14,15 @@ from cheesecoin.p2p import headers_sync, peers, relay
 from cheesecoin.p2p.headers_sync import HeadersDownload
 
 # Requests of ours one peer may have unanswered at once. What an honest member
-# keeps on one connection: a STATS, a GET_PEERS, a GET_HEADERS, the mempool
-# exchange's GET_MEMPOOL and GET_TXS, PER_PEER body windows, and compact relay's
-# GET_TXS and GET_CHEESE for the few cheeses being rebuilt from it (BIP 152
-# allows 3 in flight): 11 at the very most today. 16 leaves room for a mend to
-# add one or two kinds; a peer that makes us open one request per message it
-# sends (finding 3: one GET_TXS per ANNOUNCE_COMPACT) passes it within a second.
-MAX_PENDING_PER_PEER = 16
+# may keep on one connection: a STATS, a GET_PEERS or two, a GET_HEADERS,
+# PER_PEER (2) body windows, the mempool exchange's GET_MEMPOOL and GET_TXS,
+# compact relay's GET_TXS or GET_CHEESE for at most MAX_PEER_ATTEMPTS (4)
+# rebuilds from it, as many GET_COMPACT (section 5.2), and the inventory's
+# GET_TXS (at most 2,000 txids in flight, 1,000 a request): 18 at the very most
+# today. 32 leaves room for a mend to add a kind or two; a peer that makes us
+# open one request per message it sends (finding 3: one GET_TXS per
+# ANNOUNCE_COMPACT) passes it within a second.
+MAX_PENDING_PER_PEER = 32
 
 # CPU seconds the member may spend per byte of a message type (the bytes the
 # peers sent it plus the bytes it wrote because of them), as a multiple of what

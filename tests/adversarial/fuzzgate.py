@@ -35,6 +35,8 @@ import fuzzshapes as shapes
 import fuzzworld
 from fuzzpeers import Adversary, LogCatcher, handled_types, reply_types
 
+from cheesecoin.core.cheese import compact_announcement
+from cheesecoin.core.tx import txid
 from cheesecoin.p2p.manager import FEATURES, REFILL_INTERVAL, PeerManager
 from cheesecoin.p2p.protocol import REQUEST_TIMEOUT
 from cheesecoin.p2p.sync import STATS_INTERVAL
@@ -50,9 +52,11 @@ SAMPLE_LINES = 200  # lines of each type (in and out) kept for the json.loads ca
 SAMPLE_MAX_LINE = 65536  # longer lines are not kept (memory); json.loads costs alike per byte
 MAX_SLOW_WRITES = 3  # writes over the CPU bound that end the storm early (each may take seconds)
 TIMERS = "(timers, honest peer)"  # the CPU bucket of clock advances and the honest link
+FLOODS = ("GET_MEMPOOL", "GET_TXS", "GET_PEERS", "ANNOUNCE_COMPACT", "INV", "GET_COMPACT")
 COLLECT_EVERY = 200  # storm steps between two garbage collections
 CONVERGE_SECONDS = 600  # after the storm: the member must hold the honest stack within this
 SETTLE_SECONDS = 200  # after the attackers left: every download, rebuild and request ends
+FRESH_SECONDS = 10  # a new cheese from the honest member, held back by a liar's announcement
 
 
 class Run:
@@ -84,6 +88,7 @@ class Run:
         self.inbound_claims: Dict[Tuple[str, int], int] = {}
         self.adversaries: List[Adversary] = []
         self.seq = 0
+        self.bad_txids = {txid(t) for t in self.world.bad_sig}
         self.member = self._member(self.world.member_chain, "aa", member_features)
         self.member.traffic = self._traffic
         for tx in self.world.mempool:
@@ -251,12 +256,39 @@ class Run:
                 kind = rng.choice(sorted(self.replies))
         else:
             kind = rng.choice(self.types)
-        flood = kind in ("GET_MEMPOOL", "GET_TXS", "ANNOUNCE_COMPACT") and rng.random() < 0.15
-        if flood and rng.random() < 0.5:  # twenty in one write
-            peer.send(b"\n".join(shapes.make(kind, ctx) for _ in range(20)), kind, 20)
+        flood = kind in FLOODS and rng.random() < 0.15
+        if flood and rng.random() < 0.5:  # many in one write
+            lines = shapes.flood(kind, ctx)
+            peer.send(b"\n".join(lines), kind, len(lines))
             return
         for _ in range(20 if flood else 1):
-            peer.send(shapes.make(kind, ctx), kind)
+            line = shapes.make(kind, ctx)
+            score = peer.proto.score
+            waiting = ctx.request is not None and ctx.request.get("id") in peer.proto.pending
+            peer.send(line, kind)
+            if waiting and ctx.request.get("type") == "GET_TXS":  # a late reply is ignored
+                self.check_bad_txs_charged(peer, ctx.request, line, score)
+
+    def check_bad_txs_charged(
+        self, peer: Adversary, request: dict, line: bytes, score: int
+    ) -> None:
+        """Finding 9: an invalid transaction we asked for costs its sender points,
+        as a pushed TX does, whichever message brought it."""
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            return
+        txs = reply.get("transactions") if isinstance(reply, dict) else None
+        asked = set(request.get("txids") or ())
+        if reply.get("type") != "TXS" or not isinstance(txs, list):
+            return
+        bad = [t for t in txs if isinstance(t, dict) and txid_or_none(t) in self.bad_txids & asked]
+        if bad and peer.proto.score <= score and not peer.lost and not peer.proto.closing:
+            self.bounds.setdefault(
+                "invalid transactions in a TXS we asked for cost the sender nothing (finding 9)",
+                f"{len(bad)} of {len(txs)} in a reply to {request.get('type')} "
+                f"{'with' if 'smell' in request else 'without'} smell",
+            )
 
     def storm(self) -> None:
         """The adversaries' storm; the honest member joins at a random step."""
@@ -287,8 +319,16 @@ class Run:
                 gc.collect()
 
     def converge(self) -> bool:
-        """The storm is over: the liars stay (a PING every 20 s keeps them; they answer
-        nothing), the others fall silent. True once the member holds the honest tip."""
+        """Finding 5: the storm is over; three fresh liars claiming huge work join
+        (a PING every 20 s keeps them, they answer nothing, nor do the storm's
+        liars), and the honest member quietly gets LATE_CHEESES more (no
+        announcement: the member learns of them by comparing stacks). True once
+        the member holds the honest tip, within CONVERGE_SECONDS."""
+        for inbound in (True, True, False):
+            self.new_adversary(inbound=inbound, claim="huge", liar=True)
+        stack = self.honest.node.stack
+        for cheese in self.world.late:
+            self.guard("the honest stack grows", lambda c=cheese: stack.add_cheese(c))
         for second in range(CONVERGE_SECONDS):
             if second % 20 == 0:
                 for peer in self.live():
@@ -296,9 +336,33 @@ class Run:
                         peer.send(b'{"type":"PING"}', "PING")
             self.advance(1)
             self.check_bounds()
-            if self.member.node.stack.tip.smell == self.honest.node.stack.tip.smell:
+            if self.member.node.stack.tip.smell == stack.tip.smell:
                 return True
         return False
+
+    def fresh(self) -> Optional[str]:
+        """Finding 6: a liar announces the honest member's new cheese first, listing a
+        txid it never supplies; the honest member announces it too. The member must
+        hold it within FRESH_SECONDS (another announcer is asked in parallel).
+        Returns what went wrong, or None."""
+        new = self.world.new_cheese
+        liar = next((p for p in self.live() if p.liar), None)
+        if liar is None:
+            liar = self.new_adversary(inbound=True, claim="less", liar=True)
+        msg = compact_announcement(new)
+        msg["txids"] = msg["txids"] + [fuzzworld._hex(self.rng)]
+        liar.send(json.dumps(msg).encode(), "ANNOUNCE_COMPACT")
+        self.guard("the honest member's new cheese", lambda: self.honest.node.submit_cheese(new))
+        for _ in range(FRESH_SECONDS):
+            self.advance(1)
+            self.check_bounds()
+            if self.member.node.stack.tip.smell == new["smell"]:
+                return None
+        return (
+            f"a new cheese announced first by a peer that never supplies it, then by the "
+            f"honest member, was not ours within {FRESH_SECONDS} s (finding 6): height "
+            f"{self.member.node.stack.height}, the honest one {self.honest.node.stack.height}"
+        )
 
     def settle(self) -> None:
         """The attackers leave; time passes with the honest member alone."""
@@ -341,6 +405,13 @@ class Run:
         return over, fuzzchecks.cpu_table(self.cpu, self.bytes_seen, self.count, per_byte)
 
 
+def txid_or_none(tx: dict) -> Any:
+    try:
+        return txid(tx)
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
 @contextmanager
 def collector_paused() -> Iterator[None]:
     """The cyclic garbage collector runs only between steps (``Run.collect``), never
@@ -370,6 +441,10 @@ def run_gate(seed: int, member_features: Tuple[str, ...], steps: int) -> Tuple[L
                 f"{len([p for p in run.live() if p.liar])} liars connected; sync status: "
                 f"{run.member.sync.status()}"
             )
+        if converged:
+            late = run.fresh()
+            if late:
+                failures.append(late)
         run.settle()
         if converged and run.member.node.stack.tip.smell != run.honest.node.stack.tip.smell:
             failures.append("the member left the honest stack after the attackers left")

@@ -97,6 +97,7 @@ class Adversary:
         self.port = 24331 + n
         self.node_id = "%x" % (0xF00 + n)
         self.requests: Dict[int, dict] = {}  # the member's requests to us, unanswered
+        self.tx_lines = 0  # TX lines the member wrote to us
         self.lost = False
         self.proto: Any = None
         self.transport: Optional[StringTransport] = None
@@ -116,6 +117,12 @@ class Adversary:
         self.send(json.dumps(self.hello()).encode(), "HELLO")
         if self.inbound and not self.lost:  # what it claims to listen on
             self.run.inbound_claims[(self.host, self.port)] = self.n
+        if self.tx_lines and self.claim != "less":  # its tip is a made-up smell: nothing proven
+            self.run.bounds.setdefault(
+                "our mempool pushed as TX at the handshake to a peer that only claimed more work "
+                "(finding 8)",
+                f"{self.tx_lines} TX lines to peer {self.n} (features {self.features})",
+            )
         return True
 
     def hello(self) -> dict:
@@ -167,6 +174,7 @@ class Adversary:
                 continue
             self.run.sample(self.run.last_kind, raw)
             msg = json.loads(raw)
+            self.tx_lines += msg.get("type") == "TX"
             if isinstance(msg.get("id"), int) and msg.get("type") not in self.run.replies:
                 self.requests[msg["id"]] = msg
         if self.transport.disconnecting:

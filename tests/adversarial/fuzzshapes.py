@@ -24,6 +24,7 @@ from fuzzworld import (
     MEMBER_HEIGHT,
     Ctx,
     _hex,
+    bad_bits,
     bad_cheese,
     bad_header,
     damage,
@@ -269,7 +270,10 @@ def txs_reply(ctx: Ctx) -> dict:
     rng, w = ctx.rng, ctx.world
     asked = set((ctx.request or {}).get("txids") or ())
     good = [t for t in w.fresh + w.mempool if txid(t) in asked]
-    txs: List[Any] = rng.choice([w.bad_sig * 50, good, good + w.bad_sig, [junk_value(rng)] * 3])
+    bad = [t for t in w.bad_sig if txid(t) in asked]  # exactly what was asked: no excuse to close
+    txs: List[Any] = rng.choice(
+        [w.bad_sig * 50, good, good + w.bad_sig, bad, bad, [junk_value(rng)] * 3]
+    )
     return {"type": "TXS", "transactions": txs, "id": ctx.reply_id()}
 
 
@@ -297,6 +301,62 @@ def error_reply(ctx: Ctx) -> dict:
     }
 
 
+# -- section 5.2: relay by inventory, compact relay modes ----------------------
+
+
+def inv(ctx: Ctx) -> dict:
+    """Txids we hold, or say we hold: new valid ones (the member asks for them),
+    ones with bad signatures, unknown ones, 1,000 copies of one."""
+    rng, w = ctx.rng, ctx.world
+    how = rng.randrange(4)
+    if how == 0:
+        txids = [txid(t) for t in rng.sample(w.fresh, rng.randint(1, len(w.fresh)))]
+    elif how == 1:
+        txids = [txid(t) for t in w.bad_sig]
+    elif how == 2:
+        txids = [_hex(rng) for _ in range(rng.choice([1, 1000]))]
+    else:
+        txids = [txid(ctx.pick(w.fresh + w.mempool))] * 1000
+    return {"type": "INV", "txids": txids}
+
+
+def send_compact(ctx: Ctx) -> dict:
+    return {"type": "SEND_COMPACT", "high_bandwidth": ctx.pick([True, False, True, 1, "yes"])}
+
+
+def announce_header(ctx: Ctx) -> dict:
+    """A real header (the member then asks GET_COMPACT), or one that breaks a rule."""
+    rng = ctx.rng
+    if rng.random() < 0.5:
+        return {"type": "ANNOUNCE_HEADER", "header": header_of(valid_cheese(ctx))}
+    header = bad_header(ctx) if rng.random() < 0.5 else forged_header(ctx, bad_bits(ctx))
+    return {"type": "ANNOUNCE_HEADER", "header": header}
+
+
+def get_compact(ctx: Ctx) -> dict:
+    smell = ctx.pick([ctx.world.big["smell"], ctx.known_smell(), ctx.any_smell()])
+    return {"type": "GET_COMPACT", "smell": smell, "id": ctx.rng.randint(0, 99)}
+
+
+def compact_reply(ctx: Ctx) -> dict:
+    """The compact form of the cheese asked for, one with a txid never supplied,
+    a forged header, or another cheese's."""
+    rng, w = ctx.rng, ctx.world
+    asked = (ctx.request or {}).get("smell")
+    by_smell = {c["smell"]: c for c in w.chain + w.side + w.orphans}
+    cheese = by_smell.get(asked) or valid_cheese(ctx)
+    msg = dict(compact_announcement(cheese), type="COMPACT", id=ctx.reply_id())
+    how = rng.randrange(4)
+    if how == 1:
+        msg["txids"] = msg["txids"] + [_hex(rng)]
+    elif how == 2:
+        msg["header"] = forged_header(ctx, rng.choice([0, 161, NETWORK.bits]))
+        msg["txids"] = [_hex(rng) for _ in range(rng.choice([0, 1000]))]
+    elif how == 3:
+        msg = dict(compact_announcement(valid_cheese(ctx)), type="COMPACT", id=ctx.reply_id())
+    return msg
+
+
 GENERATORS: Dict[str, Callable[[Ctx], Any]] = {
     "HELLO": hello,
     "STATS": stats,
@@ -320,6 +380,11 @@ GENERATORS: Dict[str, Callable[[Ctx], Any]] = {
     "TXS": txs_reply,
     "PEERS": peers_reply,
     "ERROR": error_reply,
+    "INV": inv,
+    "SEND_COMPACT": send_compact,
+    "ANNOUNCE_HEADER": announce_header,
+    "GET_COMPACT": get_compact,
+    "COMPACT": compact_reply,
 }
 
 
@@ -344,3 +409,18 @@ def make(kind: str, ctx: Ctx) -> bytes:
     if roll > 0.95:
         line = damage(line, ctx.rng)
     return line
+
+
+def flood(kind: str, ctx: Ctx) -> List[bytes]:
+    """Many lines of ``kind`` for one write. ANNOUNCE_COMPACT: finding 3's shape,
+    60 headers with bits 0 or the network's on unknown parents, each listing
+    1,000 unknown txids (each would open a GET_TXS); others: 20 made as usual."""
+    if kind != "ANNOUNCE_COMPACT":
+        return [make(kind, ctx) for _ in range(20)]
+    rng, out = ctx.rng, []
+    for _ in range(60):
+        header = forged_header(ctx, rng.choice([0, NETWORK.bits]))
+        txids = [_hex(rng) for _ in range(1000)]
+        msg = {"type": "ANNOUNCE_COMPACT", "header": header, "miner": ADDR, "txids": txids}
+        out.append(json.dumps(msg).encode())
+    return out

@@ -23,6 +23,7 @@ BIG_HEIGHT = 42  # the cheese of BIG_PAYMENTS payments (as in issue 26's finding
 BIG_PAYMENTS = 1000
 MEMPOOL_TXS = 40  # valid payments in the member's mempool at the start
 HUGE_WORK = "9" * 79
+LATE_CHEESES = 20  # cheeses the honest member gets after the storm (the member must sync them)
 
 
 def _hex(rng: random.Random, n: int = 40) -> str:
@@ -36,11 +37,11 @@ class World:
     chain: List[dict]  # the honest stack, heights 1..HONEST_HEIGHT (the Blue Cheese not included)
     mempool: List[dict]  # valid payments, in nonce order, for the member's mempool
     fresh: List[dict]  # more valid payments (after the mempool's nonces), sent as TX
-    side: List[
-        dict
-    ]  # a valid side branch off the member's stack, with less work than the honest one
+    side: List[dict]  # a valid side branch off the member's stack, less work than the honest one
     orphans: List[dict]  # a valid branch whose first cheese is never sent: the rest are orphans
     bad_sig: List[dict]  # well formed payments whose signatures do not verify
+    late: List[dict]  # the honest stack's next cheeses: it gets them after the storm, unannounced
+    new_cheese: dict  # the next after those (two mempool payments): announced after the sync
 
     @property
     def member_chain(self) -> List[dict]:
@@ -84,7 +85,11 @@ def world() -> World:
         bad_sig.append(bad)
     stranger = key_from_seed("fuzz-stranger")  # no coins: valid signatures, refused by the ledger
     bad_sig += [sign_tx(stranger, BOB, 5, 1, i) for i in range(10)]
-    return World(chain, pending, fresh, side, orphans, bad_sig)
+    late = [mine_child(chain[-1], NETWORK.bits, ADDR)]
+    for _ in range(LATE_CHEESES - 1):
+        late.append(mine_child(late[-1], NETWORK.bits, ADDR))
+    new_cheese = mine_child(late[-1], NETWORK.bits, ADDR, pending[:2])
+    return World(chain, pending, fresh, side, orphans, bad_sig, late, new_cheese)
 
 
 @dataclass
@@ -190,37 +195,28 @@ def damage(line: bytes, rng: random.Random) -> bytes:
 def forged_header(
     ctx: Ctx, bits: int, parent: Optional[dict] = None, seq: Optional[int] = None
 ) -> dict:
-    """A header whose smell is the SHA1 of its preimage (so only its bits or link are wrong)."""
+    """A header whose smell is the SHA1 of its preimage and, for bits up to 16, meets
+    them (so only its bits, parent or link are wrong)."""
     rng = ctx.rng
     parent_smell = parent["smell"] if parent is not None else _hex(rng)
-    number = (
-        seq
-        if seq is not None
-        else (parent["sequence_number"] + 1 if parent else rng.randint(1, 10**4))
-    )
-    stamp = (parent["timestamp"] + 10) if parent else NETWORK.blue_cheese["timestamp"] + 10 * number
+    if seq is None:
+        seq = parent["sequence_number"] + 1 if parent else rng.randint(1, 10**4)
+    stamp = (parent["timestamp"] + 10) if parent else NETWORK.blue_cheese["timestamp"] + 10 * seq
     ihash = _hex(rng)
-    header = {
+    prefix = preimage_prefix(parent_smell, seq, stamp, bits, ihash)
+    nonce = rng.getrandbits(32)
+    smell = sha1_hex((prefix + str(nonce)).encode("ascii"))
+    while 0 < bits <= 16 and int(smell, 16) >> (160 - bits):
+        nonce += 1
+        smell = sha1_hex((prefix + str(nonce)).encode("ascii"))
+    return {
         "parent_smell": parent_smell,
-        "sequence_number": number,
+        "sequence_number": seq,
         "timestamp": stamp,
         "bits": bits,
         "info_hash": ihash,
-        "nonce": rng.getrandbits(32),
-    }
-    prefix = preimage_prefix(parent_smell, number, stamp, bits, ihash)
-    header["smell"] = sha1_hex((prefix + str(header["nonce"])).encode("ascii"))
-    return {
-        key: header[key]
-        for key in (
-            "parent_smell",
-            "sequence_number",
-            "timestamp",
-            "bits",
-            "info_hash",
-            "nonce",
-            "smell",
-        )
+        "nonce": nonce,
+        "smell": smell,
     }
 
 

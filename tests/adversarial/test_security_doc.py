@@ -17,11 +17,17 @@ with open(os.path.join(ROOT, "docs", "security.md"), encoding="utf-8") as f:
 
 def test_the_limits_table_matches_the_code() -> None:
     check_limits_table(TEXT, 20)
-    row = re.search(r"^\| points for sending an invalid cheese \(a line too long: (\d+), malformed: (\d+)\) \| (\d+) \|",
-                    TEXT, flags=re.M)
+    row = re.search(
+        r"^\| points for sending an invalid cheese \(a line too long: (\d+), malformed: (\d+)\) \| (\d+) \|",
+        TEXT,
+        flags=re.M,
+    )
     assert row, "the misbehaviour points row is missing"
     assert (int(row.group(3)), int(row.group(1)), int(row.group(2))) == (
-        ERROR_POINTS["invalid-cheese"], ERROR_POINTS["too-long"], ERROR_POINTS["bad-message"])
+        ERROR_POINTS["invalid-cheese"],
+        ERROR_POINTS["too-long"],
+        ERROR_POINTS["bad-message"],
+    )
 
 
 def test_every_test_file_named_exists() -> None:
@@ -29,3 +35,47 @@ def test_every_test_file_named_exists() -> None:
     assert len(named) >= 10
     for path in named:
         assert os.path.exists(os.path.join(ROOT, path)), path
+
+
+def _cost_rows() -> dict:
+    """The cost table of docs/security.md: {message type: (work, bound)}."""
+    start = TEXT.index("## The cost of each message")
+    section = TEXT[start : TEXT.index("\n## ", start + 1)]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        names = re.findall(r"`([A-Z_]+)`", cells[0]) if line.startswith("| `") else []
+        if names:
+            assert len(cells) == 3 and all(cells), (
+                f"a cost row needs its work and its bound: {line}"
+            )
+            assert names[0] not in rows, f"two cost rows for {names[0]}"
+            rows[names[0]] = (cells[1], cells[2])
+    return rows
+
+
+def test_every_handled_message_type_has_a_cost_row() -> None:
+    """A message type added to the connection states without a row here fails."""
+    from cheesecoin.p2p import states
+
+    handled = {
+        name[4:]
+        for cls in (states.HandshakeState, states.ReadyState)
+        for name in dir(cls)
+        if name.startswith("msg_")
+    }
+    assert {"HELLO", "GET_TXS", "ANNOUNCE_COMPACT", "TXS"} <= handled  # the scan works
+    rows = _cost_rows()
+    assert handled - set(rows) == set(), "message types with no row in the cost table"
+    assert set(rows) - handled == set(), "cost rows for message types nothing handles"
+
+
+def test_the_cost_table_names_only_what_exists() -> None:
+    from doccheck import _resolve
+
+    start = TEXT.index("## The cost of each message")
+    section = TEXT[start : TEXT.index("\n## ", start + 1)]
+    names = set(re.findall(r"`(cheesecoin\.[\w.]+(?:\(\w+\))?)`", section))
+    assert len(names) >= 15
+    for name in names:
+        _resolve(name)  # raises if the module, constant or parameter is gone
