@@ -103,31 +103,40 @@ class CompactRelay:
 
     # -- receiving ---------------------------------------------------------------------
 
-    def receive(self, proto: Any, msg: dict) -> None:
-        header = msg.get("header")
+    def announced_header(self, proto: Any, header: Any) -> Optional[dict]:
+        """The one check of a header a peer announces (ANNOUNCE_COMPACT, ANNOUNCE_HEADER):
+        the header if its cheese is worth fetching from ``proto``; None when we have it,
+        it is being validated, or it is an orphan (its ancestors then come by a sync from
+        the announcer, one download at a time, never by a rebuild of its body)."""
         relay = self.manager.relay
         if relay.already_have(proto, header.get("smell") if isinstance(header, dict) else None):
-            return
+            return None
         header = check_header(header, self.node.network)
         smell = header["smell"]
         rule = self.node.stack.invalid_rule(smell)
         if rule is not None:
             proto.penalise_next_error(RELAYED_INVALID_POINTS)  # another honest early relayer, maybe
             raise ProtocolError("invalid-cheese", f"cheese {smell} is known to be invalid ({rule})")
+        relay.note_holder(proto, smell)
+        if header["parent_smell"] not in self.node.stack.nodes:
+            self.manager.sync.start_download(proto, "orphan")
+            return None
+        relay.check_header_link(proto, header)  # rules 2 to 4 against its parent
+        if smell in relay.pending:
+            return None  # rebuilt from another peer's announcement, being validated
+        return header
+
+    def receive(self, proto: Any, msg: dict) -> None:
+        """ANNOUNCE_COMPACT (or a COMPACT reply): rebuild the cheese, asking its announcer."""
+        header = self.announced_header(proto, msg.get("header"))
+        if header is None:
+            return
+        smell = header["smell"]
         miner = wire.get_str(msg, "miner", 64)
         if not ADDRESS_RE.match(miner):
             raise wire.BadMessage("field 'miner' must be an address (64 lowercase hex characters)")
         txids = get_txids(msg, "txids", max(1, self.node.network.max_transactions), least=0)
         note = wire.get_str(msg, "note", MAX_NOTE) if "note" in msg else None
-        relay.note_holder(proto, smell)
-        if header["parent_smell"] not in self.node.stack.nodes:
-            # An orphan header: its ancestors come by a sync from the announcer
-            # (one download at a time), never by a rebuild of its body.
-            self.manager.sync.start_download(proto, "orphan")
-            return
-        relay.check_header_link(proto, header)  # rules 2 to 4 against its parent
-        if smell in relay.pending:
-            return  # rebuilt from another peer's announcement, being validated
         job = self.rebuilding.get(smell)
         if job is None:
             if len(self.rebuilding) >= MAX_REBUILDING:

@@ -33,8 +33,7 @@ from twisted.python.failure import Failure
 
 from cheesecoin.core.cheese import compact_announcement, header_of
 from cheesecoin.core.errors import ProtocolError
-from cheesecoin.core.rules import check_header
-from cheesecoin.p2p.compact import MAX_ATTEMPTS, MAX_PEER_ATTEMPTS, RELAYED_INVALID_POINTS, UNDELIVERED_POINTS
+from cheesecoin.p2p.compact import MAX_ATTEMPTS, MAX_PEER_ATTEMPTS, UNDELIVERED_POINTS
 from cheesecoin.p2p.errors import ERROR_POINTS, RemoteError, RequestTimeout
 from cheesecoin.wire import codec as wire
 
@@ -154,23 +153,10 @@ class CompactModes:
 
     def receive_header(self, proto: Any, msg: dict) -> None:
         """ANNOUNCE_HEADER: check it, and ask its announcer for the compact cheese."""
-        header = msg.get("header")
-        relay = self.manager.relay
-        if relay.already_have(proto, header.get("smell") if isinstance(header, dict) else None):
+        header = self.manager.compact.announced_header(proto, msg.get("header"))
+        if header is None:
             return
-        header = check_header(header, self.node.network)
         smell = header["smell"]
-        rule = self.node.stack.invalid_rule(smell)
-        if rule is not None:
-            proto.penalise_next_error(RELAYED_INVALID_POINTS)
-            raise ProtocolError("invalid-cheese", f"cheese {smell} is known to be invalid ({rule})")
-        relay.note_holder(proto, smell)
-        if header["parent_smell"] not in self.node.stack.nodes:
-            self.manager.sync.start_download(proto, "orphan")
-            return
-        relay.check_header_link(proto, header)
-        if smell in relay.pending:
-            return
         asked = self.fetching.get(smell)
         if asked is None:
             if len(self.fetching) >= MAX_FETCHING:
