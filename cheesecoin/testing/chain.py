@@ -11,7 +11,15 @@ from typing import Dict, List, Optional
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cheesecoin.core.cheese import Network, info_hash, mine_blue_cheese, network_from_blue_cheese, preimage_prefix
+from cheesecoin.core.cheese import (
+    Network,
+    info_hash,
+    meets_pow,
+    mine_blue_cheese,
+    network_from_blue_cheese,
+    preimage_prefix,
+    sha1_hex,
+)
 from cheesecoin.core.pow import search_nonce
 from cheesecoin.core.tx import address_of, sign_tx
 
@@ -86,6 +94,24 @@ class ChainBuilder:
             parent = mine_child(parent, self.network.bits, miner, txs, note=note)
             out.append(parent)
         return out
+
+
+def forged_header(header: dict, **changes: object) -> dict:
+    """``header`` with ``changes`` and its smell recomputed: mined to its bits
+    where they are 0..160 (a header that only its bits make invalid), any
+    nonce where they are not."""
+    out = dict(header, **changes)
+    prefix = preimage_prefix(out["parent_smell"], out["sequence_number"], out["timestamp"], out["bits"],
+                             out["info_hash"])
+    bits = out["bits"]
+    nonce = 0
+    while True:
+        smell = sha1_hex((prefix + str(nonce)).encode("ascii"))
+        if not 0 <= bits <= 160 or meets_pow(smell, bits):
+            break
+        nonce += 1
+    out["nonce"], out["smell"] = nonce, smell
+    return out
 
 
 def payment_stack(

@@ -28,9 +28,9 @@ import pytest
 
 from rawpeer import ALL_FEATURES, RawPeer, start_member, wait_until
 
-from cheesecoin.core.cheese import compact_announcement, header_of, meets_pow, preimage_prefix, sha1_hex
+from cheesecoin.core.cheese import compact_announcement, header_of
 from cheesecoin.core.tx import address_of, sign_tx
-from cheesecoin.testing.chain import ChainBuilder, key_from_seed, make_network, mine_child
+from cheesecoin.testing.chain import ChainBuilder, forged_header, key_from_seed, make_network, mine_child
 
 pytestmark = pytest.mark.slow
 
@@ -39,19 +39,6 @@ CHAIN = [NET.blue_cheese] + ChainBuilder(NET).extend(NET.blue_cheese, 40, "ab" *
 HEADERS = [header_of(c) for c in CHAIN]
 BY_SMELL = {c["smell"]: c for c in CHAIN}
 HUGE_WORK = 2**80
-
-
-def forged(header: dict, **changes: Any) -> dict:
-    """``header`` with ``changes``, its smell recomputed (and mined to its bits where it can be)."""
-    out = dict(header, **changes)
-    prefix = preimage_prefix(out["parent_smell"], out["sequence_number"], out["timestamp"], out["bits"],
-                             out["info_hash"])
-    for nonce in range(10_000):
-        smell = sha1_hex((prefix + str(nonce)).encode("ascii"))
-        if not 0 <= out["bits"] <= 160 or meets_pow(smell, out["bits"]):
-            break
-    out["nonce"], out["smell"] = nonce, smell
-    return out
 
 
 def honest_answer(peer: RawPeer, msg: dict) -> None:
@@ -104,7 +91,7 @@ def test_headers_with_impossible_bits_or_bad_bodies_end_their_own_download(tmp_p
     bad_bits = RawPeer(member.port, NET, source="127.0.0.2", features=ALL_FEATURES, height=41,
                        tip=CHAIN[-1]["smell"], work=HUGE_WORK)
     ask = bad_bits.wait_for(lambda m: m.get("type") == "GET_HEADERS")
-    bad_bits.answer(ask, {"type": "HEADERS", "headers": [forged(HEADERS[1], bits=161)]})
+    bad_bits.answer(ask, {"type": "HEADERS", "headers": [forged_header(HEADERS[1], bits=161)]})
     assert bad_bits.closed_by_member(10), "a peer whose headers break rule 3 is dropped"
     # Finding 2b: honest headers, then a body whose smell is a list.
     bad_body = RawPeer(member.port, NET, source="127.0.0.3", **honest_hello())
@@ -129,14 +116,14 @@ def test_compact_headers_below_the_minimum_or_orphaned_are_never_rebuilt(tmp_pat
                        tip=CHAIN[10]["smell"], work=2 * 11)
     txids = [secrets.token_hex(20) for _ in range(1000)]
     # bits 0: below the network's minimum of 1 (accepted before).
-    zero = forged(HEADERS[11], bits=0)
+    zero = forged_header(HEADERS[11], bits=0)
     attacker.send({"type": "ANNOUNCE_COMPACT", "header": zero, "miner": "ab" * 32, "txids": txids})
     error = attacker.wait_for(lambda m: m.get("type") == "ERROR")
     assert error["code"] == "invalid-cheese" and "bits" in error["message"]
     # 200 orphan headers (unknown parents, valid proof of work) with 1,000 unknown txids each.
     rss_before = member.rss()
     for i in range(200):
-        orphan = forged(dict(HEADERS[11], parent_smell=secrets.token_hex(20), sequence_number=12 + i))
+        orphan = forged_header(dict(HEADERS[11], parent_smell=secrets.token_hex(20), sequence_number=12 + i))
         attacker.send({"type": "ANNOUNCE_COMPACT", "header": orphan, "miner": "ab" * 32, "txids": txids})
         attacker.drain(0.01)  # what it sends back (a GET_TXS of 43 kB a rebuild before) is read
     asked = [m for m in attacker.drain(3) if m.get("type") in ("GET_TXS", "GET_HEADERS", "GET_CHEESES")]

@@ -18,15 +18,7 @@ from cheesecoin.testing.chain import mine_child
 from cheesecoin.testing.fakes import ADDR, BOB, KEY, NOW, Net, Raw, chain, make_member
 
 from tests.cases import clock_at
-
-
-def setup(clock, **kw):
-    """A member on 3 cheeses paying ADDR, two payments, and a 4th cheese holding them."""
-    cheeses = chain(3, miner=ADDR)
-    manager = make_member("aa", clock, cheeses, **kw)
-    txs = [sign_tx(KEY, BOB, 1, 1, 0, "a"), sign_tx(KEY, BOB, 2, 1, 1, "b")]
-    fourth = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, txs, note="inv")
-    return manager, cheeses, txs, fourth
+from tests.p2p.test_compact import setup
 
 
 def peer(manager, n: int, features=ALL) -> Raw:

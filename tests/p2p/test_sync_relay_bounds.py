@@ -12,32 +12,19 @@ from typing import List
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from cheesecoin.core.cheese import compact_announcement, preimage_prefix, sha1_hex, meets_pow
+from cheesecoin.core.cheese import compact_announcement
 from cheesecoin.core.tx import sign_tx, txid
 from cheesecoin.p2p import compact as compact_mod
 from cheesecoin.p2p import headers_sync as hs
 from cheesecoin.p2p import sync as sync_mod
 from cheesecoin.p2p.protocol import BAN_SCORE
-from cheesecoin.testing.chain import mine_child
+from cheesecoin.testing.chain import forged_header, mine_child
 from cheesecoin.testing.fakes import ADDR, BOB, KEY, NOW, Net, Raw, chain, make_member
 
 from tests.cases import clock_at
-from tests.p2p.test_headers_sync import CHAIN, HEADERS, Peer, settle, work_at
+from tests.p2p.test_headers_sync import CHAIN, HEADERS, Peer, settle
 
 FEATURES = ["headers", "compact", "mempool"]
-
-
-def forged(header: dict, **changes) -> dict:
-    """``header`` with ``changes`` and its smell recomputed (mined where its bits allow)."""
-    out = dict(header, **changes)
-    prefix = preimage_prefix(out["parent_smell"], out["sequence_number"], out["timestamp"], out["bits"],
-                             out["info_hash"])
-    for nonce in range(10_000):
-        smell = sha1_hex((prefix + str(nonce)).encode("ascii"))
-        if not 0 <= out["bits"] <= 160 or meets_pow(smell, out["bits"]):
-            break
-    out["nonce"], out["smell"] = nonce, smell
-    return out
 
 
 class BrokenRepliesTests(SynchronousTestCase):
@@ -59,7 +46,7 @@ class BrokenRepliesTests(SynchronousTestCase):
         for bits in (161, 999, 0):
             member = self.member = make_member("aa", clock_at(NOW))
             liar = Peer(member, 1, headers=lambda msg, b=bits: {
-                "type": "HEADERS", "headers": [forged(HEADERS[0], bits=b)]})
+                "type": "HEADERS", "headers": [forged_header(HEADERS[0], bits=b)]})
             liar.raw.proto.peer_work = 10**40
             liar.serve()
             assert liar.raw.closed, f"bits {bits}: the peer is dropped"
@@ -203,7 +190,7 @@ class CompactBoundsTests(SynchronousTestCase):
     def test_a_header_below_the_network_minimum_is_refused(self) -> None:
         raw = compact_peer(self.manager, 1)
         msg = compact_announcement(self.fourth)
-        msg["header"] = forged(msg["header"], bits=0)
+        msg["header"] = forged_header(msg["header"], bits=0)
         [error] = raw.send(msg)
         assert error["code"] == "invalid-cheese" and "bits" in error["message"]
         assert raw.proto.score > 0 and not self.manager.compact.rebuilding
@@ -212,7 +199,7 @@ class CompactBoundsTests(SynchronousTestCase):
         raw = compact_peer(self.manager, 1)
         for i in range(10):
             msg = compact_announcement(self.fourth)
-            msg["header"] = forged(msg["header"], parent_smell=f"{i:040x}")
+            msg["header"] = forged_header(msg["header"], parent_smell=f"{i:040x}")
             msg["txids"] = [f"{j:040x}" for j in range(1000)]
             asked = raw.send(msg)
             assert not [m for m in asked if m["type"] == "GET_TXS"]
