@@ -29,7 +29,11 @@ setup(
     },
     include_package_data=True,
     ext_modules=[NATIVE],
-    install_requires=["twisted>=22.10", "cryptography>=41", "PyNaCl>=1.5", "prometheus_client>=0.16"],
+    # twisted[tls] (pyOpenSSL, service_identity): the encrypted member links of
+    # docs/protocol.md section 5.3; pyOpenSSL 25 takes cryptography's keys and certificates.
+    install_requires=[
+        "twisted[tls]>=22.10", "pyOpenSSL>=25.0", "cryptography>=41", "PyNaCl>=1.5", "prometheus_client>=0.16",
+    ],
     extras_require={
         "test": ["pytest", "pytest-twisted", "pytest-timeout", "hypothesis"],
         "bench": ["matplotlib"],

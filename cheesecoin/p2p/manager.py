@@ -125,6 +125,7 @@ class PeerManager:
         self.mempool_sync = MempoolExchange(self)
         self.compact = CompactRelay(self)
         self._last_consensus = -1e18
+        self.tls: Any = None  # section 5.3: a TlsPolicy (cheesecoin.p2p.tls), set by the member's tap
         node.peers_info = self.peers_info
         node.sync_status = self.sync.status
 
@@ -166,13 +167,15 @@ class PeerManager:
                 "node_id": node_id,
                 "height": p.peer_height,
                 "inbound": not p.outbound,
+                "encrypted": p.encrypted,
             }
             for node_id, p in sorted(self.peers.items())
         ]
 
     def peers_for(self, asker: Optional[MemberProtocol]) -> List[dict]:
         """Up to 10 members we know to be listening (tried ones first), never the asker."""
-        return self.addresses.sample(PEERS_PER_REPLY, asker.listening_address if asker is not None else None)
+        sample = self.addresses.sample(PEERS_PER_REPLY, asker.listening_address if asker is not None else None)
+        return sample if self.tls is None else self.tls.pins.annotate(sample)  # node_ids we know (5.3)
 
     # -- connections ------------------------------------------------------------------------
 

@@ -43,7 +43,9 @@ from typing import Any, Dict, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from cheesecoin.p2p.errors import BAN_SCORE, ERROR_POINTS, RemoteError, RequestTimeout
 from cheesecoin.p2p.states import HandshakeState, ReadyState
@@ -64,6 +66,7 @@ def node_id_key(node_id: str) -> Tuple[int, str]:
     return (int(node_id, 16), node_id)
 
 
+@implementer(IHandshakeListener)
 class MemberProtocol(JsonLineProtocol):
     """One connection to another member, either direction; ``state`` decides
     what each message means (``HandshakeState``, then ``ReadyState``)."""
@@ -82,6 +85,7 @@ class MemberProtocol(JsonLineProtocol):
         self.peer_node_id: Optional[str] = None
         self.peer_port: Optional[int] = None
         self.peer_features: frozenset = frozenset()  # what its HELLO listed (section 5.1)
+        self.encrypted = False  # TLS is up and the peer's key is its node_id (section 5.3)
         self.mempool_done = False  # the mempool exchange (or push) with this peer has started
         self.peer_height = 0
         self.peer_tip = ""
@@ -117,6 +121,9 @@ class MemberProtocol(JsonLineProtocol):
             self.send_hello()
 
     def connectionLost(self, reason: Failure = None) -> None:
+        lost = getattr(self.state, "connection_lost", None)  # the TLS exchange (section 5.3)
+        if lost is not None:
+            lost(reason)
         self.closing = True
         pending, self.pending = self.pending, {}
         for d, call in pending.values():
@@ -138,6 +145,28 @@ class MemberProtocol(JsonLineProtocol):
         if self.peer_port and host:
             return (host, self.peer_port)
         return self.dial_address
+
+    def dataReceived(self, data: bytes) -> None:
+        if data[:1] == b"\x16" and not self.ready and not self._buffer and not self.closing:
+            # A TLS record (a ClientHello) where a line is expected: closed at once.
+            self.send_error("bad-json", "a TLS record where a JSON line is expected (HELLO comes first)")
+            self.close()
+            return
+        super().dataReceived(data)
+
+    def start_tls(self, creator: Any) -> bool:
+        """Begin TLS on the transport (section 5.3) right after the STARTTLS line just
+        handled; False, and nothing begun, when the peer sent bytes after that line."""
+        if len(self._buffer) > self._scanned:
+            return False
+        self.transport.startTLS(creator)
+        return True
+
+    def handshakeCompleted(self) -> None:
+        """IHandshakeListener: the TLS handshake is done; the state checks the peer's key."""
+        done = getattr(self.state, "tls_up", None)
+        if done is not None:
+            done()
 
     def line_received(self, line: bytes) -> None:
         self.last_seen = self.manager.clock.seconds()

@@ -104,6 +104,8 @@ class HandshakeState:
             self.manager.connected_to_self(p)
             p.close()
             return
+        if self.manager.tls is not None and self.manager.tls.intercept(p):
+            return  # refused (a pin, --require-tls), or encrypted first (section 5.3)
         if not self.manager.accept_peer(p):
             p.close()
             return
@@ -125,6 +127,10 @@ class ReadyState:
 
     def msg_HELLO(self, msg: dict) -> None:
         raise wire.BadMessage("a second HELLO")
+
+    def msg_STARTTLS(self, msg: dict) -> None:
+        self.protocol.send_error("bad-message", "STARTTLS only right after two HELLOs listing tls")
+        self.protocol.close()
 
     # -- requests we answer -------------------------------------------------------------
 

@@ -1,10 +1,16 @@
 # The member's link to the tracker (docs/protocol.md section 2), client side.
 #
-# Messages it sends: {"type":"REGISTER","port":P[,"host":H]} on every
-# (re)connect, {"type":"GET_PEERS"} when the member needs peers, and
+# Messages it sends: {"type":"REGISTER","port":P[,"host":H][,"node_id":ID]} on
+# every (re)connect (node_id when the member lists tls: its identity key), {"type":"GET_PEERS"} when the member needs peers, and
 # {"type":"PING"} every 30 s. It reads PEERS (fed to the peer manager),
-# PONG, OK and ERROR (logged); it never answers an ERROR.
-"""``TrackerLink``: a ``ClientService`` that keeps the member registered."""
+# PONG, OK and ERROR (logged); it never answers an ERROR. The node_ids a
+# PEERS lists are pinned (section 5.3) when the member lists tls.
+"""``TrackerLink``: a ``ClientService`` that keeps the member registered.
+
+A member may have several (``--tracker`` is repeatable): each registers on
+its own and is asked for peers; one that is down is logged once, retried
+with backoff, and said again only when it is back, while the others serve.
+"""
 
 from __future__ import annotations
 
@@ -57,6 +63,9 @@ class TrackerClientProtocol(JsonLineProtocol):
                 port=self.link.manager.listen_port,
                 n=len(peers),
             )
+        tls = self.link.manager.tls
+        if tls is not None:  # the tracker's node_ids close the first-contact gap (section 5.3)
+            tls.pins.learn_listed(peers[:100])
         self.link.manager.add_addresses(peers[:100], "tracker")
 
     def msg_PONG(self, msg: dict) -> None:
@@ -119,34 +128,43 @@ class TrackerLink:
         self.address = f"{host}:{port}"
         self.advertised_host = advertised_host
         self.protocol: Optional[TrackerClientProtocol] = None
+        self.down = False  # said once that it is unreachable; said again when it is back
         if endpoint is None:
             endpoint = HostnameEndpoint(reactor, host, port, timeout=10)
         backoff = backoffPolicy(initialDelay=1.0, maxDelay=60.0)
 
         def retry_policy(failed_attempts: int) -> float:
             delay = backoff(failed_attempts)
-            self.log.warn(
-                "Cannot reach the tracker at {tracker}, retrying in {delay:.0f} s", tracker=self.address, delay=delay
-            )
+            if not self.down:
+                self.down = True
+                self.log.warn(
+                    "Cannot reach the tracker at {tracker}, retrying in {delay:.0f} s (and then with backoff, "
+                    "quietly, up to {most:.0f} s)", tracker=self.address, delay=delay, most=60.0,
+                )
             return delay
 
         self.service = _TrackerService(endpoint, _TrackerFactory(self), retryPolicy=retry_policy, clock=reactor)
-        self.service.setName("tracker-client")
+        self.service.setName(f"tracker-client {self.address}")
         manager.add_peer_source(self)
 
     def register_message(self) -> dict:
         msg: dict = {"type": "REGISTER", "port": self.manager.listen_port}
         if self.advertised_host:
             msg["host"] = self.advertised_host
+        if self.manager.tls is not None and "tls" in self.manager.features:
+            msg["node_id"] = self.manager.node.node_id  # its identity key (sections 2 and 5.3)
         return msg
 
     def connected(self, proto: TrackerClientProtocol) -> None:
         self.protocol = proto
-        self.log.info("Connected to the tracker at {tracker}", tracker=self.address)
+        again = " again" if self.down else ""
+        self.down = False
+        self.log.info("Connected to the tracker at {tracker}{again}", tracker=self.address, again=again)
 
     def disconnected(self, proto: TrackerClientProtocol) -> None:
         if self.protocol is proto:
             self.protocol = None
+            self.down = True  # this line says it: the failed retries that follow stay quiet
             self.log.info("Lost the tracker at {tracker}; reconnecting", tracker=self.address)
 
     def request_peers(self) -> bool:

@@ -222,8 +222,8 @@ class RequestTests(SynchronousTestCase):
         [peers] = one.send({"type": "GET_PEERS", "id": 2})
         assert peers == {"type": "PEERS", "peers": [{"host": "10.0.0.6", "port": 6000}], "id": 2}
         assert manager.node.peers_info() == [
-            {"host": "10.0.0.6", "port": 6000, "node_id": "77", "height": 0, "inbound": True},
-            {"host": "10.0.0.5", "port": 5000, "node_id": "99", "height": 0, "inbound": True},
+            {"host": "10.0.0.6", "port": 6000, "node_id": "77", "height": 0, "inbound": True, "encrypted": False},
+            {"host": "10.0.0.5", "port": 5000, "node_id": "99", "height": 0, "inbound": True, "encrypted": False},
         ]
 
     def test_unknown_type_and_bad_json(self) -> None:
