@@ -195,9 +195,8 @@ class Run:
     ) -> Adversary:
         rng = self.rng
         self.seq += 1
-        features = rng.choice(
-            [list(FEATURES), list(FEATURES), [], ["headers"], ["mempool", "compact"]]
-        )
+        every = [f for f in FEATURES if f != "tls"]  # a StringTransport cannot start TLS
+        features = rng.choice([every, every, [], ["headers"], ["mempool", "compact"]])
         peer = Adversary(
             self,
             self.seq,

@@ -55,7 +55,8 @@ def hello(ctx: Ctx) -> dict:
         "work": rng.choice([HUGE_WORK, "2", "10000"]),
     }
     if rng.random() < 0.7:
-        msg["features"] = rng.choice([list(FEATURES), [], ["headers"], ["x" * 32] * 32])
+        every = [f for f in FEATURES if f != "tls"]  # a StringTransport cannot start TLS
+        msg["features"] = rng.choice([every, [], ["headers"], ["x" * 32] * 32])
     return msg
 
 
@@ -385,6 +386,7 @@ GENERATORS: Dict[str, Callable[[Ctx], Any]] = {
     "ANNOUNCE_HEADER": announce_header,
     "GET_COMPACT": get_compact,
     "COMPACT": compact_reply,
+    "STARTTLS": simple("STARTTLS"),  # section 5.3: only right after two HELLOs listing tls
 }
 
 

@@ -33,9 +33,9 @@ from hostile import storm_scale
 
 from cheesecoin.p2p.manager import FEATURES
 
-RUNS = 2  # one with the member's features on, one with them off
+RUNS = 4  # the member's features on, off, on, off
 # Storm steps per run at scale 1 (each: a message, a flood, a peer's coming or going, or time).
-STEPS = 900
+STEPS = 8000
 
 
 def first_seed() -> int:
@@ -93,3 +93,28 @@ def test_fuzz_gate() -> None:
             )
     if report:
         pytest.fail("the fuzz gate failed:\n\n" + "\n\n".join(report), pytrace=False)
+
+
+def test_the_checks_can_fail() -> None:
+    """The gate's own checks see what they look for: an unhandled error in a
+    Deferred, a peer with too many requests pending, a write that costs too much."""
+    import gc
+
+    from fuzzchecks import MAX_PENDING_PER_PEER, bounds_broken, write_over
+    from fuzzgate import Run
+    from fuzzpeers import LogCatcher
+    from twisted.internet.defer import Deferred, fail
+
+    with LogCatcher() as logged:
+        d: Deferred = fail(ValueError("nobody handles this"))
+        del d
+        gc.collect()
+    assert any("Unhandled error in Deferred" in e for e in logged.events), logged.events
+    run = Run(1, FEATURES, 1)
+    peer = run.new_adversary(inbound=True, claim="less", liar=True)
+    assert not bounds_broken(run.member)
+    for _ in range(MAX_PENDING_PER_PEER + 1):
+        peer.proto.request({"type": "PING"})
+    assert any("requests pending" in what for what in bounds_broken(run.member))
+    assert write_over(1.0, "PING", b'{"type":"PING"}', b"", 0, 1)  # a second for a PING
+    assert not write_over(1e-6, "PING", b'{"type":"PING"}', b"", 0, 1)
