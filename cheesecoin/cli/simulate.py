@@ -3,7 +3,9 @@
 Prints a progress line on stderr every few seconds of wall time on long runs,
 a summary for people on stdout, and with ``--json`` the figures as the last
 line of stdout. ``--plot FILE.png`` draws the propagation CDF against its
-limit (needs matplotlib: ``pip install 'cheesecoin[bench]'``).
+limit, or with ``--selfish A,B,...`` (one run per share) the selfish pool's
+measured revenue beside Eyal and Sirer's curve (needs matplotlib:
+``pip install 'cheesecoin[bench]'``).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, List, Optional
 
 from cheesecoin.cli.errors import USAGE, CliError
+from cheesecoin.sim.config import CHEESE_US, VERIFY_US
 
 PROGRESS_EVERY = 10.0  # wall seconds between progress lines
 
@@ -49,8 +52,18 @@ def register(sub: Any) -> None:
                    help="members that start halfway through and sync (default 0)")
     p.add_argument("--features", choices=("all", "none"), default="all",
                    help="none: members list no section 5.1 feature (version-1 relay and sync), to compare")
+    p.add_argument("--verify-us", type=_float("verify-us"), default=None, metavar="US",
+                   help="simulated microseconds a member spends per payment validating a cheese, plus "
+                   f"{CHEESE_US:g} per cheese, before it relays it; 0: no CPU time (default {VERIFY_US:g}, "
+                   "measured: docs/protocol.md section 10)")
+    p.add_argument("--selfish", default=None, metavar="ALPHA[,ALPHA...]",
+                   help="one member is a selfish pool (Eyal and Sirer) with this share of the hash power; "
+                   "several shares: one run each (the JSON is then a list)")
+    p.add_argument("--selfish-peers", type=_int("selfish-peers"), default=8, metavar="K",
+                   help="how many members the selfish pool connects to (default 8)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON, the last line of stdout")
-    p.add_argument("--plot", default=None, metavar="FILE.png", help="draw the propagation CDF and its limit")
+    p.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="draw the propagation CDF and its limit (with --selfish: the revenue curve)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(handler=cmd_simulate)
 
@@ -77,7 +90,25 @@ def _float(name: str) -> Any:
     return parse
 
 
-def config_from(args: argparse.Namespace) -> Any:
+def parse_shares(text: str) -> List[float]:
+    """ "0.1,0.25" -> [0.1, 0.25]: the selfish pool's shares, one run each."""
+    from cheesecoin.sim.config import ConfigError
+
+    shares = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise ConfigError(f"bad --selfish {text[:40]!r}: give shares such as 0.3 or 0.1,0.2,0.3")
+        if not 0 < value < 0.5:
+            raise ConfigError("--selfish must be a share of the hash power above 0 and below 0.5")
+        shares.append(value)
+    if len(shares) > 100:
+        raise ConfigError("--selfish takes at most 100 shares")
+    return shares
+
+
+def config_from(args: argparse.Namespace, selfish: Optional[float] = None) -> Any:
     from cheesecoin.sim.config import ConfigError, SimConfig, parse_latency, parse_partition
 
     try:
@@ -87,31 +118,46 @@ def config_from(args: argparse.Namespace) -> Any:
             seed=args.seed, miners=args.miners,
             partition=parse_partition(args.partition) if args.partition else None,
             churn=args.churn, late_joiners=args.late_joiners, features=args.features,
+            verify_us=VERIFY_US if args.verify_us is None else args.verify_us,
+            selfish=selfish, selfish_peers=args.selfish_peers,
         ).check()
     except ConfigError as e:
         raise CliError(str(e), USAGE)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    from cheesecoin.sim.config import ConfigError
+
+    try:
+        shares: List[Optional[float]] = list(parse_shares(args.selfish)) if args.selfish else [None]
+    except ConfigError as e:
+        raise CliError(str(e), USAGE)
+    configs = [config_from(args, share) for share in shares]
     if args.plot is not None:
         _need_matplotlib()
     from cheesecoin.sim.world import Simulation
-
-    sim = Simulation(config)
 
     def progress(p: dict) -> None:
         if not args.quiet:
             print(f"simulate: {p['simulated_seconds']} s simulated in {p['wall_seconds']} s, "
                   f"{p['cheeses_mined']}/{p['cheeses']} cheeses", file=sys.stderr, flush=True)
 
-    figures = sim.run(progress=progress, progress_every=PROGRESS_EVERY)
-    print(summary(figures))
+    runs = []
+    for config in configs:
+        sim = Simulation(config)
+        figures = sim.run(progress=progress, progress_every=PROGRESS_EVERY)
+        runs.append(figures)
+        if len(configs) > 1:
+            print(f"selfish     alpha {config.selfish}")
+        print(summary(figures))
     if args.plot is not None:
-        plot(sim, figures, args.plot)
+        if args.selfish:
+            plot_revenue(runs, args.plot)
+        else:
+            plot(sim, runs[0], args.plot)
         print(f"plot        {args.plot}")
     if args.json:
-        print(json.dumps(figures, sort_keys=False))
+        print(json.dumps(runs if len(runs) > 1 else runs[0], sort_keys=False))
     return 0
 
 
@@ -129,6 +175,11 @@ def summary(f: dict) -> str:
         f"traffic     {f['bytes_per_member']} bytes sent per member",
         f"time        {f['simulated_seconds']} s simulated in {f['wall_seconds']} s",
     ]
+    pool = f.get("selfish")
+    if pool is not None:
+        lines.append(f"selfish     alpha {pool['alpha']}: revenue share {pool['revenue_share']:.4f} "
+                     f"(theory {pool['revenue_theory']:.4f} at measured gamma {pool['gamma_measured']:.4f}, "
+                     f"{pool['tie_cheeses']} honest cheeses found in races)")
     return "\n".join(lines)
 
 
@@ -164,3 +215,40 @@ def plot(sim: Any, figures: dict, path: str) -> None:
     finally:
         plt.close(fig)
 
+
+
+def plot_revenue(runs: List[dict], path: str) -> None:
+    """The pool's measured revenue share against alpha, beside Eyal and Sirer's
+    R(alpha, gamma) at each run's measured gamma and at gamma 0 and 1/2."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cheesecoin.sim.selfish import revenue_theory
+
+    pools = sorted((f["selfish"] for f in runs), key=lambda p: p["alpha"])
+    grid = [i / 200 for i in range(1, 100)]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(grid, grid, color="grey", lw=1, label="honest mining (revenue = alpha)")
+    for gamma, style in ((0.0, ":"), (0.5, "--")):
+        ax.plot(grid, [revenue_theory(a, gamma) for a in grid], style, color="tab:blue", lw=1,
+                label=f"theory, gamma = {gamma:g}")
+    alphas = [p["alpha"] for p in pools]
+    ax.plot(alphas, [p["revenue_theory"] for p in pools], "x-", color="tab:blue",
+            label="theory at the measured gamma")
+    ax.plot(alphas, [p["revenue_share"] for p in pools], "o", color="tab:red", label="measured (real members)")
+    first = runs[0]
+    ax.set_xlabel("pool's share of the hash power (alpha)")
+    ax.set_ylabel("pool's share of the best stack")
+    ax.set_title(f"selfish mining, {first['members']} members, {first['cheeses_mined']} cheeses a run")
+    ax.set_xlim(0, 0.5)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    try:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    except OSError as e:
+        raise CliError(f"cannot write {path}: {e.strerror or e}")
+    finally:
+        plt.close(fig)

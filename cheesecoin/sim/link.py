@@ -5,7 +5,10 @@ but on a virtual clock and with a cost: each direction of a connection is a
 ``Pipe``, a queue. A write leaves when the pipe has finished sending what was
 written before it (``size * 8 / bandwidth`` seconds each), and arrives one
 one-way latency later; what arrives at the same moment is handed to the
-protocol's ``dataReceived`` in one piece. While the two ends are cut off (a
+protocol's ``dataReceived`` in one piece. With simulated CPU time
+(``cpu``: the ends are members with a ``busy_until``), a write leaves no
+earlier than its sender is done validating, and an arrival waits until its
+receiver is: one CPU per member. While the two ends are cut off (a
 partition) nothing arrives; what was sent waits, as TCP retransmits, and
 arrives once they can reach each other again.
 
@@ -34,10 +37,10 @@ class Pipe:
     """One direction of a connection: a FIFO with a sending rate and a latency."""
 
     __slots__ = ("clock", "latency", "rate", "free_at", "queue", "seq", "receiver", "bytes", "ends", "reachable",
-                 "counts")
+                 "counts", "cpu")
 
     def __init__(self, clock: Any, latency: float, rate: float, ends: Tuple[Any, Any], reachable: Optional[Reachable],
-                 counts: Optional[Dict[str, int]] = None) -> None:
+                 counts: Optional[Dict[str, int]] = None, cpu: bool = False) -> None:
         self.clock = clock
         self.latency = latency  # seconds
         self.rate = rate  # bytes per second (0: no limit)
@@ -49,12 +52,17 @@ class Pipe:
         self.ends = ends  # (sending member, receiving member): for the partition rule
         self.reachable = reachable
         self.counts = counts  # bytes sent by message type (the first line's), if given
+        self.cpu = cpu  # the ends' busy_until hold writes and arrivals back
 
     def send(self, data: bytes) -> None:
         clock = self.clock
         now = clock.now
         size = len(data)
         start = self.free_at if self.free_at > now else now
+        if self.cpu:
+            busy = self.ends[0].busy_until
+            if busy > start:
+                start = busy
         self.free_at = free_at = start + (size / self.rate if self.rate else 0.0)
         self.bytes += size
         if self.counts is not None:
@@ -72,6 +80,11 @@ class Pipe:
         if self.reachable is not None and not self.reachable(*self.ends):
             self.clock.schedule(now + 1.0, self)  # cut off: try again in a second
             return
+        if self.cpu:
+            busy = self.ends[1].busy_until
+            if busy > now:
+                self.clock.schedule(busy, self)  # the receiver is still validating
+                return
         parts = []
         while queue and queue[0][0] <= now:
             parts.append(queue.popleft()[1])

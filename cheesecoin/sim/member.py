@@ -53,14 +53,33 @@ class SimMember:
         # figures say what happened.
         self.manager.log = self.manager.relay.log = _QUIET
         self.manager.add_peer_source(self)  # (bytes sent are counted by the links, by type)
+        # Simulated CPU (--verify-us): validating a cheese keeps the member busy
+        # until ``busy_until``; its links send nothing earlier and hand it nothing
+        # earlier (one CPU per member, cheesecoin.sim.link).
+        self.busy_until = 0.0
+        self.submit_uncharged = self.node.submit_cheese
+        if world.cpu:
+            self.node.submit_cheese = self.submit_cheese  # type: ignore[method-assign]
         self.node.cheese_listeners.append(self.on_accepted)
         self.node.tip_listeners.append(self.on_tip)
         self._last_tracker_ask = -1e18
 
     # -- the member's view of the world ---------------------------------------------------
 
+    def submit_cheese(self, cheese: Any, source: Any = None, check_signatures: bool = True,
+                      ihash: Optional[str] = None) -> Any:
+        """The node's ``submit_cheese``, charged its simulated CPU time first."""
+        world = self.world
+        if world.cpu:
+            now = world.clock.now
+            start = self.busy_until if self.busy_until > now else now
+            self.busy_until = start + world.cheese_cost(cheese)
+        return self.submit_uncharged(cheese, source, check_signatures, ihash)
+
     def on_accepted(self, result: Any, source: Any) -> None:
         now = self.world.clock.now
+        if self.busy_until > now:
+            now = self.busy_until  # it has the cheese once validated
         for smell in result.accepted:
             arrived = self.world.arrivals.get(smell)
             if arrived is not None and self.index not in arrived:

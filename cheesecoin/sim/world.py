@@ -48,10 +48,11 @@ from cheesecoin.core.signature import SignatureCache, use_signature_cache
 from cheesecoin.core.tx import address_of, sign_tx
 from cheesecoin.mining.templates import job_for, make_template
 from cheesecoin.sim.clock import HeapClock
-from cheesecoin.sim.config import SimConfig
+from cheesecoin.sim.config import CHEESE_US, SimConfig
 from cheesecoin.sim.figures import percentiles, shortest_paths, stale_rate
 from cheesecoin.sim.link import Pipe, SimTransport
 from cheesecoin.sim.member import SimMember
+from cheesecoin.sim.selfish import SelfishPool
 from cheesecoin.tracker.registry import TrackerRegistry
 from cheesecoin.wire.limits import MEMBER_PORT, PEERS_PER_REPLY
 
@@ -109,6 +110,18 @@ class Simulation:
         self.group: Dict[int, int] = {}
         # At the end of a partition: each group's best (work, tip) as it heals.
         self.partition_tips: Dict[int, Tuple[int, str]] = {}
+        # Simulated CPU time (--verify-us): seconds per payment and per cheese.
+        self.cpu = config.verify_us > 0
+        self._verify_s, self._cheese_s = config.verify_us / 1e6, CHEESE_US / 1e6
+        self.pool: Optional[SelfishPool] = None
+
+    def cheese_cost(self, cheese: Any) -> float:
+        """Simulated seconds a member spends validating ``cheese``."""
+        try:
+            payments = len(cheese["unit_of_information"]["transactions"])
+        except (KeyError, TypeError):
+            payments = 0  # refused by the validation, at the cost of a cheese
+        return self._cheese_s + self._verify_s * payments
 
     # -- the links ------------------------------------------------------------------------------
 
@@ -148,8 +161,8 @@ class Simulation:
         server_proto = server.manager.factory.buildProtocol(IPv4Address("TCP", *client_addr))
         lat = self.latency(client.index, server.index)
         rule = self.reachable if self.config.partition is not None else None
-        c2s = Pipe(self.clock, lat, self._rate, (client, server), rule, self.bytes_by_type)
-        s2c = Pipe(self.clock, lat, self._rate, (server, client), rule, self.bytes_by_type)
+        c2s = Pipe(self.clock, lat, self._rate, (client, server), rule, self.bytes_by_type, self.cpu)
+        s2c = Pipe(self.clock, lat, self._rate, (server, client), rule, self.bytes_by_type, self.cpu)
         client_t = SimTransport(c2s, client_addr, server_addr)
         server_t = SimTransport(s2c, server_addr, client_addr)
         client_t.other, server_t.other = server_t, client_t
@@ -204,12 +217,17 @@ class Simulation:
         self.clock.callLater(self.rng.expovariate(1.0 / self.config.spacing), self._find_cheese)
 
     def _find_cheese(self) -> None:
-        miners = [m for m in self.miners if m.alive]
-        if not miners:
-            self._schedule_cheese()
-            return
-        miner = miners[int(self.rng.random() * len(miners))]
-        job = job_for(0, make_template(miner.node, miner.miner_address))
+        pool = self.pool
+        if pool is not None and self.rng.random() < pool.alpha:
+            miner, node = pool.member, pool.private  # the pool mines on its private tip
+        else:
+            miners = [m for m in self.miners if m.alive]
+            if not miners:
+                self._schedule_cheese()
+                return
+            miner = miners[int(self.rng.random() * len(miners))]
+            node = miner.node
+        job = job_for(0, make_template(node, miner.miner_address))
         nonce, _ = search_nonce(job.prefix, job.bits, 0, 2**63)
         cheese = job.complete(nonce)
         now = self.clock.now
@@ -219,9 +237,16 @@ class Simulation:
         present = {m.index for m in self.members if m.alive}
         self.found[cheese["smell"]] = (now, miner.index, self._limits(miner), present)
         self.found_order.append(cheese["smell"])
-        miner.node.submit_cheese(cheese, MINED)
+        if pool is not None and miner is pool.member:
+            pool.mined(cheese)
+        else:
+            if pool is not None:
+                pool.honest_found(cheese["parent_smell"])
+            miner.node.submit_cheese(cheese, MINED)
         if self.mined < self.config.cheeses:
             self._schedule_cheese()
+        elif pool is not None:
+            pool.publish_rest()
 
     def _limits(self, source: SimMember) -> Dict[int, float]:
         """The latency-weighted shortest path (seconds) from ``source`` to every member, now."""
@@ -300,6 +325,9 @@ class Simulation:
             self.rng.shuffle(order)
             miner_count = config.miners if config.miners is not None else config.members
             self.miners = [self.members[i] for i in sorted(self.rng.sample(range(config.members), miner_count))]
+            if config.selfish is not None:  # the first member is the pool; it is not an honest miner
+                self.pool = SelfishPool(self, self.members[0], config.selfish, config.selfish_peers)
+                self.miners = [m for m in self.miners if m.index != 0] or self.members[1:2]
             for i in range(first):
                 self.clock.callLater(self.rng.uniform(0, 5.0), self.members[i].start)
             late_at = WARMUP + config.cheeses * config.spacing / 2
@@ -358,10 +386,14 @@ class Simulation:
     def propagation_samples(self) -> Tuple[List[float], List[float]]:
         """(delays, limits) in ms, over every cheese of the final best stack and every
         member present when it was found, but its miner: the time until the member
-        had it, and the latency-weighted shortest path from the miner to it."""
+        had it, and the latency-weighted shortest path from the miner to it. A selfish
+        pool's cheeses are left out (their delay is the time they were held back)."""
         delays: List[float] = []
         limits: List[float] = []
+        held = set(self.pool.found) if self.pool is not None else ()
         for smell in self.on_best():
+            if smell in held:
+                continue
             found_at, miner, limit, present = self.found[smell]
             for index, arrived in self.arrivals[smell].items():
                 if index == miner or index not in present:
@@ -377,7 +409,7 @@ class Simulation:
         delays, limits = self.propagation_samples()
         everyone = len(self.members)
         total_bytes = sum(self.bytes_by_type.values())
-        return {
+        figures = {
             "members": self.config.members,
             "cheeses_mined": self.mined,
             "cheeses_on_best": len(on_best),
@@ -398,3 +430,6 @@ class Simulation:
             "wall_seconds": round(wall_seconds, 1),
             "failures": self.clock.failures,
         }
+        if self.pool is not None:
+            figures["selfish"] = self.pool.figures(on_best)
+        return figures

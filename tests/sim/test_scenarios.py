@@ -95,6 +95,10 @@ def test_the_stale_rate_grows_as_the_spacing_nears_the_propagation_time_as_the_c
     (["--spacing", "nan"], "finite"),
     (["--cheeses", "ten"], "whole number"),
     (["--features", "some"], "invalid choice"),
+    (["--selfish", "0.5"], "--selfish must be a share"),
+    (["--selfish", "0.1,x"], "bad --selfish"),
+    (["--selfish", "0.3", "--selfish-peers", "0"], "--selfish-peers must be"),
+    (["--verify-us", "-1"], "--verify-us must be from 0"),
 ])
 def test_bad_options_are_one_line_and_exit_2(args, needle, capsys) -> None:
     from cheesecoin.cli.main import main

@@ -1,0 +1,162 @@
+"""The selfish pool (issue 31): Eyal and Sirer's strategy, decision by
+decision (no network), and the pool on the real member code: deterministic,
+and below its share at alpha = 0.1, above it at 0.4."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from cheesecoin.sim.config import SimConfig
+from cheesecoin.sim.selfish import (ADOPT, END, IGNORE, KEEP, PUBLISH_ALL, PUBLISH_ONE, RACE, WIN,
+                                    SelfishStrategy, revenue_theory)
+from cheesecoin.sim.world import Simulation
+
+
+def leading(by: int, fork: int = 10) -> SelfishStrategy:
+    """A strategy whose private branch is ``by`` cheeses ahead of the public stack at ``fork``."""
+    s = SelfishStrategy(fork)
+    for i in range(1, by + 1):
+        assert s.on_pool_cheese(fork + i, f"p{i}") == []
+        assert s.last == KEEP
+    assert s.lead == by
+    return s
+
+
+class StrategyDecisionTests(SynchronousTestCase):
+    """On each honest cheese, what the pool publishes, for every lead."""
+
+    def test_lead_0_adopts_the_public_stack(self) -> None:
+        s = leading(0)
+        self.assertEqual(s.on_public_cheese(11), [])
+        self.assertEqual((s.last, s.lead, s.private_height, s.unpublished), (ADOPT, 0, 11, []))
+
+    def test_lead_1_races_with_its_one_cheese(self) -> None:
+        s = leading(1)
+        self.assertEqual(s.on_public_cheese(11), ["p1"])
+        self.assertEqual(s.last, RACE)
+        self.assertTrue(s.racing)
+        self.assertEqual((s.lead, s.unpublished), (0, []))
+
+    def test_a_pool_cheese_during_a_race_is_published_at_once_and_wins(self) -> None:
+        s = leading(1)
+        s.on_public_cheese(11)
+        self.assertEqual(s.on_pool_cheese(12, "p2"), ["p2"])
+        self.assertEqual(s.last, WIN)
+        self.assertFalse(s.racing)
+        self.assertEqual((s.public_height, s.lead), (12, 0))
+
+    def test_an_honest_cheese_during_a_race_ends_it_and_the_pool_adopts(self) -> None:
+        s = leading(1)
+        s.on_public_cheese(11)
+        self.assertEqual(s.on_public_cheese(12), [])  # on the pool's cheese or the honest one: the same
+        self.assertEqual(s.last, ADOPT)
+        self.assertFalse(s.racing)
+        self.assertEqual(s.on_pool_cheese(13, "p3"), [])  # a new private branch, not a win
+        self.assertEqual(s.last, KEEP)
+
+    def test_lead_2_publishes_everything_and_is_then_one_ahead_of_nobody(self) -> None:
+        s = leading(2)
+        self.assertEqual(s.on_public_cheese(11), ["p1", "p2"])
+        self.assertEqual(s.last, PUBLISH_ALL)
+        self.assertFalse(s.racing)
+        self.assertEqual((s.public_height, s.lead, s.unpublished), (12, 0, []))
+
+    def test_lead_above_2_publishes_one_at_a_time_down_to_lead_2(self) -> None:
+        s = leading(4)
+        self.assertEqual(s.on_public_cheese(11), ["p1"])
+        self.assertEqual((s.last, s.lead), (PUBLISH_ONE, 3))
+        self.assertEqual(s.on_public_cheese(12), ["p2"])
+        self.assertEqual((s.last, s.lead), (PUBLISH_ONE, 2))
+        self.assertEqual(s.on_public_cheese(13), ["p3", "p4"])  # lead 2: everything
+        self.assertEqual((s.last, s.lead), (PUBLISH_ALL, 0))
+
+    def test_a_public_jump_of_two_publishes_what_two_steps_would(self) -> None:
+        s = leading(5)
+        self.assertEqual(s.on_public_cheese(12), ["p1", "p2"])
+        self.assertEqual(s.last, PUBLISH_ONE)
+
+    def test_a_cheese_that_does_not_lengthen_the_public_stack_changes_nothing(self) -> None:
+        s = leading(3)
+        self.assertEqual(s.on_public_cheese(10), [])
+        self.assertEqual(s.on_public_cheese(9), [])
+        self.assertEqual((s.last, s.lead), (IGNORE, 3))
+
+    def test_the_end_of_the_run_publishes_every_private_cheese(self) -> None:
+        s = leading(3)
+        s.on_public_cheese(11)
+        self.assertEqual(s.publish_all(), ["p2", "p3"])
+        self.assertEqual(s.last, END)
+
+
+class RevenueTheoryTests(SynchronousTestCase):
+    def test_the_curve_meets_honest_mining_at_the_known_thresholds(self) -> None:
+        # Profitable above (1 - gamma) / (3 - 2 gamma): 1/3 at gamma 0, 1/4 at gamma 1/2.
+        self.assertAlmostEqual(revenue_theory(1 / 3, 0.0), 1 / 3)
+        self.assertAlmostEqual(revenue_theory(1 / 4, 0.5), 1 / 4)
+        self.assertLess(revenue_theory(0.1, 0.0), 0.1)
+        self.assertGreater(revenue_theory(0.4, 0.0), 0.4)
+        self.assertAlmostEqual(revenue_theory(0.5, 0.3), 1.0)  # half the power takes everything
+
+
+def run(alpha: float, cheeses: int, seed: int = 1) -> dict:
+    return Simulation(SimConfig(members=10, cheeses=cheeses, spacing=10, seed=seed, selfish=alpha,
+                                selfish_peers=4)).run()
+
+
+class SelfishPoolTests(SynchronousTestCase):
+    """The pool on the real member code, 10 members."""
+
+    def test_below_a_third_the_pool_earns_less_than_its_share(self) -> None:
+        f = run(0.1, 1500)
+        pool = f["selfish"]
+        self.assertTrue(f["agreement"], f)
+        self.assertGreater(pool["pool_found"], 100)
+        self.assertLess(pool["revenue_share"], 0.1, pool)
+        self.assertGreater(pool["decisions"].get(ADOPT, 0), 0, pool)
+
+    def test_at_0_4_the_pool_earns_more_than_its_share_near_the_theory(self) -> None:
+        f = run(0.4, 3000)
+        pool = f["selfish"]
+        self.assertTrue(f["agreement"], f)
+        self.assertGreater(pool["revenue_share"], 0.4, pool)
+        self.assertLess(abs(pool["revenue_share"] - pool["revenue_theory"]), 0.08, pool)  # (noise: 0.03)
+        for decision in (RACE, PUBLISH_ALL, PUBLISH_ONE, WIN):
+            self.assertGreater(pool["decisions"].get(decision, 0), 0, (decision, pool))
+        self.assertGreater(pool["tie_cheeses"], 0, pool)
+        self.assertTrue(0 <= pool["gamma_measured"] <= 1)
+
+    def test_the_pool_connects_to_its_k_members_only(self) -> None:
+        sim = Simulation(SimConfig(members=12, cheeses=5, spacing=5, seed=2, selfish=0.3, selfish_peers=3))
+        sim.run()
+        manager = sim.pool.member.manager
+        self.assertEqual(len(manager.peers), 3)
+        self.assertTrue(all(p.outbound for p in manager.peers.values()))
+
+
+class SelfishDeterminismTests(SynchronousTestCase):
+    def cli(self, hash_seed: str, *args: str) -> dict:
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        done = subprocess.run([sys.executable, "-m", "cheesecoin.cli", "simulate", "--quiet", "--json", *args],
+                              capture_output=True, text=True, timeout=300, env=env)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def test_the_same_arguments_give_the_same_figures_with_a_pool(self) -> None:
+        args = ("--members", "15", "--cheeses", "80", "--spacing", "5", "--txs-per-cheese", "3",
+                "--selfish", "0.35", "--selfish-peers", "5", "--seed", "4")
+        first, second = self.cli("1", *args), self.cli("2", *args)
+        self.assertIn("selfish", first)
+        self.assertEqual(set(first["selfish"]) >= {"alpha", "gamma_measured", "revenue_share", "revenue_theory"},
+                         True)
+        first.pop("wall_seconds"), second.pop("wall_seconds")
+        self.assertEqual(first, second)
+        self.assertGreater(first["selfish"]["pool_found"], 0)
+        several = self.cli("1", *args[:-6], "--selfish", "0.2,0.35", "--selfish-peers", "5", "--seed", "4")
+        self.assertEqual([f["selfish"]["alpha"] for f in several], [0.2, 0.35])
+        several[1].pop("wall_seconds")
+        self.assertEqual(several[1], first)  # each run of a sweep is the run alone
