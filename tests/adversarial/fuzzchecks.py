@@ -10,7 +10,7 @@ import time
 from typing import Any, Dict, List, Mapping, Tuple
 
 from cheesecoin.p2p import compact as compact_mod
-from cheesecoin.p2p import headers_sync, peers, relay
+from cheesecoin.p2p import compact_modes, headers_sync, inventory, peers, relay
 from cheesecoin.p2p.headers_sync import HeadersDownload
 
 # Requests of ours one peer may have unanswered at once. What an honest member
@@ -99,6 +99,26 @@ def bounds_broken(member: Any, inbound_claims: Mapping[Any, Any] = {}) -> Dict[s
         out["an inbound peer's claimed address held as one that worked (finding 4)"] = ", ".join(
             f"{h}:{p}" for h, p in sorted(claimed)[:3]
         )
+    for n in compact.attempts_of.values():
+        if n > compact_mod.MAX_PEER_ATTEMPTS:
+            out["more compact rebuild attempts on one peer than MAX_PEER_ATTEMPTS"] = str(n)
+    modes, inv = member.modes, member.inventory
+    if len(modes.fetching) > compact_modes.MAX_FETCHING:
+        out["more cheeses fetched by GET_COMPACT than MAX_FETCHING"] = str(len(modes.fetching))
+    if any(n > compact_mod.MAX_PEER_ATTEMPTS for n in modes.asking.values()):
+        out["more GET_COMPACT to one peer than MAX_PEER_ATTEMPTS"] = str(max(modes.asking.values()))
+    if len(modes.cache) > compact_modes.COMPACT_CACHE:
+        out["COMPACT cache over COMPACT_CACHE"] = str(len(modes.cache))
+    if len(inv.in_flight) > inventory.MAX_IN_FLIGHT:
+        out["inventory: more txids in flight than MAX_IN_FLIGHT"] = str(len(inv.in_flight))
+    if any(len(t) > inventory.MAX_PEER_IN_FLIGHT for t in inv.asked_of.values()):
+        out["inventory: more txids asked of one peer than MAX_PEER_IN_FLIGHT"] = ""
+    if len(inv.peers_of) > inventory.MAX_TRACKED:
+        out["inventory: more txids tracked than MAX_TRACKED"] = str(len(inv.peers_of))
+    if any(len(p) > inventory.MAX_ANNOUNCERS for p in inv.peers_of.values()):
+        out["inventory: more announcers of one txid than MAX_ANNOUNCERS"] = ""
+    if len(inv.refused) > inventory.REFUSED_MEMORY:
+        out["inventory: more refused txids than REFUSED_MEMORY"] = str(len(inv.refused))
     mempool = member.node.mempool
     if len(mempool) > getattr(mempool, "max_size", 5000):
         out["mempool over its size"] = str(len(mempool))
@@ -119,6 +139,21 @@ def not_ended(member: Any) -> List[str]:
             out.append(f"a download from {proto.label()} has not ended")
         if proto.pending:
             out.append(f"{len(proto.pending)} requests to {proto.label()} still pending")
+    gone = {
+        "compact rebuild attempts": member.compact.attempts_of,
+        "GET_COMPACT under way": member.modes.asking,
+        "txids asked (inventory)": member.inventory.asked_of,
+        "txids to announce (inventory)": member.inventory.outbox,
+    }
+    for what, per_peer in gone.items():
+        left = [p for p in per_peer if p not in member.connections]
+        if left:
+            out.append(f"{what} still kept for {len(left)} closed connections")
+    fetching = [smell for smell, asked in member.modes.fetching.items() if asked]
+    if fetching:  # (an entry no peer is asked for is a stale note, bounded by MAX_FETCHING)
+        out.append(f"{len(fetching)} cheeses still fetched by GET_COMPACT")
+    if member.inventory.in_flight:
+        out.append(f"{len(member.inventory.in_flight)} txids still in flight (inventory)")
     if member.compact.rebuilding:
         out.append(f"{len(member.compact.rebuilding)} compact cheeses still being rebuilt")
     if member.relay.pending:

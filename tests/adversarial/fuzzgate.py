@@ -279,8 +279,12 @@ class Run:
             return
         txs = reply.get("transactions") if isinstance(reply, dict) else None
         asked = set(request.get("txids") or ())
-        if reply.get("type") != "TXS" or not isinstance(txs, list):
-            return
+        if (
+            reply.get("type") != "TXS"
+            or not isinstance(txs, list)
+            or reply.get("id") != request["id"]
+        ):
+            return  # not a reply to that request (a mutated id, say): ignored by the member
         bad = [t for t in txs if isinstance(t, dict) and txid_or_none(t) in self.bad_txids & asked]
         if bad and peer.proto.score <= score and not peer.lost and not peer.proto.closing:
             self.bounds.setdefault(
