@@ -25,15 +25,16 @@ from cheesecoin.p2p.headers_sync import HeadersDownload
 MAX_PENDING_PER_PEER = 32
 
 # CPU seconds the member may spend per byte of a message type (the bytes the
-# peers sent it plus the bytes it wrote because of them), as a multiple of what
-# json.loads costs per byte of the same kind of lines in the same run, on the same
-# machine and load. How it was chosen: on the code of 2026-12-04 the honest
-# paths measured at most ~12x (a TX or a TXS of invalid signatures: one Ed25519
-# verification per ~300 bytes; ANNOUNCE of a cheese: validation), most types
-# under 3x; the amplifications of finding 1 measured 300x to 5,000x (a GET_TXS of
-# one confirmed txid 1,000 times, a GET_TXS with smell). 60x is 5 times the
-# highest honest figure, so a loaded 2-core CI machine does not flake it, and
-# an amplification of finding 1's kind still fails it by far.
+# peers sent it plus the bytes it wrote because of them), and per single write,
+# as a multiple of what json.loads costs per byte of the same lines in the same
+# run, on the same machine and load. How it was chosen: on the code of 4 December
+# 2026 (the issue 26 mends in), 30 seeded runs of 4,000 steps: no type above 55x
+# (GET_PEERS ~50x: a scan of the address book per request; CHEESES ~30x: bodies
+# validated with their signatures; most types under 10x); on the code before the
+# mends (26390c4) one GET_TXS of a 1,000-payment cheese's txids cost 800x to
+# 2,700x, twenty GET_TXS naming its smell 1,800x. 200 is ~4 times the highest
+# honest figure, so a loaded 2-core CI machine does not flake it, and an
+# amplification of finding 1's kind still fails it several times over.
 CPU_FACTOR = 200
 # Each message is charged at least this many bytes: the fixed cost of a line
 # (framing, dispatch, a reply's envelope) dwarfs json.loads of a 20-byte PING.
