@@ -348,7 +348,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"peers     {len(peers)}")
     for p in peers:
         way = "in " if p.get("inbound") else "out"
-        print(f"  {way} {p.get('host')}:{p.get('port')}  height {p.get('height')}  node {str(p.get('node_id'))[:12]}")
+        link = {True: "  encrypted", False: "  plain"}.get(p.get("encrypted"), "")  # section 5.3
+        node = str(p.get("node_id"))[:12]
+        print(f"  {way} {p.get('host')}:{p.get('port')}  height {p.get('height')}  node {node}{link}")
     return 0
 
 

@@ -256,9 +256,9 @@ class FakeChain:
             "bits": self.next_bits(tip),
             "peers": [
                 {"host": "127.0.0.1", "port": 24341, "node_id": sha1hex(b"peer-a") + "0" * 24,
-                 "height": tip["sequence_number"], "inbound": False},
+                 "height": tip["sequence_number"], "inbound": False, "encrypted": True},
                 {"host": "10.0.0.7", "port": 24331, "node_id": sha1hex(b"peer-b") + "1" * 24,
-                 "height": tip["sequence_number"] - 1, "inbound": True},
+                 "height": tip["sequence_number"] - 1, "inbound": True, "encrypted": False},
                 {"host": "<b>evil.example</b>", "port": 24331, "node_id": sha1hex(b"peer-c") + "2" * 24,
                  "height": tip["sequence_number"], "inbound": True},
             ],

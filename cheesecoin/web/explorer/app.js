@@ -215,6 +215,18 @@
     mining.className = "pill " + (s.mining ? "on" : "off");
   }
 
+  // Section 5.3: whether the link is encrypted (TLS, the peer's key checked); nothing from
+  // a member that does not say.
+  function linkPill(encrypted) {
+    if (encrypted === true) {
+      return el("span", {class: "pill small on", title: "TLS 1.3, the peer's identity key checked"}, "encrypted");
+    }
+    if (encrypted === false) {
+      return el("span", {class: "pill small warn", title: "plain text: anyone on the path can read it"}, "plain");
+    }
+    return document.createTextNode("");
+  }
+
   function renderPeers(peers) {
     var list = $("peer-list");
     clear(list);
@@ -224,6 +236,7 @@
       list.appendChild(el("li", null,
         el("span", {class: "mono strong"}, String(p.host) + ":" + String(p.port)),
         el("span", {class: "pill small " + (p.inbound ? "in" : "out")}, p.inbound ? "in" : "out"),
+        linkPill(p.encrypted),
         el("span", {class: "right"}, "height " + (isInt(p.height) ? String(p.height) : "?")),
         el("div", {class: "mono muted small", title: String(p.node_id || "")}, "node " + abbrev(p.node_id || "?", 12, 4))
       ));
