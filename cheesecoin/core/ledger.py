@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Dict, Optional
 
 from cheesecoin.core.errors import InvalidCheese, InvalidTx
-from cheesecoin.core.tx import check_tx_format, tx_signature_fault, verify_signature
+from cheesecoin.core.tx import check_tx_format, tx_signature_fault
 
 
 class Ledger:
@@ -59,8 +59,9 @@ class Ledger:
             problem = check_tx_format(tx)
             if problem is not None:
                 raise InvalidTx(*problem)
-        if check_signature and not verify_signature(tx):
-            raise InvalidTx("tx-signature", f"the signature does not verify: {tx_signature_fault(tx)}")
+        fault = tx_signature_fault(tx) if check_signature else None
+        if fault is not None:
+            raise InvalidTx("tx-signature", f"the signature does not verify: {fault}")
         sender = tx["from"]
         nonce = nonces[sender] if nonces is not None and sender in nonces else self.next_nonce(sender)
         if tx["nonce"] != nonce:

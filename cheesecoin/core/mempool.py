@@ -16,7 +16,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from cheesecoin.core.errors import InvalidTx
 from cheesecoin.core.formats import MAX_INT
 from cheesecoin.core.ledger import Ledger
-from cheesecoin.core.tx import check_tx_format, tx_signature_fault, txid, verify_signature
+from cheesecoin.core.tx import check_tx_format, tx_signature_fault, txid
 
 
 class Mempool:
@@ -97,8 +97,9 @@ class Mempool:
         available = self.ledger.balance(sender) - self._spent_before(sender, nonce)
         if available < tx["amount"] + tx["fee"]:
             raise InvalidTx("tx-balance", f"the sender has {available} available, needs {tx['amount'] + tx['fee']}")
-        if check_signature and not verify_signature(tx):
-            raise InvalidTx("tx-signature", f"the signature does not verify: {tx_signature_fault(tx)}")
+        fault = tx_signature_fault(tx) if check_signature else None
+        if fault is not None:
+            raise InvalidTx("tx-signature", f"the signature does not verify: {fault}")
         if replacing is None and len(self.txs) >= self.max_size:
             victim = self._eviction_candidate()
             if victim is None or self.txs[victim]["fee"] >= tx["fee"] or victim == tx_id:

@@ -120,8 +120,8 @@ def _verify(address: str, signature_hex: str, message: bytes) -> bool:
 
 
 def signature_fault(address: str, signature_hex: str, message: bytes) -> Optional[str]:
-    """None if the signature verifies under the rule, else the clause it breaks (for errors)."""
-    if _verify(address, signature_hex, message):
+    """None if the signature verifies under the rule (``verify``), else the clause it breaks."""
+    if verify(address, signature_hex, message):
         return None
     fault = key_fault(address)
     if fault is not None:
