@@ -64,8 +64,13 @@ class Pins:
             if not isinstance(entry, dict):
                 continue
             host, port, node_id = entry.get("host"), entry.get("port"), entry.get("node_id")
-            if (isinstance(host, str) and 0 < len(host) <= 255 and type(port) is int
-                    and 1 <= port <= 65535 and isinstance(node_id, str)):
+            if (
+                isinstance(host, str)
+                and 0 < len(host) <= 255
+                and type(port) is int
+                and 1 <= port <= 65535
+                and isinstance(node_id, str)
+            ):
                 count += self.learn((host, port), node_id)
         return count
 

@@ -115,7 +115,9 @@ class TlsPolicy:
     """What a member does with TLS: its creator (from the identity key), its
     pins, and ``--require-tls``. ``intercept`` is asked after each HELLO."""
 
-    def __init__(self, key: Ed25519PrivateKey, require_tls: bool = False, pins: Optional[Pins] = None) -> None:
+    def __init__(
+        self, key: Ed25519PrivateKey, require_tls: bool = False, pins: Optional[Pins] = None
+    ) -> None:
         self.creator = TlsCreator(key)
         self.node_id = self.creator.node_id
         self.require_tls = require_tls
@@ -198,7 +200,10 @@ class StartTlsState:
         if key != p.peer_node_id:
             self.policy.failed += 1
             held = "no Ed25519 key" if key is None else f"key {key[:16]}"
-            p.misbehaved(BAN_SCORE, f"its TLS certificate holds {held}, not its node id {p.peer_node_id[:16]}")
+            p.misbehaved(
+                BAN_SCORE,
+                f"its TLS certificate holds {held}, not its node id {p.peer_node_id[:16]}",
+            )
             p.close()
             return
         p.encrypted = True

@@ -34,9 +34,11 @@ def identity_path(data_dir: str) -> str:
 
 def node_id_of(key: Ed25519PrivateKey) -> str:
     """The node_id of an identity key: its raw public key in lowercase hex."""
-    return key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    ).hex()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        .hex()
+    )
 
 
 def read_identity(path: str) -> Ed25519PrivateKey:
@@ -47,7 +49,9 @@ def read_identity(path: str) -> Ed25519PrivateKey:
     except OSError as e:
         raise IdentityError(f"cannot read the identity key {path}: {e.strerror}") from None
     if len(data) > MAX_FILE_BYTES:
-        raise IdentityError(f"the identity key {path} is damaged: larger than {MAX_FILE_BYTES} bytes")
+        raise IdentityError(
+            f"the identity key {path} is damaged: larger than {MAX_FILE_BYTES} bytes"
+        )
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -78,4 +82,3 @@ def load_or_create_identity(data_dir: str) -> Ed25519PrivateKey:
     except OSError as e:
         raise IdentityError(f"cannot write the identity key {path}: {e.strerror}") from None
     return key
-

@@ -39,7 +39,11 @@ def load_pins(data_dir: str) -> Tuple[List[Any], Optional[str]]:
         saved = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return [], f"{path} is not JSON"
-    if not isinstance(saved, dict) or saved.get("format") != FORMAT or not isinstance(saved.get("pins"), list):
+    if (
+        not isinstance(saved, dict)
+        or saved.get("format") != FORMAT
+        or not isinstance(saved.get("pins"), list)
+    ):
         return [], f"{path} is not a saved pin list of this version"
     return saved["pins"], None
 

@@ -9,8 +9,22 @@ def test_status_says_encrypted_or_plain_per_peer(capsys) -> None:
     member = Member()
     try:
         member.node.peers_info = lambda: [
-            {"host": "10.0.0.1", "port": 1, "node_id": "ab" * 32, "height": 2, "inbound": False, "encrypted": True},
-            {"host": "10.0.0.2", "port": 2, "node_id": "cd" * 16, "height": 2, "inbound": True, "encrypted": False},
+            {
+                "host": "10.0.0.1",
+                "port": 1,
+                "node_id": "ab" * 32,
+                "height": 2,
+                "inbound": False,
+                "encrypted": True,
+            },
+            {
+                "host": "10.0.0.2",
+                "port": 2,
+                "node_id": "cd" * 16,
+                "height": 2,
+                "inbound": True,
+                "encrypted": False,
+            },
             {"host": "10.0.0.3", "port": 3, "node_id": "ef" * 16, "height": 2, "inbound": True},
         ]
         code, out, err = run(capsys, "status", "--member", member.url)

@@ -60,8 +60,16 @@ class TlsTransport(StringTransport):
 
 
 def hello(node_id: str, features: Optional[List[str]] = None, port: int = 5000) -> dict:
-    msg = {"type": "HELLO", "version": 1, "network": NETWORK.smell, "node_id": node_id, "port": port,
-           "height": 0, "tip": NETWORK.smell, "work": "2"}
+    msg = {
+        "type": "HELLO",
+        "version": 1,
+        "network": NETWORK.smell,
+        "node_id": node_id,
+        "port": port,
+        "height": 0,
+        "tip": NETWORK.smell,
+        "work": "2",
+    }
     if features is not None:
         msg["features"] = features
     return msg
@@ -70,8 +78,14 @@ def hello(node_id: str, features: Optional[List[str]] = None, port: int = 5000) 
 class Side:
     """One member with tls and one connection to it, driven by hand."""
 
-    def __init__(self, outbound: bool = False, require_tls: bool = False, host: str = "10.0.0.9",
-                 features: tuple = TLS_FEATURES, with_policy: bool = True) -> None:
+    def __init__(
+        self,
+        outbound: bool = False,
+        require_tls: bool = False,
+        host: str = "10.0.0.9",
+        features: tuple = TLS_FEATURES,
+        with_policy: bool = True,
+    ) -> None:
         self.clock = Clock()
         self.key = Ed25519PrivateKey.generate()
         self.manager = make_member(node_id_of(self.key), self.clock, features=features)
@@ -90,7 +104,9 @@ class Side:
 
     def send(self, *msgs: Any) -> List[dict]:
         for msg in msgs:
-            self.proto.dataReceived(msg if isinstance(msg, bytes) else json.dumps(msg).encode() + b"\n")
+            self.proto.dataReceived(
+                msg if isinstance(msg, bytes) else json.dumps(msg).encode() + b"\n"
+            )
         return self.replies()
 
     def replies(self) -> List[dict]:
@@ -133,7 +149,9 @@ class StartTlsExchangeTests(LoggedCase):
         self.assertIsNone(s.transport.creator)
         s.send({"type": "STARTTLS"})
         self.assertIs(s.transport.creator, s.manager.tls.creator)
-        self.assertEqual(s.transport.before_tls, STARTTLS)  # the answer went out in plain text, first
+        self.assertEqual(
+            s.transport.before_tls, STARTTLS
+        )  # the answer went out in plain text, first
         s.replies()
         s.handshake()
         self.assertIs(s.manager.peers[s.peer_id], s.proto)
@@ -246,7 +264,9 @@ class PlainAndRefusedTests(LoggedCase):
             s.send(hello("99", features))
             self.assertTrue(s.closed)
             self.assertEqual(s.manager.peers, {})
-        self.assertEqual(len([line for line in self.lines if "--require-tls" in line]), 2, self.lines)
+        self.assertEqual(
+            len([line for line in self.lines if "--require-tls" in line]), 2, self.lines
+        )
 
     def test_starttls_to_a_member_that_did_not_list_tls(self) -> None:
         for with_policy in (False, True):
@@ -254,7 +274,9 @@ class PlainAndRefusedTests(LoggedCase):
             s.send(hello(s.peer_id, ["tls"]))
             self.assertTrue(s.proto.ready)
             replies = s.send({"type": "STARTTLS"})
-            self.assertEqual([m.get("code") for m in replies if m["type"] == "ERROR"], ["bad-message"])
+            self.assertEqual(
+                [m.get("code") for m in replies if m["type"] == "ERROR"], ["bad-message"]
+            )
             self.assertTrue(s.closed)
             self.assertIsNone(s.transport.creator)
 
@@ -319,4 +341,6 @@ class PinTests(LoggedCase):
         [reply] = s.send({"type": "GET_PEERS", "id": 5})
         got = {(e["host"], e["port"]): e.get("node_id") for e in reply["peers"]}
         self.assertEqual(got.get(known), s.peer_id)
-        self.assertNotIn("node_id", [e for e in reply["peers"] if (e["host"], e["port"]) == unknown][0])
+        self.assertNotIn(
+            "node_id", [e for e in reply["peers"] if (e["host"], e["port"]) == unknown][0]
+        )

@@ -82,7 +82,9 @@ class CreatorTests(SynchronousTestCase):
         self.assertEqual((server.version, client.version), ("TLSv1.3", "TLSv1.3"))
 
     def test_tls_1_2_is_refused(self) -> None:
-        server, client = tls_pair(TlsCreator(Ed25519PrivateKey.generate()), _Tls12Only(Ed25519PrivateKey.generate()))
+        server, client = tls_pair(
+            TlsCreator(Ed25519PrivateKey.generate()), _Tls12Only(Ed25519PrivateKey.generate())
+        )
         self.assertIsNone(server.key)
         self.assertIsNotNone(server.lost)
         self.assertIsNone(client.key)
@@ -111,7 +113,11 @@ class IdentityTests(SynchronousTestCase):
         data = str(temp_path(self) / "data")
         load_or_create_identity(data)
         path = identity_path(data)
-        for junk in (b"", b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", os.urandom(300)):
+        for junk in (
+            b"",
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            os.urandom(300),
+        ):
             with open(path, "wb") as f:
                 f.write(junk)
             with self.assertRaises(IdentityError) as e:
@@ -128,7 +134,10 @@ class IdentityTests(SynchronousTestCase):
         data = temp_path(self) / "data"
         data.mkdir()
         pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
         (data / "identity.key").write_bytes(pem)
         with self.assertRaises(IdentityError) as e:
             load_or_create_identity(str(data))
@@ -152,9 +161,14 @@ class PinsTests(SynchronousTestCase):
 
     def test_listed_junk_is_skipped(self) -> None:
         pins = Pins()
-        entries = [1, {"host": "h", "port": 1, "node_id": "AB" * 32}, {"host": "h", "port": 0, "node_id": "a" * 64},
-                   {"host": "h", "port": 2, "node_id": "c" * 64}, {"host": ["x"], "port": 3, "node_id": "d" * 64},
-                   {"host": "h", "port": 4, "node_id": "99"}]
+        entries = [
+            1,
+            {"host": "h", "port": 1, "node_id": "AB" * 32},
+            {"host": "h", "port": 0, "node_id": "a" * 64},
+            {"host": "h", "port": 2, "node_id": "c" * 64},
+            {"host": ["x"], "port": 3, "node_id": "d" * 64},
+            {"host": "h", "port": 4, "node_id": "99"},
+        ]
         self.assertEqual(pins.learn_listed(entries), 1)
         self.assertEqual(pins.to_save(), [{"host": "h", "port": 2, "node_id": "c" * 64}])
         again = Pins()
