@@ -181,8 +181,9 @@ class Run:
         for peer in self.adversaries:
             peer.read()
 
-    def check_bounds(self) -> None:
-        for what, detail in fuzzchecks.bounds_broken(self.member, self.inbound_claims).items():
+    def check_bounds(self, thorough: bool = False) -> None:
+        broken = fuzzchecks.bounds_broken(self.member, self.inbound_claims, thorough)
+        for what, detail in broken.items():
             self.bounds.setdefault(what, detail)
 
     # -- the peers -------------------------------------------------------------------------------
@@ -206,7 +207,15 @@ class Run:
             rng.random() < 0.35 if liar is None else liar,
         )
         self.adversaries.append(peer)
-        peer.connect()
+        before: List[Tuple[bytes, str]] = []
+        hello = None
+        if inbound is None and rng.random() < 0.15:  # the handshake state gets messages too
+            ctx = fuzzworld.Ctx(self.world, rng, self.member)
+            for kind in rng.sample(self.types, rng.randint(1, 3)):
+                before.append((shapes.make(kind, ctx), kind))
+        if inbound is None and rng.random() < 0.1:  # a HELLO of the generator: odd, mutated...
+            hello = shapes.make("HELLO", fuzzworld.Ctx(self.world, rng, self.member))
+        peer.connect(before, hello)
         return peer
 
     def live(self) -> List[Adversary]:
@@ -319,6 +328,7 @@ class Run:
                 self.act(rng.choice(live))
             self.check_bounds()
             if step % COLLECT_EVERY == 0:
+                self.check_bounds(thorough=True)
                 gc.collect()
 
     def converge(self) -> bool:
@@ -448,7 +458,9 @@ def run_gate(seed: int, member_features: Tuple[str, ...], steps: int) -> Tuple[L
             late = run.fresh()
             if late:
                 failures.append(late)
+        run.check_bounds(thorough=True)
         run.settle()
+        run.check_bounds(thorough=True)
         if converged and run.member.node.stack.tip.smell != run.honest.node.stack.tip.smell:
             failures.append("the member left the honest stack after the attackers left")
         failures += [

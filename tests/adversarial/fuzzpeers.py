@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
@@ -102,7 +102,9 @@ class Adversary:
         self.proto: Any = None
         self.transport: Optional[StringTransport] = None
 
-    def connect(self) -> bool:
+    def connect(self, before: List[Tuple[bytes, str]] = (), hello: Optional[bytes] = None) -> bool:
+        """Connect (inbound: the member accepts; outbound: as if it dialled us), send
+        the lines ``before`` (in the handshake state), then our HELLO (or ``hello``)."""
         manager = self.run.member
         peer, local = addr(self.host, 40000 + self.n), addr("10.0.0.1", 24331)
         if self.inbound:
@@ -114,10 +116,14 @@ class Adversary:
             self.proto = MemberProtocol(manager, outbound=True, dial_address=(self.host, self.port))
         self.transport = StringTransport(peerAddress=peer, hostAddress=local)
         self.run.timed("HELLO", self, lambda: self.proto.makeConnection(self.transport), 0, b"", 0)
-        self.send(json.dumps(self.hello()).encode(), "HELLO")
+        for line, kind in before:
+            self.send(line, kind)
+        if hello is not None:
+            self.claim = "its own"  # whatever that HELLO says
+        self.send(hello if hello is not None else json.dumps(self.hello()).encode(), "HELLO")
         if self.inbound and not self.lost:  # what it claims to listen on
             self.run.inbound_claims[(self.host, self.port)] = self.n
-        if self.tx_lines and self.claim != "less":  # its tip is a made-up smell: nothing proven
+        if self.tx_lines and self.claim in ("huge", "more"):  # its tip is made up: nothing proven
             self.run.bounds.setdefault(
                 "our mempool pushed as TX at the handshake to a peer that only claimed more work "
                 "(finding 8)",

@@ -10,7 +10,7 @@ import copy
 import random
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from cheesecoin.core.cheese import header_of, preimage_prefix, sha1_hex
 from cheesecoin.core.tx import sign_tx, txid
@@ -53,7 +53,17 @@ class World:
 
     @property
     def big_txids(self) -> List[str]:
-        return [txid(tx) for tx in self.big["unit_of_information"]["transactions"]]
+        return _txids_of(self.big["smell"], self)
+
+
+_TXIDS: Dict[str, List[str]] = {}  # smell -> its transactions' txids (computed once)
+
+
+def _txids_of(smell: str, w: "World") -> List[str]:
+    if smell not in _TXIDS:
+        cheese = next(c for c in w.chain if c["smell"] == smell)
+        _TXIDS[smell] = [txid(tx) for tx in cheese["unit_of_information"]["transactions"]]
+    return _TXIDS[smell]
 
 
 @lru_cache(maxsize=1)
