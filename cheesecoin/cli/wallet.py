@@ -340,6 +340,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if s.get("mining"):
         mining += f", {float(s.get('hashrate') or 0):,.0f} hashes/s"
     print(f"network   {s.get('network')} ({s.get('blue_cheese')})")
+    print(f"node      {s.get('node_id')}")  # with tls, the identity to pin (HOST:PORT@NODE_ID)
     print(f"height    {s.get('height')}")
     print(f"tip       {s.get('tip')} ({_when(s.get('timestamp'))})")
     print(f"work      {s.get('work')}, next bits {s.get('bits')}")
