@@ -34,6 +34,7 @@ import fuzzchecks
 import fuzzshapes as shapes
 import fuzzworld
 from fuzzpeers import Adversary, LogCatcher, handled_types, reply_types
+from hostile import member_on
 
 from cheesecoin.core.cheese import compact_announcement
 from cheesecoin.core.tx import txid
@@ -42,9 +43,6 @@ from cheesecoin.p2p.protocol import REQUEST_TIMEOUT
 from cheesecoin.p2p.sync import STATS_INTERVAL
 from cheesecoin.testing.fakes import NETWORK, NOW, Net
 from cheesecoin.wire.limits import PING_INTERVAL
-
-
-# -- one run -------------------------------------------------------------------
 
 
 MAX_ADVERSARIES = 8
@@ -70,9 +68,7 @@ class Run:
         self.clock.advance(NOW)
         self.types = sorted(handled_types())
         self.replies = reply_types()
-        self.errors: List[
-            str
-        ] = []  # exceptions that escaped into the caller (dataReceived, timers)
+        self.errors: List[str] = []  # exceptions that escaped to the caller (dataReceived, timers)
         self.bounds: Dict[str, str] = {}  # bounds broken during the run: the first detail of each
         self.cpu: Dict[str, float] = defaultdict(float)
         self.bytes_seen: Dict[str, int] = defaultdict(int)  # in (fed) and out (written), per bucket
@@ -108,8 +104,6 @@ class Run:
                 self.loops.append(loop)
 
     def _member(self, cheeses: List[dict], node_id: str, features: Tuple[str, ...]) -> PeerManager:
-        from hostile import member_on
-
         return member_on(
             NETWORK,
             self.clock,
@@ -427,8 +421,9 @@ def txid_or_none(tx: dict) -> Any:
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector runs only between steps (``Run.collect``), never
-    inside a measured write: a collection's pause is not the message's cost."""
+    """The cyclic garbage collector runs only between steps (every COLLECT_EVERY
+    steps of ``Run.storm``, and in ``Run.finish``), never inside a measured write:
+    a collection's pause is not the message's cost."""
     was = gc.isenabled()
     gc.disable()
     try:
