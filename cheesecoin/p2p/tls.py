@@ -45,7 +45,7 @@ from zope.interface import implementer
 
 from cheesecoin.p2p.errors import BAN_SCORE
 from cheesecoin.p2p.pins import IDENTITY_RE, Pins
-from cheesecoin.storage.identity import node_id_of
+from cheesecoin.core.tx import address_of as node_id_of  # a node_id is a public key, as addresses
 
 FEATURE = "tls"
 STARTTLS = b'{"type":"STARTTLS"}\n'
