@@ -41,7 +41,12 @@ STEPS = 8000
 def first_seed() -> int:
     value = os.environ.get("CHEESECOIN_FUZZ_SEED")
     if value:
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:
+            pytest.fail(
+                f"CHEESECOIN_FUZZ_SEED must be a whole number, not {value!r}", pytrace=False
+            )
     return random.SystemRandom().randrange(2**32)
 
 
