@@ -90,6 +90,7 @@ class TlsCreator:
         ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _any_chain)
         ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         ctx.set_options(SSL.OP_NO_TICKET)
+        ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)  # an idle link holds no read or write buffer
         self.context = ctx
 
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
