@@ -1,8 +1,14 @@
 """``twistd cheesemember``: options and services of a member (docs/protocol.md s.5 and s.8).
 
-    twistd -n cheesemember [--tracker HOST:PORT] [--port 24331] [--data-dir DIR]
+    twistd -n cheesemember [--tracker HOST:PORT ...] [--port 24331] [--data-dir DIR]
                            [--network FILE] [--mine | --no-mine] [--miner-address A]
-                           [--api-port 24332] [--miner-port 24333] [--connect HOST:PORT ...]
+                           [--api-port 24332] [--miner-port 24333]
+                           [--connect HOST:PORT[@NODE_ID] ...] [--require-tls] [--features F]
+
+With ``tls`` among its features (``all`` lists it) the member has an
+identity key in its data directory (``identity.key``, made at the first
+start) and its node_id is that key; its links to members that list ``tls``
+too are encrypted (docs/protocol.md section 5.3, ``cheesecoin.member.links``).
 
 The stack is loaded from the data directory before the member listens:
 every start rebuilds the tree, the ledger and the indexes from the stored
@@ -28,7 +34,9 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from cheesecoin.core.cheese import NetworkError, load_network
+from cheesecoin.p2p.features import FeaturesError, parse_features
 from cheesecoin.p2p.manager import FEATURES, REFILL_INTERVAL, PeerManager
+from cheesecoin.member import links
 from cheesecoin.p2p.sync import STATS_INTERVAL
 from cheesecoin.storage.peerfile import load_peers, save_peers
 from cheesecoin.wire.limits import API_PORT, MEMBER_PORT, MINER_PORT, PING_INTERVAL
@@ -70,7 +78,7 @@ class Options(ErrorFirstOptions):
     """Command-line options of ``twistd cheesemember``."""
 
     command = "cheesemember"
-    synopsis = "[--tracker HOST:PORT] [--port P] [--data-dir DIR] [--network FILE] [--mine] [options]"
+    synopsis = "[--tracker HOST:PORT ...] [--port P] [--data-dir DIR] [--mine] [options]"
     longdesc = (
         "Run a CheeseCoin member: a full node that keeps the cheese stack in its data "
         "directory, talks to other members, serves the HTTP API and the miner port, "
@@ -79,11 +87,11 @@ class Options(ErrorFirstOptions):
     optFlags = [
         ["mine", None, "Mine cheeses with every core (or --mining-workers), paying the member's wallet."],
         ["no-mine", None, "Do not mine (the default)."],
+        ["require-tls", None, "Keep no peer whose HELLO does not list tls (encrypted links only)."],
         ["reindex", None, "Re-validate every stored cheese (signatures too) into a fresh database before starting; "
          "the old one is kept as stack.sqlite3.bak."],
     ]
     optParameters = [
-        ["tracker", "t", None, "The tracker to register with, HOST:PORT (without it: alone, or --connect peers)."],
         ["port", "p", MEMBER_PORT, "TCP port for other members (1-65535; 0 picks a free one, which is logged)."],
         ["interface", "i", "0.0.0.0", "IP address the member port listens on."],
         ["data-dir", "d", "cheesecoin-data", "Directory of the stack database, mempool and wallet."],
@@ -98,17 +106,32 @@ class Options(ErrorFirstOptions):
         ["max-inbound", None, 32, "Most inbound member connections at once."],
         ["max-per-ip", None, 64, "Most member connections from one IP address."],
         ["host", None, None, "Host name or address to advertise to the tracker (default: as the tracker sees us)."],
-        ["features", None, "all", "The section 5.1 features to list in HELLO: all (headers, compact, mempool) or none "
-                                  "(version-1 relay and sync, as a member before them)."],
+        ["features", None, "all", "The features to list in HELLO: all (every feature of sections 5.1 and 5.2), "
+                                  "rev2 (headers, compact, mempool, as a revision-2 member), none (version-1 "
+                                  "relay and sync), or names separated by commas."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["connect"] = []
+        self["pins"] = {}  # (host, port) -> node_id of --connect HOST:PORT@NODE_ID
+        self["trackers"] = []
+        self["tracker"] = None  # the first --tracker (for tools); every one is in "trackers"
 
     def opt_connect(self, value: str) -> None:
-        """Connect to the member at HOST:PORT and keep connected (repeatable)."""
-        self["connect"].append(parse_host_port("connect", value))
+        """Connect to the member at HOST:PORT and keep connected; with @NODE_ID
+        (64 hex), the identity it must prove over TLS (repeatable)."""
+        address, node_id = links.parse_peer(value, parse_host_port)
+        self["connect"].append(address)
+        self["pins"].update(links.pins_of([(address, node_id)]))
+
+    def opt_tracker(self, value: str) -> None:
+        """A tracker to register with, HOST:PORT (repeatable: each is asked for peers;
+        without any: alone, or --connect peers)."""
+        self["trackers"].append(parse_host_port("tracker", value))
+        self["tracker"] = self["trackers"][0]
+
+    opt_t = opt_tracker
 
     def postOptions(self) -> None:
         if self["mine"] and self["no-mine"]:
@@ -122,10 +145,12 @@ class Options(ErrorFirstOptions):
         self["max-per-ip"] = integer_option("max-per-ip", self["max-per-ip"], 1, 100000)
         for name in ("interface", "api-interface", "miner-interface"):
             self[name] = interface_option(name, self[name])
-        if self["features"] not in ("all", "none"):
-            raise usage.UsageError(f"--features must be all or none, not {self['features']!r}")
-        if self["tracker"] is not None:
-            self["tracker"] = parse_host_port("tracker", self["tracker"])
+        try:
+            without_tls, tls = links.split_tls(self["features"])
+            self["feature-names"] = parse_features(without_tls) + ((links.TLS,) if tls else ())
+        except FeaturesError as e:
+            raise usage.UsageError(str(e))
+        links.check_tls_options(self)
         host = self["host"]
         if host is not None and (not host.strip() or len(host) > 255 or any(c.isspace() for c in host)):
             raise usage.UsageError(f"--host must be a host name or address, not {host!r}")
@@ -189,6 +214,8 @@ class _Shutdown(Service):
     def save_state(self) -> None:
         self.save_mempool()
         self.save_peers()
+        if self.node.data_dir is not None:
+            links.save_pins_of(self.manager, self.node.data_dir)
 
     def stopService(self) -> None:
         super().stopService()
@@ -250,6 +277,7 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
         except NetworkError as e:
             raise SystemExit(f"cheesemember: {e}")
     data_dir = config["data-dir"]
+    identity, node_id = links.identity_node_id(config, data_dir)  # section 5.3, when tls is listed
     if config["reindex"]:
         from cheesecoin.storage.reindex import reindex
 
@@ -266,7 +294,7 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
         reindexable = isinstance(e, CorruptStore) and not config["reindex"]
         hint = " (start with --reindex to rebuild it from the cheeses that are still readable)" if reindexable else ""
         raise SystemExit(f"cheesemember: {e}{hint}")
-    node = MemberNode(stack, data_dir=data_dir)
+    node = MemberNode(stack, data_dir=data_dir, node_id=node_id)
     fatal = FatalStop(reactor, log)
 
     def storage_failed(error: Exception) -> None:
@@ -304,8 +332,9 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
         target_peers=config["peers"],
         max_inbound=config["max-inbound"],
         max_per_ip=config["max-per-ip"],
-        features=FEATURES if config.get("features", "all") == "all" else (),
+        features=config.get("feature-names", FEATURES),
     )
+    links.install_tls(config, manager, identity, data_dir)
     for host, port in config["connect"]:
         manager.add_persistent(host, port)
     saved, why = load_peers(data_dir)
@@ -353,12 +382,7 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
     serve("api", "HTTP API", "api-", make_site(node, metrics, events))
     serve("miner-port", "Miner port", "miner-", MinerPortFactory(node, miner_address, reactor))
 
-    if config["tracker"] is not None:
-        from cheesecoin.p2p.tracker_link import TrackerLink
-
-        host, port = config["tracker"]
-        link = TrackerLink(manager, host, port, advertised_host=config["host"], reactor=reactor)
-        link.service.setServiceParent(top)
+    links.start_trackers(config, manager, top, reactor)
 
     if config["mine"]:
         from cheesecoin.mining.service import MiningService

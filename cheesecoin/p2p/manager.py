@@ -25,8 +25,11 @@ from cheesecoin.p2p.relay import Relay
 from cheesecoin.p2p.states import get_work
 from cheesecoin.p2p.sync import Sync
 from cheesecoin.wire import codec as wire
-from cheesecoin.p2p.compact import COMPACT as COMPACT_FEATURE, HEADERS as HEADERS_FEATURE, CompactRelay
-from cheesecoin.p2p.mempool_sync import FEATURE as MEMPOOL_FEATURE, MempoolExchange
+from cheesecoin.p2p.compact import CompactRelay
+from cheesecoin.p2p.mempool_sync import MempoolExchange
+from cheesecoin.p2p.compact_modes import CompactModes
+from cheesecoin.p2p.features import ALL as ALL_FEATURES
+from cheesecoin.p2p.inventory import Inventory
 from cheesecoin.wire.limits import PEERS_PER_REPLY, PING_INTERVAL, PROTOCOL_VERSION
 from cheesecoin.util.addresses import is_loopback
 from cheesecoin.wire.lineproto import BusyProtocol
@@ -34,8 +37,8 @@ from cheesecoin.wire.lineproto import BusyProtocol
 SILENCE_TIMEOUT = 90.0
 REFILL_INTERVAL = 5.0
 CONSENSUS_INTERVAL = 10.0  # seconds between two stack comparisons a CONSENSUS may ask for (section 5.1)
-# The section 5.1 features this member implements (docs/protocol.md section 10 says how far).
-FEATURES: Tuple[str, ...] = (HEADERS_FEATURE, COMPACT_FEATURE, MEMPOOL_FEATURE)
+# The features this member implements (docs/protocol.md section 10 says how far).
+FEATURES: Tuple[str, ...] = ALL_FEATURES  # sections 5.1 and 5.2 (p2p/features.py)
 HANDSHAKE_TIMEOUT = 30.0
 BAN_SECONDS = 3600.0
 # Eviction (a new inbound connection when max_inbound are open): these are never evicted.
@@ -124,6 +127,8 @@ class PeerManager:
         self.features = tuple(features)  # the section 5.1 features listed in our HELLO
         self.mempool_sync = MempoolExchange(self)
         self.compact = CompactRelay(self)
+        self.inventory = Inventory(self)
+        self.modes = CompactModes(self)
         self._last_consensus = -1e18
         self.tls: Any = None  # section 5.3: a TlsPolicy (cheesecoin.p2p.tls), set by the member's tap
         node.peers_info = self.peers_info
@@ -246,6 +251,8 @@ class PeerManager:
             self.inbound_count -= 1
         if proto.download is not None:
             proto.download.finish()
+        self.modes.peer_gone(proto)
+        self.inventory.peer_gone(proto)
         if proto.dial_address is not None:
             self.addresses.lost(proto.dial_address, proto.ready, self.clock.seconds())
         if proto.peer_node_id is not None and self.peers.get(proto.peer_node_id) is proto:
@@ -306,6 +313,7 @@ class PeerManager:
         self.sync.maybe_sync()  # on the HELLO's figures at once; STATS confirms them
         self.ask_stats(proto)
         self.mempool_sync.maybe_start(proto)  # now, or once one of us has caught up
+        self.modes.peer_ready(proto)
 
     def delivered(self, proto: MemberProtocol, count: int) -> None:
         """``proto`` gave us ``count`` new cheeses: a useful peer, protected from eviction."""

@@ -69,7 +69,9 @@ def test_connect_repeats_and_tracker_parses(tmp_path) -> None:
         (["--peers", "-1"], "--peers"),
         (["--network", "/nonexistent/net.json"], "cannot read network file"),
         (["--mine", "--no-mine"], "contradict"),
-        (["--features", "compact"], "--features"),
+        (["--features", "compact,teleport"], "--features"),
+        (["--features", "some"], "--features"),
+        (["--features", ","], "--features"),
     ],
 )
 def test_bad_options_are_one_clear_usage_error(args: List[str], words: str) -> None:
@@ -78,9 +80,15 @@ def test_bad_options_are_one_clear_usage_error(args: List[str], words: str) -> N
     assert words in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("features, listed", [("all", ["headers", "compact", "mempool"]), ("none", None)])
+@pytest.mark.parametrize("features, listed", [
+    ("all", ["headers", "compact", "mempool", "inv", "compact-modes", "tls"]),
+    ("rev2", ["headers", "compact", "mempool"]),
+    ("headers,inv", ["headers", "inv"]),
+    ("none", None),
+])
 def test_features_none_makes_a_member_of_before_section_5_1(tmp_path, features: str, listed) -> None:
-    """--features none: a HELLO without features, so peers use version-1 relay and sync with it."""
+    """--features: all of sections 5.1 and 5.2, rev2 (5.1 only), names, or none (a HELLO
+    without features, so peers use version-1 relay and sync with it)."""
     from twisted.internet.testing import MemoryReactorClock
 
     from cheesecoin.member.tap import makeService
