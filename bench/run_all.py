@@ -48,6 +48,7 @@ MODULES: List[Tuple[str, float, float]] = [
     ("scaling", 600, 360),
     ("ops", 120, 90),
     ("sim", 900, 420),
+    ("tls", 600, 300),
 ]
 NAMES = [m[0] for m in MODULES]
 
