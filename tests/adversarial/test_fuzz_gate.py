@@ -123,3 +123,27 @@ def test_the_checks_can_fail() -> None:
     assert any("requests pending" in what for what in bounds_broken(run.member))
     assert write_over(1.0, "PING", b'{"type":"PING"}', b"", 0, 1)  # a second for a PING
     assert not write_over(1e-6, "PING", b'{"type":"PING"}', b"", 0, 1)
+
+
+def test_a_new_message_type_is_covered_without_editing_the_gate(monkeypatch) -> None:
+    """A handler added to the ready state is a type the storm sends (generically,
+    from its name) and one the generator test asks a generator for."""
+    import json
+
+    import fuzzworld
+
+    from cheesecoin.p2p import states
+
+    monkeypatch.setattr(
+        states.ReadyState, "msg_FUZZ_NEWTYPE", lambda self, msg: None, raising=False
+    )
+    assert "FUZZ_NEWTYPE" in handled_types()
+    assert "FUZZ_NEWTYPE" not in fuzzshapes.GENERATORS  # so the generator test would fail
+    ctx = fuzzworld.Ctx(fuzzworld.world(), random.Random(1), None)
+    kinds = set()
+    for _ in range(20):  # (a line may be damaged or mutated: most are not)
+        try:
+            kinds.add(json.loads(fuzzshapes.make("FUZZ_NEWTYPE", ctx)).get("type"))
+        except ValueError:
+            pass
+    assert "FUZZ_NEWTYPE" in kinds
