@@ -4,14 +4,16 @@ simulation notes about it (arrivals of cheeses, reorganisations, bytes by type).
 from __future__ import annotations
 
 import random
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
-from cheesecoin.p2p.manager import FEATURES, REFILL_INTERVAL, PeerManager
+from cheesecoin.core.tree import MemoryStore
+from cheesecoin.p2p.features import parse_features
+from cheesecoin.p2p.manager import REFILL_INTERVAL, PeerManager
 from cheesecoin.p2p.sync import STATS_INTERVAL
 from cheesecoin.wire.limits import MEMBER_PORT, PING_INTERVAL
 
@@ -26,6 +28,28 @@ class _QuietLogger(Logger):
 
 
 _QUIET = _QuietLogger(namespace="cheesecoin.sim.member")
+
+
+class SharedBodyStore(MemoryStore):
+    """A member's in-memory store whose cheese bodies are shared by every member
+    of the run: a cheese (one smell, the same bytes) is held once however many
+    members store it. The stack never changes a stored body. Ten thousand
+    members each holding their own decoded copy of every cheese would be most
+    of a run's memory."""
+
+    def __init__(self, shared: Dict[str, dict]) -> None:
+        super().__init__()
+        self.shared = shared
+
+    def commit(self, added: List[Tuple[Any, dict]], invalid: List[Tuple[str, str]], tip: Optional[str]) -> None:
+        shared = self.shared
+        super().commit([(node, shared.setdefault(node.smell, cheese)) for node, cheese in added], invalid, tip)
+
+
+def features_of(config: Any, index: int) -> Tuple[str, ...]:
+    """What member ``index`` lists in its HELLO: --features, or its turn of the test mix."""
+    mix = config.feature_mix
+    return parse_features(mix[index % len(mix)] if mix else config.features)
 
 
 class SimMember:
@@ -43,11 +67,11 @@ class SimMember:
         self.left_at: Optional[float] = None
         self.timers: List[Any] = []
         rng = world.rng
-        stack = CheeseStack(world.network, clock=world.clock.seconds)
+        stack = CheeseStack(world.network, store=SharedBodyStore(world.bodies), clock=world.clock.seconds)
         self.node = MemberNode(stack, clock=world.clock.seconds, node_id="%032x" % rng.getrandbits(128))
         self.manager = PeerManager(self.node, world.clock, target_peers=world.config.peers,
                                    dialer=self.dial, rng=random.Random(rng.getrandbits(64)),
-                                   features=FEATURES if world.config.features == "all" else ())
+                                   features=features_of(world.config, index))
         self.manager.listen_port = MEMBER_PORT
         # A thousand members logging each cheese would be most of the run; the
         # figures say what happened.
@@ -62,6 +86,7 @@ class SimMember:
             self.node.submit_cheese = self.submit_cheese  # type: ignore[method-assign]
         self.node.cheese_listeners.append(self.on_accepted)
         self.node.tip_listeners.append(self.on_tip)
+        self.node.tx_listeners.append(self.on_tx)
         self._last_tracker_ask = -1e18
 
     # -- the member's view of the world ---------------------------------------------------
@@ -85,7 +110,13 @@ class SimMember:
             if arrived is not None and self.index not in arrived:
                 arrived[self.index] = now
 
+    def on_tx(self, tx_id: str, tx: dict, source: Any) -> None:
+        self.world.tx_figures.holds(self.index, (tx_id,))
+
     def on_tip(self, result: Any, source: Any) -> None:
+        figures = self.world.tx_figures
+        if figures.followed and result.connected:  # payments it got in a cheese first
+            figures.holds_any(self.index, self.node.stack.tx_index.__contains__)
         if result.disconnected:
             self.world.reorgs += 1
             self.world.max_reorg_depth = max(self.world.max_reorg_depth, len(result.disconnected))

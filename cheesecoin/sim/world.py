@@ -45,7 +45,7 @@ from cheesecoin.core.errors import InvalidTx
 from cheesecoin.core.node import MINED
 from cheesecoin.core.pow import search_nonce
 from cheesecoin.core.signature import SignatureCache, use_signature_cache
-from cheesecoin.core.tx import address_of, sign_tx
+from cheesecoin.core.tx import address_of, sign_tx, txid
 from cheesecoin.mining.templates import job_for, make_template
 from cheesecoin.sim.clock import HeapClock
 from cheesecoin.sim.config import CHEESE_US, SimConfig
@@ -53,6 +53,7 @@ from cheesecoin.sim.figures import percentiles, shortest_paths, stale_rate
 from cheesecoin.sim.link import Pipe, SimTransport
 from cheesecoin.sim.member import SimMember
 from cheesecoin.sim.selfish import SelfishPool
+from cheesecoin.sim.txfigures import TxFigures
 from cheesecoin.tracker.registry import TrackerRegistry
 from cheesecoin.wire.limits import MEMBER_PORT, PEERS_PER_REPLY
 
@@ -94,11 +95,14 @@ class Simulation:
         self.found: Dict[str, Tuple[float, int, Dict[int, float], Set[int]]] = {}
         self.found_order: List[str] = []
         self.bytes_by_type: Counter = Counter()
+        self.bodies: Dict[str, dict] = {}  # every stored cheese body, shared by the members' stores
         self.reorgs = 0
         self.max_reorg_depth = 0
         self.mined = 0
         self.txs_entered = 0
         self.txs_refused = 0
+        self.tx_figures = TxFigures(config.members, lambda: self.clock.now)
+        self._tx_limits: Dict[int, Tuple[float, Dict[int, float]]] = {}  # home -> (minute, limits)
         self.last_found_at = 0.0
         self.quiet_at: Optional[float] = None
         self._ports = 40000
@@ -284,6 +288,16 @@ class Simulation:
             self.txs_entered += 1
         except InvalidTx:
             self.txs_refused += 1
+            return
+        self.tx_figures.entered(txid(tx), home.index, self._limits_from(home))
+
+    def _limits_from(self, home: SimMember) -> Dict[int, float]:
+        """``_limits`` of a payment's home member, computed at most once a simulated minute."""
+        minute = self.clock.now // 60
+        cached = self._tx_limits.get(home.index)
+        if cached is None or cached[0] != minute:
+            cached = self._tx_limits[home.index] = (minute, self._limits(home))
+        return cached[1]
 
     # -- churn and late joiners --------------------------------------------------------------------
 
@@ -430,6 +444,8 @@ class Simulation:
             "wall_seconds": round(wall_seconds, 1),
             "failures": self.clock.failures,
         }
+        if self.config.txs_per_cheese:
+            figures.update(self.tx_figures.summary())
         if self.pool is not None:
             figures["selfish"] = self.pool.figures(on_best)
         return figures
