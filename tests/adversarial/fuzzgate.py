@@ -46,6 +46,7 @@ from cheesecoin.wire.limits import PING_INTERVAL
 
 
 MAX_ADVERSARIES = 8
+BOOK_ADDRESSES = 3000  # heard of before the storm (the book keeps what its tables hold)
 SAMPLE_LINES = 200  # lines of each type (in and out) kept for the json.loads calibration
 SAMPLE_MAX_LINE = 65536  # longer lines are not kept (memory); json.loads costs alike per byte
 MAX_SLOW_WRITES = 3  # writes over the CPU bound that end the storm early (each may take seconds)
@@ -89,6 +90,7 @@ class Run:
         self.member.traffic = self._traffic
         for tx in self.world.mempool:
             self.member.node.submit_tx(tx)
+        self.fill_address_book()
         self.honest = self._member(self.world.chain, "bb", FEATURES)
         self.net = Net(self.clock)
         self.loops: List[LoopingCall] = []
@@ -112,6 +114,21 @@ class Run:
             features=features,
             rng=random.Random(self.rng.getrandbits(32)),
         )
+
+    def fill_address_book(self) -> None:
+        """A member that has run a while has heard of many members: BOOK_ADDRESSES
+        addresses, ten at a time from as many sources (PEERS replies, the tracker)."""
+        rng = random.Random(self.seed ^ 0xB00C)
+        for _ in range(BOOK_ADDRESSES // 10):
+            source = f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.1"
+            entries = [
+                {
+                    "host": "%d.%d.%d.%d" % tuple(rng.randint(1, 254) for _ in range(4)),
+                    "port": 24331,
+                }
+                for _ in range(10)
+            ]
+            self.member.add_addresses(entries, source)
 
     def _loop_failed(self, failure: Failure) -> None:
         self.errors.append("a timer failed:\n" + failure.getTraceback())
