@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from cheesecoin.cli.errors import USAGE, CliError
 from cheesecoin.sim.config import CHEESE_US, VERIFY_US
@@ -50,8 +50,9 @@ def register(sub: Any) -> None:
                    help="share of the members replaced by new ones per simulated hour (default 0)")
     p.add_argument("--late-joiners", type=_int("late-joiners"), default=0, metavar="K",
                    help="members that start halfway through and sync (default 0)")
-    p.add_argument("--features", choices=("all", "none"), default="all",
-                   help="none: members list no section 5.1 feature (version-1 relay and sync), to compare")
+    p.add_argument("--features", choices=("all", "rev2", "none"), default="all",
+                   help="what members list in HELLO: all (sections 5.1 and 5.2), rev2 (section 5.1: "
+                        "compact relay to every compact peer, TX pushed whole), none (version-1 relay)")
     p.add_argument("--verify-us", type=_float("verify-us"), default=None, metavar="US",
                    help="simulated microseconds a member spends per payment validating a cheese, plus "
                    f"{CHEESE_US:g} per cheese, before it relays it; 0: no CPU time (default {VERIFY_US:g}, "
@@ -152,7 +153,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(summary(figures))
     if args.plot is not None:
         if args.selfish:
-            plot_revenue(runs, args.plot)
+            plot_revenue({f"{args.selfish_peers} pool peers": runs}, args.plot)
         else:
             plot(sim, runs[0], args.plot)
         print(f"plot        {args.plot}")
@@ -217,9 +218,10 @@ def plot(sim: Any, figures: dict, path: str) -> None:
 
 
 
-def plot_revenue(runs: List[dict], path: str) -> None:
+def plot_revenue(series: Dict[str, List[dict]], path: str) -> None:
     """The pool's measured revenue share against alpha, beside Eyal and Sirer's
-    R(alpha, gamma) at each run's measured gamma and at gamma 0 and 1/2."""
+    R(alpha, gamma) at each run's measured gamma and at gamma 0 and 1/2; one
+    series of runs per label (such as a --selfish-peers setting)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -227,25 +229,28 @@ def plot_revenue(runs: List[dict], path: str) -> None:
 
     from cheesecoin.sim.selfish import revenue_theory
 
-    pools = sorted((f["selfish"] for f in runs), key=lambda p: p["alpha"])
     grid = [i / 200 for i in range(1, 100)]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(grid, grid, color="grey", lw=1, label="honest mining (revenue = alpha)")
     for gamma, style in ((0.0, ":"), (0.5, "--")):
-        ax.plot(grid, [revenue_theory(a, gamma) for a in grid], style, color="tab:blue", lw=1,
+        ax.plot(grid, [revenue_theory(a, gamma) for a in grid], style, color="black", lw=1,
                 label=f"theory, gamma = {gamma:g}")
-    alphas = [p["alpha"] for p in pools]
-    ax.plot(alphas, [p["revenue_theory"] for p in pools], "x-", color="tab:blue",
-            label="theory at the measured gamma")
-    ax.plot(alphas, [p["revenue_share"] for p in pools], "o", color="tab:red", label="measured (real members)")
-    first = runs[0]
+    members = cheeses = 0
+    for (label, runs), color in zip(series.items(), ("tab:red", "tab:blue", "tab:green", "tab:purple")):
+        pools = sorted((f["selfish"] for f in runs), key=lambda p: p["alpha"])
+        alphas = [p["alpha"] for p in pools]
+        ax.plot(alphas, [p["revenue_theory"] for p in pools], "x--", color=color, lw=1,
+                label=f"{label}: theory at the measured gamma")
+        ax.plot(alphas, [p["revenue_share"] for p in pools], "o", color=color, label=f"{label}: measured")
+        members, cheeses = runs[0]["members"], runs[0]["cheeses_mined"]
     ax.set_xlabel("pool's share of the hash power (alpha)")
     ax.set_ylabel("pool's share of the best stack")
-    ax.set_title(f"selfish mining, {first['members']} members, {first['cheeses_mined']} cheeses a run")
+    ax.set_title(f"selfish mining on the real member code, {members} members, {cheeses} cheeses a run",
+                 fontsize=10)
     ax.set_xlim(0, 0.5)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     try:
         fig.savefig(path, dpi=110, bbox_inches="tight")
     except OSError as e:

@@ -160,3 +160,20 @@ class SelfishDeterminismTests(SynchronousTestCase):
         self.assertEqual([f["selfish"]["alpha"] for f in several], [0.2, 0.35])
         several[1].pop("wall_seconds")
         self.assertEqual(several[1], first)  # each run of a sweep is the run alone
+
+
+class RevenuePlotTests(SynchronousTestCase):
+    def test_without_matplotlib_the_plot_is_a_one_line_error_before_any_run(self) -> None:
+        import importlib.util
+        import io
+
+        from cheesecoin.cli.main import main
+
+        self.patch(importlib.util, "find_spec", lambda name, *a: None)
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        self.patch(Simulation, "run", lambda *a, **kw: self.fail("a run started"))
+        code = main(["simulate", "--members", "10", "--selfish", "0.2,0.3", "--plot", "x.png"])
+        self.assertNotEqual(code, 0)
+        self.assertIn("--plot needs matplotlib", err.getvalue())
+        self.assertEqual(err.getvalue().count("\n"), 1, err.getvalue())
