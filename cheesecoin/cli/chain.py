@@ -8,13 +8,12 @@ import multiprocessing
 import sys
 import threading
 import time
-from typing import Any, Iterator, List, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from cheesecoin.core.cheese import NetworkError, mine_blue_cheese, network_from_blue_cheese
 from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.stack import CheeseStack
-from cheesecoin.core.signature import verify_batch
-from cheesecoin.core.tx import fast_shape, tx_texts
+from cheesecoin.core.headers import checked_bodies
 from cheesecoin.util.cores import usable_cores
 
 
@@ -101,49 +100,35 @@ def _read_stack(path: str) -> Any:
 
 
 _INHERITED: List[dict] = []  # the file's cheeses, for workers made by fork (inherited, never pickled)
+Checked = Tuple[Set[int], Dict[int, Optional[str]]]  # core.headers.checked_bodies' answer
 
 
-def _bad_in(cheeses: List[dict], start: int, end: int) -> List[int]:
-    """Indices in start..end-1 of the cheeses holding a plainly shaped transaction
-    whose signature fails (a malformed one is left to the stack, which refuses it)."""
-    items, owners = [], []
-    for i in range(start, end):
-        info = cheeses[i].get("unit_of_information")
-        txs = info.get("transactions") if isinstance(info, dict) else None
-        for tx in txs if isinstance(txs, list) else ():
-            if fast_shape(tx):
-                try:
-                    items.append((tx["from"], tx["signature"], tx_texts(tx)[1]))
-                except (UnicodeEncodeError, ValueError):  # a lone surrogate: malformed
-                    continue
-                owners.append(i)
-    return sorted({owners[j] for j in verify_batch(items)})
+def _checked_inherited(bounds: Tuple[int, int]) -> Checked:
+    start, end = bounds
+    return checked_bodies(_INHERITED[start:end], start)
 
 
-def _bad_in_inherited(bounds: Tuple[int, int]) -> List[int]:
-    return _bad_in(_INHERITED, *bounds)
-
-
-def _bad_in_part(job: Tuple[List[dict], int]) -> List[int]:
-    part, offset = job
-    return [offset + i for i in _bad_in(part, 0, len(part))]
+def _checked_part(job: Tuple[List[dict], int]) -> Checked:
+    return checked_bodies(*job)
 
 
 class SignatureChecks:
-    """Checks the signature of every well-formed transaction of a stack file,
-    in worker processes while the caller checks everything else (or lazily,
-    range by range, in this process with one worker). Each worker builds the
-    signed bytes of its own range of cheeses: with ``fork`` it reads them
-    from the memory it inherited, so nothing but index ranges is sent."""
+    """Checks the signatures of a stack file's transactions, and computes each
+    body's info_hash from the same canonical texts (``core.headers.checked_bodies``,
+    the sync's worker check), in worker processes while the caller checks
+    everything else (or lazily, range by range, in this process with one
+    worker). With ``fork`` each worker reads its range of cheeses from the
+    memory it inherited, so nothing but index ranges is sent."""
 
     def __init__(self, cheeses: List[dict], workers: int) -> None:
         ranges = _ranges(cheeses, max(256, _tx_count(cheeses) // (max(1, workers) * 8) + 1))
         self.ends = iter([end for _, end in ranges])
         self.checked = 0  # cheeses [0, checked) are checked
-        self.bad: Set[int] = set()
+        self.signed: Set[int] = set()
+        self.hashes: Dict[int, Optional[str]] = {}
         self.pool = None
         if workers <= 1 or len(ranges) <= 1:
-            self.results: Iterator[List[int]] = (_bad_in(cheeses, start, end) for start, end in ranges)
+            self.results: Iterator[Checked] = (checked_bodies(cheeses[a:b], a) for a, b in ranges)
             return
         # fork is quick and safe in a single-threaded process (the command);
         # with other threads running (inside a service) it can deadlock.
@@ -157,20 +142,31 @@ class SignatureChecks:
                 self.pool = multiprocessing.get_context(method).Pool(workers)
             finally:
                 _INHERITED = []  # the workers have their copy
-            self.results = self.pool.imap(_bad_in_inherited, ranges)
+            self.results = self.pool.imap(_checked_inherited, ranges)
         else:
             self.pool = multiprocessing.get_context(method).Pool(workers)
-            self.results = self.pool.imap(_bad_in_part, [(cheeses[start:end], start) for start, end in ranges])
+            self.results = self.pool.imap(_checked_part, [(cheeses[a:b], a) for a, b in ranges])
 
-    def has_bad_signature(self, index: int) -> bool:
-        """True if cheese ``index`` holds a well-formed transaction whose signature fails."""
+    def _wait_for(self, index: int) -> None:
         while self.checked <= index:
             end = next(self.ends, None)
             if end is None:
-                break
-            self.bad.update(next(self.results))
+                return
+            signed, hashes = next(self.results)
+            self.signed |= signed
+            self.hashes.update(hashes)
             self.checked = end
-        return index in self.bad
+
+    def has_bad_signature(self, index: int) -> bool:
+        """False if every transaction of cheese ``index`` is well formed and signed;
+        True otherwise (the stack then checks them itself and names the fault)."""
+        self._wait_for(index)
+        return index not in self.signed
+
+    def info_hash(self, index: int) -> Optional[str]:
+        """The info_hash of cheese ``index``'s body (None: the stack finds why it has none)."""
+        self._wait_for(index)
+        return self.hashes.get(index)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -215,7 +211,8 @@ def verify_stack(cheeses: List[dict], workers: int = 1, clock=time.time) -> Chee
                     raise InvalidCheese(
                         "bad-parent", f"the parent {str(cheese.get('parent_smell'))[:40]} is not earlier in the file"
                     )
-                stack.add_cheese(cheese, check_signatures=signatures.has_bad_signature(i))
+                stack.add_cheese(cheese, check_signatures=signatures.has_bad_signature(i),
+                                 ihash=signatures.info_hash(i))
             except InvalidCheese as e:
                 e.index = i  # type: ignore[attr-defined]
                 raise
