@@ -8,6 +8,10 @@ run: a ratio near 1 is linear growth), the peak RSS per member, and the
 propagation p50/p90 against the latency-weighted shortest-path limit of the
 same run. Then a late joiner's initial sync (``cheesecoin.sim.syncrace``):
 headers first from 8 peers against 1 peer, and the version-1 sync from 8.
+Then (issue 31) propagation at 500 payments a cheese without and with
+simulated validation time (``--verify-us``), and a selfish pool's revenue
+share against Eyal and Sirer's theory for alpha from 0.1 to 0.45 at two
+``--selfish-peers`` settings.
 
     .venv/bin/python bench/bench_sim.py [--quick]
 """
@@ -67,7 +71,59 @@ def run(quick: bool = False) -> List[Dict[str, Any]]:
                                   f["propagation_limit_ms"][q], f"shortest-path limit {q}"))
         figures.append(figure(f"{label}: stale rate", f["stale_rate"], "", goal="agreement" if f["agreement"] else "NO agreement"))
     figures.extend(sync_figures(quick))
+    figures.extend(cpu_figures(quick))
+    figures.extend(selfish_figures(quick))
     return figures
+
+
+def _simulate(config: Any) -> Dict[str, Any]:
+    from cheesecoin.sim.world import Simulation
+
+    return Simulation(config).run()
+
+
+def cpu_figures(quick: bool = False) -> List[Dict[str, Any]]:
+    """Propagation of cheeses of 500 payments, 100 members, with no CPU time and
+    with the default --verify-us (the members' validation at every hop)."""
+    from cheesecoin.sim.config import VERIFY_US, SimConfig
+
+    cheeses = 4 if quick else 10
+    out = []
+    runs = {}
+    for verify in (0.0, VERIFY_US):
+        config = SimConfig(members=100, cheeses=cheeses, txs_per_cheese=500, latency=(20, 150),
+                           bandwidth=10, seed=1, verify_us=verify)
+        runs[verify] = f = _simulate(config)
+        print(f"bench_sim: 500 tx/cheese, --verify-us {verify:g}: {f['propagation_ms']}",
+              file=sys.stderr)
+    label = f"simulate 100 members x {cheeses} cheeses x 500 tx"
+    for q in ("p50", "p90"):
+        out.append(figure(f"{label}: propagation {q}, --verify-us {VERIFY_US:g}",
+                          runs[VERIFY_US]["propagation_ms"][q], "ms",
+                          runs[0.0]["propagation_ms"][q], "--verify-us 0"))
+    return out
+
+
+SELFISH_ALPHAS = (0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45)
+
+
+def selfish_figures(quick: bool = False) -> List[Dict[str, Any]]:
+    """A selfish pool (50 members) at each alpha and two --selfish-peers settings:
+    its revenue share against R(alpha, gamma) at the gamma it measured."""
+    from cheesecoin.sim.config import SimConfig
+
+    cheeses = 300 if quick else 2000
+    out = []
+    for peers in (4, 40):
+        for alpha in SELFISH_ALPHAS:
+            f = _simulate(SimConfig(members=50, cheeses=cheeses, spacing=10, latency=(20, 150),
+                                    seed=1, selfish=alpha, selfish_peers=peers))
+            pool = f["selfish"]
+            print(f"bench_sim: selfish {alpha} x {peers} peers: {pool}", file=sys.stderr)
+            name = f"selfish pool alpha {alpha}, {peers} peers, {cheeses} cheeses: revenue share"
+            out.append(figure(name, pool["revenue_share"], "", pool["revenue_theory"],
+                              f"R(alpha, gamma {pool['gamma_measured']:.3f})"))
+    return out
 
 
 def sync_figures(quick: bool = False) -> List[Dict[str, Any]]:

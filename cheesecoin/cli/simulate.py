@@ -236,17 +236,19 @@ def plot_revenue(series: Dict[str, List[dict]], path: str) -> None:
         ax.plot(grid, [revenue_theory(a, gamma) for a in grid], style, color="black", lw=1,
                 label=f"theory, gamma = {gamma:g}")
     members = cheeses = 0
-    for (label, runs), color in zip(series.items(), ("tab:red", "tab:blue", "tab:green", "tab:purple")):
+    colors = ("tab:red", "tab:blue", "tab:green", "tab:purple")
+    for (label, runs), color in zip(series.items(), colors):
         pools = sorted((f["selfish"] for f in runs), key=lambda p: p["alpha"])
         alphas = [p["alpha"] for p in pools]
         ax.plot(alphas, [p["revenue_theory"] for p in pools], "x--", color=color, lw=1,
                 label=f"{label}: theory at the measured gamma")
-        ax.plot(alphas, [p["revenue_share"] for p in pools], "o", color=color, label=f"{label}: measured")
+        ax.plot(alphas, [p["revenue_share"] for p in pools], "o", color=color,
+                label=f"{label}: measured")
         members, cheeses = runs[0]["members"], runs[0]["cheeses_mined"]
     ax.set_xlabel("pool's share of the hash power (alpha)")
     ax.set_ylabel("pool's share of the best stack")
-    ax.set_title(f"selfish mining on the real member code, {members} members, {cheeses} cheeses a run",
-                 fontsize=10)
+    ax.set_title(f"selfish mining on the real member code, {members} members, "
+                 f"{cheeses} cheeses a run", fontsize=10)
     ax.set_xlim(0, 0.5)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)

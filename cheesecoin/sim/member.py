@@ -41,9 +41,11 @@ class SharedBodyStore(MemoryStore):
         super().__init__()
         self.shared = shared
 
-    def commit(self, added: List[Tuple[Any, dict]], invalid: List[Tuple[str, str]], tip: Optional[str]) -> None:
+    def commit(self, added: List[Tuple[Any, dict]], invalid: List[Tuple[str, str]],
+               tip: Optional[str]) -> None:
         shared = self.shared
-        super().commit([(node, shared.setdefault(node.smell, cheese)) for node, cheese in added], invalid, tip)
+        bodies = [(node, shared.setdefault(node.smell, cheese)) for node, cheese in added]
+        super().commit(bodies, invalid, tip)
 
 
 def features_of(config: Any, index: int) -> Tuple[str, ...]:
@@ -67,7 +69,8 @@ class SimMember:
         self.left_at: Optional[float] = None
         self.timers: List[Any] = []
         rng = world.rng
-        stack = CheeseStack(world.network, store=SharedBodyStore(world.bodies), clock=world.clock.seconds)
+        store = SharedBodyStore(world.bodies)
+        stack = CheeseStack(world.network, store=store, clock=world.clock.seconds)
         self.node = MemberNode(stack, clock=world.clock.seconds, node_id="%032x" % rng.getrandbits(128))
         self.manager = PeerManager(self.node, world.clock, target_peers=world.config.peers,
                                    dialer=self.dial, rng=random.Random(rng.getrandbits(64)),

@@ -132,8 +132,11 @@ class SelfishPool:
         real = member.node
         self.real = real
         stack = CheeseStack(world.network, clock=world.clock.seconds)
-        self.private = MemberNode(stack, clock=world.clock.seconds,
-                                  node_id="%032x" % random.Random(world.config.seed).getrandbits(128))
+        self.private = MemberNode(
+            stack,
+            clock=world.clock.seconds,
+            node_id="%032x" % random.Random(world.config.seed).getrandbits(128),
+        )
         self.strategy = SelfishStrategy(real.stack.height)
         self.found: List[str] = []  # every cheese the pool found
         self.race_smell: Optional[str] = None  # the pool's cheese in the current race
@@ -151,14 +154,24 @@ class SelfishPool:
 
     # -- the real node's side ---------------------------------------------------------
 
-    def _arriving(self, cheese: Any, source: Any = None, check_signatures: bool = True,
-                  ihash: Optional[str] = None) -> Any:
+    def _arriving(
+        self,
+        cheese: Any,
+        source: Any = None,
+        check_signatures: bool = True,
+        ihash: Optional[str] = None,
+    ) -> Any:
         """A cheese for the real node: an honest one first moves the strategy."""
         if source != MINED and isinstance(cheese, dict):
             stack = self.real.stack
             parent = stack.nodes.get(cheese.get("parent_smell"))  # type: ignore[arg-type]
             smell = cheese.get("smell")
-            if parent is not None and not parent.invalid and isinstance(smell, str) and smell not in stack.nodes:
+            if (
+                parent is not None
+                and not parent.invalid
+                and isinstance(smell, str)
+                and smell not in stack.nodes
+            ):
                 self._publish(self.strategy.on_public_cheese(parent.height + 1))
         return self.member.submit_cheese(cheese, source, check_signatures, ihash)
 

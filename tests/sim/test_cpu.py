@@ -34,8 +34,11 @@ class BusyLinkTests(SynchronousTestCase):
         self.a, self.b = End(), End()
         self.ab = Pipe(self.clock, 0.05, 0, (self.a, self.b), None, cpu=True)
         self.ta = SimTransport(self.ab, ("10.0.0.1", 1), ("10.0.0.2", 2))
-        self.tb = SimTransport(Pipe(self.clock, 0.05, 0, (self.b, self.a), None, cpu=True),
-                               ("10.0.0.2", 2), ("10.0.0.1", 1))
+        self.tb = SimTransport(
+            Pipe(self.clock, 0.05, 0, (self.b, self.a), None, cpu=True),
+            ("10.0.0.2", 2),
+            ("10.0.0.1", 1),
+        )
         self.ab.receiver = self.tb
         self.sink = Sink(self.clock)
         self.tb.protocol = self.sink
@@ -46,7 +49,9 @@ class BusyLinkTests(SynchronousTestCase):
         self.clock.advance(1)
         self.assertEqual(self.sink.got, [(0.25, b"x")])
 
-    def test_an_arrival_waits_for_a_busy_receiver_and_what_came_meanwhile_comes_with_it(self) -> None:
+    def test_an_arrival_waits_for_a_busy_receiver_and_what_came_meanwhile_comes_with_it(
+        self,
+    ) -> None:
         self.ta.write(b"one ")
         self.clock.advance(0.01)
         self.ta.write(b"two")
@@ -66,8 +71,17 @@ class BusyLinkTests(SynchronousTestCase):
 
 
 def propagation(verify_us: float) -> dict:
-    sim = Simulation(SimConfig(members=12, cheeses=6, spacing=10, txs_per_cheese=60, seed=5,
-                               latency=(20, 20), verify_us=verify_us))
+    sim = Simulation(
+        SimConfig(
+            members=12,
+            cheeses=6,
+            spacing=10,
+            txs_per_cheese=60,
+            seed=5,
+            latency=(20, 20),
+            verify_us=verify_us,
+        )
+    )
     f = sim.run()
     assert f["agreement"], f
     return f
@@ -82,11 +96,17 @@ class ValidationTimeTests(SynchronousTestCase):
         # hop: with about 5 payments a cheese and 2 hops, 20 ms and more.
         gain = busy["propagation_ms"]["p50"] - free["propagation_ms"]["p50"]
         self.assertGreater(gain, 10, (free["propagation_ms"], busy["propagation_ms"]))
-        self.assertEqual(free["propagation_limit_ms"], busy["propagation_limit_ms"])  # the same graph
+        self.assertEqual(
+            free["propagation_limit_ms"], busy["propagation_limit_ms"]
+        )  # the same graph
 
     def test_a_cheese_without_payments_costs_the_constant(self) -> None:
         sim = Simulation(SimConfig(members=2, verify_us=500))
-        self.assertAlmostEqual(sim.cheese_cost({"unit_of_information": {"transactions": []}}), CHEESE_US / 1e6)
-        self.assertAlmostEqual(sim.cheese_cost({"unit_of_information": {"transactions": [{}] * 10}}),
-                               CHEESE_US / 1e6 + 0.005)
+        self.assertAlmostEqual(
+            sim.cheese_cost({"unit_of_information": {"transactions": []}}), CHEESE_US / 1e6
+        )
+        self.assertAlmostEqual(
+            sim.cheese_cost({"unit_of_information": {"transactions": [{}] * 10}}),
+            CHEESE_US / 1e6 + 0.005,
+        )
         self.assertAlmostEqual(sim.cheese_cost({"bad": 1}), CHEESE_US / 1e6)

@@ -12,8 +12,18 @@ import sys
 from twisted.trial.unittest import SynchronousTestCase
 
 from cheesecoin.sim.config import SimConfig
-from cheesecoin.sim.selfish import (ADOPT, END, IGNORE, KEEP, PUBLISH_ALL, PUBLISH_ONE, RACE, WIN,
-                                    SelfishStrategy, revenue_theory)
+from cheesecoin.sim.selfish import (
+    ADOPT,
+    END,
+    IGNORE,
+    KEEP,
+    PUBLISH_ALL,
+    PUBLISH_ONE,
+    RACE,
+    WIN,
+    SelfishStrategy,
+    revenue_theory,
+)
 from cheesecoin.sim.world import Simulation
 
 
@@ -53,7 +63,9 @@ class StrategyDecisionTests(SynchronousTestCase):
     def test_an_honest_cheese_during_a_race_ends_it_and_the_pool_adopts(self) -> None:
         s = leading(1)
         s.on_public_cheese(11)
-        self.assertEqual(s.on_public_cheese(12), [])  # on the pool's cheese or the honest one: the same
+        self.assertEqual(
+            s.on_public_cheese(12), []
+        )  # on the pool's cheese or the honest one: the same
         self.assertEqual(s.last, ADOPT)
         self.assertFalse(s.racing)
         self.assertEqual(s.on_pool_cheese(13, "p3"), [])  # a new private branch, not a win
@@ -104,8 +116,11 @@ class RevenueTheoryTests(SynchronousTestCase):
 
 
 def run(alpha: float, cheeses: int, seed: int = 1) -> dict:
-    return Simulation(SimConfig(members=10, cheeses=cheeses, spacing=10, seed=seed, selfish=alpha,
-                                selfish_peers=4)).run()
+    return Simulation(
+        SimConfig(
+            members=10, cheeses=cheeses, spacing=10, seed=seed, selfish=alpha, selfish_peers=4
+        )
+    ).run()
 
 
 class SelfishPoolTests(SynchronousTestCase):
@@ -124,14 +139,18 @@ class SelfishPoolTests(SynchronousTestCase):
         pool = f["selfish"]
         self.assertTrue(f["agreement"], f)
         self.assertGreater(pool["revenue_share"], 0.4, pool)
-        self.assertLess(abs(pool["revenue_share"] - pool["revenue_theory"]), 0.08, pool)  # (noise: 0.03)
+        self.assertLess(
+            abs(pool["revenue_share"] - pool["revenue_theory"]), 0.08, pool
+        )  # (noise: 0.03)
         for decision in (RACE, PUBLISH_ALL, PUBLISH_ONE, WIN):
             self.assertGreater(pool["decisions"].get(decision, 0), 0, (decision, pool))
         self.assertGreater(pool["tie_cheeses"], 0, pool)
         self.assertTrue(0 <= pool["gamma_measured"] <= 1)
 
     def test_the_pool_connects_to_its_k_members_only(self) -> None:
-        sim = Simulation(SimConfig(members=12, cheeses=5, spacing=5, seed=2, selfish=0.3, selfish_peers=3))
+        sim = Simulation(
+            SimConfig(members=12, cheeses=5, spacing=5, seed=2, selfish=0.3, selfish_peers=3)
+        )
         sim.run()
         manager = sim.pool.member.manager
         self.assertEqual(len(manager.peers), 3)
@@ -141,22 +160,45 @@ class SelfishPoolTests(SynchronousTestCase):
 class SelfishDeterminismTests(SynchronousTestCase):
     def cli(self, hash_seed: str, *args: str) -> dict:
         env = dict(os.environ, PYTHONHASHSEED=hash_seed)
-        done = subprocess.run([sys.executable, "-m", "cheesecoin.cli", "simulate", "--quiet", "--json", *args],
-                              capture_output=True, text=True, timeout=300, env=env)
+        done = subprocess.run(
+            [sys.executable, "-m", "cheesecoin.cli", "simulate", "--quiet", "--json", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         self.assertEqual(done.returncode, 0, done.stderr)
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     def test_the_same_arguments_give_the_same_figures_with_a_pool(self) -> None:
-        args = ("--members", "15", "--cheeses", "80", "--spacing", "5", "--txs-per-cheese", "3",
-                "--selfish", "0.35", "--selfish-peers", "5", "--seed", "4")
+        args = (
+            "--members",
+            "15",
+            "--cheeses",
+            "80",
+            "--spacing",
+            "5",
+            "--txs-per-cheese",
+            "3",
+            "--selfish",
+            "0.35",
+            "--selfish-peers",
+            "5",
+            "--seed",
+            "4",
+        )
         first, second = self.cli("1", *args), self.cli("2", *args)
         self.assertIn("selfish", first)
-        self.assertEqual(set(first["selfish"]) >= {"alpha", "gamma_measured", "revenue_share", "revenue_theory"},
-                         True)
+        self.assertEqual(
+            set(first["selfish"]) >= {"alpha", "gamma_measured", "revenue_share", "revenue_theory"},
+            True,
+        )
         first.pop("wall_seconds"), second.pop("wall_seconds")
         self.assertEqual(first, second)
         self.assertGreater(first["selfish"]["pool_found"], 0)
-        several = self.cli("1", *args[:-6], "--selfish", "0.2,0.35", "--selfish-peers", "5", "--seed", "4")
+        several = self.cli(
+            "1", *args[:-6], "--selfish", "0.2,0.35", "--selfish-peers", "5", "--seed", "4"
+        )
         self.assertEqual([f["selfish"]["alpha"] for f in several], [0.2, 0.35])
         several[1].pop("wall_seconds")
         self.assertEqual(several[1], first)  # each run of a sweep is the run alone
