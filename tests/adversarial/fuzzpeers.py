@@ -179,7 +179,15 @@ class Adversary:
             if not raw:
                 continue
             self.run.sample(self.run.last_kind, raw)
-            msg = json.loads(raw)
+            try:
+                msg = json.loads(raw)
+            except ValueError:
+                msg = None
+            if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+                self.run.bounds.setdefault(
+                    "the member wrote a line that is not one JSON message", repr(raw[:200])
+                )
+                continue
             self.tx_lines += msg.get("type") == "TX"
             if isinstance(msg.get("id"), int) and msg.get("type") not in self.run.replies:
                 self.requests[msg["id"]] = msg
