@@ -22,6 +22,7 @@ from cheesecoin.p2p.manager import PeerManager
 from cheesecoin.p2p.tls import TlsPolicy
 from cheesecoin.p2p.tracker_link import TrackerLink, _TrackerFactory
 from cheesecoin.storage.identity import identity_path, node_id_of
+from cheesecoin.storage.pinfile import pins_path
 from cheesecoin.testing.chain import make_network
 from procs import run_member
 
@@ -99,6 +100,23 @@ class StartTests(SynchronousTestCase):
         top.stopService()
         again = self.start(data)
         self.assertEqual(again.node.node_id, node_id)
+
+    def test_learned_pins_are_saved_and_loaded_at_the_next_start(self) -> None:
+        data = str(temp_path(self) / "data")
+        top = self.start(data)
+        top.manager.tls.pins.learn(("10.0.0.5", 24331), ID)
+        top.stopService()  # the state is saved when the member stops
+        with open(pins_path(data), encoding="utf-8") as f:
+            self.assertEqual(json.load(f)["pins"], [{"host": "10.0.0.5", "port": 24331, "node_id": ID}])
+        again = self.start(data)
+        self.assertEqual(again.manager.tls.pins.get(("10.0.0.5", 24331)), ID)
+
+    def test_a_damaged_pin_file_is_ignored(self) -> None:
+        data = temp_path(self) / "data"
+        data.mkdir()
+        (data / "pins.json").write_text("{not json")
+        top = self.start(str(data))
+        self.assertEqual(len(top.manager.tls.pins), 0)
 
     def test_without_tls_no_identity_key(self) -> None:
         data = str(temp_path(self) / "data")
