@@ -107,7 +107,8 @@ class StartTests(SynchronousTestCase):
         top.manager.tls.pins.learn(("10.0.0.5", 24331), ID)
         top.stopService()  # the state is saved when the member stops
         with open(pins_path(data), encoding="utf-8") as f:
-            self.assertEqual(json.load(f)["pins"], [{"host": "10.0.0.5", "port": 24331, "node_id": ID}])
+            saved = json.load(f)["pins"]
+        self.assertEqual(saved, [{"host": "10.0.0.5", "port": 24331, "node_id": ID}])
         again = self.start(data)
         self.assertEqual(again.manager.tls.pins.get(("10.0.0.5", 24331)), ID)
 
