@@ -19,7 +19,8 @@ import random
 from contextlib import redirect_stderr, redirect_stdout
 from typing import List, Optional, Tuple
 
-from nacl.bindings import crypto_core_ed25519_add, crypto_scalarmult_ed25519_base_noclamp
+from nacl.bindings import crypto_core_ed25519_add, crypto_scalarmult_ed25519_base_noclamp, crypto_sign_open
+from nacl.exceptions import BadSignatureError
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -115,6 +116,19 @@ class RuleTests(SynchronousTestCase):
                 assert verify_signature(tx) is v["valid"]
                 assert signature.verify(tx["from"], tx["signature"], signing_bytes(tx)) is v["valid"]
                 assert (tx_signature_fault(tx) is None) is v["valid"]
+
+    def test_libsodium_alone_reaches_the_same_verdicts(self) -> None:
+        """The linked libsodium applies the rule itself: the explicit checks before it
+        only name the clause (and hold should a build differ)."""
+        for v in VECTORS:
+            with case(vector=v["name"]):
+                tx = v["tx"]
+                try:
+                    crypto_sign_open(bytes.fromhex(tx["signature"]) + signing_bytes(tx), bytes.fromhex(tx["from"]))
+                    verdict = True
+                except BadSignatureError:
+                    verdict = False
+                assert verdict is v["valid"]
 
     def test_the_clauses_named(self) -> None:
         assert tx_signature_fault(by_name("s-not-reduced")["tx"]) == signature.S_NOT_REDUCED
