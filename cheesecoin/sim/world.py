@@ -310,6 +310,8 @@ class Simulation:
         if self.mined >= self.config.cheeses:
             return
         alive = self.alive()
+        if self.pool is not None:  # the pool stays for the whole run
+            alive = [m for m in alive if m is not self.pool.member]
         leaving = alive[int(self.rng.random() * len(alive))]
         leaving.stop()
         if leaving in self.miners:

@@ -147,6 +147,16 @@ class SelfishPoolTests(SynchronousTestCase):
         self.assertGreater(pool["tie_cheeses"], 0, pool)
         self.assertTrue(0 <= pool["gamma_measured"] <= 1)
 
+    def test_churn_never_takes_the_pool_away(self) -> None:
+        # (with seed 1, a member drawn from all of them would be the pool: checked)
+        sim = Simulation(
+            SimConfig(members=6, cheeses=40, spacing=5, seed=1, churn=10, selfish=0.3, selfish_peers=3)
+        )
+        f = sim.run()
+        self.assertGreater(f["members_joined"], 10)  # many left and joined
+        self.assertTrue(sim.pool.member.alive)
+        self.assertIsNone(sim.pool.member.left_at)
+
     def test_the_pool_connects_to_its_k_members_only(self) -> None:
         sim = Simulation(
             SimConfig(members=12, cheeses=5, spacing=5, seed=2, selfish=0.3, selfish_peers=3)
