@@ -13,6 +13,11 @@ from typing import Dict, List, Optional
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A checkout of the code to compare with, measured in the same run on the same
+# stack (``git worktree add /tmp/old-main COMMIT``); unset: no such figures.
+BASELINE_ENV = "CHEESECOIN_BENCH_BASELINE"
+
 
 def figure(
     name: str,
@@ -79,3 +84,70 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+# -- the limits: plain verification of the same transactions, on one core ----------------
+
+
+def _signed_items(cheeses: List[dict]) -> List[tuple]:
+    from cheesecoin.core.tx import signing_bytes
+
+    txs = [tx for c in cheeses[1:] for tx in c["unit_of_information"]["transactions"]]
+    return [(tx["from"], bytes.fromhex(tx["signature"]), signing_bytes(tx)) for tx in txs]
+
+
+def plain_libsodium(cheeses: List[dict]) -> float:
+    """Seconds for libsodium (PyNaCl) alone to verify every transaction of ``cheeses``
+    on one core: keys decoded and signed messages built beforehand."""
+    from nacl.bindings import crypto_sign_open
+
+    items = _signed_items(cheeses)
+    keys = {a: bytes.fromhex(a) for a in {a for a, _, _ in items}}
+    prepared = [(sig + msg, keys[a]) for a, sig, msg in items]
+    start = time.perf_counter()
+    for signed, key in prepared:
+        crypto_sign_open(signed, key)
+    return time.perf_counter() - start
+
+
+def plain_cryptography(cheeses: List[dict]) -> float:
+    """The same with ``cryptography`` (OpenSSL), public-key objects loaded beforehand."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    items = _signed_items(cheeses)
+    senders = {a for a, _, _ in items}
+    keys = {a: Ed25519PublicKey.from_public_bytes(bytes.fromhex(a)) for a in senders}
+    prepared = [(keys[a], sig, msg) for a, sig, msg in items]
+    start = time.perf_counter()
+    for key, sig, msg in prepared:
+        key.verify(sig, msg)
+    return time.perf_counter() - start
+
+
+# -- the baseline: another checkout of the code, in the same run -------------------------
+
+
+def baseline_tree() -> Optional[str]:
+    """The checkout named by $CHEESECOIN_BENCH_BASELINE, None when unset."""
+    path = os.environ.get(BASELINE_ENV)
+    if not path:
+        return None
+    path = os.path.abspath(path)
+    if not os.path.isfile(os.path.join(path, "cheesecoin", "__init__.py")):
+        raise SystemExit(f"${BASELINE_ENV}={path} is not a checkout of cheesecoin")
+    return path
+
+
+def tree_env(tree: str) -> Dict[str, str]:
+    """Environment for a process that must import ``cheesecoin`` from ``tree``."""
+    return {"PYTHONPATH": tree}
+
+
+def run_in_tree(tree: str, code: str, *args: str, timeout: float = 900.0) -> str:
+    """Run ``python -c code args`` with ``cheesecoin`` imported from ``tree``; its stdout."""
+    env = dict(os.environ, **tree_env(tree))
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=tree, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{tree}: {done.stderr[-2000:]}")
+    return done.stdout

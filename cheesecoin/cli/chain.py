@@ -99,7 +99,7 @@ def _read_stack(path: str) -> Any:
     return value
 
 
-_INHERITED: List[dict] = []  # the file's cheeses, for workers made by fork (inherited, never pickled)
+_INHERITED: List[dict] = []  # the file's cheeses, for workers made by fork (inherited, not sent)
 Checked = Tuple[Set[int], Dict[int, Optional[str]]]  # core.headers.checked_bodies' answer
 
 

@@ -94,7 +94,8 @@ def _fast_text(tx: dict, with_signature: bool) -> str:
     )
 
 
-_get_fields = itemgetter("amount", "fee", "from", "memo", "nonce", "signature", "to")  # canonical order
+# the fields in canonical (sorted) order
+_get_fields = itemgetter("amount", "fee", "from", "memo", "nonce", "signature", "to")
 
 
 def tx_texts(tx: dict) -> Tuple[str, bytes]:

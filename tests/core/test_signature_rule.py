@@ -19,7 +19,11 @@ import random
 from contextlib import redirect_stderr, redirect_stdout
 from typing import List, Optional, Tuple
 
-from nacl.bindings import crypto_core_ed25519_add, crypto_scalarmult_ed25519_base_noclamp, crypto_sign_open
+from nacl.bindings import (
+    crypto_core_ed25519_add,
+    crypto_scalarmult_ed25519_base_noclamp,
+    crypto_sign_open,
+)
 from nacl.exceptions import BadSignatureError
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -34,7 +38,13 @@ from cheesecoin.core.mempool import Mempool
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.signature import SignatureCache, key_fault, use_signature_cache
 from cheesecoin.core.stack import CheeseStack
-from cheesecoin.core.tx import sign_tx, signed_cheeses, signing_bytes, tx_signature_fault, verify_signature
+from cheesecoin.core.tx import (
+    sign_tx,
+    signed_cheeses,
+    signing_bytes,
+    tx_signature_fault,
+    verify_signature,
+)
 from cheesecoin.storage.wallet import Wallet
 from cheesecoin.testing.chain import ChainBuilder, key_from_seed, make_network, mine_child
 from cheesecoin.testing.fakes import BOB, NETWORK, NOW, Net, Raw, make_member, ready_raw
@@ -94,7 +104,9 @@ def spend_from_neutral(network: Network = NETWORK) -> Tuple[List[dict], dict, di
     """(three cheeses whose miner is the neutral point, a fourth holding a payment
     from it signed as anyone could, that payment)."""
     cheeses = ChainBuilder(network).extend(network.blue_cheese, 3, NEUTRAL)
-    tx = anyone_signs({"from": NEUTRAL, "to": BOB, "amount": 100, "fee": 1, "nonce": 0, "memo": "anyone's"})
+    tx = anyone_signs(
+        {"from": NEUTRAL, "to": BOB, "amount": 100, "fee": 1, "nonce": 0, "memo": "anyone's"}
+    )
     bad = mine_child(cheeses[-1], network.bits, "ab" * 32, [tx], note="small order")
     return cheeses, bad, tx
 
@@ -114,7 +126,9 @@ class RuleTests(SynchronousTestCase):
             with case(vector=v["name"]):
                 tx = v["tx"]
                 assert verify_signature(tx) is v["valid"]
-                assert signature.verify(tx["from"], tx["signature"], signing_bytes(tx)) is v["valid"]
+                assert (
+                    signature.verify(tx["from"], tx["signature"], signing_bytes(tx)) is v["valid"]
+                )
                 assert (tx_signature_fault(tx) is None) is v["valid"]
 
     def test_libsodium_alone_reaches_the_same_verdicts(self) -> None:
@@ -124,7 +138,10 @@ class RuleTests(SynchronousTestCase):
             with case(vector=v["name"]):
                 tx = v["tx"]
                 try:
-                    crypto_sign_open(bytes.fromhex(tx["signature"]) + signing_bytes(tx), bytes.fromhex(tx["from"]))
+                    crypto_sign_open(
+                        bytes.fromhex(tx["signature"]) + signing_bytes(tx),
+                        bytes.fromhex(tx["from"]),
+                    )
                     verdict = True
                 except BadSignatureError:
                     verdict = False
@@ -137,9 +154,11 @@ class RuleTests(SynchronousTestCase):
         assert tx_signature_fault(by_name("other-message")["tx"]) == signature.EQUATION
 
     def test_openssl_accepts_what_the_rule_refuses(self) -> None:
-        """Why the rule is explicit: the library of the signing side takes both small-order forms."""
+        """Why the rule is explicit: the signing side's library takes both small-order forms."""
         for name in ("small-order-key", "small-order-r"):
-            assert openssl_accepts(by_name(name)["tx"]) and not verify_signature(by_name(name)["tx"])
+            assert openssl_accepts(by_name(name)["tx"]) and not verify_signature(
+                by_name(name)["tx"]
+            )
         tx = anyone_signs(dict(by_name("small-order-key")["tx"], memo="any message at all"))
         assert openssl_accepts(tx) and tx_signature_fault(tx) == signature.KEY_SMALL_ORDER
 
@@ -147,7 +166,10 @@ class RuleTests(SynchronousTestCase):
         good = by_name("valid")["tx"]
         for encoding in sorted(signature.SMALL_ORDER_ENCODINGS):
             with case(encoding=encoding.hex()):
-                assert key_fault(encoding.hex()) in (signature.KEY_SMALL_ORDER, signature.KEY_NOT_CANONICAL)
+                assert key_fault(encoding.hex()) in (
+                    signature.KEY_SMALL_ORDER,
+                    signature.KEY_NOT_CANONICAL,
+                )
                 forged = dict(good, signature=encoding.hex() + good["signature"][64:])
                 assert tx_signature_fault(forged) == signature.R_SMALL_ORDER
 
@@ -217,7 +239,10 @@ class PathTests(SynchronousTestCase):
                 stack, cheeses = stack_for(v["tx"])
                 cheese = mine_child(cheeses[-1], NETWORK.bits, "ab" * 32, [v["tx"]])
                 if v["valid"]:
-                    assert stack.add_cheese(cheese).status == "added" and stack.tip.smell == cheese["smell"]
+                    assert (
+                        stack.add_cheese(cheese).status == "added"
+                        and stack.tip.smell == cheese["smell"]
+                    )
                 else:
                     error = self.assertRaises(InvalidCheese, stack.add_cheese, cheese)
                     assert error.rule == RULE_NAME and stack.tip.smell == cheeses[-1]["smell"]
@@ -236,13 +261,29 @@ class PathTests(SynchronousTestCase):
         """checked_bodies builds each transaction's texts once: same verdicts and
         info_hashes as signed_cheeses and core.cheese.info_hash, whatever the body."""
         key = key_from_seed("texts")
-        txs = [sign_tx(key, BOB, 1, 1, n, memo) for n, memo in enumerate(["", 'é ✓ "q" \\ \n', "x" * 140])]
+        txs = [
+            sign_tx(key, BOB, 1, 1, n, memo)
+            for n, memo in enumerate(["", 'é ✓ "q" \\ \n', "x" * 140])
+        ]
         parent = PAST_NETWORK.blue_cheese
-        bodies = [mine_child(parent, 1, "ab" * 32, t, note=note) for t, note in [
-            (txs, None), (txs, "nöte"), ([], None), ([dict(txs[0], memo="changed")], "n"),
-            ([dict(txs[0], amount=True)], None), ([by_name("small-order-key")["tx"]], None)]]
+        bodies = [
+            mine_child(parent, 1, "ab" * 32, t, note=note)
+            for t, note in [
+                (txs, None),
+                (txs, "nöte"),
+                ([], None),
+                ([dict(txs[0], memo="changed")], "n"),
+                ([dict(txs[0], amount=True)], None),
+                ([by_name("small-order-key")["tx"]], None),
+            ]
+        ]
         bodies += [
-            {"unit_of_information": {"miner": "ab" * 32, "transactions": [dict(txs[0], memo="\ud800")]}},
+            {
+                "unit_of_information": {
+                    "miner": "ab" * 32,
+                    "transactions": [dict(txs[0], memo="\ud800")],
+                }
+            },
             {"unit_of_information": {"miner": "ab" * 32, "transactions": txs, "extra": 1}},
             {"unit_of_information": {"miner": 7, "transactions": txs}},
             "not a cheese",
@@ -307,7 +348,9 @@ class SmallOrderSpendTests(SynchronousTestCase):
         assert stack.invalid_rule(self.bad["smell"]) == RULE_NAME
 
     def test_cheesecoin_verify(self) -> None:
-        cheeses, bad, _ = spend_from_neutral(PAST_NETWORK)  # ``cheesecoin verify`` checks against now
+        cheeses, bad, _ = spend_from_neutral(
+            PAST_NETWORK
+        )  # ``cheesecoin verify`` checks against now
         path = temp_path(self) / "stack.json"
         path.write_text(json.dumps([PAST_NETWORK.blue_cheese] + cheeses + [bad]))
         code, out, err = run_cli("verify", "--workers", "1", str(path))
@@ -319,7 +362,9 @@ class SmallOrderSpendTests(SynchronousTestCase):
         raw = ready_raw(manager)
         replies = raw.send({"type": "ANNOUNCE", "cheese": self.bad})
         errors = [m for m in replies if m["type"] == "ERROR"]
-        assert errors and errors[0]["code"] == "invalid-cheese" and RULE_NAME in errors[0]["message"], replies
+        assert (
+            errors and errors[0]["code"] == "invalid-cheese" and RULE_NAME in errors[0]["message"]
+        ), replies
         self.assert_refused(manager)
 
     def test_announce_compact(self) -> None:
@@ -330,14 +375,18 @@ class SmallOrderSpendTests(SynchronousTestCase):
         assert ask["type"] == "GET_TXS"
         replies = raw.send({"type": "TXS", "transactions": [self.tx], "id": ask["id"]})
         errors = [m for m in replies if m["type"] == "ERROR"]
-        assert errors and errors[0]["code"] == "invalid-cheese" and RULE_NAME in errors[0]["message"], replies
+        assert (
+            errors and errors[0]["code"] == "invalid-cheese" and RULE_NAME in errors[0]["message"]
+        ), replies
         self.assert_refused(manager)
 
     def test_sync_with_headers_and_version_1(self) -> None:
         for features in (None, ()):
             with case(features=features):
                 kw = {} if features is None else {"features": features}
-                seed = make_member("11", self.clock, self.cheeses + [self.bad], **kw)  # added unchecked
+                seed = make_member(
+                    "11", self.clock, self.cheeses + [self.bad], **kw
+                )  # added unchecked
                 assert seed.node.stack.tip.smell == self.bad["smell"]
                 fresh = make_member("22", self.clock, **kw)
                 Net(self.clock).link(fresh, seed)
@@ -362,8 +411,10 @@ def post_transaction(node: MemberNode, tx: dict) -> Tuple[int, Optional[dict]]:
     transport = StringTransport()
     channel.makeConnection(transport)
     body = json.dumps(tx).encode("utf-8")
-    channel.dataReceived(b"POST /api/transactions HTTP/1.1\r\nHost: m\r\nConnection: close\r\n"
-                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    channel.dataReceived(
+        b"POST /api/transactions HTTP/1.1\r\nHost: m\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
     raw = transport.value()
     channel.connectionLost(None)
     head, _, payload = raw.partition(b"\r\n\r\n")
