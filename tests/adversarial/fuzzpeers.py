@@ -8,11 +8,14 @@ work than it has, perhaps one that never answers)."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
+import pkgutil
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
@@ -27,12 +30,31 @@ from cheesecoin.testing.fakes import NETWORK, addr, refused
 # -- the message types, from the code ------------------------------------------
 
 
+def state_classes() -> List[type]:
+    """The member connection's states: every class of a ``cheesecoin.p2p`` module
+    with ``msg_`` handlers that is not itself a protocol (``HandshakeState`` and
+    ``ReadyState`` of ``states``, the TLS exchange's state, any added later,
+    wherever it lives; not the tracker link's protocol)."""
+    import cheesecoin.p2p
+
+    found = []
+    for info in pkgutil.iter_modules(cheesecoin.p2p.__path__):
+        module = importlib.import_module("cheesecoin.p2p." + info.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if (
+                cls.__module__ == module.__name__
+                and not issubclass(cls, Protocol)  # the tracker link: not a member connection
+                and any(n.startswith("msg_") for n in dir(cls))
+            ):
+                found.append(cls)
+    return found
+
+
 def handled_types() -> Set[str]:
-    """Every type a ``msg_`` handler of a connection state takes."""
-    out: Set[str] = set()
-    for cls in (states.HandshakeState, states.ReadyState):
-        out.update(name[4:] for name in dir(cls) if name.startswith("msg_"))
-    return out
+    """Every type a ``msg_`` handler of a member connection state takes."""
+    classes = state_classes()
+    assert states.HandshakeState in classes and states.ReadyState in classes  # the scan works
+    return {name[4:] for cls in classes for name in dir(cls) if name.startswith("msg_")}
 
 
 def reply_types() -> Set[str]:
