@@ -106,9 +106,9 @@ class Options(ErrorFirstOptions):
         ["max-inbound", None, 32, "Most inbound member connections at once."],
         ["max-per-ip", None, 64, "Most member connections from one IP address."],
         ["host", None, None, "Host name or address to advertise to the tracker (default: as the tracker sees us)."],
-        ["features", None, "all", "The features to list in HELLO: all (every feature of sections 5.1 and 5.2), "
-                                  "rev2 (headers, compact, mempool, as a revision-2 member), none (version-1 "
-                                  "relay and sync), or names separated by commas."],
+        ["features", None, "all", "The features to list in HELLO: all (every feature of sections 5.1 to 5.3, "
+                                  "tls included), rev2 (headers, compact, mempool, as a revision-2 member), "
+                                  "none (version-1 relay and sync), or names separated by commas."],
     ]
 
     def __init__(self) -> None:
