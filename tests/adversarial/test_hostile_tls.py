@@ -27,7 +27,7 @@ from tlsrelay import Relay, strip_tls
 from procs import free_port, http_json
 
 from cheesecoin.core.tx import sign_tx, txid
-from cheesecoin.p2p.tls import TlsCreator
+from cheesecoin.p2p.tls import TlsCreator, make_certificate
 from cheesecoin.storage.identity import node_id_of
 from cheesecoin.testing.chain import key_from_seed, make_network, mine_child, payment_stack
 
@@ -150,6 +150,33 @@ def test_a_certificate_that_is_not_the_node_id_is_refused(tmp_path, procs) -> No
     assert peers(a) == []
     a.proc.wait_for("not its node id", timeout=10)
     assert a.proc.output().count("not its node id") == 1
+    honest_ping(a, NET)
+    no_traceback(a)
+
+
+def test_a_failed_handshake_is_one_line_and_no_traceback(tmp_path, procs) -> None:
+    a = start_member(tmp_path, procs, NET, STACK, name="a")
+    key = Ed25519PrivateKey.generate()
+    old = RawPeer(a.port, NET, node_id=node_id_of(key), features=["tls"])
+    old.send({"type": "STARTTLS"})
+    old.wait_for(lambda m: m.get("type") == "STARTTLS")
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    ctx.set_max_proto_version(SSL.TLS1_2_VERSION)  # what a member must refuse
+    ctx.use_certificate(make_certificate(key))
+    ctx.use_privatekey(key)
+
+    class Tls12:
+        context = ctx
+
+    try:
+        tls_handshake(old.sock, Tls12, client=True)
+        refused = False
+    except SSL.Error:
+        refused = True
+    assert refused
+    a.proc.wait_for("the TLS handshake failed", timeout=10)
+    assert a.proc.output().count("the TLS handshake failed") == 1
+    assert peers(a) == []
     honest_ping(a, NET)
     no_traceback(a)
 
