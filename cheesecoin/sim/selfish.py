@@ -122,6 +122,42 @@ class SelfishStrategy:
         return out
 
 
+def model_revenue(alpha: float, gamma: float, cheeses: int, rng: random.Random) -> float:
+    """The pool's share of the final stack when ``SelfishStrategy`` plays in Eyal
+    and Sirer's own model (no network: everyone hears of a cheese at once; in a
+    race a share ``gamma`` of the honest power mines on the pool's cheese).
+    The same strategy object as the simulated pool, so its long-run share is
+    R(alpha, gamma); over a few thousand cheeses it shows the model's own spread."""
+    s = SelfishStrategy(0)
+    pool_branch = honest_branch = 0  # cheeses of each branch since the last common tip
+    pool = honest = 0  # cheeses on the settled stack
+    for i in range(cheeses):
+        if rng.random() < alpha:
+            s.on_pool_cheese(s.private_height + 1, str(i))
+            pool_branch += 1
+            if s.last == WIN:  # its branch is the longer one: settled
+                pool, pool_branch, honest_branch = pool + pool_branch, 0, 0
+            continue
+        on_pool = s.racing and rng.random() < gamma
+        s.on_public_cheese(s.public_height + 1)
+        if on_pool:  # the pool's branch is settled under the honest cheese
+            pool, honest = pool + pool_branch, honest + 1
+            pool_branch = honest_branch = 0
+        elif s.last == ADOPT:  # the honest branch is settled
+            honest, pool_branch, honest_branch = honest + honest_branch + 1, 0, 0
+        elif s.last == PUBLISH_ALL:  # the pool's branch is one longer: settled
+            pool, pool_branch, honest_branch = pool + pool_branch, 0, 0
+        else:  # a race or publish-one: both branches still open
+            honest_branch += 1
+    if (
+        pool_branch > honest_branch
+    ):  # the end: the pool publishes all; an open tie counts for neither
+        pool += pool_branch
+    elif honest_branch > pool_branch:
+        honest += honest_branch
+    return pool / (pool + honest) if pool + honest else 0.0
+
+
 class SelfishPool:
     """One member of a simulation mining selfishly with share ``alpha``."""
 

@@ -115,6 +115,20 @@ class RevenueTheoryTests(SynchronousTestCase):
         self.assertAlmostEqual(revenue_theory(0.5, 0.3), 1.0)  # half the power takes everything
 
 
+class ModelTests(SynchronousTestCase):
+    """The strategy object in Eyal and Sirer's own model (no network) earns R(alpha, gamma)."""
+
+    def test_the_strategy_earns_the_theory_s_revenue_in_the_theory_s_model(self) -> None:
+        import random
+
+        from cheesecoin.sim.selfish import model_revenue
+
+        for alpha, gamma in ((0.1, 0.0), (0.25, 0.5), (0.35, 0.0), (0.4, 0.3), (0.45, 1.0)):
+            share = model_revenue(alpha, gamma, 200_000, random.Random(1))
+            theory = revenue_theory(alpha, gamma)
+            self.assertLess(abs(share - theory), 0.01, (alpha, gamma, share, theory))
+
+
 def run(alpha: float, cheeses: int, seed: int = 1) -> dict:
     return Simulation(
         SimConfig(
@@ -150,7 +164,9 @@ class SelfishPoolTests(SynchronousTestCase):
     def test_churn_never_takes_the_pool_away(self) -> None:
         # (with seed 1, a member drawn from all of them would be the pool: checked)
         sim = Simulation(
-            SimConfig(members=6, cheeses=40, spacing=5, seed=1, churn=10, selfish=0.3, selfish_peers=3)
+            SimConfig(
+                members=6, cheeses=40, spacing=5, seed=1, churn=10, selfish=0.3, selfish_peers=3
+            )
         )
         f = sim.run()
         self.assertGreater(f["members_joined"], 10)  # many left and joined
