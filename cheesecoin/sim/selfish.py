@@ -32,7 +32,7 @@ from __future__ import annotations
 import random
 from typing import Any, List, Optional, Tuple
 
-from cheesecoin.core.errors import InvalidCheese, InvalidTx
+from cheesecoin.core.errors import InvalidCheese, InvalidTx, StorageError
 from cheesecoin.core.node import MINED, MemberNode
 from cheesecoin.core.stack import CheeseStack
 
@@ -149,9 +149,8 @@ def model_revenue(alpha: float, gamma: float, cheeses: int, rng: random.Random) 
             pool, pool_branch, honest_branch = pool + pool_branch, 0, 0
         else:  # a race or publish-one: both branches still open
             honest_branch += 1
-    if (
-        pool_branch > honest_branch
-    ):  # the end: the pool publishes all; an open tie counts for neither
+    # The end: the pool publishes all; a tie still open counts for neither.
+    if pool_branch > honest_branch:
         pool += pool_branch
     elif honest_branch > pool_branch:
         honest += honest_branch
@@ -179,6 +178,7 @@ class SelfishPool:
         self.tie_cheeses = 0  # honest cheeses found during a race
         self.tie_on_pool = 0  # ... whose parent is the pool's cheese
         self.decisions: dict = {}  # decision -> how many times
+        self.publish_failed = 0  # published cheeses the real node refused (none expected)
         manager = member.manager
         manager.target_peers = peers
         manager.max_inbound = 0  # "how many members the pool connects to": its own dials only
@@ -256,8 +256,14 @@ class SelfishPool:
             self.race_smell = smells[-1]
         for smell in smells:
             cheese = self.private.stack.get_cheese(smell)
-            if cheese is not None:
+            if cheese is None:
+                continue
+            try:
                 self._add(cheese, MINED)  # the real relay announces it
+            except (InvalidCheese, StorageError):
+                # Never raised into the honest peer's delivery that moved the
+                # strategy (it would be blamed); counted in the figures instead.
+                self.publish_failed += 1
 
     # -- figures ---------------------------------------------------------------------------
 
@@ -272,5 +278,6 @@ class SelfishPool:
             "revenue_theory": round(revenue_theory(self.alpha, gamma), 4),
             "pool_found": len(self.found),
             "tie_cheeses": self.tie_cheeses,
+            "publish_failed": self.publish_failed,
             "decisions": dict(sorted(self.decisions.items())),
         }

@@ -159,6 +159,7 @@ class SelfishPoolTests(SynchronousTestCase):
         for decision in (RACE, PUBLISH_ALL, PUBLISH_ONE, WIN):
             self.assertGreater(pool["decisions"].get(decision, 0), 0, (decision, pool))
         self.assertGreater(pool["tie_cheeses"], 0, pool)
+        self.assertEqual(pool["publish_failed"], 0, pool)
         self.assertTrue(0 <= pool["gamma_measured"] <= 1)
 
     def test_churn_never_takes_the_pool_away(self) -> None:
