@@ -8,12 +8,14 @@ from typing import Optional, Tuple
 
 
 # Simulated CPU time of a member validating a cheese (measured on this project's
-# machine, 2026-12-04, 2 shared cores): libsodium's Ed25519 verification through
-# PyNaCl (``crypto_sign_open``, which runs ``crypto_sign_verify_detached``) took a
-# median 118 us a signature, ``cheesecoin.core.signature.verify`` 126 us; a cheese
-# without payments took 60 us to decode and validate (``MemberNode.submit_cheese``).
-VERIFY_US = 120.0  # per payment of a cheese (--verify-us)
-CHEESE_US = 60.0  # per cheese, whatever its payments (charged only when --verify-us > 0)
+# machine, 2026-12-04, the other core nearly idle): libsodium's Ed25519 verification
+# through PyNaCl (``crypto_sign_open``, which runs ``crypto_sign_verify_detached``)
+# took a median 55.5 us a signature, ``cheesecoin.core.signature.verify`` 56 us; a
+# cheese without payments took 26 us to decode and validate
+# (``MemberNode.submit_cheese``). With both cores busy the same took 118, 126 and
+# 60 us: a CPU figure is measured on a free core.
+VERIFY_US = 56.0  # per payment of a cheese (--verify-us)
+CHEESE_US = 26.0  # per cheese, whatever its payments (charged only when --verify-us > 0)
 
 
 class ConfigError(ValueError):
