@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
+from cheesecoin.p2p.features import FeaturesError, parse_features
 
 
 # Simulated CPU time of a member validating a cheese (measured on this project's
@@ -38,7 +39,8 @@ class SimConfig:
     partition: Optional[Tuple[float, float, float]] = None  # (share of group A, from, until) in seconds
     churn: float = 0.0  # share of the members that leave (and as many new ones join) per simulated hour
     late_joiners: int = 0  # members that start halfway through and sync
-    features: str = "all"  # "all" or "none" (section 5.1's features; see docs/protocol.md section 10)
+    features: str = "all"  # all, rev2, none, or names (docs/protocol.md sections 8 and 10)
+    feature_mix: Optional[Tuple[str, ...]] = None  # one --features value per member, in turn (tests)
     bits: int = 8  # the network's (fixed) difficulty: real proof of work, cheap
     quiet_limit: float = 300.0  # seconds after the last cheese to wait for agreement
     verify_us: float = VERIFY_US  # simulated microseconds per payment to validate a cheese (0: no CPU time)
@@ -67,8 +69,11 @@ class SimConfig:
             raise ConfigError("--churn must be from 0 to 10 (members replaced per member per hour)")
         if not 0 <= self.late_joiners < self.members:
             raise ConfigError("--late-joiners must be from 0 to --members - 1")
-        if self.features not in ("all", "none"):
-            raise ConfigError("--features must be all or none")
+        for value in (self.features,) + tuple(self.feature_mix or ()):
+            try:
+                parse_features(value)
+            except FeaturesError as e:
+                raise ConfigError(str(e))
         if not 0 <= self.verify_us <= 1_000_000:
             raise ConfigError("--verify-us must be from 0 to 1000000 microseconds")
         if self.selfish is not None and not 0 < self.selfish < 0.5:
