@@ -56,8 +56,10 @@ def check_tx_format(tx: Any) -> Optional[Tuple[str, str]]:
         return ("tx-fields", "'fee' must be an integer in 0..2^63-1")
     if not is_int(tx["nonce"], 0, MAX_VALUE):
         return ("tx-fields", "'nonce' must be an integer in 0..2^63-1")
-    if type(memo) is not str or len(memo) > MAX_MEMO or not is_unicode(memo):
+    if type(memo) is not str or len(memo) > MAX_MEMO:
         return ("tx-fields", f"'memo' must be a string of at most {MAX_MEMO} characters")
+    if not is_unicode(memo):
+        return ("tx-fields", "'memo' must be valid text (it holds a lone surrogate)")
     if type(sig) is not str or not _SIG_RE.match(sig):
         return ("tx-fields", "'signature' must be 128 lowercase hex characters")
     if sender == to:

@@ -307,6 +307,21 @@ class PathTests(SynchronousTestCase):
                     else:
                         assert code == 1 and f"({RULE_NAME})" in err and out == ""
 
+    def test_cheesecoin_verify_with_a_memo_that_is_not_text(self) -> None:
+        """A lone surrogate (JSON "\\ud800") in a plainly shaped transaction: the rule
+        named, not a traceback while the signed bytes are built."""
+        tx = dict(by_name("valid")["tx"], memo="\ud800")
+        _, cheeses = stack_for(tx, PAST_NETWORK)
+        info = {"miner": "ab" * 32, "transactions": [tx]}
+        body = dict(cheeses[-1], sequence_number=cheeses[-1]["sequence_number"] + 1,
+                    parent_smell=cheeses[-1]["smell"], unit_of_information=info)
+        path = temp_path(self) / "surrogate.json"
+        path.write_text(json.dumps([PAST_NETWORK.blue_cheese] + cheeses + [body]))
+        for workers in ("1", "2"):
+            with case(workers=workers):
+                code, out, err = run_cli("verify", "--workers", workers, str(path))
+                assert code == 1 and "(tx-fields)" in err and "lone surrogate" in err, err
+
     def test_the_wallet(self) -> None:
         """The wallet checks what it signs with the same rule, and will not pay a key
         that can never sign (coins sent there could never move)."""
