@@ -51,6 +51,7 @@ class MinerPortProtocol(JsonLineProtocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.closing = True
+        self.release_buffers()
         self.factory.clients.discard(self)
 
     def send_work(self, job: Job) -> None:

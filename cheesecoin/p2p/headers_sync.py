@@ -68,6 +68,7 @@ class HeadersDownload:
         self.finished = False
         self.added = 0
         self.started = manager.clock.seconds()
+        self.claimed = peer.peer_work  # the work it claimed when the download began
         self.done: Deferred = Deferred()
         self.bodies: Dict[int, Tuple[dict, Any]] = {}  # header index -> (body, the peer that sent it)
         self.applied = 0  # headers whose bodies are applied (an index into chain.headers)

@@ -43,7 +43,8 @@ FETCH_TIMEOUT = 5.0  # seconds an announcer has to deliver before the next one i
 MAX_PEER_IN_FLIGHT = 2000  # txids asked of one peer at a time
 MAX_IN_FLIGHT = 20000  # txids asked of all peers at a time
 MAX_ANNOUNCERS = 8  # announcers remembered per txid (the fallbacks)
-MAX_TRACKED = 20000  # txids whose announcers and holders are remembered
+MAX_TRACKED = 40000  # txids whose announcers and holders are remembered (twice MAX_IN_FLIGHT)
+MAX_PEER_TRACKED = 5000  # txids one peer may have us remember as announced by it
 REFUSED_MEMORY = 5000  # txids refused lately, not asked for again
 
 
@@ -56,6 +57,7 @@ class Inventory:
         # txid -> the peers that announced or sent it to us (in order), recent ones only.
         self.peers_of: "OrderedDict[str, List[Any]]" = OrderedDict()
         self.in_flight: Dict[str, Any] = {}  # txid -> the peer it is asked of
+        self.tracked_by: Dict[Any, Set[str]] = {}  # peer -> the txids it is remembered for
         self.asked_of: Dict[Any, Set[str]] = {}  # peer -> txids asked of it and not yet delivered
         self.refused: "OrderedDict[str, None]" = OrderedDict()
         self.outbox: Dict[Any, List[str]] = {}  # peer -> txids to announce at the next flush
@@ -94,17 +96,36 @@ class Inventory:
         if txids and not proto.closing:
             proto.push({"type": "INV", "txids": txids})
 
-    def _remember(self, tx_id: str, peers: List[Any]) -> None:
-        """``peers`` hold ``tx_id`` (they sent, announced, or were told of it)."""
+    def _remember(self, tx_id: str, peers: List[Any]) -> bool:
+        """``peers`` hold ``tx_id`` (they sent, announced, or were told of it).
+        False when none of them may add another txid (``MAX_PEER_TRACKED``)."""
+        peers = [p for p in peers if len(self.tracked_by.get(p, ())) < MAX_PEER_TRACKED]
+        if not peers:
+            return False
         known = self.peers_of.get(tx_id)
         if known is None:
             known = self.peers_of[tx_id] = []
-            while len(self.peers_of) > MAX_TRACKED:
-                old, _ = self.peers_of.popitem(last=False)
-                self._forget_flight(old)
+            self._evict()
         for p in peers:
             if p not in known and len(known) < MAX_ANNOUNCERS:
                 known.append(p)
+                self.tracked_by.setdefault(p, set()).add(tx_id)
+        return True
+
+    def _evict(self) -> None:
+        """Forget the oldest tracked txids beyond MAX_TRACKED, never one being fetched
+        (its fallback announcers are what a front-running liar would have us lose)."""
+        skipped = 0
+        while len(self.peers_of) > MAX_TRACKED and skipped < len(self.peers_of):
+            old, holders = self.peers_of.popitem(last=False)
+            if old in self.in_flight:
+                self.peers_of[old] = holders  # to the back: it is still wanted
+                skipped += 1
+                continue
+            for p in holders:
+                tracked = self.tracked_by.get(p)
+                if tracked is not None:
+                    tracked.discard(old)
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -114,7 +135,8 @@ class Inventory:
         mempool, stack = self.node.mempool, self.node.stack
         want: List[str] = []
         for tx_id in dict.fromkeys(txids):
-            self._remember(tx_id, [proto])
+            if not self._remember(tx_id, [proto]):
+                break  # it has us remember as many as one peer may
             if tx_id in self.in_flight or tx_id in mempool or tx_id in self.refused:
                 continue
             if stack.tx_height(tx_id) is not None:
@@ -194,6 +216,9 @@ class Inventory:
             announcers = self.peers_of.get(tx_id, [])
             if proto in announcers:
                 announcers.remove(proto)  # it does not have it (any more)
+                tracked = self.tracked_by.get(proto)
+                if tracked is not None:
+                    tracked.discard(tx_id)
             nxt = next((p for p in announcers if not p.closing and p in self.manager.peers.values()), None)
             if nxt is not None:
                 by_peer.setdefault(nxt, []).append(tx_id)
@@ -205,16 +230,14 @@ class Inventory:
         while len(self.refused) > REFUSED_MEMORY:
             self.refused.popitem(last=False)
 
-    def _forget_flight(self, tx_id: str) -> None:
-        proto = self.in_flight.pop(tx_id, None)
-        if proto is not None:
-            asked = self.asked_of.get(proto)
-            if asked is not None:
-                asked.discard(tx_id)
-
     def peer_gone(self, proto: Any) -> None:
-        """A closed connection: its queued INV is dropped (its requests fail by themselves)."""
+        """A closed connection: its queued INV is dropped and it is named nowhere as a
+        holder or announcer (its requests fail by themselves and go to the next one)."""
         self.outbox.pop(proto, None)
+        for tx_id in self.tracked_by.pop(proto, ()):
+            holders = self.peers_of.get(tx_id)
+            if holders is not None and proto in holders:
+                holders.remove(proto)
 
 
 def _txid_or_none(tx: Any) -> Optional[str]:

@@ -253,6 +253,7 @@ class PeerManager:
             proto.download.finish()
         self.modes.peer_gone(proto)
         self.inventory.peer_gone(proto)
+        self.relay.peer_gone(proto)
         if proto.dial_address is not None:
             self.addresses.lost(proto.dial_address, proto.ready, self.clock.seconds())
         if proto.peer_node_id is not None and self.peers.get(proto.peer_node_id) is proto:
@@ -478,7 +479,6 @@ class PeerManager:
                 proto.misbehaved(10, "a malformed STATS_REPLY")
                 return
             proto.peer_height, proto.peer_tip, proto.peer_work = height, tip, work
-            proto.sync_idle_until = 0.0
             if work > self.node.stack.work:  # only then can this reply start a download
                 self.sync.maybe_sync()
             self.mempool_sync.maybe_start(proto)

@@ -125,6 +125,7 @@ class MemberProtocol(JsonLineProtocol):
         if lost is not None:
             lost(reason)
         self.closing = True
+        self.release_buffers()
         pending, self.pending = self.pending, {}
         for d, call in pending.values():
             if call.active():

@@ -147,6 +147,11 @@ class Relay:
                 self.holders.popitem(last=False)
         holders.add(proto)
 
+    def peer_gone(self, proto: Any) -> None:
+        """A closed connection is no longer named as a holder of recent cheeses."""
+        for holders in self.holders.values():
+            holders.discard(proto)
+
     def _early_targets(self, smell: str) -> List[Any]:
         """The compact peers to send ``smell`` early: all but those that announced it,
         and those that take our new cheeses as headers (section 5.2: after validation)."""

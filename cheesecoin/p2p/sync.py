@@ -24,7 +24,7 @@ from cheesecoin.core.headers import checked_bodies
 from cheesecoin.core.tx import signed_cheeses
 from cheesecoin.p2p.compact import HEADERS
 from cheesecoin.p2p.headers_sync import HeadersDownload
-from cheesecoin.p2p.protocol import ERROR_POINTS, RemoteError, RequestTimeout, short
+from cheesecoin.p2p.protocol import ERROR_POINTS, REQUEST_TIMEOUT, RemoteError, RequestTimeout, short
 from cheesecoin.util.cores import usable_cores
 from cheesecoin.util.cpuprocesspool import defer_to_processes, warm_up
 from cheesecoin.util.cputhreadpool import defer_to_cpu
@@ -38,6 +38,8 @@ WARM_UP_GAP = 100  # cheeses behind a peer that start the worker processes with 
 PROCESS_MIN_TXS = 200  # signatures in one check worth sending to worker processes
 MAX_QUEUED_CHUNKS = 2  # downloaded chunks waiting to be checked, at most
 STALL_SECONDS = 90.0  # a download with no progress this long is ended (longer than any request's timeout)
+MAX_REST = 3600.0  # the longest rest of a host whose claims of more work keep failing
+MAX_STRUCK = 1024  # hosts whose failed claims are remembered
 MAX_ORPHAN_ASKS = 8  # peers whose orphan announcements wait for the running download to end
 
 
@@ -53,6 +55,8 @@ class Sync:
         self.running = 0  # downloads started and not finished
         self.downloads: Set[Any] = set()  # those downloads (the watchdog's)
         self.orphan_asks: "OrderedDict[Any, None]" = OrderedDict()  # announcers of orphans, waiting
+        # host -> downloads from it in a row that added nothing although it claimed more work
+        self.struck: "OrderedDict[str, int]" = OrderedDict()
 
     def maybe_sync(self) -> Optional[Download]:
         """Start downloading from the peer with the most work, if it has more than us."""
@@ -65,11 +69,26 @@ class Sync:
         ]
         if not candidates:
             return None
-        # A peer we dialled first: claims are not proof, and inbound peers are
-        # the ones an attacker can multiply (Bitcoin Core starts its headers
-        # sync from an outbound peer likewise).
-        best = max(candidates, key=lambda p: (p.outbound, p.peer_work))
+        # Claims are not proof: a host whose claims failed before goes after the
+        # others (the more failures, the later), a peer we dialled before one that
+        # dialled us (inbound peers are what an attacker can multiply; Bitcoin
+        # Core starts its headers sync from an outbound peer likewise), and only
+        # then the claim itself.
+        struck = self.struck
+        best = max(candidates, key=lambda p: (-struck.get(p.peer_host() or "?", 0), p.outbound, p.peer_work))
         return self.start_download(best, "more work")
+
+    def _failed_claim(self, peer: Any) -> None:
+        """``peer`` claimed more work and a download from it added nothing: its host
+        rests twice as long as the last time (from STATS_INTERVAL up to MAX_REST) and
+        ranks after hosts that have not failed."""
+        host = peer.peer_host() or "?"
+        failures = self.struck.pop(host, 0) + 1
+        self.struck[host] = failures
+        while len(self.struck) > MAX_STRUCK:
+            self.struck.popitem(last=False)
+        rest = min(MAX_REST, STATS_INTERVAL * 2 ** min(failures - 1, 16))
+        peer.sync_idle_until = max(peer.sync_idle_until, self.manager.clock.seconds() + rest)
 
     def start_download(self, proto: Any, reason: str) -> Any:
         """Headers first (bodies from several peers) when both list ``headers``,
@@ -118,7 +137,11 @@ class Sync:
         now = self.manager.clock.seconds()
         if download.added == 0:
             download.peer.sync_idle_until = max(download.peer.sync_idle_until, now + STATS_INTERVAL)
-        elif getattr(download, "long", False) or download.added >= RELAY_TAIL:
+            if download.claimed > self.manager.node.stack.work:  # still more than we have
+                self._failed_claim(download.peer)
+        else:
+            self.struck.pop(download.peer.peer_host() or "?", None)  # it delivered
+        if download.added and (getattr(download, "long", False) or download.added >= RELAY_TAIL):
             stack = self.manager.node.stack
             self.manager.log.info(
                 "Synced from {peer}: {added} cheeses in {secs:.2f} s, height {height} tip {tip}",
@@ -141,13 +164,13 @@ class Sync:
         return None
 
     def download_finished(self, download: Download) -> None:
-        """The next download: from a peer with more work, else an orphan's announcer still here."""
-        if self.maybe_sync() is not None:
-            return
+        """The next download: an orphan's announcer still here (its header passed
+        its proof of work, which a claim does not), else a peer with more work."""
         while self.orphan_asks and not self.running:
             proto, _ = self.orphan_asks.popitem(last=False)
-            if proto in self.manager.peers.values():
+            if proto in self.manager.peers.values() and not proto.closing:
                 self.start_download(proto, "orphan")
+        self.maybe_sync()
 
     def verify_signatures(self, cheeses: List[dict], with_hashes: bool = False) -> Deferred:
         """Deferred set of the indices of ``cheeses`` whose transactions are all
@@ -230,6 +253,7 @@ class Download:
         self.last_smell: Optional[str] = None
         self.started = manager.clock.seconds()
         self.start_height = manager.node.stack.height
+        self.claimed = peer.peer_work  # the work it claimed when the download began
         self.done: Deferred = Deferred()
         self.long = peer.peer_height - self.start_height >= SYNC_LOG_THRESHOLD
         self._queue: List[_Chunk] = []  # received, signatures being checked or checked, not applied
@@ -265,8 +289,14 @@ class Download:
         if self.finished:
             return
         if failure.check(RequestTimeout):
-            self.manager.log.info("Sync from {peer} stalled; trying another peer", peer=self.peer.label())
             self.peer.sync_idle_until = self.manager.clock.seconds() + STATS_INTERVAL
+            if self.received == 0 and self.claimed > self.manager.node.stack.work:
+                # It claimed more work and sends nothing: it goes, as a silent headers peer does.
+                self.manager.log.info("Dropping {peer}: no CHEESES in {secs:.0f} s for the work it claimed",
+                                      peer=self.peer.label(), secs=REQUEST_TIMEOUT)
+                self.peer.abort()
+            else:
+                self.manager.log.info("Sync from {peer} stalled; trying another peer", peer=self.peer.label())
         elif not failure.check(ConnectionLost, RemoteError):
             self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
         self._stop_after_received()

@@ -55,6 +55,7 @@ class TrackerProtocol(JsonLineProtocol):
 
     def connectionLost(self, reason: Optional[Failure] = None) -> None:
         self.closing = True
+        self.release_buffers()
         self.factory.connection_lost(self)
 
     def line_received(self, line: bytes) -> None:

@@ -226,6 +226,13 @@ class JsonLineProtocol(Protocol):
             self._stop_producer()
             self.transport.loseConnection()
 
+    def release_buffers(self) -> None:
+        """The connection is gone: what it left unread or unsent is dropped, so a
+        closed connection that something still refers to holds no input."""
+        self._buffer = bytearray()
+        self._scanned = 0
+        self._drop_pending()
+
     def _drop_pending(self) -> None:
         self._backlog.clear()
         self._backlog_bytes = 0
