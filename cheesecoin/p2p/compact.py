@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional
 
 from twisted.python.failure import Failure
 
-from cheesecoin.core.cheese import compact_announcement, info_hash, rebuild_cheese
+from cheesecoin.core.cheese import compact_announcement, info_hash, rebuild_cheese, work_of
 from cheesecoin.core.errors import ProtocolError
 from cheesecoin.core.formats import ADDRESS_RE
 from cheesecoin.core.rules import check_header
@@ -124,10 +124,18 @@ class CompactRelay:
         relay.check_header_link(proto, header)  # rules 2 to 4 against its parent
         if smell in relay.pending:
             return None  # rebuilt from another peer's announcement, being validated
+        stack = self.node.stack
+        if stack.nodes[header["parent_smell"]].work + work_of(header["bits"]) <= stack.tip.work:
+            # Not our new best: a side branch comes by a sync once it has more work
+            # (as Bitcoin Core rebuilds only compact blocks that extend its tip).
+            return None
         return header
 
-    def receive(self, proto: Any, msg: dict) -> None:
-        """ANNOUNCE_COMPACT (or a COMPACT reply): rebuild the cheese, asking its announcer."""
+    def receive(self, proto: Any, msg: dict, relayed_early: bool = True) -> None:
+        """ANNOUNCE_COMPACT (or, ``relayed_early`` False, a COMPACT reply): rebuild the
+        cheese, asking its announcer. A body that breaks a rule costs the announcer of
+        an ANNOUNCE_COMPACT RELAYED_INVALID_POINTS (an honest member relays those before
+        validating them), that of a COMPACT the invalid-cheese points of an ANNOUNCE."""
         header = self.announced_header(proto, msg.get("header"))
         if header is None:
             return
@@ -140,8 +148,10 @@ class CompactRelay:
         job = self.rebuilding.get(smell)
         if job is None:
             if len(self.rebuilding) >= MAX_REBUILDING:
-                self.rebuilding.popitem(last=False)  # its attempts' replies are then ignored
+                return  # full: the newcomer waits (evicting would let it drop an honest rebuild)
             job = self.rebuilding[smell] = _Rebuild(header, miner, txids, note)
+        if not relayed_early:
+            job.points = None
         if len(job.attempts) < MAX_ATTEMPTS and proto not in job.attempts:
             self._attempt(job, proto)
         self._release(job)  # none under way (this peer at its bound): nothing is kept for it
@@ -221,10 +231,10 @@ class CompactRelay:
                 # A transport writes when the reactor next polls, and a delayed call
                 # made now runs before that poll: the second hop runs after it.
                 clock = self.manager.clock
-                clock.callLater(0, clock.callLater, 0, self._receive, proto, cheese, RELAYED_INVALID_POINTS,
+                clock.callLater(0, clock.callLater, 0, self._receive, proto, cheese, job.points,
                                 header["info_hash"])
                 return
-        self._receive(proto, cheese, RELAYED_INVALID_POINTS, header["info_hash"])
+        self._receive(proto, cheese, job.points, header["info_hash"])
 
     def _whole(self, proto: Any, job: "_Rebuild") -> None:
         """Fall back to the whole cheese, by smell, from the announcer (the attempt goes on)."""
@@ -280,9 +290,12 @@ class _Rebuild:
     """One compact cheese being rebuilt: its announcement, and the announcers
     asked for its missing transactions (or the whole cheese) right now."""
 
-    __slots__ = ("header", "smell", "miner", "txids", "note", "attempts")
+    __slots__ = ("header", "smell", "miner", "txids", "note", "attempts", "points")
 
     def __init__(self, header: dict, miner: str, txids: List[str], note: Optional[str]) -> None:
         self.header, self.smell, self.miner = header, header["smell"], miner
         self.txids, self.note = txids, note
         self.attempts: set = set()
+        # What an invalid body costs its announcer: RELAYED_INVALID_POINTS while it
+        # may have been relayed before validation (ANNOUNCE_COMPACT), else the full points.
+        self.points: Optional[int] = RELAYED_INVALID_POINTS

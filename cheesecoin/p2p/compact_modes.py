@@ -188,7 +188,7 @@ class CompactModes:
             return
         self.fetching.pop(smell, None)
         try:  # rebuilt exactly as an ANNOUNCE_COMPACT from this peer
-            self.manager.compact.receive(proto, dict(reply, type="ANNOUNCE_COMPACT"))
+            self.manager.compact.receive(proto, dict(reply, type="ANNOUNCE_COMPACT"), relayed_early=False)
         except ProtocolError as e:
             if not proto.closing:
                 proto.send_error(e.code, e.message)

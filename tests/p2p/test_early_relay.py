@@ -96,12 +96,18 @@ class EarlyRelayTests(EarlyCase):
         self.clock.advance(0)
         assert manager.node.stack.tip.smell == fourth["smell"]
 
-    def test_a_cheese_that_would_not_be_the_new_best_is_validated_first(self) -> None:
+    def test_a_cheese_that_would_not_be_the_new_best_is_not_rebuilt(self) -> None:
+        """A compact side-branch cheese is neither rebuilt nor relayed (an attacker could
+        fill the rebuild table with them at the network's lowest bits); the branch comes
+        by a sync once it has more work."""
         manager, cheeses, source, other, plain = setup(self.clock)
         side = mine_child(cheeses[-2], cheeses[-2]["bits"], ADDR, [], note="side")  # the same height as our tip
         assert source.send(compact_announcement(side)) == []
         assert announcements(other) == [] and manager.compact.early_relayed == 0
-        assert side["smell"] in manager.node.stack.nodes, "stored at once, as a side branch"
+        assert side["smell"] not in manager.node.stack.nodes and not manager.compact.rebuilding
+        beyond = mine_child(side, side["bits"], ADDR, [], note="beyond")  # now the branch has more work
+        asked = source.send(compact_announcement(beyond))
+        assert [m["type"] for m in asked] in (["GET_HEADERS"], ["GET_CHEESES"]), "an orphan: a sync"
 
     def test_a_small_cheese_is_validated_at_once_its_compact_announcements_written_in_the_same_turn(
             self) -> None:

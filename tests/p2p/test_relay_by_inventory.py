@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from cheesecoin.core.cheese import compact_announcement, header_of
 from cheesecoin.core.tx import sign_tx, txid
+from cheesecoin.p2p import compact as compact_mod
 from cheesecoin.p2p import compact_modes as modes_mod
 from cheesecoin.p2p import inventory as inv_mod
 from cheesecoin.p2p.errors import ERROR_POINTS
@@ -208,3 +209,33 @@ class MixedNetworkTests(SynchronousTestCase):
                 net.flush()
             tip = new
         assert {m.node.stack.tip.smell for m in members} == {tip["smell"]}
+
+
+class AttackMendsTests(SynchronousTestCase):
+    """The independent attack of round three: what an invalid body costs by COMPACT,
+    and a full rebuild table that keeps an honest rebuild."""
+
+    def setUp(self) -> None:
+        self.clock = clock_at(NOW)
+        self.manager, self.cheeses, self.txs, self.fourth = setup(self.clock)
+
+    def test_an_invalid_body_by_compact_costs_what_an_announce_costs(self) -> None:
+        bad_tx = dict(self.txs[0], memo="forged")  # its signature no longer holds
+        bad = mine_child(self.cheeses[-1], self.cheeses[-1]["bits"], ADDR, [bad_tx], note="bad")
+        a = peer(self.manager, 1)
+        [ask] = of_type(a.send({"type": "ANNOUNCE_HEADER", "header": header_of(bad)}), "GET_COMPACT")
+        [get_txs] = of_type(a.send(dict(compact_announcement(bad), type="COMPACT", id=ask["id"])), "GET_TXS")
+        a.send({"type": "TXS", "transactions": [bad_tx], "id": get_txs["id"]})
+        assert a.proto.score == ERROR_POINTS["invalid-cheese"]
+
+    def test_a_full_rebuild_table_refuses_newcomers_instead_of_evicting(self) -> None:
+        self.patch(compact_mod, "MAX_REBUILDING", 2)
+        honest = peer(self.manager, 1)
+        [ask] = of_type(honest.send(compact_announcement(self.fourth)), "GET_TXS")
+        attackers = [peer(self.manager, n) for n in range(2, 6)]
+        for n, raw in enumerate(attackers):
+            sibling = mine_child(self.cheeses[-1], self.cheeses[-1]["bits"], ADDR, self.txs[:1], note=f"x{n}")
+            raw.send(compact_announcement(sibling))
+        assert self.fourth["smell"] in self.manager.compact.rebuilding
+        honest.send({"type": "TXS", "transactions": self.txs, "id": ask["id"]})
+        assert self.manager.node.stack.tip.smell == self.fourth["smell"]
