@@ -48,8 +48,8 @@ def network_group(host: str, port: Optional[int] = None) -> str:
     share 127/8) are the address itself, and with ``port`` the address and
     port: on loopback a member is told apart by its port."""
     ip_text = canonical_ip(host)
-    if ip_text is None:
-        return "name:" + host.lower()
+    if ip_text is None:  # a name: by its last two labels (a wildcard domain is one group)
+        return "name:" + ".".join(host.lower().rstrip(".").split(".")[-2:])
     ip = ipaddress.ip_address(ip_text)
     if ip.is_loopback:
         return f"lo:{ip_text}" if port is None else f"lo:{ip_text}:{port}"

@@ -179,7 +179,8 @@ class PeerManager:
 
     def peers_for(self, asker: Optional[MemberProtocol]) -> List[dict]:
         """Up to 10 members we know to be listening (tried ones first), never the asker."""
-        sample = self.addresses.sample(PEERS_PER_REPLY, asker.listening_address if asker is not None else None)
+        own = asker.listening_address if asker is not None else None
+        sample = self.addresses.reply_sample(PEERS_PER_REPLY, own, self.clock.seconds())
         return sample if self.tls is None else self.tls.pins.annotate(sample)  # node_ids we know (5.3)
 
     # -- connections ------------------------------------------------------------------------

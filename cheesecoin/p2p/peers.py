@@ -13,11 +13,11 @@ tried again after 10 s, 20 s, 40 s ... up to 10 minutes.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from cheesecoin.core.errors import ProtocolError
 from cheesecoin.p2p.addrbook import Address, AddrInfo, AddressTables, address_group, network_group
-from cheesecoin.util.addresses import is_loopback
+from cheesecoin.util.addresses import is_loopback, listable_host
 from cheesecoin.wire import codec as wire
 
 MAX_SAVED_ADDRESSES = 1024  # entries of peers.json: anchors, then tried, then new
@@ -28,6 +28,8 @@ TRIED_SHARE = (
 REPLY_NEW_PER_SOURCE = 2  # new addresses of one source group in one PEERS reply
 MAX_LAST_SEEN = 2**53  # a saved time beyond this is not a time
 
+REPLY_CACHE_SECONDS = 5.0  # a PEERS reply's sample is drawn at most this often
+
 __all__ = ["Address", "AddrInfo", "AddressBook", "MAX_ANCHORS", "MAX_SAVED_ADDRESSES"]
 
 
@@ -37,9 +39,10 @@ def _address_of(entry: Any) -> Optional[Address]:
         return None
     try:
         port = wire.get_port(entry, "port")
-        return (wire.get_host(entry, "host"), port)  # type: ignore[return-value]
+        host = listable_host(wire.get_host(entry, "host"))
     except ProtocolError:
         return None
+    return (host, port) if host is not None and port is not None else None
 
 
 def _source_of(entry: dict, address: Address) -> str:
@@ -60,6 +63,7 @@ class AddressBook:
         self.rng = rng or random.Random()
         self.tables = AddressTables(self.rng)
         self.persistent: Set[Address] = set()
+        self._reply_cache: Optional[Tuple[float, int, List[dict]]] = None  # (drawn at, count, sample)
         self.dialing: Set[Address] = set()  # dialled, not yet connected
         self.connecting: Set[Address] = set()  # connected outbound, handshake not done
         self.outbound: Dict[Address, None] = {}  # outbound peers now, oldest first
@@ -213,6 +217,14 @@ class AddressBook:
         return addresses
 
     # -- what we tell others -------------------------------------------------------------
+
+    def reply_sample(self, count: int, exclude: Optional[Address], now: float) -> List[dict]:
+        """``sample`` for a PEERS reply, drawn at most once every REPLY_CACHE_SECONDS
+        (drawing shuffles both tables: a GET_PEERS must not cost that each time)."""
+        cached = self._reply_cache
+        if cached is None or cached[1] != count or not 0 <= now - cached[0] < REPLY_CACHE_SECONDS:
+            cached = self._reply_cache = (now, count, self.sample(count + 1))
+        return [e for e in cached[2] if (e["host"], e["port"]) != exclude][:count]
 
     def sample(self, count: int, exclude: Optional[Address] = None) -> List[dict]:
         """Up to ``count`` addresses for a PEERS reply: tried ones that work first

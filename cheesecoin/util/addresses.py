@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Optional
 
 
@@ -25,3 +26,24 @@ def canonical_ip(text: str) -> Optional[str]:
         return None
     mapped = getattr(ip, "ipv4_mapped", None)
     return str(mapped if mapped is not None else ip)
+
+
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+
+
+def listable_host(text: str) -> Optional[str]:
+    """``text`` as we keep a member's host in the address book: an IP address in
+    its canonical text form, or a host name (letters, digits and hyphens in dot-
+    separated labels, its last label not a number) lowercased; None for anything
+    else, above all the other spellings of an IP address that the resolver still
+    accepts (``127.1``, ``0x7f.1``, ``2130706433``, ``1.2.3.0004``): one address
+    written many ways would count as many addresses."""
+    if canonical_ip(text) is not None:
+        return text if canonical_ip(text) == text else None
+    name = text.lower().rstrip(".")
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(_LABEL.match(label) for label in labels):
+        return None
+    if labels[-1].isdigit() or labels[-1].startswith("0x"):
+        return None  # a number the resolver would read as an IP address
+    return name

@@ -54,7 +54,9 @@ class NetworkGroupTests(SynchronousTestCase):
             network_group("2001:db9:1::1") == network_group("2001:db9:ffff::2") == "v6:2001:db9::"
         )
         assert network_group("2001:db9::1") != network_group("2001:dba::1")
-        assert network_group("Seed.Example.org") == "name:seed.example.org"
+        # A name by its last two labels: a wildcard domain is one group, however many names.
+        assert network_group("Seed.Example.org") == "name:example.org"
+        assert network_group("x1.example.org") == network_group("x2.example.org.")
         assert network_group("10.0.0.1") != network_group(
             "10.0.0.2"
         )  # a local net: each host its own
@@ -307,3 +309,16 @@ class SavedEntriesTests(SynchronousTestCase):
         assert book.load_saved(junk) == 5
         assert not book.anchors and book.tables.count(tried=True) == 0
         assert book.known[("1.2.3.6", 1)].source == "1.2.3.6"
+
+
+
+class SpellingTests(SynchronousTestCase):
+    """One IP address written many ways is not many addresses (the attack of round three)."""
+
+    def test_other_spellings_of_an_ip_address_are_not_kept(self) -> None:
+        book = AddressBook(random.Random(1))
+        spellings = ["127.1", "0x7f.1", "2130706433", "0177.0.0.1", "127.0.0.0001", "1.2.3.0004"]
+        added = book.add([{"host": h, "port": 24331} for h in spellings] + [{"host": "127.0.0.1", "port": 24331}],
+                         source="127.0.0.9")
+        assert added == 1
+        assert book.add([{"host": "Seed.Example.ORG", "port": 24331}], source="127.0.0.9") == 1
