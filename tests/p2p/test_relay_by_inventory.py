@@ -239,3 +239,19 @@ class AttackMendsTests(SynchronousTestCase):
         assert self.fourth["smell"] in self.manager.compact.rebuilding
         honest.send({"type": "TXS", "transactions": self.txs, "id": ask["id"]})
         assert self.manager.node.stack.tip.smell == self.fourth["smell"]
+
+    def test_get_txs_looks_only_in_side_cheeses_near_our_tip(self) -> None:
+        from cheesecoin.p2p.mempool_sync import SIDE_DEPTH
+
+        cheeses = chain(SIDE_DEPTH + 5, miner=ADDR)
+        manager = make_member("cc", self.clock, cheeses)
+        tx = sign_tx(KEY, BOB, 1, 1, 0, "side")
+        old_side = mine_child(cheeses[0], cheeses[0]["bits"], ADDR, [tx], note="old side")
+        new_side = mine_child(cheeses[-2], cheeses[-2]["bits"], ADDR, [tx], note="new side")
+        for side in (old_side, new_side):
+            manager.node.submit_cheese(side)
+            assert not manager.node.stack.is_best(side["smell"])
+        a = peer(manager, 1)
+        [far] = a.send({"type": "GET_TXS", "txids": [txid(tx)], "smell": old_side["smell"], "id": 1})
+        [near] = a.send({"type": "GET_TXS", "txids": [txid(tx)], "smell": new_side["smell"], "id": 2})
+        assert far["transactions"] == [] and near["transactions"] == [tx]
