@@ -72,10 +72,13 @@ class Sync:
         # Claims are not proof: a host whose claims failed before goes after the
         # others (the more failures, the later), a peer we dialled before one that
         # dialled us (inbound peers are what an attacker can multiply; Bitcoin
-        # Core starts its headers sync from an outbound peer likewise), and only
-        # then the claim itself.
+        # Core starts its headers sync from an outbound peer likewise); among the
+        # peers we dialled the most work claimed, among the others the longest
+        # connected (a liar dropped for a false claim comes back as the newest,
+        # from another address if it has many: the honest peer's turn comes).
         struck = self.struck
-        best = max(candidates, key=lambda p: (-struck.get(p.peer_host() or "?", 0), p.outbound, p.peer_work))
+        best = max(candidates, key=lambda p: (-struck.get(p.peer_host() or "?", 0), p.outbound,
+                                               p.peer_work if p.outbound else -p.connected_at))
         return self.start_download(best, "more work")
 
     def _failed_claim(self, peer: Any) -> None:

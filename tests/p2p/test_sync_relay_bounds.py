@@ -102,6 +102,32 @@ class StallTests(SynchronousTestCase):
         assert self.member.node.stack.height == 30
         assert liar.raw.closed
 
+    def test_liars_that_come_back_from_new_addresses_do_not_starve_an_honest_inbound_peer(self) -> None:
+        """Two liars claim far more work, never answer and reconnect from a new address
+        each time they are dropped: the honest inbound peer (longer connected than each
+        comeback) still gets its turn, after the two first liars' timeouts."""
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        serial = [0]
+
+        def liar() -> Peer:
+            serial[0] += 1
+            p = Peer(self.member, 100 + serial[0], headers=lambda msg: None)
+            p.raw.proto.peer_work = 10**40
+            return p
+
+        liars = [liar(), liar()]
+        honest = Peer(self.member, 3)
+        for _ in range(int(3 * hs.HEADERS_TIMEOUT) + 5):
+            self.clock.advance(1)
+            settle(liars + [honest])
+            for i, p in enumerate(liars):
+                if p.raw.closed:
+                    p.raw.proto.connectionLost(Failure(ConnectionDone()))
+                    liars[i] = liar()
+        assert self.member.node.stack.height == len(CHAIN)
+
     def test_the_watchdog_ends_a_download_with_no_progress(self) -> None:
         stuck: List[Deferred] = []
 
