@@ -32,6 +32,7 @@ from twisted.python.failure import Failure
 
 import fuzzchecks
 import fuzzshapes as shapes
+import fuzztls
 import fuzzworld
 from fuzzpeers import Adversary, LogCatcher, handled_types, reply_types
 from hostile import member_on
@@ -86,7 +87,9 @@ class Run:
         self.adversaries: List[Adversary] = []
         self.seq = 0
         self.bad_txids = {txid(t) for t in self.world.bad_sig}
-        self.member = self._member(self.world.member_chain, "aa", member_features)
+        key = fuzztls.member_key(seed)  # a tls run's (by the seed; section 5.3), else None
+        self.member = self._member(self.world.member_chain, fuzztls.node_id(key), member_features)
+        fuzztls.install(self.member, key)
         self.member.traffic = self._traffic
         for tx in self.world.mempool:
             self.member.node.submit_tx(tx)
@@ -194,6 +197,7 @@ class Run:
 
     def check_bounds(self, thorough: bool = False) -> None:
         broken = fuzzchecks.bounds_broken(self.member, self.inbound_claims, thorough)
+        broken.update(fuzztls.broken(self))
         for what, detail in broken.items():
             self.bounds.setdefault(what, detail)
 
@@ -209,7 +213,8 @@ class Run:
         self.seq += 1
         every = [f for f in FEATURES if f != "tls"]  # a StringTransport cannot start TLS
         features = rng.choice([every, every, [], ["headers"], ["mempool", "compact"]])
-        peer = Adversary(
+        cls, features = fuzztls.choose(self, features) if inbound is None else (Adversary, features)
+        peer = cls(
             self,
             self.seq,
             rng.random() < 0.7 if inbound is None else inbound,

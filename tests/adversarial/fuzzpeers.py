@@ -136,7 +136,7 @@ class Adversary:
                 return False
         else:
             self.proto = MemberProtocol(manager, outbound=True, dial_address=(self.host, self.port))
-        self.transport = StringTransport(peerAddress=peer, hostAddress=local)
+        self.transport = self.make_transport(peer, local)
         self.run.timed("HELLO", self, lambda: self.proto.makeConnection(self.transport), 0, b"", 0)
         for line, kind in before:
             self.send(line, kind)
@@ -152,6 +152,9 @@ class Adversary:
                 f"{self.tx_lines} TX lines to peer {self.n} (features {self.features})",
             )
         return True
+
+    def make_transport(self, peer: Any, local: Any) -> StringTransport:
+        return StringTransport(peerAddress=peer, hostAddress=local)
 
     def hello(self) -> dict:
         honest = self.run.honest.node.stack

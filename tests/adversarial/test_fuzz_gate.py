@@ -28,12 +28,13 @@ import random
 import pytest
 
 import fuzzshapes
+import fuzztls
 from fuzzgate import handled_types, reply_types, run_gate
 from hostile import storm_scale
 
 from cheesecoin.p2p.manager import FEATURES
 
-RUNS = 4  # the member's features on for an even seed, off for an odd one
+RUNS = 4  # member features on for an even seed, off for an odd one; tls too for a third
 # Storm steps per run at scale 1 (each: a message, a flood, a peer's coming or going, or time).
 STEPS = 8000
 
@@ -83,11 +84,13 @@ def test_fuzz_gate() -> None:
     report = []
     for i in range(runs):
         run_seed = seed + i
-        features = FEATURES if run_seed % 2 == 0 else ()  # so that the seed alone replays a run
+        tls = fuzztls.tls_run(run_seed)  # a member that lists tls, its TlsPolicy (section 5.3)
+        # so that the seed alone replays a run:
+        features = fuzztls.TLS_FEATURES if tls else FEATURES if run_seed % 2 == 0 else ()
         print(
             f"fuzz gate: run {i + 1} of {runs}, seed {run_seed} "
             f"(CHEESECOIN_FUZZ_SEED={run_seed} replays it), "
-            f"member features {list(features)}, {steps} steps"
+            f"member features {list(features)}{' with a TlsPolicy' if tls else ''}, {steps} steps"
         )
         failures, _run, table = run_gate(run_seed, features, steps)
         print(table)
@@ -147,3 +150,73 @@ def test_a_new_message_type_is_covered_without_editing_the_gate(monkeypatch) -> 
         except ValueError:
             pass
     assert "FUZZ_NEWTYPE" in kinds
+
+
+def test_the_tls_checks_can_fail(monkeypatch) -> None:
+    """In a tls run each way through the STARTTLS exchange ends as the gate expects
+    (inbound and outbound), and its checks see a member that takes a wrong
+    certificate, makes a peer without TLS, or keeps a closed connection."""
+    from fuzzgate import Run
+
+    from cheesecoin.p2p import tls
+
+    assert fuzztls.tls_run(3) and not fuzztls.tls_run(4)
+    run = Run(3, fuzztls.TLS_FEATURES, 1)
+    assert isinstance(run.member.tls, tls.TlsPolicy)
+    assert run.member.node.node_id == tls.node_id_of(fuzztls.member_key(3))
+
+    def attempt(mode: str, inbound: bool = True) -> fuzztls.TlsAdversary:
+        run.seq += 1
+        peer = fuzztls.TlsAdversary(run, run.seq, inbound, list(fuzztls.TLS_FEATURES), "less", True)
+        peer.mode = mode
+        run.adversaries.append(peer)
+        peer.connect()
+        run.check_bounds()
+        return peer
+
+    for inbound in (True, False):
+        for mode in sorted(set(fuzztls.MODES)):
+            peer = attempt(mode, inbound)
+            assert run.bounds == {}, (mode, inbound, run.bounds)
+            if mode == "honest":
+                assert peer.proto.encrypted and peer.proto in run.member.peers.values()
+                assert run.member.tls.pins.get(peer.proto.dial_address) == (
+                    None if inbound else peer.node_id
+                )
+            else:
+                assert peer.lost and peer.proto not in run.member.connections, (mode, inbound)
+    assert run.member.tls.failed == 6  # wrong, none, lost: both ways
+
+    def believed(transport: object) -> str:  # a member that believes any certificate
+        return next(p.proto.peer_node_id for p in run.adversaries if p.transport is transport)
+
+    monkeypatch.setattr(tls, "peer_identity", believed)
+    attempt("wrong")
+    assert "tls: a tls peer that sent a certificate with wrong key was not closed" in run.bounds
+    assert any("before the key check passed" in what for what in run.bounds), run.bounds
+    monkeypatch.undo()
+
+    run.bounds.clear()  # a member that makes a tls peer without TLS
+    monkeypatch.setattr(tls.TlsPolicy, "intercept", lambda self, p: False)
+    attempt("honest")
+    assert "tls: a peer listing tls accepted unencrypted" in run.bounds
+    assert "tls: a peer before its key check passed" in run.bounds
+    monkeypatch.undo()
+
+    run.bounds.clear()  # a member that keeps a closed connection
+    monkeypatch.setattr(run.member, "connection_lost", lambda proto: None)
+    attempt("lost", inbound=False)
+    assert "a closed connection still in manager.connections" in run.bounds
+
+    run = Run(6, fuzztls.TLS_FEATURES, 1)  # (fresh: the mutants above left links open)
+    # A link that stalls in the exchange: dropped by the handshake timeout...
+    monkeypatch.setattr(fuzztls.TlsAdversary, "exchange", lambda self: None)
+    stalled = attempt("honest")
+    run.advance(fuzztls.HANDSHAKE_TIMEOUT + fuzztls.REFILL_INTERVAL + 1)
+    run.check_bounds()
+    assert stalled.lost and run.bounds == {}, run.bounds
+    monkeypatch.setattr(run.member, "drop_silent", lambda: None)  # ...unless the member keeps it
+    attempt("honest")
+    run.advance(fuzztls.HANDSHAKE_TIMEOUT + fuzztls.REFILL_INTERVAL + 1)
+    run.check_bounds()
+    assert "tls: a link held past the handshake timeout unproved" in run.bounds
