@@ -17,8 +17,9 @@ peer loses points); a peer that lets a window time out (``WINDOW_TIMEOUT``)
 gets no more windows of this download.
 
 Nothing a peer sends can leave a download running: a headers peer that does
-not answer ``GET_HEADERS`` within ``HEADERS_TIMEOUT`` is disconnected (it
-claimed work it did not show), every reply handler has an errback that ends
+not answer ``GET_HEADERS`` within ``HEADERS_TIMEOUT`` ends the download (it
+claimed work it did not show: its host then rests and ranks after the others,
+``Sync._failed_claim``), every reply handler has an errback that ends
 the download and charges the peer whose reply broke it, and ``Sync.watchdog``
 ends a download that made no progress for ``STALL_SECONDS``. Bodies are applied in
 order; each reply's signatures, and each body's info_hash against its
@@ -48,7 +49,7 @@ PER_PEER = 2  # windows in flight per peer
 MAX_AHEAD = 40  # windows held or asked for beyond the next one to apply
 MAX_CHAIN = 20000  # headers checked before the bodies (a longer stack: the next round)
 WINDOW_TIMEOUT = 20.0  # seconds a peer has for a window before it goes to another
-HEADERS_TIMEOUT = 15.0  # seconds the headers peer has to answer GET_HEADERS (else disconnected)
+HEADERS_TIMEOUT = 15.0  # seconds the headers peer has to answer GET_HEADERS (else the next peer)
 MISMATCH_POINTS = 25  # a body that does not match its header
 
 
@@ -105,11 +106,10 @@ class HeadersDownload:
             return
         self.peer.sync_idle_until = self.manager.clock.seconds() + self.sync.idle_seconds
         if failure.check(RequestTimeout):
-            # It claimed more work and does not show it: its claim would win every
-            # round, so it goes (another peer's headers come next).
-            self.manager.log.info("Dropping {peer}: no HEADERS in {secs:.0f} s for the work it claimed",
+            # It claimed more work and does not show it: another peer's headers come
+            # next, and its host rests and ranks after the others (Sync._failed_claim).
+            self.manager.log.info("Sync from {peer}: no HEADERS in {secs:.0f} s for the work it claimed",
                                   peer=self.peer.label(), secs=HEADERS_TIMEOUT)
-            self.peer.abort()
         self._bodies_or_finish()
 
     def crashed(self, failure: Failure, proto: Any) -> None:

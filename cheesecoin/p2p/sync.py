@@ -24,7 +24,7 @@ from cheesecoin.core.headers import checked_bodies
 from cheesecoin.core.tx import signed_cheeses
 from cheesecoin.p2p.compact import HEADERS
 from cheesecoin.p2p.headers_sync import HeadersDownload
-from cheesecoin.p2p.protocol import ERROR_POINTS, REQUEST_TIMEOUT, RemoteError, RequestTimeout, short
+from cheesecoin.p2p.protocol import ERROR_POINTS, RemoteError, RequestTimeout, short
 from cheesecoin.util.cores import usable_cores
 from cheesecoin.util.cpuprocesspool import defer_to_processes, warm_up
 from cheesecoin.util.cputhreadpool import defer_to_cpu
@@ -292,14 +292,8 @@ class Download:
         if self.finished:
             return
         if failure.check(RequestTimeout):
+            self.manager.log.info("Sync from {peer} stalled; trying another peer", peer=self.peer.label())
             self.peer.sync_idle_until = self.manager.clock.seconds() + STATS_INTERVAL
-            if self.received == 0 and self.claimed > self.manager.node.stack.work:
-                # It claimed more work and sends nothing: it goes, as a silent headers peer does.
-                self.manager.log.info("Dropping {peer}: no CHEESES in {secs:.0f} s for the work it claimed",
-                                      peer=self.peer.label(), secs=REQUEST_TIMEOUT)
-                self.peer.abort()
-            else:
-                self.manager.log.info("Sync from {peer} stalled; trying another peer", peer=self.peer.label())
         elif not failure.check(ConnectionLost, RemoteError):
             self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
         self._stop_after_received()

@@ -75,7 +75,7 @@ class StallTests(SynchronousTestCase):
         self.clock = clock_at(NOW)
         self.member = make_member("aa", self.clock)
 
-    def test_a_headers_peer_silent_for_headers_timeout_is_dropped_and_the_next_one_asked(self) -> None:
+    def test_a_headers_peer_silent_for_headers_timeout_rests_and_the_next_one_is_asked(self) -> None:
         liars = [Peer(self.member, n, headers=lambda msg: None) for n in (1, 2, 3)]
         for n, liar in enumerate(liars):
             liar.raw.proto.peer_work = 10**40 + n  # each claims more than the honest one
@@ -84,8 +84,11 @@ class StallTests(SynchronousTestCase):
         for _ in liars:
             self.clock.advance(hs.HEADERS_TIMEOUT + 0.1)
             settle(liars + [honest])
-        assert all(liar.raw.closed for liar in liars)
         assert self.member.node.stack.height == len(CHAIN)
+        now = self.clock.seconds()
+        for liar in liars:  # each failed claim: its host rests and ranks after the others
+            assert liar.raw.proto.sync_idle_until > now
+            assert self.member.sync.struck[liar.raw.proto.peer_host()] == 1
 
     def test_the_sync_starts_from_a_peer_we_dialled_before_one_that_claims_more(self) -> None:
         source = make_member("bb", self.clock, CHAIN[:30])
@@ -100,7 +103,7 @@ class StallTests(SynchronousTestCase):
         liar.serve()
         net.flush()
         assert self.member.node.stack.height == 30
-        assert liar.raw.closed
+        assert self.member.sync.struck[liar.raw.proto.peer_host()] == 1
 
     def test_liars_that_come_back_from_new_addresses_do_not_starve_an_honest_inbound_peer(self) -> None:
         """Two liars claim far more work, never answer and reconnect from a new address
