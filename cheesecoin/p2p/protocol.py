@@ -274,6 +274,8 @@ class MemberProtocol(JsonLineProtocol):
         self._penalty = None
         if points:
             self.misbehaved(points, f"{code}: {text}")
+        if self.state.closes_on_error and not self.closing:
+            self.close()  # e.g. a line that is not even JSON during the STARTTLS exchange
 
     def penalise_next_error(self, points: int) -> None:
         """Set the points the next ERROR we send costs this peer."""

@@ -72,6 +72,8 @@ def get_features(msg: dict) -> frozenset:
 class HandshakeState:
     """Before the handshake: only HELLO."""
 
+    closes_on_error = False  # an ERROR we send leaves the connection open
+
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
         self.manager = protocol.manager
@@ -117,6 +119,8 @@ class HandshakeState:
 
 class ReadyState:
     """After the handshake: requests, pushed messages and replies."""
+
+    closes_on_error = False  # an ERROR we send leaves the connection open
 
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol

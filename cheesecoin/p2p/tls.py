@@ -164,6 +164,8 @@ class StartTlsState:
     """Both HELLOs listed tls: the STARTTLS exchange, then the TLS handshake,
     then the check of the peer's key. Nothing else is accepted meanwhile."""
 
+    closes_on_error = True  # any ERROR we must send (a line that is not JSON, ...) ends it
+
     def __init__(self, protocol: Any, policy: TlsPolicy) -> None:
         self.protocol = protocol
         self.manager = protocol.manager

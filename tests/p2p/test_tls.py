@@ -219,6 +219,17 @@ class StartTlsExchangeTests(LoggedCase):
             self.assertIsNone(s.transport.creator)
             self.assertEqual(s.manager.peers, {})
 
+    def test_a_line_that_is_not_a_message_closes_too(self) -> None:
+        """Not JSON, bad UTF-8, a type that is not a string: the ERROR, then the close
+        (found by the fuzz gate: the connection waited for the handshake timeout)."""
+        for line in (b"hello\n", b"\xff\xfe\n", b'{"type": 5}\n'):
+            s = Side()
+            s.send(hello(s.peer_id, ["tls"]))
+            replies = s.send(line)
+            self.assertEqual([m["type"] for m in replies], ["ERROR"], line)
+            self.assertTrue(s.closed, line)
+            self.assertEqual(s.manager.peers, {})
+
     def test_a_second_starttls_after_tls_began_closes(self) -> None:
         s = Side()
         s.send(hello(s.peer_id, ["tls"]), {"type": "STARTTLS"})
