@@ -178,7 +178,8 @@ class CompactRelay:
         return self.rebuilding.get(job.smell) is job
 
     def _release(self, job: "_Rebuild") -> None:
-        """Forget ``job`` once no attempt of it is under way (a later announcement starts afresh)."""
+        """Forget ``job`` once no attempt of it is under way (a later announcement
+        starts afresh)."""
         if not job.attempts and self._current(job):
             del self.rebuilding[job.smell]
 
@@ -260,7 +261,8 @@ class CompactRelay:
         connection costs nothing."""
         self._end_attempt(proto, job)
         if failure.check(RequestTimeout, RemoteError) and not proto.closing:
-            proto.misbehaved(UNDELIVERED_POINTS, f"did not deliver the cheese {job.smell} it announced")
+            proto.misbehaved(UNDELIVERED_POINTS,
+                             f"did not deliver the cheese {job.smell} it announced")
         self._release(job)
 
     def _attempt_broke(self, failure: Failure, proto: Any, job: "_Rebuild") -> None:

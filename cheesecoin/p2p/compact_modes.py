@@ -50,7 +50,8 @@ class CompactModes:
         self.manager = manager
         self.node = manager.node
         self.high: List[Any] = []  # peers we asked for high bandwidth, most recent choice first
-        self.fetching: "OrderedDict[str, Set[Any]]" = OrderedDict()  # smell -> peers asked GET_COMPACT
+        # smell -> the peers asked GET_COMPACT for it
+        self.fetching: "OrderedDict[str, Set[Any]]" = OrderedDict()
         self.asking: Dict[Any, int] = {}  # peer -> its GET_COMPACT under way
         self.cache: "OrderedDict[str, dict]" = OrderedDict()  # smell -> its COMPACT message
 
@@ -63,7 +64,8 @@ class CompactModes:
         return self.enabled and COMPACT_MODES in proto.peer_features
 
     def wants_header(self, proto: Any) -> bool:
-        """Whether a new best cheese goes to ``proto`` as ANNOUNCE_HEADER (it did not ask for more)."""
+        """Whether a new best cheese goes to ``proto`` as ANNOUNCE_HEADER (it did not
+        ask for more)."""
         return self.speaks(proto) and not proto.wants_compact
 
     # -- choosing our high-bandwidth peers -------------------------------------------------
@@ -113,7 +115,8 @@ class CompactModes:
                   if p is not proto and p not in self.high and not p.closing and self.speaks(p)]
         if others:
             need_outbound = not any(p.outbound for p in self.high)
-            self._choose(max(others, key=lambda p: (p.outbound and need_outbound, p.last_cheese_at)))
+            self._choose(max(others, key=lambda p: (p.outbound and need_outbound,
+                                                    p.last_cheese_at)))
 
     def _choose(self, proto: Any, first: bool = False) -> None:
         self.high.insert(0 if first else len(self.high), proto)
@@ -162,7 +165,8 @@ class CompactModes:
             if len(self.fetching) >= MAX_FETCHING:
                 self.fetching.popitem(last=False)
             asked = self.fetching[smell] = set()
-        if len(asked) >= MAX_ATTEMPTS or proto in asked or self.asking.get(proto, 0) >= MAX_PEER_ATTEMPTS:
+        if (len(asked) >= MAX_ATTEMPTS or proto in asked
+                or self.asking.get(proto, 0) >= MAX_PEER_ATTEMPTS):
             return
         asked.add(proto)
         self.asking[proto] = self.asking.get(proto, 0) + 1
@@ -188,7 +192,8 @@ class CompactModes:
             return
         self.fetching.pop(smell, None)
         try:  # rebuilt exactly as an ANNOUNCE_COMPACT from this peer
-            self.manager.compact.receive(proto, dict(reply, type="ANNOUNCE_COMPACT"), relayed_early=False)
+            announcement = dict(reply, type="ANNOUNCE_COMPACT")
+            self.manager.compact.receive(proto, announcement, relayed_early=False)
         except ProtocolError as e:
             if not proto.closing:
                 proto.send_error(e.code, e.message)
@@ -200,6 +205,7 @@ class CompactModes:
 
     def _broke(self, failure: Failure, proto: Any, smell: str) -> None:
         self._done(proto, smell)
-        self.manager.log.warn("A COMPACT from {peer} broke its handler: {error}", peer=proto.label(),
+        self.manager.log.warn("A COMPACT from {peer} broke its handler: {error}",
+                              peer=proto.label(),
                               error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200])
         proto.misbehaved(ERROR_POINTS["bad-message"], "a COMPACT that broke its handler")

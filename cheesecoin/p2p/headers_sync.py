@@ -108,7 +108,8 @@ class HeadersDownload:
         if failure.check(RequestTimeout):
             # It claimed more work and does not show it: another peer's headers come
             # next, and its host rests and ranks after the others (Sync._failed_claim).
-            self.manager.log.info("Sync from {peer}: no HEADERS in {secs:.0f} s for the work it claimed",
+            self.manager.log.info("Sync from {peer}: no HEADERS in {secs:.0f} s for the work "
+                                  "it claimed",
                                   peer=self.peer.label(), secs=HEADERS_TIMEOUT)
         self._bodies_or_finish()
 
@@ -184,7 +185,8 @@ class HeadersDownload:
         last = self.windows[window][1] - 1
         failed = self.failed.get(window, ())
         return [p for p in self.manager.peers.values()
-                if HEADERS in p.peer_features and not p.closing and p not in failed and p not in self.slow
+                if HEADERS in p.peer_features and not p.closing
+                and p not in failed and p not in self.slow
                 and (p is self.peer or self.index.get(p.peer_tip, -1) >= last)]
 
     def _assign(self) -> None:
@@ -262,7 +264,8 @@ class HeadersDownload:
         if self.finished:
             return
         if failure.check(RequestTimeout):
-            self.manager.log.info("Sync: {peer} is slow; its windows go to other peers", peer=proto.label())
+            self.manager.log.info("Sync: {peer} is slow; its windows go to other peers",
+                                  peer=proto.label())
             self.slow.add(proto)
         self.failed.setdefault(window, set()).add(proto)
         self.retry.append(window)

@@ -149,7 +149,8 @@ class Inventory:
         if proto.closing:
             return
         asked = self.asked_of.setdefault(proto, set())
-        room = min(MAX_PEER_IN_FLIGHT - len(asked), MAX_IN_FLIGHT - len(self.in_flight), TXS_PER_REQUEST)
+        room = min(MAX_PEER_IN_FLIGHT - len(asked), MAX_IN_FLIGHT - len(self.in_flight),
+                   TXS_PER_REQUEST)
         chunk = txids[:max(0, room)]
         if not chunk:
             if not asked:
@@ -219,7 +220,8 @@ class Inventory:
                 tracked = self.tracked_by.get(proto)
                 if tracked is not None:
                     tracked.discard(tx_id)
-            nxt = next((p for p in announcers if not p.closing and p in self.manager.peers.values()), None)
+            here = self.manager.peers.values()
+            nxt = next((p for p in announcers if not p.closing and p in here), None)
             if nxt is not None:
                 by_peer.setdefault(nxt, []).append(tx_id)
         for peer, txids in by_peer.items():

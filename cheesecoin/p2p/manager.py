@@ -457,7 +457,8 @@ class PeerManager:
             p.abort()
 
     def tick(self) -> None:
-        """Every few seconds: drop silent peers, end stalled downloads, forget ended bans, dial more."""
+        """Every few seconds: drop silent peers, end stalled downloads, forget ended
+        bans, dial more."""
         self.drop_silent()
         self.sync.watchdog()
         now = self.clock.seconds()

@@ -63,7 +63,8 @@ class AddressBook:
         self.rng = rng or random.Random()
         self.tables = AddressTables(self.rng)
         self.persistent: Set[Address] = set()
-        self._reply_cache: Optional[Tuple[float, int, List[dict]]] = None  # (drawn at, count, sample)
+        # (drawn at, count, sample) of the last PEERS reply sample
+        self._reply_cache: Optional[Tuple[float, int, List[dict]]] = None
         self.dialing: Set[Address] = set()  # dialled, not yet connected
         self.connecting: Set[Address] = set()  # connected outbound, handshake not done
         self.outbound: Dict[Address, None] = {}  # outbound peers now, oldest first

@@ -276,7 +276,7 @@ class Relay:
                         if header_line is None:
                             header_line = modes.header_line(cheese)
                         p.push_line(header_line)
-                    elif use_compact and COMPACT in p.peer_features:  # section 5.1: header and txids only
+                    elif use_compact and COMPACT in p.peer_features:  # 5.1: header and txids
                         if smell in self.early:
                             continue  # sent before its validation (relay_early)
                         if compact_line is None:

@@ -37,7 +37,8 @@ SYNC_LOG_THRESHOLD = 500  # log progress when a download is at least this long
 WARM_UP_GAP = 100  # cheeses behind a peer that start the worker processes with the download
 PROCESS_MIN_TXS = 200  # signatures in one check worth sending to worker processes
 MAX_QUEUED_CHUNKS = 2  # downloaded chunks waiting to be checked, at most
-STALL_SECONDS = 90.0  # a download with no progress this long is ended (longer than any request's timeout)
+# A download with no progress this long is ended (longer than any request's timeout).
+STALL_SECONDS = 90.0
 MAX_REST = 3600.0  # the longest rest of a host whose claims of more work keep failing
 MAX_STRUCK = 1024  # hosts whose failed claims are remembered
 MAX_ORPHAN_ASKS = 8  # peers whose orphan announcements wait for the running download to end
@@ -335,8 +336,8 @@ class Download:
         self._ask_next()  # before checking this chunk
         # Signatures are checked (in threads) as soon as a chunk arrives, while
         # the chunk before it is applied; chunks are applied in order.
-        self.sync.verify_signatures(cheeses).addCallbacks(self._checked, self._broken, (chunk,)).addErrback(
-            self._broken)
+        checking = self.sync.verify_signatures(cheeses)
+        checking.addCallbacks(self._checked, self._broken, (chunk,)).addErrback(self._broken)
 
     def _stop_after_received(self) -> None:
         """Ask for nothing more; finish once the chunks received are applied."""

@@ -101,8 +101,8 @@ def forged_header(header: dict, **changes: object) -> dict:
     where they are 0..160 (a header that only its bits make invalid), any
     nonce where they are not."""
     out = dict(header, **changes)
-    prefix = preimage_prefix(out["parent_smell"], out["sequence_number"], out["timestamp"], out["bits"],
-                             out["info_hash"])
+    prefix = preimage_prefix(out["parent_smell"], out["sequence_number"], out["timestamp"],
+                             out["bits"], out["info_hash"])
     bits = out["bits"]
     nonce = 0
     while True:
