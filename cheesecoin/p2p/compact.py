@@ -151,7 +151,7 @@ class CompactRelay:
                 return  # full: the newcomer waits (evicting would let it drop an honest rebuild)
             job = self.rebuilding[smell] = _Rebuild(header, miner, txids, note)
         if not relayed_early:
-            job.points = None
+            job.requested_from.add(proto)
         if len(job.attempts) < MAX_ATTEMPTS and proto not in job.attempts:
             self._attempt(job, proto)
         self._release(job)  # none under way (this peer at its bound): nothing is kept for it
@@ -232,10 +232,10 @@ class CompactRelay:
                 # A transport writes when the reactor next polls, and a delayed call
                 # made now runs before that poll: the second hop runs after it.
                 clock = self.manager.clock
-                clock.callLater(0, clock.callLater, 0, self._receive, proto, cheese, job.points,
-                                header["info_hash"])
+                clock.callLater(0, clock.callLater, 0, self._receive, proto, cheese,
+                                job.points_of(proto), header["info_hash"])
                 return
-        self._receive(proto, cheese, job.points, header["info_hash"])
+        self._receive(proto, cheese, job.points_of(proto), header["info_hash"])
 
     def _whole(self, proto: Any, job: "_Rebuild") -> None:
         """Fall back to the whole cheese, by smell, from the announcer (the attempt goes on)."""
@@ -292,12 +292,17 @@ class _Rebuild:
     """One compact cheese being rebuilt: its announcement, and the announcers
     asked for its missing transactions (or the whole cheese) right now."""
 
-    __slots__ = ("header", "smell", "miner", "txids", "note", "attempts", "points")
+    __slots__ = ("header", "smell", "miner", "txids", "note", "attempts", "requested_from")
 
     def __init__(self, header: dict, miner: str, txids: List[str], note: Optional[str]) -> None:
         self.header, self.smell, self.miner = header, header["smell"], miner
         self.txids, self.note = txids, note
         self.attempts: set = set()
-        # What an invalid body costs its announcer: RELAYED_INVALID_POINTS while it
-        # may have been relayed before validation (ANNOUNCE_COMPACT), else the full points.
-        self.points: Optional[int] = RELAYED_INVALID_POINTS
+        self.requested_from: set = set()  # announcers whose compact form came as a COMPACT reply
+
+    def points_of(self, proto: Any) -> Optional[int]:
+        """What an invalid body costs ``proto``: RELAYED_INVALID_POINTS if it pushed an
+        ANNOUNCE_COMPACT (an honest member relays those before validating them), the
+        full invalid-cheese points (None) if it answered our GET_COMPACT. Per announcer:
+        one peer's COMPACT does not change what another's ANNOUNCE_COMPACT costs."""
+        return None if proto in self.requested_from else RELAYED_INVALID_POINTS

@@ -183,6 +183,8 @@ class CompactModes:
         asked = self.fetching.get(smell)
         if asked is not None:
             asked.discard(proto)
+            if not asked:
+                del self.fetching[smell]  # nobody asked any more: a later header starts afresh
 
     def _got_compact(self, reply: dict, proto: Any, smell: str) -> None:
         self._done(proto, smell)

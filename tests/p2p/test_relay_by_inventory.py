@@ -255,3 +255,15 @@ class AttackMendsTests(SynchronousTestCase):
         [far] = a.send({"type": "GET_TXS", "txids": [txid(tx)], "smell": old_side["smell"], "id": 1})
         [near] = a.send({"type": "GET_TXS", "txids": [txid(tx)], "smell": new_side["smell"], "id": 2})
         assert far["transactions"] == [] and near["transactions"] == [tx]
+
+    def test_a_compact_reply_from_one_peer_keeps_another_announcers_discount(self) -> None:
+        """The 5-point discount is per announcer: B's COMPACT does not make A's pushed
+        ANNOUNCE_COMPACT (relayed before validation, as honest members do) cost 25."""
+        bad_tx = dict(self.txs[0], memo="forged")
+        bad = mine_child(self.cheeses[-1], self.cheeses[-1]["bits"], ADDR, [bad_tx], note="bad2")
+        a, b = peer(self.manager, 1), peer(self.manager, 2)
+        [ask_a] = of_type(a.send(compact_announcement(bad)), "GET_TXS")
+        [ask_b] = of_type(b.send({"type": "ANNOUNCE_HEADER", "header": header_of(bad)}), "GET_COMPACT")
+        b.send(dict(compact_announcement(bad), type="COMPACT", id=ask_b["id"]))
+        a.send({"type": "TXS", "transactions": [bad_tx], "id": ask_a["id"]})
+        assert a.proto.score == compact_mod.RELAYED_INVALID_POINTS
