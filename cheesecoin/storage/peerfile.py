@@ -13,9 +13,10 @@ ignored with a reason (the member starts with an empty book), never fatal.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, List, Optional, Tuple
+
+from cheesecoin.storage.jsonfile import MISSING, read_json, write_json
 
 PEERS_FILE = "peers.json"
 FORMAT = 2
@@ -30,19 +31,9 @@ def peers_path(data_dir: str) -> str:
 def load_peers(data_dir: str) -> Tuple[List[Any], Optional[str]]:
     """(entries, None), or ([], why) when there is no usable file (None as why when there is none at all)."""
     path = peers_path(data_dir)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        return [], None
-    except OSError as e:
-        return [], f"cannot read {path}: {e.strerror}"
-    if len(data) > MAX_FILE_BYTES:
-        return [], f"{path} is larger than {MAX_FILE_BYTES} bytes"
-    try:
-        saved = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep
-        return [], f"{path} is not JSON"
+    saved, why = read_json(path, MAX_FILE_BYTES)
+    if saved is MISSING:
+        return [], why
     version = saved.get("format") if isinstance(saved, dict) else None
     readable = type(version) is int and version in READABLE_FORMATS
     if not readable or not isinstance(saved.get("peers"), list):
@@ -53,9 +44,4 @@ def load_peers(data_dir: str) -> Tuple[List[Any], Optional[str]]:
 def save_peers(data_dir: str, entries: List[dict]) -> None:
     """Write the entries atomically; raises OSError."""
     path = peers_path(data_dir)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"format": FORMAT, "peers": entries}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_json(path, {"format": FORMAT, "peers": entries})

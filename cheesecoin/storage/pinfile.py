@@ -10,9 +10,10 @@ a reason, never fatal (the pins are learned again).
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, List, Optional, Tuple
+
+from cheesecoin.storage.jsonfile import MISSING, read_json, write_json
 
 PINS_FILE = "pins.json"
 FORMAT = 1
@@ -26,19 +27,9 @@ def pins_path(data_dir: str) -> str:
 def load_pins(data_dir: str) -> Tuple[List[Any], Optional[str]]:
     """(entries, None), or ([], why) when there is no usable file (why None: no file at all)."""
     path = pins_path(data_dir)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        return [], None
-    except OSError as e:
-        return [], f"cannot read {path}: {e.strerror}"
-    if len(data) > MAX_FILE_BYTES:
-        return [], f"{path} is larger than {MAX_FILE_BYTES} bytes"
-    try:
-        saved = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return [], f"{path} is not JSON"
+    saved, why = read_json(path, MAX_FILE_BYTES)
+    if saved is MISSING:
+        return [], why
     if (
         not isinstance(saved, dict)
         or saved.get("format") != FORMAT
@@ -51,9 +42,4 @@ def load_pins(data_dir: str) -> Tuple[List[Any], Optional[str]]:
 def save_pins(data_dir: str, entries: List[dict]) -> None:
     """Write the entries atomically; raises OSError."""
     path = pins_path(data_dir)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"format": FORMAT, "pins": entries}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_json(path, {"format": FORMAT, "pins": entries})
