@@ -32,11 +32,18 @@ setup(
     # twisted[tls] (pyOpenSSL, service_identity): the encrypted member links of
     # docs/protocol.md section 5.3; pyOpenSSL 25 takes cryptography's keys and certificates.
     install_requires=[
-        "twisted[tls]>=22.10", "pyOpenSSL>=25.0", "cryptography>=41", "PyNaCl>=1.5", "prometheus_client>=0.16",
+        "twisted[tls]>=22.10",
+        "pyOpenSSL>=25.0",
+        "cryptography>=41",
+        "PyNaCl>=1.5",
+        "prometheus_client>=0.16",
     ],
     extras_require={
         "test": ["pytest", "pytest-twisted", "pytest-timeout", "hypothesis"],
         "bench": ["matplotlib"],
+        # The formatter and linter (ruff) and the type checker (mypy, with mypy-zope so
+        # that it reads Twisted's zope.interface declarations): `make lint`, in `make test`.
+        "dev": ["ruff>=0.6", "mypy>=1.10", "mypy-zope>=1.0"],
     },
     entry_points={"console_scripts": ["cheesecoin = cheesecoin.cli.main:main"]},
 )

@@ -38,8 +38,8 @@ from bench_tracker import TWISTD, _figure, _free_port, _percentile, _table  # no
 from common import stop_process  # noqa: E402
 
 from cheesecoin.core.cheese import mine_blue_cheese  # noqa: E402
-from cheesecoin.testing.chain import key_from_seed  # noqa: E402
 from cheesecoin.core.tx import address_of, sign_tx, txid  # noqa: E402
+from cheesecoin.testing.chain import key_from_seed  # noqa: E402
 
 PAYMENTS, SENDERS = 4000, 16
 QUICK_PAYMENTS, QUICK_SENDERS = 400, 8
@@ -86,7 +86,9 @@ def _wait(what: str, predicate: Any, timeout: float = 120.0) -> Any:
 
 
 def _start_member(workdir: Path, miner: str, mining_workers: int) -> Tuple[subprocess.Popen, int]:
-    network = mine_blue_cheese("bench-api", BITS, int(time.time()) - 60, 10, 0, REWARD, 1000, "bench")
+    network = mine_blue_cheese(
+        "bench-api", BITS, int(time.time()) - 60, 10, 0, REWARD, 1000, "bench"
+    )
     (workdir / "net.json").write_text(json.dumps(network))
     api_port = _free_port()
     log_path = workdir / "member.log"
@@ -106,7 +108,9 @@ def _start_member(workdir: Path, miner: str, mining_workers: int) -> Tuple[subpr
     while READY not in log_path.read_text(errors="replace"):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError("the member did not start:\n" + log_path.read_text(errors="replace")[-3000:])
+            raise RuntimeError(
+                "the member did not start:\n" + log_path.read_text(errors="replace")[-3000:]
+            )
         time.sleep(0.05)
     return proc, api_port
 
@@ -133,9 +137,16 @@ class HeightWatcher(threading.Thread):
 def _fund_senders(port: int, funder: Any, senders: List[Any], budget: int) -> None:
     client = Client(port)
     try:
-        _wait("mined coins", lambda: client.get(f"/api/balance/{address_of(funder)}")["balance"] >= budget * len(senders))
+        _wait(
+            "mined coins",
+            lambda: (
+                client.get(f"/api/balance/{address_of(funder)}")["balance"] >= budget * len(senders)
+            ),
+        )
         for nonce, key in enumerate(senders):
-            status, answer = client.call("POST", "/api/transactions", sign_tx(funder, address_of(key), budget, 0, nonce))
+            status, answer = client.call(
+                "POST", "/api/transactions", sign_tx(funder, address_of(key), budget, 0, nonce)
+            )
             if status != 202:
                 raise RuntimeError(f"funding refused: {answer}")
         last = address_of(senders[-1])
@@ -172,7 +183,14 @@ def _post_all(port: int, queues: List[List[dict]]) -> Tuple[Dict[str, float], Li
 class Measurement:
     """What one run of payments through one member gave."""
 
-    def __init__(self, total: int, seconds_posting: float, seconds_after: float, latencies: List[float], cheeses: int) -> None:
+    def __init__(
+        self,
+        total: int,
+        seconds_posting: float,
+        seconds_after: float,
+        latencies: List[float],
+        cheeses: int,
+    ) -> None:
         self.total = total
         self.seconds_posting = seconds_posting
         self.seconds_after = seconds_after
@@ -208,7 +226,10 @@ def _measure(payments: int, sender_count: int, mining_workers: int) -> Measureme
             if errors:
                 raise RuntimeError(f"{len(errors)} payments refused, first: {errors[0]}")
             client = Client(port)
-            _wait("every payment in a cheese", lambda: client.get(f"/api/balance/{sink}")["balance"] == total)
+            _wait(
+                "every payment in a cheese",
+                lambda: client.get(f"/api/balance/{sink}")["balance"] == total,
+            )
             confirmed = time.perf_counter()
             end_height = client.get("/api/status")["height"]
             _wait("the watcher to see the last cheese", lambda: max(watcher.seen) >= end_height)

@@ -38,16 +38,21 @@ from typing import Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import figure, print_table  # noqa: E402  (also puts tests/ on sys.path)
-
-from procs import Proc  # noqa: E402
-
 # Ports below the kernel's ephemeral range: with procs.free_port an outgoing connection of one
 # member sometimes took the port another member was about to listen on (EADDRINUSE).
 from bench_memory import listen_port as free_port  # noqa: E402
+from common import (  # noqa: E402  (also puts tests/ on sys.path)  # noqa: E402
+    ROOT,
+    baseline_tree,
+    figure,
+    plain_cryptography,
+    plain_libsodium,
+    print_table,
+    run_in_tree,
+    tree_env,
+)
+from procs import Proc  # noqa: E402
 
-from common import (  # noqa: E402
-    ROOT, baseline_tree, plain_cryptography, plain_libsodium, run_in_tree, tree_env)
 from cheesecoin.testing.chain import ChainBuilder, make_network, payment_stack  # noqa: E402
 
 MINER = "cd" * 32
@@ -61,8 +66,14 @@ class Observer:
         self.buffer = b""
         self.seen: Dict[str, float] = {}
         hello = {
-            "type": "HELLO", "version": 1, "network": network_smell, "node_id": secrets.token_hex(16),
-            "port": None, "height": 0, "tip": network_smell, "work": "0",
+            "type": "HELLO",
+            "version": 1,
+            "network": network_smell,
+            "node_id": secrets.token_hex(16),
+            "port": None,
+            "height": 0,
+            "tip": network_smell,
+            "work": "0",
         }
         self.send(hello)
         self.sock.setblocking(False)
@@ -88,12 +99,30 @@ class Observer:
                 self.sock.setblocking(False)
 
 
-def _start_member(tmp: str, name: str, network_file: str, options: List[str], procs: List[Proc],
-                  env: Optional[Dict[str, str]] = None) -> int:
+def _start_member(
+    tmp: str,
+    name: str,
+    network_file: str,
+    options: List[str],
+    procs: List[Proc],
+    env: Optional[Dict[str, str]] = None,
+) -> int:
     """A twistd member on free ports (``env``: its code from another checkout); its member port."""
     port = free_port()
-    args = ["--network", network_file, "--data-dir", os.path.join(tmp, name, "data"), "--port", str(port),
-            "--interface", "127.0.0.1", "--api-port", str(free_port()), "--miner-port", str(free_port())] + options
+    args = [
+        "--network",
+        network_file,
+        "--data-dir",
+        os.path.join(tmp, name, "data"),
+        "--port",
+        str(port),
+        "--interface",
+        "127.0.0.1",
+        "--api-port",
+        str(free_port()),
+        "--miner-port",
+        str(free_port()),
+    ] + options
     proc = Proc.twistd("cheesemember", args, os.path.join(tmp, name), name=name, env=env)
     procs.append(proc)
     return port
@@ -114,13 +143,23 @@ def propagation(n_members: int, n_cheeses: int, features: str = "all") -> List[f
         network_file = _write_network(tmp, network)
         try:
             tracker_port = free_port()
-            tracker = Proc.twistd("cheesetracker", ["--port", str(tracker_port), "--interface", "127.0.0.1"],
-                                  os.path.join(tmp, "tracker"))
+            tracker = Proc.twistd(
+                "cheesetracker",
+                ["--port", str(tracker_port), "--interface", "127.0.0.1"],
+                os.path.join(tmp, "tracker"),
+            )
             procs.append(tracker)
             tracker.wait_for("Tracker waiting for new connection.")
-            ports = [_start_member(tmp, f"m{i}", network_file,
-                                   ["--tracker", f"127.0.0.1:{tracker_port}", "--features", features], procs)
-                     for i in range(n_members)]
+            ports = [
+                _start_member(
+                    tmp,
+                    f"m{i}",
+                    network_file,
+                    ["--tracker", f"127.0.0.1:{tracker_port}", "--features", features],
+                    procs,
+                )
+                for i in range(n_members)
+            ]
             for proc in procs[1:]:
                 proc.wait_for("Registered with the tracker", timeout=60)
             time.sleep(2.0)  # let the members dial each other
@@ -129,9 +168,21 @@ def propagation(n_members: int, n_cheeses: int, features: str = "all") -> List[f
             for obs in observers:
                 sel.register(obs.sock, selectors.EVENT_READ, obs)
             feeder = socket.create_connection(("127.0.0.1", ports[0]), timeout=10)
-            feeder.sendall(json.dumps({
-                "type": "HELLO", "version": 1, "network": network.smell, "node_id": secrets.token_hex(16),
-                "port": None, "height": 0, "tip": network.smell, "work": "0"}).encode() + b"\n")
+            feeder.sendall(
+                json.dumps(
+                    {
+                        "type": "HELLO",
+                        "version": 1,
+                        "network": network.smell,
+                        "node_id": secrets.token_hex(16),
+                        "port": None,
+                        "height": 0,
+                        "tip": network.smell,
+                        "work": "0",
+                    }
+                ).encode()
+                + b"\n"
+            )
             time.sleep(0.5)
             cheeses = ChainBuilder(network).extend(network.blue_cheese, n_cheeses, MINER)
             latencies = []
@@ -139,7 +190,9 @@ def propagation(n_members: int, n_cheeses: int, features: str = "all") -> List[f
                 start = time.perf_counter()
                 feeder.sendall(json.dumps({"type": "ANNOUNCE", "cheese": cheese}).encode() + b"\n")
                 deadline = start + 10
-                while time.perf_counter() < deadline and not all(cheese["smell"] in o.seen for o in observers):
+                while time.perf_counter() < deadline and not all(
+                    cheese["smell"] in o.seen for o in observers
+                ):
                     for key, _ in sel.select(timeout=0.5):
                         key.data.read()
                 arrivals = [o.seen.get(cheese["smell"], deadline) for o in observers]
@@ -206,8 +259,14 @@ def initial_sync(n_cheeses: int, per: int) -> Dict[str, float]:
         old = timed_sync(tmp, network_file, stack_file, n_cheeses, baseline) if baseline else None
     sodium = min(plain_libsodium(cheeses) for _ in range(3))
     openssl = min(plain_cryptography(cheeses) for _ in range(2))
-    return {"seconds": seconds, "n_tx": n_tx, "n_cheeses": n_cheeses, "plain": sodium,
-            "openssl": openssl, "baseline": old}
+    return {
+        "seconds": seconds,
+        "n_tx": n_tx,
+        "n_cheeses": n_cheeses,
+        "plain": sodium,
+        "openssl": openssl,
+        "baseline": old,
+    }
 
 
 def sync_figures(n_sync: int, per: int) -> List[Dict[str, object]]:
@@ -215,16 +274,38 @@ def sync_figures(n_sync: int, per: int) -> List[Dict[str, object]]:
     sync = initial_sync(n_sync, per)
     figures = [
         figure(f"initial sync of {n_sync} cheeses", n_sync / sync["seconds"], "cheeses/s"),
-        figure(f"initial sync, {per} tx per cheese", sync["n_tx"] / sync["seconds"], "tx/s",
-               sync["n_tx"] / sync["plain"], "plain libsodium tx/s (1 core)"),
-        figure("initial sync time / plain libsodium", sync["seconds"] / sync["plain"], "ratio",
-               goal="<= 1.0", ratio=sync["seconds"] / sync["plain"]),
-        figure("initial sync time / plain cryptography", sync["seconds"] / sync["openssl"], "ratio",
-               ratio=sync["seconds"] / sync["openssl"]),
+        figure(
+            f"initial sync, {per} tx per cheese",
+            sync["n_tx"] / sync["seconds"],
+            "tx/s",
+            sync["n_tx"] / sync["plain"],
+            "plain libsodium tx/s (1 core)",
+        ),
+        figure(
+            "initial sync time / plain libsodium",
+            sync["seconds"] / sync["plain"],
+            "ratio",
+            goal="<= 1.0",
+            ratio=sync["seconds"] / sync["plain"],
+        ),
+        figure(
+            "initial sync time / plain cryptography",
+            sync["seconds"] / sync["openssl"],
+            "ratio",
+            ratio=sync["seconds"] / sync["openssl"],
+        ),
     ]
     if sync["baseline"] is not None:  # value: the baseline's time; limit: ours; ratio: the speed-up
-        figures.append(figure("initial sync time of the baseline code", sync["baseline"], "s",
-                              sync["seconds"], "this code, s", goal=">= 1.5"))
+        figures.append(
+            figure(
+                "initial sync time of the baseline code",
+                sync["baseline"],
+                "s",
+                sync["seconds"],
+                "this code, s",
+                goal=">= 1.5",
+            )
+        )
     return figures
 
 
@@ -234,10 +315,20 @@ def run(quick: bool = False) -> List[Dict[str, object]]:
     version1 = statistics.median(propagation(n_members, n_announce, features="none")) * 1000
     latencies = propagation(n_members, n_announce)
     return [
-        figure(f"propagation to {n_members} members, p50", statistics.median(latencies) * 1000, "ms",
-               goal="< 50 ms"),
-        figure(f"propagation to {n_members} members, p50, against --features none", statistics.median(latencies) * 1000,
-               "ms", version1, "version-1 relay p50 (--features none)", goal="<= 1.0"),
+        figure(
+            f"propagation to {n_members} members, p50",
+            statistics.median(latencies) * 1000,
+            "ms",
+            goal="< 50 ms",
+        ),
+        figure(
+            f"propagation to {n_members} members, p50, against --features none",
+            statistics.median(latencies) * 1000,
+            "ms",
+            version1,
+            "version-1 relay p50 (--features none)",
+            goal="<= 1.0",
+        ),
         figure(f"propagation to {n_members} members, max", max(latencies) * 1000, "ms"),
     ] + sync_figures(n_sync, per)
 

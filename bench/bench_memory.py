@@ -30,8 +30,8 @@ from typing import Dict, List, Optional, Tuple
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import figure, print_table  # noqa: E402  (also puts tests/ on sys.path)
-
-from procs import Proc, free_port as listen_port, http_json, wait_until  # noqa: E402
+from procs import Proc, http_json, wait_until  # noqa: E402
+from procs import free_port as listen_port
 
 from cheesecoin.storage.sqlite import open_stack  # noqa: E402
 from cheesecoin.testing.chain import ChainBuilder, make_network, payment_stack  # noqa: E402
@@ -65,7 +65,9 @@ def bare_python_rss(rounds: int = 3) -> int:
     """RSS of a Python process that imports twisted's reactor and cryptography (the smallest of a few)."""
     values = []
     for _ in range(rounds):
-        out = subprocess.run([sys.executable, "-c", BARE], capture_output=True, text=True, check=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-c", BARE], capture_output=True, text=True, check=True, timeout=60
+        )
         values.append(_field(out.stdout, "VmRSS"))
     return min(values)
 
@@ -89,12 +91,28 @@ def store_stack(data_dir: str, network, cheeses: List[dict]) -> None:
         stack.close()
 
 
-def start_member(tmp: str, name: str, network_file: str, options: Optional[List[str]] = None) -> Tuple[Proc, int, int]:
+def start_member(
+    tmp: str, name: str, network_file: str, options: Optional[List[str]] = None
+) -> Tuple[Proc, int, int]:
     """A ``twistd -n cheesemember`` on free loopback ports; returns (proc, member port, api port)."""
     port, api_port = listen_port(), listen_port()
-    args = ["--network", network_file, "--data-dir", os.path.join(tmp, name, "data"), "--port", str(port),
-            "--interface", "127.0.0.1", "--api-port", str(api_port), "--miner-port", str(listen_port())]
-    proc = Proc.twistd("cheesemember", args + list(options or []), os.path.join(tmp, name), name=name)
+    args = [
+        "--network",
+        network_file,
+        "--data-dir",
+        os.path.join(tmp, name, "data"),
+        "--port",
+        str(port),
+        "--interface",
+        "127.0.0.1",
+        "--api-port",
+        str(api_port),
+        "--miner-port",
+        str(listen_port()),
+    ]
+    proc = Proc.twistd(
+        "cheesemember", args + list(options or []), os.path.join(tmp, name), name=name
+    )
     return proc, port, api_port
 
 
@@ -141,11 +159,26 @@ def member_rss(network, cheeses: List[dict], start_timeout: float = 300.0) -> Di
 
 
 def _hello(network) -> bytes:
-    return json.dumps({"type": "HELLO", "version": 1, "network": network.smell, "node_id": os.urandom(8).hex(),
-                       "port": None, "height": 0, "tip": network.smell, "work": "2"}).encode() + b"\n"
+    return (
+        json.dumps(
+            {
+                "type": "HELLO",
+                "version": 1,
+                "network": network.smell,
+                "node_id": os.urandom(8).hex(),
+                "port": None,
+                "height": 0,
+                "tip": network.smell,
+                "work": "2",
+            }
+        ).encode()
+        + b"\n"
+    )
 
 
-def readers_rss(network, cheeses: List[dict], peers: int = 32, requests: int = 2000) -> Dict[str, float]:
+def readers_rss(
+    network, cheeses: List[dict], peers: int = 32, requests: int = 2000
+) -> Dict[str, float]:
     """RSS of a member holding ``cheeses``, idle and then with ``peers`` inbound
     peers (each from its own loopback address, the most --max-inbound allows)
     that send ``requests`` GET_CHEESES of 500 cheeses each and never read."""
@@ -155,7 +188,9 @@ def readers_rss(network, cheeses: List[dict], peers: int = 32, requests: int = 2
     with tempfile.TemporaryDirectory(prefix="bench-readers-") as tmp:
         network_file = write_network(tmp, network)
         store_stack(os.path.join(tmp, "member", "data"), network, cheeses)
-        proc, port, api_port = start_member(tmp, "member", network_file, ["--max-inbound", str(peers)])
+        proc, port, api_port = start_member(
+            tmp, "member", network_file, ["--max-inbound", str(peers)]
+        )
         sockets = []
         try:
             wait_height(proc, api_port, height, 300)
@@ -170,12 +205,14 @@ def readers_rss(network, cheeses: List[dict], peers: int = 32, requests: int = 2
                 data, deadline = _hello(network) + line * requests, time.monotonic() + 1.0
                 while data and time.monotonic() < deadline:
                     try:
-                        data = data[sock.send(data[:65536]):]
+                        data = data[sock.send(data[:65536]) :]
                     except BlockingIOError:
                         time.sleep(0.01)
                 sockets.append(sock)
             loaded = settled_rss(proc.popen.pid, settle=3.0)
-            answered = http_json(f"http://127.0.0.1:{api_port}/api/status", timeout=10)["height"] == height
+            answered = (
+                http_json(f"http://127.0.0.1:{api_port}/api/status", timeout=10)["height"] == height
+            )
         finally:
             for sock in sockets:
                 sock.close()
@@ -190,7 +227,9 @@ def run(quick: bool = False, n_cheeses: int = 10000, per: int = 2) -> List[Dict[
     if per:
         cheeses = payment_stack(network, n_cheeses, per, n_keys=50)
     else:
-        cheeses = [network.blue_cheese] + ChainBuilder(network).extend(network.blue_cheese, n_cheeses, MINER)
+        cheeses = [network.blue_cheese] + ChainBuilder(network).extend(
+            network.blue_cheese, n_cheeses, MINER
+        )
     n_tx = sum(len(c["unit_of_information"]["transactions"]) for c in cheeses[1:])
     full = member_rss(network, cheeses)
     per_cheese = (full["rss"] - idle["rss"]) / n_cheeses
@@ -198,18 +237,52 @@ def run(quick: bool = False, n_cheeses: int = 10000, per: int = 2) -> List[Dict[
     readers = readers_rss(network, cheeses[: 501 if quick else 2001])
     growth = (readers["loaded"] - readers["idle"]) / MIB
     return [
-        figure("RSS, member under 32 inbound peers that never read (2,000 GET_CHEESES of 500 each)",
-               readers["loaded"] / MIB, "MiB", readers["idle"] / MIB, "the same member idle, just before"),
-        figure("RSS growth under 32 peers that never read" + ("" if readers["answered"] else " (API did not answer!)"),
-               growth if readers["answered"] else float("inf"), "MiB", goal="<= 64 MiB"),
+        figure(
+            "RSS, member under 32 inbound peers that never read (2,000 GET_CHEESES of 500 each)",
+            readers["loaded"] / MIB,
+            "MiB",
+            readers["idle"] / MIB,
+            "the same member idle, just before",
+        ),
+        figure(
+            "RSS growth under 32 peers that never read"
+            + ("" if readers["answered"] else " (API did not answer!)"),
+            growth if readers["answered"] else float("inf"),
+            "MiB",
+            goal="<= 64 MiB",
+        ),
         figure("RSS, bare Python + twisted + cryptography", bare_mib, "MiB"),
-        figure("RSS, idle member", idle["rss"] / MIB, "MiB", bare_mib, "bare Python + twisted + cryptography RSS"),
-        figure(f"RSS, member holding {n_cheeses} cheeses ({n_tx} tx)", full["rss"] / MIB, "MiB", bare_mib,
-               "bare Python + twisted + cryptography RSS"),
-        figure(f"peak RSS, member loading {n_cheeses} cheeses", full["peak"] / MIB, "MiB", bare_mib,
-               "bare Python + twisted + cryptography RSS"),
-        figure(f"RSS per cheese held (({n_cheeses}-cheese member - idle member) / {n_cheeses})", per_cheese / 1024.0, "KiB"),
-        figure(f"start of a member holding {n_cheeses} cheeses, to API height {n_cheeses}", full["ready"], "s"),
+        figure(
+            "RSS, idle member",
+            idle["rss"] / MIB,
+            "MiB",
+            bare_mib,
+            "bare Python + twisted + cryptography RSS",
+        ),
+        figure(
+            f"RSS, member holding {n_cheeses} cheeses ({n_tx} tx)",
+            full["rss"] / MIB,
+            "MiB",
+            bare_mib,
+            "bare Python + twisted + cryptography RSS",
+        ),
+        figure(
+            f"peak RSS, member loading {n_cheeses} cheeses",
+            full["peak"] / MIB,
+            "MiB",
+            bare_mib,
+            "bare Python + twisted + cryptography RSS",
+        ),
+        figure(
+            f"RSS per cheese held (({n_cheeses}-cheese member - idle member) / {n_cheeses})",
+            per_cheese / 1024.0,
+            "KiB",
+        ),
+        figure(
+            f"start of a member holding {n_cheeses} cheeses, to API height {n_cheeses}",
+            full["ready"],
+            "s",
+        ),
     ]
 
 

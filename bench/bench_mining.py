@@ -38,7 +38,9 @@ from typing import Any, Dict, List
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from common import figure, percentile as _percentile, pinger as _pinger, print_table  # noqa: E402
+from common import figure, print_table  # noqa: E402
+from common import percentile as _percentile
+from common import pinger as _pinger
 
 from cheesecoin.core.cheese import preimage_prefix  # noqa: E402
 from cheesecoin.core.pow import NONCE_LIMIT, search_nonce  # noqa: E402
@@ -99,8 +101,15 @@ def search_single(seconds: float) -> float:
     done = [0]
     deadline = time.perf_counter() + seconds
     started = time.perf_counter()
-    search_nonce(PREFIX, UNREACHABLE_BITS, 10**12, NONCE_LIMIT, lambda: time.perf_counter() > deadline, 4096,
-                 lambda n: done.__setitem__(0, done[0] + n))
+    search_nonce(
+        PREFIX,
+        UNREACHABLE_BITS,
+        10**12,
+        NONCE_LIMIT,
+        lambda: time.perf_counter() > deadline,
+        4096,
+        lambda n: done.__setitem__(0, done[0] + n),
+    )
     return done[0] / (time.perf_counter() - started)
 
 
@@ -116,12 +125,12 @@ def reactor_figures(
     from twisted.internet.threads import deferToThread
 
     from cheesecoin.cli.mine import Console, ExternalMiner
-    from cheesecoin.wire.lineproto import JsonLineProtocol
-    from cheesecoin.mining.port import MinerPortFactory
-    from cheesecoin.mining.service import MiningService
     from cheesecoin.core.node import MemberNode
     from cheesecoin.core.stack import CheeseStack
+    from cheesecoin.mining.port import MinerPortFactory
+    from cheesecoin.mining.service import MiningService
     from cheesecoin.testing.chain import make_network
+    from cheesecoin.wire.lineproto import JsonLineProtocol
 
     class Ping(JsonLineProtocol):
         def msg_PING(self, msg: dict) -> None:
@@ -151,7 +160,9 @@ def reactor_figures(
 
     @defer.inlineCallbacks
     def main() -> Any:
-        ping_port = reactor.listenTCP(0, Factory.forProtocol(Ping), interface="127.0.0.1").getHost().port
+        ping_port = (
+            reactor.listenTCP(0, Factory.forProtocol(Ping), interface="127.0.0.1").getHost().port
+        )
         for workers, label in ((cores, f"{cores} processes"), (1, "1 thread")):
             service = MiningService(new_node(), address, workers, reactor=reactor)
             service.startService()
@@ -161,21 +172,58 @@ def reactor_figures(
             yield pinging
             yield service.stopService()
             if workers == cores:
-                figures.append(figure(f"built-in miner, {label}", rate, "H/s", plain_all, "plain hashlib, all cores",
-                                      goal=">= 0.9"))
-                figures.append(figure(f"built-in miner, {label}, vs our single thread", rate, "H/s", single,
-                                      "search_nonce, 1 thread", goal=">= 1.8 on 2 cores" if cores == 2 else ""))
+                figures.append(
+                    figure(
+                        f"built-in miner, {label}",
+                        rate,
+                        "H/s",
+                        plain_all,
+                        "plain hashlib, all cores",
+                        goal=">= 0.9",
+                    )
+                )
+                figures.append(
+                    figure(
+                        f"built-in miner, {label}, vs our single thread",
+                        rate,
+                        "H/s",
+                        single,
+                        "search_nonce, 1 thread",
+                        goal=">= 1.8 on 2 cores" if cores == 2 else "",
+                    )
+                )
             else:
-                figures.append(figure(f"built-in miner, {label}", rate, "H/s", single, "search_nonce, 1 thread"))
-            figures.append(figure(f"reactor PING p50 while mining ({label})", _percentile(rtts, 0.5) * 1000, "ms"))
-            figures.append(figure(f"reactor PING max while mining ({label})", max(rtts) * 1000, "ms",
-                                  goal="< 100 ms"))
+                figures.append(
+                    figure(
+                        f"built-in miner, {label}", rate, "H/s", single, "search_nonce, 1 thread"
+                    )
+                )
+            figures.append(
+                figure(
+                    f"reactor PING p50 while mining ({label})", _percentile(rtts, 0.5) * 1000, "ms"
+                )
+            )
+            figures.append(
+                figure(
+                    f"reactor PING max while mining ({label})",
+                    max(rtts) * 1000,
+                    "ms",
+                    goal="< 100 ms",
+                )
+            )
         from cheesecoin.core.pow import POW_ENV, backend
 
         native = backend()
-        figures.append(figure(f"built-in miner, {cores} processes ({native} search), vs the SHA-1 compression limit",
-                              figures[0]["value"], "H/s", compress_all, f"hashlib compressions, {cores} cores",
-                              goal=">= 0.5"))
+        figures.append(
+            figure(
+                f"built-in miner, {cores} processes ({native} search), vs the SHA-1 compression limit",
+                figures[0]["value"],
+                "H/s",
+                compress_all,
+                f"hashlib compressions, {cores} cores",
+                goal=">= 0.5",
+            )
+        )
         for forced, label in (("portable", "portable C"), ("python", "pure Python")):
             os.environ[POW_ENV] = forced  # the worker processes inherit it
             try:
@@ -185,17 +233,34 @@ def reactor_figures(
                 yield service.stopService()
             finally:
                 del os.environ[POW_ENV]
-            figures.append(figure(f"built-in miner, {cores} processes, {label} search", rate, "H/s", compress_all,
-                                  f"hashlib compressions, {cores} cores"))
+            figures.append(
+                figure(
+                    f"built-in miner, {cores} processes, {label} search",
+                    rate,
+                    "H/s",
+                    compress_all,
+                    f"hashlib compressions, {cores} cores",
+                )
+            )
         factory = MinerPortFactory(new_node(), address, clock=reactor)
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        miner = ExternalMiner("127.0.0.1", port.getHost().port, cores, reactor, Console(io.StringIO(), tty=False))
+        miner = ExternalMiner(
+            "127.0.0.1", port.getHost().port, cores, reactor, Console(io.StringIO(), tty=False)
+        )
         miner.start()
         rate = yield rate_of(miner.meter)
         yield miner.stop()
         yield port.stopListening()
-        figures.append(figure(f"external miner, {cores} processes", rate, "H/s", plain_all,
-                              "plain hashlib, all cores", goal=">= 0.9"))
+        figures.append(
+            figure(
+                f"external miner, {cores} processes",
+                rate,
+                "H/s",
+                plain_all,
+                "plain hashlib, all cores",
+                goal=">= 0.9",
+            )
+        )
 
     result: List[Any] = []
     d = main()
@@ -219,8 +284,12 @@ def run(quick: bool = False) -> list[dict]:
     figures = [
         figure(f"SHA-1 compressions (hashlib over 16 MiB), {cores} cores", compress_all, "/s"),
         figure("plain hashlib SHA1 loop, 1 core", plain_one, "H/s"),
-        figure(f"plain hashlib SHA1 loop, {cores} cores", plain_all, "H/s", plain_one, "plain, 1 core"),
-        figure("search_nonce, 1 thread", single, "H/s", plain_one, "plain hashlib, 1 core", goal=">= 1"),
+        figure(
+            f"plain hashlib SHA1 loop, {cores} cores", plain_all, "H/s", plain_one, "plain, 1 core"
+        ),
+        figure(
+            "search_nonce, 1 thread", single, "H/s", plain_one, "plain hashlib, 1 core", goal=">= 1"
+        ),
     ]
     return figures + reactor_figures(seconds, rounds, cores, plain_all, single, compress_all)
 

@@ -31,7 +31,9 @@ from typing import Any, Dict, List
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from common import figure, percentile as _percentile, pinger as _pinger, print_table  # noqa: E402
+from common import figure, print_table  # noqa: E402
+from common import percentile as _percentile
+from common import pinger as _pinger
 
 EVENT_RATE = 1000  # events a second
 TICK = 0.01  # the publisher's period (EVENT_RATE * TICK events a tick)
@@ -77,7 +79,10 @@ def _world(ping_port: int, api_port: int, seconds: float, load: bool, results: A
     scrapes: List[float] = []
     threads = [threading.Thread(target=_pinger, args=(ping_port, seconds, rtts))]
     if load:
-        threads += [threading.Thread(target=_reader, args=(api_port, seconds, counts, i)) for i in range(SSE_CLIENTS)]
+        threads += [
+            threading.Thread(target=_reader, args=(api_port, seconds, counts, i))
+            for i in range(SSE_CLIENTS)
+        ]
         threads.append(threading.Thread(target=_scraper, args=(api_port, seconds, scrapes)))
     for t in threads:
         t.start()
@@ -110,16 +115,27 @@ def run(quick: bool = False) -> List[Dict[str, Any]]:
     node = MemberNode(CheeseStack(make_network("bench-ops", bits=1)))
     metrics = MemberMetrics(node)
     events = EventLog(node, reactor)
-    api_port = reactor.listenTCP(0, make_site(node, metrics, events), interface="127.0.0.1").getHost().port
-    ping_port = reactor.listenTCP(0, Factory.forProtocol(Ping), interface="127.0.0.1").getHost().port
+    api_port = (
+        reactor.listenTCP(0, make_site(node, metrics, events), interface="127.0.0.1").getHost().port
+    )
+    ping_port = (
+        reactor.listenTCP(0, Factory.forProtocol(Ping), interface="127.0.0.1").getHost().port
+    )
     published = [0]
 
     def publish() -> None:
         for _ in range(int(EVENT_RATE * TICK)):
             published[0] += 1
             if published[0] % 100 == 0:
-                events.publish("tip", {"height": published[0] // 100, "tip": "%040x" % published[0], "work": "2",
-                                       "reorg_depth": 0})
+                events.publish(
+                    "tip",
+                    {
+                        "height": published[0] // 100,
+                        "tip": "%040x" % published[0],
+                        "work": "2",
+                        "reorg_depth": 0,
+                    },
+                )
             else:
                 events.publish("tx", {"txid": "%040x" % published[0]})
             metrics.traffic("in", "TX", 300)
@@ -143,22 +159,74 @@ def run(quick: bool = False) -> List[Dict[str, Any]]:
         loaded = yield phase(True)
         rate = (published[0] - before) / (time.perf_counter() - started)
         publisher.stop()
-        base_p50, base_p99 = _percentile(idle["rtts"], 0.5) * 1000, _percentile(idle["rtts"], 0.99) * 1000
+        base_p50, base_p99 = (
+            _percentile(idle["rtts"], 0.5) * 1000,
+            _percentile(idle["rtts"], 0.99) * 1000,
+        )
         p50, p99 = _percentile(loaded["rtts"], 0.5) * 1000, _percentile(loaded["rtts"], 0.99) * 1000
         figures.append(figure("reactor PING p50, idle", base_p50, "ms"))
         figures.append(figure("reactor PING p99, idle", base_p99, "ms"))
-        figures.append(figure("events published", rate, "events/s", EVENT_RATE, "the rate asked for", goal=">= 0.95"))
-        figures.append(figure(f"reactor PING p50, {SSE_CLIENTS} event streams + /metrics {SCRAPES_PER_S}/s",
-                              p50, "ms", base_p50, "PING p50 idle"))
-        figures.append(figure(f"reactor PING p99, {SSE_CLIENTS} event streams + /metrics {SCRAPES_PER_S}/s",
-                              p99, "ms", base_p99, "PING p99 idle", goal="< 20 ms"))
-        figures.append(figure("reactor PING max under that load", max(loaded["rtts"]) * 1000, "ms", goal="< 100 ms"))
+        figures.append(
+            figure(
+                "events published",
+                rate,
+                "events/s",
+                EVENT_RATE,
+                "the rate asked for",
+                goal=">= 0.95",
+            )
+        )
+        figures.append(
+            figure(
+                f"reactor PING p50, {SSE_CLIENTS} event streams + /metrics {SCRAPES_PER_S}/s",
+                p50,
+                "ms",
+                base_p50,
+                "PING p50 idle",
+            )
+        )
+        figures.append(
+            figure(
+                f"reactor PING p99, {SSE_CLIENTS} event streams + /metrics {SCRAPES_PER_S}/s",
+                p99,
+                "ms",
+                base_p99,
+                "PING p99 idle",
+                goal="< 20 ms",
+            )
+        )
+        figures.append(
+            figure(
+                "reactor PING max under that load",
+                max(loaded["rtts"]) * 1000,
+                "ms",
+                goal="< 100 ms",
+            )
+        )
         per_client = min(loaded["counts"]) / seconds
-        figures.append(figure("events received per stream (slowest of them)", per_client, "events/s", rate,
-                              "events published", goal=">= 0.95"))
-        figures.append(figure("GET /metrics p50 under that load", _percentile(loaded["scrapes"], 0.5) * 1000, "ms"))
-        figures.append(figure("GET /metrics p99 under that load", _percentile(loaded["scrapes"], 0.99) * 1000, "ms",
-                              goal="< 50 ms"))
+        figures.append(
+            figure(
+                "events received per stream (slowest of them)",
+                per_client,
+                "events/s",
+                rate,
+                "events published",
+                goal=">= 0.95",
+            )
+        )
+        figures.append(
+            figure(
+                "GET /metrics p50 under that load", _percentile(loaded["scrapes"], 0.5) * 1000, "ms"
+            )
+        )
+        figures.append(
+            figure(
+                "GET /metrics p99 under that load",
+                _percentile(loaded["scrapes"], 0.99) * 1000,
+                "ms",
+                goal="< 50 ms",
+            )
+        )
 
     outcome: List[Any] = []
     d = main()

@@ -37,14 +37,25 @@ from typing import Dict, List, Sequence
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import bench_member  # noqa: E402
+from bench_member import propagation  # noqa: E402
+from bench_memory import (  # noqa: E402
+    MIB,
+    listen_port,
+    rss_bytes,
+    settled_rss,
+    start_member,
+    store_stack,
+    wait_height,
+    write_network,
+)
+from bench_verify import plain_ed25519  # noqa: E402
 from common import figure, print_table  # noqa: E402  (also puts tests/ on sys.path)
 
-import bench_member  # noqa: E402
-from bench_verify import plain_ed25519  # noqa: E402
-from bench_member import propagation  # noqa: E402
-from bench_memory import MIB, listen_port, rss_bytes, settled_rss, start_member, store_stack, wait_height, write_network  # noqa: E402
-from cheesecoin.testing.chain import payment_stack  # noqa: E402
-from cheesecoin.testing.chain import make_network  # noqa: E402
+from cheesecoin.testing.chain import (  # noqa: E402
+    make_network,
+    payment_stack,  # noqa: E402
+)
 
 SYNC_SIZES = (1000, 5000, 20000)
 QUICK_SYNC_SIZES = (1000, 2000, 5000)
@@ -70,14 +81,18 @@ def sync_point(network, cheeses: List[dict]) -> Dict[str, float]:
             seed, seed_port, seed_api = start_member(tmp, "seed", network_file)
             procs.append(seed)
             wait_height(seed, seed_api, n, 300)
-            late, _, late_api = start_member(tmp, "late", network_file, ["--connect", f"127.0.0.1:{seed_port}"])
+            late, _, late_api = start_member(
+                tmp, "late", network_file, ["--connect", f"127.0.0.1:{seed_port}"]
+            )
             procs.append(late)
             wall = wait_height(late, late_api, n, 600)
             late.wait_for("Synced from", timeout=30)
             synced = [(int(a), float(s)) for a, s in SYNCED.findall(late.output())]
             logged = sum(s for _, s in synced)
             if sum(a for a, _ in synced) != n:
-                raise AssertionError(f"late member logged {synced}, expected {n} cheeses:\n{late.output()[-2000:]}")
+                raise AssertionError(
+                    f"late member logged {synced}, expected {n} cheeses:\n{late.output()[-2000:]}"
+                )
             late_rss = settled_rss(late.popen.pid)
             return {
                 "cheeses": n,
@@ -92,7 +107,12 @@ def sync_point(network, cheeses: List[dict]) -> Dict[str, float]:
                 proc.stop()
 
 
-def draw(sync: List[Dict[str, float]], prop: List[Dict[str, float]], path: str = PLOT, quick: bool = False) -> None:
+def draw(
+    sync: List[Dict[str, float]],
+    prop: List[Dict[str, float]],
+    path: str = PLOT,
+    quick: bool = False,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,15 +122,24 @@ def draw(sync: List[Dict[str, float]], prop: List[Dict[str, float]], path: str =
     xs = [p["cheeses"] for p in sync]
     left.plot(xs, [p["seconds"] for p in sync], "o-", color="tab:blue", label="sync time (s)")
     if all("plain_ed25519" in p for p in sync):
-        left.plot(xs, [p["plain_ed25519"] for p in sync], "x-.", color="tab:green",
-                  label="plain Ed25519 of the same tx (s)")
+        left.plot(
+            xs,
+            [p["plain_ed25519"] for p in sync],
+            "x-.",
+            color="tab:green",
+            label="plain Ed25519 of the same tx (s)",
+        )
     left.set_xlabel(f"cheeses in the stack ({TX_PER_CHEESE} signed tx each)")
     left.set_ylabel("initial sync time (s)", color="tab:blue")
     left.set_title("Initial sync of a late member")
     left.grid(alpha=0.3)
     mem = left.twinx()
-    mem.plot(xs, [p["late_rss_mib"] for p in sync], "s--", color="tab:red", label="RSS synced member")
-    mem.plot(xs, [p["seed_rss_mib"] for p in sync], "^:", color="tab:orange", label="RSS seed member")
+    mem.plot(
+        xs, [p["late_rss_mib"] for p in sync], "s--", color="tab:red", label="RSS synced member"
+    )
+    mem.plot(
+        xs, [p["seed_rss_mib"] for p in sync], "^:", color="tab:orange", label="RSS seed member"
+    )
     mem.set_ylabel("RSS (MiB)", color="tab:red")
     mem.set_ylim(bottom=0)
     left.set_ylim(bottom=0)
@@ -128,15 +157,19 @@ def draw(sync: List[Dict[str, float]], prop: List[Dict[str, float]], path: str =
     right.set_ylim(bottom=0)
     right.grid(alpha=0.3)
     right.legend(fontsize=8)
-    fig.suptitle(f"CheeseCoin scaling{' (--quick)' if quick else ''}, {os.cpu_count()} cores, "
-                 f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-                 fontsize=10)
+    fig.suptitle(
+        f"CheeseCoin scaling{' (--quick)' if quick else ''}, {os.cpu_count()} cores, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def run(quick: bool = False, sync_sizes: Sequence[int] = (), member_counts: Sequence[int] = ()) -> List[Dict[str, object]]:
+def run(
+    quick: bool = False, sync_sizes: Sequence[int] = (), member_counts: Sequence[int] = ()
+) -> List[Dict[str, object]]:
     sync_sizes = sorted(sync_sizes or (QUICK_SYNC_SIZES if quick else SYNC_SIZES))
     member_counts = sorted(member_counts or (QUICK_MEMBER_COUNTS if quick else MEMBER_COUNTS))
     announces = QUICK_ANNOUNCES if quick else ANNOUNCES
@@ -154,28 +187,67 @@ def run(quick: bool = False, sync_sizes: Sequence[int] = (), member_counts: Sequ
     prop = []
     for count in member_counts:
         latencies = [x * 1000 for x in propagation(count, announces)]
-        prop.append({"members": count, "p50_ms": statistics.median(latencies), "max_ms": max(latencies),
-                     "latencies_ms": latencies})
+        prop.append(
+            {
+                "members": count,
+                "p50_ms": statistics.median(latencies),
+                "max_ms": max(latencies),
+                "latencies_ms": latencies,
+            }
+        )
 
-    print("scaling points:", json.dumps({"sync": sync, "propagation": prop, "tx_per_cheese": TX_PER_CHEESE}))
+    print(
+        "scaling points:",
+        json.dumps({"sync": sync, "propagation": prop, "tx_per_cheese": TX_PER_CHEESE}),
+    )
     draw(sync, prop, quick=quick)
 
     figures = []
     base = sync[0]
     for p in sync:
         n = p["cheeses"]
-        figures.append(figure(f"scaling: sync {n} cheeses ({p['tx']} tx), time", p["seconds"], "s",
-                              p["plain_ed25519"], "plain Ed25519 of the same tx, s"))
-        figures.append(figure(f"scaling: sync {n} cheeses, cheeses/s", n / p["seconds"], "cheeses/s",
-                              base["cheeses"] / base["seconds"], f"cheeses/s at {base['cheeses']}"))
-        figures.append(figure(f"scaling: RSS of member synced to {n} cheeses", p["late_rss_mib"], "MiB",
-                              base["late_rss_mib"], f"RSS at {base['cheeses']}"))
+        figures.append(
+            figure(
+                f"scaling: sync {n} cheeses ({p['tx']} tx), time",
+                p["seconds"],
+                "s",
+                p["plain_ed25519"],
+                "plain Ed25519 of the same tx, s",
+            )
+        )
+        figures.append(
+            figure(
+                f"scaling: sync {n} cheeses, cheeses/s",
+                n / p["seconds"],
+                "cheeses/s",
+                base["cheeses"] / base["seconds"],
+                f"cheeses/s at {base['cheeses']}",
+            )
+        )
+        figures.append(
+            figure(
+                f"scaling: RSS of member synced to {n} cheeses",
+                p["late_rss_mib"],
+                "MiB",
+                base["late_rss_mib"],
+                f"RSS at {base['cheeses']}",
+            )
+        )
     first = prop[0]
     for p in prop:
-        figures.append(figure(f"scaling: propagation to {p['members']} members, p50", p["p50_ms"], "ms",
-                              first["p50_ms"], f"p50 at {first['members']} members",
-                              goal="< 50 ms" if p["members"] == 20 else ""))
-        figures.append(figure(f"scaling: propagation to {p['members']} members, max", p["max_ms"], "ms"))
+        figures.append(
+            figure(
+                f"scaling: propagation to {p['members']} members, p50",
+                p["p50_ms"],
+                "ms",
+                first["p50_ms"],
+                f"p50 at {first['members']} members",
+                goal="< 50 ms" if p["members"] == 20 else "",
+            )
+        )
+        figures.append(
+            figure(f"scaling: propagation to {p['members']} members, max", p["max_ms"], "ms")
+        )
     return figures
 
 

@@ -44,8 +44,13 @@ print(json.dumps(f))
 
 
 def _run(members: int, cheeses: int) -> Dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(members), str(cheeses)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=1800)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(members), str(cheeses)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=1800,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"simulate {members} members failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -54,22 +59,49 @@ def _run(members: int, cheeses: int) -> Dict[str, Any]:
 def run(quick: bool = False) -> List[Dict[str, Any]]:
     figures: List[Dict[str, Any]] = []
     base = None
-    for members, cheeses in (QUICK_SIZES if quick else SIZES):
+    for members, cheeses in QUICK_SIZES if quick else SIZES:
         f = _run(members, cheeses)
-        print(f"bench_sim: {members} members, {cheeses} cheeses: {f['wall_seconds']} s", file=sys.stderr)
+        print(
+            f"bench_sim: {members} members, {cheeses} cheeses: {f['wall_seconds']} s",
+            file=sys.stderr,
+        )
         hours = f["simulated_seconds"] / 3600
         per = f["wall_seconds"] / (members * hours)  # wall seconds per member per simulated hour
         if base is None:
             base = per
         label = f"simulate {members} members x {cheeses} cheeses"
         figures.append(figure(f"{label}: wall time", f["wall_seconds"], "s"))
-        figures.append(figure(f"{label}: wall s per member per simulated hour", per, "s", base,
-                              "the same at 100 members", goal="<= 1.5 (linear growth)" if members > 100 else ""))
-        figures.append(figure(f"{label}: peak RSS per member", f["max_rss_kib"] / 1024 / members, "MiB"))
+        figures.append(
+            figure(
+                f"{label}: wall s per member per simulated hour",
+                per,
+                "s",
+                base,
+                "the same at 100 members",
+                goal="<= 1.5 (linear growth)" if members > 100 else "",
+            )
+        )
+        figures.append(
+            figure(f"{label}: peak RSS per member", f["max_rss_kib"] / 1024 / members, "MiB")
+        )
         for q in ("p50", "p90"):
-            figures.append(figure(f"{label}: propagation {q}", f["propagation_ms"][q], "ms",
-                                  f["propagation_limit_ms"][q], f"shortest-path limit {q}"))
-        figures.append(figure(f"{label}: stale rate", f["stale_rate"], "", goal="agreement" if f["agreement"] else "NO agreement"))
+            figures.append(
+                figure(
+                    f"{label}: propagation {q}",
+                    f["propagation_ms"][q],
+                    "ms",
+                    f["propagation_limit_ms"][q],
+                    f"shortest-path limit {q}",
+                )
+            )
+        figures.append(
+            figure(
+                f"{label}: stale rate",
+                f["stale_rate"],
+                "",
+                goal="agreement" if f["agreement"] else "NO agreement",
+            )
+        )
     figures.extend(sync_figures(quick))
     figures.extend(cpu_figures(quick))
     figures.extend(selfish_figures(quick))
@@ -91,16 +123,31 @@ def cpu_figures(quick: bool = False) -> List[Dict[str, Any]]:
     out = []
     runs = {}
     for verify in (0.0, VERIFY_US):
-        config = SimConfig(members=100, cheeses=cheeses, txs_per_cheese=500, latency=(20, 150),
-                           bandwidth=10, seed=1, verify_us=verify)
+        config = SimConfig(
+            members=100,
+            cheeses=cheeses,
+            txs_per_cheese=500,
+            latency=(20, 150),
+            bandwidth=10,
+            seed=1,
+            verify_us=verify,
+        )
         runs[verify] = f = _simulate(config)
-        print(f"bench_sim: 500 tx/cheese, --verify-us {verify:g}: {f['propagation_ms']}",
-              file=sys.stderr)
+        print(
+            f"bench_sim: 500 tx/cheese, --verify-us {verify:g}: {f['propagation_ms']}",
+            file=sys.stderr,
+        )
     label = f"simulate 100 members x {cheeses} cheeses x 500 tx"
     for q in ("p50", "p90"):
-        out.append(figure(f"{label}: propagation {q}, --verify-us {VERIFY_US:g}",
-                          runs[VERIFY_US]["propagation_ms"][q], "ms",
-                          runs[0.0]["propagation_ms"][q], "--verify-us 0"))
+        out.append(
+            figure(
+                f"{label}: propagation {q}, --verify-us {VERIFY_US:g}",
+                runs[VERIFY_US]["propagation_ms"][q],
+                "ms",
+                runs[0.0]["propagation_ms"][q],
+                "--verify-us 0",
+            )
+        )
     return out
 
 
@@ -116,13 +163,29 @@ def selfish_figures(quick: bool = False) -> List[Dict[str, Any]]:
     out = []
     for peers in (4, 40):
         for alpha in SELFISH_ALPHAS:
-            f = _simulate(SimConfig(members=50, cheeses=cheeses, spacing=10, latency=(20, 150),
-                                    seed=1, selfish=alpha, selfish_peers=peers))
+            f = _simulate(
+                SimConfig(
+                    members=50,
+                    cheeses=cheeses,
+                    spacing=10,
+                    latency=(20, 150),
+                    seed=1,
+                    selfish=alpha,
+                    selfish_peers=peers,
+                )
+            )
             pool = f["selfish"]
             print(f"bench_sim: selfish {alpha} x {peers} peers: {pool}", file=sys.stderr)
             name = f"selfish pool alpha {alpha}, {peers} peers, {cheeses} cheeses: revenue share"
-            out.append(figure(name, pool["revenue_share"], "", pool["revenue_theory"],
-                              f"R(alpha, gamma {pool['gamma_measured']:.3f})"))
+            out.append(
+                figure(
+                    name,
+                    pool["revenue_share"],
+                    "",
+                    pool["revenue_theory"],
+                    f"R(alpha, gamma {pool['gamma_measured']:.3f})",
+                )
+            )
     return out
 
 
@@ -134,19 +197,41 @@ def sync_figures(quick: bool = False) -> List[Dict[str, Any]]:
 
     cheeses = 500 if quick else 2000
     runs = {}
-    for name, peers, features in (("1 peer", 1, "all"), ("8 peers", 8, "all"), ("8 peers, features none", 8, "none")):
-        runs[name] = sync_race(cheeses=cheeses, txs=25, sources=8, peers=peers, latency=(50, 100), bandwidth=10,
-                               features=features)
+    for name, peers, features in (
+        ("1 peer", 1, "all"),
+        ("8 peers", 8, "all"),
+        ("8 peers, features none", 8, "none"),
+    ):
+        runs[name] = sync_race(
+            cheeses=cheeses,
+            txs=25,
+            sources=8,
+            peers=peers,
+            latency=(50, 100),
+            bandwidth=10,
+            features=features,
+        )
         print(f"bench_sim: sync race {name}: {runs[name]}", file=sys.stderr)
     one = runs["1 peer"]["sync_seconds"]
     label = f"simulated sync of {cheeses} cheeses x 25 tx, 50-100 ms, 10 Mbit/s"
     return [
         figure(f"{label}, headers first from 1 peer", one, "s (simulated)"),
-        figure(f"{label}, headers first from 8 peers: speed-up", one / runs["8 peers"]["sync_seconds"], "x", 1.0,
-               "from 1 peer", goal=">= 4" if not quick else ""),  # (#17's goal is for 2,000 cheeses; at 500 the
+        figure(
+            f"{label}, headers first from 8 peers: speed-up",
+            one / runs["8 peers"]["sync_seconds"],
+            "x",
+            1.0,
+            "from 1 peer",
+            goal=">= 4" if not quick else "",
+        ),  # (#17's goal is for 2,000 cheeses; at 500 the
         # header round trips and the start are a larger share)
-        figure(f"{label}, version 1 from 8 peers: speed-up", one / runs["8 peers, features none"]["sync_seconds"], "x",
-               1.0, "from 1 peer"),
+        figure(
+            f"{label}, version 1 from 8 peers: speed-up",
+            one / runs["8 peers, features none"]["sync_seconds"],
+            "x",
+            1.0,
+            "from 1 peer",
+        ),
     ]
 
 

@@ -40,11 +40,9 @@ from typing import Dict, List, Tuple
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import figure, print_table  # noqa: E402  (also puts tests/ on sys.path)
-
-from procs import Proc, free_port, http_json  # noqa: E402
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from OpenSSL import SSL  # noqa: E402
+from procs import Proc, free_port, http_json  # noqa: E402
 
 from cheesecoin.p2p.tls import TlsCreator  # noqa: E402
 from cheesecoin.storage.identity import node_id_of  # noqa: E402

@@ -24,15 +24,19 @@ from typing import Optional
 
 from common import stop_process  # bench/ is on sys.path (script dir, or run_all)
 
-from cheesecoin.util import localports
 from cheesecoin.tracker.tap import raise_fd_limit
+from cheesecoin.util import localports
 
 MEMBERS = 1000
 QUICK_MEMBERS = 200
 IN_FLIGHT = 50  # requests outstanding at once in the paced phases
 P99_GOAL_MS = 20.0
 READY = "Tracker waiting for new connection."
-TWISTD = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
+TWISTD = [
+    sys.executable,
+    "-c",
+    "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()",
+]
 
 
 def _free_port() -> int:
@@ -46,7 +50,12 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def _figure(
-    name: str, value: float, unit: str, goal: str, limit: Optional[float] = None, limit_name: Optional[str] = None
+    name: str,
+    value: float,
+    unit: str,
+    goal: str,
+    limit: Optional[float] = None,
+    limit_name: Optional[str] = None,
 ) -> dict:
     return {
         "name": name,
@@ -60,7 +69,9 @@ def _figure(
 
 
 class _Member:
-    def __init__(self, index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.index = index
         self.port = 30000 + index
         self.reader = reader
@@ -81,7 +92,12 @@ def _check_peers(member: _Member, reply: dict, registered: set) -> None:
         raise RuntimeError(f"member {member.index}: expected PEERS, got {reply}")
     peers = [(p["host"], p["port"]) for p in reply["peers"]]
     me = ("127.0.0.1", member.port)
-    if len(peers) > 10 or len(set(peers)) != len(peers) or me in peers or not set(peers) <= registered:
+    if (
+        len(peers) > 10
+        or len(set(peers)) != len(peers)
+        or me in peers
+        or not set(peers) <= registered
+    ):
         raise RuntimeError(f"member {member.index}: bad PEERS {peers}")
 
 
@@ -143,7 +159,16 @@ def _start_tracker(workdir: Path, count: int) -> tuple[subprocess.Popen, Path, i
     log_file = open(log_path, "wb")
     proc = subprocess.Popen(
         TWISTD
-        + ["-n", "--pidfile=", "--logfile=-", "cheesetracker", "--port", str(port), "--interface", "127.0.0.1"]
+        + [
+            "-n",
+            "--pidfile=",
+            "--logfile=-",
+            "cheesetracker",
+            "--port",
+            str(port),
+            "--interface",
+            "127.0.0.1",
+        ]
         + ["--max-per-ip", str(count + 10)],
         cwd=workdir,
         stdout=log_file,
@@ -155,7 +180,9 @@ def _start_tracker(workdir: Path, count: int) -> tuple[subprocess.Popen, Path, i
     while READY not in log_path.read_text(errors="replace"):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError("the tracker did not start:\n" + log_path.read_text(errors="replace"))
+            raise RuntimeError(
+                "the tracker did not start:\n" + log_path.read_text(errors="replace")
+            )
         time.sleep(0.02)
     return proc, log_path, port
 
@@ -178,8 +205,18 @@ def run(quick: bool = False) -> list[dict]:
     p99 = _percentile(latencies_ms, 0.99)
     where = f"{count} members, {IN_FLIGHT} in flight"
     return [
-        _figure(f"tracker registrations per second ({where})", count / result["register_seconds"], "1/s", "higher"),
-        _figure(f"tracker GET_PEERS per second ({where})", count / result["get_peers_seconds"], "1/s", "higher"),
+        _figure(
+            f"tracker registrations per second ({where})",
+            count / result["register_seconds"],
+            "1/s",
+            "higher",
+        ),
+        _figure(
+            f"tracker GET_PEERS per second ({where})",
+            count / result["get_peers_seconds"],
+            "1/s",
+            "higher",
+        ),
         _figure(
             f"tracker p99 reply time, REGISTER and GET_PEERS ({where})",
             p99,
@@ -188,9 +225,21 @@ def run(quick: bool = False) -> list[dict]:
             limit=P99_GOAL_MS,
             limit_name="p99 goal",
         ),
-        _figure(f"tracker median reply time ({where})", _percentile(latencies_ms, 0.5), "ms", "lower"),
-        _figure(f"tracker p99 reply time, all {count} GET_PEERS at once", _percentile(burst_ms, 0.99), "ms", "lower"),
-        _figure(f"tracker connect time for {count} members", result["connect_seconds"] * 1000, "ms", "lower"),
+        _figure(
+            f"tracker median reply time ({where})", _percentile(latencies_ms, 0.5), "ms", "lower"
+        ),
+        _figure(
+            f"tracker p99 reply time, all {count} GET_PEERS at once",
+            _percentile(burst_ms, 0.99),
+            "ms",
+            "lower",
+        ),
+        _figure(
+            f"tracker connect time for {count} members",
+            result["connect_seconds"] * 1000,
+            "ms",
+            "lower",
+        ),
     ]
 
 
@@ -201,7 +250,9 @@ def _table(figures: list[dict]) -> str:
         ratio = "" if f["ratio"] is None else f"{f['ratio']:.2f}"
         rows.append((f["name"], f"{f['value']:.2f}", f["unit"], limit, ratio))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows
+    )
 
 
 if __name__ == "__main__":

@@ -70,7 +70,9 @@ def print_table(figures: List[Dict[str, object]]) -> None:
     for f in figures:
         limit = "" if f["limit"] is None else f"{f['limit']:g} ({f['limit_name']})"
         ratio = "" if f["ratio"] is None else f"{f['ratio']:.3f}"
-        rows.append((str(f["name"]), f"{f['value']:g}", str(f["unit"]), limit, ratio, str(f["goal"])))
+        rows.append(
+            (str(f["name"]), f"{f['value']:g}", str(f["unit"]), limit, ratio, str(f["goal"]))
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
@@ -146,8 +148,14 @@ def tree_env(tree: str) -> Dict[str, str]:
 def run_in_tree(tree: str, code: str, *args: str, timeout: float = 900.0) -> str:
     """Run ``python -c code args`` with ``cheesecoin`` imported from ``tree``; its stdout."""
     env = dict(os.environ, **tree_env(tree))
-    done = subprocess.run([sys.executable, "-c", code, *args], cwd=tree, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{tree}: {done.stderr[-2000:]}")
     return done.stdout

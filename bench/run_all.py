@@ -89,7 +89,9 @@ def machine_info() -> Dict[str, Any]:
     info: Dict[str, Any] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "twisted": _version("twisted"),
@@ -116,9 +118,12 @@ def machine_info() -> Dict[str, Any]:
     except OSError:
         pass
     try:
-        info["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
-        ).stdout.strip() or None
+        info["git_commit"] = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         info["git_commit"] = None
     return info
@@ -172,7 +177,10 @@ def _busy_cpu_seconds() -> Optional[float]:
 
 def _own_cpu_seconds() -> float:
     """CPU time of this process and of every descendant waited for."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
@@ -186,8 +194,15 @@ def run_module(name: str, quick: bool, limit: float, result_dir: str) -> Dict[st
     load_before = _load()
     busy_before, own_before = _busy_cpu_seconds(), _own_cpu_seconds()
     start = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     tail: collections.deque = collections.deque(maxlen=60)
 
     def pump() -> None:
@@ -216,16 +231,25 @@ def run_module(name: str, quick: bool, limit: float, result_dir: str) -> Dict[st
     other = None
     if busy_before is not None and busy_after is not None:
         # CPU used on the machine by anything but this benchmark, as a share of all its cores' time
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1)
+        )
         foreign = (busy_after - busy_before) - (own_after - own_before)
         other = round(max(0.0, foreign) / (seconds * cores), 3)
-    entry: Dict[str, Any] = {"seconds": round(seconds, 1), "limit_seconds": limit, "returncode": proc.returncode,
-                             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                             # 1-minute load average before and after: other work on the machine shows here
-                             "load_before": load_before, "load_after": _load(),
-                             # the share of the machine's CPU time used by other processes meanwhile
-                             "other_cpu_share": other,
-                             "cpu_seconds": round(own_after - own_before, 1)}
+    entry: Dict[str, Any] = {
+        "seconds": round(seconds, 1),
+        "limit_seconds": limit,
+        "returncode": proc.returncode,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # 1-minute load average before and after: other work on the machine shows here
+        "load_before": load_before,
+        "load_after": _load(),
+        # the share of the machine's CPU time used by other processes meanwhile
+        "other_cpu_share": other,
+        "cpu_seconds": round(own_after - own_before, 1),
+    }
     result: Dict[str, Any] = {}
     if os.path.exists(result_path):
         with open(result_path, encoding="utf-8") as f:
@@ -240,9 +264,13 @@ def run_module(name: str, quick: bool, limit: float, result_dir: str) -> Dict[st
         entry["error"] = result["error"]
     else:
         entry["status"] = "crashed"
-        entry["error"] = f"exit status {proc.returncode}, no result; last output:\n" + "\n".join(tail)
+        entry["error"] = f"exit status {proc.returncode}, no result; last output:\n" + "\n".join(
+            tail
+        )
     if leaked and not timed_out:
-        entry["leaked_processes"] = True  # something of the module's was still running when it ended
+        entry["leaked_processes"] = (
+            True  # something of the module's was still running when it ended
+        )
     figures = []
     for f in result.get("figures", []) if entry["status"] == "ok" else []:
         figures.append(dict(f, module=name))
@@ -279,8 +307,14 @@ def goal_met(f: Dict[str, Any]) -> Optional[bool]:
     if x is None:
         return None
     x = float(x)
-    return {"<": x < bound, "<=": x <= bound, "≤": x <= bound, ">": x > bound, ">=": x >= bound,
-            "≥": x >= bound}[op]
+    return {
+        "<": x < bound,
+        "<=": x <= bound,
+        "≤": x <= bound,
+        ">": x > bound,
+        ">=": x >= bound,
+        "≥": x >= bound,
+    }[op]
 
 
 def fmt(v: Any) -> str:
@@ -305,8 +339,18 @@ def table(figures: List[Dict[str, Any]]) -> str:
         limit = "" if f.get("limit") is None else f"{fmt(f['limit'])} ({f.get('limit_name') or ''})"
         ratio = "" if f.get("ratio") is None else f"{float(f['ratio']):.3f}"
         met = goal_met(f)
-        rows.append((str(f.get("module", "")), str(f["name"]), fmt(f["value"]), str(f["unit"]), limit, ratio,
-                     str(f.get("goal") or ""), "" if met is None else ("yes" if met else "NO")))
+        rows.append(
+            (
+                str(f.get("module", "")),
+                str(f["name"]),
+                fmt(f["value"]),
+                str(f["unit"]),
+                limit,
+                ratio,
+                str(f.get("goal") or ""),
+                "" if met is None else ("yes" if met else "NO"),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -315,25 +359,44 @@ def table(figures: List[Dict[str, Any]]) -> str:
 
 def markdown_table(figures: List[Dict[str, Any]]) -> str:
     """The same table in Markdown (for BENCHMARKS.md)."""
-    out = ["| module | figure | value | unit | limit (same run) | ratio | goal | met |",
-           "|---|---|---:|---|---|---:|---|---|"]
+    out = [
+        "| module | figure | value | unit | limit (same run) | ratio | goal | met |",
+        "|---|---|---:|---|---|---:|---|---|",
+    ]
     for f in figures:
         limit = "" if f.get("limit") is None else f"{fmt(f['limit'])} ({f.get('limit_name') or ''})"
         ratio = "" if f.get("ratio") is None else f"{float(f['ratio']):.3f}"
         met = goal_met(f)
-        cells = [str(f.get("module", "")), str(f["name"]), fmt(f["value"]), str(f["unit"]), limit, ratio,
-                 str(f.get("goal") or ""), "" if met is None else ("yes" if met else "**no**")]
+        cells = [
+            str(f.get("module", "")),
+            str(f["name"]),
+            fmt(f["value"]),
+            str(f["unit"]),
+            limit,
+            ratio,
+            str(f.get("goal") or ""),
+            "" if met is None else ("yes" if met else "**no**"),
+        ]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(out)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (quick=True for every module)")
-    parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help=f"run only these modules (repeatable or comma-separated): {', '.join(NAMES)}")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes (quick=True for every module)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"run only these modules (repeatable or comma-separated): {', '.join(NAMES)}",
+    )
     parser.add_argument("--out", default=RESULTS, help="results file (default bench/results.json)")
-    parser.add_argument("--timeout", type=float, default=None, help="time limit per module, seconds")
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="time limit per module, seconds"
+    )
     parser.add_argument("--markdown", action="store_true", help="print the table in Markdown too")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -341,8 +404,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.child:
         return child(args.child, args.quick, args.result)
 
-    only = [n.strip().removeprefix("bench_").removesuffix(".py") for item in args.only for n in item.split(",")
-            if n.strip()]
+    only = [
+        n.strip().removeprefix("bench_").removesuffix(".py")
+        for item in args.only
+        for n in item.split(",")
+        if n.strip()
+    ]
     unknown = [n for n in only if n not in NAMES]
     if unknown:
         parser.error(f"unknown module {', '.join(unknown)} (known: {', '.join(NAMES)})")
@@ -357,7 +424,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cheesecoin-bench-") as result_dir:
         for name, limit, quick_limit in selected:
             limit = args.timeout or (quick_limit if args.quick else limit)
-            sys.stderr.write(f"== bench_{name} (limit {limit:g} s){' quick' if args.quick else ''}\n")
+            sys.stderr.write(
+                f"== bench_{name} (limit {limit:g} s){' quick' if args.quick else ''}\n"
+            )
             sys.stderr.flush()
             got = run_module(name, args.quick, limit, result_dir)
             modules[name] = got["entry"]
@@ -369,8 +438,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             sys.stderr.flush()
     total = time.perf_counter() - start
 
-    results: Dict[str, Any] = {"machine": info, "quick": args.quick, "total_seconds": round(total, 1),
-                               "modules": modules, "figures": figures}
+    results: Dict[str, Any] = {
+        "machine": info,
+        "quick": args.quick,
+        "total_seconds": round(total, 1),
+        "modules": modules,
+        "figures": figures,
+    }
     if only and os.path.exists(args.out):
         # --only: merge into the previous results, replacing just these modules.
         try:
@@ -378,12 +452,24 @@ def main(argv: Optional[List[str]] = None) -> int:
                 previous = json.load(f)
             kept = {k: v for k, v in previous.get("modules", {}).items() if k not in modules}
             order = {n: i for i, n in enumerate(NAMES)}
-            merged_modules = dict(sorted({**kept, **modules}.items(), key=lambda kv: order.get(kv[0], 99)))
-            merged_figures = [f for f in previous.get("figures", []) if f.get("module") not in modules] + figures
+            merged_modules = dict(
+                sorted({**kept, **modules}.items(), key=lambda kv: order.get(kv[0], 99))
+            )
+            merged_figures = [
+                f for f in previous.get("figures", []) if f.get("module") not in modules
+            ] + figures
             merged_figures.sort(key=lambda f: order.get(f.get("module"), 99))
-            results = dict(previous, modules=merged_modules, figures=merged_figures,
-                           last_partial_run={"machine": info, "quick": args.quick, "modules": list(modules),
-                                             "total_seconds": round(total, 1)})
+            results = dict(
+                previous,
+                modules=merged_modules,
+                figures=merged_figures,
+                last_partial_run={
+                    "machine": info,
+                    "quick": args.quick,
+                    "modules": list(modules),
+                    "total_seconds": round(total, 1),
+                },
+            )
         except (OSError, ValueError):
             pass
     tmp = args.out + ".tmp"
@@ -397,14 +483,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name, e in modules.items():
         last = (e.get("error") or "?").strip().splitlines() or ["?"]
         extra = "" if e["status"] == "ok" else f"  ({last[-1]})"
-        other = "" if e.get("other_cpu_share") is None else f", other processes used {e['other_cpu_share']:.0%} of the CPU"
-        print(f"bench_{name}: {e['status']}, {e['seconds']:.1f} s (CPU {e['cpu_seconds']:g} s){other}{extra}")
-    print(f"total {total:.1f} s on {info['cpu_count']} cores (Python {info['python']}, Twisted {info['twisted']}, "
-          f"cryptography {info['cryptography']}); figures in {os.path.relpath(args.out, ROOT)}")
+        other = (
+            ""
+            if e.get("other_cpu_share") is None
+            else f", other processes used {e['other_cpu_share']:.0%} of the CPU"
+        )
+        print(
+            f"bench_{name}: {e['status']}, {e['seconds']:.1f} s (CPU {e['cpu_seconds']:g} s){other}{extra}"
+        )
+    print(
+        f"total {total:.1f} s on {info['cpu_count']} cores (Python {info['python']}, Twisted {info['twisted']}, "
+        f"cryptography {info['cryptography']}); figures in {os.path.relpath(args.out, ROOT)}"
+    )
     busy = [n for n, e in modules.items() if (e.get("other_cpu_share") or 0) > 0.1]
     if busy:
-        print(f"note: other processes used more than 10% of the CPU during {', '.join(busy)}: "
-              "rates and ratios there are pessimistic")
+        print(
+            f"note: other processes used more than 10% of the CPU during {', '.join(busy)}: "
+            "rates and ratios there are pessimistic"
+        )
     if args.markdown:
         print()
         print(markdown_table(figures))

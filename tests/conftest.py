@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from procs import Proc, VECTORS  # noqa: E402
+from procs import VECTORS, Proc  # noqa: E402
 
 
 @pytest.fixture

@@ -35,11 +35,15 @@ def _resolve(name: str) -> Any:
 def check_limits_table(text: str, minimum: int) -> None:
     """Every row ``| what | value | `cheesecoin.NAME` |`` of a markdown page: its
     first number equals NAME (also used for docs/security.md)."""
-    rows = re.findall(r"^\|([^|\n]+)\|([^|\n]+)\|\s*`(cheesecoin\.[^`]+)`\s*\|\s*$", text, flags=re.M)
+    rows = re.findall(
+        r"^\|([^|\n]+)\|([^|\n]+)\|\s*`(cheesecoin\.[^`]+)`\s*\|\s*$", text, flags=re.M
+    )
     assert len(rows) >= minimum, "the limits table is missing"
     for what, value, name in rows:
         number = re.search(r"[0-9][0-9,]*(?:\.[0-9]+)?", value)
         assert number, f"no number for {what.strip()!r}"
         documented = float(number.group(0).replace(",", ""))
         actual = _resolve(name)
-        assert documented == actual, f"{what.strip()}: the doc says {value.strip()}, {name} is {actual}"
+        assert documented == actual, (
+            f"{what.strip()}: the doc says {value.strip()}, {name} is {actual}"
+        )

@@ -38,7 +38,9 @@ def free_port() -> int:
 class Proc:
     """One twistd service (or any command) with its log file."""
 
-    def __init__(self, args: List[str], cwd: str, name: str, env: Optional[Dict[str, str]] = None) -> None:
+    def __init__(
+        self, args: List[str], cwd: str, name: str, env: Optional[Dict[str, str]] = None
+    ) -> None:
         os.makedirs(cwd, exist_ok=True)
         self.name = name
         self.cwd = cwd
@@ -49,13 +51,28 @@ class Proc:
         full_env.update(env or {})
         full_env.setdefault("PYTHONUNBUFFERED", "1")
         self.popen = subprocess.Popen(
-            args, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env
+            args,
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
         )
 
     @classmethod
-    def twistd(cls, role: str, options: List[str], cwd: str, name: Optional[str] = None, **kw: Any) -> "Proc":
+    def twistd(
+        cls, role: str, options: List[str], cwd: str, name: Optional[str] = None, **kw: Any
+    ) -> "Proc":
         name = name or role
-        args = [sys.executable, "-c", TWISTD, "-n", "--pidfile=", f"--logfile={name}.log", role] + options
+        args = [
+            sys.executable,
+            "-c",
+            TWISTD,
+            "-n",
+            "--pidfile=",
+            f"--logfile={name}.log",
+            role,
+        ] + options
         proc = cls(args, cwd, name + ".out", **kw)
         proc.log_path = os.path.join(cwd, f"{name}.log")
         proc.out_path = os.path.join(cwd, f"{name}.out.log")
@@ -78,9 +95,13 @@ class Proc:
             if text in self.output():
                 return
             if self.popen.poll() is not None:
-                raise AssertionError(f"{self.name} exited ({self.popen.returncode}) before {text!r}:\n{self.output()[-3000:]}")
+                raise AssertionError(
+                    f"{self.name} exited ({self.popen.returncode}) before {text!r}:\n{self.output()[-3000:]}"
+                )
             time.sleep(0.05)
-        raise AssertionError(f"{self.name}: no {text!r} after {timeout} s:\n{self.output()[-3000:]}")
+        raise AssertionError(
+            f"{self.name}: no {text!r} after {timeout} s:\n{self.output()[-3000:]}"
+        )
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -111,7 +132,9 @@ def http_json(url: str, body: Any = None, timeout: float = 10.0) -> Any:
         return json.loads(resp.read().decode("utf-8"))
 
 
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> Any:
+def wait_until(
+    predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"
+) -> Any:
     """Poll ``predicate`` until it returns something true; returns that value."""
     deadline = time.monotonic() + timeout
     last_error: Optional[BaseException] = None
@@ -130,7 +153,26 @@ def run_member(cwd, data, *extra: str) -> subprocess.CompletedProcess:
     """``twistd -n cheesemember`` on ``data`` (ports 0), run to its end: for starts that must fail."""
     twistd = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
     return subprocess.run(
-        [sys.executable, "-c", twistd, "-n", "--pidfile=", "--logfile=-", "cheesemember", "--data-dir", str(data),
-         "--port", "0", "--api-port", "0", "--miner-port", "0", *extra],
-        capture_output=True, text=True, timeout=60, cwd=str(cwd),
+        [
+            sys.executable,
+            "-c",
+            twistd,
+            "-n",
+            "--pidfile=",
+            "--logfile=-",
+            "cheesemember",
+            "--data-dir",
+            str(data),
+            "--port",
+            "0",
+            "--api-port",
+            "0",
+            "--miner-port",
+            "0",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(cwd),
     )

@@ -31,8 +31,17 @@ ALLOWED: Dict[str, Set[str]] = {
     "(root)": set(),
 }
 # Modules that must not import Twisted (nor anything that does).
-PURE = {"core", "storage", "tracker.registry", "wire.codec", "wire.limits", "util.addresses", "util.cores",
-        "util.localports", "testing.chain"}
+PURE = {
+    "core",
+    "storage",
+    "tracker.registry",
+    "wire.codec",
+    "wire.limits",
+    "util.addresses",
+    "util.cores",
+    "util.localports",
+    "testing.chain",
+}
 MAX_LINES = 500
 
 
@@ -44,7 +53,9 @@ def modules() -> Dict[str, str]:
             if name.endswith(".py"):
                 path = os.path.join(directory, name)
                 dotted = os.path.relpath(path[:-3], ROOT).replace(os.sep, ".")
-                found[dotted[: -len(".__init__")] if dotted.endswith(".__init__") else dotted] = path
+                found[dotted[: -len(".__init__")] if dotted.endswith(".__init__") else dotted] = (
+                    path
+                )
     return found
 
 
@@ -84,7 +95,9 @@ def test_each_part_imports_only_what_it_may(module: str) -> None:
         if imported.split(".")[0] != "cheesecoin":
             continue
         theirs = part(imported)
-        assert theirs == mine or theirs in ALLOWED[mine], f"{module} imports {imported}: {mine} may not import {theirs}"
+        assert theirs == mine or theirs in ALLOWED[mine], (
+            f"{module} imports {imported}: {mine} may not import {theirs}"
+        )
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if is_pure(m)))
@@ -101,7 +114,7 @@ def test_no_import_circle() -> None:
 
     def visit(module: str, path: List[str]) -> None:
         if module in path:
-            circle = path[path.index(module):] + [module]
+            circle = path[path.index(module) :] + [module]
             pytest.fail("an import circle: " + " -> ".join(circle))
         if module in done:
             return

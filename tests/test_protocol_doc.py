@@ -28,15 +28,12 @@ import os
 import re
 from typing import Any, List, NamedTuple, Optional
 
-from doccheck import check_limits_table
-
 import pytest
+from doccheck import check_limits_table
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from cheesecoin.core import pow as pow_mod
-from cheesecoin.web import api
-from cheesecoin.wire import codec as wire
 from cheesecoin.core.cheese import (
     canonical,
     check_header_format,
@@ -53,6 +50,8 @@ from cheesecoin.core.errors import ERROR_CODES
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
 from cheesecoin.core.tx import check_tx_format, signing_bytes, txid, verify_signature
+from cheesecoin.web import api
+from cheesecoin.wire import codec as wire
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 DOC = os.path.join(ROOT, "docs", "protocol.md")
@@ -93,7 +92,14 @@ def doc_blocks() -> List[Block]:
             end += 1
         assert end < len(lines), f"docs/protocol.md:{i + 1}: a fenced block is never closed"
         check = _CHECK.match(last_text)
-        out.append(Block(opening.group(1), "\n".join(lines[start:end]), check.group(1) if check else None, start + 1))
+        out.append(
+            Block(
+                opening.group(1),
+                "\n".join(lines[start:end]),
+                check.group(1) if check else None,
+                start + 1,
+            )
+        )
         last_text = ""
         i = end + 1
     return out
@@ -108,13 +114,17 @@ def doc_messages() -> List[dict]:
     messages = []
     for block in message_blocks():
         lines = [line for line in block.text.split("\n") if line.strip()]
-        if len(lines) > 1 and not all(line.lstrip().startswith("{") and line.rstrip().endswith("}") for line in lines):
+        if len(lines) > 1 and not all(
+            line.lstrip().startswith("{") and line.rstrip().endswith("}") for line in lines
+        ):
             lines = [" ".join(lines)]  # one message spread over the block
         for n, line in enumerate(lines):
             try:
                 msg = wire.parse_message(line.encode("utf-8"))
             except wire.ProtocolError as e:
-                pytest.fail(f"docs/protocol.md:{block.line + n}: not a valid message ({e.code}: {e.message}): {line[:120]}")
+                pytest.fail(
+                    f"docs/protocol.md:{block.line + n}: not a valid message ({e.code}: {e.message}): {line[:120]}"
+                )
             messages.append(msg)
     return messages
 
@@ -138,7 +148,9 @@ def test_the_doc_has_examples_of_every_kind() -> None:
     for kind in ("canonical", "info", "preimage", "smell", "signing", "txid"):
         assert kind in kinds, kind
     for block in blocks:
-        assert block.check is None or block.lang in ("json", "text"), f"line {block.line}: a check on a {block.lang} block"
+        assert block.check is None or block.lang in ("json", "text"), (
+            f"line {block.line}: a check on a {block.lang} block"
+        )
 
 
 def test_every_json_block_is_messages_the_parser_accepts() -> None:
@@ -186,7 +198,13 @@ def test_work_submit_and_reply_agree() -> None:
     assert works
     for work in works.values():
         cheese = work["cheese"]
-        assert set(cheese) == {"parent_smell", "sequence_number", "timestamp", "bits", "unit_of_information"}
+        assert set(cheese) == {
+            "parent_smell",
+            "sequence_number",
+            "timestamp",
+            "bits",
+            "unit_of_information",
+        }
         assert work["bits"] == cheese["bits"]
         expected = preimage_prefix(
             cheese["parent_smell"], cheese["sequence_number"], cheese["timestamp"], cheese["bits"],
@@ -197,8 +215,12 @@ def test_work_submit_and_reply_agree() -> None:
     accepted = 0
     for submit in (m for m in messages if m["type"] == "SUBMIT" and m["job"] in works):
         reply = replies[submit["id"]]
-        smell = hashlib.sha1((works[submit["job"]]["prefix"] + str(submit["nonce"])).encode("ascii")).hexdigest()
-        assert reply["job"] == submit["job"] and reply["accepted"] is True and reply["smell"] == smell
+        smell = hashlib.sha1(
+            (works[submit["job"]]["prefix"] + str(submit["nonce"])).encode("ascii")
+        ).hexdigest()
+        assert (
+            reply["job"] == submit["job"] and reply["accepted"] is True and reply["smell"] == smell
+        )
         assert meets_pow(smell, works[submit["job"]]["bits"])
         accepted += 1
     assert accepted >= 1
@@ -232,7 +254,9 @@ def test_checked_cheeses_transactions_and_derived_texts(vectors_dir) -> None:
                 assert cheese == blue, where
             else:
                 check_member_info(cheese["unit_of_information"])
-                assert all(verify_signature(t) for t in cheese["unit_of_information"]["transactions"]), where
+                assert all(
+                    verify_signature(t) for t in cheese["unit_of_information"]["transactions"]
+                ), where
                 assert cheese in chain["cheeses"], f"{where}: not a cheese of the vectors"
         elif block.check == "tx":
             tx = _load(block)
@@ -276,10 +300,16 @@ def test_http_examples_are_the_real_answers(vectors_dir, monkeypatch) -> None:
     monkeypatch.setattr(pow_mod, "backend", lambda: "sha-ni")
     with open(os.path.join(vectors_dir, "chain-vectors.json"), encoding="utf-8") as f:
         cheeses = json.load(f)["cheeses"]
-    stack = CheeseStack(network_from_blue_cheese(cheeses[0]), clock=lambda: cheeses[-1]["timestamp"] + 60)
+    stack = CheeseStack(
+        network_from_blue_cheese(cheeses[0]), clock=lambda: cheeses[-1]["timestamp"] + 60
+    )
     for cheese in cheeses[1:]:
         stack.add_cheese(cheese)
-    node = MemberNode(stack, node_id="5f0c3a9e1d2b4c6a8e0f1a2b3c4d5e6f", clock=lambda: cheeses[-1]["timestamp"] + 11)
+    node = MemberNode(
+        stack,
+        node_id="5f0c3a9e1d2b4c6a8e0f1a2b3c4d5e6f",
+        clock=lambda: cheeses[-1]["timestamp"] + 11,
+    )
     site = api.make_site(node)
     site._reactor = Clock()  # the channel's timeouts, never run
 
@@ -309,7 +339,9 @@ def test_http_examples_are_the_real_answers(vectors_dir, monkeypatch) -> None:
         got_status, got_body = request(method, path, body)
         where = f"docs/protocol.md:{block.line}: {method} {path}"
         assert got_status == int(status), f"{where}: status {got_status}, answer {got_body[:300]!r}"
-        assert json.loads(got_body) == json.loads(block.text), f"{where}: the member answers {got_body.decode()}"
+        assert json.loads(got_body) == json.loads(block.text), (
+            f"{where}: the member answers {got_body.decode()}"
+        )
         asked += 1
     assert asked >= 8
 

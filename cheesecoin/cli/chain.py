@@ -12,8 +12,8 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from cheesecoin.core.cheese import NetworkError, mine_blue_cheese, network_from_blue_cheese
 from cheesecoin.core.errors import InvalidCheese
-from cheesecoin.core.stack import CheeseStack
 from cheesecoin.core.headers import checked_bodies
+from cheesecoin.core.stack import CheeseStack
 from cheesecoin.util.cores import usable_cores
 
 
@@ -55,12 +55,21 @@ def register(sub: Any) -> None:
         description="Mine a new Blue Cheese and print it on stdout as a network file.",
     )
     new.add_argument("--name", required=True, help="the network's name")
-    new.add_argument("--bits", type=int, required=True, help="starting and lowest difficulty, 1 to 160")
-    new.add_argument("--target-spacing", type=int, default=10, help="seconds between cheeses (default 10)")
     new.add_argument(
-        "--retarget-interval", type=int, default=20, help="cheeses between retargets, 0 for none (default 20)"
+        "--bits", type=int, required=True, help="starting and lowest difficulty, 1 to 160"
     )
-    new.add_argument("--reward", type=int, default=50, help="coins per cheese for its miner (default 50)")
+    new.add_argument(
+        "--target-spacing", type=int, default=10, help="seconds between cheeses (default 10)"
+    )
+    new.add_argument(
+        "--retarget-interval",
+        type=int,
+        default=20,
+        help="cheeses between retargets, 0 for none (default 20)",
+    )
+    new.add_argument(
+        "--reward", type=int, default=50, help="coins per cheese for its miner (default 50)"
+    )
     new.add_argument("--max-transactions", type=int, default=1000, help="per cheese (default 1000)")
     new.add_argument("--note", default="", help="a note in the Blue Cheese")
     new.add_argument("--timestamp", type=int, default=None, help="Unix time (default now)")
@@ -209,10 +218,14 @@ def verify_stack(cheeses: List[dict], workers: int = 1, clock=time.time) -> Chee
                 if cheese.get("parent_smell") not in stack and cheese.get("sequence_number") != 0:
                     stack.check_context_free(cheese)
                     raise InvalidCheese(
-                        "bad-parent", f"the parent {str(cheese.get('parent_smell'))[:40]} is not earlier in the file"
+                        "bad-parent",
+                        f"the parent {str(cheese.get('parent_smell'))[:40]} is not earlier in the file",
                     )
-                stack.add_cheese(cheese, check_signatures=signatures.has_bad_signature(i),
-                                 ihash=signatures.info_hash(i))
+                stack.add_cheese(
+                    cheese,
+                    check_signatures=signatures.has_bad_signature(i),
+                    ihash=signatures.info_hash(i),
+                )
             except InvalidCheese as e:
                 e.index = i  # type: ignore[attr-defined]
                 raise
@@ -235,7 +248,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         i = getattr(e, "index", "?")
         seq = cheeses[i].get("sequence_number") if isinstance(i, int) else "?"
         return _fail(
-            f"cheese {i} (sequence_number {seq}) broke rule {e.rule_number} ({e.rule}): {e.message}", 1
+            f"cheese {i} (sequence_number {seq}) broke rule {e.rule_number} ({e.rule}): {e.message}",
+            1,
         )
     print(
         json.dumps(
@@ -257,7 +271,11 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
     try:
         network = load_network(args.network)
-        result = reindex(args.data_dir, network, log=lambda line: print(f"cheesecoin reindex: {line}", file=sys.stderr))
+        result = reindex(
+            args.data_dir,
+            network,
+            log=lambda line: print(f"cheesecoin reindex: {line}", file=sys.stderr),
+        )
     except (NetworkError, StorageError, OSError) as e:
         print(f"cheesecoin reindex: {e}", file=sys.stderr)
         return 1
@@ -274,7 +292,9 @@ def cmd_network_new(args: argparse.Namespace) -> int:
     for name in ("target_spacing", "retarget_interval", "reward", "max_transactions", "timestamp"):
         value = getattr(args, name)
         if value is not None and not 0 <= value < 2**63:
-            problems.append(f"--{name.replace('_', '-')} must be a whole number from 0 to {2**63 - 1}")
+            problems.append(
+                f"--{name.replace('_', '-')} must be a whole number from 0 to {2**63 - 1}"
+            )
     if args.retarget_interval == 1:
         problems.append("--retarget-interval must be 0 (off) or at least 2")
     if args.retarget_interval and args.target_spacing < 1:

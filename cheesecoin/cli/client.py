@@ -60,7 +60,9 @@ class Member:
         try:
             return json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
-            raise CliError(f"the member at {self.url} did not answer JSON (is it a CheeseCoin member?)")
+            raise CliError(
+                f"the member at {self.url} did not answer JSON (is it a CheeseCoin member?)"
+            )
 
     def _refusal(self, error: urllib.error.HTTPError) -> str:
         try:
@@ -70,4 +72,6 @@ class Member:
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
             return f"the member at {self.url} answered HTTP {error.code} {error.reason}"
         message = " ".join(str(message).split())[:300]
-        return f"the member refused ({code}): {message}" if code else f"the member refused: {message}"
+        return (
+            f"the member refused ({code}): {message}" if code else f"the member refused: {message}"
+        )

@@ -23,9 +23,9 @@ import urllib.error
 import urllib.request
 from typing import Any, Dict, List, Optional
 
-from cheesecoin.util import localports
 from cheesecoin.core.cheese import mine_blue_cheese
 from cheesecoin.storage.wallet import MEMBER_WALLET, load_wallet
+from cheesecoin.util import localports
 
 TWISTD = "from twisted.scripts.twistd import run; run()"  # twistd with this Python
 NAMES = ["alice", "bob", "carol"]
@@ -49,7 +49,9 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 class Demo:
     """The processes of the demo network and the loop that watches them."""
 
-    def __init__(self, root: str, members: int = 3, bits: int = 12, spacing: int = 3, interval: int = 5) -> None:
+    def __init__(
+        self, root: str, members: int = 3, bits: int = 12, spacing: int = 3, interval: int = 5
+    ) -> None:
         self.root = os.path.abspath(root)
         self.names = NAMES[:members]
         self.bits, self.spacing, self.interval = bits, spacing, interval
@@ -67,32 +69,70 @@ class Demo:
         log = open(os.path.join(self.root, f"{name}.log"), "ab")
         cmd = [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "--logfile=-"] + args
         self.procs.append(
-            subprocess.Popen(cmd, cwd=self.root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             preexec_fn=_die_with_parent)
+            subprocess.Popen(
+                cmd,
+                cwd=self.root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+            )
         )
 
     def start(self) -> None:
         if os.path.isdir(self.root):
             shutil.rmtree(self.root)
         os.makedirs(self.root)
-        blue = mine_blue_cheese("demo", self.bits, int(time.time()) - 1, self.spacing, self.interval, 50, 1000,
-                                "make demo")
+        blue = mine_blue_cheese(
+            "demo",
+            self.bits,
+            int(time.time()) - 1,
+            self.spacing,
+            self.interval,
+            50,
+            1000,
+            "make demo",
+        )
         network = os.path.join(self.root, "network.json")
         with open(network, "w") as f:
             json.dump(blue, f, indent=2)
         tracker_port = _free_port()
-        self._spawn("tracker", ["cheesetracker", "--port", str(tracker_port), "--interface", "127.0.0.1"])
-        print(f"demo: network 'demo' (Blue Cheese {blue['smell'][:12]}, {self.bits} bits, "
-              f"retarget every {self.interval} cheeses to {self.spacing} s)")
+        self._spawn(
+            "tracker", ["cheesetracker", "--port", str(tracker_port), "--interface", "127.0.0.1"]
+        )
+        print(
+            f"demo: network 'demo' (Blue Cheese {blue['smell'][:12]}, {self.bits} bits, "
+            f"retarget every {self.interval} cheeses to {self.spacing} s)"
+        )
         print(f"demo: tracker on 127.0.0.1:{tracker_port}; logs in {self.root}")
         for name in self.names:
             port, api, miner = _free_port(), _free_port(), _free_port()
             data = os.path.join(self.root, name)
-            self._spawn(name, [
-                "cheesemember", "--tracker", f"127.0.0.1:{tracker_port}", "--port", str(port),
-                "--interface", "127.0.0.1", "--host", "127.0.0.1", "--data-dir", data, "--network", network,
-                "--api-port", str(api), "--miner-port", str(miner), "--mine", "--mining-workers", "1",
-            ])
+            self._spawn(
+                name,
+                [
+                    "cheesemember",
+                    "--tracker",
+                    f"127.0.0.1:{tracker_port}",
+                    "--port",
+                    str(port),
+                    "--interface",
+                    "127.0.0.1",
+                    "--host",
+                    "127.0.0.1",
+                    "--data-dir",
+                    data,
+                    "--network",
+                    network,
+                    "--api-port",
+                    str(api),
+                    "--miner-port",
+                    str(miner),
+                    "--mine",
+                    "--mining-workers",
+                    "1",
+                ],
+            )
             self.api[name] = f"http://127.0.0.1:{api}"
             print(f"demo: {name:5} member on 127.0.0.1:{port}; explorer http://127.0.0.1:{api}/")
         for name in self.names:
@@ -113,7 +153,9 @@ class Demo:
             except (OSError, ValueError):
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"{name} did not start within {timeout:.0f} s; see {self.root}/{name}.log")
+        raise RuntimeError(
+            f"{name} did not start within {timeout:.0f} s; see {self.root}/{name}.log"
+        )
 
     def stop(self) -> None:
         self.stopping = True
@@ -135,8 +177,11 @@ class Demo:
             return json.loads(resp.read())
 
     def _post(self, name: str, path: str, body: Any) -> Any:
-        req = urllib.request.Request(self.api[name] + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.api[name] + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:
             return json.loads(resp.read())
 
@@ -153,8 +198,10 @@ class Demo:
         for cheese in self._get(self.names[0], f"/api/cheeses?from={start}&count=50")["cheeses"]:
             info = cheese["unit_of_information"]
             txs = info["transactions"]
-            print(f"cheese {cheese['sequence_number']:4} {cheese['smell'][:16]}  bits {cheese['bits']:3}  "
-                  f"mined by {self._name(info['miner']):5}  {len(txs)} tx")
+            print(
+                f"cheese {cheese['sequence_number']:4} {cheese['smell'][:16]}  bits {cheese['bits']:3}  "
+                f"mined by {self._name(info['miner']):5}  {len(txs)} tx"
+            )
             self.seen_height = max(self.seen_height, cheese["sequence_number"])
         for tx_id in list(self.pending):
             try:
@@ -162,7 +209,9 @@ class Demo:
             except urllib.error.HTTPError:
                 continue
             if found["status"] == "confirmed":
-                print(f"  confirmed {tx_id[:12]} ({self.pending.pop(tx_id)}) in cheese {found['sequence_number']}")
+                print(
+                    f"  confirmed {tx_id[:12]} ({self.pending.pop(tx_id)}) in cheese {found['sequence_number']}"
+                )
         balances = []
         for name in self.names:
             bal = self._get(self.names[0], f"/api/balance/{self.address[name]}")
@@ -180,7 +229,9 @@ class Demo:
         if amount + fee > bal["pending_balance"]:
             return
         wallet = load_wallet(os.path.join(self.root, payer, MEMBER_WALLET))
-        tx = wallet.sign(self.address[payee], amount, fee, bal["pending_nonce"], f"demo: {payer} pays {payee}")
+        tx = wallet.sign(
+            self.address[payee], amount, fee, bal["pending_nonce"], f"demo: {payer} pays {payee}"
+        )
         try:
             tx_id = self._post(payer, "/api/transactions", tx)["txid"]
         except urllib.error.HTTPError as e:
@@ -209,7 +260,9 @@ class Demo:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="cheesecoin-demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dir", default="demo-data", help="where the demo keeps its data (wiped at start)")
+    parser.add_argument(
+        "--dir", default="demo-data", help="where the demo keeps its data (wiped at start)"
+    )
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--bits", type=int, default=12, help="the demo network's lowest difficulty")
     args = parser.parse_args(argv)

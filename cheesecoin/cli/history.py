@@ -43,7 +43,9 @@ def register(sub: Any) -> None:
         "`cheesecoin verify` reads: to stdout, or to FILE (which appears only once complete). "
         "Any length: it is written as it is fetched.",
     )
-    export.add_argument("--output", "-o", metavar="FILE", default=None, help="write to FILE instead of stdout")
+    export.add_argument(
+        "--output", "-o", metavar="FILE", default=None, help="write to FILE instead of stdout"
+    )
     _add_member_option(export)
     export.set_defaults(handler=_guard(cmd_export))
 
@@ -53,9 +55,13 @@ def register(sub: Any) -> None:
         description="Show the transactions from and to ADDRESS (default: your wallet's), newest first: "
         "the pending ones, then the confirmed ones with their cheese.",
     )
-    history.add_argument("address", nargs="?", default=None, help="the address (default: your wallet's)")
+    history.add_argument(
+        "address", nargs="?", default=None, help="the address (default: your wallet's)"
+    )
     history.add_argument("--count", default="50", help="how many (1 to 500, default 50)")
-    history.add_argument("--before", default=None, metavar="SEQ", help="only cheeses below this sequence number")
+    history.add_argument(
+        "--before", default=None, metavar="SEQ", help="only cheeses below this sequence number"
+    )
     _add_wallet_option(history)
     _add_member_option(history)
     _add_json_option(history)
@@ -143,16 +149,25 @@ def cmd_history(args: argparse.Namespace) -> int:
     if not txs:
         print("no transactions")
         return 0
-    print(f"{'cheese':>8}  {'':3}  {'amount':>10}  {'fee':>5}  {'counterparty':16}  {'txid':40}  memo")
+    print(
+        f"{'cheese':>8}  {'':3}  {'amount':>10}  {'fee':>5}  {'counterparty':16}  {'txid':40}  memo"
+    )
     for entry in txs:
         tx = entry["tx"]
         out = tx["from"] == address
         where = "pending" if entry["status"] == "mempool" else str(entry["sequence_number"])
         amount = -(tx["amount"] + tx["fee"]) if out else tx["amount"]
         other = tx["to"] if out else tx["from"]
-        print(f"{where:>8}  {'out' if out else 'in':3}  {amount:>+10}  {tx['fee'] if out else '':>5}  "
-              f"{other[:16]:16}  {entry['txid']:40}  {json.dumps(tx['memo'], ensure_ascii=False) if tx['memo'] else ''}")
+        print(
+            f"{where:>8}  {'out' if out else 'in':3}  {amount:>+10}  {tx['fee'] if out else '':>5}  "
+            f"{other[:16]:16}  {entry['txid']:40}  {json.dumps(tx['memo'], ensure_ascii=False) if tx['memo'] else ''}"
+        )
     last = txs[-1]["sequence_number"]
-    if last is not None and Member(member_url(args.member)).get(f"/api/address/{address}?count=1&before={last}")["transactions"]:
+    if (
+        last is not None
+        and Member(member_url(args.member)).get(f"/api/address/{address}?count=1&before={last}")[
+            "transactions"
+        ]
+    ):
         print(f"(older ones: --before {last})")
     return 0

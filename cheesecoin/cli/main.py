@@ -13,11 +13,11 @@ from typing import List, Optional
 
 from cheesecoin import __version__
 from cheesecoin.cli import chain as cli_core
-from cheesecoin.cli.errors import CliError
-from cheesecoin.cli import wallet as cli_wallet
-from cheesecoin.cli import mine as external_miner
 from cheesecoin.cli import history as cli_history
+from cheesecoin.cli import mine as external_miner
 from cheesecoin.cli import simulate as cli_simulate
+from cheesecoin.cli import wallet as cli_wallet
+from cheesecoin.cli.errors import CliError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -28,16 +28,15 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from cheesecoin.wire import codec as wire
 from cheesecoin.cli.errors import CliError
 from cheesecoin.core.errors import BadMessage
 from cheesecoin.core.pow import backend as pow_backend
-from cheesecoin.wire.limits import MINER_PORT
-from cheesecoin.wire.lineproto import JsonLineProtocol
 from cheesecoin.mining.searchers import HashMeter, make_searcher
 from cheesecoin.mining.templates import Job, get_job_id, random_start
 from cheesecoin.util.cores import usable_cores
-
+from cheesecoin.wire import codec as wire
+from cheesecoin.wire.limits import MINER_PORT
+from cheesecoin.wire.lineproto import JsonLineProtocol
 
 
 def register(sub: Any) -> None:
@@ -53,7 +52,13 @@ def register(sub: Any) -> None:
         metavar="HOST:PORT",
         help="the member's miner port, e.g. 127.0.0.1:24333 (a URL such as tcp://127.0.0.1:24333 works too)",
     )
-    p.add_argument("--processes", type=int, default=0, metavar="N", help="worker processes (default: every core)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="worker processes (default: every core)",
+    )
     p.set_defaults(handler=cmd_mine)
 
 
@@ -75,7 +80,12 @@ def parse_member(text: str) -> Tuple[str, int]:
             ipaddress.IPv6Address(host)
         except ValueError:
             raise ValueError(f"--member {text!r}: {host!r} is not an IPv6 address")
-    if not sep or not host or (":" in host and not bracketed) or any(c.isspace() or c in "[]/" for c in host):
+    if (
+        not sep
+        or not host
+        or (":" in host and not bracketed)
+        or any(c.isspace() or c in "[]/" for c in host)
+    ):
         raise ValueError(f"--member must be HOST:PORT, e.g. 127.0.0.1:{MINER_PORT}, not {text!r}")
     if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
         raise ValueError(f"--member {text!r}: the port must be a number from 1 to 65535")
@@ -226,7 +236,9 @@ class ExternalMiner:
         self.job: Optional[Job] = None
         self.found = 0
         self.accepted_count = 0
-        self.status_every = status_every if status_every is not None else (1.0 if console.tty else 10.0)
+        self.status_every = (
+            status_every if status_every is not None else (1.0 if console.tty else 10.0)
+        )
         self._status = LoopingCall(self.show_status)
         self._status.clock = reactor
         self._stopping = False
@@ -263,14 +275,18 @@ class ExternalMiner:
             self.payee = payee
             self.console.line(f"Rewards go to {payee} (the member's miner address)")
         if previous is None or previous.parent_smell != job.parent_smell:
-            self.console.line(f"Mining cheese {job.cheese.get('sequence_number', '?')} at {job.bits} bits (job {job.job_id})")
+            self.console.line(
+                f"Mining cheese {job.cheese.get('sequence_number', '?')} at {job.bits} bits (job {job.job_id})"
+            )
         self.searcher.search(job, random_start())
 
     def _found(self, job: Job, nonce: int, smell: str) -> None:
         if self.proto is None or self._stopping:
             return
         self.found += 1
-        self.console.line(f"Found cheese {job.cheese.get('sequence_number', '?')} {smell} (nonce {nonce})")
+        self.console.line(
+            f"Found cheese {job.cheese.get('sequence_number', '?')} {smell} (nonce {nonce})"
+        )
         self.proto.send({"type": "SUBMIT", "job": job.job_id, "nonce": nonce})
         if job is self.job:  # keep going until the member sends new work
             self.searcher.search(job, nonce + 1)
@@ -286,7 +302,11 @@ class ExternalMiner:
 
     def status_text(self) -> str:
         job = self.job
-        what = f"cheese {job.cheese.get('sequence_number', '?')} at {job.bits} bits" if job else "waiting for work"
+        what = (
+            f"cheese {job.cheese.get('sequence_number', '?')} at {job.bits} bits"
+            if job
+            else "waiting for work"
+        )
         return f"{format_rate(self.meter.rate())} | {what} | found {self.found}, accepted {self.accepted_count}"
 
     def show_status(self) -> None:

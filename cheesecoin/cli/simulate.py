@@ -31,40 +31,119 @@ def register(sub: Any) -> None:
         "are found. Prints the figures; with --json the last line is their JSON. The same options and seed "
         "give the same figures (but wall_seconds).",
     )
-    p.add_argument("--members", type=_int("members"), default=100, metavar="N", help="members (default 100)")
-    p.add_argument("--peers", type=_int("peers"), default=8, metavar="K", help="each member's target peers (default 8)")
-    p.add_argument("--cheeses", type=_int("cheeses"), default=100, metavar="C", help="cheeses to mine (default 100)")
-    p.add_argument("--spacing", type=_float("spacing"), default=10.0, metavar="S",
-                   help="mean seconds between cheeses (default 10)")
-    p.add_argument("--latency", default="20-150", metavar="MIN-MAX", help="one-way latency in ms (default 20-150)")
-    p.add_argument("--bandwidth", type=_float("bandwidth"), default=10.0, metavar="MBIT",
-                   help="Mbit/s of each direction of a link, 0 for no limit (default 10)")
-    p.add_argument("--txs-per-cheese", type=_int("txs-per-cheese"), default=0, metavar="T",
-                   help="signed payments entered per mean spacing (default 0)")
-    p.add_argument("--seed", type=_int("seed"), default=1, metavar="X", help="the random seed (default 1)")
-    p.add_argument("--miners", type=_int("miners"), default=None, metavar="K",
-                   help="how many members mine, with equal shares (default: all)")
-    p.add_argument("--partition", default=None, metavar="A/B@T1-T2",
-                   help="two groups of these sizes that cannot reach each other from T1 to T2 (simulated seconds)")
-    p.add_argument("--churn", type=_float("churn"), default=0.0, metavar="RATE",
-                   help="share of the members replaced by new ones per simulated hour (default 0)")
-    p.add_argument("--late-joiners", type=_int("late-joiners"), default=0, metavar="K",
-                   help="members that start halfway through and sync (default 0)")
-    p.add_argument("--features", choices=("all", "rev2", "none"), default="all",
-                   help="what members list in HELLO: all (sections 5.1 and 5.2), rev2 (section 5.1: "
-                        "compact relay to every compact peer, TX pushed whole), none (version-1 relay)")
-    p.add_argument("--verify-us", type=_float("verify-us"), default=None, metavar="US",
-                   help="simulated microseconds a member spends per payment validating a cheese, plus "
-                   f"{CHEESE_US:g} per cheese, before it relays it; 0: no CPU time (default {VERIFY_US:g}, "
-                   "measured: docs/protocol.md section 10)")
-    p.add_argument("--selfish", default=None, metavar="ALPHA[,ALPHA...]",
-                   help="one member is a selfish pool (Eyal and Sirer) with this share of the hash power; "
-                   "several shares: one run each (the JSON is then a list)")
-    p.add_argument("--selfish-peers", type=_int("selfish-peers"), default=8, metavar="K",
-                   help="how many members the selfish pool connects to (default 8)")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON, the last line of stdout")
-    p.add_argument("--plot", default=None, metavar="FILE.png",
-                   help="draw the propagation CDF and its limit (with --selfish: the revenue curve)")
+    p.add_argument(
+        "--members", type=_int("members"), default=100, metavar="N", help="members (default 100)"
+    )
+    p.add_argument(
+        "--peers",
+        type=_int("peers"),
+        default=8,
+        metavar="K",
+        help="each member's target peers (default 8)",
+    )
+    p.add_argument(
+        "--cheeses",
+        type=_int("cheeses"),
+        default=100,
+        metavar="C",
+        help="cheeses to mine (default 100)",
+    )
+    p.add_argument(
+        "--spacing",
+        type=_float("spacing"),
+        default=10.0,
+        metavar="S",
+        help="mean seconds between cheeses (default 10)",
+    )
+    p.add_argument(
+        "--latency",
+        default="20-150",
+        metavar="MIN-MAX",
+        help="one-way latency in ms (default 20-150)",
+    )
+    p.add_argument(
+        "--bandwidth",
+        type=_float("bandwidth"),
+        default=10.0,
+        metavar="MBIT",
+        help="Mbit/s of each direction of a link, 0 for no limit (default 10)",
+    )
+    p.add_argument(
+        "--txs-per-cheese",
+        type=_int("txs-per-cheese"),
+        default=0,
+        metavar="T",
+        help="signed payments entered per mean spacing (default 0)",
+    )
+    p.add_argument(
+        "--seed", type=_int("seed"), default=1, metavar="X", help="the random seed (default 1)"
+    )
+    p.add_argument(
+        "--miners",
+        type=_int("miners"),
+        default=None,
+        metavar="K",
+        help="how many members mine, with equal shares (default: all)",
+    )
+    p.add_argument(
+        "--partition",
+        default=None,
+        metavar="A/B@T1-T2",
+        help="two groups of these sizes that cannot reach each other from T1 to T2 (simulated seconds)",
+    )
+    p.add_argument(
+        "--churn",
+        type=_float("churn"),
+        default=0.0,
+        metavar="RATE",
+        help="share of the members replaced by new ones per simulated hour (default 0)",
+    )
+    p.add_argument(
+        "--late-joiners",
+        type=_int("late-joiners"),
+        default=0,
+        metavar="K",
+        help="members that start halfway through and sync (default 0)",
+    )
+    p.add_argument(
+        "--features",
+        choices=("all", "rev2", "none"),
+        default="all",
+        help="what members list in HELLO: all (sections 5.1 and 5.2), rev2 (section 5.1: "
+        "compact relay to every compact peer, TX pushed whole), none (version-1 relay)",
+    )
+    p.add_argument(
+        "--verify-us",
+        type=_float("verify-us"),
+        default=None,
+        metavar="US",
+        help="simulated microseconds a member spends per payment validating a cheese, plus "
+        f"{CHEESE_US:g} per cheese, before it relays it; 0: no CPU time (default {VERIFY_US:g}, "
+        "measured: docs/protocol.md section 10)",
+    )
+    p.add_argument(
+        "--selfish",
+        default=None,
+        metavar="ALPHA[,ALPHA...]",
+        help="one member is a selfish pool (Eyal and Sirer) with this share of the hash power; "
+        "several shares: one run each (the JSON is then a list)",
+    )
+    p.add_argument(
+        "--selfish-peers",
+        type=_int("selfish-peers"),
+        default=8,
+        metavar="K",
+        help="how many members the selfish pool connects to (default 8)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print the figures as JSON, the last line of stdout"
+    )
+    p.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE.png",
+        help="draw the propagation CDF and its limit (with --selfish: the revenue curve)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(handler=cmd_simulate)
 
@@ -100,7 +179,9 @@ def parse_shares(text: str) -> List[float]:
         try:
             value = float(part)
         except ValueError:
-            raise ConfigError(f"bad --selfish {text[:40]!r}: give shares such as 0.3 or 0.1,0.2,0.3")
+            raise ConfigError(
+                f"bad --selfish {text[:40]!r}: give shares such as 0.3 or 0.1,0.2,0.3"
+            )
         if not 0 < value < 0.5:
             raise ConfigError("--selfish must be a share of the hash power above 0 and below 0.5")
         shares.append(value)
@@ -114,13 +195,22 @@ def config_from(args: argparse.Namespace, selfish: Optional[float] = None) -> An
 
     try:
         return SimConfig(
-            members=args.members, peers=args.peers, cheeses=args.cheeses, spacing=args.spacing,
-            latency=parse_latency(args.latency), bandwidth=args.bandwidth, txs_per_cheese=args.txs_per_cheese,
-            seed=args.seed, miners=args.miners,
+            members=args.members,
+            peers=args.peers,
+            cheeses=args.cheeses,
+            spacing=args.spacing,
+            latency=parse_latency(args.latency),
+            bandwidth=args.bandwidth,
+            txs_per_cheese=args.txs_per_cheese,
+            seed=args.seed,
+            miners=args.miners,
             partition=parse_partition(args.partition) if args.partition else None,
-            churn=args.churn, late_joiners=args.late_joiners, features=args.features,
+            churn=args.churn,
+            late_joiners=args.late_joiners,
+            features=args.features,
             verify_us=VERIFY_US if args.verify_us is None else args.verify_us,
-            selfish=selfish, selfish_peers=args.selfish_peers,
+            selfish=selfish,
+            selfish_peers=args.selfish_peers,
         ).check()
     except ConfigError as e:
         raise CliError(str(e), USAGE)
@@ -140,8 +230,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     def progress(p: dict) -> None:
         if not args.quiet:
-            print(f"simulate: {p['simulated_seconds']} s simulated in {p['wall_seconds']} s, "
-                  f"{p['cheeses_mined']}/{p['cheeses']} cheeses", file=sys.stderr, flush=True)
+            print(
+                f"simulate: {p['simulated_seconds']} s simulated in {p['wall_seconds']} s, "
+                f"{p['cheeses_mined']}/{p['cheeses']} cheeses",
+                file=sys.stderr,
+                flush=True,
+            )
 
     runs = []
     for config in configs:
@@ -178,9 +272,11 @@ def summary(f: dict) -> str:
     ]
     pool = f.get("selfish")
     if pool is not None:
-        lines.append(f"selfish     alpha {pool['alpha']}: revenue share {pool['revenue_share']:.4f} "
-                     f"(theory {pool['revenue_theory']:.4f} at measured gamma {pool['gamma_measured']:.4f}, "
-                     f"{pool['tie_cheeses']} honest cheeses found in races)")
+        lines.append(
+            f"selfish     alpha {pool['alpha']}: revenue share {pool['revenue_share']:.4f} "
+            f"(theory {pool['revenue_theory']:.4f} at measured gamma {pool['gamma_measured']:.4f}, "
+            f"{pool['tie_cheeses']} honest cheeses found in races)"
+        )
     return "\n".join(lines)
 
 
@@ -188,7 +284,9 @@ def _need_matplotlib() -> None:
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
-        raise CliError("--plot needs matplotlib (pip install matplotlib, or the package's [bench] extra)")
+        raise CliError(
+            "--plot needs matplotlib (pip install matplotlib, or the package's [bench] extra)"
+        )
 
 
 def plot(sim: Any, figures: dict, path: str) -> None:
@@ -199,14 +297,19 @@ def plot(sim: Any, figures: dict, path: str) -> None:
 
     delays, limits = sim.propagation_samples()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for values, label in ((sorted(delays), "propagation"), (sorted(limits), "limit (shortest paths)")):
+    for values, label in (
+        (sorted(delays), "propagation"),
+        (sorted(limits), "limit (shortest paths)"),
+    ):
         if values:
             n = len(values)
             ax.plot(values, [(i + 1) / n for i in range(n)], label=label)
     ax.set_xlabel("ms from the cheese being found")
     ax.set_ylabel("share of (cheese, member) pairs")
-    ax.set_title(f"{figures['members']} members, stale rate {figures['stale_rate']:.3f}, "
-                 f"{figures['cheeses_mined']} cheeses")
+    ax.set_title(
+        f"{figures['members']} members, stale rate {figures['stale_rate']:.3f}, "
+        f"{figures['cheeses_mined']} cheeses"
+    )
     ax.grid(alpha=0.3)
     ax.legend()
     try:
@@ -215,7 +318,6 @@ def plot(sim: Any, figures: dict, path: str) -> None:
         raise CliError(f"cannot write {path}: {e.strerror or e}")
     finally:
         plt.close(fig)
-
 
 
 def plot_revenue(series: Dict[str, List[dict]], path: str) -> None:
@@ -233,22 +335,41 @@ def plot_revenue(series: Dict[str, List[dict]], path: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(grid, grid, color="grey", lw=1, label="honest mining (revenue = alpha)")
     for gamma, style in ((0.0, ":"), (0.5, "--")):
-        ax.plot(grid, [revenue_theory(a, gamma) for a in grid], style, color="black", lw=1,
-                label=f"theory, gamma = {gamma:g}")
+        ax.plot(
+            grid,
+            [revenue_theory(a, gamma) for a in grid],
+            style,
+            color="black",
+            lw=1,
+            label=f"theory, gamma = {gamma:g}",
+        )
     members = cheeses = 0
     colors = ("tab:red", "tab:blue", "tab:green", "tab:purple")
     for (label, runs), color in zip(series.items(), colors):
         pools = sorted((f["selfish"] for f in runs), key=lambda p: p["alpha"])
         alphas = [p["alpha"] for p in pools]
-        ax.plot(alphas, [p["revenue_theory"] for p in pools], "x--", color=color, lw=1,
-                label=f"{label}: theory at the measured gamma")
-        ax.plot(alphas, [p["revenue_share"] for p in pools], "o", color=color,
-                label=f"{label}: measured")
+        ax.plot(
+            alphas,
+            [p["revenue_theory"] for p in pools],
+            "x--",
+            color=color,
+            lw=1,
+            label=f"{label}: theory at the measured gamma",
+        )
+        ax.plot(
+            alphas,
+            [p["revenue_share"] for p in pools],
+            "o",
+            color=color,
+            label=f"{label}: measured",
+        )
         members, cheeses = runs[0]["members"], runs[0]["cheeses_mined"]
     ax.set_xlabel("pool's share of the hash power (alpha)")
     ax.set_ylabel("pool's share of the best stack")
-    ax.set_title(f"selfish mining on the real member code, {members} members, "
-                 f"{cheeses} cheeses a run", fontsize=10)
+    ax.set_title(
+        f"selfish mining on the real member code, {members} members, {cheeses} cheeses a run",
+        fontsize=10,
+    )
     ax.set_xlim(0, 0.5)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)

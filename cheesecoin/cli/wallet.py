@@ -18,7 +18,8 @@ import sys
 from typing import Any, Callable, List
 
 from cheesecoin.cli.client import DEFAULT_MEMBER, Member, member_url
-from cheesecoin.cli.errors import USAGE as _USAGE, CliError
+from cheesecoin.cli.errors import USAGE as _USAGE
+from cheesecoin.cli.errors import CliError
 from cheesecoin.core.signature import key_fault
 from cheesecoin.core.tx import MAX_MEMO, MAX_VALUE
 from cheesecoin.storage.wallet import (
@@ -49,7 +50,9 @@ def _guard(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
         try:
             return handler(args)
         except (KeyError, TypeError, AttributeError, IndexError) as e:
-            raise _error(f"the member's answer is not what this command expects ({type(e).__name__}: {e})")
+            raise _error(
+                f"the member's answer is not what this command expects ({type(e).__name__}: {e})"
+            )
 
     return guarded
 
@@ -76,7 +79,9 @@ def _add_member_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_json_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print the member's JSON answer instead")
+    parser.add_argument(
+        "--json", action="store_true", help="print the member's JSON answer instead"
+    )
 
 
 def register(sub: Any) -> None:
@@ -102,7 +107,9 @@ def register(sub: Any) -> None:
     )
     create.set_defaults(handler=cmd_wallet_create)
     address = wallet_sub.add_parser(
-        "address", help="print the wallet's address", description="Print the wallet's address (no passphrase needed)."
+        "address",
+        help="print the wallet's address",
+        description="Print the wallet's address (no passphrase needed).",
     )
     _add_wallet_option(address)
     address.set_defaults(handler=cmd_wallet_address)
@@ -120,7 +127,9 @@ def register(sub: Any) -> None:
         description="Print an address's balance on the member's best stack as the last word "
         "(and the balance counting the mempool).",
     )
-    balance.add_argument("address", metavar="ADDRESS", nargs="?", help="the address (default: your wallet's)")
+    balance.add_argument(
+        "address", metavar="ADDRESS", nargs="?", help="the address (default: your wallet's)"
+    )
     _add_wallet_option(balance)
     _add_member_option(balance)
     _add_json_option(balance)
@@ -134,30 +143,50 @@ def register(sub: Any) -> None:
     )
     send.add_argument("to", metavar="TO", help="the address to pay (64 hex characters)")
     send.add_argument("amount", metavar="AMOUNT", help="coins to pay, 1 or more")
-    send.add_argument("--fee", default=str(DEFAULT_FEE), help=f"fee for the miner, 0 or more (default {DEFAULT_FEE})")
+    send.add_argument(
+        "--fee",
+        default=str(DEFAULT_FEE),
+        help=f"fee for the miner, 0 or more (default {DEFAULT_FEE})",
+    )
     send.add_argument("--memo", default="", help=f"a note of at most {MAX_MEMO} characters, public")
     _add_wallet_option(send)
     _add_member_option(send)
     send.set_defaults(handler=_guard(cmd_send))
 
-    tx = sub.add_parser("tx", help="a transaction's status", description="Show a transaction and whether it is confirmed.")
+    tx = sub.add_parser(
+        "tx",
+        help="a transaction's status",
+        description="Show a transaction and whether it is confirmed.",
+    )
     tx.add_argument("txid", metavar="TXID", help="40 hex characters")
     _add_member_option(tx)
     _add_json_option(tx)
     tx.set_defaults(handler=_guard(cmd_tx))
 
     status = sub.add_parser(
-        "status", help="the member's height, tip, peers, mining", description="Show the member's state, for people."
+        "status",
+        help="the member's height, tip, peers, mining",
+        description="Show the member's state, for people.",
     )
     _add_member_option(status)
     _add_json_option(status)
     status.set_defaults(handler=_guard(cmd_status))
 
     cheeses = sub.add_parser(
-        "cheeses", help="list cheeses of the best stack", description="List cheeses of the member's best stack."
+        "cheeses",
+        help="list cheeses of the best stack",
+        description="List cheeses of the member's best stack.",
     )
-    cheeses.add_argument("--from", dest="start", metavar="N", default=None, help="first sequence number (default: the newest)")
-    cheeses.add_argument("--count", metavar="K", default="20", help="how many, 1 to 500 (default 20)")
+    cheeses.add_argument(
+        "--from",
+        dest="start",
+        metavar="N",
+        default=None,
+        help="first sequence number (default: the newest)",
+    )
+    cheeses.add_argument(
+        "--count", metavar="K", default="20", help="how many, 1 to 500 (default 20)"
+    )
     _add_member_option(cheeses)
     _add_json_option(cheeses)
     cheeses.set_defaults(handler=_guard(cmd_cheeses))
@@ -166,7 +195,9 @@ def register(sub: Any) -> None:
 def _parse_int(text: str, what: str, lo: int, hi: int = MAX_VALUE) -> int:
     text = text.strip()
     if not (text.isascii() and text.isdigit()) or not lo <= int(text) <= hi:
-        raise _error(f"bad {what} {text[:40]!r}: it must be a whole number from {lo} to {hi}", _USAGE)
+        raise _error(
+            f"bad {what} {text[:40]!r}: it must be a whole number from {lo} to {hi}", _USAGE
+        )
     return int(text)
 
 
@@ -181,8 +212,6 @@ def _wallet_path(args: argparse.Namespace) -> str:
     return args.wallet or default_wallet_path()
 
 
-
-
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
@@ -194,7 +223,9 @@ def cmd_wallet_create(args: argparse.Namespace) -> int:
     path = _wallet_path(args)
     try:
         if os.path.lexists(path):  # before asking a passphrase
-            raise WalletError(f"{path} already exists; a wallet is never overwritten (use --wallet FILE for another)")
+            raise WalletError(
+                f"{path} already exists; a wallet is never overwritten (use --wallet FILE for another)"
+            )
         passphrase = ask_passphrase(confirm=True) if args.encrypt else None
         # Only the default place (~/.cheesecoin) is made when missing: a
         # --wallet or $CHEESECOIN_WALLET path in a missing folder is a typo.
@@ -206,7 +237,9 @@ def cmd_wallet_create(args: argparse.Namespace) -> int:
         raise _error(str(e))
     if made_directory:
         print(f"made the directory {directory} (mode 0700)")
-    print(f"created {'an encrypted' if args.encrypt else 'a'} wallet in {path} (mode 0600); keep it safe")
+    print(
+        f"created {'an encrypted' if args.encrypt else 'a'} wallet in {path} (mode 0600); keep it safe"
+    )
     print(f"address {wallet.address}")
     return 0
 
@@ -258,7 +291,9 @@ def cmd_balance(args: argparse.Namespace) -> int:
     spendable = answer.get("spendable", min(answer["balance"], answer["pending_balance"]))
     print(f"address          {answer['address']}")
     print(f"spendable now    {spendable} (confirmed, less your pending payments)")
-    print(f"pending balance  {answer['pending_balance']} (counting the mempool both ways; next nonce {answer['pending_nonce']})")
+    print(
+        f"pending balance  {answer['pending_balance']} (counting the mempool both ways; next nonce {answer['pending_nonce']})"
+    )
     print(f"balance          {answer['balance']}")
     return 0
 
@@ -267,7 +302,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     to = _parse_address(args.to, "recipient address")
     fault = key_fault(to)
     if fault is not None:  # no signature from it ever verifies: coins sent there are lost
-        raise _error(f"bad recipient address: {fault}; coins sent there could never be spent", _USAGE)
+        raise _error(
+            f"bad recipient address: {fault}; coins sent there could never be spent", _USAGE
+        )
     amount = _parse_int(args.amount, "amount", 1)
     fee = _parse_int(args.fee, "fee", 0)
     memo = args.memo
@@ -293,19 +330,27 @@ def cmd_send(args: argparse.Namespace) -> int:
     need = amount + fee
     if have < need:
         incoming = account["pending_balance"] - have
-        later = f"; {incoming} more are on their way, spendable once confirmed" if incoming > 0 else ""
-        raise _error(f"not enough coins: {have} spendable now, need {need} (amount {amount} + fee {fee}){later}")
+        later = (
+            f"; {incoming} more are on their way, spendable once confirmed" if incoming > 0 else ""
+        )
+        raise _error(
+            f"not enough coins: {have} spendable now, need {need} (amount {amount} + fee {fee}){later}"
+        )
     tx = wallet.sign(to, amount, fee, account["pending_nonce"], memo)
     answer = member.post("/api/transactions", tx)
-    print(f"sent {amount} to {to} (fee {fee}, nonce {tx['nonce']}) from your {have} spendable coins; "
-          "it waits in the mempool for a cheese")
+    print(
+        f"sent {amount} to {to} (fee {fee}, nonce {tx['nonce']}) from your {have} spendable coins; "
+        "it waits in the mempool for a cheese"
+    )
     print(f"txid {answer['txid']}")
     return 0
 
 
 def _when(timestamp: Any) -> str:
     try:
-        return datetime.datetime.fromtimestamp(int(timestamp), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return datetime.datetime.fromtimestamp(int(timestamp), datetime.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M:%S UTC"
+        )
     except (TypeError, ValueError, OverflowError, OSError):
         return "?"
 
@@ -319,7 +364,11 @@ def cmd_tx(args: argparse.Namespace) -> int:
         _print_json(answer)
         return 0
     tx = answer["tx"]
-    where = f"in cheese {answer['sequence_number']}" if answer["status"] == "confirmed" else "waiting in the mempool"
+    where = (
+        f"in cheese {answer['sequence_number']}"
+        if answer["status"] == "confirmed"
+        else "waiting in the mempool"
+    )
     print(f"txid    {tx_id}")
     print(f"from    {tx['from']}")
     print(f"to      {tx['to']}")
@@ -351,7 +400,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         way = "in " if p.get("inbound") else "out"
         link = {True: "  encrypted", False: "  plain"}.get(p.get("encrypted"), "")  # section 5.3
         node = str(p.get("node_id"))[:12]
-        print(f"  {way} {p.get('host')}:{p.get('port')}  height {p.get('height')}  node {node}{link}")
+        print(
+            f"  {way} {p.get('host')}:{p.get('port')}  height {p.get('height')}  node {node}{link}"
+        )
     return 0
 
 

@@ -10,23 +10,42 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from json.encoder import encode_basestring as _quote
 from dataclasses import dataclass
+from json.encoder import encode_basestring as _quote
 from typing import Any, Dict, List, Optional
 
 from cheesecoin.core.errors import InvalidCheese
-from cheesecoin.core.pow import search_nonce
-from cheesecoin.core.tx import is_int, is_unicode, canonical_text, check_tx_format, tx_canonical_text, txid
 from cheesecoin.core.formats import ADDRESS_RE, SMELL_RE
+from cheesecoin.core.pow import search_nonce
+from cheesecoin.core.tx import (
+    canonical_text,
+    check_tx_format,
+    is_int,
+    is_unicode,
+    tx_canonical_text,
+    txid,
+)
 
 CHEESE_FIELDS = frozenset(
-    ["parent_smell", "sequence_number", "timestamp", "bits", "unit_of_information", "nonce", "smell"]
+    [
+        "parent_smell",
+        "sequence_number",
+        "timestamp",
+        "bits",
+        "unit_of_information",
+        "nonce",
+        "smell",
+    ]
 )
 NULL_SMELL = "0" * 40
 MAX_NONCE = 2**64 - 1
 MAX_INT = 2**63 - 1
 MAX_NOTE = 256
-DEFAULT_NETWORK_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "blue-cheese-cheesecoin.json")
+DEFAULT_NETWORK_FILE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "data",
+    "blue-cheese-cheesecoin.json",
+)
 
 
 def canonical(value: Any) -> bytes:
@@ -63,7 +82,9 @@ def info_hash(info: dict) -> str:
     return sha1_hex(info_canonical(info))
 
 
-def preimage_prefix(parent_smell: str, sequence_number: int, timestamp: int, bits: int, ihash: str) -> str:
+def preimage_prefix(
+    parent_smell: str, sequence_number: int, timestamp: int, bits: int, ihash: str
+) -> str:
     """The smell preimage up to and including its last ':' (the miner appends the nonce)."""
     return f"{parent_smell}:{sequence_number}:{timestamp}:{bits}:{ihash}:"
 
@@ -72,7 +93,11 @@ def preimage(cheese: dict, ihash: Optional[str] = None) -> str:
     if ihash is None:
         ihash = info_hash(cheese["unit_of_information"])
     return preimage_prefix(
-        cheese["parent_smell"], cheese["sequence_number"], cheese["timestamp"], cheese["bits"], ihash
+        cheese["parent_smell"],
+        cheese["sequence_number"],
+        cheese["timestamp"],
+        cheese["bits"],
+        ihash,
     ) + str(cheese["nonce"])
 
 
@@ -121,7 +146,9 @@ def check_member_info(info: dict, max_transactions: Optional[int] = None) -> Non
     """Rule 1 and the context-free part of rule 6 for a non-Blue cheese's info."""
     extra = set(info) - {"miner", "transactions", "note"}
     if extra:
-        raise InvalidCheese("info-keys", f"unknown keys in unit_of_information: {sorted(map(str, extra))}"[:200])
+        raise InvalidCheese(
+            "info-keys", f"unknown keys in unit_of_information: {sorted(map(str, extra))}"[:200]
+        )
     if "miner" not in info or "transactions" not in info:
         raise InvalidCheese("info-keys", "unit_of_information needs 'miner' and 'transactions'")
     if "note" in info:
@@ -133,7 +160,9 @@ def check_member_info(info: dict, max_transactions: Optional[int] = None) -> Non
         raise InvalidCheese("fields", "transactions must be a list")
     miner = info["miner"]
     if not isinstance(miner, str) or not ADDRESS_RE.match(miner):
-        raise InvalidCheese("miner-address", "miner must be an address (64 lowercase hex characters)")
+        raise InvalidCheese(
+            "miner-address", "miner must be an address (64 lowercase hex characters)"
+        )
     if max_transactions is not None and len(txs) > max_transactions:
         raise InvalidCheese("max-transactions", f"more than {max_transactions} transactions")
     for i, tx in enumerate(txs):
@@ -149,15 +178,27 @@ def check_smell(cheese: dict, ihash: Optional[str] = None) -> str:
             ihash = info_hash(cheese["unit_of_information"])
         smell = compute_smell(cheese, ihash)
     except (UnicodeEncodeError, ValueError, TypeError, RecursionError):
-        raise InvalidCheese("fields", "the cheese holds a value that cannot be hashed (a lone surrogate?)")
+        raise InvalidCheese(
+            "fields", "the cheese holds a value that cannot be hashed (a lone surrogate?)"
+        )
     if smell != cheese["smell"]:
         raise InvalidCheese("smell", f"smell is {smell}, not {cheese['smell']}")
     if not meets_pow(smell, cheese["bits"]):
-        raise InvalidCheese("proof-of-work", f"smell {smell} does not start with {cheese['bits']} zero bits")
+        raise InvalidCheese(
+            "proof-of-work", f"smell {smell} does not start with {cheese['bits']} zero bits"
+        )
     return ihash
 
 
-HEADER_FIELDS = ("parent_smell", "sequence_number", "timestamp", "bits", "info_hash", "nonce", "smell")
+HEADER_FIELDS = (
+    "parent_smell",
+    "sequence_number",
+    "timestamp",
+    "bits",
+    "info_hash",
+    "nonce",
+    "smell",
+)
 _HEADER_ONLY = frozenset(HEADER_FIELDS) - {"info_hash"}  # a cheese's fields but its body
 
 
@@ -182,21 +223,25 @@ def header_from_text(text: str) -> dict:
     at = text.find(_BODY_KEY)
     if at > 0 and text.endswith("}"):
         try:
-            fields = json.loads(text[:at - 1] + "}")
+            fields = json.loads(text[: at - 1] + "}")
         except ValueError:
             fields = None
         if isinstance(fields, dict) and fields.keys() == _HEADER_ONLY:
-            ihash = sha1_hex(text[at + len(_BODY_KEY):-1].encode("utf-8"))
+            ihash = sha1_hex(text[at + len(_BODY_KEY) : -1].encode("utf-8"))
             try:
                 smell = compute_smell(fields, ihash)
             except (TypeError, ValueError, KeyError):
                 smell = None
             if smell == fields["smell"]:
-                return {key: (ihash if key == "info_hash" else fields[key]) for key in HEADER_FIELDS}
+                return {
+                    key: (ihash if key == "info_hash" else fields[key]) for key in HEADER_FIELDS
+                }
     return header_of(json.loads(text))
 
 
-def compact_announcement(cheese: dict, ihash: Optional[str] = None, txids: Optional[List[str]] = None) -> dict:
+def compact_announcement(
+    cheese: dict, ihash: Optional[str] = None, txids: Optional[List[str]] = None
+) -> dict:
     """The ANNOUNCE_COMPACT message of a (non-Blue) cheese: header, miner, txids,
     note (its info_hash and txids not computed again when given)."""
     info = cheese["unit_of_information"]
@@ -211,7 +256,9 @@ def compact_announcement(cheese: dict, ihash: Optional[str] = None, txids: Optio
     return msg
 
 
-def rebuild_cheese(header: dict, miner: str, transactions: List[dict], note: Optional[str] = None) -> dict:
+def rebuild_cheese(
+    header: dict, miner: str, transactions: List[dict], note: Optional[str] = None
+) -> dict:
     """The cheese a header describes, with its body rebuilt from its parts
     (the receiving side of ANNOUNCE_COMPACT); check it with ``check_smell``."""
     info: Dict[str, Any] = {"miner": miner, "transactions": transactions}
@@ -257,11 +304,19 @@ def network_from_blue_cheese(cheese: Any) -> Network:
     except InvalidCheese as e:
         raise NetworkError(f"not a Blue Cheese: {e.message}")
     if cheese["sequence_number"] != 0 or cheese["parent_smell"] != NULL_SMELL:
-        raise NetworkError("not a Blue Cheese: sequence_number must be 0 and parent_smell forty zeros")
+        raise NetworkError(
+            "not a Blue Cheese: sequence_number must be 0 and parent_smell forty zeros"
+        )
     info = cheese["unit_of_information"]
     if set(info) != {"network", "note", "params"}:
-        raise NetworkError("the Blue Cheese's unit_of_information must have exactly network, note and params")
-    if not isinstance(info["network"], str) or not info["network"] or not isinstance(info["note"], str):
+        raise NetworkError(
+            "the Blue Cheese's unit_of_information must have exactly network, note and params"
+        )
+    if (
+        not isinstance(info["network"], str)
+        or not info["network"]
+        or not isinstance(info["note"], str)
+    ):
         raise NetworkError("the Blue Cheese's network and note must be strings")
     params = info["params"]
     names = ("target_spacing", "retarget_interval", "reward", "max_transactions")
@@ -331,7 +386,9 @@ def mine_blue_cheese(
             },
         },
     }
-    prefix = preimage_prefix(NULL_SMELL, 0, timestamp, bits, info_hash(cheese["unit_of_information"]))
+    prefix = preimage_prefix(
+        NULL_SMELL, 0, timestamp, bits, info_hash(cheese["unit_of_information"])
+    )
     nonce, smell = search_nonce(prefix, bits, 0, MAX_NONCE + 1)
     cheese["nonce"] = nonce
     cheese["smell"] = smell

@@ -15,8 +15,8 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 from cheesecoin.core.cheese import info_hash
 from cheesecoin.core.errors import InvalidCheese
-from cheesecoin.core.tree import Node
 from cheesecoin.core.signature import verify_batch
+from cheesecoin.core.tree import Node
 from cheesecoin.core.tx import fast_shape, signed_cheeses, tx_texts
 
 _INFO_KEYS = frozenset(["miner", "transactions", "note"])
@@ -29,7 +29,9 @@ class HeaderChain:
         self.stack = stack
         self.headers: List[dict] = []  # the headers of cheeses we do not have yet, in order
         self.nodes: List[Node] = []  # their nodes (parent links, work)
-        self.tip: Optional[Node] = None  # the last header's node (or a known cheese), None before any
+        self.tip: Optional[Node] = (
+            None  # the last header's node (or a known cheese), None before any
+        )
 
     @property
     def work(self) -> int:
@@ -47,16 +49,29 @@ class HeaderChain:
             known = stack.nodes.get(header["smell"])
             if known is not None and not self.nodes:  # still on cheeses we hold: walk along them
                 if known.invalid:
-                    raise InvalidCheese("bad-parent", f"the header {header['smell']} is of an invalid cheese")
+                    raise InvalidCheese(
+                        "bad-parent", f"the header {header['smell']} is of an invalid cheese"
+                    )
                 if self.tip is not None and known.parent is not self.tip:
-                    raise InvalidCheese("parent", f"the header {header['smell']} does not follow the one before it")
+                    raise InvalidCheese(
+                        "parent", f"the header {header['smell']} does not follow the one before it"
+                    )
                 self.tip = known
                 continue
             parent = self.tip if self.tip is not None else stack.nodes.get(header["parent_smell"])
             if parent is None or parent.smell != header["parent_smell"]:
-                raise InvalidCheese("parent", f"the header {header['smell']} does not follow the one before it")
+                raise InvalidCheese(
+                    "parent", f"the header {header['smell']} does not follow the one before it"
+                )
             stack.check_link(header, parent)
-            node = Node(header["smell"], parent, header["sequence_number"], header["bits"], header["timestamp"], -1)
+            node = Node(
+                header["smell"],
+                parent,
+                header["sequence_number"],
+                header["bits"],
+                header["timestamp"],
+                -1,
+            )
             self.headers.append(header)
             self.nodes.append(node)
             self.tip = node

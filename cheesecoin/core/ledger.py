@@ -35,7 +35,10 @@ class Ledger:
         return self.nonces.get(address, 0)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Ledger) and (self.balances, self.nonces) == (other.balances, other.nonces)
+        return isinstance(other, Ledger) and (self.balances, self.nonces) == (
+            other.balances,
+            other.nonces,
+        )
 
     def _set(self, table: Dict[str, int], address: str, value: int) -> None:
         if value:
@@ -63,12 +66,22 @@ class Ledger:
         if fault is not None:
             raise InvalidTx("tx-signature", f"the signature does not verify: {fault}")
         sender = tx["from"]
-        nonce = nonces[sender] if nonces is not None and sender in nonces else self.next_nonce(sender)
+        nonce = (
+            nonces[sender] if nonces is not None and sender in nonces else self.next_nonce(sender)
+        )
         if tx["nonce"] != nonce:
-            raise InvalidTx("tx-nonce", f"nonce is {tx['nonce']}, the sender's next nonce is {nonce}")
-        have = balances[sender] if balances is not None and sender in balances else self.balance(sender)
+            raise InvalidTx(
+                "tx-nonce", f"nonce is {tx['nonce']}, the sender's next nonce is {nonce}"
+            )
+        have = (
+            balances[sender]
+            if balances is not None and sender in balances
+            else self.balance(sender)
+        )
         if have < tx["amount"] + tx["fee"]:
-            raise InvalidTx("tx-balance", f"the sender has {have}, needs {tx['amount'] + tx['fee']}")
+            raise InvalidTx(
+                "tx-balance", f"the sender has {have}, needs {tx['amount'] + tx['fee']}"
+            )
 
     def apply_cheese(
         self, info: dict, reward: int, check_signatures: bool = True, check_format: bool = True

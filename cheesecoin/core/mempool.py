@@ -66,7 +66,9 @@ class Mempool:
 
     def _spent_before(self, sender: str, nonce: int) -> int:
         chain = self.by_sender.get(sender, {})
-        return sum(self.txs[t]["amount"] + self.txs[t]["fee"] for n, t in chain.items() if n < nonce)
+        return sum(
+            self.txs[t]["amount"] + self.txs[t]["fee"] for n, t in chain.items() if n < nonce
+        )
 
     # -- adding -----------------------------------------------------------------
 
@@ -91,19 +93,29 @@ class Mempool:
         chain = self.by_sender.get(sender, {})
         replacing = chain.get(nonce)
         if replacing is None and nonce != base + len(chain):
-            raise InvalidTx("tx-nonce", f"nonce is {nonce}, the sender's next nonce is {base + len(chain)}")
+            raise InvalidTx(
+                "tx-nonce", f"nonce is {nonce}, the sender's next nonce is {base + len(chain)}"
+            )
         if replacing is not None and tx["fee"] <= self.txs[replacing]["fee"]:
-            raise InvalidTx("tx-fee", "a transaction with this nonce is pending; a replacement needs a higher fee")
+            raise InvalidTx(
+                "tx-fee",
+                "a transaction with this nonce is pending; a replacement needs a higher fee",
+            )
         available = self.ledger.balance(sender) - self._spent_before(sender, nonce)
         if available < tx["amount"] + tx["fee"]:
-            raise InvalidTx("tx-balance", f"the sender has {available} available, needs {tx['amount'] + tx['fee']}")
+            raise InvalidTx(
+                "tx-balance",
+                f"the sender has {available} available, needs {tx['amount'] + tx['fee']}",
+            )
         fault = tx_signature_fault(tx) if check_signature else None
         if fault is not None:
             raise InvalidTx("tx-signature", f"the signature does not verify: {fault}")
         if replacing is None and len(self.txs) >= self.max_size:
             victim = self._eviction_candidate()
             if victim is None or self.txs[victim]["fee"] >= tx["fee"] or victim == tx_id:
-                raise InvalidTx("mempool-full", "the mempool is full and this fee is not higher than the lowest")
+                raise InvalidTx(
+                    "mempool-full", "the mempool is full and this fee is not higher than the lowest"
+                )
             self._remove(victim)
         if replacing is not None:
             self._remove(replacing, keep_later=True)

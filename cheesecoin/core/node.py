@@ -15,8 +15,8 @@ import secrets
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from cheesecoin.core.cheese import Network
 from cheesecoin.core import pow as pow_mod
+from cheesecoin.core.cheese import Network
 from cheesecoin.core.errors import InvalidCheese, InvalidTx, StorageError
 from cheesecoin.core.mempool import Mempool
 from cheesecoin.core.stack import CheeseStack
@@ -64,8 +64,13 @@ class MemberNode:
 
     # -- ways in -------------------------------------------------------------------
 
-    def submit_cheese(self, cheese: Any, source: Any = None, check_signatures: bool = True,
-                      ihash: Optional[str] = None) -> AddResult:
+    def submit_cheese(
+        self,
+        cheese: Any,
+        source: Any = None,
+        check_signatures: bool = True,
+        ihash: Optional[str] = None,
+    ) -> AddResult:
         """Validate and add a cheese; raises InvalidCheese. Listeners hear of tip changes."""
         try:
             result = self.stack.add_cheese(cheese, source, check_signatures, ihash)
@@ -112,7 +117,9 @@ class MemberNode:
         tx_id, new = self.mempool.add(tx)
         if not new:
             return tx_id, False
-        if self.stack.tx_height(tx_id) is not None:  # pragma: no cover - nonce makes this impossible
+        if (
+            self.stack.tx_height(tx_id) is not None
+        ):  # pragma: no cover - nonce makes this impossible
             return tx_id, False
         for listener in list(self.tx_listeners):
             listener(tx_id, tx, source)
@@ -141,7 +148,9 @@ class MemberNode:
             "spendable": self.mempool.spendable(address),
         }
 
-    def address_info(self, address: str, count: int, before: Optional[int] = None) -> Dict[str, Any]:
+    def address_info(
+        self, address: str, count: int, before: Optional[int] = None
+    ) -> Dict[str, Any]:
         """The balance and the transactions of ``address``, newest first: the
         mempool's (on the first page only), then the best stack's below ``before``."""
         answer = self.balance(address)
@@ -149,9 +158,13 @@ class MemberNode:
         if before is None:
             for tx_id, tx in reversed(list(self.mempool.items())):
                 if len(found) < count and address in (tx["from"], tx["to"]):
-                    found.append({"txid": tx_id, "tx": tx, "status": "mempool", "sequence_number": None})
+                    found.append(
+                        {"txid": tx_id, "tx": tx, "status": "mempool", "sequence_number": None}
+                    )
         for height, tx in self.stack.address_history(address, count - len(found), before):
-            found.append({"txid": txid(tx), "tx": tx, "status": "confirmed", "sequence_number": height})
+            found.append(
+                {"txid": txid(tx), "tx": tx, "status": "confirmed", "sequence_number": height}
+            )
         answer["transactions"] = found
         return answer
 
@@ -162,7 +175,11 @@ class MemberNode:
             why: Optional[str] = f"the store cannot write: {self.storage_error}"
         else:
             why = self.sync_status()
-        answer: Dict[str, Any] = {"ready": why is None, "height": self.stack.height, "tip": self.stack.tip.smell}
+        answer: Dict[str, Any] = {
+            "ready": why is None,
+            "height": self.stack.height,
+            "tip": self.stack.tip.smell,
+        }
         if why is not None:
             answer["reason"] = why
         return answer

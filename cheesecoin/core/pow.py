@@ -70,7 +70,9 @@ def search_nonce(
     """
     kind = backend()
     if kind != "python":
-        return _search_native(prefix, bits, start, end, should_stop, on_progress, kind == "portable-c")
+        return _search_native(
+            prefix, bits, start, end, should_stop, on_progress, kind == "portable-c"
+        )
     return search_nonce_python(prefix, bits, start, end, should_stop, check_every, on_progress)
 
 
@@ -153,4 +155,7 @@ def split_range(workers: int, start: int = 0, end: int = NONCE_LIMIT) -> List[Tu
     """[start, end) cut into ``workers`` disjoint, contiguous ranges."""
     workers = max(1, workers)
     span = (end - start) // workers
-    return [(start + i * span, end if i == workers - 1 else start + (i + 1) * span) for i in range(workers)]
+    return [
+        (start + i * span, end if i == workers - 1 else start + (i + 1) * span)
+        for i in range(workers)
+    ]

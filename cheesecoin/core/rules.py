@@ -49,7 +49,10 @@ def check_header(header: Any, network: Network) -> dict:
             f"rule 3 (bits): bits {str(bits)[:20]} is outside the network's {network.bits}..160",
         )
     prefix = preimage_prefix(
-        header["parent_smell"], header["sequence_number"], header["timestamp"], bits,
+        header["parent_smell"],
+        header["sequence_number"],
+        header["timestamp"],
+        bits,
         header["info_hash"],
     )
     if sha1_hex((prefix + str(header["nonce"])).encode("ascii")) != header["smell"]:

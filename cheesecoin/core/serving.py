@@ -118,8 +118,9 @@ class StackServing:
                 return node.height
         return 0
 
-    def range_texts(self, start: int, count: int = MAX_COUNT,
-                    max_bytes: int = MAX_LINE - 4096) -> List[str]:
+    def range_texts(
+        self, start: int, count: int = MAX_COUNT, max_bytes: int = MAX_LINE - 4096
+    ) -> List[str]:
         """Canonical texts of best-stack cheeses from ``start``, within ``max_bytes``."""
         main, store = self.stack.main, self.stack.store
         out: List[str] = []

@@ -24,7 +24,8 @@ from typing import List, Optional, Sequence, Set, Tuple
 # PyNaCl's cffi binding of libsodium, called directly: nacl.bindings.crypto_sign_open
 # wraps the same call with a copy of the message out and an exception on failure,
 # 2-4% of a verification here.
-from nacl._sodium import ffi as _ffi, lib as _sodium
+from nacl._sodium import ffi as _ffi
+from nacl._sodium import lib as _sodium
 
 P = 2**255 - 19
 L = 2**252 + 27742317777372353535851937790883648493

@@ -16,10 +16,16 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from cheesecoin.core.cheese import Network, check_header_format, check_member_info, check_smell, info_hash
+from cheesecoin.core.cheese import (
+    Network,
+    check_header_format,
+    check_member_info,
+    check_smell,
+    info_hash,
+)
 from cheesecoin.core.errors import InvalidCheese
-from cheesecoin.core.ledger import Ledger
 from cheesecoin.core.formats import MAX_COUNT, MAX_LINE
+from cheesecoin.core.ledger import Ledger
 from cheesecoin.core.serving import StackServing, index_txs, tx_height, unindex_txs
 from cheesecoin.core.tree import AddResult, MemoryStore, Node, OrphanPool  # noqa: F401  (AddResult: part of the API)
 from cheesecoin.core.tx import verify_signature
@@ -49,7 +55,9 @@ class CheeseStack:
         self.orphans = OrphanPool(max_orphans)
         self.invalid: "OrderedDict[str, str]" = OrderedDict()
         self.max_invalid = max_invalid
-        self.tx_index: Dict[str, int] = {}  # txid -> its place on the best stack (core.serving.pack)
+        self.tx_index: Dict[
+            str, int
+        ] = {}  # txid -> its place on the best stack (core.serving.pack)
         self.serving = StackServing(self)
         self._order = 0
         self._best: Optional[Node] = None
@@ -63,8 +71,16 @@ class CheeseStack:
     def _new_node(self, cheese: dict, parent: Optional[Node], ihash: Optional[str] = None) -> Node:
         if ihash is None:
             ihash = info_hash(cheese["unit_of_information"])
-        node = Node(cheese["smell"], parent, cheese["sequence_number"], cheese["bits"], cheese["timestamp"],
-                    self._order, ihash, cheese["nonce"])
+        node = Node(
+            cheese["smell"],
+            parent,
+            cheese["sequence_number"],
+            cheese["bits"],
+            cheese["timestamp"],
+            self._order,
+            ihash,
+            cheese["nonce"],
+        )
         self._order += 1
         self.nodes[node.smell] = node
         return node
@@ -141,7 +157,9 @@ class CheeseStack:
     def fork_height(self, locator: Iterable[str]) -> int:
         return self.serving.fork_height(locator)
 
-    def range_texts(self, start: int, count: int = MAX_COUNT, max_bytes: int = MAX_LINE - 4096) -> List[str]:
+    def range_texts(
+        self, start: int, count: int = MAX_COUNT, max_bytes: int = MAX_LINE - 4096
+    ) -> List[str]:
         return self.serving.range_texts(start, count, max_bytes)
 
     def tx_height(self, tx_id: str) -> Optional[int]:
@@ -174,7 +192,9 @@ class CheeseStack:
         down = max([k for k in range(5) if actual >= expected * 2**k], default=0)
         return min(160, max(self.network.bits, parent.bits + up - down))
 
-    def address_history(self, address: str, count: int, before: Optional[int] = None) -> List[Tuple[int, dict]]:
+    def address_history(
+        self, address: str, count: int, before: Optional[int] = None
+    ) -> List[Tuple[int, dict]]:
         """(height, tx) of the best stack's transactions from or to ``address``, newest
         first, at most ``count``, below height ``before``. A page ends between two
         cheeses when it can, so that ``before`` = its last height loses nothing."""
@@ -214,14 +234,24 @@ class CheeseStack:
         if cheese["sequence_number"] == 0:
             if cheese["smell"] == self.network.smell:
                 return ""
-            raise InvalidCheese("sequence_number", "a cheese with sequence_number 0 must be this network's Blue Cheese")
+            raise InvalidCheese(
+                "sequence_number",
+                "a cheese with sequence_number 0 must be this network's Blue Cheese",
+            )
         check_member_info(cheese["unit_of_information"], self.network.max_transactions)
         if cheese["bits"] < self.network.bits:
-            raise InvalidCheese("bits", f"bits {cheese['bits']} is below the network's lowest, {self.network.bits}")
+            raise InvalidCheese(
+                "bits", f"bits {cheese['bits']} is below the network's lowest, {self.network.bits}"
+            )
         return check_smell(cheese, ihash)
 
-    def add_cheese(self, cheese: Any, source: Any = None, check_signatures: bool = True,
-                   ihash: Optional[str] = None) -> AddResult:
+    def add_cheese(
+        self,
+        cheese: Any,
+        source: Any = None,
+        check_signatures: bool = True,
+        ihash: Optional[str] = None,
+    ) -> AddResult:
         """Validate and add one cheese; raise InvalidCheese if it is invalid.
 
         ``ihash``: the body's info_hash, when the caller computed it (a body
@@ -274,7 +304,9 @@ class CheeseStack:
         cheese = self._uncommitted.get(smell)
         return cheese if cheese is not None else self.store.get(smell)
 
-    def _add_known_parent(self, cheese: dict, check_signatures: bool, ihash: Optional[str] = None) -> None:
+    def _add_known_parent(
+        self, cheese: dict, check_signatures: bool, ihash: Optional[str] = None
+    ) -> None:
         smell = cheese["smell"]
         if smell in self.nodes:
             return
@@ -286,7 +318,9 @@ class CheeseStack:
             if check_signatures:
                 for i, tx in enumerate(cheese["unit_of_information"]["transactions"]):
                     if not verify_signature(tx):
-                        raise InvalidCheese("tx-signature", f"transaction {i}: the signature does not verify")
+                        raise InvalidCheese(
+                            "tx-signature", f"transaction {i}: the signature does not verify"
+                        )
         except InvalidCheese as e:
             if e.permanent:
                 self._remember_invalid(smell, e.rule)
@@ -301,7 +335,9 @@ class CheeseStack:
             self._activate(check_signatures=False)
             tip_moved = self.store.tip != self.tip.smell
             try:
-                self.store.commit([(node, cheese)], self._pending_invalid, self.tip.smell if tip_moved else None)
+                self.store.commit(
+                    [(node, cheese)], self._pending_invalid, self.tip.smell if tip_moved else None
+                )
             except Exception:
                 # Nothing was stored (a full disk, say): what we hold in
                 # memory must not be ahead of the disk, so undo it all.
@@ -311,7 +347,9 @@ class CheeseStack:
             self._uncommitted = {}
             self._pending_invalid = []
         if node.invalid:
-            raise InvalidCheese(node.invalid, f"cheese {smell} is invalid on its stack: {self._last_error}")
+            raise InvalidCheese(
+                node.invalid, f"cheese {smell} is invalid on its stack: {self._last_error}"
+            )
 
     def _undo_add(self, node: Node, old_tip: Node, old_best: Optional[Node]) -> None:
         """Take back a new leaf ``node`` whose commit failed: the best stack,
@@ -333,17 +371,24 @@ class CheeseStack:
             raise InvalidCheese("bad-parent", f"the parent {parent.smell} is invalid")
         if cheese["sequence_number"] != parent.height + 1:
             raise InvalidCheese(
-                "sequence_number", f"sequence_number is {cheese['sequence_number']}, expected {parent.height + 1}"
+                "sequence_number",
+                f"sequence_number is {cheese['sequence_number']}, expected {parent.height + 1}",
             )
         bits = self.next_bits(parent)
         if cheese["bits"] != bits:
-            raise InvalidCheese("bits", f"bits is {cheese['bits']}, next_bits of the parent is {bits}")
+            raise InvalidCheese(
+                "bits", f"bits is {cheese['bits']}, next_bits of the parent is {bits}"
+            )
         if cheese["timestamp"] < parent.timestamp:
-            raise InvalidCheese("timestamp", f"timestamp {cheese['timestamp']} is before the parent's {parent.timestamp}")
+            raise InvalidCheese(
+                "timestamp",
+                f"timestamp {cheese['timestamp']} is before the parent's {parent.timestamp}",
+            )
         now = self.clock()
         if cheese["timestamp"] > now + FUTURE_LIMIT:
             raise InvalidCheese(
-                "timestamp-future", f"timestamp {cheese['timestamp']} is more than {FUTURE_LIMIT} s in the future"
+                "timestamp-future",
+                f"timestamp {cheese['timestamp']} is more than {FUTURE_LIMIT} s in the future",
             )
 
     # -- the best stack ----------------------------------------------------------
@@ -354,7 +399,8 @@ class CheeseStack:
         best = prefer or self.main[0]
         for node in self.nodes.values():
             if not node.invalid and (
-                node.work > best.work or (node.work == best.work and best is not prefer and node.order < best.order)
+                node.work > best.work
+                or (node.work == best.work and best is not prefer and node.order < best.order)
             ):
                 best = node
         return best
@@ -363,7 +409,9 @@ class CheeseStack:
         """Move the tip to the best candidate, marking invalid what fails on the way."""
         start_tip = self.tip
         while self._best is not None and self._best is not self.tip:
-            if self._best.work < self.tip.work or (self._best.work == self.tip.work and self.tip is start_tip):
+            if self._best.work < self.tip.work or (
+                self._best.work == self.tip.work and self.tip is start_tip
+            ):
                 self._best = self.tip
                 return
             self._reorganize_to(self._best, check_signatures, start_tip)
@@ -382,7 +430,10 @@ class CheeseStack:
             cheese = self._body(node.smell)
             try:
                 self.ledger.apply_cheese(
-                    cheese["unit_of_information"], self.network.reward, check_signatures, check_format=False
+                    cheese["unit_of_information"],
+                    self.network.reward,
+                    check_signatures,
+                    check_format=False,
                 )
             except InvalidCheese as e:
                 self._last_error = e.message
@@ -436,7 +487,13 @@ class CheeseStack:
 
     # -- mining support ----------------------------------------------------------
 
-    def template(self, miner: str, transactions: List[dict], timestamp: Optional[int] = None, note: Optional[str] = None) -> dict:
+    def template(
+        self,
+        miner: str,
+        transactions: List[dict],
+        timestamp: Optional[int] = None,
+        note: Optional[str] = None,
+    ) -> dict:
         """A candidate child of the tip (without nonce and smell)."""
         tip = self.tip
         ts = max(tip.timestamp, int(timestamp if timestamp is not None else self.clock()))

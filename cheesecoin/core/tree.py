@@ -21,11 +21,29 @@ class Node:
     bytes, big-endian), when known: the header is then served from memory
     (``header``) without reading the body (issue 26, finding 7)."""
 
-    __slots__ = ("smell", "parent", "height", "bits", "timestamp", "work", "order", "invalid",
-                 "ident")
+    __slots__ = (
+        "smell",
+        "parent",
+        "height",
+        "bits",
+        "timestamp",
+        "work",
+        "order",
+        "invalid",
+        "ident",
+    )
 
-    def __init__(self, smell: str, parent: Optional["Node"], height: int, bits: int, timestamp: int,
-                 order: int, info_hash: Optional[str] = None, nonce: Optional[int] = None):
+    def __init__(
+        self,
+        smell: str,
+        parent: Optional["Node"],
+        height: int,
+        bits: int,
+        timestamp: int,
+        order: int,
+        info_hash: Optional[str] = None,
+        nonce: Optional[int] = None,
+    ):
         self.smell = smell
         self.parent = parent
         self.height = height
@@ -43,8 +61,15 @@ class Node:
         ident, parent = self.ident, self.parent
         if ident is None or parent is None:
             return None
-        values = (parent.smell, self.height, self.timestamp, self.bits, ident[:20].hex(),
-                  int.from_bytes(ident[20:], "big"), self.smell)
+        values = (
+            parent.smell,
+            self.height,
+            self.timestamp,
+            self.bits,
+            ident[:20].hex(),
+            int.from_bytes(ident[20:], "big"),
+            self.smell,
+        )
         return dict(zip(HEADER_FIELDS, values))
 
     def __repr__(self) -> str:
@@ -111,7 +136,9 @@ class MemoryStore:
         body (``SqliteStore.text_slice`` reads one from the stored text)."""
         return None
 
-    def commit(self, added: List[Tuple[Node, dict]], invalid: List[Tuple[str, str]], tip: Optional[str]) -> None:
+    def commit(
+        self, added: List[Tuple[Node, dict]], invalid: List[Tuple[str, str]], tip: Optional[str]
+    ) -> None:
         for node, cheese in added:
             self.bodies[node.smell] = cheese
         for smell, rule in invalid:
@@ -119,7 +146,9 @@ class MemoryStore:
         if tip is not None:
             self.tip = tip
 
-    def address_rows(self, address: str, before: Optional[int] = None) -> Iterator[Tuple[int, int, str]]:
+    def address_rows(
+        self, address: str, before: Optional[int] = None
+    ) -> Iterator[Tuple[int, int, str]]:
         """(height, position, smell) of every stored transaction from or to
         ``address``, newest first (a scan: this store is for tests and the simulator)."""
         rows = []
@@ -171,7 +200,9 @@ class OrphanPool:
         return entry
 
     def pop_children(self, parent_smell: str) -> List[Tuple[dict, Any]]:
-        return [e for e in (self._remove(s) for s in list(self.by_parent.get(parent_smell, ()))) if e]
+        return [
+            e for e in (self._remove(s) for s in list(self.by_parent.get(parent_smell, ()))) if e
+        ]
 
     def root_of(self, smell: str) -> str:
         """The first missing ancestor's smell for an orphan."""

@@ -10,15 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from operator import itemgetter
 from json.encoder import encode_basestring as _quote  # json.dumps(str, ensure_ascii=False), in C
+from operator import itemgetter
 from typing import Any, List, Optional, Set, Tuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cheesecoin.core.formats import ADDRESS_RE
-from cheesecoin.core.signature import SignatureCache, use_signature_cache  # noqa: F401 (callers' names)
-from cheesecoin.core.signature import signature_fault, verify_batch
+from cheesecoin.core.signature import (  # noqa: F401 (callers' names)
+    SignatureCache,
+    signature_fault,
+    use_signature_cache,
+    verify_batch,
+)
 from cheesecoin.core.signature import verify as verify_raw
 
 TX_FIELDS = frozenset(["from", "to", "amount", "fee", "nonce", "memo", "signature"])
@@ -44,7 +48,10 @@ def is_unicode(text: str) -> bool:
 def check_tx_format(tx: Any) -> Optional[Tuple[str, str]]:
     """None if ``tx`` is well formed, else (rule, message). Also checks from != to."""
     if type(tx) is not dict or tx.keys() != TX_FIELDS:
-        return ("tx-fields", "a transaction must have exactly from, to, amount, fee, nonce, memo, signature")
+        return (
+            "tx-fields",
+            "a transaction must have exactly from, to, amount, fee, nonce, memo, signature",
+        )
     sender, to, sig, memo = tx["from"], tx["to"], tx["signature"], tx["memo"]
     if type(sender) is not str or not ADDRESS_RE.match(sender):
         return ("tx-fields", "'from' must be an address (64 lowercase hex characters)")
@@ -106,7 +113,12 @@ def tx_texts(tx: dict) -> Tuple[str, bytes]:
     body check needs for its info_hash and its signature, from one formatting."""
     amount, fee, sender, memo, nonce, sig, to = _get_fields(tx)
     head = '{"amount":%d,"fee":%d,"from":%s,"memo":%s,"nonce":%d' % (
-        amount, fee, _quote(sender), _quote(memo), nonce)
+        amount,
+        fee,
+        _quote(sender),
+        _quote(memo),
+        nonce,
+    )
     tail = ',"to":' + _quote(to) + "}"
     return head + ',"signature":' + _quote(sig) + tail, (head + tail).encode("utf-8")
 

@@ -34,12 +34,11 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from cheesecoin.core.cheese import NetworkError, load_network
+from cheesecoin.member import links
 from cheesecoin.p2p.features import FeaturesError, parse_features
 from cheesecoin.p2p.manager import FEATURES, REFILL_INTERVAL, PeerManager
-from cheesecoin.member import links
 from cheesecoin.p2p.sync import STATS_INTERVAL
 from cheesecoin.storage.peerfile import load_peers, save_peers
-from cheesecoin.wire.limits import API_PORT, MEMBER_PORT, MINER_PORT, PING_INTERVAL
 from cheesecoin.util.services import (
     ErrorFirstOptions,
     FatalStop,
@@ -50,6 +49,7 @@ from cheesecoin.util.services import (
     server_endpoint,
 )
 from cheesecoin.wire.codec import ADDRESS_RE
+from cheesecoin.wire.limits import API_PORT, MEMBER_PORT, MINER_PORT, PING_INTERVAL
 
 MEMPOOL_SAVE_INTERVAL = 60.0
 STORE_CHECK_INTERVAL = 10.0  # seconds between checks that the database is still there
@@ -70,7 +70,9 @@ def parse_host_port(name: str, value: str) -> Tuple[str, int]:
     except ValueError:
         port = 0
     if not 1 <= port <= 65535:
-        raise usage.UsageError(f"--{name} must be HOST:PORT with a port from 1 to 65535, not {text!r}")
+        raise usage.UsageError(
+            f"--{name} must be HOST:PORT with a port from 1 to 65535, not {text!r}"
+        )
     return host, port
 
 
@@ -85,18 +87,46 @@ class Options(ErrorFirstOptions):
         "and mines with --mine."
     )
     optFlags = [
-        ["mine", None, "Mine cheeses with every core (or --mining-workers), paying the member's wallet."],
+        [
+            "mine",
+            None,
+            "Mine cheeses with every core (or --mining-workers), paying the member's wallet.",
+        ],
         ["no-mine", None, "Do not mine (the default)."],
         ["require-tls", None, "Keep no peer whose HELLO does not list tls (encrypted links only)."],
-        ["reindex", None, "Re-validate every stored cheese (signatures too) into a fresh database before starting; "
-         "the old one is kept as stack.sqlite3.bak."],
+        [
+            "reindex",
+            None,
+            "Re-validate every stored cheese (signatures too) into a fresh database before starting; "
+            "the old one is kept as stack.sqlite3.bak.",
+        ],
     ]
     optParameters = [
-        ["port", "p", MEMBER_PORT, "TCP port for other members (1-65535; 0 picks a free one, which is logged)."],
+        [
+            "port",
+            "p",
+            MEMBER_PORT,
+            "TCP port for other members (1-65535; 0 picks a free one, which is logged).",
+        ],
         ["interface", "i", "0.0.0.0", "IP address the member port listens on."],
-        ["data-dir", "d", "cheesecoin-data", "Directory of the stack database, mempool and wallet."],
-        ["network", "n", None, "Network file (a JSON Blue Cheese); default: the cheesecoin network."],
-        ["miner-address", None, None, "Address (64 hex characters) paid for mined cheeses; default: the member's wallet."],
+        [
+            "data-dir",
+            "d",
+            "cheesecoin-data",
+            "Directory of the stack database, mempool and wallet.",
+        ],
+        [
+            "network",
+            "n",
+            None,
+            "Network file (a JSON Blue Cheese); default: the cheesecoin network.",
+        ],
+        [
+            "miner-address",
+            None,
+            None,
+            "Address (64 hex characters) paid for mined cheeses; default: the member's wallet.",
+        ],
         ["mining-workers", None, 0, "Mining workers (one per core is best); 0 uses every core."],
         ["api-port", None, API_PORT, "TCP port of the HTTP API and explorer."],
         ["api-interface", None, "127.0.0.1", "IP address the HTTP API listens on."],
@@ -105,10 +135,20 @@ class Options(ErrorFirstOptions):
         ["peers", None, 8, "Number of peers to keep connected."],
         ["max-inbound", None, 32, "Most inbound member connections at once."],
         ["max-per-ip", None, 64, "Most member connections from one IP address."],
-        ["host", None, None, "Host name or address to advertise to the tracker (default: as the tracker sees us)."],
-        ["features", None, "all", "The features to list in HELLO: all (every feature of sections 5.1 to 5.3, "
-                                  "tls included), rev2 (headers, compact, mempool, as a revision-2 member), "
-                                  "none (version-1 relay and sync), or names separated by commas."],
+        [
+            "host",
+            None,
+            None,
+            "Host name or address to advertise to the tracker (default: as the tracker sees us).",
+        ],
+        [
+            "features",
+            None,
+            "all",
+            "The features to list in HELLO: all (every feature of sections 5.1 to 5.3, "
+            "tls included), rev2 (headers, compact, mempool, as a revision-2 member), "
+            "none (version-1 relay and sync), or names separated by commas.",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -152,11 +192,15 @@ class Options(ErrorFirstOptions):
             raise usage.UsageError(str(e))
         links.check_tls_options(self)
         host = self["host"]
-        if host is not None and (not host.strip() or len(host) > 255 or any(c.isspace() for c in host)):
+        if host is not None and (
+            not host.strip() or len(host) > 255 or any(c.isspace() for c in host)
+        ):
             raise usage.UsageError(f"--host must be a host name or address, not {host!r}")
         address = self["miner-address"]
         if address is not None and not ADDRESS_RE.match(address):
-            raise usage.UsageError("--miner-address must be an address: 64 lowercase hex characters")
+            raise usage.UsageError(
+                "--miner-address must be an address: 64 lowercase hex characters"
+            )
         data_dir = str(self["data-dir"]).strip()
         if not data_dir:
             raise usage.UsageError("--data-dir must not be empty")
@@ -282,7 +326,9 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
         from cheesecoin.storage.reindex import reindex
 
         try:
-            result = reindex(data_dir, network, log=lambda line: log.warn("Reindex: {line}", line=line))
+            result = reindex(
+                data_dir, network, log=lambda line: log.warn("Reindex: {line}", line=line)
+            )
         except (StorageError, OSError) as e:
             raise SystemExit(f"cheesemember: --reindex: {e}")
         log.info("{summary}", summary=result.summary()[0].upper() + result.summary()[1:])
@@ -292,14 +338,20 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
         # --reindex mends a damaged database, not a foreign file, another
         # network's stack or a directory we may not write: hint it only then.
         reindexable = isinstance(e, CorruptStore) and not config["reindex"]
-        hint = " (start with --reindex to rebuild it from the cheeses that are still readable)" if reindexable else ""
+        hint = (
+            " (start with --reindex to rebuild it from the cheeses that are still readable)"
+            if reindexable
+            else ""
+        )
         raise SystemExit(f"cheesemember: {e}{hint}")
     node = MemberNode(stack, data_dir=data_dir, node_id=node_id)
     fatal = FatalStop(reactor, log)
 
     def storage_failed(error: Exception) -> None:
-        fatal(f"{str(error)[0].upper()}{str(error)[1:]}: the stack is kept on disk up to height "
-              f"{node.stack.height}; stopping (start again once it can be written)")
+        fatal(
+            f"{str(error)[0].upper()}{str(error)[1:]}: the stack is kept on disk up to height "
+            f"{node.stack.height}; stopping (start again once it can be written)"
+        )
 
     node.storage_listeners.append(storage_failed)
     restored = node.load_mempool()
@@ -312,11 +364,11 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
         txs=restored,
     )
 
+    from cheesecoin.mining.port import MinerPortFactory
+    from cheesecoin.storage.wallet import WalletError, member_address
     from cheesecoin.web.api import make_site
     from cheesecoin.web.events import HEARTBEAT, EventLog
     from cheesecoin.web.metrics import MemberMetrics
-    from cheesecoin.mining.port import MinerPortFactory
-    from cheesecoin.storage.wallet import WalletError, member_address
 
     try:
         miner_address = config["miner-address"] or member_address(data_dir)
@@ -341,7 +393,10 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
     if why is not None:
         log.warn("Ignoring the saved address book: {why}", why=why)
     elif saved:
-        log.info("Loaded {n} members from the saved address book: they are dialled first", n=manager.addresses.load_saved(saved))
+        log.info(
+            "Loaded {n} members from the saved address book: they are dialled first",
+            n=manager.addresses.load_saved(saved),
+        )
     shutdown = _Shutdown(node, manager)  # stopped after every other part
     shutdown.setName("shutdown")
     shutdown.setServiceParent(top)
@@ -368,10 +423,14 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
             if on_listen is not None:
                 on_listen(port)
             else:
-                log.info("{what} on {host}:{port}", what=what, host=interface, port=port.getHost().port)
+                log.info(
+                    "{what} on {host}:{port}", what=what, host=interface, port=port.getHost().port
+                )
 
         endpoint = server_endpoint(reactor, interface, config[prefix + "port"])
-        service = ServerService(ListeningEndpoint(endpoint, listened), factory, "cheesemember", what)
+        service = ServerService(
+            ListeningEndpoint(endpoint, listened), factory, "cheesemember", what
+        )
         service.setName(name)
         service.setServiceParent(top)
 
@@ -397,7 +456,9 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
     _timer(top, "refill", REFILL_INTERVAL, manager.tick, reactor)
     _timer(top, "save-state", MEMPOOL_SAVE_INTERVAL, shutdown.save_state, reactor)
     _timer(top, "event-heartbeat", HEARTBEAT, events.heartbeat, reactor)
-    _timer(top, "watch-store", STORE_CHECK_INTERVAL, StoreWatch(stack.store.path, fatal).check, reactor)
+    _timer(
+        top, "watch-store", STORE_CHECK_INTERVAL, StoreWatch(stack.store.path, fatal).check, reactor
+    )
     top.node = node  # for tests and tools
     top.manager = manager
     return top

@@ -28,12 +28,12 @@ from typing import Any, Optional, Set
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from cheesecoin.wire import codec as wire
 from cheesecoin.core.cheese import MAX_NONCE, meets_pow
 from cheesecoin.core.errors import InvalidCheese, ProtocolError, StorageError
 from cheesecoin.core.node import MINED
-from cheesecoin.wire.lineproto import JsonLineProtocol
 from cheesecoin.mining.templates import Job, TemplateFeed, get_job_id, make_job
+from cheesecoin.wire import codec as wire
+from cheesecoin.wire.lineproto import JsonLineProtocol
 
 MAX_JOBS = 16
 
@@ -80,7 +80,12 @@ class MinerPortFactory(Factory):
     log = Logger()
 
     def __init__(
-        self, node: Any, miner_address: str, clock: Any, tx_delay: float = 0.5, max_jobs: int = MAX_JOBS
+        self,
+        node: Any,
+        miner_address: str,
+        clock: Any,
+        tx_delay: float = 0.5,
+        max_jobs: int = MAX_JOBS,
     ) -> None:
         self.node = node
         self.clock = clock
@@ -134,7 +139,9 @@ class MinerPortFactory(Factory):
             raise ProtocolError("stale", f"job {job_id}'s parent is no longer the best tip")
         cheese = job.complete(nonce)
         if not meets_pow(cheese["smell"], job.bits):
-            raise ProtocolError("invalid-cheese", f"smell {cheese['smell']} does not meet {job.bits} bits")
+            raise ProtocolError(
+                "invalid-cheese", f"smell {cheese['smell']} does not meet {job.bits} bits"
+            )
         try:
             self.node.submit_cheese(cheese, source=MINED)
         except InvalidCheese as e:
@@ -142,6 +149,9 @@ class MinerPortFactory(Factory):
         except StorageError:  # the disk: the node reports it (once) and the member stops
             raise ProtocolError("busy", "the member cannot store cheeses right now")
         self.log.info(
-            "Mined cheese {height} {smell} (external miner {who})", height=job.height, smell=cheese["smell"], who=who
+            "Mined cheese {height} {smell} (external miner {who})",
+            height=job.height,
+            smell=cheese["smell"],
+            who=who,
         )
         return cheese["smell"]

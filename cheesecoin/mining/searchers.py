@@ -96,7 +96,15 @@ class ThreadSearcher:
         self.pause()
         token = self._token = StopToken()
         d = defer_to_cpu(
-            search_nonce, job.prefix, job.bits, start, NONCE_LIMIT, token, 4096, self._progress, reactor=self.reactor
+            search_nonce,
+            job.prefix,
+            job.bits,
+            start,
+            NONCE_LIMIT,
+            token,
+            4096,
+            self._progress,
+            reactor=self.reactor,
         )
         self._running.append(d)
         d.addBoth(self._done, d, job)
@@ -163,7 +171,9 @@ class WorkerProcess(ProcessProtocol):
             self.searcher.worker_said(msg)
 
     def errReceived(self, data: bytes) -> None:
-        self.log.warn("Mining worker {i}: {text}", i=self.index, text=data.decode("utf-8", "replace").rstrip())
+        self.log.warn(
+            "Mining worker {i}: {text}", i=self.index, text=data.decode("utf-8", "replace").rstrip()
+        )
 
     def end(self, timeout: float) -> None:
         """Close stdin (the worker exits); SIGKILL it if it lingers."""
@@ -190,7 +200,9 @@ class ProcessSearcher:
 
     log = Logger()
 
-    def __init__(self, workers: int, on_found: FoundCallback, meter: HashMeter, reactor: Any) -> None:
+    def __init__(
+        self, workers: int, on_found: FoundCallback, meter: HashMeter, reactor: Any
+    ) -> None:
         self.workers = max(1, workers)
         self.on_found = on_found
         self.meter = meter
@@ -244,7 +256,9 @@ class ProcessSearcher:
 
     def worker_ended(self, proc: WorkerProcess, reason: Failure) -> None:
         if not self._shut:
-            self.log.warn("Mining worker {i} exited: {why}", i=proc.index, why=reason.getErrorMessage())
+            self.log.warn(
+                "Mining worker {i} exited: {why}", i=proc.index, why=reason.getErrorMessage()
+            )
 
     def shutdown(self, timeout: float = STOP_TIMEOUT) -> defer.Deferred:
         """End every worker process; fires once all have exited and been reaped."""

@@ -62,7 +62,10 @@ class MiningService(Service):
         kind = "thread" if self.workers == 1 else "processes"
         self.log.info(
             "Mining for {address} with {n} worker {kind} ({backend} nonce search)",
-            address=self.miner_address, n=self.workers, kind=kind, backend=pow_backend(),
+            address=self.miner_address,
+            n=self.workers,
+            kind=kind,
+            backend=pow_backend(),
         )
         self._template_changed()
 
@@ -85,17 +88,26 @@ class MiningService(Service):
         tip = self.node.stack.tip
         if job.parent_smell != tip.smell:
             self.log.info(
-                "Dropped a stale cheese {height} {smell}: the tip moved", height=job.height, smell=smell
+                "Dropped a stale cheese {height} {smell}: the tip moved",
+                height=job.height,
+                smell=smell,
             )
             return
         cheese = job.complete(nonce)
         if cheese["smell"] != smell:  # pragma: no cover - a broken worker
-            self.log.error("A worker reported smell {smell} for nonce {nonce}, not {real}", smell=smell, nonce=nonce, real=cheese["smell"])
+            self.log.error(
+                "A worker reported smell {smell} for nonce {nonce}, not {real}",
+                smell=smell,
+                nonce=nonce,
+                real=cheese["smell"],
+            )
             return
         try:
             self.node.submit_cheese(cheese, source=MINED)
         except InvalidCheese as e:
-            self.log.warn("Our own cheese {height} was refused: {why}", height=job.height, why=e.message)
+            self.log.warn(
+                "Our own cheese {height} was refused: {why}", height=job.height, why=e.message
+            )
             self._template_changed()
             return
         except StorageError:  # the node reports it (once) and the member stops

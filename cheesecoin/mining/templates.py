@@ -47,11 +47,19 @@ class Job:
 
     def complete(self, nonce: int) -> dict:
         """The candidate with ``nonce`` and its smell (which may miss the target)."""
-        return dict(self.cheese, nonce=nonce, smell=sha1_hex((self.prefix + str(nonce)).encode("ascii")))
+        return dict(
+            self.cheese, nonce=nonce, smell=sha1_hex((self.prefix + str(nonce)).encode("ascii"))
+        )
 
     def work_message(self) -> dict:
         """The WORK message of docs/protocol.md section 6."""
-        return {"type": "WORK", "job": self.job_id, "prefix": self.prefix, "bits": self.bits, "cheese": self.cheese}
+        return {
+            "type": "WORK",
+            "job": self.job_id,
+            "prefix": self.prefix,
+            "bits": self.bits,
+            "cheese": self.cheese,
+        }
 
 
 def get_job_id(msg: dict) -> Any:
@@ -59,7 +67,9 @@ def get_job_id(msg: dict) -> Any:
     job_id = msg.get("job")
     if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):
         raise BadMessage("field 'job' must be a string or an integer")
-    if isinstance(job_id, int) and not 0 <= job_id < 2**63:  # docs/protocol.md section 1's integer range
+    if (
+        isinstance(job_id, int) and not 0 <= job_id < 2**63
+    ):  # docs/protocol.md section 1's integer range
         raise BadMessage("field 'job' must be an integer from 0 to 2^63 - 1")
     if isinstance(job_id, str) and len(job_id) > 64:
         raise BadMessage("field 'job' must be at most 64 characters")
@@ -96,7 +106,9 @@ class TemplateFeed:
     steady stream restarts at most once per ``tx_delay``).
     """
 
-    def __init__(self, node: Any, on_change: Callable[[], None], clock: Any, tx_delay: float = 0.5) -> None:
+    def __init__(
+        self, node: Any, on_change: Callable[[], None], clock: Any, tx_delay: float = 0.5
+    ) -> None:
         self.node = node
         self.on_change = on_change
         self.clock = clock

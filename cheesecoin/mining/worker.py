@@ -112,7 +112,13 @@ def worker_main(stdin: Optional[IO[bytes]] = None, stdout: Optional[IO[bytes]] =
             if not order or not isinstance(order.get("prefix"), str):
                 continue
             nonce, smell = search_nonce(
-                order["prefix"], order["bits"], order["start"], order["end"], inbox.changed.is_set, 4096, report
+                order["prefix"],
+                order["bits"],
+                order["start"],
+                order["end"],
+                inbox.changed.is_set,
+                4096,
+                report,
             )
             report.flush()
             if nonce is not None:

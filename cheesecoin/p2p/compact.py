@@ -38,8 +38,8 @@ from cheesecoin.core.errors import ProtocolError
 from cheesecoin.core.formats import ADDRESS_RE
 from cheesecoin.core.rules import check_header
 from cheesecoin.core.tx import txid
-from cheesecoin.p2p.mempool_sync import get_txids
 from cheesecoin.p2p.errors import ERROR_POINTS, RemoteError, RequestTimeout
+from cheesecoin.p2p.mempool_sync import get_txids
 from cheesecoin.wire import codec as wire
 
 HEADERS = "headers"
@@ -232,8 +232,16 @@ class CompactRelay:
                 # A transport writes when the reactor next polls, and a delayed call
                 # made now runs before that poll: the second hop runs after it.
                 clock = self.manager.clock
-                clock.callLater(0, clock.callLater, 0, self._receive, proto, cheese,
-                                job.points_of(proto), header["info_hash"])
+                clock.callLater(
+                    0,
+                    clock.callLater,
+                    0,
+                    self._receive,
+                    proto,
+                    cheese,
+                    job.points_of(proto),
+                    header["info_hash"],
+                )
                 return
         self._receive(proto, cheese, job.points_of(proto), header["info_hash"])
 
@@ -261,21 +269,30 @@ class CompactRelay:
         connection costs nothing."""
         self._end_attempt(proto, job)
         if failure.check(RequestTimeout, RemoteError) and not proto.closing:
-            proto.misbehaved(UNDELIVERED_POINTS,
-                             f"did not deliver the cheese {job.smell} it announced")
+            proto.misbehaved(
+                UNDELIVERED_POINTS, f"did not deliver the cheese {job.smell} it announced"
+            )
         self._release(job)
 
     def _attempt_broke(self, failure: Failure, proto: Any, job: "_Rebuild") -> None:
         """A reply that broke its handler: the attempt ends and ``proto`` is charged (one line)."""
         self._end_attempt(proto, job)
-        self.manager.log.warn("Compact cheese {smell} from {peer}: {error}", smell=job.smell[:12],
-                              peer=proto.label(),
-                              error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200])
+        self.manager.log.warn(
+            "Compact cheese {smell} from {peer}: {error}",
+            smell=job.smell[:12],
+            peer=proto.label(),
+            error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200],
+        )
         proto.misbehaved(ERROR_POINTS["bad-message"], "a reply that broke a compact rebuild")
         self._release(job)
 
-    def _receive(self, proto: Any, cheese: dict, invalid_points: Optional[int] = None,
-                 ihash: Optional[str] = None) -> None:
+    def _receive(
+        self,
+        proto: Any,
+        cheese: dict,
+        invalid_points: Optional[int] = None,
+        ihash: Optional[str] = None,
+    ) -> None:
         """Validate and add a rebuilt (or whole) cheese; an invalid one costs its sender
         points. ``ihash``: its body's info_hash, already checked."""
         relay = self.manager.relay

@@ -111,12 +111,16 @@ class CompactModes:
         if proto not in self.high:
             return
         self.high.remove(proto)
-        others = [p for p in self.manager.peers.values()
-                  if p is not proto and p not in self.high and not p.closing and self.speaks(p)]
+        others = [
+            p
+            for p in self.manager.peers.values()
+            if p is not proto and p not in self.high and not p.closing and self.speaks(p)
+        ]
         if others:
             need_outbound = not any(p.outbound for p in self.high)
-            self._choose(max(others, key=lambda p: (p.outbound and need_outbound,
-                                                    p.last_cheese_at)))
+            self._choose(
+                max(others, key=lambda p: (p.outbound and need_outbound, p.last_cheese_at))
+            )
 
     def _choose(self, proto: Any, first: bool = False) -> None:
         self.high.insert(0 if first else len(self.high), proto)
@@ -165,8 +169,11 @@ class CompactModes:
             if len(self.fetching) >= MAX_FETCHING:
                 self.fetching.popitem(last=False)
             asked = self.fetching[smell] = set()
-        if (len(asked) >= MAX_ATTEMPTS or proto in asked
-                or self.asking.get(proto, 0) >= MAX_PEER_ATTEMPTS):
+        if (
+            len(asked) >= MAX_ATTEMPTS
+            or proto in asked
+            or self.asking.get(proto, 0) >= MAX_PEER_ATTEMPTS
+        ):
             return
         asked.add(proto)
         self.asking[proto] = self.asking.get(proto, 0) + 1
@@ -207,7 +214,9 @@ class CompactModes:
 
     def _broke(self, failure: Failure, proto: Any, smell: str) -> None:
         self._done(proto, smell)
-        self.manager.log.warn("A COMPACT from {peer} broke its handler: {error}",
-                              peer=proto.label(),
-                              error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200])
+        self.manager.log.warn(
+            "A COMPACT from {peer} broke its handler: {error}",
+            peer=proto.label(),
+            error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200],
+        )
         proto.misbehaved(ERROR_POINTS["bad-message"], "a COMPACT that broke its handler")

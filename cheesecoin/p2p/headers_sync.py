@@ -71,7 +71,9 @@ class HeadersDownload:
         self.started = manager.clock.seconds()
         self.claimed = peer.peer_work  # the work it claimed when the download began
         self.done: Deferred = Deferred()
-        self.bodies: Dict[int, Tuple[dict, Any]] = {}  # header index -> (body, the peer that sent it)
+        self.bodies: Dict[
+            int, Tuple[dict, Any]
+        ] = {}  # header index -> (body, the peer that sent it)
         self.applied = 0  # headers whose bodies are applied (an index into chain.headers)
         self.next_window = 0  # the first window never asked for
         self.retry: Deque[int] = deque()  # windows to ask again (what is missing of them)
@@ -108,9 +110,11 @@ class HeadersDownload:
         if failure.check(RequestTimeout):
             # It claimed more work and does not show it: another peer's headers come
             # next, and its host rests and ranks after the others (Sync._failed_claim).
-            self.manager.log.info("Sync from {peer}: no HEADERS in {secs:.0f} s for the work "
-                                  "it claimed",
-                                  peer=self.peer.label(), secs=HEADERS_TIMEOUT)
+            self.manager.log.info(
+                "Sync from {peer}: no HEADERS in {secs:.0f} s for the work it claimed",
+                peer=self.peer.label(),
+                secs=HEADERS_TIMEOUT,
+            )
         self._bodies_or_finish()
 
     def crashed(self, failure: Failure, proto: Any) -> None:
@@ -118,9 +122,12 @@ class HeadersDownload:
         traceback) and ``proto``, whose reply it was, is charged as for a bad message."""
         if self.finished:
             return
-        self.manager.log.warn("Sync from {peer} ended: a reply from {bad} broke it ({error})",
-                              peer=self.peer.label(), bad=proto.label(),
-                              error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200])
+        self.manager.log.warn(
+            "Sync from {peer} ended: a reply from {bad} broke it ({error})",
+            peer=self.peer.label(),
+            bad=proto.label(),
+            error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200],
+        )
         proto.misbehaved(ERROR_POINTS["bad-message"], "a reply that broke the sync")
         self.finish()
 
@@ -172,7 +179,9 @@ class HeadersDownload:
         if self.long:
             self.manager.log.info(
                 "Syncing from {peer}: {n} headers checked (to height {height}); bodies from {helpers} peers",
-                peer=self.peer.label(), n=total, height=self.chain.tip.height,  # type: ignore[union-attr]
+                peer=self.peer.label(),
+                n=total,
+                height=self.chain.tip.height,  # type: ignore[union-attr]
                 helpers=len(self._helpers(0)),
             )
         self._assign()
@@ -184,17 +193,25 @@ class HeadersDownload:
         have not let a window time out."""
         last = self.windows[window][1] - 1
         failed = self.failed.get(window, ())
-        return [p for p in self.manager.peers.values()
-                if HEADERS in p.peer_features and not p.closing
-                and p not in failed and p not in self.slow
-                and (p is self.peer or self.index.get(p.peer_tip, -1) >= last)]
+        return [
+            p
+            for p in self.manager.peers.values()
+            if HEADERS in p.peer_features
+            and not p.closing
+            and p not in failed
+            and p not in self.slow
+            and (p is self.peer or self.index.get(p.peer_tip, -1) >= last)
+        ]
 
     def _assign(self) -> None:
         """Give waiting windows to the least busy helpers, at most PER_PEER each."""
         while not self.finished:
             if self.retry:
                 window = self.retry[0]
-            elif self.next_window < len(self.windows) and self.next_window <= self.applied // WINDOW + MAX_AHEAD:
+            elif (
+                self.next_window < len(self.windows)
+                and self.next_window <= self.applied // WINDOW + MAX_AHEAD
+            ):
                 window = self.next_window
             else:
                 break
@@ -220,7 +237,9 @@ class HeadersDownload:
         self.asked.add(window)
         self.in_flight[proto] = self.in_flight.get(proto, 0) + 1
         d = proto.request({"type": "GET_CHEESES", "smells": smells}, timeout=WINDOW_TIMEOUT)
-        d.addCallbacks(self._got_window, self._window_failed, (window, proto), None, (window, proto))
+        d.addCallbacks(
+            self._got_window, self._window_failed, (window, proto), None, (window, proto)
+        )
         d.addErrback(self.crashed, proto)
 
     def _done_asking(self, window: int, proto: Any) -> None:
@@ -264,8 +283,9 @@ class HeadersDownload:
         if self.finished:
             return
         if failure.check(RequestTimeout):
-            self.manager.log.info("Sync: {peer} is slow; its windows go to other peers",
-                                  peer=proto.label())
+            self.manager.log.info(
+                "Sync: {peer} is slow; its windows go to other peers", peer=proto.label()
+            )
             self.slow.add(proto)
         self.failed.setdefault(window, set()).add(proto)
         self.retry.append(window)
@@ -275,8 +295,11 @@ class HeadersDownload:
         """No peer can give us this window: apply what we have, stop; the next
         STATS round may find one."""
         lo, _ = self.windows[window]
-        self.manager.log.info("Sync from {peer} stopped: no peer has the cheese at height {height}",
-                              peer=self.peer.label(), height=self.chain.nodes[lo].height)
+        self.manager.log.info(
+            "Sync from {peer} stopped: no peer has the cheese at height {height}",
+            peer=self.peer.label(),
+            height=self.chain.nodes[lo].height,
+        )
         self.peer.sync_idle_until = self.manager.clock.seconds() + self.sync.idle_seconds
         self.finish()
 
@@ -286,11 +309,16 @@ class HeadersDownload:
         """Check the signatures of bodies as soon as they arrive (in threads on a
         real reactor, while earlier ones are applied); ``_drain`` applies in order."""
         bodies = [self.bodies[i] for i in indices]
-        self.sync.verify_signatures([cheese for cheese, _ in bodies], with_hashes=True).addCallbacks(
-            self._verified, self._broken, (indices, bodies)).addErrback(self._broken)
+        self.sync.verify_signatures(
+            [cheese for cheese, _ in bodies], with_hashes=True
+        ).addCallbacks(self._verified, self._broken, (indices, bodies)).addErrback(self._broken)
 
-    def _verified(self, result: Tuple[Set[int], Dict[int, Optional[str]]], indices: List[int],
-                  bodies: List[Tuple[dict, Any]]) -> None:
+    def _verified(
+        self,
+        result: Tuple[Set[int], Dict[int, Optional[str]]],
+        indices: List[int],
+        bodies: List[Tuple[dict, Any]],
+    ) -> None:
         if self.finished:
             return
         signed, hashes = result
@@ -322,8 +350,11 @@ class HeadersDownload:
         """Checking or applying bodies failed on our side: the download ends (one line)."""
         if self.finished:
             return
-        self.manager.log.error("Sync from {peer} failed: {error}", peer=self.peer.label(),
-                               error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200])
+        self.manager.log.error(
+            "Sync from {peer} failed: {error}",
+            peer=self.peer.label(),
+            error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200],
+        )
         self.finish()
 
     def _drain(self) -> None:
@@ -359,7 +390,9 @@ class HeadersDownload:
                 j += 1
             run = [self.bodies[k][0] for k in range(i, j)]
             run_signed = {k - i for k in range(i, j) if self.checked[k]}
-            hashes = [self.chain.headers[k]["info_hash"] for k in range(i, j)]  # _verified checked them
+            hashes = [
+                self.chain.headers[k]["info_hash"] for k in range(i, j)
+            ]  # _verified checked them
             try:
                 added, error = self.sync.apply_chunk(source, run, run_signed, hashes)
             except StorageError:
@@ -368,9 +401,14 @@ class HeadersDownload:
             self.added += added
             if error is not None:
                 if error.permanent:
-                    source.misbehaved(ERROR_POINTS["invalid-cheese"], f"sent an invalid cheese: {error.message}")
-                self.manager.log.info("Sync from {peer} stopped: invalid cheese ({why})",
-                                      peer=self.peer.label(), why=error.message)
+                    source.misbehaved(
+                        ERROR_POINTS["invalid-cheese"], f"sent an invalid cheese: {error.message}"
+                    )
+                self.manager.log.info(
+                    "Sync from {peer} stopped: invalid cheese ({why})",
+                    peer=self.peer.label(),
+                    why=error.message,
+                )
                 self.peer.sync_idle_until = self.manager.clock.seconds() + self.sync.idle_seconds
                 self.finish()
                 return False
@@ -382,8 +420,13 @@ class HeadersDownload:
         self.progress_at = self.manager.clock.seconds()
         if self.long:
             height, target = self.manager.node.stack.height, self.chain.tip.height  # type: ignore[union-attr]
-            self.manager.log.info("Syncing from {peer}: {height}/{target} ({pct}%)", peer=self.peer.label(),
-                                  height=height, target=target, pct=int(100 * height / max(target, 1)))
+            self.manager.log.info(
+                "Syncing from {peer}: {height}/{target} ({pct}%)",
+                peer=self.peer.label(),
+                height=height,
+                target=target,
+                pct=int(100 * height / max(target, 1)),
+            )
         return True
 
     # -- the end ------------------------------------------------------------------------

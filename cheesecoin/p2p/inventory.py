@@ -149,9 +149,10 @@ class Inventory:
         if proto.closing:
             return
         asked = self.asked_of.setdefault(proto, set())
-        room = min(MAX_PEER_IN_FLIGHT - len(asked), MAX_IN_FLIGHT - len(self.in_flight),
-                   TXS_PER_REQUEST)
-        chunk = txids[:max(0, room)]
+        room = min(
+            MAX_PEER_IN_FLIGHT - len(asked), MAX_IN_FLIGHT - len(self.in_flight), TXS_PER_REQUEST
+        )
+        chunk = txids[: max(0, room)]
         if not chunk:
             if not asked:
                 self.asked_of.pop(proto, None)
@@ -190,8 +191,11 @@ class Inventory:
 
     def _broke(self, failure: Failure, proto: Any, chunk: List[str]) -> None:
         """A reply that broke its handler: one log line, its sender charged, the txids freed."""
-        self.manager.log.warn("A TXS from {peer} broke its handler: {error}", peer=proto.label(),
-                              error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200])
+        self.manager.log.warn(
+            "A TXS from {peer} broke its handler: {error}",
+            peer=proto.label(),
+            error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200],
+        )
         proto.misbehaved(wire_points("bad-message"), "a TXS that broke its handler")
         for tx_id in chunk:
             self._land(tx_id, proto)

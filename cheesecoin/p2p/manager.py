@@ -19,24 +19,26 @@ from twisted.python.failure import Failure
 
 from cheesecoin.core.errors import ProtocolError
 from cheesecoin.core.node import MemberNode
+from cheesecoin.p2p.compact import CompactRelay
+from cheesecoin.p2p.compact_modes import CompactModes
+from cheesecoin.p2p.features import ALL as ALL_FEATURES
+from cheesecoin.p2p.inventory import Inventory
+from cheesecoin.p2p.mempool_sync import MempoolExchange
 from cheesecoin.p2p.peers import Address, AddressBook
 from cheesecoin.p2p.protocol import REQUEST_TIMEOUT, MemberProtocol, node_id_key
 from cheesecoin.p2p.relay import Relay
 from cheesecoin.p2p.states import get_work
 from cheesecoin.p2p.sync import Sync
-from cheesecoin.wire import codec as wire
-from cheesecoin.p2p.compact import CompactRelay
-from cheesecoin.p2p.mempool_sync import MempoolExchange
-from cheesecoin.p2p.compact_modes import CompactModes
-from cheesecoin.p2p.features import ALL as ALL_FEATURES
-from cheesecoin.p2p.inventory import Inventory
-from cheesecoin.wire.limits import PEERS_PER_REPLY, PING_INTERVAL, PROTOCOL_VERSION
 from cheesecoin.util.addresses import is_loopback
+from cheesecoin.wire import codec as wire
+from cheesecoin.wire.limits import PEERS_PER_REPLY, PING_INTERVAL, PROTOCOL_VERSION
 from cheesecoin.wire.lineproto import BusyProtocol
 
 SILENCE_TIMEOUT = 90.0
 REFILL_INTERVAL = 5.0
-CONSENSUS_INTERVAL = 10.0  # seconds between two stack comparisons a CONSENSUS may ask for (section 5.1)
+CONSENSUS_INTERVAL = (
+    10.0  # seconds between two stack comparisons a CONSENSUS may ask for (section 5.1)
+)
 # The features this member implements (docs/protocol.md section 10 says how far).
 FEATURES: Tuple[str, ...] = ALL_FEATURES  # sections 5.1 and 5.2 (p2p/features.py)
 HANDSHAKE_TIMEOUT = 30.0
@@ -110,8 +112,12 @@ class PeerManager:
         self.rng = rng or random.Random()
         self.ban_seconds = ban_seconds
         self.listen_port: Optional[int] = None
-        self.traffic: Optional[Callable[[str, str, int], None]] = None  # each connection's traffic hook (metrics)
-        self.peer_sources: List[Any] = []  # where more addresses come from (the tracker link): request_peers()
+        self.traffic: Optional[Callable[[str, str, int], None]] = (
+            None  # each connection's traffic hook (metrics)
+        )
+        self.peer_sources: List[
+            Any
+        ] = []  # where more addresses come from (the tracker link): request_peers()
         self.peers: Dict[str, MemberProtocol] = {}  # node_id -> handshaken connection
         self.connections: Set[MemberProtocol] = set()
         self.inbound_count = 0
@@ -130,7 +136,9 @@ class PeerManager:
         self.inventory = Inventory(self)
         self.modes = CompactModes(self)
         self._last_consensus = -1e18
-        self.tls: Any = None  # section 5.3: a TlsPolicy (cheesecoin.p2p.tls), set by the member's tap
+        self.tls: Any = (
+            None  # section 5.3: a TlsPolicy (cheesecoin.p2p.tls), set by the member's tap
+        )
         node.peers_info = self.peers_info
         node.sync_status = self.sync.status
 
@@ -181,7 +189,9 @@ class PeerManager:
         """Up to 10 members we know to be listening (tried ones first), never the asker."""
         own = asker.listening_address if asker is not None else None
         sample = self.addresses.reply_sample(PEERS_PER_REPLY, own, self.clock.seconds())
-        return sample if self.tls is None else self.tls.pins.annotate(sample)  # node_ids we know (5.3)
+        return (
+            sample if self.tls is None else self.tls.pins.annotate(sample)
+        )  # node_ids we know (5.3)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -197,8 +207,14 @@ class PeerManager:
         if len(inbound) >= self.max_inbound:
             victim = self.eviction_candidate(inbound)
             if victim is None:
-                return self._refuse(host, f"{len(inbound)} inbound connections already, none evictable")
-            self.log.info("Evicting inbound peer {peer} for a new connection from {host}", peer=victim.label(), host=host)
+                return self._refuse(
+                    host, f"{len(inbound)} inbound connections already, none evictable"
+                )
+            self.log.info(
+                "Evicting inbound peer {peer} for a new connection from {host}",
+                peer=victim.label(),
+                host=host,
+            )
             victim.abort()
         return MemberProtocol(self, outbound=False)
 
@@ -212,8 +228,12 @@ class PeerManager:
         then one from the address with the most connections, then the newest.
         """
         protected = {id(p) for p in inbound if p.download is not None}
-        deliverers = sorted((p for p in inbound if p.cheeses_delivered), key=lambda p: p.last_cheese_at)
-        protected.update(id(p) for p in deliverers[-EVICT_PROTECT_DELIVERERS:] if EVICT_PROTECT_DELIVERERS)
+        deliverers = sorted(
+            (p for p in inbound if p.cheeses_delivered), key=lambda p: p.last_cheese_at
+        )
+        protected.update(
+            id(p) for p in deliverers[-EVICT_PROTECT_DELIVERERS:] if EVICT_PROTECT_DELIVERERS
+        )
         oldest = sorted((p for p in inbound if p.ready), key=lambda p: p.connected_at)
         protected.update(id(p) for p in oldest[:EVICT_PROTECT_OLDEST])
         candidates = [p for p in inbound if id(p) not in protected]
@@ -228,7 +248,12 @@ class PeerManager:
         """A connection turned away: it is told why (ERROR busy), then closed."""
         self.refused += 1
         if self.refused % 100 == 1:
-            self.log.warn("Refused a connection from {host}: {why} ({n} refused so far)", host=host, why=why, n=self.refused)
+            self.log.warn(
+                "Refused a connection from {host}: {why} ({n} refused so far)",
+                host=host,
+                why=why,
+                n=self.refused,
+            )
         return BusyProtocol(why)
 
     def connection_made(self, proto: MemberProtocol) -> None:
@@ -290,8 +315,10 @@ class PeerManager:
                 return False
         elif not proto.outbound and existing.peer_host() != proto.peer_host():
             self.log.info(
-                "Refused {peer}: node id {node_id} is connected from {other}", peer=proto.label(),
-                node_id=node_id[:16], other=existing.label(),
+                "Refused {peer}: node id {node_id} is connected from {other}",
+                peer=proto.label(),
+                node_id=node_id[:16],
+                other=existing.label(),
             )
             return False
         del self.peers[node_id]
@@ -346,7 +373,9 @@ class PeerManager:
                     info.next_try = max(info.next_try, self.clock.seconds() + self.ban_seconds)
             return
         self.banned[host] = self.clock.seconds() + self.ban_seconds
-        self.log.warn("Banning {host} for {secs:.0f} s: {why}", host=host, secs=self.ban_seconds, why=why)
+        self.log.warn(
+            "Banning {host} for {secs:.0f} s: {why}", host=host, secs=self.ban_seconds, why=why
+        )
         for other in list(self.connections):
             if other.peer_host() == host:
                 other.close()
@@ -420,7 +449,12 @@ class PeerManager:
             return
 
         def failed(failure: Failure) -> None:
-            self.log.debug("Cannot connect to {host}:{port}: {why}", host=address[0], port=address[1], why=failure.getErrorMessage())
+            self.log.debug(
+                "Cannot connect to {host}:{port}: {why}",
+                host=address[0],
+                port=address[1],
+                why=failure.getErrorMessage(),
+            )
             self.addresses.failed(address, self.clock.seconds())
 
         d.addErrback(failed)
@@ -445,7 +479,9 @@ class PeerManager:
         due = float("inf")
         victims = []
         for p in self.connections:
-            deadline = p.last_seen + SILENCE_TIMEOUT if p.ready else p.connected_at + HANDSHAKE_TIMEOUT
+            deadline = (
+                p.last_seen + SILENCE_TIMEOUT if p.ready else p.connected_at + HANDSHAKE_TIMEOUT
+            )
             if deadline <= now and (p.last_seen < silent if p.ready else p.connected_at < slow):
                 victims.append(p)
             elif deadline < due:
@@ -453,7 +489,11 @@ class PeerManager:
         self._silence_due = due
         for p in victims:
             if p.ready:
-                self.log.info("Dropping {peer}: silent for {secs:.0f} s", peer=p.label(), secs=now - p.last_seen)
+                self.log.info(
+                    "Dropping {peer}: silent for {secs:.0f} s",
+                    peer=p.label(),
+                    secs=now - p.last_seen,
+                )
             p.abort()
 
     def tick(self) -> None:

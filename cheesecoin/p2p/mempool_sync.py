@@ -36,7 +36,9 @@ SIDE_DEPTH = 10  # how far below our tip a side-branch cheese is still looked in
 FEATURE = "mempool"
 PUSH_INTERVAL = 600.0  # seconds before our mempool is pushed again to the same host
 MAX_PUSHED_HOSTS = 4096  # hosts whose last push we remember (the oldest forgotten)
-STALE_TX_RULES = frozenset({"tx-nonce", "tx-balance", "tx-fee"})  # races: 1 point (Relay.receive_tx)
+STALE_TX_RULES = frozenset(
+    {"tx-nonce", "tx-balance", "tx-fee"}
+)  # races: 1 point (Relay.receive_tx)
 
 
 def get_txids(msg: dict, key: str, most: int, least: int = 1) -> List[str]:
@@ -149,7 +151,9 @@ class MempoolExchange:
 
     def start(self, proto: Any) -> None:
         """After the handshake with a peer that listed ``mempool``: fetch what it has that we lack."""
-        proto.request({"type": "GET_MEMPOOL"}).addCallbacks(self._got_txids, lambda f: None, (proto,))
+        proto.request({"type": "GET_MEMPOOL"}).addCallbacks(
+            self._got_txids, lambda f: None, (proto,)
+        )
 
     def _got_txids(self, reply: dict, proto: Any) -> None:
         try:
@@ -158,14 +162,18 @@ class MempoolExchange:
             proto.misbehaved(10, f"a malformed MEMPOOL: {e.message}")
             return
         mempool, stack = self.node.mempool, self.node.stack
-        missing = [t for t in dict.fromkeys(txids) if t not in mempool and stack.tx_height(t) is None]
+        missing = [
+            t for t in dict.fromkeys(txids) if t not in mempool and stack.tx_height(t) is None
+        ]
         self._fetch(proto, missing)
 
     def _fetch(self, proto: Any, missing: List[str]) -> None:
         if not missing or proto.closing:
             return
         chunk, rest = missing[:TXS_PER_REQUEST], missing[TXS_PER_REQUEST:]
-        proto.request({"type": "GET_TXS", "txids": chunk}).addCallbacks(self._got_txs, lambda f: None, (proto, chunk, rest))
+        proto.request({"type": "GET_TXS", "txids": chunk}).addCallbacks(
+            self._got_txs, lambda f: None, (proto, chunk, rest)
+        )
 
     def _got_txs(self, reply: dict, proto: Any, asked: List[str], rest: List[str]) -> None:
         txs = reply.get("transactions")

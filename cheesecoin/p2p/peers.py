@@ -16,7 +16,7 @@ import random
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from cheesecoin.core.errors import ProtocolError
-from cheesecoin.p2p.addrbook import Address, AddrInfo, AddressTables, address_group, network_group
+from cheesecoin.p2p.addrbook import Address, AddressTables, AddrInfo, address_group, network_group
 from cheesecoin.util.addresses import is_loopback, listable_host
 from cheesecoin.wire import codec as wire
 
@@ -127,7 +127,9 @@ class AddressBook:
                 self.tables.mark_tried(dial_address, dial_address[0], now)
                 self.outbound[dial_address] = None
             if dial_address in self.anchors:
-                self.anchors.remove(dial_address)  # dialled first once; now saved as an outbound peer
+                self.anchors.remove(
+                    dial_address
+                )  # dialled first once; now saved as an outbound peer
         elif claimed is not None and claimed not in self.self_addresses:
             self.tables.add_new(claimed, claimed[0], now)
 

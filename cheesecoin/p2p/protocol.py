@@ -73,7 +73,9 @@ class MemberProtocol(JsonLineProtocol):
 
     manager: Any  # the PeerManager
 
-    def __init__(self, manager: Any, outbound: bool, dial_address: Optional[Address] = None) -> None:
+    def __init__(
+        self, manager: Any, outbound: bool, dial_address: Optional[Address] = None
+    ) -> None:
         super().__init__()
         self.manager = manager
         self.clock = manager.clock
@@ -150,7 +152,9 @@ class MemberProtocol(JsonLineProtocol):
     def dataReceived(self, data: bytes) -> None:
         if data[:1] == b"\x16" and not self.ready and not self._buffer and not self.closing:
             # A TLS record (a ClientHello) where a line is expected: closed at once.
-            self.send_error("bad-json", "a TLS record where a JSON line is expected (HELLO comes first)")
+            self.send_error(
+                "bad-json", "a TLS record where a JSON line is expected (HELLO comes first)"
+            )
             self.close()
             return
         super().dataReceived(data)

@@ -33,9 +33,15 @@ class Relay:
         self.node = manager.node
         self.log = manager.log
         self.announced: "OrderedDict[str, None]" = OrderedDict()
-        self.early: "OrderedDict[str, None]" = OrderedDict()  # sent to compact peers before validation
-        self.holders: "OrderedDict[str, set]" = OrderedDict()  # recent smells: the peers that announced them
-        self.pending: Dict[str, dict] = {}  # those cheeses while their validation waits (GET_TXS answers)
+        self.early: "OrderedDict[str, None]" = (
+            OrderedDict()
+        )  # sent to compact peers before validation
+        self.holders: "OrderedDict[str, set]" = (
+            OrderedDict()
+        )  # recent smells: the peers that announced them
+        self.pending: Dict[
+            str, dict
+        ] = {}  # those cheeses while their validation waits (GET_TXS answers)
         self._batch_depth = 0
         self._batch: List[Tuple[int, str]] = []  # (height, smell) connected during a batch
         self._batch_source: Any = None
@@ -45,8 +51,13 @@ class Relay:
 
     # -- receiving ------------------------------------------------------------------------
 
-    def receive_cheese(self, proto: Any, cheese: dict, invalid_points: Optional[int] = None,
-                       ihash: Optional[str] = None) -> AddResult:
+    def receive_cheese(
+        self,
+        proto: Any,
+        cheese: dict,
+        invalid_points: Optional[int] = None,
+        ihash: Optional[str] = None,
+    ) -> AddResult:
         """An ANNOUNCE: add it, fetch an orphan's ancestors from the announcer.
 
         An invalid cheese costs the peer the invalid-cheese points, or
@@ -85,7 +96,11 @@ class Relay:
         if holders is not None:
             holders.add(proto)
         if known.work > proto.peer_work:
-            proto.peer_height, proto.peer_tip, proto.peer_work = known.height, known.smell, known.work
+            proto.peer_height, proto.peer_tip, proto.peer_work = (
+                known.height,
+                known.smell,
+                known.work,
+            )
         return True
 
     def check_header_link(self, proto: Any, header: dict) -> None:
@@ -120,9 +135,15 @@ class Relay:
         stack = self.node.stack
         smell = cheese["smell"]
         parent = stack.nodes.get(cheese["parent_smell"])
-        if (COMPACT not in self.manager.features or parent is None or parent.invalid or smell in self.early
-                or smell in stack.nodes or smell in stack.invalid
-                or parent.work + work_of(cheese["bits"]) <= stack.tip.work):
+        if (
+            COMPACT not in self.manager.features
+            or parent is None
+            or parent.invalid
+            or smell in self.early
+            or smell in stack.nodes
+            or smell in stack.invalid
+            or parent.work + work_of(cheese["bits"]) <= stack.tip.work
+        ):
             return False
         self.note_holder(source, smell)
         if not self._early_targets(smell):
@@ -157,9 +178,14 @@ class Relay:
         and those that take our new cheeses as headers (section 5.2: after validation)."""
         holders = self.holders.get(smell, ())
         modes = self.manager.modes
-        return [p for p in self.manager.peers.values()
-                if p not in holders and COMPACT in p.peer_features and p.peer_tip != smell
-                and not modes.wants_header(p)]
+        return [
+            p
+            for p in self.manager.peers.values()
+            if p not in holders
+            and COMPACT in p.peer_features
+            and p.peer_tip != smell
+            and not modes.wants_header(p)
+        ]
 
     def _push_early(self, smell: str, line: bytes) -> None:
         if smell in self.node.stack.invalid:
@@ -240,10 +266,20 @@ class Relay:
         if origin == "mined":
             return  # the miner logs its own cheese, with more to say
         if len(connected) > RELAY_TAIL:
-            self.log.info("Cheeses {first}..{last} {origin}", first=connected[0][0], last=connected[-1][0], origin=origin)
+            self.log.info(
+                "Cheeses {first}..{last} {origin}",
+                first=connected[0][0],
+                last=connected[-1][0],
+                origin=origin,
+            )
         else:
             for height, smell in connected:
-                self.log.info("Cheese {height} {smell} {origin}", height=height, smell=short(smell), origin=origin)
+                self.log.info(
+                    "Cheese {height} {smell} {origin}",
+                    height=height,
+                    smell=short(smell),
+                    origin=origin,
+                )
 
     @staticmethod
     def _origin(source: Any) -> str:
@@ -284,7 +320,9 @@ class Relay:
                         p.push_line(compact_line)
                     else:
                         if line is None:
-                            line = ('{"type":"ANNOUNCE","cheese":' + stack.get_text(smell) + "}\n").encode("utf-8")
+                            line = (
+                                '{"type":"ANNOUNCE","cheese":' + stack.get_text(smell) + "}\n"
+                            ).encode("utf-8")
                         p.push_line(line)
             sent += 1
         return sent

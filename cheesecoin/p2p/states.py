@@ -61,11 +61,15 @@ def get_features(msg: dict) -> frozenset:
     if "features" not in msg:
         return frozenset()
     value = msg["features"]
-    if not isinstance(value, list) or len(value) > MAX_FEATURES or not all(
-        isinstance(f, str) and len(f) <= MAX_FEATURE_LENGTH for f in value
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_FEATURES
+        or not all(isinstance(f, str) and len(f) <= MAX_FEATURE_LENGTH for f in value)
     ):
-        raise wire.BadMessage(f"field 'features' must be a list of at most {MAX_FEATURES} strings "
-                              f"of at most {MAX_FEATURE_LENGTH} characters")
+        raise wire.BadMessage(
+            f"field 'features' must be a list of at most {MAX_FEATURES} strings "
+            f"of at most {MAX_FEATURE_LENGTH} characters"
+        )
     return frozenset(value)
 
 
@@ -88,7 +92,9 @@ class HandshakeState:
         p = self.protocol
         network = wire.get_smell(msg, "network")
         if network != self.manager.node.network.smell:
-            p.send_error("wrong-network", f"this member is on network {self.manager.node.network.smell}")
+            p.send_error(
+                "wrong-network", f"this member is on network {self.manager.node.network.smell}"
+            )
             p.close()
             return
         wire.get_int(msg, "version", 1)
@@ -155,23 +161,41 @@ class ReadyState:
         stack = self.manager.node.stack
         if "sequence_number" in msg:
             height = wire.get_int(msg, "sequence_number")
-            text = stack.get_text(stack.main[height].smell, cache=False) if height <= stack.height else None
+            text = (
+                stack.get_text(stack.main[height].smell, cache=False)
+                if height <= stack.height
+                else None
+            )
         else:
             text = stack.get_text(wire.get_smell(msg, "smell"), cache=False)
         if text is None:
             raise ProtocolError("not-found", "no such cheese here")
-        self.protocol.write_line(('{"type":"CHEESE","cheese":' + text + id_suffix(wire.message_id(msg)) + "}\n").encode("utf-8"))
+        self.protocol.write_line(
+            ('{"type":"CHEESE","cheese":' + text + id_suffix(wire.message_id(msg)) + "}\n").encode(
+                "utf-8"
+            )
+        )
 
     def msg_GET_CHEESES(self, msg: dict) -> None:
         stack = self.manager.node.stack
         if "smells" in msg:  # section 5.1, feature headers: bodies by smell, any branch
             smells = msg["smells"]
-            if not isinstance(smells, list) or not 1 <= len(smells) <= MAX_SMELLS or not all(
-                    isinstance(x, str) and wire.SMELL_RE.match(x) for x in smells):
+            if (
+                not isinstance(smells, list)
+                or not 1 <= len(smells) <= MAX_SMELLS
+                or not all(isinstance(x, str) and wire.SMELL_RE.match(x) for x in smells)
+            ):
                 raise wire.BadMessage(f"field 'smells' must be a list of 1 to {MAX_SMELLS} smells")
             texts = self.manager.compact.cheeses_by_smell(smells)
-            self.protocol.write_line(('{"type":"CHEESES","cheeses":[' + ",".join(texts) + "]"
-                                      + id_suffix(wire.message_id(msg)) + "}\n").encode("utf-8"))
+            self.protocol.write_line(
+                (
+                    '{"type":"CHEESES","cheeses":['
+                    + ",".join(texts)
+                    + "]"
+                    + id_suffix(wire.message_id(msg))
+                    + "}\n"
+                ).encode("utf-8")
+            )
             return
         count = wire.get_int(msg, "count", 1, MAX_COUNT, default=MAX_COUNT)
         if "locator" in msg:
@@ -187,7 +211,9 @@ class ReadyState:
     def msg_GET_HEADERS(self, msg: dict) -> None:
         locator = get_locator(msg)
         count = wire.get_int(msg, "count", 1, MAX_HEADERS, default=MAX_HEADERS)
-        self.protocol.reply(msg, {"type": "HEADERS", "headers": self.manager.compact.headers_after(locator, count)})
+        self.protocol.reply(
+            msg, {"type": "HEADERS", "headers": self.manager.compact.headers_after(locator, count)}
+        )
 
     def msg_GET_PEERS(self, msg: dict) -> None:
         self.protocol.reply(msg, {"type": "PEERS", "peers": self.manager.peers_for(self.protocol)})
@@ -200,12 +226,16 @@ class ReadyState:
             self.protocol.reply(msg, {"type": "PONG"})
 
     def msg_GET_MEMPOOL(self, msg: dict) -> None:
-        self.protocol.reply(msg, {"type": "MEMPOOL", "txids": self.manager.mempool_sync.mempool_txids()})
+        self.protocol.reply(
+            msg, {"type": "MEMPOOL", "txids": self.manager.mempool_sync.mempool_txids()}
+        )
 
     def msg_GET_TXS(self, msg: dict) -> None:
         txids = get_txids(msg, "txids", TXS_PER_REQUEST)
         smell = wire.get_smell(msg, "smell") if "smell" in msg else None
-        self.protocol.reply(msg, {"type": "TXS", "transactions": self.manager.mempool_sync.find_txs(txids, smell)})
+        self.protocol.reply(
+            msg, {"type": "TXS", "transactions": self.manager.mempool_sync.find_txs(txids, smell)}
+        )
 
     # -- pushed messages --------------------------------------------------------------
 

@@ -52,7 +52,9 @@ class Sync:
 
     def __init__(self, manager: Any, verify_in_threads: bool = False) -> None:
         self.manager = manager
-        self.verify_in_threads = verify_in_threads  # signatures in the CPU thread pool (a real reactor)
+        self.verify_in_threads = (
+            verify_in_threads  # signatures in the CPU thread pool (a real reactor)
+        )
         self.running = 0  # downloads started and not finished
         self.downloads: Set[Any] = set()  # those downloads (the watchdog's)
         self.orphan_asks: "OrderedDict[Any, None]" = OrderedDict()  # announcers of orphans, waiting
@@ -61,12 +63,16 @@ class Sync:
 
     def maybe_sync(self) -> Optional[Download]:
         """Start downloading from the peer with the most work, if it has more than us."""
-        if self.running:  # one download at a time (asked on every STATS reply: no scan of the peers)
+        if (
+            self.running
+        ):  # one download at a time (asked on every STATS reply: no scan of the peers)
             return None
         now = self.manager.clock.seconds()
         ours = self.manager.node.stack.work
         candidates = [
-            p for p in self.manager.peers.values() if p.peer_work > ours and p.sync_idle_until <= now and not p.closing
+            p
+            for p in self.manager.peers.values()
+            if p.peer_work > ours and p.sync_idle_until <= now and not p.closing
         ]
         if not candidates:
             return None
@@ -78,8 +84,14 @@ class Sync:
         # connected (a liar dropped for a false claim comes back as the newest,
         # from another address if it has many: the honest peer's turn comes).
         struck = self.struck
-        best = max(candidates, key=lambda p: (-struck.get(p.peer_host() or "?", 0), p.outbound,
-                                               p.peer_work if p.outbound else -p.connected_at))
+        best = max(
+            candidates,
+            key=lambda p: (
+                -struck.get(p.peer_host() or "?", 0),
+                p.outbound,
+                p.peer_work if p.outbound else -p.connected_at,
+            ),
+        )
         return self.start_download(best, "more work")
 
     def _failed_claim(self, peer: Any) -> None:
@@ -107,8 +119,13 @@ class Sync:
                 while len(self.orphan_asks) > MAX_ORPHAN_ASKS:
                     self.orphan_asks.popitem(last=False)
             return None
-        if self.verify_in_threads and proto.peer_height - self.manager.node.stack.height >= WARM_UP_GAP:
-            warm_up(self.manager.reactor, checked_bodies, [])  # the signature workers start while headers come
+        if (
+            self.verify_in_threads
+            and proto.peer_height - self.manager.node.stack.height >= WARM_UP_GAP
+        ):
+            warm_up(
+                self.manager.reactor, checked_bodies, []
+            )  # the signature workers start while headers come
         if HEADERS in self.manager.features and HEADERS in proto.peer_features:
             download: Any = HeadersDownload(self, proto, reason)
         else:
@@ -121,8 +138,11 @@ class Sync:
         """Called every few seconds: end each download that made no progress for STALL_SECONDS."""
         now = self.manager.clock.seconds()
         for download in [d for d in self.downloads if now - d.progress_at > STALL_SECONDS]:
-            self.manager.log.info("Sync from {peer} ended: no progress for {secs:.0f} s",
-                                  peer=download.peer.label(), secs=now - download.progress_at)
+            self.manager.log.info(
+                "Sync from {peer} ended: no progress for {secs:.0f} s",
+                peer=download.peer.label(),
+                secs=now - download.progress_at,
+            )
             download.peer.sync_idle_until = now + STATS_INTERVAL
             download.finish()
 
@@ -196,7 +216,8 @@ class Sync:
                 return defer_to_cpu(check, part, i, reactor=reactor)
             # worker processes (util/cpuprocesspool.py); threads if the pool fails
             return defer_to_processes(check, part, i, reactor=reactor).addErrback(
-                lambda _f: defer_to_cpu(check, part, i, reactor=reactor))
+                lambda _f: defer_to_cpu(check, part, i, reactor=reactor)
+            )
 
         def union(results: list) -> Any:
             if not with_hashes:
@@ -210,7 +231,10 @@ class Sync:
         return gatherResults(jobs, consumeErrors=True).addCallback(union)
 
     def apply_chunk(
-        self, proto: Any, cheeses: List[dict], signed: Set[int] = frozenset(),
+        self,
+        proto: Any,
+        cheeses: List[dict],
+        signed: Set[int] = frozenset(),
         hashes: Optional[List[str]] = None,
     ) -> Tuple[int, Optional[InvalidCheese]]:
         """Add downloaded cheeses in one batch; (added, the first InvalidCheese or None).
@@ -220,8 +244,9 @@ class Sync:
         with self.manager.relay.relay_batch(proto), self.manager.node.stack.batch():
             for i, cheese in enumerate(cheeses):
                 try:
-                    result = self.manager.node.submit_cheese(cheese, proto, i not in signed,
-                                                             hashes[i] if hashes is not None else None)
+                    result = self.manager.node.submit_cheese(
+                        cheese, proto, i not in signed, hashes[i] if hashes is not None else None
+                    )
                 except InvalidCheese as e:
                     return added, e
                 if result.status == "added":
@@ -285,7 +310,12 @@ class Download:
     def _ask_next(self) -> None:
         """Pipelining: ask for the chunk after the last one received while earlier
         ones are checked, but hold at most MAX_QUEUED_CHUNKS unchecked ones."""
-        if self._more and not self._asking and not self.finished and len(self._queue) < MAX_QUEUED_CHUNKS:
+        if (
+            self._more
+            and not self._asking
+            and not self.finished
+            and len(self._queue) < MAX_QUEUED_CHUNKS
+        ):
             self._ask([self.last_smell] + self.manager.node.stack.locator())  # type: ignore[list-item]
 
     def _failed(self, failure: Failure) -> None:
@@ -293,7 +323,9 @@ class Download:
         if self.finished:
             return
         if failure.check(RequestTimeout):
-            self.manager.log.info("Sync from {peer} stalled; trying another peer", peer=self.peer.label())
+            self.manager.log.info(
+                "Sync from {peer} stalled; trying another peer", peer=self.peer.label()
+            )
             self.peer.sync_idle_until = self.manager.clock.seconds() + STATS_INTERVAL
         elif not failure.check(ConnectionLost, RemoteError):
             self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
@@ -304,7 +336,11 @@ class Download:
         if self.finished:
             return
         cheeses = reply.get("cheeses")
-        if not isinstance(cheeses, list) or len(cheeses) > self.count or not all(isinstance(c, dict) for c in cheeses):
+        if (
+            not isinstance(cheeses, list)
+            or len(cheeses) > self.count
+            or not all(isinstance(c, dict) for c in cheeses)
+        ):
             self.peer.misbehaved(50, "a malformed CHEESES reply")
             self.finish()
             return
@@ -316,7 +352,10 @@ class Download:
             not isinstance(last, str)
             or not wire.SMELL_RE.match(last)
             or last == self.last_smell
-            or any(cheeses[i].get("parent_smell") != cheeses[i - 1].get("smell") for i in range(1, len(cheeses)))
+            or any(
+                cheeses[i].get("parent_smell") != cheeses[i - 1].get("smell")
+                for i in range(1, len(cheeses))
+            )
         ):
             self.peer.misbehaved(50, "a CHEESES reply that is not one chain moving forward")
             self.finish()
@@ -366,8 +405,11 @@ class Download:
         """A handler failed: the download ends with one log line (no traceback)."""
         if self.finished:
             return
-        self.manager.log.error("Sync from {peer} failed: {error}", peer=self.peer.label(),
-                               error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200])
+        self.manager.log.error(
+            "Sync from {peer} failed: {error}",
+            peer=self.peer.label(),
+            error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200],
+        )
         self.finish()
 
     def _apply(self, signed: Set[int], cheeses: List[dict], at_end: bool) -> None:
@@ -380,9 +422,13 @@ class Download:
         self.progress_at = self.manager.clock.seconds()
         if error is not None:
             if error.permanent:
-                self.peer.misbehaved(ERROR_POINTS["invalid-cheese"], f"sent an invalid cheese: {error.message}")
+                self.peer.misbehaved(
+                    ERROR_POINTS["invalid-cheese"], f"sent an invalid cheese: {error.message}"
+                )
             self.manager.log.info(
-                "Sync from {peer} stopped: invalid cheese ({why})", peer=self.peer.label(), why=error.message
+                "Sync from {peer} stopped: invalid cheese ({why})",
+                peer=self.peer.label(),
+                why=error.message,
             )
             self.peer.sync_idle_until = self.manager.clock.seconds() + STATS_INTERVAL
             self.finish()

@@ -43,9 +43,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from cheesecoin.core.tx import address_of as node_id_of  # a node_id is a public key, as addresses
 from cheesecoin.p2p.errors import BAN_SCORE
 from cheesecoin.p2p.pins import IDENTITY_RE, Pins
-from cheesecoin.core.tx import address_of as node_id_of  # a node_id is a public key, as addresses
 
 FEATURE = "tls"
 STARTTLS = b'{"type":"STARTTLS"}\n'

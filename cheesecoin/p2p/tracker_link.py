@@ -28,7 +28,6 @@ from cheesecoin.wire.limits import PING_INTERVAL
 from cheesecoin.wire.lineproto import JsonLineProtocol
 
 
-
 class TrackerClientProtocol(JsonLineProtocol):
     """One connection to the tracker: REGISTER, then PING every 30 s."""
 
@@ -139,11 +138,16 @@ class TrackerLink:
                 self.down = True
                 self.log.warn(
                     "Cannot reach the tracker at {tracker}, retrying in {delay:.0f} s (and then with backoff, "
-                    "quietly, up to {most:.0f} s)", tracker=self.address, delay=delay, most=60.0,
+                    "quietly, up to {most:.0f} s)",
+                    tracker=self.address,
+                    delay=delay,
+                    most=60.0,
                 )
             return delay
 
-        self.service = _TrackerService(endpoint, _TrackerFactory(self), retryPolicy=retry_policy, clock=reactor)
+        self.service = _TrackerService(
+            endpoint, _TrackerFactory(self), retryPolicy=retry_policy, clock=reactor
+        )
         self.service.setName(f"tracker-client {self.address}")
         manager.add_peer_source(self)
 
@@ -159,7 +163,9 @@ class TrackerLink:
         self.protocol = proto
         again = " again" if self.down else ""
         self.down = False
-        self.log.info("Connected to the tracker at {tracker}{again}", tracker=self.address, again=again)
+        self.log.info(
+            "Connected to the tracker at {tracker}{again}", tracker=self.address, again=again
+        )
 
     def disconnected(self, proto: TrackerClientProtocol) -> None:
         if self.protocol is proto:

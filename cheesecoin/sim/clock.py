@@ -26,7 +26,9 @@ class HeapCall:
 
     __slots__ = ("clock", "time", "func", "args", "kw", "called", "cancelled", "seq")
 
-    def __init__(self, clock: "HeapClock", time: float, func: Callable[..., Any], args: tuple, kw: dict) -> None:
+    def __init__(
+        self, clock: "HeapClock", time: float, func: Callable[..., Any], args: tuple, kw: dict
+    ) -> None:
         self.clock = clock
         self.time = time
         self.func = func

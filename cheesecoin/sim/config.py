@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
-from cheesecoin.p2p.features import FeaturesError, parse_features
 
+from cheesecoin.p2p.features import FeaturesError, parse_features
 
 # Simulated CPU time of a member validating a cheese (measured on this project's
 # machine, 2026-12-04, the other core nearly idle): libsodium's Ed25519 verification
@@ -36,14 +36,22 @@ class SimConfig:
     txs_per_cheese: int = 0  # payments entered per mean spacing
     seed: int = 1
     miners: Optional[int] = None  # how many members mine, with equal shares (None: all of them)
-    partition: Optional[Tuple[float, float, float]] = None  # (share of group A, from, until) in seconds
-    churn: float = 0.0  # share of the members that leave (and as many new ones join) per simulated hour
+    partition: Optional[Tuple[float, float, float]] = (
+        None  # (share of group A, from, until) in seconds
+    )
+    churn: float = (
+        0.0  # share of the members that leave (and as many new ones join) per simulated hour
+    )
     late_joiners: int = 0  # members that start halfway through and sync
     features: str = "all"  # all, rev2, none, or names (docs/protocol.md sections 8 and 10)
-    feature_mix: Optional[Tuple[str, ...]] = None  # one --features value per member, in turn (tests)
+    feature_mix: Optional[Tuple[str, ...]] = (
+        None  # one --features value per member, in turn (tests)
+    )
     bits: int = 8  # the network's (fixed) difficulty: real proof of work, cheap
     quiet_limit: float = 300.0  # seconds after the last cheese to wait for agreement
-    verify_us: float = VERIFY_US  # simulated microseconds per payment to validate a cheese (0: no CPU time)
+    verify_us: float = (
+        VERIFY_US  # simulated microseconds per payment to validate a cheese (0: no CPU time)
+    )
     selfish: Optional[float] = None  # the selfish pool's share of the hash power (None: no pool)
     selfish_peers: int = 8  # how many members the pool connects to (it takes no inbound connection)
 
@@ -58,7 +66,9 @@ class SimConfig:
             raise ConfigError("--spacing must be from 0.01 to 86400 seconds")
         low, high = self.latency
         if not 0 <= low <= high <= 10_000:
-            raise ConfigError("--latency must be MIN-MAX milliseconds with 0 <= MIN <= MAX <= 10000")
+            raise ConfigError(
+                "--latency must be MIN-MAX milliseconds with 0 <= MIN <= MAX <= 10000"
+            )
         if not 0 <= self.bandwidth <= 100_000:
             raise ConfigError("--bandwidth must be from 0 (no limit) to 100000 Mbit/s")
         if not 0 <= self.txs_per_cheese <= 10_000:
@@ -104,8 +114,10 @@ def parse_partition(text: str) -> Tuple[float, float, float]:
     """ "50/50@600-1200" -> (0.5, 600.0, 1200.0): two groups, in those shares, cut off between the times."""
     match = re.fullmatch(_NUMBER + "/" + _NUMBER + "@" + _NUMBER + "-" + _NUMBER, text.strip())
     if not match:
-        raise ConfigError(f"bad --partition {text[:40]!r}: give A/B@T1-T2, such as 50/50@600-1200 "
-                          "(group sizes, then simulated seconds)")
+        raise ConfigError(
+            f"bad --partition {text[:40]!r}: give A/B@T1-T2, such as 50/50@600-1200 "
+            "(group sizes, then simulated seconds)"
+        )
     a, b, start, end = (float(g) for g in match.groups())
     if a <= 0 or b <= 0:
         raise ConfigError("bad --partition: both groups need members")

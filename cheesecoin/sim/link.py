@@ -35,11 +35,31 @@ Reachable = Callable[[Any, Any], bool]  # (member a, member b) -> can they reach
 class Pipe:
     """One direction of a connection: a FIFO with a sending rate and a latency."""
 
-    __slots__ = ("clock", "latency", "rate", "free_at", "queue", "seq", "receiver", "bytes", "ends", "reachable",
-                 "counts", "cpu")
+    __slots__ = (
+        "clock",
+        "latency",
+        "rate",
+        "free_at",
+        "queue",
+        "seq",
+        "receiver",
+        "bytes",
+        "ends",
+        "reachable",
+        "counts",
+        "cpu",
+    )
 
-    def __init__(self, clock: Any, latency: float, rate: float, ends: Tuple[Any, Any], reachable: Optional[Reachable],
-                 counts: Optional[Dict[str, int]] = None, cpu: bool = False) -> None:
+    def __init__(
+        self,
+        clock: Any,
+        latency: float,
+        rate: float,
+        ends: Tuple[Any, Any],
+        reachable: Optional[Reachable],
+        counts: Optional[Dict[str, int]] = None,
+        cpu: bool = False,
+    ) -> None:
         self.clock = clock
         self.latency = latency  # seconds
         self.rate = rate  # bytes per second (0: no limit)
@@ -100,7 +120,9 @@ class Pipe:
                 self.clock.schedule(queue[0][0], self)
         receiver = self.receiver
         if data and receiver is not None and receiver.connected:
-            protocol = receiver.protocol  # SimTransport.deliver, inlined: this runs for every message
+            protocol = (
+                receiver.protocol
+            )  # SimTransport.deliver, inlined: this runs for every message
             if protocol is not None:
                 protocol.dataReceived(data)
 

@@ -17,6 +17,7 @@ from cheesecoin.p2p.manager import REFILL_INTERVAL, PeerManager
 from cheesecoin.p2p.sync import STATS_INTERVAL
 from cheesecoin.wire.limits import MEMBER_PORT, PING_INTERVAL
 
+
 class _QuietLogger(Logger):
     """A Logger that drops every event (a simulated member's log lines)."""
 
@@ -41,8 +42,9 @@ class SharedBodyStore(MemoryStore):
         super().__init__()
         self.shared = shared
 
-    def commit(self, added: List[Tuple[Any, dict]], invalid: List[Tuple[str, str]],
-               tip: Optional[str]) -> None:
+    def commit(
+        self, added: List[Tuple[Any, dict]], invalid: List[Tuple[str, str]], tip: Optional[str]
+    ) -> None:
         shared = self.shared
         bodies = [(node, shared.setdefault(node.smell, cheese)) for node, cheese in added]
         super().commit(bodies, invalid, tip)
@@ -71,10 +73,17 @@ class SimMember:
         rng = world.rng
         store = SharedBodyStore(world.bodies)
         stack = CheeseStack(world.network, store=store, clock=world.clock.seconds)
-        self.node = MemberNode(stack, clock=world.clock.seconds, node_id="%032x" % rng.getrandbits(128))
-        self.manager = PeerManager(self.node, world.clock, target_peers=world.config.peers,
-                                   dialer=self.dial, rng=random.Random(rng.getrandbits(64)),
-                                   features=features_of(world.config, index))
+        self.node = MemberNode(
+            stack, clock=world.clock.seconds, node_id="%032x" % rng.getrandbits(128)
+        )
+        self.manager = PeerManager(
+            self.node,
+            world.clock,
+            target_peers=world.config.peers,
+            dialer=self.dial,
+            rng=random.Random(rng.getrandbits(64)),
+            features=features_of(world.config, index),
+        )
         self.manager.listen_port = MEMBER_PORT
         # A thousand members logging each cheese would be most of the run; the
         # figures say what happened.
@@ -94,8 +103,13 @@ class SimMember:
 
     # -- the member's view of the world ---------------------------------------------------
 
-    def submit_cheese(self, cheese: Any, source: Any = None, check_signatures: bool = True,
-                      ihash: Optional[str] = None) -> Any:
+    def submit_cheese(
+        self,
+        cheese: Any,
+        source: Any = None,
+        check_signatures: bool = True,
+        ihash: Optional[str] = None,
+    ) -> Any:
         """The node's ``submit_cheese``, charged its simulated CPU time first."""
         world = self.world
         if world.cpu:
@@ -126,7 +140,9 @@ class SimMember:
 
     def request_peers(self) -> None:
         """The peer manager wants more members: ask the tracker (one round trip)."""
-        self.world.clock.callLater(2 * self.world.tracker_latency(self), self.world.send_peers, self)
+        self.world.clock.callLater(
+            2 * self.world.tracker_latency(self), self.world.send_peers, self
+        )
 
     def dial(self, host: str, port: int, factory: Any) -> Deferred:
         return self.world.dial(self, (host, port), factory)
@@ -139,11 +155,18 @@ class SimMember:
         self.joined_at = world.clock.now
         world.by_address[self.address] = self
         world.clock.callLater(2 * world.tracker_latency(self), world.register, self)
-        for interval, call in ((PING_INTERVAL, self.manager.ping_all), (STATS_INTERVAL, self.manager.compare_stacks),
-                               (REFILL_INTERVAL, self.manager.tick)):
+        for interval, call in (
+            (PING_INTERVAL, self.manager.ping_all),
+            (STATS_INTERVAL, self.manager.compare_stacks),
+            (REFILL_INTERVAL, self.manager.tick),
+        ):
             # What the member's TimerServices do, without a Deferred per tick.
             slot = len(self.timers)
-            self.timers.append(world.clock.callLater(world.rng.uniform(0, interval), self._repeat, slot, call, interval))
+            self.timers.append(
+                world.clock.callLater(
+                    world.rng.uniform(0, interval), self._repeat, slot, call, interval
+                )
+            )
 
     def _repeat(self, slot: int, call: Any, interval: float) -> None:
         if not self.alive:

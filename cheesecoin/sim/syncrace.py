@@ -41,11 +41,18 @@ def build_stack(sim: Simulation, cheeses: int, txs: int) -> List[dict]:
             for k in range(txs):
                 payer = (height + k) % PAYERS
                 to = sim.payer_addresses[(payer + 1) % PAYERS]
-                payments.append(sign_tx(sim.payers[payer], to, 1, 1, nonces[payer], f"{height}/{k}"))
+                payments.append(
+                    sign_tx(sim.payers[payer], to, 1, 1, nonces[payer], f"{height}/{k}")
+                )
                 nonces[payer] += 1
         info: Dict[str, Any] = {"miner": miner, "transactions": payments}
-        cheese = {"parent_smell": parent["smell"], "sequence_number": height, "timestamp": blue["timestamp"],
-                  "bits": blue["bits"], "unit_of_information": info}
+        cheese = {
+            "parent_smell": parent["smell"],
+            "sequence_number": height,
+            "timestamp": blue["timestamp"],
+            "bits": blue["bits"],
+            "unit_of_information": info,
+        }
         job = job_for(0, cheese)
         nonce, _ = search_nonce(job.prefix, job.bits, 0, 2**63)
         parent = job.complete(nonce)
@@ -53,12 +60,28 @@ def build_stack(sim: Simulation, cheeses: int, txs: int) -> List[dict]:
     return out
 
 
-def sync_race(cheeses: int = 2000, txs: int = 25, sources: int = 8, peers: int = 8, latency=(50.0, 100.0),
-              bandwidth: float = 10.0, features: str = "all", seed: int = 1,
-              stack: Optional[List[dict]] = None) -> dict:
+def sync_race(
+    cheeses: int = 2000,
+    txs: int = 25,
+    sources: int = 8,
+    peers: int = 8,
+    latency=(50.0, 100.0),
+    bandwidth: float = 10.0,
+    features: str = "all",
+    seed: int = 1,
+    stack: Optional[List[dict]] = None,
+) -> dict:
     """Run one late joiner's sync; the figures as a dict (``sync_seconds`` simulated)."""
-    config = SimConfig(members=sources + 1, peers=min(sources, 64), cheeses=1, latency=latency,
-                       bandwidth=bandwidth, txs_per_cheese=txs, seed=seed, features=features)
+    config = SimConfig(
+        members=sources + 1,
+        peers=min(sources, 64),
+        cheeses=1,
+        latency=latency,
+        bandwidth=bandwidth,
+        txs_per_cheese=txs,
+        seed=seed,
+        features=features,
+    )
     sim = Simulation(config)
     wall = time.perf_counter()
     if stack is None:

@@ -61,8 +61,9 @@ class TxFigures:
             if member < len(seen) and not seen[member] and holds(tx_id):
                 self._reached(tx_id, entry, member)
 
-    def _reached(self, tx_id: str, entry: Tuple[float, Limits, bytearray, list],
-                 member: int) -> None:
+    def _reached(
+        self, tx_id: str, entry: Tuple[float, Limits, bytearray, list], member: int
+    ) -> None:
         entered_at, limits, seen, to_reach = entry
         if member >= len(seen) or seen[member]:
             return  # joined after it entered, or counted already

@@ -81,12 +81,23 @@ class Simulation:
         self.clock = HeapClock(START)
         bits = config.bits
         reward = max(100, 10 * config.txs_per_cheese)
-        blue = mine_blue_cheese("simulated", bits, int(START) - 60, target_spacing=max(1, round(config.spacing)),
-                                retarget_interval=0, reward=reward, max_transactions=max(1000, 2 * config.txs_per_cheese),
-                                note=f"cheesecoin simulate, seed {config.seed}")
+        blue = mine_blue_cheese(
+            "simulated",
+            bits,
+            int(START) - 60,
+            target_spacing=max(1, round(config.spacing)),
+            retarget_interval=0,
+            reward=reward,
+            max_transactions=max(1000, 2 * config.txs_per_cheese),
+            note=f"cheesecoin simulate, seed {config.seed}",
+        )
         self.network = network_from_blue_cheese(blue)
-        self.registry = TrackerRegistry(max_members=10**6, rng=random.Random(self.rng.getrandbits(64)))
-        self.payers = [Ed25519PrivateKey.from_private_bytes(self.rng.randbytes(32)) for _ in range(PAYERS)]
+        self.registry = TrackerRegistry(
+            max_members=10**6, rng=random.Random(self.rng.getrandbits(64))
+        )
+        self.payers = [
+            Ed25519PrivateKey.from_private_bytes(self.rng.randbytes(32)) for _ in range(PAYERS)
+        ]
         self.payer_addresses = [address_of(k) for k in self.payers]
         self.members: List[SimMember] = []
         self.by_address: Dict[Tuple[str, int], SimMember] = {}
@@ -148,25 +159,35 @@ class Simulation:
         d: Deferred = Deferred()
         server = self.by_address.get(address)
         if server is None or server is client:
-            self.clock.callLater(2 * self._lat_low + 0.01, d.errback, ConnectionRefusedError(str(address)))
+            self.clock.callLater(
+                2 * self._lat_low + 0.01, d.errback, ConnectionRefusedError(str(address))
+            )
         elif not self.reachable(client, server):
             self.clock.callLater(CONNECT_TIMEOUT, d.errback, TCPTimedOutError(str(address)))
         else:
-            self.clock.callLater(self.latency(client.index, server.index), self._accept, client, server, factory, d)
+            self.clock.callLater(
+                self.latency(client.index, server.index), self._accept, client, server, factory, d
+            )
         return d
 
     def _accept(self, client: SimMember, server: SimMember, factory: Any, d: Deferred) -> None:
         """The SYN has arrived: the server builds its protocol; the client connects one latency later."""
         if not (server.alive and client.alive):
-            self.clock.callLater(self.latency(client.index, server.index), d.errback, ConnectionRefusedError())
+            self.clock.callLater(
+                self.latency(client.index, server.index), d.errback, ConnectionRefusedError()
+            )
             return
         self._ports += 1
         client_addr, server_addr = (client.host, self._ports), server.address
         server_proto = server.manager.factory.buildProtocol(IPv4Address("TCP", *client_addr))
         lat = self.latency(client.index, server.index)
         rule = self.reachable if self.config.partition is not None else None
-        c2s = Pipe(self.clock, lat, self._rate, (client, server), rule, self.bytes_by_type, self.cpu)
-        s2c = Pipe(self.clock, lat, self._rate, (server, client), rule, self.bytes_by_type, self.cpu)
+        c2s = Pipe(
+            self.clock, lat, self._rate, (client, server), rule, self.bytes_by_type, self.cpu
+        )
+        s2c = Pipe(
+            self.clock, lat, self._rate, (server, client), rule, self.bytes_by_type, self.cpu
+        )
         client_t = SimTransport(c2s, client_addr, server_addr)
         server_t = SimTransport(s2c, server_addr, client_addr)
         client_t.other, server_t.other = server_t, client_t
@@ -179,7 +200,14 @@ class Simulation:
         server_t.protocol = server_proto
         server_proto.makeConnection(server_t)
 
-    def _connect(self, client: SimMember, factory: Any, client_t: SimTransport, server_t: SimTransport, d: Deferred) -> None:
+    def _connect(
+        self,
+        client: SimMember,
+        factory: Any,
+        client_t: SimTransport,
+        server_t: SimTransport,
+        d: Deferred,
+    ) -> None:
         if not client.alive or not server_t.connected:
             client_t.connected = False
             d.errback(ConnectionRefusedError())
@@ -193,12 +221,16 @@ class Simulation:
 
     def register(self, member: SimMember) -> None:
         if member.alive:
-            self.registry.register(member.index, member.host, MEMBER_PORT, self.clock.now, remote=member.host)
+            self.registry.register(
+                member.index, member.host, MEMBER_PORT, self.clock.now, remote=member.host
+            )
             self.send_peers(member)
 
     def send_peers(self, member: SimMember) -> None:
         if member.alive:
-            peers = [m.as_peer() for m in self.registry.sample(excluding=member.index, k=PEERS_PER_REPLY)]
+            peers = [
+                m.as_peer() for m in self.registry.sample(excluding=member.index, k=PEERS_PER_REPLY)
+            ]
             member.manager.add_addresses(peers, "tracker")
 
     # -- members ------------------------------------------------------------------------------------
@@ -270,7 +302,10 @@ class Simulation:
 
     def _schedule_tx(self) -> None:
         if self.config.txs_per_cheese and self.mined < self.config.cheeses:
-            self.clock.callLater(self.rng.expovariate(self.config.txs_per_cheese / self.config.spacing), self._enter_tx)
+            self.clock.callLater(
+                self.rng.expovariate(self.config.txs_per_cheese / self.config.spacing),
+                self._enter_tx,
+            )
 
     def _enter_tx(self) -> None:
         self._schedule_tx()
@@ -324,7 +359,9 @@ class Simulation:
 
     # -- running --------------------------------------------------------------------------------------
 
-    def run(self, progress: Optional[Callable[[dict], None]] = None, progress_every: float = 10.0) -> dict:
+    def run(
+        self, progress: Optional[Callable[[dict], None]] = None, progress_every: float = 10.0
+    ) -> dict:
         """Run to the end; returns the figures of docs/protocol.md section 9 (and more)."""
         config = self.config
         previous = use_signature_cache(self.signatures)
@@ -340,8 +377,12 @@ class Simulation:
             order = list(range(first))
             self.rng.shuffle(order)
             miner_count = config.miners if config.miners is not None else config.members
-            self.miners = [self.members[i] for i in sorted(self.rng.sample(range(config.members), miner_count))]
-            if config.selfish is not None:  # the first member is the pool; it is not an honest miner
+            self.miners = [
+                self.members[i] for i in sorted(self.rng.sample(range(config.members), miner_count))
+            ]
+            if (
+                config.selfish is not None
+            ):  # the first member is the pool; it is not an honest miner
                 self.pool = SelfishPool(self, self.members[0], config.selfish, config.selfish_peers)
                 self.miners = [m for m in self.miners if m.index != 0] or self.members[1:2]
             for i in range(first):
@@ -364,8 +405,14 @@ class Simulation:
                     frozen = True
                 if progress is not None and time.perf_counter() - last_report >= progress_every:
                     last_report = time.perf_counter()
-                    progress({"simulated_seconds": round(self.clock.now - START), "wall_seconds": round(last_report - wall, 1),
-                              "cheeses_mined": self.mined, "cheeses": config.cheeses})
+                    progress(
+                        {
+                            "simulated_seconds": round(self.clock.now - START),
+                            "wall_seconds": round(last_report - wall, 1),
+                            "cheeses_mined": self.mined,
+                            "cheeses": config.cheeses,
+                        }
+                    )
                 if self.mined < config.cheeses:
                     continue
                 if self._agreed():
@@ -392,7 +439,9 @@ class Simulation:
 
     def best_member(self) -> SimMember:
         """An alive member with the most work (the agreed tip when they agree)."""
-        return max((m for m in self.members if m.alive), key=lambda m: (m.node.stack.work, -m.index))
+        return max(
+            (m for m in self.members if m.alive), key=lambda m: (m.node.stack.work, -m.index)
+        )
 
     def on_best(self) -> List[str]:
         """The mined cheeses on the final best stack, in the order found."""
@@ -436,10 +485,14 @@ class Simulation:
             "reorgs": self.reorgs,
             "max_reorg_depth": self.max_reorg_depth,
             "bytes_per_member": round(total_bytes / everyone),
-            "bytes_per_member_by_type": {k: round(v / everyone) for k, v in sorted(self.bytes_by_type.items())},
+            "bytes_per_member_by_type": {
+                k: round(v / everyone) for k, v in sorted(self.bytes_by_type.items())
+            },
             "final_tip": stack.tip.smell,
             "final_height": stack.height,
-            "quiet_seconds": None if self.quiet_at is None else round(self.quiet_at - self.last_found_at, 1),
+            "quiet_seconds": None
+            if self.quiet_at is None
+            else round(self.quiet_at - self.last_found_at, 1),
             "transactions": self.txs_entered,
             "members_joined": everyone,
             "simulated_seconds": round(self.clock.now - START, 1),

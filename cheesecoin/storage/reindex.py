@@ -44,7 +44,9 @@ class ReindexResult:
     read_error: str = ""  # the old database could not be read past a damaged page
 
     def summary(self) -> str:
-        damaged = f" (reading stopped at a damaged page: {self.read_error})" if self.read_error else ""
+        damaged = (
+            f" (reading stopped at a damaged page: {self.read_error})" if self.read_error else ""
+        )
         return (
             f"reindexed {self.rows} stored cheeses{damaged}: kept {self.kept}, dropped {self.unreadable} "
             f"unreadable, {self.invalid} invalid and {self.orphaned} without a valid parent; height {self.height}, "
@@ -68,9 +70,13 @@ def _read_rows(path: str, network: Network, result: ReindexResult) -> List[dict]
         try:
             meta = dict(db.execute("SELECT key, value FROM meta"))
         except sqlite3.DatabaseError as e:
-            raise StorageError(f"{path} cannot be read at all ({e}); start from an empty data directory") from None
+            raise StorageError(
+                f"{path} cannot be read at all ({e}); start from an empty data directory"
+            ) from None
         if meta.get("network") != network.smell:
-            raise StorageError(f"{path} holds the stack of network {meta.get('network')}, not {network.name}")
+            raise StorageError(
+                f"{path} holds the stack of network {meta.get('network')}, not {network.name}"
+            )
         try:
             for (body,) in db.execute("SELECT body FROM cheeses ORDER BY ord"):
                 result.rows += 1
@@ -99,7 +105,10 @@ def _remove(path: str) -> None:
 
 
 def reindex(
-    data_dir: str, network: Network, clock: Callable[[], float] = time.time, log: Callable[[str], None] = lambda s: None
+    data_dir: str,
+    network: Network,
+    clock: Callable[[], float] = time.time,
+    log: Callable[[str], None] = lambda s: None,
 ) -> ReindexResult:
     """Rebuild ``data_dir``'s database from its stored cheeses; raises StorageError."""
     path = os.path.join(data_dir, DB_NAME)
@@ -125,7 +134,9 @@ def reindex(
                         result.orphaned += 1
                     else:
                         result.invalid += 1
-                        log(f"dropped cheese {cheese.get('sequence_number')} {cheese.get('smell')}: {e.message}")
+                        log(
+                            f"dropped cheese {cheese.get('sequence_number')} {cheese.get('smell')}: {e.message}"
+                        )
         result.kept = store.count()
         result.height, result.tip = stack.height, stack.tip.smell
         store.db.execute("PRAGMA journal_mode=DELETE")  # one self-contained file to move

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from cheesecoin.core.cheese import Network, check_smell, canonical
+from cheesecoin.core.cheese import Network, canonical, check_smell
 from cheesecoin.core.errors import InvalidCheese, StorageError
 
 SCHEMA_VERSION = "2"  # 2 added the address index (a database of schema 1 is upgraded when opened)
@@ -74,8 +74,12 @@ class SqliteStore:
         self.network = network
         self.tip: Optional[str] = None
         self.batch_depth = 0
-        self._synchronous = ""  # the connection's PRAGMA synchronous, set again only when it changes
-        self._index_rows: List[Tuple[str, int, int, str]] = []  # address rows this batch has not written
+        self._synchronous = (
+            ""  # the connection's PRAGMA synchronous, set again only when it changes
+        )
+        self._index_rows: List[
+            Tuple[str, int, int, str]
+        ] = []  # address rows this batch has not written
         self._index_marked = False  # 'index_from' is in meta (rows wait for the flush)
         self._cache: "OrderedDict[str, Tuple[str, dict]]" = OrderedDict()
         self._cache_size = cache_size
@@ -102,10 +106,14 @@ class SqliteStore:
         except OSError as e:
             raise StorageError(f"cannot open {self.path}: {e.strerror}") from None
         if head and head != SQLITE_HEADER:
-            raise StorageError(f"{self.path} is not an SQLite database (a foreign or corrupted file)")
+            raise StorageError(
+                f"{self.path} is not an SQLite database (a foreign or corrupted file)"
+            )
 
     def _open_schema(self) -> None:
-        tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = {
+            row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
         if not tables:
             self.db.executescript(
                 """
@@ -137,7 +145,9 @@ class SqliteStore:
             self._upgrade_from_1()
             meta["schema"] = SCHEMA_VERSION
         if meta.get("schema") != SCHEMA_VERSION:
-            raise StorageError(f"{self.path} has schema version {meta.get('schema')}, this program reads {SCHEMA_VERSION}")
+            raise StorageError(
+                f"{self.path} has schema version {meta.get('schema')}, this program reads {SCHEMA_VERSION}"
+            )
         if meta.get("network") != self.network.smell:
             raise StorageError(
                 f"{self.path} holds the stack of network {meta.get('network')}, not {self.network.smell} "
@@ -161,7 +171,9 @@ class SqliteStore:
 
     def _index_stored(self, where: str, args: tuple) -> None:
         """Index the stored cheeses that ``where`` selects (inside a write)."""
-        rows = self.db.execute(f"SELECT smell, height, body FROM cheeses {where} ORDER BY ord", args).fetchall()
+        rows = self.db.execute(
+            f"SELECT smell, height, body FROM cheeses {where} ORDER BY ord", args
+        ).fetchall()
         for smell, height, body in rows:
             try:
                 cheese = json.loads(body)
@@ -236,9 +248,14 @@ class SqliteStore:
         entry = self._cache.get(smell)
         if entry is not None:
             text = entry[0]
-            return text[len(text) - from_end:len(text) - from_end + length] if 0 < from_end <= len(text) else None
-        row = self.db.execute("SELECT substr(body, ?, ?) FROM cheeses WHERE smell = ?",
-                              (-from_end, length, smell)).fetchone()
+            return (
+                text[len(text) - from_end : len(text) - from_end + length]
+                if 0 < from_end <= len(text)
+                else None
+            )
+        row = self.db.execute(
+            "SELECT substr(body, ?, ?) FROM cheeses WHERE smell = ?", (-from_end, length, smell)
+        ).fetchone()
         return None if row is None else row[0]
 
     def get(self, smell: str) -> Optional[dict]:
@@ -262,7 +279,9 @@ class SqliteStore:
         rows: List[Tuple[str, int, int, str]] = []
         with self._write("FULL" if durable else "NORMAL"):
             if later and texts and not self._index_marked:
-                self.db.execute("INSERT OR IGNORE INTO meta SELECT 'index_from', COALESCE(MAX(ord), 0) + 1 FROM cheeses")
+                self.db.execute(
+                    "INSERT OR IGNORE INTO meta SELECT 'index_from', COALESCE(MAX(ord), 0) + 1 FROM cheeses"
+                )
             for smell, text, cheese in texts:
                 self.db.execute(
                     "INSERT OR IGNORE INTO cheeses (smell, parent, height, body) VALUES (?, ?, ?, ?)",
@@ -283,7 +302,9 @@ class SqliteStore:
         if tip is not None:
             self.tip = tip
 
-    def address_rows(self, address: str, before: Optional[int] = None) -> Iterator[Tuple[int, int, str]]:
+    def address_rows(
+        self, address: str, before: Optional[int] = None
+    ) -> Iterator[Tuple[int, int, str]]:
         """(height, position, smell) of the stored cheeses' transactions from or to
         ``address`` (any branch), newest first; heights below ``before`` if given."""
         limit = before if before is not None else 2**63 - 1
@@ -292,8 +313,15 @@ class SqliteStore:
             "ORDER BY height DESC, pos DESC",
             (address, limit),
         )
-        waiting = sorted(((h, p, s) for a, h, p, s in self._index_rows if a == address and h < limit), reverse=True)
-        rows = heapq.merge(cursor, waiting, key=lambda row: (row[0], row[1]), reverse=True) if waiting else cursor
+        waiting = sorted(
+            ((h, p, s) for a, h, p, s in self._index_rows if a == address and h < limit),
+            reverse=True,
+        )
+        rows = (
+            heapq.merge(cursor, waiting, key=lambda row: (row[0], row[1]), reverse=True)
+            if waiting
+            else cursor
+        )
         try:
             for row in rows:
                 yield row
@@ -340,7 +368,9 @@ class SqliteStore:
         name = getattr(e, "sqlite_errorname", "")
         text = str(e)
         if name == "SQLITE_FULL" or "disk is full" in text:
-            return StoreWriteError(f"the disk holding {os.path.dirname(self.path)} is full ({text})", disk_full=True)
+            return StoreWriteError(
+                f"the disk holding {os.path.dirname(self.path)} is full ({text})", disk_full=True
+            )
         if name.startswith("SQLITE_READONLY") or "readonly" in text:
             return StoreWriteError(f"{self.path} cannot be written: it is read-only ({text})")
         return StoreWriteError(f"cannot write {self.path}: {text}")

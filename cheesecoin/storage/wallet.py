@@ -24,8 +24,8 @@ from typing import Any, Callable, Optional
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from cheesecoin.core.tx import address_of, sign_tx, tx_signature_fault
 from cheesecoin.core.formats import ADDRESS_RE
+from cheesecoin.core.tx import address_of, sign_tx, tx_signature_fault
 
 WALLET_ENV = "CHEESECOIN_WALLET"
 PASSPHRASE_ENV = "CHEESECOIN_PASSPHRASE"
@@ -40,7 +40,9 @@ class WalletError(Exception):
 
 def default_wallet_path() -> str:
     """``$CHEESECOIN_WALLET``, else ``~/.cheesecoin/wallet.json``."""
-    return os.environ.get(WALLET_ENV) or os.path.join(os.path.expanduser("~"), ".cheesecoin", "wallet.json")
+    return os.environ.get(WALLET_ENV) or os.path.join(
+        os.path.expanduser("~"), ".cheesecoin", "wallet.json"
+    )
 
 
 def passphrase_from_env() -> Optional[str]:
@@ -56,7 +58,9 @@ def _prompt(text: str) -> str:
         try:
             return getpass.getpass(text)
         except getpass.GetPassWarning:
-            raise WalletError(f"no terminal to ask the passphrase on (set ${PASSPHRASE_ENV} for scripts)")
+            raise WalletError(
+                f"no terminal to ask the passphrase on (set ${PASSPHRASE_ENV} for scripts)"
+            )
         except EOFError:
             raise WalletError(f"no passphrase given (set ${PASSPHRASE_ENV} for scripts)")
 
@@ -105,7 +109,9 @@ class Wallet:
 def public_info(address: str) -> dict:
     """The address and its Ed25519 public key (SubjectPublicKeyInfo PEM)."""
     key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(address))
-    pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return {"address": address, "public_key": pem.decode("ascii")}
 
 
@@ -163,14 +169,18 @@ def create_wallet(
         make_directory = path is None
     path = path or default_wallet_path()
     if os.path.lexists(path):
-        raise WalletError(f"{path} already exists; a wallet is never overwritten (use --wallet FILE for another)")
+        raise WalletError(
+            f"{path} already exists; a wallet is never overwritten (use --wallet FILE for another)"
+        )
     key = private_key or Ed25519PrivateKey.generate()
     encryption: Any = (
         serialization.BestAvailableEncryption(passphrase.encode("utf-8", "surrogateescape"))
         if passphrase
         else serialization.NoEncryption()
     )
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
     document = {
         "cheesecoin_wallet": FORMAT_VERSION,
         "address": address_of(key),
@@ -181,14 +191,18 @@ def create_wallet(
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         if not make_directory:
-            raise WalletError(f"cannot write the wallet {path}: the directory {directory} does not exist")
+            raise WalletError(
+                f"cannot write the wallet {path}: the directory {directory} does not exist"
+            )
     try:
         if not os.path.isdir(directory):
             os.makedirs(directory, mode=0o700)
         try:
             _write_new_file(path, data)
         except FileExistsError:
-            raise WalletError(f"{path} already exists; a wallet is never overwritten (use --wallet FILE for another)")
+            raise WalletError(
+                f"{path} already exists; a wallet is never overwritten (use --wallet FILE for another)"
+            )
     except OSError as e:
         raise WalletError(f"cannot write the wallet {path}: {e.strerror or e}")
     return Wallet(path, key)
@@ -220,7 +234,9 @@ def read_wallet_file(path: Optional[str] = None) -> dict:
     address = document.get("address")
     if not isinstance(address, str) or not ADDRESS_RE.match(address):
         raise WalletError(f"{path}: the address is not 64 lowercase hex characters")
-    if not isinstance(document.get("private_key"), str) or not isinstance(document.get("encrypted"), bool):
+    if not isinstance(document.get("private_key"), str) or not isinstance(
+        document.get("encrypted"), bool
+    ):
         raise WalletError(f"{path}: the private key is missing")
     return document
 
@@ -256,7 +272,9 @@ def load_wallet(
     document = read_wallet_file(path)
     password: Optional[bytes] = None
     if document["encrypted"]:
-        password = (passphrase or (lambda: ask_passphrase(confirm=False)))().encode("utf-8", "surrogateescape")
+        password = (passphrase or (lambda: ask_passphrase(confirm=False)))().encode(
+            "utf-8", "surrogateescape"
+        )
         if not password:  # encrypted wallets are made with a passphrase
             raise WalletError(f"the passphrase is empty: the wallet {path} is encrypted with one")
     try:

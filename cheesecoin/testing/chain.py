@@ -41,7 +41,16 @@ def make_network(
     timestamp: int = BASE_TIME,
 ) -> Network:
     return network_from_blue_cheese(
-        mine_blue_cheese(name, bits, timestamp, target_spacing, retarget_interval, reward, max_transactions, "test")
+        mine_blue_cheese(
+            name,
+            bits,
+            timestamp,
+            target_spacing,
+            retarget_interval,
+            reward,
+            max_transactions,
+            "test",
+        )
     )
 
 
@@ -66,7 +75,11 @@ def mine_child(
         "unit_of_information": info,
     }
     prefix = preimage_prefix(
-        cheese["parent_smell"], cheese["sequence_number"], cheese["timestamp"], bits, info_hash(info)
+        cheese["parent_smell"],
+        cheese["sequence_number"],
+        cheese["timestamp"],
+        bits,
+        info_hash(info),
     )
     nonce, smell = search_nonce(prefix, bits, start_nonce, 2**64)
     cheese["nonce"] = nonce
@@ -101,8 +114,9 @@ def forged_header(header: dict, **changes: object) -> dict:
     where they are 0..160 (a header that only its bits make invalid), any
     nonce where they are not."""
     out = dict(header, **changes)
-    prefix = preimage_prefix(out["parent_smell"], out["sequence_number"], out["timestamp"],
-                             out["bits"], out["info_hash"])
+    prefix = preimage_prefix(
+        out["parent_smell"], out["sequence_number"], out["timestamp"], out["bits"], out["info_hash"]
+    )
     bits = out["bits"]
     nonce = 0
     while True:

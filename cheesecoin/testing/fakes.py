@@ -37,7 +37,9 @@ ADDR = address_of(KEY)
 BOB = address_of(key_from_seed("member-test-bob"))
 
 
-def chain(count: int, parent: Optional[dict] = None, miner: str = MINER, note: Optional[str] = None) -> List[dict]:
+def chain(
+    count: int, parent: Optional[dict] = None, miner: str = MINER, note: Optional[str] = None
+) -> List[dict]:
     return ChainBuilder(NETWORK).extend(parent or NETWORK.blue_cheese, count, miner, note=note)
 
 
@@ -64,7 +66,9 @@ class Raw:
         self.manager = manager
         self.proto = manager.factory.buildProtocol(addr(host, port))
         assert self.proto is not None
-        self.transport = StringTransport(peerAddress=addr(host, port), hostAddress=addr("10.0.0.1", 24331))
+        self.transport = StringTransport(
+            peerAddress=addr(host, port), hostAddress=addr("10.0.0.1", 24331)
+        )
         self.proto.makeConnection(self.transport)
 
     def send(self, *msgs: Any) -> List[dict]:
@@ -109,7 +113,9 @@ class Net:
     def host(self, manager: PeerManager) -> str:
         return self.hosts.setdefault(id(manager), f"10.1.{len(self.hosts) + 1}.1")
 
-    def link(self, a: PeerManager, b: PeerManager) -> Tuple[MemberProtocol, Optional[MemberProtocol]]:
+    def link(
+        self, a: PeerManager, b: PeerManager
+    ) -> Tuple[MemberProtocol, Optional[MemberProtocol]]:
         """``a`` dials ``b``."""
         self.links += 1
         a_addr = addr(self.host(a), 50000 + self.links)

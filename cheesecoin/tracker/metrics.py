@@ -19,10 +19,18 @@ class TrackerCollector:
 
     def collect(self) -> Iterator[Any]:
         f = self.factory
-        yield GaugeMetricFamily("cheesecoin_tracker_members", "Members registered now", value=len(f.registry))
-        yield GaugeMetricFamily("cheesecoin_tracker_connections", "Open connections", value=f.connection_count)
-        yield CounterMetricFamily("cheesecoin_tracker_registrations", "Registrations accepted", value=f.registrations)
-        refusals = CounterMetricFamily("cheesecoin_tracker_refusals", "Refusals, by kind", labels=["kind"])
+        yield GaugeMetricFamily(
+            "cheesecoin_tracker_members", "Members registered now", value=len(f.registry)
+        )
+        yield GaugeMetricFamily(
+            "cheesecoin_tracker_connections", "Open connections", value=f.connection_count
+        )
+        yield CounterMetricFamily(
+            "cheesecoin_tracker_registrations", "Registrations accepted", value=f.registrations
+        )
+        refusals = CounterMetricFamily(
+            "cheesecoin_tracker_refusals", "Refusals, by kind", labels=["kind"]
+        )
         refusals.add_metric(["connection"], f.refused)
         refusals.add_metric(["registration"], f.refused_registrations)
         yield refusals

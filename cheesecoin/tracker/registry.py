@@ -56,7 +56,9 @@ class TrackerRegistry:
     them in order of last activity so that ``expire`` costs O(expired).
     """
 
-    def __init__(self, max_members: int = DEFAULT_MAX_MEMBERS, rng: Optional[random.Random] = None) -> None:
+    def __init__(
+        self, max_members: int = DEFAULT_MAX_MEMBERS, rng: Optional[random.Random] = None
+    ) -> None:
         self.max_members = max_members
         self.rng = rng if rng is not None else random.Random()
         self._members: list[Member] = []
@@ -80,7 +82,12 @@ class TrackerRegistry:
         return list(self._members)
 
     def register(
-        self, conn_key: Hashable, host: str, port: int, now: float = 0.0, remote: Optional[str] = None,
+        self,
+        conn_key: Hashable,
+        host: str,
+        port: int,
+        now: float = 0.0,
+        remote: Optional[str] = None,
         node_id: Optional[str] = None,
     ) -> tuple[Member, list[Removal]]:
         """Register ``conn_key`` as the member listening at (host, port).
@@ -107,7 +114,9 @@ class TrackerRegistry:
         if holder is not None:
             self._remove(holder.conn_key)
             if holder.conn_key != conn_key:
-                removals.append(Removal(holder, "replaced by a new registration", len(self._members)))
+                removals.append(
+                    Removal(holder, "replaced by a new registration", len(self._members))
+                )
         member = Member(conn_key, host, port, now, remote, node_id)
         self._position[conn_key] = len(self._members)
         self._members.append(member)
@@ -197,10 +206,14 @@ def registrable_host(host: str, remote: Optional[str]) -> str:
     ip = canonical_ip(host)
     if ip is None:
         if _looks_numeric(host):
-            raise BadMessage(f"field 'host' {host[:60]!r} is not an IP address in its usual form nor a DNS name")
+            raise BadMessage(
+                f"field 'host' {host[:60]!r} is not an IP address in its usual form nor a DNS name"
+            )
         return host.lower()
     if host != ip:
-        raise BadMessage(f"field 'host' must be the address in its canonical form, {ip}, not {host[:60]!r}")
+        raise BadMessage(
+            f"field 'host' must be the address in its canonical form, {ip}, not {host[:60]!r}"
+        )
     if remote is not None and ip != remote and not is_loopback(remote):
         raise BadMessage(f"field 'host' {ip} is not the address this connection comes from")
     return ip

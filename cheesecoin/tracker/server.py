@@ -32,7 +32,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from cheesecoin.core.errors import ProtocolError
-from cheesecoin.tracker.registry import DEFAULT_MAX_MEMBERS, Member, TrackerRegistry, registrable_host
+from cheesecoin.tracker.registry import (
+    DEFAULT_MAX_MEMBERS,
+    Member,
+    TrackerRegistry,
+    registrable_host,
+)
 from cheesecoin.util.addresses import canonical_ip, is_loopback
 from cheesecoin.wire import codec as wire
 from cheesecoin.wire.limits import PEERS_PER_REPLY
@@ -63,7 +68,9 @@ class TrackerProtocol(JsonLineProtocol):
         super().line_received(line)
 
     def peers_message(self) -> dict:
-        peers = self.factory.registry.sample(excluding=self, k=PEERS_PER_REPLY, rng=self.factory.rng)
+        peers = self.factory.registry.sample(
+            excluding=self, k=PEERS_PER_REPLY, rng=self.factory.rng
+        )
         return {"type": "PEERS", "peers": [member.as_peer() for member in peers]}
 
     def msg_REGISTER(self, msg: dict) -> None:
@@ -71,7 +78,9 @@ class TrackerProtocol(JsonLineProtocol):
         remote = canonical_ip(self.peer_host() or "")
         if msg.get("host") is None:
             if remote is None:
-                raise ProtocolError("bad-message", "field 'host' is missing and the address is unknown")
+                raise ProtocolError(
+                    "bad-message", "field 'host' is missing and the address is unknown"
+                )
             host = remote
         else:
             host = registrable_host(wire.get_host(msg, "host"), remote)
@@ -119,7 +128,9 @@ class TrackerFactory(Factory):
         self.registry = TrackerRegistry(max_members, self.rng)
         self.timeout = timeout
         self.max_per_ip = max_per_ip
-        self.max_connections = max_connections if max_connections is not None else max_members + 1024
+        self.max_connections = (
+            max_connections if max_connections is not None else max_members + 1024
+        )
         self.connection_count = 0
         self.per_ip: Counter[str] = Counter()
         # Every open connection, by last activity, oldest first.
@@ -212,13 +223,19 @@ class TrackerFactory(Factory):
     # -- members -------------------------------------------------------------
 
     def register(
-        self, proto: TrackerProtocol, host: str, port: int, remote: Optional[str] = None,
+        self,
+        proto: TrackerProtocol,
+        host: str,
+        port: int,
+        remote: Optional[str] = None,
         node_id: Optional[str] = None,
     ) -> Member:
         """Register ``proto``'s member (from ``remote``); ``ProtocolError("busy")``
         when full or when (host, port) is registered from another address."""
         try:
-            member, removals = self.registry.register(proto, host, port, self.clock.seconds(), remote, node_id)
+            member, removals = self.registry.register(
+                proto, host, port, self.clock.seconds(), remote, node_id
+            )
         except ProtocolError:
             self.refused_registrations += 1
             raise

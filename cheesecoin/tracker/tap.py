@@ -1,7 +1,7 @@
 """``twistd cheesetracker``: options and service of the tracker (docs/protocol.md s.2 and s.8).
 
-    twistd -n cheesetracker --port 24330 [--interface 0.0.0.0] [--timeout 90]
-                            [--max-members 10000] [--max-per-ip 256]
+twistd -n cheesetracker --port 24330 [--interface 0.0.0.0] [--timeout 90]
+                        [--max-members 10000] [--max-per-ip 256]
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from twisted.application.service import MultiService
 from twisted.internet import reactor
 from twisted.python import usage
 
+from cheesecoin.tracker.registry import DEFAULT_MAX_MEMBERS
+from cheesecoin.tracker.server import DEFAULT_MAX_PER_IP, DEFAULT_TIMEOUT, TrackerFactory
 from cheesecoin.util.services import (
     ErrorFirstOptions,
     ListeningEndpoint,
@@ -22,8 +24,6 @@ from cheesecoin.util.services import (
     interface_option,
     server_endpoint,
 )
-from cheesecoin.tracker.registry import DEFAULT_MAX_MEMBERS
-from cheesecoin.tracker.server import DEFAULT_MAX_PER_IP, DEFAULT_TIMEOUT, TrackerFactory
 from cheesecoin.wire.limits import TRACKER_PORT
 
 # File descriptors the process needs besides its connections (log, pipes, ...).
@@ -43,8 +43,18 @@ class Options(ErrorFirstOptions):
         "their listening address and learn of up to 10 other members."
     )
     optParameters = [
-        ["port", "p", TRACKER_PORT, "TCP port to listen on, 1-65535 (0: any free port, logged at start)."],
-        ["interface", "i", "0.0.0.0", "IP address to listen on (0.0.0.0: every IPv4 interface; :: for IPv6)."],
+        [
+            "port",
+            "p",
+            TRACKER_PORT,
+            "TCP port to listen on, 1-65535 (0: any free port, logged at start).",
+        ],
+        [
+            "interface",
+            "i",
+            "0.0.0.0",
+            "IP address to listen on (0.0.0.0: every IPv4 interface; :: for IPv6).",
+        ],
         [
             "timeout",
             "t",
@@ -64,7 +74,12 @@ class Options(ErrorFirstOptions):
             DEFAULT_MAX_PER_IP,
             "Most simultaneous connections from one IP address; more are refused.",
         ],
-        ["metrics-port", None, 0, "Serve Prometheus metrics at /metrics on this TCP port (0: off)."],
+        [
+            "metrics-port",
+            None,
+            0,
+            "Serve Prometheus metrics at /metrics on this TCP port (0: off).",
+        ],
         ["metrics-interface", None, "127.0.0.1", "IP address the metrics port listens on."],
     ]
 
@@ -122,7 +137,9 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
     if config["metrics-port"]:
         from cheesecoin.tracker.metrics import metrics_site
 
-        metrics_endpoint = server_endpoint(reactor, config["metrics-interface"], config["metrics-port"])
+        metrics_endpoint = server_endpoint(
+            reactor, config["metrics-interface"], config["metrics-port"]
+        )
         metrics = ServerService(metrics_endpoint, metrics_site(factory), "cheesetracker", "metrics")
         metrics.setName("metrics")
         metrics.setServiceParent(top)

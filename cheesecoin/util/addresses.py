@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Optional
+from typing import Optional, Tuple
+
+# A member's or tracker's listening address: (host, port). Defined here once.
+Address = Tuple[str, int]
 
 
 def is_loopback(host: Optional[str]) -> bool:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional
 from twisted.internet.defer import Deferred
 
 from cheesecoin.util.cores import usable_cores
-from cheesecoin.util.cpuworker import WORKER_NICENESS, member_gone as _member_gone  # noqa: F401 (tests' names)
+from cheesecoin.util.cpuworker import WORKER_NICENESS  # noqa: F401 (tests' names)
 from cheesecoin.util.cpuworker import start_worker as _start_worker
 
 _pool: Optional[ProcessPoolExecutor] = None
@@ -57,8 +57,12 @@ def process_pool(reactor: Any) -> Optional[ProcessPoolExecutor]:
         return None
     with _lock:
         if _pool is None:
-            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_start_worker,
-                                        initargs=(os.getpid(),))
+            _pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=_context(),
+                initializer=_start_worker,
+                initargs=(os.getpid(),),
+            )
             reactor.addSystemEventTrigger("during", "shutdown", _shutdown, _pool)
         return _pool
 

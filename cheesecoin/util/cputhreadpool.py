@@ -80,4 +80,3 @@ def defer_to_cpu(f: Callable[..., T], *args: Any, reactor: Any, **kwargs: Any) -
     if not pool.started and reactor.running:  # pragma: no cover - started by callWhenRunning
         pool.start()
     return deferToThreadPool(reactor, pool, f, *args, **kwargs)
-

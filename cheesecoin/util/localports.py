@@ -37,7 +37,9 @@ def base_port() -> Optional[int]:
     if not text:
         return None
     if not (text.isascii() and text.isdigit()) or not 1024 <= int(text) <= 65000:
-        raise PortError(f"${BASE_PORT_ENV} must be a port number from 1024 to 65000, not {text[:20]!r}")
+        raise PortError(
+            f"${BASE_PORT_ENV} must be a port number from 1024 to 65000, not {text[:20]!r}"
+        )
     return int(text)
 
 

@@ -53,10 +53,14 @@ def interface_option(name: str, value: Any) -> str:
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
-        raise usage.UsageError(f"--{name} must be an IP address such as 0.0.0.0 or 127.0.0.1, not {text!r}")
+        raise usage.UsageError(
+            f"--{name} must be an IP address such as 0.0.0.0 or 127.0.0.1, not {text!r}"
+        )
 
 
-def server_endpoint(reactor: Any, interface: str, port: int, backlog: int = 50) -> IStreamServerEndpoint:
+def server_endpoint(
+    reactor: Any, interface: str, port: int, backlog: int = 50
+) -> IStreamServerEndpoint:
     """A TCP server endpoint on ``interface`` (an IP address, v4 or v6)."""
     tcp = TCP6ServerEndpoint if ipaddress.ip_address(interface).version == 6 else TCP4ServerEndpoint
     return tcp(reactor, port, backlog=backlog, interface=interface)
@@ -66,7 +70,9 @@ def server_endpoint(reactor: Any, interface: str, port: int, backlog: int = 50) 
 class ListeningEndpoint:
     """Wraps an endpoint and calls ``on_listen(port)`` once it actually listens."""
 
-    def __init__(self, endpoint: IStreamServerEndpoint, on_listen: Callable[[IListeningPort], Any]) -> None:
+    def __init__(
+        self, endpoint: IStreamServerEndpoint, on_listen: Callable[[IListeningPort], Any]
+    ) -> None:
         self._endpoint = endpoint
         self._on_listen = on_listen
 
@@ -85,7 +91,9 @@ class ServerService(StreamServerEndpointService):
 
     _raiseSynchronously = True
 
-    def __init__(self, endpoint: IStreamServerEndpoint, factory: Any, program: str, what: str = "") -> None:
+    def __init__(
+        self, endpoint: IStreamServerEndpoint, factory: Any, program: str, what: str = ""
+    ) -> None:
         super().__init__(endpoint, factory)
         self.program = program
         self.what = what

@@ -58,7 +58,9 @@ _log = Logger()
 class ApiError(Exception):
     """An error answer: HTTP ``status`` with ``{"error": code, "message": message}``."""
 
-    def __init__(self, status: int, code: str, message: str, extra: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, extra: Optional[Dict[str, Any]] = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -147,7 +149,9 @@ class JsonResource(Resource):
                 if "GET" in allowed:
                     allowed.append("HEAD")
                 request.setHeader(b"Allow", ", ".join(sorted(allowed)).encode("ascii"))
-                raise ApiError(405, "method-not-allowed", f"{_shown_path(request)} does not take {method[:16]}")
+                raise ApiError(
+                    405, "method-not-allowed", f"{_shown_path(request)} does not take {method[:16]}"
+                )
             status, value = handler(request, segments)
             body = value if isinstance(value, bytes) else encode(value)
             return _answer(request, status, body)
@@ -155,7 +159,9 @@ class JsonResource(Resource):
             return _answer(request, e.status, _error_body(e))
         except Exception:
             _log.failure("HTTP API request {path} failed", path=_shown_path(request))
-            return _answer(request, 500, _error_body(ApiError(500, "internal", "the member failed to answer")))
+            return _answer(
+                request, 500, _error_body(ApiError(500, "internal", "the member failed to answer"))
+            )
 
 
 def _segments(postpath: Sequence[bytes]) -> List[str]:
@@ -188,7 +194,9 @@ class NodeResource(JsonResource):
         self.node = node
 
 
-def _query_int(request: server.Request, name: str, lo: int, hi: int, default: Optional[int]) -> Optional[int]:
+def _query_int(
+    request: server.Request, name: str, lo: int, hi: int, default: Optional[int]
+) -> Optional[int]:
     values = request.args.get(name.encode("ascii"))
     if not values:
         return default
@@ -244,7 +252,11 @@ class OneCheese(NodeResource):
             cheese = stack.get_cheese(key)
             best = cheese is not None and stack.is_best(key)
         else:
-            raise ApiError(400, "bad-request", "give a sequence number or a smell (40 lowercase hex characters)")
+            raise ApiError(
+                400,
+                "bad-request",
+                "give a sequence number or a smell (40 lowercase hex characters)",
+            )
         if cheese is None:
             raise ApiError(404, "not-found", f"no cheese {key[:64]} on this member")
         txs = cheese["unit_of_information"].get("transactions", [])
@@ -257,7 +269,9 @@ class Balance(NodeResource):
     segment_count = 1
 
     def answer_get(self, request: server.Request, segments: List[str]) -> Tuple[int, Any]:
-        address = _path_key(segments, ADDRESS_RE, "bad-address", "an address is 64 lowercase hex characters")
+        address = _path_key(
+            segments, ADDRESS_RE, "bad-address", "an address is 64 lowercase hex characters"
+        )
         return 200, self.node.balance(address)
 
 
@@ -267,7 +281,9 @@ class AddressPage(NodeResource):
     segment_count = 1
 
     def answer_get(self, request: server.Request, segments: List[str]) -> Tuple[int, Any]:
-        address = _path_key(segments, ADDRESS_RE, "bad-address", "an address is 64 lowercase hex characters")
+        address = _path_key(
+            segments, ADDRESS_RE, "bad-address", "an address is 64 lowercase hex characters"
+        )
         count = _query_int(request, "count", 1, MAX_COUNT, DEFAULT_ADDRESS_COUNT)
         before = _query_int(request, "before", 0, 2**63 - 1, None)
         assert count is not None
@@ -297,7 +313,12 @@ class Transactions(NodeResource):
                 raise ApiError(400, "bad-json", e.message.replace("the line", "the body"))
             raise ApiError(400, "invalid-tx", e.message, {"rule": "tx-fields"})
         if not isinstance(tx, dict):
-            raise ApiError(400, "invalid-tx", "the body must be a transaction (a JSON object)", {"rule": "tx-fields"})
+            raise ApiError(
+                400,
+                "invalid-tx",
+                "the body must be a transaction (a JSON object)",
+                {"rule": "tx-fields"},
+            )
         try:
             tx_id, _new = self.node.submit_tx(tx, "api")
         except InvalidTx as e:
@@ -325,7 +346,9 @@ class MetricsPage(Resource):
     def render(self, request: server.Request) -> bytes:
         if request.method not in (b"GET", b"HEAD"):
             request.setHeader(b"Allow", b"GET, HEAD")
-            return _answer(request, 405, _error_body(ApiError(405, "method-not-allowed", "/metrics takes GET")))
+            return _answer(
+                request, 405, _error_body(ApiError(405, "method-not-allowed", "/metrics takes GET"))
+            )
         body = self.metrics.exposition()
         request.setHeader(b"Content-Type", b"text/plain; version=0.0.4; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-store")
@@ -338,7 +361,9 @@ class OneTx(NodeResource):
     segment_count = 1
 
     def answer_get(self, request: server.Request, segments: List[str]) -> Tuple[int, Any]:
-        tx_id = _path_key(segments, SMELL_RE, "bad-request", "a txid is 40 lowercase hex characters")
+        tx_id = _path_key(
+            segments, SMELL_RE, "bad-request", "a txid is 40 lowercase hex characters"
+        )
         found = self.node.tx_status(tx_id)
         if found is None:
             raise ApiError(404, "not-found", f"no transaction {tx_id} in the stack or the mempool")
@@ -381,7 +406,9 @@ class StaticFile(Resource):
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
-        self.content_type = _CONTENT_TYPES.get(os.path.splitext(path)[1], b"application/octet-stream")
+        self.content_type = _CONTENT_TYPES.get(
+            os.path.splitext(path)[1], b"application/octet-stream"
+        )
 
     def render(self, request: server.Request) -> bytes:
         if _segments(request.postpath):
@@ -431,7 +458,9 @@ class ApiSite(server.Site):
 
     displayTracebacks = False
     noisy = False
-    protocol = ApiChannel  # pipelining with back-pressure, folded headers refused, JSON framing errors
+    protocol = (
+        ApiChannel  # pipelining with back-pressure, folded headers refused, JSON framing errors
+    )
 
     def log(self, request: server.Request) -> None:
         pass

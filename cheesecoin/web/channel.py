@@ -20,7 +20,9 @@ from twisted.web.http import HTTPChannel
 
 from cheesecoin.wire.codec import encode
 
-IDLE_TIMEOUT = 60  # seconds a connection may send nothing (a client stuck not reading is dropped too)
+IDLE_TIMEOUT = (
+    60  # seconds a connection may send nothing (a client stuck not reading is dropped too)
+)
 
 
 def bad_request_answer(message: str) -> bytes:
@@ -65,7 +67,9 @@ class ApiChannel(HTTPChannel):
 
     def lineReceived(self, line: bytes) -> None:
         if line[:1] in (b" ", b"\t"):
-            self._refuse("a header is folded over several lines (obsolete line folding is not accepted)")
+            self._refuse(
+                "a header is folded over several lines (obsolete line folding is not accepted)"
+            )
             return
         super().lineReceived(line)
 

@@ -44,7 +44,9 @@ _log = Logger()
 class EventLog:
     """The member's recent events and its open streams; fed by the node's listeners."""
 
-    def __init__(self, node: Any, clock: Any, history: int = HISTORY, max_streams: int = MAX_STREAMS) -> None:
+    def __init__(
+        self, node: Any, clock: Any, history: int = HISTORY, max_streams: int = MAX_STREAMS
+    ) -> None:
         self.node = node
         self.clock = clock  # IReactorTime
         self.history: Deque[Tuple[int, bytes]] = deque(maxlen=history)
@@ -57,15 +59,26 @@ class EventLog:
 
     def on_tip(self, result: Any, source: Any) -> None:
         tip = self.node.stack.tip
-        self.publish("tip", {"height": tip.height, "tip": tip.smell, "work": str(tip.work),
-                             "reorg_depth": len(result.disconnected)})
+        self.publish(
+            "tip",
+            {
+                "height": tip.height,
+                "tip": tip.smell,
+                "work": str(tip.work),
+                "reorg_depth": len(result.disconnected),
+            },
+        )
 
     def on_tx(self, tx_id: str, tx: Any, source: Any) -> None:
         self.publish("tx", {"txid": tx_id})
 
     def publish(self, kind: str, data: Any) -> None:
         self.last_id += 1
-        frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (self.last_id, kind.encode("ascii"), encode(data))
+        frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (
+            self.last_id,
+            kind.encode("ascii"),
+            encode(data),
+        )
         self.history.append((self.last_id, frame))
         for stream in list(self.streams):
             stream.send(frame)
@@ -192,10 +205,20 @@ class EventsPage(Resource):
         last_id: Optional[int] = None
         if header is not None and header.strip():
             if not _EVENT_ID.match(header.strip()):
-                return _refuse(request, 400, "bad-request", "Last-Event-ID must be an event id (a whole number)")
+                return _refuse(
+                    request,
+                    400,
+                    "bad-request",
+                    "Last-Event-ID must be an event id (a whole number)",
+                )
             last_id = int(header.strip())
         if len(self.log.streams) >= self.log.max_streams:
-            return _refuse(request, 503, "busy", f"this member already serves {self.log.max_streams} event streams")
+            return _refuse(
+                request,
+                503,
+                "busy",
+                f"this member already serves {self.log.max_streams} event streams",
+            )
         request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-store")
         request.setHeader(b"X-Accel-Buffering", b"no")  # nginx: do not buffer the stream
@@ -212,7 +235,10 @@ class EventsPage(Resource):
         if last_id is not None:
             frames, whole = self.log.missed(last_id)
             if not whole:
-                stream.send(b": events after %d are no longer held; the stream goes on from the oldest kept\n\n" % last_id)
+                stream.send(
+                    b": events after %d are no longer held; the stream goes on from the oldest kept\n\n"
+                    % last_id
+                )
             for frame in frames:
                 stream.send(frame)
         return server.NOT_DONE_YET

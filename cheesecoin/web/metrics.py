@@ -30,28 +30,55 @@ class MemberMetrics:
         self.node = node
         self.registry = registry = CollectorRegistry()
         Gauge("cheesecoin_height", "Height of the best stack", registry=registry).set_function(
-            lambda: node.stack.height)
+            lambda: node.stack.height
+        )
         Gauge("cheesecoin_peers", "Handshaken member connections", registry=registry).set_function(
-            lambda: len(node.peers_info()))
-        Gauge("cheesecoin_mempool_transactions", "Transactions in the mempool", registry=registry).set_function(
-            lambda: len(node.mempool))
-        Gauge("cheesecoin_hashrate", "SHA1 evaluations per second of this member's miner", registry=registry
-              ).set_function(lambda: float(node.miner.hashrate()) if node.miner is not None else 0.0)
-        self.accepted = Counter("cheesecoin_cheeses_accepted", "Cheeses accepted (any branch)", registry=registry)
-        self.refused = Counter("cheesecoin_cheeses_refused", "Cheeses refused, by the rule they broke", ["rule"],
-                               registry=registry)
-        self.reorgs = Counter("cheesecoin_reorgs", "Reorganisations of the best stack", registry=registry)
-        self.reorg_depth = Histogram("cheesecoin_reorg_depth", "Cheeses abandoned by a reorganisation",
-                                     buckets=(1, 2, 3, 5, 10, 20, 50, 100, 1000), registry=registry)
-        self.messages = Counter("cheesecoin_messages", "Member protocol messages", ["type", "direction"],
-                                registry=registry)
-        self.bytes = Counter("cheesecoin_bytes", "Member protocol bytes", ["direction"], registry=registry)
+            lambda: len(node.peers_info())
+        )
+        Gauge(
+            "cheesecoin_mempool_transactions", "Transactions in the mempool", registry=registry
+        ).set_function(lambda: len(node.mempool))
+        Gauge(
+            "cheesecoin_hashrate",
+            "SHA1 evaluations per second of this member's miner",
+            registry=registry,
+        ).set_function(lambda: float(node.miner.hashrate()) if node.miner is not None else 0.0)
+        self.accepted = Counter(
+            "cheesecoin_cheeses_accepted", "Cheeses accepted (any branch)", registry=registry
+        )
+        self.refused = Counter(
+            "cheesecoin_cheeses_refused",
+            "Cheeses refused, by the rule they broke",
+            ["rule"],
+            registry=registry,
+        )
+        self.reorgs = Counter(
+            "cheesecoin_reorgs", "Reorganisations of the best stack", registry=registry
+        )
+        self.reorg_depth = Histogram(
+            "cheesecoin_reorg_depth",
+            "Cheeses abandoned by a reorganisation",
+            buckets=(1, 2, 3, 5, 10, 20, 50, 100, 1000),
+            registry=registry,
+        )
+        self.messages = Counter(
+            "cheesecoin_messages",
+            "Member protocol messages",
+            ["type", "direction"],
+            registry=registry,
+        )
+        self.bytes = Counter(
+            "cheesecoin_bytes", "Member protocol bytes", ["direction"], registry=registry
+        )
         # The labelled children of the traffic counters (a labels() lookup cost as
         # much as decoding a small message); bounded by KNOWN_TYPES x 2 directions.
         self._traffic: Dict[Tuple[str, str], Tuple[Any, Any]] = {}
         self.arrival = Histogram(
-            "cheesecoin_cheese_arrival_seconds", "Seconds from a cheese's timestamp to its arrival here",
-            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 3600), registry=registry)
+            "cheesecoin_cheese_arrival_seconds",
+            "Seconds from a cheese's timestamp to its arrival here",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 3600),
+            registry=registry,
+        )
         node.cheese_listeners.append(self.on_accepted)
         node.refusal_listeners.append(self.on_refused)
         node.tip_listeners.append(self.on_tip)
@@ -79,8 +106,10 @@ class MemberMetrics:
         kind = kind if kind in KNOWN_TYPES else "other"
         children = self._traffic.get((direction, kind))
         if children is None:
-            children = self._traffic[(direction, kind)] = (self.messages.labels(type=kind, direction=direction),
-                                                           self.bytes.labels(direction=direction))
+            children = self._traffic[(direction, kind)] = (
+                self.messages.labels(type=kind, direction=direction),
+                self.bytes.labels(direction=direction),
+            )
         children[0].inc()
         children[1].inc(size)
 

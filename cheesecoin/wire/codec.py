@@ -12,6 +12,7 @@ from typing import Any, Optional, Tuple
 
 from cheesecoin.core.errors import BadMessage, ProtocolError
 from cheesecoin.core.formats import ADDRESS_RE, MAX_INT, MAX_LINE, SMELL_RE  # noqa: F401  (part of the codec's API)
+
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]|\\u[dD][c-fC-F]")
 # More decimal digits than any integer the protocol allows (2^64 has 20).
 _MAX_INT_DIGITS = 24
@@ -77,7 +78,9 @@ def loads(line: bytes) -> Any:
     except UnicodeDecodeError:
         raise ProtocolError("bad-json", "the line is not valid UTF-8")
     try:
-        value = (_decoder if _LONG_DIGITS in line.translate(_DIGITS_TO_ZERO) else _fast_decoder).decode(text)
+        value = (
+            _decoder if _LONG_DIGITS in line.translate(_DIGITS_TO_ZERO) else _fast_decoder
+        ).decode(text)
     except _FloatSeen as e:
         raise BadMessage(f"numbers must be integers, got {str(e)[:40]}")
     except _IntTooLarge:
@@ -127,7 +130,7 @@ def announced_smell(line: bytes) -> Optional[Tuple[str, str]]:
     start = at + len(_SMELL_KEY)
     if at < 0 or line.find(_SMELL_KEY, start) >= 0 or not _SMELL_VALUE.match(line, start):
         return None
-    return kind, line[start:start + 40].decode("ascii")
+    return kind, line[start : start + 40].decode("ascii")
 
 
 def message_id(msg: Any) -> Any:
@@ -175,7 +178,11 @@ try:
     _c_encode = _json_encoder.c_make_encoder(  # type: ignore[attr-defined,misc]
         None, _encoder.default, _json_encoder.encode_basestring, None, ":", ",", False, False, True
     )
-except (ImportError, AttributeError, TypeError):  # pragma: no cover - a Python without the C accelerator
+except (
+    ImportError,
+    AttributeError,
+    TypeError,
+):  # pragma: no cover - a Python without the C accelerator
     _c_encode = None
 
 
@@ -234,7 +241,9 @@ def get_smell(msg: dict, key: str, default: Any = _MISSING) -> str:
     return value
 
 
-def get_port(msg: dict, key: str, default: Any = _MISSING, allow_null: bool = False) -> Optional[int]:
+def get_port(
+    msg: dict, key: str, default: Any = _MISSING, allow_null: bool = False
+) -> Optional[int]:
     """A TCP port field, 1 to 65535 (or null when ``allow_null``)."""
     if allow_null and msg.get(key, 0) is None:
         return None

@@ -14,4 +14,6 @@ MEMBER_PORT = 24331
 API_PORT = 24332
 MINER_PORT = 24333
 PEERS_PER_REPLY = 10  # addresses in one PEERS (sections 2 and 5)
-PING_INTERVAL = 30.0  # seconds between PINGs, member to tracker and member to member (sections 2 and 5)
+PING_INTERVAL = (
+    30.0  # seconds between PINGs, member to tracker and member to member (sections 2 and 5)
+)

@@ -30,8 +30,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from cheesecoin.wire import codec as wire
 from cheesecoin.core.errors import ProtocolError
+from cheesecoin.wire import codec as wire
 
 
 @implementer(IPushProducer)
@@ -68,7 +68,12 @@ class JsonLineProtocol(Protocol):
         if self.closing:
             return
         buf = self._buffer
-        if not buf and not self.paused and 0 < len(data) <= self.MAX_LENGTH + 1 and data.find(b"\n") == len(data) - 1:
+        if (
+            not buf
+            and not self.paused
+            and 0 < len(data) <= self.MAX_LENGTH + 1
+            and data.find(b"\n") == len(data) - 1
+        ):
             # The common case: exactly one whole line (nothing to buffer or scan again).
             self.line_received(data[:-1])
             return
@@ -291,7 +296,8 @@ class JsonLineProtocol(Protocol):
         if self.paused and not self.closing:
             self.log.info(
                 "Dropping {peer}: it has not read our replies for {secs:.0f} s",
-                peer=self.peer_label(), secs=self.STALL_TIMEOUT,
+                peer=self.peer_label(),
+                secs=self.STALL_TIMEOUT,
             )
             self.abort()
 

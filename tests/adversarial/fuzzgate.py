@@ -26,16 +26,15 @@ from collections import defaultdict
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from twisted.internet.error import ConnectionDone
-from twisted.internet.task import Clock, LoopingCall
-from twisted.python.failure import Failure
-
 import fuzzchecks
 import fuzzshapes as shapes
 import fuzztls
 import fuzzworld
 from fuzzpeers import Adversary, LogCatcher, handled_types, reply_types
 from hostile import member_on
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock, LoopingCall
+from twisted.python.failure import Failure
 
 from cheesecoin.core.cheese import compact_announcement
 from cheesecoin.core.tx import txid
@@ -44,7 +43,6 @@ from cheesecoin.p2p.protocol import REQUEST_TIMEOUT
 from cheesecoin.p2p.sync import STATS_INTERVAL
 from cheesecoin.testing.fakes import NETWORK, NOW, Net
 from cheesecoin.wire.limits import PING_INTERVAL
-
 
 MAX_ADVERSARIES = 8
 BOOK_ADDRESSES = 3000  # heard of before the storm (the book keeps what its tables hold)

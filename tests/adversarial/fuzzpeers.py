@@ -14,14 +14,13 @@ import json
 import pkgutil
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from fuzzworld import HUGE_WORK, _hex
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import provider
-
-from fuzzworld import HUGE_WORK, _hex
 
 from cheesecoin.p2p import states
 from cheesecoin.p2p.protocol import MemberProtocol

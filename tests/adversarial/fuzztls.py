@@ -21,16 +21,15 @@ import json
 import random
 from typing import Any, Dict, List, Optional, Tuple
 
+import fuzzshapes as shapes
+import fuzzworld
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fuzzpeers import Adversary
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import ITLSTransport
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
-
-import fuzzshapes as shapes
-import fuzzworld
-from fuzzpeers import Adversary
 
 from cheesecoin.p2p.manager import FEATURES, HANDSHAKE_TIMEOUT, REFILL_INTERVAL
 from cheesecoin.p2p.pins import MAX_PINS

@@ -11,6 +11,10 @@ from typing import Any, Callable, List, Tuple
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from cheesecoin.core.node import MemberNode
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.mining.port import MinerPortFactory
+from cheesecoin.p2p.manager import PeerManager
 from cheesecoin.testing.fakes import (  # noqa: F401  (re-exported for the suite)
     ADDR,
     BOB,
@@ -24,11 +28,6 @@ from cheesecoin.testing.fakes import (  # noqa: F401  (re-exported for the suite
     ready_raw,
     refused,
 )
-
-from cheesecoin.p2p.manager import PeerManager
-from cheesecoin.mining.port import MinerPortFactory
-from cheesecoin.core.node import MemberNode
-from cheesecoin.core.stack import CheeseStack
 from cheesecoin.tracker.server import TrackerFactory
 
 
@@ -146,7 +145,9 @@ class CountingBuffer(bytearray):
         return super().find(sub, start, *rest)
 
 
-def member_on(network: Any, clock: Clock, cheeses: List[dict] = (), node_id: str = "aa", **kw: Any) -> PeerManager:
+def member_on(
+    network: Any, clock: Clock, cheeses: List[dict] = (), node_id: str = "aa", **kw: Any
+) -> PeerManager:
     """Like ``make_member``, on any network, with the stack's clock following ``clock``."""
     from twisted.internet.defer import Deferred
 
@@ -163,7 +164,13 @@ def member_on(network: Any, clock: Clock, cheeses: List[dict] = (), node_id: str
 
 def same_chain(a: Snapshot, b: Snapshot) -> bool:
     """Same tip, ledger and mempool (an invalid cheese may still be kept in the tree)."""
-    return (a.tip, a.height, a.balances, a.nonces, a.mempool) == (b.tip, b.height, b.balances, b.nonces, b.mempool)
+    return (a.tip, a.height, a.balances, a.nonces, a.mempool) == (
+        b.tip,
+        b.height,
+        b.balances,
+        b.nonces,
+        b.mempool,
+    )
 
 
 def mine(parent: dict, miner: str, txs: List[dict] = (), bits: int = 1, **fields: Any) -> dict:
@@ -181,7 +188,12 @@ def mine(parent: dict, miner: str, txs: List[dict] = (), bits: int = 1, **fields
         "unit_of_information": info,
     }
     cheese.update(fields)
-    prefix = preimage_prefix(cheese["parent_smell"], cheese["sequence_number"], cheese["timestamp"], cheese["bits"],
-                             info_hash(info))
+    prefix = preimage_prefix(
+        cheese["parent_smell"],
+        cheese["sequence_number"],
+        cheese["timestamp"],
+        cheese["bits"],
+        info_hash(info),
+    )
     cheese["nonce"], cheese["smell"] = search_nonce(prefix, cheese["bits"], 0, 2**64)
     return cheese

@@ -47,8 +47,15 @@ class Member:
         raise AssertionError("no VmRSS")
 
 
-def start_member(tmp_path: Any, procs: List[Proc], network: Network, cheeses: Sequence[dict] = (),
-                 *extra: str, name: str = "member", signatures: bool = False) -> Member:
+def start_member(
+    tmp_path: Any,
+    procs: List[Proc],
+    network: Network,
+    cheeses: Sequence[dict] = (),
+    *extra: str,
+    name: str = "member",
+    signatures: bool = False,
+) -> Member:
     """A ``twistd cheesemember`` on a data directory holding ``cheeses`` (Blue
     Cheese first, or nothing), listening on free loopback ports."""
     base = os.path.join(str(tmp_path), name)
@@ -66,9 +73,23 @@ def start_member(tmp_path: Any, procs: List[Proc], network: Network, cheeses: Se
     port, api, miner = free_port(), free_port(), free_port()
     proc = Proc.twistd(
         "cheesemember",
-        ["--network", network_file, "--data-dir", data, "--port", str(port), "--interface", "127.0.0.1",
-         "--api-port", str(api), "--miner-port", str(miner), *extra],
-        base, name=name,
+        [
+            "--network",
+            network_file,
+            "--data-dir",
+            data,
+            "--port",
+            str(port),
+            "--interface",
+            "127.0.0.1",
+            "--api-port",
+            str(api),
+            "--miner-port",
+            str(miner),
+            *extra,
+        ],
+        base,
+        name=name,
     )
     procs.append(proc)
     proc.wait_for("HTTP API on", timeout=60)
@@ -78,10 +99,20 @@ def start_member(tmp_path: Any, procs: List[Proc], network: Network, cheeses: Se
 class RawPeer:
     """One member-protocol connection driven by hand (blocking, line by line)."""
 
-    def __init__(self, port: int, network: Network, source: str = "127.0.0.1", node_id: Optional[str] = None,
-                 features: Optional[List[str]] = None, height: int = 0, tip: Optional[str] = None,
-                 work: int = 1, listen_port: Optional[int] = None, timeout: float = 20.0,
-                 send_hello: bool = True) -> None:
+    def __init__(
+        self,
+        port: int,
+        network: Network,
+        source: str = "127.0.0.1",
+        node_id: Optional[str] = None,
+        features: Optional[List[str]] = None,
+        height: int = 0,
+        tip: Optional[str] = None,
+        work: int = 1,
+        listen_port: Optional[int] = None,
+        timeout: float = 20.0,
+        send_hello: bool = True,
+    ) -> None:
         self.network = network
         self.sock = socket.socket()
         self.sock.bind((source, 0))
@@ -93,8 +124,14 @@ class RawPeer:
         self.inbox: List[dict] = []  # read but not yet taken
         if send_hello:
             hello: Dict[str, Any] = {
-                "type": "HELLO", "version": 1, "network": network.smell, "node_id": self.node_id,
-                "port": listen_port, "height": height, "tip": tip or network.smell, "work": str(work),
+                "type": "HELLO",
+                "version": 1,
+                "network": network.smell,
+                "node_id": self.node_id,
+                "port": listen_port,
+                "height": height,
+                "tip": tip or network.smell,
+                "work": str(work),
             }
             if features is not None:
                 hello["features"] = features
@@ -102,7 +139,11 @@ class RawPeer:
             self.peer_hello = self.wait_for(lambda m: m.get("type") == "HELLO")
 
     def send(self, msg: Any) -> None:
-        data = msg if isinstance(msg, bytes) else json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+        data = (
+            msg
+            if isinstance(msg, bytes)
+            else json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+        )
         self.sock.sendall(data)
 
     def read(self) -> Optional[dict]:
@@ -112,7 +153,7 @@ class RawPeer:
             end = self.buffer.find(b"\n")
             if end >= 0:
                 line = bytes(self.buffer[:end])
-                del self.buffer[:end + 1]
+                del self.buffer[: end + 1]
                 return json.loads(line)
             data = self.sock.recv(65536)
             if not data:
@@ -193,4 +234,12 @@ def honest_ping(member: Member, network: Network, timeout: float = 10.0) -> floa
         peer.close()
 
 
-__all__ = ["Member", "RawPeer", "start_member", "honest_ping", "wait_until", "free_port", "ALL_FEATURES"]
+__all__ = [
+    "Member",
+    "RawPeer",
+    "start_member",
+    "honest_ping",
+    "wait_until",
+    "free_port",
+    "ALL_FEATURES",
+]

@@ -25,10 +25,9 @@ from __future__ import annotations
 import os
 import random
 
-import pytest
-
 import fuzzshapes
 import fuzztls
+import pytest
 from fuzzgate import handled_types, reply_types, run_gate
 from hostile import storm_scale
 

@@ -11,7 +11,6 @@ import json
 from typing import Any, Callable, Dict, List
 
 import pytest
-
 from hostile import (
     ADDR,
     BOB,
@@ -29,12 +28,12 @@ from hostile import (
     snapshot,
 )
 
-from cheesecoin.p2p import protocol as protocol_mod
 from cheesecoin.core.cheese import compute_smell, meets_pow
 from cheesecoin.core.errors import RULE_NUMBERS
 from cheesecoin.core.stack import FUTURE_LIMIT, CheeseStack
-from cheesecoin.testing.chain import key_from_seed, make_network
 from cheesecoin.core.tx import address_of, sign_tx, txid
+from cheesecoin.p2p import protocol as protocol_mod
+from cheesecoin.testing.chain import key_from_seed, make_network
 
 CAROL = address_of(key_from_seed("hostile-carol"))
 OTHER = "cd" * 32
@@ -56,8 +55,12 @@ def _no_pow(parent: dict) -> dict:
 # tip (ADDR holds 100 coins) that breaks that rule and only that one.
 BREAKERS: Dict[str, Callable[[dict], dict]] = {
     "fields": lambda p: dict(mine(p, OTHER), extra=1),
-    "info-keys": lambda p: mine(p, OTHER, unit_of_information={"miner": OTHER, "transactions": [], "x": 1}),
-    "note": lambda p: mine(p, OTHER, unit_of_information={"miner": OTHER, "transactions": [], "note": "n" * 257}),
+    "info-keys": lambda p: mine(
+        p, OTHER, unit_of_information={"miner": OTHER, "transactions": [], "x": 1}
+    ),
+    "note": lambda p: mine(
+        p, OTHER, unit_of_information={"miner": OTHER, "transactions": [], "note": "n" * 257}
+    ),
     "sequence_number": lambda p: mine(p, OTHER, sequence_number=p["sequence_number"] + 2),
     "bits": lambda p: mine(p, OTHER, bits=2),
     "timestamp": lambda p: mine(p, OTHER, timestamp=p["timestamp"] - 1),
@@ -65,18 +68,25 @@ BREAKERS: Dict[str, Callable[[dict], dict]] = {
     "smell": lambda p: dict(mine(p, OTHER), smell="00" + "1" * 38),
     "proof-of-work": _no_pow,
     "miner-address": lambda p: mine(p, "XYZ"),
-    "max-transactions": lambda p: mine(p, OTHER, [sign_tx(KEY, BOB, 1, 0, 0)] * (NETWORK.max_transactions + 1)),
+    "max-transactions": lambda p: mine(
+        p, OTHER, [sign_tx(KEY, BOB, 1, 0, 0)] * (NETWORK.max_transactions + 1)
+    ),
     "tx-fields": lambda p: mine(p, OTHER, [dict(sign_tx(KEY, BOB, 1, 0, 0), extra=1)]),
     "tx-self": lambda p: mine(p, OTHER, [sign_tx(KEY, ADDR, 1, 0, 0)]),
     "tx-signature": lambda p: mine(p, OTHER, [dict(sign_tx(KEY, BOB, 1, 0, 0), amount=2)]),
     "tx-nonce": lambda p: mine(p, OTHER, [sign_tx(KEY, BOB, 1, 0, 5)]),
     "tx-balance": lambda p: mine(p, OTHER, [sign_tx(KEY, BOB, 101, 0, 0)]),
-    "tx-double-spend": lambda p: mine(p, OTHER, [sign_tx(KEY, BOB, 60, 0, 0), sign_tx(KEY, CAROL, 60, 0, 1)]),
+    "tx-double-spend": lambda p: mine(
+        p, OTHER, [sign_tx(KEY, BOB, 60, 0, 0), sign_tx(KEY, CAROL, 60, 0, 1)]
+    ),
 }
 
 
 def test_every_rule_has_a_case() -> None:
-    assert set(RULE_NUMBERS) - set(BREAKERS) == {"bad-parent", "network"}  # bad-parent below; network: the Blue Cheese
+    assert set(RULE_NUMBERS) - set(BREAKERS) == {
+        "bad-parent",
+        "network",
+    }  # bad-parent below; network: the Blue Cheese
 
 
 @pytest.mark.parametrize("rule", sorted(BREAKERS))
@@ -102,7 +112,15 @@ def test_each_broken_rule_is_refused_with_its_number_and_changes_nothing(rule: s
         assert same_chain(snapshot(manager), before)
 
 
-DEEP_RULES = ["tx-signature", "tx-balance", "tx-double-spend", "timestamp", "bits", "sequence_number", "tx-nonce"]
+DEEP_RULES = [
+    "tx-signature",
+    "tx-balance",
+    "tx-double-spend",
+    "timestamp",
+    "bits",
+    "sequence_number",
+    "tx-nonce",
+]
 
 
 def branch_with_a_bad_cheese(rule: str, length: int = 30, bad_at: int = 20) -> List[dict]:
@@ -115,7 +133,9 @@ def branch_with_a_bad_cheese(rule: str, length: int = 30, bad_at: int = 20) -> L
 
 @pytest.mark.parametrize("rule", DEEP_RULES)
 @pytest.mark.parametrize("delivery", ["announce", "sync"])
-def test_a_longer_branch_hiding_an_invalid_cheese_leaves_the_best_valid_prefix(rule: str, delivery: str) -> None:
+def test_a_longer_branch_hiding_an_invalid_cheese_leaves_the_best_valid_prefix(
+    rule: str, delivery: str
+) -> None:
     main = chain(5, miner=BOB)
     branch = branch_with_a_bad_cheese(rule)
     manager = make_member("aa", new_clock(), main)
@@ -164,7 +184,9 @@ def test_a_cheese_from_the_future_is_refused_now_and_accepted_later() -> None:
     for _ in range(6):  # refused again and again, never a penalty
         [error] = raw.send({"type": "ANNOUNCE", "cheese": early})
         assert "(timestamp-future)" in error["message"]
-    assert raw.proto.score == 0 and not raw.closed and early["smell"] not in manager.node.stack.invalid
+    assert (
+        raw.proto.score == 0 and not raw.closed and early["smell"] not in manager.node.stack.invalid
+    )
     clock.advance(31)
     assert raw.send({"type": "ANNOUNCE", "cheese": early}) == []
     assert manager.node.stack.tip.smell == early["smell"]
@@ -182,7 +204,9 @@ def test_a_cheese_from_the_future_is_refused_now_and_accepted_later() -> None:
     ],
     ids=["tx-added", "miner", "note", "amount", "txs-dropped"],
 )
-def test_a_tampered_body_under_a_valid_header_does_not_blacklist_the_real_cheese(delivery: str, tamper: Any) -> None:
+def test_a_tampered_body_under_a_valid_header_does_not_blacklist_the_real_cheese(
+    delivery: str, tamper: Any
+) -> None:
     funded = chain(2, miner=ADDR)
     good = mine(funded[-1], BOB, [sign_tx(KEY, CAROL, 1, 0, 0)])
     bad = json.loads(json.dumps(good))

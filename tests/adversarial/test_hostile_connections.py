@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
+from hostile import Raw, addr, chain, make_member, new_clock, refused, snapshot
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import StringTransport
 
-from hostile import Raw, addr, chain, make_member, new_clock, refused, snapshot
-
-
-from cheesecoin.wire import limits as limits_mod
 from cheesecoin.p2p import manager as manager_mod
 from cheesecoin.p2p import protocol as protocol_mod
 from cheesecoin.p2p.manager import PeerManager
+from cheesecoin.wire import limits as limits_mod
 
 
 def test_the_per_ip_cap_holds_below_the_inbound_cap_and_evicts_nobody() -> None:
@@ -51,7 +49,9 @@ def test_a_connection_flood_from_one_address_cannot_push_out_the_others() -> Non
     assert accepted[0].closing  # the flood's second connection evicted its first
 
 
-def connect_inbound(manager: PeerManager, host: str, node_id: str, clock: Any, age: float = 1.0) -> Raw:
+def connect_inbound(
+    manager: PeerManager, host: str, node_id: str, clock: Any, age: float = 1.0
+) -> Raw:
     clock.advance(age)
     raw = Raw(manager, host=host)
     raw.hello(node_id=node_id)
@@ -73,8 +73,16 @@ def test_eviction_keeps_the_useful_peers() -> None:
         assert not [r for r in replies if r["type"] == "ERROR"]
     peers["p9"].send(b"garbage")
     assert peers["p9"].proto.score == protocol_mod.ERROR_POINTS["bad-json"]
-    protected = {"p0", "p1", "p2", "p3",  # the four oldest
-                 "p5", "p6", "p7", "p8"}  # the four latest deliverers (p4 delivered earliest)
+    protected = {
+        "p0",
+        "p1",
+        "p2",
+        "p3",  # the four oldest
+        "p5",
+        "p6",
+        "p7",
+        "p8",
+    }  # the four latest deliverers (p4 delivered earliest)
     # A newcomer evicts the misbehaving peer first.
     clock.advance(1)
     newcomer = manager.factory.buildProtocol(addr("203.0.113.1"))
@@ -147,7 +155,9 @@ class Dialer:
     def __call__(self, host: str, port: int, factory: Any) -> Deferred:
         self.dials.append((host, port))
         proto = factory.buildProtocol(addr(host, port))
-        transport = StringTransport(peerAddress=addr(host, port), hostAddress=addr("10.0.0.1", 50000))
+        transport = StringTransport(
+            peerAddress=addr(host, port), hostAddress=addr("10.0.0.1", 50000)
+        )
         proto.makeConnection(transport)
         self.transports[(host, port)] = (proto, transport)
         return succeed(proto)
@@ -156,11 +166,17 @@ class Dialer:
 def hello_back(proto: Any, node_id: str) -> None:
     proto.dataReceived(
         b'{"type":"HELLO","version":1,"network":"%s","node_id":"%s","port":24331,"height":0,"tip":"%s","work":"2"}\n'
-        % (proto.manager.node.network.smell.encode(), node_id.encode(), proto.manager.node.network.smell.encode())
+        % (
+            proto.manager.node.network.smell.encode(),
+            node_id.encode(),
+            proto.manager.node.network.smell.encode(),
+        )
     )
 
 
-def two_outbound_peers(bad: Tuple[str, int], good: Tuple[str, int]) -> Tuple[Any, PeerManager, Dialer]:
+def two_outbound_peers(
+    bad: Tuple[str, int], good: Tuple[str, int]
+) -> Tuple[Any, PeerManager, Dialer]:
     """A member that dialled ``bad`` and ``good`` (both handshaken); then ``bad``
     sends ten junk lines and its connection is lost. The dial log is cleared."""
     clock = new_clock()
@@ -189,7 +205,9 @@ def test_a_misbehaving_outbound_peer_is_banned_and_not_redialled_until_the_ban_e
         clock.advance(manager_mod.REFILL_INTERVAL)
         manager.tick()
     assert bad not in dialer.dials
-    assert refused(manager.factory.buildProtocol(addr("203.0.113.7")))  # not accepted inbound either
+    assert refused(
+        manager.factory.buildProtocol(addr("203.0.113.7"))
+    )  # not accepted inbound either
     clock.advance(3 * manager_mod.REFILL_INTERVAL)
     manager.tick()
     assert bad in dialer.dials  # the ban is over: a second chance
@@ -203,7 +221,9 @@ def test_a_misbehaving_loopback_peer_is_closed_never_banned_and_its_address_rest
         clock.advance(manager_mod.REFILL_INTERVAL)
         manager.tick()
     assert bad not in dialer.dials
-    assert not refused(manager.factory.buildProtocol(addr("127.0.0.1")))  # loopback still welcome inbound
+    assert not refused(
+        manager.factory.buildProtocol(addr("127.0.0.1"))
+    )  # loopback still welcome inbound
     clock.advance(manager_mod.BAN_SECONDS)
     manager.tick()
     assert bad in dialer.dials
@@ -222,7 +242,10 @@ def test_unsolicited_peers_cannot_rewrite_the_address_book() -> None:
     for k in range(0, 2000, 100):
         raw.send({"type": "PEERS", "peers": fake[k : k + 100]})
         raw.send({"type": "PEERS", "peers": fake[k : k + 100], "id": 99})
-    assert set(manager.addresses.known) == {("198.51.100.1", 24331), ("203.0.113.5", 5000)}  # the peer itself
+    assert set(manager.addresses.known) == {
+        ("198.51.100.1", 24331),
+        ("203.0.113.5", 5000),
+    }  # the peer itself
     raw.proto.request({"type": "GET_PEERS"})
     [ask] = raw.replies()
     raw.send({"type": "PEERS", "peers": fake[:100], "id": ask["id"]})

@@ -20,7 +20,6 @@ import time
 from typing import List, Optional
 
 import pytest
-
 from hostile import storm_scale
 from procs import Proc, free_port, http_json, wait_until
 
@@ -31,7 +30,11 @@ from cheesecoin.testing.chain import make_network, payment_stack
 
 pytestmark = [pytest.mark.storm, pytest.mark.slow]
 
-CYCLES = int(os.environ.get("CHEESECOIN_CRASH_CYCLES", 5 if storm_scale() == 1 else max(50, 8 * storm_scale())))
+CYCLES = int(
+    os.environ.get(
+        "CHEESECOIN_CRASH_CYCLES", 5 if storm_scale() == 1 else max(50, 8 * storm_scale())
+    )
+)
 # pytest.ini allows 300 s a test; a storm of many cycles needs more.
 pytestmark.append(pytest.mark.timeout(max(300, 20 * CYCLES)))
 
@@ -64,9 +67,21 @@ def start(tmp_path, name: str, network_file: str, data_dir: str, *extra: str) ->
     api = free_port()
     proc = Proc.twistd(
         "cheesemember",
-        ["--network", network_file, "--data-dir", data_dir, "--interface", "127.0.0.1", "--api-port", str(api),
-         "--miner-port", str(free_port()), *extra],
-        str(tmp_path / name), name=name,
+        [
+            "--network",
+            network_file,
+            "--data-dir",
+            data_dir,
+            "--interface",
+            "127.0.0.1",
+            "--api-port",
+            str(api),
+            "--miner-port",
+            str(free_port()),
+            *extra,
+        ],
+        str(tmp_path / name),
+        name=name,
     )
     return proc, api
 
@@ -78,7 +93,9 @@ def network_file_for(tmp_path, network: Network) -> str:
     return path
 
 
-def test_a_mining_member_killed_at_random_moments_always_reloads_a_valid_stack(tmp_path, procs) -> None:
+def test_a_mining_member_killed_at_random_moments_always_reloads_a_valid_stack(
+    tmp_path, procs
+) -> None:
     rng = random.Random(_seed())
     # A network of 1 to 8 bits: hundreds of cheeses a second, each one a commit.
     network = make_network("crashmine", bits=rng.randint(1, 8), timestamp=int(time.time()) - 10**5)
@@ -86,8 +103,17 @@ def test_a_mining_member_killed_at_random_moments_always_reloads_a_valid_stack(t
     data_dir = str(tmp_path / "data")
     heights: List[int] = []
     for cycle in range(CYCLES):
-        proc, api = start(tmp_path, f"miner{cycle}", network_file, data_dir, "--port", str(free_port()),
-                          "--mine", "--mining-workers", "1")
+        proc, api = start(
+            tmp_path,
+            f"miner{cycle}",
+            network_file,
+            data_dir,
+            "--port",
+            str(free_port()),
+            "--mine",
+            "--mining-workers",
+            "1",
+        )
         procs.append(proc)
         proc.wait_for("Loaded the stack", timeout=60)
         time.sleep(rng.uniform(0.2, 2.0))
@@ -95,7 +121,9 @@ def test_a_mining_member_killed_at_random_moments_always_reloads_a_valid_stack(t
         reference = check_stored_stack(data_dir, network)
         assert not heights or reference.height >= heights[-1], "a committed cheese was lost"
         heights.append(reference.height)
-        assert f"height {heights[-2] if len(heights) > 1 else 0}," in proc.output()  # restarted where it was
+        assert (
+            f"height {heights[-2] if len(heights) > 1 else 0}," in proc.output()
+        )  # restarted where it was
     print("bits", network.bits, "heights after each kill:", heights)
     assert heights[-1] > 0
 
@@ -114,7 +142,9 @@ def long_stack() -> List[dict]:
     return payment_stack(network, 6000, 2, n_keys=20, seed="crash")
 
 
-def test_a_syncing_member_killed_at_random_moments_always_reloads_a_valid_stack(tmp_path, procs, long_stack) -> None:
+def test_a_syncing_member_killed_at_random_moments_always_reloads_a_valid_stack(
+    tmp_path, procs, long_stack
+) -> None:
     from cheesecoin.core.cheese import network_from_blue_cheese
 
     network = network_from_blue_cheese(long_stack[0])
@@ -126,7 +156,9 @@ def test_a_syncing_member_killed_at_random_moments_always_reloads_a_valid_stack(
             stack.add_cheese(cheese, check_signatures=False)
     stack.close()
     source_port = free_port()
-    source, source_api = start(tmp_path, "source", network_file, source_dir, "--port", str(source_port))
+    source, source_api = start(
+        tmp_path, "source", network_file, source_dir, "--port", str(source_port)
+    )
     procs.append(source)
     source.wait_for("HTTP API on", timeout=60)
     rng = random.Random(_seed())
@@ -134,8 +166,16 @@ def test_a_syncing_member_killed_at_random_moments_always_reloads_a_valid_stack(
     heights: List[int] = [0]
     syncer: Optional[Proc] = None
     for cycle in range(CYCLES):
-        syncer, api = start(tmp_path, f"sync{cycle}", network_file, data_dir, "--port", str(free_port()),
-                            "--connect", f"127.0.0.1:{source_port}")
+        syncer, api = start(
+            tmp_path,
+            f"sync{cycle}",
+            network_file,
+            data_dir,
+            "--port",
+            str(free_port()),
+            "--connect",
+            f"127.0.0.1:{source_port}",
+        )
         procs.append(syncer)
         syncer.wait_for("Loaded the stack", timeout=60)
         _until_the_bodies_start(syncer)  # a random moment of the download, not of its headers
@@ -146,13 +186,24 @@ def test_a_syncing_member_killed_at_random_moments_always_reloads_a_valid_stack(
         heights.append(reference.height)
     print("heights after each kill:", heights)
     # Once left alone it finishes, and ends with the source's stack and ledger.
-    syncer, api = start(tmp_path, "sync-final", network_file, data_dir, "--port", str(free_port()),
-                        "--connect", f"127.0.0.1:{source_port}")
+    syncer, api = start(
+        tmp_path,
+        "sync-final",
+        network_file,
+        data_dir,
+        "--port",
+        str(free_port()),
+        "--connect",
+        f"127.0.0.1:{source_port}",
+    )
     procs.append(syncer)
     syncer.wait_for("HTTP API on", timeout=60)
     tip = long_stack[-1]["smell"]
-    wait_until(lambda: http_json(f"http://127.0.0.1:{api}/api/status")["tip"] == tip, timeout=120,
-               what="the syncer at the source's tip")
+    wait_until(
+        lambda: http_json(f"http://127.0.0.1:{api}/api/status")["tip"] == tip,
+        timeout=120,
+        what="the syncer at the source's tip",
+    )
     syncer.stop()
     final = check_stored_stack(data_dir, network)
     assert final.height == len(long_stack) - 1

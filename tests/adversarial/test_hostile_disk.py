@@ -18,7 +18,6 @@ import time
 from typing import List
 
 import pytest
-
 from procs import Proc, free_port, http_json, wait_until
 
 from cheesecoin.storage.sqlite import open_stack
@@ -42,7 +41,11 @@ def small_disk(tmp_path):
     """A 192 KiB tmpfs (a full disk within seconds); unmounted after the test."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()[:200]}")
     try:
@@ -52,8 +55,21 @@ def small_disk(tmp_path):
 
 
 def start(procs: list, cwd, data_dir: str, network_file: str, api: int, *extra: str) -> Proc:
-    options = ["--network", network_file, "--data-dir", data_dir, "--port", str(free_port()), "--interface", "127.0.0.1",
-               "--api-port", str(api), "--miner-port", str(free_port()), *extra]
+    options = [
+        "--network",
+        network_file,
+        "--data-dir",
+        data_dir,
+        "--port",
+        str(free_port()),
+        "--interface",
+        "127.0.0.1",
+        "--api-port",
+        str(api),
+        "--miner-port",
+        str(free_port()),
+        *extra,
+    ]
     proc = Proc.twistd("cheesemember", options, str(cwd), name=f"member-{len(procs)}")
     procs.append(proc)
     proc.wait_for("HTTP API on", timeout=60)
@@ -95,14 +111,16 @@ def wait_exit(proc: Proc, timeout: float = 60) -> int:
 def one_fatal_line(proc: Proc, *needles: str) -> str:
     text = proc.output()
     assert "Traceback" not in text, text[-3000:]
-    lines = [l for l in text.splitlines() if "#critical]" in l]
+    lines = [ln for ln in text.splitlines() if "#critical]" in ln]
     assert len(lines) == 1, text[-3000:]
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
 
 
-def restart_shows_everything(procs: list, cwd, data_dir: str, network_file: str, reported: tuple) -> None:
+def restart_shows_everything(
+    procs: list, cwd, data_dir: str, network_file: str, reported: tuple
+) -> None:
     api = free_port()
     proc = start(procs, cwd, data_dir, network_file, api)
     status = http_json(f"http://127.0.0.1:{api}/api/status")
@@ -137,9 +155,22 @@ def test_a_full_disk_while_syncing(tmp_path, small_disk, network_file, procs) ->
     source_port = free_port()
     source = Proc.twistd(
         "cheesemember",
-        ["--network", network_file, "--data-dir", source_dir, "--port", str(source_port), "--interface", "127.0.0.1",
-         "--api-port", str(source_api), "--miner-port", str(free_port())],
-        str(tmp_path), name="source",
+        [
+            "--network",
+            network_file,
+            "--data-dir",
+            source_dir,
+            "--port",
+            str(source_port),
+            "--interface",
+            "127.0.0.1",
+            "--api-port",
+            str(source_api),
+            "--miner-port",
+            str(free_port()),
+        ],
+        str(tmp_path),
+        name="source",
     )
     procs.append(source)
     source.wait_for("HTTP API on", timeout=60)
@@ -170,7 +201,11 @@ def test_an_immutable_database(tmp_path, network_file, procs) -> None:
     api = free_port()
     proc = start(procs, tmp_path, str(data), network_file, api, "--mine", "--mining-workers", "1")
     watch = HeightWatch(api)
-    wait_until(lambda: http_json(f"http://127.0.0.1:{api}/api/status")["height"] >= 5, timeout=60, what="mining")
+    wait_until(
+        lambda: http_json(f"http://127.0.0.1:{api}/api/status")["height"] >= 5,
+        timeout=60,
+        what="mining",
+    )
     # The database and its write-ahead log (not the -shm index, which SQLite maps into memory).
     files = [str(data / n) for n in ("stack.sqlite3", "stack.sqlite3-wal") if (data / n).exists()]
     subprocess.run(["chattr", "+i", *files], check=True)
@@ -188,7 +223,11 @@ def test_a_data_directory_deleted_while_running(tmp_path, network_file, procs) -
     data = tmp_path / "data"
     api = free_port()
     proc = start(procs, tmp_path, str(data), network_file, api, "--mine", "--mining-workers", "1")
-    wait_until(lambda: http_json(f"http://127.0.0.1:{api}/api/status")["height"] >= 3, timeout=60, what="mining")
+    wait_until(
+        lambda: http_json(f"http://127.0.0.1:{api}/api/status")["height"] >= 3,
+        timeout=60,
+        what="mining",
+    )
     shutil.rmtree(data)
     started = time.monotonic()
     code = wait_exit(proc, timeout=70)

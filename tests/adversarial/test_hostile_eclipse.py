@@ -19,7 +19,6 @@ import shutil
 import time
 
 import pytest
-
 from procs import Proc
 from rawpeer import RawPeer, free_port, start_member, wait_until
 

@@ -17,12 +17,24 @@ import json
 from typing import Any, List
 
 import pytest
+from hostile import (
+    ADDR,
+    BOB,
+    KEY,
+    NETWORK,
+    NOW,
+    chain,
+    make_member,
+    mine,
+    miner_endpoint,
+    new_clock,
+    ready_raw,
+    storm_scale,
+    tracker_endpoint,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.logger import globalLogPublisher
-
-from hostile import ADDR, BOB, KEY, NETWORK, NOW, chain, make_member, miner_endpoint, mine, new_clock, \
-    ready_raw, storm_scale, tracker_endpoint
 
 from cheesecoin.core.errors import ERROR_CODES
 from cheesecoin.core.stack import CheeseStack
@@ -34,8 +46,24 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list
 FUNDED = chain(3, miner=ADDR)
 TX = sign_tx(KEY, BOB, 7, 1, 0)
 NEXT = mine(FUNDED[-1], BOB, [TX])
-REPLY_TYPES = {"HELLO", "PONG", "STATS", "STATS_REPLY", "CHEESE", "CHEESES", "PEERS", "ERROR", "ANNOUNCE", "TX",
-               "GET_CHEESES", "GET_PEERS", "PING", "OK", "WORK", "SUBMIT_REPLY"}
+REPLY_TYPES = {
+    "HELLO",
+    "PONG",
+    "STATS",
+    "STATS_REPLY",
+    "CHEESE",
+    "CHEESES",
+    "PEERS",
+    "ERROR",
+    "ANNOUNCE",
+    "TX",
+    "GET_CHEESES",
+    "GET_PEERS",
+    "PING",
+    "OK",
+    "WORK",
+    "SUBMIT_REPLY",
+}
 
 MEMBER_MESSAGES = [
     {"type": "ANNOUNCE", "cheese": NEXT},
@@ -52,13 +80,26 @@ MEMBER_MESSAGES = [
     {"type": "STATS_REPLY", "height": 9, "tip": "ab" * 20, "work": "20", "peers": 1, "id": 1},
     {"type": "CHEESES", "cheeses": [NEXT], "id": 2},
     {"type": "ERROR", "code": "busy", "message": "x", "id": 1},
-    {"type": "HELLO", "version": 1, "network": NETWORK.smell, "node_id": "77", "port": 1, "height": 0,
-     "tip": NETWORK.smell, "work": "2"},
+    {
+        "type": "HELLO",
+        "version": 1,
+        "network": NETWORK.smell,
+        "node_id": "77",
+        "port": 1,
+        "height": 0,
+        "tip": NETWORK.smell,
+        "work": "2",
+    },
 ]
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=20)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.text(max_size=20)
     | st.sampled_from(["", "0" * 40, NETWORK.smell, "ab" * 32, "HELLO", "\u0000", "\ud7ff"]),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -134,7 +175,11 @@ def damaged_line(draw: Any, msg: dict) -> bytes:
         elif how == "cut":
             line = line[:i] + line[i + draw(st.integers(1, 8)) :]
         else:
-            line = line[:i] + draw(st.sampled_from([b"\n", b"\r", b"\xff", b"\x00", b'"', b"{", b"9" * 30])) + line[i:]
+            line = (
+                line[:i]
+                + draw(st.sampled_from([b"\n", b"\r", b"\xff", b"\x00", b'"', b"{", b"9" * 30]))
+                + line[i:]
+            )
     return line + b"\n"
 
 
@@ -171,7 +216,9 @@ def _lines(bases: List[dict]) -> Any:
 
 @FUZZ
 @given(lines=_lines(MEMBER_MESSAGES), handshake=st.booleans())
-def test_member_fuzz_changes_nothing_but_by_exact_valid_data(lines: List[bytes], handshake: bool, logged_failures) -> None:
+def test_member_fuzz_changes_nothing_but_by_exact_valid_data(
+    lines: List[bytes], handshake: bool, logged_failures
+) -> None:
     clock = new_clock()
     manager = make_member("aa", clock, FUNDED)
     raw = ready_raw(manager, host="203.0.113.5") if handshake else None
@@ -199,12 +246,20 @@ def test_member_fuzz_changes_nothing_but_by_exact_valid_data(lines: List[bytes],
         isinstance(m, dict)
         and (
             (m.get("type") == "ANNOUNCE" and m.get("cheese") == NEXT)
-            or (m.get("type") == "CHEESES" and isinstance(m.get("cheeses"), list) and NEXT in m["cheeses"])
+            or (
+                m.get("type") == "CHEESES"
+                and isinstance(m.get("cheeses"), list)
+                and NEXT in m["cheeses"]
+            )
         )
         for m in sent
     )
-    exact_tx = any(isinstance(m, dict) and m.get("type") == "TX" and m.get("tx") == TX for m in sent)
-    assert stack.tip.smell in ({FUNDED[-1]["smell"], NEXT["smell"]} if exact_cheese else {FUNDED[-1]["smell"]})
+    exact_tx = any(
+        isinstance(m, dict) and m.get("type") == "TX" and m.get("tx") == TX for m in sent
+    )
+    assert stack.tip.smell in (
+        {FUNDED[-1]["smell"], NEXT["smell"]} if exact_cheese else {FUNDED[-1]["smell"]}
+    )
     reference = CheeseStack(NETWORK, clock=lambda: NOW)
     for cheese in FUNDED + ([NEXT] if stack.tip.smell == NEXT["smell"] else []):
         reference.add_cheese(cheese)
@@ -242,11 +297,16 @@ def test_tracker_fuzz_keeps_only_valid_registrations(lines: List[bytes], logged_
 
 @FUZZ
 @given(data=st.data())
-def test_miner_port_fuzz_only_a_real_proof_of_work_moves_the_tip(data: Any, logged_failures) -> None:
+def test_miner_port_fuzz_only_a_real_proof_of_work_moves_the_tip(
+    data: Any, logged_failures
+) -> None:
     ep, factory = miner_endpoint()
     stack = factory.node.stack
     job = factory.current_job()
-    bases = [{"type": "SUBMIT", "job": job.job_id, "nonce": 12345, "id": 1}, {"type": "SUBMIT", "job": 1, "nonce": 0}]
+    bases = [
+        {"type": "SUBMIT", "job": job.job_id, "nonce": 12345, "id": 1},
+        {"type": "SUBMIT", "job": 1, "nonce": 0},
+    ]
     accepted: List[str] = []
     for line in data.draw(_lines(bases)):
         ep.proto.dataReceived(line)

@@ -14,7 +14,6 @@ import secrets
 from typing import Any, List
 
 import pytest
-
 from hostile import (
     ENDPOINTS,
     NETWORK,
@@ -71,7 +70,10 @@ def test_many_messages_in_one_write_are_answered_in_order(kind: str) -> None:
     replies = ep.feed(data + b'{"type":"PI')  # and the start of one more
     assert [r["id"] for r in replies] == list(range(300))
     assert {r["type"] for r in replies} == {answer_type(kind)}
-    assert ep.feed(b'NG","id":"last"}\n' if kind != "miner-port" else b'"}\n')[0]["type"] in ("PONG", "ERROR")
+    assert ep.feed(b'NG","id":"last"}\n' if kind != "miner-port" else b'"}\n')[0]["type"] in (
+        "PONG",
+        "ERROR",
+    )
     assert not ep.closed and ep.state() == before
 
 
@@ -119,7 +121,9 @@ def test_a_4_mib_plus_1_line_sent_slowly_costs_linear_work_and_closes(kind: str)
         (b'{"type":"PING","type":5}', "bad-message"),  # a duplicate key: the last wins
     ],
 )
-def test_malformed_lines_get_one_error_and_change_nothing(kind: str, line: bytes, code: str) -> None:
+def test_malformed_lines_get_one_error_and_change_nothing(
+    kind: str, line: bytes, code: str
+) -> None:
     ep = ENDPOINTS[kind]()
     before = ep.state()
     [error] = ep.send(line)
@@ -130,14 +134,19 @@ def test_malformed_lines_get_one_error_and_change_nothing(kind: str, line: bytes
 
 def test_moderate_nesting_is_fine_and_huge_integers_in_fields_are_bad_message() -> None:
     ep = ENDPOINTS["member"]()
-    assert ep.send(b'{"type":"PING","id":2,"x":' + b"[" * 500 + b"]" * 500 + b"}") == [{"type": "PONG", "id": 2}]
+    assert ep.send(b'{"type":"PING","id":2,"x":' + b"[" * 500 + b"]" * 500 + b"}") == [
+        {"type": "PONG", "id": 2}
+    ]
     for value in (2**63, 2**64 + 1, -(2**63), 10**30):
         [error] = ep.send({"type": "GET_CHEESE", "sequence_number": value, "id": 3})
         assert (error["code"], error["id"]) == ("bad-message", 3)
 
 
 @pytest.mark.parametrize("kind", ALL)
-@pytest.mark.parametrize("msg_type", ["FROB", "hello", "Ping", "", "__init__", "_resolve", "X" * 5000, "PÏNG", "msg_PING"])
+@pytest.mark.parametrize(
+    "msg_type",
+    ["FROB", "hello", "Ping", "", "__init__", "_resolve", "X" * 5000, "PÏNG", "msg_PING"],
+)
 def test_unknown_types_get_unknown_type(kind: str, msg_type: str) -> None:
     ep = ENDPOINTS[kind]()
     before = ep.state()
@@ -176,12 +185,24 @@ WRONG = [None, True, 1.5, "x", -1, 2**64, [], {}, [1], {"a": 1}, "0" * 40 + "0"]
 
 def _valid_messages(cheeses: List[dict], new: dict, tx: dict) -> dict:
     return {
-        "HELLO": {"type": "HELLO", "version": 1, "network": NETWORK.smell, "node_id": "77", "port": 5000,
-                  "height": 0, "tip": NETWORK.smell, "work": "2"},
+        "HELLO": {
+            "type": "HELLO",
+            "version": 1,
+            "network": NETWORK.smell,
+            "node_id": "77",
+            "port": 5000,
+            "height": 0,
+            "tip": NETWORK.smell,
+            "work": "2",
+        },
         "GET_CHEESE_HEIGHT": {"type": "GET_CHEESE", "sequence_number": 1},
         "GET_CHEESE_SMELL": {"type": "GET_CHEESE", "smell": cheeses[0]["smell"]},
         "GET_CHEESES_FROM": {"type": "GET_CHEESES", "from": 1, "count": 2},
-        "GET_CHEESES_LOCATOR": {"type": "GET_CHEESES", "locator": [cheeses[0]["smell"]], "count": 2},
+        "GET_CHEESES_LOCATOR": {
+            "type": "GET_CHEESES",
+            "locator": [cheeses[0]["smell"]],
+            "count": 2,
+        },
         "ANNOUNCE": {"type": "ANNOUNCE", "cheese": new},
         "TX": {"type": "TX", "tx": tx},
     }
@@ -202,7 +223,9 @@ def _member_field_cases() -> List[Any]:
             for i, value in enumerate(WRONG):
                 if field in ("port", "count") and value is None:
                     continue  # allowed: a null port, a default count
-                if (field in ("node_id", "work") and value == "0" * 41) or (field == "locator" and value == []):
+                if (field in ("node_id", "work") and value == "0" * 41) or (
+                    field == "locator" and value == []
+                ):
                     continue  # valid: a long node id or work, an empty locator
                 if field in ("cheese", "tx") and isinstance(value, dict):
                     continue  # an object: invalid-cheese / invalid-tx (the tests below)
@@ -213,6 +236,7 @@ def _member_field_cases() -> List[Any]:
 @pytest.mark.parametrize("name, field, value", _member_field_cases())
 def test_member_wrong_type_in_every_field_is_bad_message(name: str, field: str, value: Any) -> None:
     from hostile import ADDR, BOB, KEY
+
     from cheesecoin.core.tx import sign_tx
 
     clock = new_clock()
@@ -232,13 +256,31 @@ def test_member_wrong_type_in_every_field_is_bad_message(name: str, field: str, 
     assert manager.is_banned("10.0.0.9") is False and not raw.closed
 
 
-CHEESE_FIELDS = ["parent_smell", "sequence_number", "timestamp", "bits", "unit_of_information", "nonce", "smell"]
+CHEESE_FIELDS = [
+    "parent_smell",
+    "sequence_number",
+    "timestamp",
+    "bits",
+    "unit_of_information",
+    "nonce",
+    "smell",
+]
 TX_FIELDS = ["from", "to", "amount", "fee", "nonce", "memo", "signature"]
 
 
-@pytest.mark.parametrize("field", CHEESE_FIELDS + ["unit_of_information.miner", "unit_of_information.transactions",
-                                                   "unit_of_information.note", "extra"])
-@pytest.mark.parametrize("value", [None, True, 1.5, "x", -1, 2**64, [], {}], ids=lambda v: type(v).__name__ + str(v)[:5])
+@pytest.mark.parametrize(
+    "field",
+    CHEESE_FIELDS
+    + [
+        "unit_of_information.miner",
+        "unit_of_information.transactions",
+        "unit_of_information.note",
+        "extra",
+    ],
+)
+@pytest.mark.parametrize(
+    "value", [None, True, 1.5, "x", -1, 2**64, [], {}], ids=lambda v: type(v).__name__ + str(v)[:5]
+)
 def test_a_cheese_with_a_wrong_type_in_any_field_is_invalid_cheese(field: str, value: Any) -> None:
     clock = new_clock()
     cheeses = chain(2)
@@ -258,15 +300,22 @@ def test_a_cheese_with_a_wrong_type_in_any_field_is_invalid_cheese(field: str, v
     code = "bad-message" if isinstance(value, float) else "invalid-cheese"
     assert (error["type"], error["code"], error["id"]) == ("ERROR", code, 5)
     assert snapshot(manager) == before
-    assert cheeses[1]["smell"] not in manager.node.stack.invalid  # the real cheese is not blacklisted
+    assert (
+        cheeses[1]["smell"] not in manager.node.stack.invalid
+    )  # the real cheese is not blacklisted
     assert raw.send({"type": "ANNOUNCE", "cheese": cheeses[1]}) == []
     assert manager.node.stack.tip.smell == cheeses[1]["smell"]
 
 
 @pytest.mark.parametrize("field", TX_FIELDS + ["extra"])
-@pytest.mark.parametrize("value", [None, True, 1.5, "x", -1, 2**64, [], {}, "ab" * 32], ids=lambda v: type(v).__name__ + str(v)[:5])
+@pytest.mark.parametrize(
+    "value",
+    [None, True, 1.5, "x", -1, 2**64, [], {}, "ab" * 32],
+    ids=lambda v: type(v).__name__ + str(v)[:5],
+)
 def test_a_tx_with_a_wrong_value_in_any_field_is_invalid_tx(field: str, value: Any) -> None:
     from hostile import ADDR, BOB, KEY
+
     from cheesecoin.core.tx import sign_tx
 
     clock = new_clock()
@@ -305,8 +354,20 @@ def test_tracker_register_with_wrong_fields_is_bad_message_and_registers_nothing
     assert ep.state() == []
 
 
-@pytest.mark.parametrize("field, value", [("job", None), ("job", 1.5), ("job", []), ("job", True), ("nonce", -1),
-                                          ("nonce", 2**64), ("nonce", "1"), ("nonce", None), ("nonce", 1.0)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("job", None),
+        ("job", 1.5),
+        ("job", []),
+        ("job", True),
+        ("nonce", -1),
+        ("nonce", 2**64),
+        ("nonce", "1"),
+        ("nonce", None),
+        ("nonce", 1.0),
+    ],
+)
 def test_miner_submit_with_wrong_fields_is_bad_message(field: str, value: Any) -> None:
     ep, factory = miner_endpoint()
     job = factory.current_job().job_id
@@ -334,8 +395,12 @@ def test_nothing_but_hello_and_error_is_accepted_before_the_handshake() -> None:
     manager = make_member("aa", new_clock(), chain(2))
     raw = Raw(manager)
     before = snapshot(manager)
-    for msg in ({"type": "ANNOUNCE", "cheese": chain(3)[2]}, {"type": "GET_CHEESES", "from": 0},
-                {"type": "GET_PEERS"}, {"type": "PEERS", "peers": [{"host": "10.9.9.9", "port": 1}]}):
+    for msg in (
+        {"type": "ANNOUNCE", "cheese": chain(3)[2]},
+        {"type": "GET_CHEESES", "from": 0},
+        {"type": "GET_PEERS"},
+        {"type": "PEERS", "peers": [{"host": "10.9.9.9", "port": 1}]},
+    ):
         [error] = raw.send(msg)
         assert error["code"] == "handshake-required"
     assert raw.send({"type": "ERROR", "code": "busy", "message": "x"}) == []  # never answered
@@ -417,8 +482,12 @@ def test_get_cheeses_edge_requests_get_bounded_replies() -> None:
     [tip] = raw.send({"type": "GET_CHEESES", "locator": unknown[:999] + [cheeses[-1]["smell"]]})
     assert tip["cheeses"] == []
     # A hundred full requests in one write: a hundred bounded replies, nothing else.
-    replies = raw.send(*[{"type": "GET_CHEESES", "from": 0, "count": 500, "id": i} for i in range(100)])
-    assert [r["id"] for r in replies] == list(range(100)) and all(len(r["cheeses"]) == 31 for r in replies)
+    replies = raw.send(
+        *[{"type": "GET_CHEESES", "from": 0, "count": 500, "id": i} for i in range(100)]
+    )
+    assert [r["id"] for r in replies] == list(range(100)) and all(
+        len(r["cheeses"]) == 31 for r in replies
+    )
     assert not raw.closed and raw.proto.score == 0
 
 
@@ -480,7 +549,9 @@ def test_a_thousand_orphans_stay_within_the_bounded_pool() -> None:
     # One download at a time, not a thousand (the other pending request: the handshake's STATS).
     assert len(asked) == 1 and len(raw.proto.pending) == 2
     assert snapshot(manager) == before
-    clock.advance(protocol_mod.REQUEST_TIMEOUT + 1)  # the announcer never answers: the download ends
+    clock.advance(
+        protocol_mod.REQUEST_TIMEOUT + 1
+    )  # the announcer never answers: the download ends
     assert raw.proto.download is None and not raw.proto.pending
     assert snapshot(manager) == before
 
@@ -494,7 +565,11 @@ def test_a_peer_feeding_known_cheeses_in_circles_cannot_hold_the_sync() -> None:
     cheeses = chain(12)
     manager = make_member("aa", clock, cheeses[:8])
     liar = Raw(manager, host="203.0.113.5")
-    asked = [m for m in liar.hello(node_id="55", height=10**6, tip="ab" * 20, work="9" * 70) if m["type"] == "GET_CHEESES"]
+    asked = [
+        m
+        for m in liar.hello(node_id="55", height=10**6, tip="ab" * 20, work="9" * 70)
+        if m["type"] == "GET_CHEESES"
+    ]
     chunks = [cheeses[:4], cheeses[:3], [cheeses[5], cheeses[2]]]
     for round_ in range(30):
         if not asked:
@@ -509,6 +584,10 @@ def test_a_peer_feeding_known_cheeses_in_circles_cannot_hold_the_sync() -> None:
     assert manager.node.stack.tip.smell == cheeses[-1]["smell"]
     # A chunk that is not one chain is malformed.
     liar2 = Raw(manager, host="203.0.113.6")
-    [ask] = [m for m in liar2.hello(node_id="77", height=10**6, tip="cd" * 20, work="9" * 70) if m["type"] == "GET_CHEESES"]
+    [ask] = [
+        m
+        for m in liar2.hello(node_id="77", height=10**6, tip="cd" * 20, work="9" * 70)
+        if m["type"] == "GET_CHEESES"
+    ]
     liar2.send({"type": "CHEESES", "cheeses": chunks[2], "id": ask["id"]})
     assert liar2.proto.download is None and liar2.proto.score >= 50

@@ -23,7 +23,6 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 import pytest
-
 from procs import TWISTD, Proc
 
 from cheesecoin.core.pow import search_nonce
@@ -57,7 +56,9 @@ def namespaces_unavailable() -> Optional[str]:
     if made.returncode != 0:
         return f"cannot create a network namespace: {made.stderr.strip()}"
     try:
-        veth = ip("link", "add", f"{TAG}pa", "type", "veth", "peer", "name", f"{TAG}pb", check=False)
+        veth = ip(
+            "link", "add", f"{TAG}pa", "type", "veth", "peer", "name", f"{TAG}pb", check=False
+        )
         if veth.returncode != 0:
             return f"cannot create a veth pair: {veth.stderr.strip()}"
         ip("link", "del", f"{TAG}pa", check=False)
@@ -73,8 +74,25 @@ def netem_available() -> bool:
     ip("netns", "add", probe)
     try:
         ip("-n", probe, "link", "set", "lo", "up")
-        done = subprocess.run(["ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "lo", "root", "netem",
-                               "delay", "1ms"], capture_output=True, timeout=30)
+        done = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                probe,
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                "lo",
+                "root",
+                "netem",
+                "delay",
+                "1ms",
+            ],
+            capture_output=True,
+            timeout=30,
+        )
         return done.returncode == 0
     finally:
         ip("netns", "del", probe, check=False)
@@ -97,8 +115,29 @@ def build_topology(netem: bool) -> None:
         ip("-n", ns(i), "link", "set", inner, "up")
         ip("-n", HUB, "link", "set", outer, "master", "br0", "up")
         if netem:
-            subprocess.run(["ip", "netns", "exec", ns(i), "tc", "qdisc", "add", "dev", inner, "root", "netem",
-                            "delay", "15ms", "5ms", "loss", "1%"], check=True, capture_output=True, timeout=30)
+            subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns(i),
+                    "tc",
+                    "qdisc",
+                    "add",
+                    "dev",
+                    inner,
+                    "root",
+                    "netem",
+                    "delay",
+                    "15ms",
+                    "5ms",
+                    "loss",
+                    "1%",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
 
 
 def move_group(group: List[int], bridge: str) -> None:
@@ -122,7 +161,9 @@ def calibrated_bits() -> int:
 
 def db_tip(data_dir: str) -> Tuple[str, int]:
     """The stored tip of a member and its height, read beside the running member."""
-    db = sqlite3.connect(f"file:{os.path.join(data_dir, 'stack.sqlite3')}?mode=ro", uri=True, timeout=10)
+    db = sqlite3.connect(
+        f"file:{os.path.join(data_dir, 'stack.sqlite3')}?mode=ro", uri=True, timeout=10
+    )
     try:
         tip = db.execute("SELECT value FROM meta WHERE key = 'tip'").fetchone()[0]
         height = db.execute("SELECT height FROM cheeses WHERE smell = ?", (tip,)).fetchone()[0]
@@ -133,7 +174,9 @@ def db_tip(data_dir: str) -> Tuple[str, int]:
 
 def is_ancestor(data_dir: str, smell: str, of: str) -> bool:
     """``smell`` is ``of`` or one of its ancestors in this member's database."""
-    db = sqlite3.connect(f"file:{os.path.join(data_dir, 'stack.sqlite3')}?mode=ro", uri=True, timeout=10)
+    db = sqlite3.connect(
+        f"file:{os.path.join(data_dir, 'stack.sqlite3')}?mode=ro", uri=True, timeout=10
+    )
     try:
         current: Optional[str] = of
         while current is not None:
@@ -173,15 +216,41 @@ def test_two_groups_mine_apart_then_converge_on_the_branch_with_more_work(tmp_pa
     try:
         build_topology(netem)
         for i in MEMBERS:
-            options = ["--network", network_file, "--data-dir", data[i], "--interface", f"10.77.0.{i}",
-                       "--port", str(PORT), "--api-port", "24332", "--miner-port", "24333", "--peers", "3"]
+            options = [
+                "--network",
+                network_file,
+                "--data-dir",
+                data[i],
+                "--interface",
+                f"10.77.0.{i}",
+                "--port",
+                str(PORT),
+                "--api-port",
+                "24332",
+                "--miner-port",
+                "24333",
+                "--peers",
+                "3",
+            ]
             for j in MEMBERS:
                 if j != i:
                     options += ["--connect", f"10.77.0.{j}:{PORT}"]
             if i in MINERS:
                 options += ["--mine", "--mining-workers", "1"]
-            args = ["ip", "netns", "exec", ns(i), sys.executable, "-c", TWISTD, "-n", "--pidfile=",
-                    f"--logfile=m{i}.log", "cheesemember", *options]
+            args = [
+                "ip",
+                "netns",
+                "exec",
+                ns(i),
+                sys.executable,
+                "-c",
+                TWISTD,
+                "-n",
+                "--pidfile=",
+                f"--logfile=m{i}.log",
+                "cheesemember",
+                *options,
+            ]
             proc = Proc(args, str(tmp_path / f"m{i}"), f"m{i}.out")
             proc.log_path = str(tmp_path / f"m{i}" / f"m{i}.log")
             started.append(proc)
@@ -218,12 +287,20 @@ def test_two_groups_mine_apart_then_converge_on_the_branch_with_more_work(tmp_pa
             tip = db_tip(data[1])[0]
             return all_agree() and all(is_ancestor(data[i], heavier[0], tip) for i in MEMBERS)
 
-        wait_for(converged, 120, f"every member on the heavier branch (through {heavier[0][:12]} at {heavier[1]})")
+        wait_for(
+            converged,
+            120,
+            f"every member on the heavier branch (through {heavier[0][:12]} at {heavier[1]})",
+        )
         final_tip = db_tip(data[1])[0]
         for i in MEMBERS:
-            assert not is_ancestor(data[i], lighter[0], final_tip), "the lighter branch should be abandoned"
-        print(f"bits {bits}, netem {'on' if netem else 'unavailable (no sch_netem): no delay or loss'}; "
-              f"fork at {fork_height}, heavier {heavier[1]}, lighter {lighter[1]}")
+            assert not is_ancestor(data[i], lighter[0], final_tip), (
+                "the lighter branch should be abandoned"
+            )
+        print(
+            f"bits {bits}, netem {'on' if netem else 'unavailable (no sch_netem): no delay or loss'}; "
+            f"fork at {fork_height}, heavier {heavier[1]}, lighter {lighter[1]}"
+        )
     finally:
         for proc in started:
             proc.stop()

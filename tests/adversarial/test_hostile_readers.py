@@ -15,7 +15,6 @@ import time
 from typing import List
 
 import pytest
-
 from procs import Proc, free_port, http_json
 
 from cheesecoin.storage.sqlite import open_stack
@@ -36,13 +35,28 @@ def rss(pid: int) -> int:
 
 
 def hello(node_id: str, height: int = 0, tip: str = NET.smell, work: str = "2") -> bytes:
-    return json.dumps({"type": "HELLO", "version": 1, "network": NET.smell, "node_id": node_id, "port": None,
-                       "height": height, "tip": tip, "work": work}).encode() + b"\n"
+    return (
+        json.dumps(
+            {
+                "type": "HELLO",
+                "version": 1,
+                "network": NET.smell,
+                "node_id": node_id,
+                "port": None,
+                "height": height,
+                "tip": tip,
+                "work": work,
+            }
+        ).encode()
+        + b"\n"
+    )
 
 
 def connect_from(source: str, port: int) -> socket.socket:
     sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a reader that does not read: a small window
+    sock.setsockopt(
+        socket.SOL_SOCKET, socket.SO_RCVBUF, 4096
+    )  # a reader that does not read: a small window
     sock.bind((source, 0))
     sock.connect(("127.0.0.1", port))
     return sock
@@ -75,7 +89,7 @@ def sendall_nonblocking(sock: socket.socket, data: bytes, budget: float = 5.0) -
     sent, deadline = 0, time.monotonic() + budget
     while sent < len(data) and time.monotonic() < deadline:
         try:
-            sent += sock.send(data[sent:sent + 65536])
+            sent += sock.send(data[sent : sent + 65536])
         except BlockingIOError:
             time.sleep(0.01)
     return sent
@@ -93,9 +107,24 @@ def test_clients_that_never_read_cannot_make_the_member_hold_their_replies(tmp_p
     port, api, miner = free_port(), free_port(), free_port()
     member = Proc.twistd(
         "cheesemember",
-        ["--network", str(network_file), "--data-dir", data, "--port", str(port), "--interface", "127.0.0.1",
-         "--api-port", str(api), "--miner-port", str(miner), "--max-inbound", "64"],
-        str(tmp_path), name="member",
+        [
+            "--network",
+            str(network_file),
+            "--data-dir",
+            data,
+            "--port",
+            str(port),
+            "--interface",
+            "127.0.0.1",
+            "--api-port",
+            str(api),
+            "--miner-port",
+            str(miner),
+            "--max-inbound",
+            "64",
+        ],
+        str(tmp_path),
+        name="member",
     )
     procs.append(member)
     member.wait_for("HTTP API on", timeout=60)
@@ -126,9 +155,13 @@ def test_clients_that_never_read_cannot_make_the_member_hold_their_replies(tmp_p
     time.sleep(2)
     after = rss(pid)
     assert honest.stats()["height"] == 730
-    assert http_json(f"http://127.0.0.1:{api}/api/status", timeout=10)["height"] == 730  # the API serves others
+    assert (
+        http_json(f"http://127.0.0.1:{api}/api/status", timeout=10)["height"] == 730
+    )  # the API serves others
     growth = after - before
-    print(f"RSS before {before / 2**20:.1f} MiB, after {after / 2**20:.1f} MiB (+{growth / 2**20:.1f} MiB)")
+    print(
+        f"RSS before {before / 2**20:.1f} MiB, after {after / 2**20:.1f} MiB (+{growth / 2**20:.1f} MiB)"
+    )
     assert growth <= ALLOWED_GROWTH, f"the member grew by {growth / 2**20:.1f} MiB"
     for sock in attackers:
         sock.close()

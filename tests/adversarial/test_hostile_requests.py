@@ -27,7 +27,6 @@ import time
 from typing import List
 
 import pytest
-
 from rawpeer import ALL_FEATURES, Member, RawPeer, start_member
 
 from cheesecoin.core.stack import CheeseStack
@@ -36,8 +35,13 @@ from cheesecoin.testing.chain import key_from_seed, make_network, payment_stack
 
 pytestmark = pytest.mark.slow
 
-NET = make_network("hostile-requests", bits=1, reward=1000, max_transactions=1000,
-                   timestamp=int(time.time()) - 10**6)
+NET = make_network(
+    "hostile-requests",
+    bits=1,
+    reward=1000,
+    max_transactions=1000,
+    timestamp=int(time.time()) - 10**6,
+)
 KEYS = [key_from_seed(f"requests-{i}") for i in range(50)]
 WALL_CAP = 20.0  # seconds a measuring loop may run (the old code took seconds a request)
 
@@ -67,8 +71,10 @@ def test_get_txs_costs_what_its_reply_costs(tmp_path, procs) -> None:
     unknown = {"type": "GET_TXS", "txids": [f"{i:040x}" for i in range(1000)]}  # as big, none found
     honest = cpu_per_request(member, peer, unknown, 100)
     attack = cpu_per_request(member, peer, {"type": "GET_TXS", "txids": [txid(last)] * 1000}, 100)
-    print(f"GET_TXS x1000 of one confirmed txid: {attack * 1000:.2f} ms CPU a request; "
-          f"1,000 unknown txids: {honest * 1000:.2f} ms")
+    print(
+        f"GET_TXS x1000 of one confirmed txid: {attack * 1000:.2f} ms CPU a request; "
+        f"1,000 unknown txids: {honest * 1000:.2f} ms"
+    )
     assert attack <= 3 * honest + 0.002, (attack, honest)
     reply = peer.request({"type": "GET_TXS", "txids": [txid(last)] * 1000}, timeout=60)
     assert reply["transactions"] == [last], "a duplicated txid is answered once"
@@ -77,8 +83,10 @@ def test_get_txs_costs_what_its_reply_costs(tmp_path, procs) -> None:
     by_smell = {"type": "GET_TXS", "txids": [txid(last)], "smell": cheeses[-1]["smell"]}
     assert peer.request(by_smell)["transactions"] == [last]
     attack = cpu_per_request(member, peer, by_smell, 400)
-    print(f"GET_TXS of one txid with its smell: {attack * 1e6:.0f} us CPU a request; "
-          f"one unknown txid: {honest * 1e6:.0f} us")
+    print(
+        f"GET_TXS of one txid with its smell: {attack * 1e6:.0f} us CPU a request; "
+        f"one unknown txid: {honest * 1e6:.0f} us"
+    )
     assert attack <= 3 * honest + 0.0005, (attack, honest)
     peer.close()
 
@@ -95,8 +103,10 @@ def test_get_headers_costs_per_byte_about_what_get_cheeses_costs(tmp_path, procs
     assert headers_bytes > 20_000 and cheeses_bytes > 3_000_000
     per_cheese_byte = cpu_per_request(member, peer, get_cheeses, 40) / cheeses_bytes
     per_header_byte = cpu_per_request(member, peer, get_headers, 1000) / headers_bytes
-    print(f"CPU per reply byte: GET_HEADERS {per_header_byte * 1e9:.1f} ns, "
-          f"GET_CHEESES {per_cheese_byte * 1e9:.1f} ns")
+    print(
+        f"CPU per reply byte: GET_HEADERS {per_header_byte * 1e9:.1f} ns, "
+        f"GET_CHEESES {per_cheese_byte * 1e9:.1f} ns"
+    )
     assert per_header_byte <= 20 * per_cheese_byte, (per_header_byte, per_cheese_byte)
     peer.close()
 
@@ -155,8 +165,10 @@ def test_bad_signatures_in_a_txs_reply_cost_what_they_cost_as_tx(tmp_path, procs
     for c in cheeses[1:]:
         ledger.add_cheese(c, check_signatures=False)
     nonce = ledger.ledger.next_nonce(address_of(key))
-    bad = [dict(sign_tx(key, address_of(KEYS[0]), 1, 1, nonce, f"bad{i}"), signature="00" * 64)
-           for i in range(1000)]
+    bad = [
+        dict(sign_tx(key, address_of(KEYS[0]), 1, 1, nonce, f"bad{i}"), signature="00" * 64)
+        for i in range(1000)
+    ]
     for way in ("TXS", "TX"):
         peer = RawPeer(member.port, NET, features=["mempool"], height=0, work=1)
         if way == "TXS":

@@ -17,15 +17,14 @@ import time
 from typing import List
 
 import pytest
-
 from procs import Proc, free_port, http_json, run_member
 
 from cheesecoin.core.cheese import canonical
-from cheesecoin.storage.reindex import reindex
 from cheesecoin.core.stack import CheeseStack
+from cheesecoin.core.tx import address_of, sign_tx
+from cheesecoin.storage.reindex import reindex
 from cheesecoin.storage.sqlite import DB_NAME, StorageError, open_stack
 from cheesecoin.testing.chain import key_from_seed, make_network, mine_child, payment_stack
-from cheesecoin.core.tx import address_of, sign_tx
 
 NET = make_network("reindextest", bits=1, timestamp=int(time.time()) - 10**6)
 ALICE = key_from_seed("reindex-alice")
@@ -67,8 +66,12 @@ def cheeses() -> List[dict]:
         "UPDATE cheeses SET body = '[1,2]' WHERE height = 12",
     ],
 )
-def test_a_corrupted_row_is_refused_at_start_and_reindex_keeps_the_valid_prefix(tmp_path, cheeses, damage) -> None:
-    side = [mine_child(cheeses[30], NET.bits, address_of(ALICE), timestamp=cheeses[30]["timestamp"] + 3)]
+def test_a_corrupted_row_is_refused_at_start_and_reindex_keeps_the_valid_prefix(
+    tmp_path, cheeses, damage
+) -> None:
+    side = [
+        mine_child(cheeses[30], NET.bits, address_of(ALICE), timestamp=cheeses[30]["timestamp"] + 3)
+    ]
     data = stored(tmp_path, cheeses + side)
     corrupt(data, damage)
     with pytest.raises(StorageError, match="corrupted"):
@@ -93,10 +96,21 @@ def test_reindex_checks_the_signatures_a_normal_start_does_not(tmp_path, cheeses
     --reindex re-validates everything and drops it."""
     data = stored(tmp_path, cheeses)
     payer = key_from_seed("reindex-0")  # paid by the first cheeses of payment_stack
-    forged_tx = dict(sign_tx(payer, address_of(ALICE), 1, 0, reference(cheeses).ledger.next_nonce(address_of(payer))), amount=2)
+    forged_tx = dict(
+        sign_tx(
+            payer, address_of(ALICE), 1, 0, reference(cheeses).ledger.next_nonce(address_of(payer))
+        ),
+        amount=2,
+    )
     forged = mine_child(cheeses[-1], NET.bits, address_of(ALICE), [forged_tx])
-    corrupt(data, "INSERT INTO cheeses (smell, parent, height, body) VALUES (?, ?, ?, ?)",
-            forged["smell"], forged["parent_smell"], forged["sequence_number"], canonical(forged).decode())
+    corrupt(
+        data,
+        "INSERT INTO cheeses (smell, parent, height, body) VALUES (?, ?, ?, ?)",
+        forged["smell"],
+        forged["parent_smell"],
+        forged["sequence_number"],
+        canonical(forged).decode(),
+    )
     corrupt(data, "INSERT OR REPLACE INTO meta VALUES ('tip', ?)", forged["smell"])
     trusting = open_stack(data, NET)
     assert trusting.tip.smell == forged["smell"]  # what a normal start would run on
@@ -120,28 +134,47 @@ def test_reindex_refuses_what_it_cannot_read(tmp_path) -> None:
         reindex(str(other), NET)
 
 
-def test_the_member_refuses_a_corrupted_database_then_starts_after_reindex(tmp_path, cheeses, procs) -> None:
+def test_the_member_refuses_a_corrupted_database_then_starts_after_reindex(
+    tmp_path, cheeses, procs
+) -> None:
     data = stored(tmp_path, cheeses)
     network_file = tmp_path / "net.json"
     network_file.write_text(json.dumps(NET.blue_cheese))
     corrupt(data, "UPDATE cheeses SET body = 'garbage' WHERE height = 25")
     refused = run_member(tmp_path, data, "--network", str(network_file))
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
-    [line] = [l for l in refused.stderr.splitlines() if l.strip()]
+    [line] = [ln for ln in refused.stderr.splitlines() if ln.strip()]
     assert "corrupted" in line and "--reindex" in line
 
     api = free_port()
     member = Proc.twistd(
         "cheesemember",
-        ["--network", str(network_file), "--data-dir", data, "--port", str(free_port()), "--interface", "127.0.0.1",
-         "--api-port", str(api), "--miner-port", str(free_port()), "--reindex"],
-        str(tmp_path), name="member",
+        [
+            "--network",
+            str(network_file),
+            "--data-dir",
+            data,
+            "--port",
+            str(free_port()),
+            "--interface",
+            "127.0.0.1",
+            "--api-port",
+            str(api),
+            "--miner-port",
+            str(free_port()),
+            "--reindex",
+        ],
+        str(tmp_path),
+        name="member",
     )
     procs.append(member)
     member.wait_for("HTTP API on", timeout=60)
     status = http_json(f"http://127.0.0.1:{api}/api/status")
     assert (status["height"], status["tip"]) == (24, cheeses[24]["smell"])
-    assert "Reindexed 41 stored cheeses: kept 25, dropped 1 unreadable, 0 invalid and 15" in member.output()
+    assert (
+        "Reindexed 41 stored cheeses: kept 25, dropped 1 unreadable, 0 invalid and 15"
+        in member.output()
+    )
     member.stop()
     assert os.path.exists(os.path.join(data, DB_NAME + ".bak"))
 
@@ -152,17 +185,25 @@ def test_cheesecoin_reindex_command(tmp_path, cheeses) -> None:
     network_file.write_text(json.dumps(NET.blue_cheese))
     corrupt(data, "UPDATE cheeses SET body = '{}' WHERE height = 30")
     command = [sys.executable, "-m", "cheesecoin.cli", "reindex"]
-    done = subprocess.run(command + [data, "--network", str(network_file)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        command + [data, "--network", str(network_file)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert "kept 30" in done.stdout and "height 29" in done.stdout
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / DB_NAME).write_text("junk")
     failed = subprocess.run(command + [str(junk)], capture_output=True, text=True, timeout=60)
-    assert failed.returncode == 1 and failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
+    assert (
+        failed.returncode == 1
+        and failed.stderr.count("\n") == 1
+        and "Traceback" not in failed.stderr
+    )
 
 
-def test_reindex_salvages_the_readable_prefix_of_a_file_with_damaged_pages(tmp_path, cheeses) -> None:
+def test_reindex_salvages_the_readable_prefix_of_a_file_with_damaged_pages(
+    tmp_path, cheeses
+) -> None:
     data = stored(tmp_path, cheeses)
     path = os.path.join(data, DB_NAME)
     raw = open(path, "rb").read()

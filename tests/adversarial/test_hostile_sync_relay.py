@@ -25,12 +25,17 @@ import time
 from typing import Any, List
 
 import pytest
-
 from rawpeer import ALL_FEATURES, RawPeer, start_member, wait_until
 
 from cheesecoin.core.cheese import compact_announcement, header_of
 from cheesecoin.core.tx import address_of, sign_tx
-from cheesecoin.testing.chain import ChainBuilder, forged_header, key_from_seed, make_network, mine_child
+from cheesecoin.testing.chain import (
+    ChainBuilder,
+    forged_header,
+    key_from_seed,
+    make_network,
+    mine_child,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -47,16 +52,29 @@ def honest_answer(peer: RawPeer, msg: dict) -> None:
     if kind == "GET_HEADERS":
         known = {c["smell"]: i for i, c in enumerate(CHAIN)}
         start = next((known[s] + 1 for s in msg["locator"] if s in known), 1)
-        peer.answer(msg, {"type": "HEADERS", "headers": HEADERS[start:start + msg["count"]]})
+        peer.answer(msg, {"type": "HEADERS", "headers": HEADERS[start : start + msg["count"]]})
     elif kind == "GET_CHEESES" and "smells" in msg:
-        peer.answer(msg, {"type": "CHEESES", "cheeses": [BY_SMELL[s] for s in msg["smells"] if s in BY_SMELL]})
+        peer.answer(
+            msg,
+            {"type": "CHEESES", "cheeses": [BY_SMELL[s] for s in msg["smells"] if s in BY_SMELL]},
+        )
     elif kind == "GET_CHEESES":
         known = {c["smell"]: i for i, c in enumerate(CHAIN)}
         start = next((known[s] + 1 for s in msg["locator"] if s in known), 1)
-        peer.answer(msg, {"type": "CHEESES", "cheeses": CHAIN[start:start + msg.get("count", 500)]})
+        peer.answer(
+            msg, {"type": "CHEESES", "cheeses": CHAIN[start : start + msg.get("count", 500)]}
+        )
     elif kind == "STATS":
-        peer.answer(msg, {"type": "STATS_REPLY", "height": 40, "tip": CHAIN[-1]["smell"],
-                          "work": str(2 * 41), "peers": 1})
+        peer.answer(
+            msg,
+            {
+                "type": "STATS_REPLY",
+                "height": 40,
+                "tip": CHAIN[-1]["smell"],
+                "work": str(2 * 41),
+                "peers": 1,
+            },
+        )
     elif kind == "GET_MEMPOOL":
         peer.answer(msg, {"type": "MEMPOOL", "txids": []})
     elif kind == "PING":
@@ -88,8 +106,15 @@ def honest_hello(**kw: Any) -> dict:
 def test_headers_with_impossible_bits_or_bad_bodies_end_their_own_download(tmp_path, procs) -> None:
     member = start_member(tmp_path, procs, NET)
     # Finding 2a: claims the most work; its headers hold bits 161 (a negative shift before).
-    bad_bits = RawPeer(member.port, NET, source="127.0.0.2", features=ALL_FEATURES, height=41,
-                       tip=CHAIN[-1]["smell"], work=HUGE_WORK)
+    bad_bits = RawPeer(
+        member.port,
+        NET,
+        source="127.0.0.2",
+        features=ALL_FEATURES,
+        height=41,
+        tip=CHAIN[-1]["smell"],
+        work=HUGE_WORK,
+    )
     ask = bad_bits.wait_for(lambda m: m.get("type") == "GET_HEADERS")
     bad_bits.answer(ask, {"type": "HEADERS", "headers": [forged_header(HEADERS[1], bits=161)]})
     assert bad_bits.closed_by_member(10), "a peer whose headers break rule 3 is dropped"
@@ -103,7 +128,9 @@ def test_headers_with_impossible_bits_or_bad_bodies_end_their_own_download(tmp_p
     stop = threading.Event()
     serve_honestly(honest, stop)
     try:
-        wait_until(lambda: member.height() == 40, timeout=40, what="the member syncs from the honest peer")
+        wait_until(
+            lambda: member.height() == 40, timeout=40, what="the member syncs from the honest peer"
+        )
     finally:
         stop.set()
     assert "Traceback" not in member.proc.output()
@@ -112,8 +139,15 @@ def test_headers_with_impossible_bits_or_bad_bodies_end_their_own_download(tmp_p
 
 def test_compact_headers_below_the_minimum_or_orphaned_are_never_rebuilt(tmp_path, procs) -> None:
     member = start_member(tmp_path, procs, NET, CHAIN[:11])
-    attacker = RawPeer(member.port, NET, source="127.0.0.5", features=ALL_FEATURES, height=10,
-                       tip=CHAIN[10]["smell"], work=2 * 11)
+    attacker = RawPeer(
+        member.port,
+        NET,
+        source="127.0.0.5",
+        features=ALL_FEATURES,
+        height=10,
+        tip=CHAIN[10]["smell"],
+        work=2 * 11,
+    )
     txids = [secrets.token_hex(20) for _ in range(1000)]
     # bits 0: below the network's minimum of 1 (accepted before).
     zero = forged_header(HEADERS[11], bits=0)
@@ -123,14 +157,22 @@ def test_compact_headers_below_the_minimum_or_orphaned_are_never_rebuilt(tmp_pat
     # 100 orphan headers (unknown parents, valid proof of work) with 1,000 unknown txids each.
     rss_before = member.rss()
     for i in range(100):
-        orphan = forged_header(dict(HEADERS[11], parent_smell=secrets.token_hex(20), sequence_number=12 + i))
-        attacker.send({"type": "ANNOUNCE_COMPACT", "header": orphan, "miner": "ab" * 32, "txids": txids})
+        orphan = forged_header(
+            dict(HEADERS[11], parent_smell=secrets.token_hex(20), sequence_number=12 + i)
+        )
+        attacker.send(
+            {"type": "ANNOUNCE_COMPACT", "header": orphan, "miner": "ab" * 32, "txids": txids}
+        )
         attacker.drain(0.005)  # what it sends back (a GET_TXS of 43 kB a rebuild before) is read
-    asked = [m for m in attacker.drain(1.5) if m.get("type") in ("GET_TXS", "GET_HEADERS", "GET_CHEESES")]
+    asked = [
+        m for m in attacker.drain(1.5) if m.get("type") in ("GET_TXS", "GET_HEADERS", "GET_CHEESES")
+    ]
     attacker.inbox.clear()
     get_txs = [m for m in asked if m["type"] == "GET_TXS"]
     assert not get_txs, f"{len(get_txs)} GET_TXS for orphan headers (a rebuild each)"
-    assert len([m for m in asked if m["type"] in ("GET_HEADERS", "GET_CHEESES")]) <= 2, "one sync, not 100"
+    assert len([m for m in asked if m["type"] in ("GET_HEADERS", "GET_CHEESES")]) <= 2, (
+        "one sync, not 100"
+    )
     growth = member.rss() - rss_before
     assert growth < 32 * 2**20, f"the member grew by {growth / 2**20:.1f} MiB"
     assert member.height() == 10
@@ -190,13 +232,32 @@ def test_silent_peers_claiming_work_do_not_hold_the_sync(tmp_path, procs) -> Non
     liars: List[RawPeer] = []
     try:
         for n in range(3):  # claim far more work, never answer GET_HEADERS
-            liars.append(RawPeer(member.port, NET, source=f"127.0.0.{10 + n}", features=ALL_FEATURES,
-                                 height=10_000, tip=CHAIN[-1]["smell"], work=HUGE_WORK + n))
-        wait_until(lambda: any(m.get("type") == "GET_HEADERS" for p in liars for m in p.inbox)
-                   or any(p.closed_by_member(0.2) for p in liars), timeout=10, what="a liar asked for headers")
+            liars.append(
+                RawPeer(
+                    member.port,
+                    NET,
+                    source=f"127.0.0.{10 + n}",
+                    features=ALL_FEATURES,
+                    height=10_000,
+                    tip=CHAIN[-1]["smell"],
+                    work=HUGE_WORK + n,
+                )
+            )
+        wait_until(
+            lambda: (
+                any(m.get("type") == "GET_HEADERS" for p in liars for m in p.inbox)
+                or any(p.closed_by_member(0.2) for p in liars)
+            ),
+            timeout=10,
+            what="a liar asked for headers",
+        )
         proxy.released.set()  # now the member's dialled peer answers
         # Before: the liars were asked one after another, 30 s each (and again after each STATS).
-        wait_until(lambda: member.height() == 40, timeout=30, what="the member syncs from the peer it dialled")
+        wait_until(
+            lambda: member.height() == 40,
+            timeout=30,
+            what="the member syncs from the peer it dialled",
+        )
     finally:
         proxy.close()
         for p in liars:
@@ -217,29 +278,59 @@ def test_an_announcer_that_never_supplies_does_not_hold_a_cheese_back(tmp_path, 
     base, cheese, tx = payment_cheese()
     member = start_member(tmp_path, procs, NET, base)
     announcement = compact_announcement(cheese)
-    liar = RawPeer(member.port, NET, source="127.0.0.20", features=ALL_FEATURES, height=3,
-                   tip=base[-1]["smell"], work=2 * 4)
-    honest = RawPeer(member.port, NET, source="127.0.0.21", features=ALL_FEATURES, height=3,
-                     tip=base[-1]["smell"], work=2 * 4)
+    liar = RawPeer(
+        member.port,
+        NET,
+        source="127.0.0.20",
+        features=ALL_FEATURES,
+        height=3,
+        tip=base[-1]["smell"],
+        work=2 * 4,
+    )
+    honest = RawPeer(
+        member.port,
+        NET,
+        source="127.0.0.21",
+        features=ALL_FEATURES,
+        height=3,
+        tip=base[-1]["smell"],
+        work=2 * 4,
+    )
     liar.send(announcement)
     liar.wait_for(lambda m: m.get("type") == "GET_TXS")  # and never answered
     honest.send(announcement)
     ask = honest.wait_for(lambda m: m.get("type") == "GET_TXS", timeout=10)
     assert ask["txids"] == announcement["txids"] and ask["smell"] == cheese["smell"]
     honest.answer(ask, {"type": "TXS", "transactions": [tx]})
-    wait_until(lambda: member.height() == 4, timeout=10, what="the cheese from the second announcer")
+    wait_until(
+        lambda: member.height() == 4, timeout=10, what="the cheese from the second announcer"
+    )
     assert member.status()["tip"] == cheese["smell"]
 
 
 def test_orphans_from_many_peers_start_one_download_at_a_time(tmp_path, procs) -> None:
     member = start_member(tmp_path, procs, NET, CHAIN[:6])
-    peers = [RawPeer(member.port, NET, source=f"127.0.0.{30 + n}", features=ALL_FEATURES, height=5,
-                     tip=CHAIN[5]["smell"], work=2 * 6) for n in range(12)]
+    peers = [
+        RawPeer(
+            member.port,
+            NET,
+            source=f"127.0.0.{30 + n}",
+            features=ALL_FEATURES,
+            height=5,
+            tip=CHAIN[5]["smell"],
+            work=2 * 6,
+        )
+        for n in range(12)
+    ]
     for n, peer in enumerate(peers):  # each announces an orphan (its parent unknown), none answers
         orphan = ChainBuilder(NET).extend(CHAIN[20], 1, f"{n:02x}" * 32)[0]
         peer.send({"type": "ANNOUNCE", "cheese": orphan})
     time.sleep(2)
-    syncing = [p for p in peers if any(m.get("type") in ("GET_HEADERS", "GET_CHEESES") for m in p.drain(0.2))]
+    syncing = [
+        p
+        for p in peers
+        if any(m.get("type") in ("GET_HEADERS", "GET_CHEESES") for m in p.drain(0.2))
+    ]
     assert len(syncing) == 1, f"{len(syncing)} downloads at once (one per orphan before)"
     for p in peers:
         p.close()

@@ -21,10 +21,9 @@ from typing import Any, List
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from OpenSSL import SSL
-
+from procs import free_port, http_json
 from rawpeer import Member, RawPeer, honest_ping, start_member, wait_until
 from tlsrelay import Relay, strip_tls
-from procs import free_port, http_json
 
 from cheesecoin.core.tx import sign_tx, txid
 from cheesecoin.p2p.tls import TlsCreator, make_certificate

@@ -60,9 +60,9 @@ def test_every_handled_message_type_has_a_cost_row() -> None:
     import inspect
     import pkgutil
 
-    import cheesecoin.p2p
-
     from twisted.internet.protocol import Protocol
+
+    import cheesecoin.p2p
 
     # The msg_ handlers of the member connection's states: every class of a
     # cheesecoin.p2p module but a protocol (the tracker link's).

@@ -17,18 +17,18 @@ import threading
 from typing import Any, Iterator, List, Tuple
 
 import pytest
+from procs import Proc, free_port, http_json, vector, wait_until
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from cheesecoin.storage import wallet as wallet_mod
-from cheesecoin.web.api import make_site
 from cheesecoin.cli.main import main
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
-from cheesecoin.testing.chain import key_from_seed, make_network, mine_child
 from cheesecoin.core.tx import address_of, sign_tx, txid
+from cheesecoin.storage import wallet as wallet_mod
 from cheesecoin.storage.wallet import create_wallet
-from procs import Proc, free_port, http_json, vector, wait_until
+from cheesecoin.testing.chain import key_from_seed, make_network, mine_child
+from cheesecoin.web.api import make_site
 
 ALICE = key_from_seed("alice")
 BOB = key_from_seed("bob")
@@ -210,7 +210,9 @@ def test_encrypted_wallet_from_env(capsys, tmp_path, monkeypatch, member) -> Non
     assert code == 0 and "encrypted" in out
     assert "ENCRYPTED PRIVATE KEY" in open(path).read()
     monkeypatch.delenv("CHEESECOIN_PASSPHRASE")
-    assert run(capsys, "wallet", "address", "--wallet", path)[1].strip() == last_word(out)  # no passphrase needed
+    assert run(capsys, "wallet", "address", "--wallet", path)[1].strip() == last_word(
+        out
+    )  # no passphrase needed
     monkeypatch.setenv("CHEESECOIN_PASSPHRASE", "emmental")
     code, _, err = run(capsys, "send", B, "1", "--wallet", path, "--member", member.url)
     assert code == 1
@@ -227,7 +229,10 @@ def test_encrypt_asks_twice(capsys, tmp_path, monkeypatch) -> None:
     answers = iter(["same", "same"])
     assert run(capsys, "wallet", "create", "--encrypt", "--wallet", str(path))[0] == 0
     monkeypatch.setenv("CHEESECOIN_PASSPHRASE", "same")
-    assert wallet_mod.load_wallet(str(path)).address == run(capsys, "wallet", "address", "--wallet", str(path))[1].strip()
+    assert (
+        wallet_mod.load_wallet(str(path)).address
+        == run(capsys, "wallet", "address", "--wallet", str(path))[1].strip()
+    )
 
 
 # -- balance, send, tx ------------------------------------------------------------------------
@@ -248,7 +253,9 @@ def test_wallet_create_makes_the_default_directory_and_says_so(capsys, tmp_path)
     assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
 
 
-def test_wallet_address_refuses_an_address_that_does_not_match_the_key(capsys, tmp_path, alice_wallet) -> None:
+def test_wallet_address_refuses_an_address_that_does_not_match_the_key(
+    capsys, tmp_path, alice_wallet
+) -> None:
     document = json.load(open(alice_wallet))
     document["address"] = B  # bob's address beside alice's key
     forged = tmp_path / "forged.json"
@@ -258,7 +265,9 @@ def test_wallet_address_refuses_an_address_that_does_not_match_the_key(capsys, t
     one_line_error(err, "does not match the private key")
 
 
-def test_wallet_address_of_an_encrypted_wallet_says_it_is_unchecked(capsys, tmp_path, monkeypatch) -> None:
+def test_wallet_address_of_an_encrypted_wallet_says_it_is_unchecked(
+    capsys, tmp_path, monkeypatch
+) -> None:
     monkeypatch.setenv("CHEESECOIN_PASSPHRASE", "brie")
     path = str(tmp_path / "e.json")
     assert run(capsys, "wallet", "create", "--encrypt", "--wallet", path)[0] == 0
@@ -272,16 +281,38 @@ def test_no_terminal_for_a_passphrase_is_one_line_without_a_warning(tmp_path) ->
     env = {k: v for k, v in os.environ.items() if k != "CHEESECOIN_PASSPHRASE"}
     env["HOME"] = str(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "cheesecoin.cli", "wallet", "create", "--encrypt", "--wallet", str(tmp_path / "w.json")],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, start_new_session=True,  # no terminal
+        [
+            sys.executable,
+            "-m",
+            "cheesecoin.cli",
+            "wallet",
+            "create",
+            "--encrypt",
+            "--wallet",
+            str(tmp_path / "w.json"),
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        start_new_session=True,  # no terminal
     )
     assert done.returncode == 1
-    assert done.stderr.count("\n") == 1 and "Warning" not in done.stderr and "Traceback" not in done.stderr
-    assert "no terminal to ask the passphrase on" in done.stderr and "CHEESECOIN_PASSPHRASE" in done.stderr
+    assert (
+        done.stderr.count("\n") == 1
+        and "Warning" not in done.stderr
+        and "Traceback" not in done.stderr
+    )
+    assert (
+        "no terminal to ask the passphrase on" in done.stderr
+        and "CHEESECOIN_PASSPHRASE" in done.stderr
+    )
     assert not (tmp_path / "w.json").exists()
 
 
-def test_balance_shows_spendable_beside_pending_and_send_says_which_it_used(capsys, member, tmp_path) -> None:
+def test_balance_shows_spendable_beside_pending_and_send_says_which_it_used(
+    capsys, member, tmp_path
+) -> None:
     member.node.submit_tx(sign_tx(ALICE, B, 30, 1, 0))  # 30 on its way to bob
     code, out, _ = run(capsys, "balance", B, "--member", member.url)
     assert code == 0 and last_word(out) == "0"
@@ -301,8 +332,17 @@ def test_balance(capsys, member, alice_wallet) -> None:
     code, out, _ = run(capsys, "balance", "--wallet", alice_wallet, "--member", member.url)
     assert code == 0 and last_word(out) == "100"
     code, out, _ = run(capsys, "balance", B, "--member", member.url, "--json")
-    assert code == 0 and json.loads(out) == {"address": B, "balance": 0, "nonce": 0, "pending_balance": 0, "pending_nonce": 0, "spendable": 0}
-    code, out, _ = run(capsys, "balance", A.upper(), "--member", member.url)  # hex in capitals is fine
+    assert code == 0 and json.loads(out) == {
+        "address": B,
+        "balance": 0,
+        "nonce": 0,
+        "pending_balance": 0,
+        "pending_nonce": 0,
+        "spendable": 0,
+    }
+    code, out, _ = run(
+        capsys, "balance", A.upper(), "--member", member.url
+    )  # hex in capitals is fine
     assert code == 0 and last_word(out) == "100"
 
 
@@ -316,7 +356,9 @@ def test_balance_errors(capsys, member, tmp_path) -> None:
     code, _, err = run(capsys, "balance", "xyz", "--member", member.url)
     assert code == 2
     one_line_error(err, "bad address")
-    code, _, err = run(capsys, "balance", "--wallet", str(tmp_path / "none"), "--member", member.url)
+    code, _, err = run(
+        capsys, "balance", "--wallet", str(tmp_path / "none"), "--member", member.url
+    )
     assert code == 1
     one_line_error(err, "no wallet", "ADDRESS")
     code, _, err = run(capsys, "balance", A, "--member", f"http://127.0.0.1:{free_port()}")
@@ -328,13 +370,28 @@ def test_balance_errors(capsys, member, tmp_path) -> None:
 
 
 def test_send_then_confirm(capsys, member, alice_wallet) -> None:
-    code, out, err = run(capsys, "send", B, "10", "--fee", "2", "--memo", "for the fondue", "--wallet", alice_wallet, "--member", member.url)
+    code, out, err = run(
+        capsys,
+        "send",
+        B,
+        "10",
+        "--fee",
+        "2",
+        "--memo",
+        "for the fondue",
+        "--wallet",
+        alice_wallet,
+        "--member",
+        member.url,
+    )
     assert code == 0 and err == ""
     tx_id = last_word(out)
     expected = sign_tx(ALICE, B, 10, 2, 0, "for the fondue")
     assert tx_id == txid(expected) and member.node.mempool.get(tx_id) == expected
     # A second payment before the first is mined takes the next nonce.
-    code, out, _ = run(capsys, "send", B, "5", "--fee", "0", "--wallet", alice_wallet, "--member", member.url)
+    code, out, _ = run(
+        capsys, "send", B, "5", "--fee", "0", "--wallet", alice_wallet, "--member", member.url
+    )
     assert code == 0 and member.node.mempool.get(last_word(out))["nonce"] == 1
     code, out, _ = run(capsys, "tx", tx_id, "--member", member.url)
     assert code == 0 and "mempool" in out and "for the fondue" in out
@@ -348,7 +405,9 @@ def test_send_then_confirm(capsys, member, alice_wallet) -> None:
 
 
 def test_send_not_enough_coins(capsys, member, alice_wallet) -> None:
-    code, out, err = run(capsys, "send", B, "99", "--fee", "2", "--wallet", alice_wallet, "--member", member.url)
+    code, out, err = run(
+        capsys, "send", B, "99", "--fee", "2", "--wallet", alice_wallet, "--member", member.url
+    )
     assert code == 1 and out == ""
     one_line_error(err, "not enough coins: 100 spendable now, need 101")
     run(capsys, "send", B, "60", "--wallet", alice_wallet, "--member", member.url)
@@ -389,7 +448,9 @@ def test_send_without_wallet_or_member(capsys, tmp_path, alice_wallet) -> None:
     code, _, err = run(capsys, "send", B, "1", "--wallet", str(tmp_path / "none.json"))
     assert code == 1
     one_line_error(err, "no wallet at")
-    code, _, err = run(capsys, "send", B, "1", "--wallet", alice_wallet, "--member", f"127.0.0.1:{free_port()}")
+    code, _, err = run(
+        capsys, "send", B, "1", "--wallet", alice_wallet, "--member", f"127.0.0.1:{free_port()}"
+    )
     assert code == 1
     one_line_error(err, "cannot reach the member")
 
@@ -416,11 +477,23 @@ def test_not_a_member(capsys, member) -> None:
 def test_status_and_cheeses(capsys, member) -> None:
     code, out, err = run(capsys, "status", "--member", member.url)
     assert code == 0 and err == ""
-    assert "height    2" in out and member.tip["smell"] in out and "mining    no" in out and "peers     0" in out
+    assert (
+        "height    2" in out
+        and member.tip["smell"] in out
+        and "mining    no" in out
+        and "peers     0" in out
+    )
     assert json.loads(run(capsys, "status", "--member", member.url, "--json")[1])["height"] == 2
     code, out, _ = run(capsys, "cheeses", "--member", member.url)
-    assert code == 0 and member.tip["smell"] in out and member.network.smell in out and len(out.splitlines()) == 4
-    code, out, _ = run(capsys, "cheeses", "--from", "1", "--count", "1", "--member", member.url, "--json")
+    assert (
+        code == 0
+        and member.tip["smell"] in out
+        and member.network.smell in out
+        and len(out.splitlines()) == 4
+    )
+    code, out, _ = run(
+        capsys, "cheeses", "--from", "1", "--count", "1", "--member", member.url, "--json"
+    )
     assert json.loads(out)["cheeses"][0]["sequence_number"] == 1
     code, _, err = run(capsys, "cheeses", "--count", "501", "--member", member.url)
     assert code == 2
@@ -444,7 +517,9 @@ def test_verify_the_vectors(capsys, tmp_path) -> None:
 @pytest.mark.slow
 def test_end_to_end_with_a_real_member(capsys, tmp_path, procs) -> None:
     network_file = tmp_path / "net.json"
-    code, out, err = run(capsys, "network", "new", "--name", "t", "--bits", "1", "--retarget-interval", "0")
+    code, out, err = run(
+        capsys, "network", "new", "--name", "t", "--bits", "1", "--retarget-interval", "0"
+    )
     assert code == 0, err
     network_file.write_text(out)
     miner_wallet, payee_wallet = str(tmp_path / "miner.json"), str(tmp_path / "payee.json")
@@ -459,16 +534,37 @@ def test_end_to_end_with_a_real_member(capsys, tmp_path, procs) -> None:
     ]  # fmt: skip
     proc = Proc.twistd("cheesemember", options, str(tmp_path / "member"))
     procs.append(proc)
-    wait_until(lambda: proc.alive() and http_json(f"{url}/api/status"), timeout=60, what="the member's API")
-    wait_until(lambda: http_json(f"{url}/api/balance/{miner}")["balance"] >= 20, timeout=60, what="mined coins")
+    wait_until(
+        lambda: proc.alive() and http_json(f"{url}/api/status"), timeout=60, what="the member's API"
+    )
+    wait_until(
+        lambda: http_json(f"{url}/api/balance/{miner}")["balance"] >= 20,
+        timeout=60,
+        what="mined coins",
+    )
 
     code, out, err = run(capsys, "status", "--member", url)
     assert code == 0 and "mining    yes" in out, err
-    code, out, err = run(capsys, "send", payee, "7", "--fee", "1", "--memo", "e2e", "--wallet", miner_wallet, "--member", url)
+    code, out, err = run(
+        capsys,
+        "send",
+        payee,
+        "7",
+        "--fee",
+        "1",
+        "--memo",
+        "e2e",
+        "--wallet",
+        miner_wallet,
+        "--member",
+        url,
+    )
     assert code == 0, err
     tx_id = last_word(out)
     status = wait_until(
-        lambda: (lambda s: s if s["status"] == "confirmed" else None)(http_json(f"{url}/api/tx/{tx_id}")),
+        lambda: (lambda s: s if s["status"] == "confirmed" else None)(
+            http_json(f"{url}/api/tx/{tx_id}")
+        ),
         timeout=60,
         what="the payment in a cheese",
     )

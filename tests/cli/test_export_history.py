@@ -7,11 +7,19 @@ import json
 import os
 
 import pytest
+from test_cli import (
+    ALICE,
+    BOB,
+    A,
+    B,
+    Member,
+    one_line_error,
+    run,
+)  # the API bridge of the CLI tests
 
 from cheesecoin.cli import history as history_mod
 from cheesecoin.core.tx import sign_tx
 from cheesecoin.storage.wallet import create_wallet
-from test_cli import ALICE, BOB, A, B, Member, run, one_line_error  # the API bridge of the CLI tests
 
 
 @pytest.fixture
@@ -52,7 +60,9 @@ def test_export_to_stdout_is_the_same_array(capsys, member) -> None:
     grow(member, 7)
     code, printed, err = run(capsys, "export", "--member", member.url)
     assert code == 0 and "exported 8 cheeses" in err
-    assert [c["smell"] for c in json.loads(printed)] == [member.node.stack.get_by_height(h)["smell"] for h in range(8)]
+    assert [c["smell"] for c in json.loads(printed)] == [
+        member.node.stack.get_by_height(h)["smell"] for h in range(8)
+    ]
 
 
 def test_export_pages_through_the_api(capsys, member, tmp_path, monkeypatch) -> None:
@@ -63,7 +73,9 @@ def test_export_pages_through_the_api(capsys, member, tmp_path, monkeypatch) -> 
     assert len(json.loads((tmp_path / "s.json").read_text())) == 24
 
 
-def test_a_reorganisation_during_the_export_is_said_and_leaves_no_file(capsys, member, tmp_path, monkeypatch) -> None:
+def test_a_reorganisation_during_the_export_is_said_and_leaves_no_file(
+    capsys, member, tmp_path, monkeypatch
+) -> None:
     grow(member, 12)
     real_get = history_mod.Member.get
     calls = []
@@ -90,13 +102,17 @@ def test_a_reorganisation_during_the_export_is_said_and_leaves_no_file(capsys, m
 
 
 def test_export_errors_are_one_line(capsys, member, tmp_path) -> None:
-    code, _, err = run(capsys, "export", "--member", member.url, "-o", str(tmp_path / "no" / "dir" / "s.json"))
+    code, _, err = run(
+        capsys, "export", "--member", member.url, "-o", str(tmp_path / "no" / "dir" / "s.json")
+    )
     assert code == 1
     one_line_error(err, "cannot write in")
     code, _, err = run(capsys, "export", "--member", member.url, "-o", str(tmp_path))
     assert code == 1
     one_line_error(err, "is a directory")
-    code, _, err = run(capsys, "export", "--member", "http://127.0.0.1:9", "-o", str(tmp_path / "x.json"))
+    code, _, err = run(
+        capsys, "export", "--member", "http://127.0.0.1:9", "-o", str(tmp_path / "x.json")
+    )
     assert code == 1
     one_line_error(err, "cannot reach the member")
     assert not (tmp_path / "x.json").exists()
@@ -131,6 +147,8 @@ def test_history_of_the_wallet_and_errors(capsys, member, tmp_path) -> None:
     code, _, err = run(capsys, "history", B, "--count", "0", "--member", member.url)
     assert code == 2
     one_line_error(err, "count")
-    code, _, err = run(capsys, "history", "--wallet", str(tmp_path / "none.json"), "--member", member.url)
+    code, _, err = run(
+        capsys, "history", "--wallet", str(tmp_path / "none.json"), "--member", member.url
+    )
     assert code == 1
     one_line_error(err, "or give an ADDRESS")

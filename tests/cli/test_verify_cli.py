@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from procs import vector
 
 from cheesecoin.cli.main import main
 from cheesecoin.core.cheese import network_from_blue_cheese
-from procs import vector
 
 CHAIN = vector("chain-vectors.json")
 INVALID = vector("invalid-cheeses.json")
@@ -80,27 +80,67 @@ def test_missing_file_and_bad_blue_cheese(tmp_path, capsys):
 
 def test_verify_as_a_real_command(tmp_path):
     path = write(tmp_path, "stack.json", CHAIN["cheeses"])
-    done = subprocess.run([sys.executable, "-m", "cheesecoin.cli", "verify", path], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "cheesecoin.cli", "verify", path], capture_output=True, text=True
+    )
     assert done.returncode == 0 and json.loads(done.stdout)["height"] == 3
-    done = subprocess.run([sys.executable, "-m", "cheesecoin.cli", "verify"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "cheesecoin.cli", "verify"], capture_output=True, text=True
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
 
 def test_network_new_mines_a_loadable_blue_cheese(capsys):
-    assert main(["network", "new", "--name", "fondue", "--bits", "6", "--retarget-interval", "5",
-                 "--target-spacing", "3", "--reward", "7", "--note", "hello", "--timestamp", "1800000000"]) == 0
+    assert (
+        main(
+            [
+                "network",
+                "new",
+                "--name",
+                "fondue",
+                "--bits",
+                "6",
+                "--retarget-interval",
+                "5",
+                "--target-spacing",
+                "3",
+                "--reward",
+                "7",
+                "--note",
+                "hello",
+                "--timestamp",
+                "1800000000",
+            ]
+        )
+        == 0
+    )
     cheese = json.loads(capsys.readouterr().out)
     net = network_from_blue_cheese(cheese)
-    assert (net.name, net.bits, net.retarget_interval, net.target_spacing, net.reward, net.note) == (
-        "fondue", 6, 5, 3, 7, "hello")
+    assert (
+        net.name,
+        net.bits,
+        net.retarget_interval,
+        net.target_spacing,
+        net.reward,
+        net.note,
+    ) == ("fondue", 6, 5, 3, 7, "hello")
     assert cheese["timestamp"] == 1800000000 and cheese["smell"].startswith("0")
 
 
-@pytest.mark.parametrize("args", [["--bits", "0"], ["--bits", "200"], ["--bits", "x"],
-                                  ["--bits", "4", "--retarget-interval", "1"], ["--bits", "4", "--reward", "-1"],
-                                  ["--bits", "4", "--timestamp", "-1"], ["--bits", "4", "--timestamp", "99999999999999999999"],
-                                  ["--bits", "4", "--reward", "99999999999999999999"],
-                                  ["--bits", "4", "--target-spacing", "99999999999999999999"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--bits", "0"],
+        ["--bits", "200"],
+        ["--bits", "x"],
+        ["--bits", "4", "--retarget-interval", "1"],
+        ["--bits", "4", "--reward", "-1"],
+        ["--bits", "4", "--timestamp", "-1"],
+        ["--bits", "4", "--timestamp", "99999999999999999999"],
+        ["--bits", "4", "--reward", "99999999999999999999"],
+        ["--bits", "4", "--target-spacing", "99999999999999999999"],
+    ],
+)
 def test_network_new_refuses_bad_options(capsys, args):
     with pytest.raises(SystemExit) as info:
         code = main(["network", "new", "--name", "n"] + args)
@@ -110,14 +150,27 @@ def test_network_new_refuses_bad_options(capsys, args):
     assert err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--timestamp", "-1"], "--timestamp must be a whole number from 0 to 9223372036854775807"),
-    (["--timestamp", "99999999999999999999"], "--timestamp must be a whole number from 0 to 9223372036854775807"),
-    (["--max-transactions", "99999999999999999999"], "--max-transactions must be a whole number from 0 to"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--timestamp", "-1"], "--timestamp must be a whole number from 0 to 9223372036854775807"),
+        (
+            ["--timestamp", "99999999999999999999"],
+            "--timestamp must be a whole number from 0 to 9223372036854775807",
+        ),
+        (
+            ["--max-transactions", "99999999999999999999"],
+            "--max-transactions must be a whole number from 0 to",
+        ),
+    ],
+)
 def test_network_new_out_of_range_says_the_range(tmp_path, args, needle):
-    done = subprocess.run([sys.executable, "-m", "cheesecoin.cli", "network", "new", "--name", "n", "--bits", "4"] + args,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "cheesecoin.cli", "network", "new", "--name", "n", "--bits", "4"]
+        + args,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and needle in done.stderr and "Traceback" not in done.stderr
 
@@ -125,7 +178,14 @@ def test_network_new_out_of_range_says_the_range(tmp_path, args, needle):
 @pytest.mark.parametrize("workers", ["-3", "x"])
 def test_verify_refuses_negative_workers(tmp_path, workers):
     path = write(tmp_path, "stack.json", CHAIN["cheeses"])
-    done = subprocess.run([sys.executable, "-m", "cheesecoin.cli", "verify", "--workers", workers, path],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "cheesecoin.cli", "verify", "--workers", workers, path],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.count("\n") == 1 and "--workers" in done.stderr and "Traceback" not in done.stderr
+    assert (
+        done.stderr.count("\n") == 1
+        and "--workers" in done.stderr
+        and "Traceback" not in done.stderr
+    )

@@ -12,8 +12,8 @@ from cheesecoin.core.ledger import Ledger
 from cheesecoin.core.mempool import Mempool
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
-from cheesecoin.testing.chain import key_from_seed, make_network, mine_child
 from cheesecoin.core.tx import address_of, sign_tx, txid
+from cheesecoin.testing.chain import key_from_seed, make_network, mine_child
 
 ALICE = key_from_seed("alice")
 BOB = key_from_seed("bob")
@@ -118,7 +118,9 @@ def test_eviction_when_full_takes_the_lowest_fee_at_the_end_of_a_chain() -> None
     b0 = sign_tx(BOB, C, 1, 3, 0)
     for tx in (a0, a1, b0):
         pool.add(tx)
-    assert _rule(lambda: pool.add(sign_tx(CAROL, A, 1, 3, 0))) == "mempool-full"  # not above the lowest end (3)
+    assert (
+        _rule(lambda: pool.add(sign_tx(CAROL, A, 1, 3, 0))) == "mempool-full"
+    )  # not above the lowest end (3)
     c0 = sign_tx(CAROL, A, 1, 4, 0)
     pool.add(c0)
     assert txid(b0) not in pool  # bob's chain ends with fee 3, the lowest end
@@ -148,7 +150,9 @@ class Chain:
         self.node = MemberNode(CheeseStack(self.network), data_dir=data_dir)
         self.cheeses = {self.network.smell: self.network.blue_cheese}
 
-    def mine(self, parent: dict, miner: str = MINER, txs: List[dict] = (), nonce_from: int = 0) -> dict:
+    def mine(
+        self, parent: dict, miner: str = MINER, txs: List[dict] = (), nonce_from: int = 0
+    ) -> dict:
         cheese = mine_child(parent, self.network.bits, miner, list(txs), start_nonce=nonce_from)
         self.node.submit_cheese(cheese)
         self.cheeses[cheese["smell"]] = cheese
@@ -175,7 +179,14 @@ def test_confirmed_transactions_leave_the_mempool() -> None:
     chain.mine(chain.tip(), txs=[tx])
     assert tx_id not in node.mempool and txid(later) in node.mempool
     assert node.tx_status(tx_id) == {"tx": tx, "status": "confirmed", "sequence_number": 2}
-    assert node.balance(A) == {"address": A, "balance": 38, "nonce": 1, "pending_balance": 26, "pending_nonce": 2, "spendable": 26}
+    assert node.balance(A) == {
+        "address": A,
+        "balance": 38,
+        "nonce": 1,
+        "pending_balance": 26,
+        "pending_nonce": 2,
+        "spendable": 26,
+    }
     with pytest.raises(InvalidTx) as info:
         node.submit_tx(tx)  # once confirmed, its nonce is used
     assert info.value.rule == "tx-nonce"
@@ -211,7 +222,10 @@ def test_reorganisation_returns_abandoned_transactions() -> None:
     b3 = chain.mine(b2, nonce_from=1000)
     assert node.stack.tip.smell == b3["smell"]
     # only_on_a came back (valid again), then pending after it; paid_on_a is confirmed on B.
-    assert [tx for _, tx in sorted(node.mempool.items(), key=lambda i: i[1]["nonce"])] == [only_on_a, pending]
+    assert [tx for _, tx in sorted(node.mempool.items(), key=lambda i: i[1]["nonce"])] == [
+        only_on_a,
+        pending,
+    ]
     assert node.tx_status(txid(paid_on_a))["sequence_number"] == 2
     assert node.tx_status(txid(only_on_a))["status"] == "mempool"
 
@@ -251,7 +265,9 @@ def test_mempool_survives_a_restart(tmp_path) -> None:
 def test_corrupt_or_hostile_saved_mempool_is_ignored(tmp_path) -> None:
     chain = _funded(str(tmp_path))
     good = sign_tx(ALICE, B, 1, 0, 0)
-    (tmp_path / "mempool.json").write_text(json.dumps([{"junk": 1}, 7, "x", good, dict(good, nonce=1)]))
+    (tmp_path / "mempool.json").write_text(
+        json.dumps([{"junk": 1}, 7, "x", good, dict(good, nonce=1)])
+    )
     assert chain.node.load_mempool() == 1
     (tmp_path / "mempool.json").write_text("{not json")
     assert MemberNode(chain.node.stack, data_dir=str(tmp_path)).load_mempool() == 0

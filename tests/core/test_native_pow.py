@@ -17,7 +17,9 @@ from cheesecoin.core import pow as pow_mod
 from cheesecoin.core.pow import NONCE_LIMIT, backend, search_nonce, search_nonce_python
 
 native = pow_mod._native
-needs_native = pytest.mark.skipif(native is None, reason="the C extension is not built here (no compiler?)")
+needs_native = pytest.mark.skipif(
+    native is None, reason="the C extension is not built here (no compiler?)"
+)
 PREFIX_CHARS = "0123456789abcdef:"
 
 
@@ -34,7 +36,9 @@ def expected(prefix: str, bits: int, start: int, end: int):
     offset=st.integers(0, 10**6),
     portable=st.booleans(),
 )
-def test_native_and_python_find_the_same_first_nonce(prefix, bits, digits, offset, portable) -> None:
+def test_native_and_python_find_the_same_first_nonce(
+    prefix, bits, digits, offset, portable
+) -> None:
     start = min(10 ** (digits - 1) + offset, NONCE_LIMIT - 3000) if digits > 1 else offset % 10
     end = min(start + 3000, NONCE_LIMIT)
     want = expected(prefix, bits, start, end)
@@ -50,7 +54,10 @@ def test_across_a_change_of_digit_count_and_at_the_top_of_the_range(portable: bo
     for start in (9_990, 999_999_990, 10**19 - 20, NONCE_LIMIT - 40):
         end = min(start + 60, NONCE_LIMIT)
         for bits in (1, 2, 3):
-            assert native.search(b"x" * 61 + b":", bits, start, end - 1, portable) == expected("x" * 61 + ":", bits, start, end)[0]
+            assert (
+                native.search(b"x" * 61 + b":", bits, start, end - 1, portable)
+                == expected("x" * 61 + ":", bits, start, end)[0]
+            )
 
 
 @needs_native
@@ -95,8 +102,12 @@ def test_the_python_path_is_forced_and_still_finds_nonces() -> None:
         "assert pow.backend() == 'python', pow.backend()\n"
         "print(pow.search_nonce('abc:', 12, 0, 2**64))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=dict(os.environ, CHEESECOIN_POW="python"))
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, CHEESECOIN_POW="python"),
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(search_nonce_python("abc:", 12, 0, 2**64))
 

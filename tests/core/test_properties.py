@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cheesecoin.core.cheese import canonical, info_canonical
-from cheesecoin.core.ledger import Ledger
 from cheesecoin.core.errors import InvalidCheese
-from cheesecoin.testing.chain import key_from_seed
+from cheesecoin.core.ledger import Ledger
 from cheesecoin.core.tx import address_of, sign_tx, signing_bytes, tx_canonical_text
+from cheesecoin.testing.chain import key_from_seed
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=20)
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 hex64 = st.text("0123456789abcdef", min_size=64, max_size=64)
@@ -86,7 +89,9 @@ def valid_sequences(draw):
             amount = draw(st.integers(1, have))
             fee = draw(st.integers(0, have - amount))
             tx = sign_tx(KEYS[i], ADDRS[j], amount, fee, shadow.next_nonce(ADDRS[i]))
-            shadow.apply_cheese({"miner": "00" * 32, "transactions": [tx]}, 0, check_signatures=False)
+            shadow.apply_cheese(
+                {"miner": "00" * 32, "transactions": [tx]}, 0, check_signatures=False
+            )
             txs.append(tx)
         info = {"miner": ADDRS[draw(st.integers(0, 3))], "transactions": txs}
         ledger.apply_cheese(info, REWARD)
@@ -119,9 +124,18 @@ def test_an_invalid_cheese_changes_nothing(infos, who, amount):
         ledger.apply_cheese(info, REWARD)
     before = ledger.copy()
     sender = ADDRS[who]
-    ok = sign_tx(KEYS[who], ADDRS[(who + 1) % 4], 1, 0, ledger.next_nonce(sender)) if ledger.balance(sender) else None
-    overspend = sign_tx(KEYS[who], ADDRS[(who + 2) % 4], ledger.balance(sender) + amount, 0,
-                        ledger.next_nonce(sender) + (1 if ok else 0))
+    ok = (
+        sign_tx(KEYS[who], ADDRS[(who + 1) % 4], 1, 0, ledger.next_nonce(sender))
+        if ledger.balance(sender)
+        else None
+    )
+    overspend = sign_tx(
+        KEYS[who],
+        ADDRS[(who + 2) % 4],
+        ledger.balance(sender) + amount,
+        0,
+        ledger.next_nonce(sender) + (1 if ok else 0),
+    )
     txs = ([ok] if ok else []) + [overspend]
     try:
         ledger.apply_cheese({"miner": ADDRS[0], "transactions": txs}, REWARD)
@@ -132,14 +146,19 @@ def test_an_invalid_cheese_changes_nothing(infos, who, amount):
 
 
 @settings(max_examples=150, deadline=None)
-@given(note=st.lists(st.sampled_from(['"unit_of_information":', '"', "\\", "}", "{", ",", "a", "é", "\n"]),
-                     max_size=12).map("".join),
-       memo=st.text(max_size=12), spaced=st.booleans())
+@given(
+    note=st.lists(
+        st.sampled_from(['"unit_of_information":', '"', "\\", "}", "{", ",", "a", "é", "\n"]),
+        max_size=12,
+    ).map("".join),
+    memo=st.text(max_size=12),
+    spaced=st.booleans(),
+)
 def test_a_header_from_a_stored_text_is_the_header_of_its_cheese(note, memo, spaced):
     """header_from_text slices the body out of a canonical text; any text
     (other key order, spaces) still gives the cheese's header, the long way."""
     from cheesecoin.core.cheese import header_from_text, header_of
-    from cheesecoin.testing.chain import mine_child, make_network
+    from cheesecoin.testing.chain import make_network, mine_child
 
     network = make_network("headertext", bits=1, timestamp=1_000_000)
     key = key_from_seed("header-text")
@@ -155,7 +174,7 @@ def test_a_stored_text_whose_body_is_not_canonical_is_hashed_the_long_way():
     """A body spelled otherwise (here: a space) has another SHA1: the smell
     check catches it and the header still carries the real info_hash."""
     from cheesecoin.core.cheese import header_from_text, header_of
-    from cheesecoin.testing.chain import mine_child, make_network
+    from cheesecoin.testing.chain import make_network, mine_child
 
     network = make_network("headertext", bits=1, timestamp=1_000_000)
     cheese = mine_child(network.blue_cheese, 1, "cd" * 32, [])

@@ -19,7 +19,6 @@ from cheesecoin.core.tx import address_of, sign_tx, txid
 from cheesecoin.p2p.mempool_sync import MempoolExchange
 from cheesecoin.storage.sqlite import open_stack
 from cheesecoin.testing.chain import key_from_seed, make_network, mine_child, payment_stack
-
 from tests.cases import temp_path
 
 NET = make_network("costs", bits=1, max_transactions=1000, reward=1000)
@@ -37,9 +36,11 @@ class Counting:
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.store, name)
         if name in ("get", "get_text"):
+
             def counted(*args: Any, **kw: Any) -> Any:
                 self.calls.append(name)
                 return attr(*args, **kw)
+
             return counted
         return attr
 
@@ -51,8 +52,11 @@ class FakeManager:
 
 
 def every_tx(cheeses):
-    return [(c["sequence_number"], tx) for c in cheeses
-            for tx in c["unit_of_information"]["transactions"]]
+    return [
+        (c["sequence_number"], tx)
+        for c in cheeses
+        for tx in c["unit_of_information"]["transactions"]
+    ]
 
 
 class ConfirmedTransactionTests(SynchronousTestCase):
@@ -88,8 +92,10 @@ class ConfirmedTransactionTests(SynchronousTestCase):
         self.addCleanup(stack.close)
         for c in CHEESES[1:21]:
             stack.add_cheese(c, check_signatures=False)
-        txs = [sign_tx(key, address_of(key_from_seed("costs-1")), 1, 1, n, memo)
-               for n, memo in enumerate(["ché", "", "😀 \" ]}} ,", "z"])]
+        txs = [
+            sign_tx(key, address_of(key_from_seed("costs-1")), 1, 1, n, memo)
+            for n, memo in enumerate(["ché", "", '😀 " ]}} ,', "z"])
+        ]
         cheese = mine_child(CHEESES[20], NET.bits, address_of(key), txs, note="a note ]}}")
         stack.add_cheese(cheese)
         stack.store._cache.clear()  # read from the database, not the cache of recent cheeses
@@ -197,8 +203,16 @@ class GetTxsTests(SynchronousTestCase):
         for i, key in enumerate(keys):
             sender = address_of(key)
             for n in range(4):
-                pool.add(sign_tx(key, address_of(keys[(i + 1) % 5]), 1, 1 + (n * 7 + i) % 5,
-                                 self.stack.ledger.next_nonce(sender) + n, ""))
+                pool.add(
+                    sign_tx(
+                        key,
+                        address_of(keys[(i + 1) % 5]),
+                        1,
+                        1 + (n * 7 + i) % 5,
+                        self.stack.ledger.next_nonce(sender) + n,
+                        "",
+                    )
+                )
         assert pool.select_ids(100) == [txid(tx) for tx in pool.select(100)]
         assert pool.select_ids(7) == [txid(tx) for tx in pool.select(7)]
 

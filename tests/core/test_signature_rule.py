@@ -49,7 +49,6 @@ from cheesecoin.storage.wallet import Wallet
 from cheesecoin.testing.chain import ChainBuilder, key_from_seed, make_network, mine_child
 from cheesecoin.testing.fakes import BOB, NETWORK, NOW, Net, Raw, make_member, ready_raw
 from cheesecoin.web import api
-
 from tests.cases import case, clock_at, temp_path
 
 VECTORS_FILE = os.path.join(os.path.dirname(__file__), "..", "vectors", "signature-vectors.json")
@@ -313,8 +312,12 @@ class PathTests(SynchronousTestCase):
         tx = dict(by_name("valid")["tx"], memo="\ud800")
         _, cheeses = stack_for(tx, PAST_NETWORK)
         info = {"miner": "ab" * 32, "transactions": [tx]}
-        body = dict(cheeses[-1], sequence_number=cheeses[-1]["sequence_number"] + 1,
-                    parent_smell=cheeses[-1]["smell"], unit_of_information=info)
+        body = dict(
+            cheeses[-1],
+            sequence_number=cheeses[-1]["sequence_number"] + 1,
+            parent_smell=cheeses[-1]["smell"],
+            unit_of_information=info,
+        )
         path = temp_path(self) / "surrogate.json"
         path.write_text(json.dumps([PAST_NETWORK.blue_cheese] + cheeses + [body]))
         for workers in ("1", "2"):

@@ -9,8 +9,8 @@ import pytest
 from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
-from cheesecoin.testing.chain import BASE_TIME, key_from_seed, make_network, mine_child
 from cheesecoin.core.tx import address_of, sign_tx, txid
+from cheesecoin.testing.chain import BASE_TIME, key_from_seed, make_network, mine_child
 
 NET = make_network("stacktest", bits=2)
 ALICE = key_from_seed("alice")
@@ -27,7 +27,9 @@ def new_stack(**kw) -> CheeseStack:
 def branch(parent: dict, n: int, miner: str, txs=None, step: int = 10) -> list:
     out = []
     for i in range(n):
-        parent = mine_child(parent, NET.bits, miner, (txs or {}).get(i, []), timestamp=parent["timestamp"] + step)
+        parent = mine_child(
+            parent, NET.bits, miner, (txs or {}).get(i, []), timestamp=parent["timestamp"] + step
+        )
         out.append(parent)
     return out
 

@@ -5,27 +5,27 @@ from __future__ import annotations
 import copy
 
 import pytest
+from procs import VECTORS, vector
 
 from cheesecoin.core.cheese import (
+    DEFAULT_NETWORK_FILE,
     HEADER_FIELDS,
-    compact_announcement,
-    header_of,
-    rebuild_cheese,
     canonical,
     check_smell,
+    compact_announcement,
     compute_smell,
+    header_of,
     info_hash,
     load_network,
     meets_pow,
     network_from_blue_cheese,
     preimage,
-    DEFAULT_NETWORK_FILE,
+    rebuild_cheese,
 )
 from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.stack import CheeseStack
-from cheesecoin.testing.chain import key_from_seed
 from cheesecoin.core.tx import address_of, sign_tx, signing_bytes, txid, verify_signature
-from procs import VECTORS, vector
+from cheesecoin.testing.chain import key_from_seed
 
 CHAIN = vector("chain-vectors.json")
 INVALID = vector("invalid-cheeses.json")
@@ -59,7 +59,9 @@ def test_txids_and_signatures():
         assert keys[name].private_bytes_raw().hex() == info["private_key"]
     by_address = {CHAIN["keys"][n]["address"]: keys[n] for n in keys}
     for tx in txs:
-        again = sign_tx(by_address[tx["from"]], tx["to"], tx["amount"], tx["fee"], tx["nonce"], tx["memo"])
+        again = sign_tx(
+            by_address[tx["from"]], tx["to"], tx["amount"], tx["fee"], tx["nonce"], tx["memo"]
+        )
         assert again == tx  # Ed25519 is deterministic
 
 
@@ -89,22 +91,32 @@ def test_invalid_cheeses_refused_for_their_rule(case):
 
 
 def test_retarget_bits():
-    stack = CheeseStack(network_from_blue_cheese(RETARGET["cheeses"][0]), clock=lambda: NOW + 10_000)
+    stack = CheeseStack(
+        network_from_blue_cheese(RETARGET["cheeses"][0]), clock=lambda: NOW + 10_000
+    )
     bits = [RETARGET["cheeses"][0]["bits"]]
     for cheese in RETARGET["cheeses"][1:]:
         bits.append(stack.next_bits(stack.tip))
         stack.add_cheese(copy.deepcopy(cheese))
     assert bits == RETARGET["bits"]
     assert stack.height == len(RETARGET["cheeses"]) - 1
-    assert stack.work == sum(2 ** b for b in RETARGET["bits"])
+    assert stack.work == sum(2**b for b in RETARGET["bits"])
 
 
 def test_network_files():
     net = load_network()
     assert net.smell == vector("blue-cheese-cheesecoin.json")["smell"]
-    assert (net.name, net.target_spacing, net.retarget_interval, net.reward, net.max_transactions) == (
-        "cheesecoin", 10, 20, 50, 1000)
-    assert open(DEFAULT_NETWORK_FILE, "rb").read() == open(f"{VECTORS}/blue-cheese-cheesecoin.json", "rb").read()
+    assert (
+        net.name,
+        net.target_spacing,
+        net.retarget_interval,
+        net.reward,
+        net.max_transactions,
+    ) == ("cheesecoin", 10, 20, 50, 1000)
+    assert (
+        open(DEFAULT_NETWORK_FILE, "rb").read()
+        == open(f"{VECTORS}/blue-cheese-cheesecoin.json", "rb").read()
+    )
     vec = load_network(f"{VECTORS}/network-vectors.json")
     assert vec.smell == CHAIN["cheeses"][0]["smell"]
 
@@ -133,7 +145,11 @@ def test_compact_announcements_of_the_chain_cheeses():
 
 
 def test_rebuilding_each_cheese_from_its_compact_announcement():
-    by_txid = {txid(tx): tx for c in CHAIN["cheeses"][1:] for tx in c["unit_of_information"]["transactions"]}
+    by_txid = {
+        txid(tx): tx
+        for c in CHAIN["cheeses"][1:]
+        for tx in c["unit_of_information"]["transactions"]
+    }
     for msg in COMPACT["announce_compact"]:
         txs = [copy.deepcopy(by_txid[t]) for t in msg["txids"]]
         rebuilt = rebuild_cheese(msg["header"], msg["miner"], txs, msg.get("note"))
@@ -143,7 +159,9 @@ def test_rebuilding_each_cheese_from_its_compact_announcement():
 
 def test_a_rebuilt_body_that_differs_does_not_match_its_header():
     msg = COMPACT["announce_compact"][1]  # cheese 2, one payment, a note
-    rebuilt = rebuild_cheese(msg["header"], msg["miner"], [], msg.get("note"))  # the payment left out
+    rebuilt = rebuild_cheese(
+        msg["header"], msg["miner"], [], msg.get("note")
+    )  # the payment left out
     assert info_hash(rebuilt["unit_of_information"]) != msg["header"]["info_hash"]
     with pytest.raises(InvalidCheese):
         check_smell(rebuilt)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from procs import VECTORS
 
-ORIGINAL = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "vectors"))
+ORIGINAL = os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "vectors")
+)
 
 
 def test_vectors_are_carried_by_the_repository():
@@ -23,11 +24,16 @@ def test_vectors_are_carried_by_the_repository():
     assert all(name.endswith(".json") for name in names)
 
 
-@pytest.mark.skipif(not os.path.isdir(ORIGINAL), reason=f"no original vectors at {ORIGINAL} (a clone on its own)")
+@pytest.mark.skipif(
+    not os.path.isdir(ORIGINAL), reason=f"no original vectors at {ORIGINAL} (a clone on its own)"
+)
 def test_vectors_equal_the_original_set():
     ours = sorted(os.listdir(VECTORS))
     theirs = sorted(n for n in os.listdir(ORIGINAL) if not n.startswith("."))
     assert ours == theirs, "tests/vectors/ and the original set hold different files"
     for name in theirs:
-        with open(os.path.join(VECTORS, name), "rb") as a, open(os.path.join(ORIGINAL, name), "rb") as b:
+        with (
+            open(os.path.join(VECTORS, name), "rb") as a,
+            open(os.path.join(ORIGINAL, name), "rb") as b,
+        ):
             assert a.read() == b.read(), f"tests/vectors/{name} differs from the original"

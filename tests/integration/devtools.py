@@ -38,15 +38,26 @@ class DevTools:
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
 
-        def wire_fds() -> None:  # in the child: its fd 3 reads our commands, fd 4 writes its answers
+        def wire_fds() -> (
+            None
+        ):  # in the child: its fd 3 reads our commands, fd 4 writes its answers
             os.dup2(to_child_r, 3)
             os.dup2(from_child_w, 4)
 
         self.proc = subprocess.Popen(
-            [CHROMIUM, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                CHROMIUM,
+                *FLAGS,
+                "--remote-debugging-pipe",
+                f"--user-data-dir={profile}",
+                "about:blank",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             # Python's own descriptors are not inheritable (PEP 446): only the two dup2'd ones reach Chromium
-            preexec_fn=wire_fds, close_fds=False,
+            preexec_fn=wire_fds,
+            close_fds=False,
         )
         os.close(to_child_r)
         os.close(from_child_w)
@@ -68,7 +79,9 @@ class DevTools:
                 if "id" in message:
                     self._answers.put(message)
 
-    def call(self, method: str, params: dict = None, session: bool = True, timeout: float = 30.0) -> dict:
+    def call(
+        self, method: str, params: dict = None, session: bool = True, timeout: float = 30.0
+    ) -> dict:
         self._next += 1
         message = {"id": self._next, "method": method, "params": params or {}}
         if session and self.session:
@@ -83,13 +96,19 @@ class DevTools:
 
     def open(self, url: str) -> None:
         target = self.call("Target.createTarget", {"url": url}, session=False)["targetId"]
-        self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True}, session=False)["sessionId"]
+        self.session = self.call(
+            "Target.attachToTarget", {"targetId": target, "flatten": True}, session=False
+        )["sessionId"]
 
     def js(self, expression: str):
-        return self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})["result"].get("value")
+        return self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})[
+            "result"
+        ].get("value")
 
     def text(self, element_id: str) -> str:
-        return self.js(f"(document.getElementById({element_id!r}) || {{}}).textContent || ''").strip()
+        return self.js(
+            f"(document.getElementById({element_id!r}) || {{}}).textContent || ''"
+        ).strip()
 
     def until(self, predicate, timeout: float, what: str) -> float:
         """Poll ``predicate`` every 20 ms; returns the seconds it took."""
@@ -104,8 +123,10 @@ class DevTools:
         return self.js("document.documentElement.outerHTML")
 
     def screenshot(self, width: int, height: int) -> bytes:
-        self.call("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
         return base64.b64decode(self.call("Page.captureScreenshot", {"format": "png"})["data"])
 
     def close(self) -> None:

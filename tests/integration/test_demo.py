@@ -11,14 +11,21 @@ import time
 
 def _member_processes(root: str) -> list:
     out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if root in line and "cheese" in line and "ps -eo" not in line]
+    return [
+        line
+        for line in out.splitlines()
+        if root in line and "cheese" in line and "ps -eo" not in line
+    ]
 
 
 def test_demo_mines_pays_and_stops_cleanly_on_sigint(tmp_path):
     root = str(tmp_path / "demo-data")
     proc = subprocess.Popen(
         [sys.executable, "-m", "cheesecoin.cli.demo", "--dir", root],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=str(tmp_path),
     )
     lines = []
     deadline = time.monotonic() + 90
@@ -28,7 +35,7 @@ def test_demo_mines_pays_and_stops_cleanly_on_sigint(tmp_path):
         if not line:
             break
         lines.append(line)
-        if "confirmed" in line and sum("cheese " in l for l in lines) >= 3:
+        if "confirmed" in line and sum("cheese " in ln for ln in lines) >= 3:
             confirmed = True
             break
     assert _member_processes(root), "".join(lines)[-3000:]

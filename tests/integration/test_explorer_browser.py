@@ -26,18 +26,25 @@ import time
 from html import unescape
 
 import pytest
-
 from devtools import CHROMIUM, DevTools
 from procs import Proc, free_port, http_json, wait_until
 
+from cheesecoin.core.tx import address_of, sign_tx
 from cheesecoin.storage.sqlite import open_stack
 from cheesecoin.testing.chain import key_from_seed, make_network, mine_child
-from cheesecoin.core.tx import address_of, sign_tx
 
 CHEESES = 30
 NAMES = ["alice", "bob", "carol", "dave", "erin", "frank"]
 NOTES = {7: "mined on a laptop", 16: "fondue night", 23: "brie-lliant ✓"}
-MEMOS = ["", "", "for the fondue", "rent", "thanks for the gouda", "Käse für alle", "lunch & <b>drinks</b>"]
+MEMOS = [
+    "",
+    "",
+    "for the fondue",
+    "rent",
+    "thanks for the gouda",
+    "Käse für alle",
+    "lunch & <b>drinks</b>",
+]
 
 pytestmark = pytest.mark.slow
 
@@ -60,11 +67,17 @@ def build_stack(data_dir: str, network_file: str) -> dict:
     """
     rng = random.Random(7)
     spacings = [
-        rng.choice([2, 3, 4, 5]) if h < 13 else rng.choice([15, 21, 30, 42]) if h < 25 else rng.choice([6, 9, 12, 15])
+        rng.choice([2, 3, 4, 5])
+        if h < 13
+        else rng.choice([15, 21, 30, 42])
+        if h < 25
+        else rng.choice([6, 9, 12, 15])
         for h in range(1, CHEESES + 1)
     ]
     start = int(time.time()) - sum(spacings) - 5
-    network = make_network(name="explorer-test", bits=1, retarget_interval=6, target_spacing=10, timestamp=start)
+    network = make_network(
+        name="explorer-test", bits=1, retarget_interval=6, target_spacing=10, timestamp=start
+    )
     with open(network_file, "w", encoding="utf-8") as f:
         json.dump(network.blue_cheese, f)
     keys = {name: key_from_seed(f"explorer-{name}") for name in NAMES}
@@ -83,7 +96,16 @@ def build_stack(data_dir: str, network_file: str) -> dict:
                     to = rng.choice([n for n in NAMES if n != sender])
                     amount = rng.randint(1, min(balance - 2, 20))
                     nonce = stack.ledger.next_nonce(addresses[sender])
-                    txs.append(sign_tx(keys[sender], addresses[to], amount, rng.randint(0, 2), nonce, rng.choice(MEMOS)))
+                    txs.append(
+                        sign_tx(
+                            keys[sender],
+                            addresses[to],
+                            amount,
+                            rng.randint(0, 2),
+                            nonce,
+                            rng.choice(MEMOS),
+                        )
+                    )
             cheese = mine_child(
                 parent,
                 stack.next_bits(stack.tip),
@@ -100,7 +122,9 @@ def build_stack(data_dir: str, network_file: str) -> dict:
     return keys
 
 
-def member_options(tmp_path, name: str, network_file: str, api_port: int, port: int, extra=()) -> list:
+def member_options(
+    tmp_path, name: str, network_file: str, api_port: int, port: int, extra=()
+) -> list:
     return [
         "--network", network_file, "--data-dir", str(tmp_path / name / "data"), "--port", str(port),
         "--interface", "127.0.0.1", "--api-port", str(api_port), "--miner-port", str(free_port()), "--no-mine",
@@ -122,7 +146,11 @@ def explorer_member(tmp_path_factory):
     started = []
     try:
         api_port, port = free_port(), free_port()
-        main = Proc.twistd("cheesemember", member_options(tmp_path, "main", network_file, api_port, port), str(tmp_path / "main"))
+        main = Proc.twistd(
+            "cheesemember",
+            member_options(tmp_path, "main", network_file, api_port, port),
+            str(tmp_path / "main"),
+        )
         started.append(main)
         main.wait_for("HTTP API on", timeout=60)
         url = f"http://127.0.0.1:{api_port}"
@@ -132,20 +160,47 @@ def explorer_member(tmp_path_factory):
         peer_api = free_port()
         peer = Proc.twistd(
             "cheesemember",
-            member_options(tmp_path, "peer", network_file, peer_api, free_port(), ["--connect", f"127.0.0.1:{port}"]),
+            member_options(
+                tmp_path,
+                "peer",
+                network_file,
+                peer_api,
+                free_port(),
+                ["--connect", f"127.0.0.1:{port}"],
+            ),
             str(tmp_path / "peer"),
         )
         started.append(peer)
-        wait_until(lambda: http_json(f"http://127.0.0.1:{peer_api}/api/status")["height"] == CHEESES, timeout=60, what="the peer")
-        wait_until(lambda: http_json(f"{url}/api/status")["peers"], timeout=30, what="a peer on the member")
+        wait_until(
+            lambda: http_json(f"http://127.0.0.1:{peer_api}/api/status")["height"] == CHEESES,
+            timeout=60,
+            what="the peer",
+        )
+        wait_until(
+            lambda: http_json(f"{url}/api/status")["peers"], timeout=30, what="a peer on the member"
+        )
 
-        for i, (sender, to, amount, memo) in enumerate([("alice", "bob", 5, "coffee"), ("carol", "erin", 2, ""), ("dave", "alice", 7, "rent")]):
+        for i, (sender, to, amount, memo) in enumerate(
+            [("alice", "bob", 5, "coffee"), ("carol", "erin", 2, ""), ("dave", "alice", 7, "rent")]
+        ):
             pending = http_json(f"{url}/api/balance/{address_of(keys[sender])}")
-            tx = sign_tx(keys[sender], address_of(keys[to]), amount, 1 + i % 2, pending["pending_nonce"], memo)
+            tx = sign_tx(
+                keys[sender],
+                address_of(keys[to]),
+                amount,
+                1 + i % 2,
+                pending["pending_nonce"],
+                memo,
+            )
             http_json(f"{url}/api/transactions", tx)
-        status = wait_until(lambda: (lambda s: s if s["mempool"] == 3 else None)(http_json(f"{url}/api/status")), what="3 pending transactions")
+        status = wait_until(
+            lambda: (lambda s: s if s["mempool"] == 3 else None)(http_json(f"{url}/api/status")),
+            what="3 pending transactions",
+        )
         yield url, status, tmp_path
-        assert http_json(f"{url}/api/status")["tip"] == status["tip"], "the tip moved during the test"
+        assert http_json(f"{url}/api/status")["tip"] == status["tip"], (
+            "the tip moved during the test"
+        )
     finally:
         for proc in reversed(started):
             proc.stop()
@@ -156,9 +211,19 @@ def rendered(tmp_path, name: str, url: str, status: dict) -> DevTools:
     browser = DevTools(tmp_path / f"profile-{name}")
     try:
         browser.open(url)
-        browser.until(lambda: browser.text("height") == str(status["height"])
-                      and "Loading cheeses" not in browser.dom(), 60, "the page filled in")
-        browser.until(lambda: browser.text("mempool").startswith(str(status["mempool"])), 30, "the mempool card")
+        browser.until(
+            lambda: (
+                browser.text("height") == str(status["height"])
+                and "Loading cheeses" not in browser.dom()
+            ),
+            60,
+            "the page filled in",
+        )
+        browser.until(
+            lambda: browser.text("mempool").startswith(str(status["mempool"])),
+            30,
+            "the mempool card",
+        )
     except BaseException:
         browser.close()
         raise
@@ -167,7 +232,9 @@ def rendered(tmp_path, name: str, url: str, status: dict) -> DevTools:
 
 def element_text(dom: str, element_id: str) -> str:
     """The text of the element with ``element_id`` (tags inside it removed)."""
-    match = re.search(r'<(\w+)[^>]*\bid="%s"[^>]*>(.*?)</\1>' % re.escape(element_id), dom, flags=re.S)
+    match = re.search(
+        r'<(\w+)[^>]*\bid="%s"[^>]*>(.*?)</\1>' % re.escape(element_id), dom, flags=re.S
+    )
     assert match, f"no element #{element_id} in the rendered page"
     return unescape(re.sub(r"<[^>]+>", "", match.group(2))).strip()
 
@@ -180,13 +247,17 @@ def test_rendered_page_shows_the_height_and_the_tip(explorer_member):
     finally:
         browser.close()
     assert "<html" in dom and "CheeseCoin" in dom, dom[:2000]
-    assert element_text(dom, "height") == str(status["height"]), "the height card is not the member's height"
+    assert element_text(dom, "height") == str(status["height"]), (
+        "the height card is not the member's height"
+    )
     assert status["tip"] in dom, "the tip's smell is not on the rendered page"
     assert element_text(dom, "tip") == status["tip"]
     assert element_text(dom, "network") == status["network"] == "explorer-test"
     for element_id, value in (("mempool", 3), ("peers", 1), ("bits", status["bits"])):
         text = element_text(dom, element_id)
-        assert re.match(r"\D*%d\b" % value, text), f"#{element_id} shows {text!r}, the member says {value}"
+        assert re.match(r"\D*%d\b" % value, text), (
+            f"#{element_id} shows {text!r}, the member says {value}"
+        )
     rows = re.findall(r"<tr\b[^>]*>", element_text_raw(dom, "cheeses"))
     assert len(rows) >= 20, "the latest cheeses table is not filled in"
     assert "Loading cheeses" not in dom
@@ -194,7 +265,9 @@ def test_rendered_page_shows_the_height_and_the_tip(explorer_member):
 
 
 def element_text_raw(dom: str, element_id: str) -> str:
-    match = re.search(r'<(\w+)[^>]*\bid="%s"[^>]*>(.*?)</\1>' % re.escape(element_id), dom, flags=re.S)
+    match = re.search(
+        r'<(\w+)[^>]*\bid="%s"[^>]*>(.*?)</\1>' % re.escape(element_id), dom, flags=re.S
+    )
     assert match, f"no element #{element_id} in the rendered page"
     return match.group(2)
 

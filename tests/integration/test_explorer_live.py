@@ -18,9 +18,8 @@ import socket
 import time
 
 import pytest
-
-from procs import Proc, free_port, http_json
 from devtools import DevTools
+from procs import Proc, free_port, http_json
 from test_explorer_browser import _skip_without_chromium, build_stack, member_options
 
 from cheesecoin.core.pow import search_nonce_python
@@ -36,7 +35,10 @@ def mine_one(miner_port: int) -> str:
         work = json.loads(reader.readline())
         assert work["type"] == "WORK", work
         nonce, _ = search_nonce_python(work["prefix"], work["bits"], 0, 2**40)
-        sock.sendall(json.dumps({"type": "SUBMIT", "job": work["job"], "nonce": nonce, "id": 1}).encode() + b"\n")
+        sock.sendall(
+            json.dumps({"type": "SUBMIT", "job": work["job"], "nonce": nonce, "id": 1}).encode()
+            + b"\n"
+        )
         while True:
             reply = json.loads(reader.readline())
             if reply.get("id") == 1:
@@ -60,8 +62,14 @@ def test_the_explorer_follows_the_event_stream(tmp_path) -> None:
         browser = DevTools(tmp_path / "profile-live")
         browser.open(url + "/")
         browser.until(lambda: browser.text("height") == str(height), 30, "height on the page")
-        browser.until(lambda: browser.js("document.getElementById('live-dot').getAttribute('data-stream')") == "live", 30,
-              "live event stream")
+        browser.until(
+            lambda: (
+                browser.js("document.getElementById('live-dot').getAttribute('data-stream')")
+                == "live"
+            ),
+            30,
+            "live event stream",
+        )
         assert browser.js("document.getElementById('error').hidden") is True
 
         lags = []
@@ -69,21 +77,32 @@ def test_the_explorer_follows_the_event_stream(tmp_path) -> None:
             before = time.monotonic()
             smell = mine_one(miner_port)
             height += 1
-            browser.until(lambda: browser.text("height") == str(height), 10, f"height {height} on the page")
+            browser.until(
+                lambda: browser.text("height") == str(height), 10, f"height {height} on the page"
+            )
             lags.append(time.monotonic() - before)
             browser.until(lambda: browser.text("tip") == smell, 5, "the new tip's smell")
-        assert max(lags) < 1.0, f"the page took {max(lags):.2f} s to show a new cheese (the stream is not used?)"
+        assert max(lags) < 1.0, (
+            f"the page took {max(lags):.2f} s to show a new cheese (the stream is not used?)"
+        )
 
         alice, bob = keys["alice"], keys["bob"]
         pending = http_json(f"{url}/api/balance/{address_of(alice)}")
         start = time.monotonic()
-        http_json(f"{url}/api/transactions", sign_tx(alice, address_of(bob), 3, 1, pending["pending_nonce"], "live!"))
-        browser.until(lambda: browser.text("mempool").startswith("1"), 10, "the payment in the mempool card")
+        http_json(
+            f"{url}/api/transactions",
+            sign_tx(alice, address_of(bob), 3, 1, pending["pending_nonce"], "live!"),
+        )
+        browser.until(
+            lambda: browser.text("mempool").startswith("1"), 10, "the payment in the mempool card"
+        )
         assert time.monotonic() - start < 1.0, "the mempool card did not follow the tx event"
 
         # the search box takes an address; the address page lists its payments, the pending one first
-        browser.js(f"document.getElementById('search-input').value = {address_of(bob)!r};"
-                   "document.getElementById('search').requestSubmit()")
+        browser.js(
+            f"document.getElementById('search-input').value = {address_of(bob)!r};"
+            "document.getElementById('search').requestSubmit()"
+        )
         browser.until(lambda: "live!" in browser.text("address-txs"), 10, "the address page")
         assert browser.js("location.hash") == f"#/address/{address_of(bob)}"
         rows = browser.js("document.querySelectorAll('#address-txs tbody tr').length")

@@ -14,7 +14,6 @@ import time
 from typing import List, Optional, Tuple
 
 import pytest
-
 from procs import Proc, free_port, http_json, wait_until
 
 from cheesecoin.storage.sqlite import open_stack
@@ -64,8 +63,18 @@ def start_member(
     api = free_port()
     data_dir = data_dir or str(tmp_path / name / "data")
     options = [
-        "--network", network_file, "--data-dir", data_dir, "--port", str(port),
-        "--interface", "127.0.0.1", "--api-port", str(api), "--miner-port", str(free_port()),
+        "--network",
+        network_file,
+        "--data-dir",
+        data_dir,
+        "--port",
+        str(port),
+        "--interface",
+        "127.0.0.1",
+        "--api-port",
+        str(api),
+        "--miner-port",
+        str(free_port()),
     ]
     if tracker is not None:
         options += ["--tracker", f"127.0.0.1:{tracker}"]
@@ -80,7 +89,11 @@ def start_member(
 
 def start_tracker(procs: list, tmp_path) -> int:
     port = free_port()
-    proc = Proc.twistd("cheesetracker", ["--port", str(port), "--interface", "127.0.0.1"], str(tmp_path / "tracker"))
+    proc = Proc.twistd(
+        "cheesetracker",
+        ["--port", str(port), "--interface", "127.0.0.1"],
+        str(tmp_path / "tracker"),
+    )
     procs.append(proc)
     proc.wait_for("Tracker waiting for new connection.", timeout=30)
     return port
@@ -94,8 +107,14 @@ class FakePeer:
         self.reader = self.sock.makefile("rb")
         self.send(
             {
-                "type": "HELLO", "version": 1, "network": NETWORK.smell, "node_id": secrets.token_hex(16),
-                "port": None, "height": 0, "tip": NETWORK.smell, "work": "2",
+                "type": "HELLO",
+                "version": 1,
+                "network": NETWORK.smell,
+                "node_id": secrets.token_hex(16),
+                "port": None,
+                "height": 0,
+                "tip": NETWORK.smell,
+                "work": "2",
             }
         )
         hello = json.loads(self.reader.readline())
@@ -105,7 +124,11 @@ class FakePeer:
         self.sock.sendall(json.dumps(msg).encode("utf-8") + b"\n")
 
     def announce(self, cheeses: List[dict]) -> None:
-        self.sock.sendall(b"".join(json.dumps({"type": "ANNOUNCE", "cheese": c}).encode() + b"\n" for c in cheeses))
+        self.sock.sendall(
+            b"".join(
+                json.dumps({"type": "ANNOUNCE", "cheese": c}).encode() + b"\n" for c in cheeses
+            )
+        )
 
     def close(self) -> None:
         self.sock.close()
@@ -115,7 +138,11 @@ def wait_tip(members: List[Member], cheese: dict, timeout: float = 30.0) -> None
     def same() -> bool:
         return all(m.status()["tip"] == cheese["smell"] for m in members)
 
-    wait_until(same, timeout=timeout, what=f"every member at {cheese['sequence_number']} {cheese['smell'][:12]}")
+    wait_until(
+        same,
+        timeout=timeout,
+        what=f"every member at {cheese['sequence_number']} {cheese['smell'][:12]}",
+    )
 
 
 def stored_stack(data_dir: str, cheeses: List[dict]) -> None:
@@ -129,10 +156,14 @@ def stored_stack(data_dir: str, cheeses: List[dict]) -> None:
 
 def test_tracker_and_five_members_converge(procs, tmp_path, network_file) -> None:
     tracker = start_tracker(procs, tmp_path)
-    members = [start_member(procs, tmp_path, f"m{i}", network_file, tracker=tracker) for i in range(5)]
+    members = [
+        start_member(procs, tmp_path, f"m{i}", network_file, tracker=tracker) for i in range(5)
+    ]
     for m in members:
         m.proc.wait_for("Registered with the tracker", timeout=30)
-    wait_until(lambda: all(len(m.status()["peers"]) >= 2 for m in members), timeout=30, what="peers")
+    wait_until(
+        lambda: all(len(m.status()["peers"]) >= 2 for m in members), timeout=30, what="peers"
+    )
     cheeses = chain(20)
     peer = FakePeer(members[0].port)
     peer.announce(cheeses)
@@ -153,7 +184,15 @@ def test_late_member_catches_up_then_survives_kill_9(procs, tmp_path, network_fi
     assert "Syncing from" in late.proc.output() and "%)" in late.proc.output()
 
     late.proc.kill9()
-    again = start_member(procs, tmp_path, "late-again", network_file, connect=(seed.port,), port=late.port, data_dir=late.data_dir)
+    again = start_member(
+        procs,
+        tmp_path,
+        "late-again",
+        network_file,
+        connect=(seed.port,),
+        port=late.port,
+        data_dir=late.data_dir,
+    )
     assert again.height() == 2000  # loaded from disk before listening
     more = chain(3, cheeses[-1])
     peer = FakePeer(seed.port)
@@ -170,7 +209,9 @@ def test_partition_heals_to_the_branch_with_more_work(procs, tmp_path, network_f
     p2 = start_member(procs, tmp_path, "p2", network_file, connect=(p1.port,))
     q1 = start_member(procs, tmp_path, "q1", network_file)
     q2 = start_member(procs, tmp_path, "q2", network_file, connect=(q1.port,))
-    wait_until(lambda: p1.status()["peers"] and q1.status()["peers"], timeout=30, what="groups connected")
+    wait_until(
+        lambda: p1.status()["peers"] and q1.status()["peers"], timeout=30, what="groups connected"
+    )
     left, right = FakePeer(p1.port), FakePeer(q1.port)
     left.announce(common + left_branch)
     right.announce(common + right_branch)
@@ -183,22 +224,37 @@ def test_partition_heals_to_the_branch_with_more_work(procs, tmp_path, network_f
     right.close()
 
 
-def test_a_member_restarted_with_its_tracker_down_reconnects_to_its_old_peers(procs, tmp_path, network_file) -> None:
+def test_a_member_restarted_with_its_tracker_down_reconnects_to_its_old_peers(
+    procs, tmp_path, network_file
+) -> None:
     tracker_port = start_tracker(procs, tmp_path)
     tracker = procs[-1]
     a = start_member(procs, tmp_path, "a", network_file, tracker=tracker_port)
     b = start_member(procs, tmp_path, "b", network_file, tracker=tracker_port)
-    wait_until(lambda: b.status()["peers"] and a.status()["peers"], timeout=30, what="a and b connected")
+    wait_until(
+        lambda: b.status()["peers"] and a.status()["peers"], timeout=30, what="a and b connected"
+    )
     b_port = b.port
     b.proc.stop()
     assert "Member stopped" in b.proc.output()
     saved = json.loads(open(f"{b.data_dir}/peers.json", encoding="utf-8").read())
     assert ("127.0.0.1", a.port) in {(p["host"], p["port"]) for p in saved["peers"]}, saved
     tracker.stop()
-    again = start_member(procs, tmp_path, "b-again", network_file, tracker=tracker_port, port=b_port, data_dir=b.data_dir)
+    again = start_member(
+        procs,
+        tmp_path,
+        "b-again",
+        network_file,
+        tracker=tracker_port,
+        port=b_port,
+        data_dir=b.data_dir,
+    )
     assert "Loaded 1 members from the saved address book" in again.proc.output()
-    wait_until(lambda: [p for p in again.status()["peers"] if p["port"] == a.port], timeout=30,
-               what="b, restarted without its tracker, connected to a again")
+    wait_until(
+        lambda: [p for p in again.status()["peers"] if p["port"] == a.port],
+        timeout=30,
+        what="b, restarted without its tracker, connected to a again",
+    )
     assert "Registered with the tracker" not in again.proc.output()
     cheeses = chain(3)
     peer = FakePeer(a.port)

@@ -14,7 +14,11 @@ from procs import Proc, free_port
 
 # twistd itself, as docs/protocol.md section 8 launches it (`python -m twisted` is
 # `twist`, which has no -n or --pidfile).
-TWISTD = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
+TWISTD = [
+    sys.executable,
+    "-c",
+    "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()",
+]
 READY = "Tracker waiting for new connection."
 
 
@@ -26,7 +30,9 @@ class Client:
     """A blocking line client."""
 
     def __init__(self, port: int, source: str = "127.0.0.1") -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=10, source_address=(source, 0)
+        )
         self.buffer = b""
 
     def send(self, data: bytes) -> None:
@@ -54,7 +60,9 @@ class Client:
 @pytest.fixture
 def tracker(tmp_path: Path, procs: list) -> Proc:
     port = free_port()
-    proc = Proc(twistd_tracker("--port", str(port), "--interface", "127.0.0.1"), str(tmp_path), "tracker")
+    proc = Proc(
+        twistd_tracker("--port", str(port), "--interface", "127.0.0.1"), str(tmp_path), "tracker"
+    )
     procs.append(proc)
     proc.port = port
     proc.wait_for(READY)
@@ -124,7 +132,9 @@ def test_tracker_process(tracker: Proc, tmp_path: Path) -> None:
 
 def run_twistd(tmp_path: Path, *options: str) -> str:
     """Run a tracker that must fail to start; its output."""
-    result = subprocess.run(twistd_tracker(*options), cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        twistd_tracker(*options), cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "Traceback" not in output
@@ -161,7 +171,9 @@ def test_squatting_and_address_spellings_against_the_real_tracker(tracker: Proc)
 
 
 def test_three_hundred_members_on_one_host_all_reach_the_tracker(tracker: Proc) -> None:
-    clients = [Client(tracker.port) for _ in range(300)]  # more than --max-per-ip's 256: loopback is exempt
+    clients = [
+        Client(tracker.port) for _ in range(300)
+    ]  # more than --max-per-ip's 256: loopback is exempt
     try:
         for i, client in enumerate(clients):
             assert client.ask(type="REGISTER", port=30000 + i)["type"] == "PEERS"
@@ -177,8 +189,20 @@ def test_the_tracker_serves_its_metrics(tmp_path: Path, procs: list) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     port, metrics_port = free_port(), free_port()
-    proc = Proc(twistd_tracker("--port", str(port), "--interface", "127.0.0.1", "--metrics-port", str(metrics_port),
-                               "--max-per-ip", "2"), str(tmp_path), "tracker")
+    proc = Proc(
+        twistd_tracker(
+            "--port",
+            str(port),
+            "--interface",
+            "127.0.0.1",
+            "--metrics-port",
+            str(metrics_port),
+            "--max-per-ip",
+            "2",
+        ),
+        str(tmp_path),
+        "tracker",
+    )
     procs.append(proc)
     proc.wait_for(READY)
     owner = Client(port, source="127.0.0.2")
@@ -187,10 +211,15 @@ def test_the_tracker_serves_its_metrics(tmp_path: Path, procs: list) -> None:
     assert squatter.ask(type="REGISTER", host="127.0.0.2", port=24331)["code"] == "busy"
 
     def scrape() -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as answer:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{metrics_port}/metrics", timeout=10
+        ) as answer:
             text = answer.read().decode()
-        return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for family in text_string_to_metric_families(text) for s in family.samples}
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
 
     figures = scrape()
     assert figures[("cheesecoin_tracker_members", ())] == 1

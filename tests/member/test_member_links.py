@@ -8,6 +8,7 @@ import json
 import os
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from procs import run_member
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -24,8 +25,6 @@ from cheesecoin.p2p.tracker_link import TrackerLink, _TrackerFactory
 from cheesecoin.storage.identity import identity_path, node_id_of
 from cheesecoin.storage.pinfile import pins_path
 from cheesecoin.testing.chain import make_network
-from procs import run_member
-
 from tests.cases import temp_path
 
 NETWORK = make_network(name="linkstest", bits=1)

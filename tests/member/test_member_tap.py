@@ -9,19 +9,19 @@ import sys
 from typing import List
 
 import pytest
+from procs import run_member
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python import usage
 
-from cheesecoin.p2p.manager import PeerManager
-from procs import run_member
-from cheesecoin.member.tap import Options
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
-from cheesecoin.testing.chain import make_network
+from cheesecoin.member.tap import Options
+from cheesecoin.p2p.manager import PeerManager
 from cheesecoin.p2p.tracker_link import TrackerLink, _TrackerFactory
+from cheesecoin.testing.chain import make_network
 
 NETWORK = make_network(name="taptest", bits=1)
 
@@ -47,8 +47,19 @@ def test_connect_repeats_and_tracker_parses(tmp_path) -> None:
     net = tmp_path / "net.json"
     net.write_text(json.dumps(NETWORK.blue_cheese))
     options = parse(
-        "--tracker", "tracker.example:24330", "--connect", "127.0.0.1:5000", "--connect", "[::1]:5001",
-        "--network", str(net), "--mine", "--miner-address", "ab" * 32, "--host", "me.example",
+        "--tracker",
+        "tracker.example:24330",
+        "--connect",
+        "127.0.0.1:5000",
+        "--connect",
+        "[::1]:5001",
+        "--network",
+        str(net),
+        "--mine",
+        "--miner-address",
+        "ab" * 32,
+        "--host",
+        "me.example",
     )
     assert options["tracker"] == ("tracker.example", 24330)
     assert options["connect"] == [("127.0.0.1", 5000), ("::1", 5001)]
@@ -80,21 +91,39 @@ def test_bad_options_are_one_clear_usage_error(args: List[str], words: str) -> N
     assert words in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("features, listed", [
-    ("all", ["headers", "compact", "mempool", "inv", "compact-modes", "tls"]),
-    ("rev2", ["headers", "compact", "mempool"]),
-    ("headers,inv", ["headers", "inv"]),
-    ("none", None),
-])
-def test_features_none_makes_a_member_of_before_section_5_1(tmp_path, features: str, listed) -> None:
+@pytest.mark.parametrize(
+    "features, listed",
+    [
+        ("all", ["headers", "compact", "mempool", "inv", "compact-modes", "tls"]),
+        ("rev2", ["headers", "compact", "mempool"]),
+        ("headers,inv", ["headers", "inv"]),
+        ("none", None),
+    ],
+)
+def test_features_none_makes_a_member_of_before_section_5_1(
+    tmp_path, features: str, listed
+) -> None:
     """--features: all of sections 5.1 and 5.2, rev2 (5.1 only), names, or none (a HELLO
     without features, so peers use version-1 relay and sync with it)."""
     from twisted.internet.testing import MemoryReactorClock
 
     from cheesecoin.member.tap import makeService
 
-    top = makeService(parse("--data-dir", str(tmp_path / "data"), "--port", "0", "--api-port", "0",
-                            "--miner-port", "0", "--features", features), reactor=MemoryReactorClock())
+    top = makeService(
+        parse(
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--port",
+            "0",
+            "--api-port",
+            "0",
+            "--miner-port",
+            "0",
+            "--features",
+            features,
+        ),
+        reactor=MemoryReactorClock(),
+    )
     try:
         assert top.manager.hello_message().get("features") == listed
     finally:
@@ -129,7 +158,7 @@ def test_twistd_reports_a_corrupt_member_wallet_in_one_line(tmp_path, text: str)
     result = run_member(tmp_path, data)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
-    [line] = [l for l in result.stderr.splitlines() if "wallet" in l]
+    [line] = [ln for ln in result.stderr.splitlines() if "wallet" in ln]
     assert line.startswith("cheesemember: the member's wallet:") and "--miner-address" in line
 
 
@@ -140,17 +169,23 @@ def test_tracker_link_registers_pings_and_feeds_peers() -> None:
     clock = Clock()
     dialed: list = []
     manager = PeerManager(
-        MemberNode(CheeseStack(NETWORK)), reactor=clock, target_peers=2,
+        MemberNode(CheeseStack(NETWORK)),
+        reactor=clock,
+        target_peers=2,
         dialer=lambda host, port, factory: dialed.append((host, port)) or Deferred(),
     )
     manager.listen_port = 7000
-    link = TrackerLink(manager, "127.0.0.1", 24330, advertised_host="me.example", reactor=clock, endpoint=object())
+    link = TrackerLink(
+        manager, "127.0.0.1", 24330, advertised_host="me.example", reactor=clock, endpoint=object()
+    )
     proto = _TrackerFactory(link).buildProtocol(IPv4Address("TCP", "127.0.0.1", 24330))
     transport = StringTransport()
     proto.makeConnection(transport)
     assert json.loads(transport.value()) == {"type": "REGISTER", "port": 7000, "host": "me.example"}
     transport.clear()
-    proto.dataReceived(b'{"type":"PEERS","peers":[{"host":"10.0.0.1","port":1},{"host":"10.0.0.2","port":2},{"bad":1}]}\n')
+    proto.dataReceived(
+        b'{"type":"PEERS","peers":[{"host":"10.0.0.1","port":1},{"host":"10.0.0.2","port":2},{"bad":1}]}\n'
+    )
     assert sorted(dialed) == [("10.0.0.1", 1), ("10.0.0.2", 2)]
     clock.advance(30)
     assert json.loads(transport.value()) == {"type": "PING"}
@@ -208,7 +243,9 @@ def test_an_unreachable_tracker_is_named_with_the_retry_delay() -> None:
             return fail(ConnectionRefusedError("refused"))
 
     clock = Clock()
-    manager = PeerManager(MemberNode(CheeseStack(NETWORK)), reactor=clock, dialer=lambda h, p, f: Deferred())
+    manager = PeerManager(
+        MemberNode(CheeseStack(NETWORK)), reactor=clock, dialer=lambda h, p, f: Deferred()
+    )
     link = TrackerLink(manager, "tracker.example", 24330, reactor=clock, endpoint=Refusing())
     seen: List[str] = []
 
@@ -223,7 +260,11 @@ def test_an_unreachable_tracker_is_named_with_the_retry_delay() -> None:
         link.service.stopService()
     finally:
         globalLogPublisher.removeObserver(observer)
-    ours = [line for line in seen if line.startswith("Cannot reach the tracker at tracker.example:24330, retrying in ")]
+    ours = [
+        line
+        for line in seen
+        if line.startswith("Cannot reach the tracker at tracker.example:24330, retrying in ")
+    ]
     assert len(ours) == 1 and ours[0].endswith(" s)")  # once, however many retries (section 8)
     assert not [line for line in seen if "Scheduling retry" in line]
 
@@ -236,11 +277,17 @@ def test_the_reindex_hint_comes_only_where_a_reindex_can_help(tmp_path) -> None:
     open_stack(str(data), make_network(name="elsewhere", bits=1)).close()
     result = run_member(tmp_path, data)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    [line] = [l for l in result.stderr.splitlines() if l.strip()]
-    assert "holds the stack of network" in line and "another data directory" in line and "--reindex" not in line
+    [line] = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert (
+        "holds the stack of network" in line
+        and "another data directory" in line
+        and "--reindex" not in line
+    )
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere: an unwritable directory cannot be made as root")
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="root writes anywhere: an unwritable directory cannot be made as root"
+)
 def test_no_reindex_hint_for_a_data_dir_we_may_not_write(tmp_path) -> None:
     data = tmp_path / "locked"
     data.mkdir()
@@ -253,7 +300,9 @@ def test_no_reindex_hint_for_a_data_dir_we_may_not_write(tmp_path) -> None:
     assert "--reindex" not in result.stderr
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc (a directory nobody may create files in)")
+@pytest.mark.skipif(
+    not os.path.isdir("/proc/self"), reason="needs /proc (a directory nobody may create files in)"
+)
 def test_no_reindex_hint_for_a_database_we_may_not_write(tmp_path) -> None:
     """Even as root (CI) nobody may create a file in /proc: the same 'cannot
     open the database' that --reindex cannot mend."""
@@ -267,9 +316,16 @@ def test_a_bad_option_is_said_first_and_last_not_after_the_usage(tmp_path, plugi
     twistd = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
     done = subprocess.run(
         [sys.executable, "-c", twistd, "-n", "--pidfile=", plugin, "--port", "x"],
-        capture_output=True, text=True, timeout=60, cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(tmp_path),
     )
     assert done.returncode != 0 and "Traceback" not in done.stderr + done.stdout
     first = done.stderr.splitlines()[0]
     assert first == f"twistd {plugin}: error: --port must be an integer from 0 to 65535, not 'x'"
-    assert done.stdout.strip().splitlines()[-1].endswith("--port must be an integer from 0 to 65535, not 'x'")
+    assert (
+        done.stdout.strip()
+        .splitlines()[-1]
+        .endswith("--port must be an integer from 0 to 65535, not 'x'")
+    )

@@ -12,18 +12,17 @@ from typing import Any, List, Tuple
 
 import pytest
 import pytest_twisted
+from procs import Proc, free_port, http_json, wait_until
 from twisted.internet import task
 from twisted.internet.task import deferLater
 from twisted.internet.testing import StringTransport
 
 from cheesecoin.cli import main as cli
-from cheesecoin.core.errors import BadMessage
 from cheesecoin.cli.mine import Console, ExternalMiner, format_rate, parse_member, parse_work
+from cheesecoin.core.errors import BadMessage
+from cheesecoin.core.pow import NONCE_LIMIT, search_nonce
 from cheesecoin.mining.port import MinerPortFactory
 from cheesecoin.mining.templates import Job
-from cheesecoin.core.pow import NONCE_LIMIT, search_nonce
-
-from procs import Proc, free_port, http_json, wait_until
 from tests.mining.test_mining import MINER, alive, make_node
 
 CLI = [sys.executable, "-c", "import sys; from cheesecoin.cli.main import main; sys.exit(main())"]
@@ -34,10 +33,15 @@ CLI = [sys.executable, "-c", "import sys; from cheesecoin.cli.main import main; 
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("127.0.0.1:24333", ("127.0.0.1", 24333)), ("localhost:1", ("localhost", 1)), ("[::1]:65535", ("::1", 65535)),
-     # the URL forms the other commands' --member take are accepted too
-     ("http://127.0.0.1:24333", ("127.0.0.1", 24333)), ("tcp://localhost:5/", ("localhost", 5)),
-     ("HTTP://[::1]:7", ("::1", 7))],
+    [
+        ("127.0.0.1:24333", ("127.0.0.1", 24333)),
+        ("localhost:1", ("localhost", 1)),
+        ("[::1]:65535", ("::1", 65535)),
+        # the URL forms the other commands' --member take are accepted too
+        ("http://127.0.0.1:24333", ("127.0.0.1", 24333)),
+        ("tcp://localhost:5/", ("localhost", 5)),
+        ("HTTP://[::1]:7", ("::1", 7)),
+    ],
 )
 def test_parse_member(text: str, expected: Tuple[str, int]) -> None:
     assert parse_member(text) == expected
@@ -60,7 +64,9 @@ def test_parse_member(text: str, expected: Tuple[str, int]) -> None:
         [],
     ],
 )
-def test_bad_arguments_are_one_line_and_exit_2(args: List[str], capsys: pytest.CaptureFixture) -> None:
+def test_bad_arguments_are_one_line_and_exit_2(
+    args: List[str], capsys: pytest.CaptureFixture
+) -> None:
     try:
         code = cli.main(["mine"] + args)
     except SystemExit as e:  # argparse's own errors
@@ -82,7 +88,9 @@ def test_format_rate() -> None:
 
 
 def test_parse_work() -> None:
-    job = parse_work({"type": "WORK", "job": 5, "prefix": "ab:", "bits": 12, "cheese": {"sequence_number": 3}})
+    job = parse_work(
+        {"type": "WORK", "job": 5, "prefix": "ab:", "bits": 12, "cheese": {"sequence_number": 3}}
+    )
     assert (job.job_id, job.prefix, job.bits, job.height) == (5, "ab:", 12, 3)
     for bad in (
         {"job": True, "prefix": "a:", "bits": 1, "cheese": {}},
@@ -134,17 +142,29 @@ def connect(miner: ExternalMiner) -> Tuple[Any, StringTransport]:
 def test_work_search_submit_reply_and_disconnect() -> None:
     miner, searcher, out, _ = fake_miner()
     proto, transport = connect(miner)
-    work = {"type": "WORK", "job": 7, "prefix": "x" * 40 + ":1:2:8:" + "y" * 40 + ":", "bits": 8,
-            "cheese": {"parent_smell": "p1", "sequence_number": 1}}
+    work = {
+        "type": "WORK",
+        "job": 7,
+        "prefix": "x" * 40 + ":1:2:8:" + "y" * 40 + ":",
+        "bits": 8,
+        "cheese": {"parent_smell": "p1", "sequence_number": 1},
+    }
     proto.dataReceived(json.dumps(work).encode() + b"\n")
     assert [job for job, _ in searcher.searches] == [7]
     nonce, smell = search_nonce(work["prefix"], 8, 0, NONCE_LIMIT)
     miner._found(miner.job, nonce, smell)
-    assert [json.loads(line) for line in transport.value().splitlines()] == [{"type": "SUBMIT", "job": 7, "nonce": nonce}]
+    assert [json.loads(line) for line in transport.value().splitlines()] == [
+        {"type": "SUBMIT", "job": 7, "nonce": nonce}
+    ]
     assert searcher.searches[-1] == (7, nonce + 1)  # keeps going until new work arrives
-    proto.dataReceived(json.dumps({"type": "SUBMIT_REPLY", "job": 7, "accepted": True, "smell": smell}).encode() + b"\n")
+    proto.dataReceived(
+        json.dumps({"type": "SUBMIT_REPLY", "job": 7, "accepted": True, "smell": smell}).encode()
+        + b"\n"
+    )
     proto.dataReceived(b'{"type":"ERROR","code":"stale","message":"job 7 is old"}\n')
-    proto.dataReceived(json.dumps(dict(work, job=8)).encode() + b"\n")  # same parent: no new "Mining" line
+    proto.dataReceived(
+        json.dumps(dict(work, job=8)).encode() + b"\n"
+    )  # same parent: no new "Mining" line
     assert miner.found == 1 and miner.accepted_count == 1
     assert searcher.searches[-1][0] == 8
     proto.connectionLost(None)
@@ -157,7 +177,11 @@ def test_work_search_submit_reply_and_disconnect() -> None:
     assert lines[0] == "Connected to the member at 127.0.0.1:24333"
     assert lines[1] == "Mining cheese 1 at 8 bits (job 7)"
     assert lines[2] == f"Found cheese 1 {smell} (nonce {nonce})"
-    assert lines[3:] == [f"Accepted: cheese {smell}", "Refused (stale): job 7 is old", "Lost the member at 127.0.0.1:24333; reconnecting"]
+    assert lines[3:] == [
+        f"Accepted: cheese {smell}",
+        "Refused (stale): job 7 is old",
+        "Lost the member at 127.0.0.1:24333; reconnecting",
+    ]
 
 
 def test_bad_work_gets_an_error_and_does_not_stop_the_miner() -> None:
@@ -211,11 +235,17 @@ def test_cheesecoin_mine_against_a_miner_port_that_comes_up_late(tmp_path):
     port = free_port()
     out_path, err_path = tmp_path / "miner.out", tmp_path / "miner.err"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(CLI + ["mine", "--member", f"127.0.0.1:{port}", "--processes", "2"], stdout=out, stderr=err)
+        proc = subprocess.Popen(
+            CLI + ["mine", "--member", f"127.0.0.1:{port}", "--processes", "2"],
+            stdout=out,
+            stderr=err,
+        )
     listening = None
     try:
         yield deferLater(reactor, 1.0, lambda: None)  # the member is not up yet
-        listening = reactor.listenTCP(port, MinerPortFactory(node, MINER, clock=reactor), interface="127.0.0.1")
+        listening = reactor.listenTCP(
+            port, MinerPortFactory(node, MINER, clock=reactor), interface="127.0.0.1"
+        )
         deadline = time.monotonic() + 30
         while node.stack.height < 3 and time.monotonic() < deadline and proc.poll() is None:
             yield deferLater(reactor, 0.1, lambda: None)
@@ -246,25 +276,47 @@ def test_member_mines_and_serves_an_external_miner(procs, tmp_path) -> None:
     """A real member with --mine and `cheesecoin mine` on its miner port; SIGTERM leaves no worker behind."""
     net = subprocess.run(
         CLI + ["network", "new", "--name", "minenet", "--bits", "16", "--retarget-interval", "0"],
-        capture_output=True, check=True,
+        capture_output=True,
+        check=True,
     ).stdout
     network_file = tmp_path / "network.json"
     network_file.write_bytes(net)
     api, miner_port = free_port(), free_port()
     options = [
-        "--network", str(network_file), "--data-dir", str(tmp_path / "data"), "--port", str(free_port()),
-        "--interface", "127.0.0.1", "--api-port", str(api), "--miner-port", str(miner_port),
-        "--mine", "--mining-workers", "2", "--miner-address", MINER,
+        "--network",
+        str(network_file),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--port",
+        str(free_port()),
+        "--interface",
+        "127.0.0.1",
+        "--api-port",
+        str(api),
+        "--miner-port",
+        str(miner_port),
+        "--mine",
+        "--mining-workers",
+        "2",
+        "--miner-address",
+        MINER,
     ]
     member = Proc.twistd("cheesemember", options, str(tmp_path / "member"), name="member")
     procs.append(member)
     member.wait_for("HTTP API on", timeout=30)
-    status = wait_until(lambda: (s := http_json(f"http://127.0.0.1:{api}/api/status")) and s["height"] >= 2 and s,
-                        timeout=30, what="the member mining")
+    status = wait_until(
+        lambda: (s := http_json(f"http://127.0.0.1:{api}/api/status")) and s["height"] >= 2 and s,
+        timeout=30,
+        what="the member mining",
+    )
     assert status["mining"] is True and status["hashrate"] > 0
     workers = children(member.popen.pid)
     assert len(workers) == 2
-    external = Proc(CLI + ["mine", "--member", f"127.0.0.1:{miner_port}", "--processes", "1"], str(tmp_path / "ext"), "ext")
+    external = Proc(
+        CLI + ["mine", "--member", f"127.0.0.1:{miner_port}", "--processes", "1"],
+        str(tmp_path / "ext"),
+        "ext",
+    )
     procs.append(external)
     external.wait_for("Accepted: cheese", timeout=60)
     assert member.stop() in (0, -signal.SIGTERM)  # twistd re-raises the signal it stopped on
@@ -280,8 +332,17 @@ def test_the_miner_says_which_address_the_rewards_go_to() -> None:
     miner, _, out, _ = fake_miner()
     proto, _ = connect(miner)
     payee = "ab" * 32
-    work = {"type": "WORK", "job": 1, "prefix": "x" * 40 + ":1:2:8:" + "y" * 40 + ":", "bits": 8,
-            "cheese": {"parent_smell": "p1", "sequence_number": 1, "unit_of_information": {"miner": payee, "transactions": []}}}
+    work = {
+        "type": "WORK",
+        "job": 1,
+        "prefix": "x" * 40 + ":1:2:8:" + "y" * 40 + ":",
+        "bits": 8,
+        "cheese": {
+            "parent_smell": "p1",
+            "sequence_number": 1,
+            "unit_of_information": {"miner": payee, "transactions": []},
+        },
+    }
     proto.dataReceived(json.dumps(work).encode() + b"\n")
     proto.dataReceived(json.dumps(dict(work, job=2)).encode() + b"\n")  # same payee: said once
     lines = out.getvalue().splitlines()

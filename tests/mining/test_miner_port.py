@@ -11,12 +11,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from cheesecoin.core.cheese import meets_pow
 from cheesecoin.core.errors import InvalidCheese
-from cheesecoin.mining.port import MinerPortFactory, MinerPortProtocol
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.pow import NONCE_LIMIT, search_nonce
-from cheesecoin.storage.sqlite import StorageError
 from cheesecoin.core.tx import sign_tx
-
+from cheesecoin.mining.port import MinerPortFactory, MinerPortProtocol
+from cheesecoin.storage.sqlite import StorageError
 from tests.cases import case
 from tests.mining.test_mining import MINER, extend, funded_keys, make_node
 
@@ -63,7 +62,9 @@ def bad_nonce(work: dict) -> int:
     import hashlib
 
     for n in range(10**6):
-        if not meets_pow(hashlib.sha1((work["prefix"] + str(n)).encode()).hexdigest(), work["bits"]):
+        if not meets_pow(
+            hashlib.sha1((work["prefix"] + str(n)).encode()).hexdigest(), work["bits"]
+        ):
             return n
     raise AssertionError("no bad nonce")  # pragma: no cover
 
@@ -79,10 +80,18 @@ class WorkTests(SynchronousTestCase):
         assert set(work) == {"type", "job", "prefix", "bits", "cheese"} and work["type"] == "WORK"
         assert isinstance(work["job"], int)
         cheese = work["cheese"]
-        assert set(cheese) == {"parent_smell", "sequence_number", "timestamp", "bits", "unit_of_information"}
+        assert set(cheese) == {
+            "parent_smell",
+            "sequence_number",
+            "timestamp",
+            "bits",
+            "unit_of_information",
+        }
         assert cheese["parent_smell"] == node.stack.tip.smell and cheese["sequence_number"] == 3
         assert work["bits"] == cheese["bits"] == node.stack.next_bits(node.stack.tip)
-        assert work["prefix"].startswith(f"{cheese['parent_smell']}:3:{cheese['timestamp']}:{cheese['bits']}:")
+        assert work["prefix"].startswith(
+            f"{cheese['parent_smell']}:3:{cheese['timestamp']}:{cheese['bits']}:"
+        )
         assert work["prefix"].endswith(":") and work["prefix"].count(":") == 5
         assert cheese["unit_of_information"]["miner"] == MINER
         # a second miner gets the same job without a new template
@@ -98,7 +107,10 @@ class WorkTests(SynchronousTestCase):
         clock.advance(0)
         for client in clients:
             (work,) = client.received()  # two new tips, one WORK
-            assert work["job"] != first["job"] and work["cheese"]["parent_smell"] == node.stack.tip.smell
+            assert (
+                work["job"] != first["job"]
+                and work["cheese"]["parent_smell"] == node.stack.tip.smell
+            )
         for i in range(3):
             node.submit_tx(sign_tx(keys[0], MINER, 1, 1, i))
         clock.advance(0.1)
@@ -151,13 +163,20 @@ class SubmitTests(SynchronousTestCase):
         node, factory, clock = setup()
         announced: List[Any] = []
         node.tip_listeners.append(
-            lambda result, source: announced.append((result.connected, source)))
+            lambda result, source: announced.append((result.connected, source))
+        )
         client = Client(factory)
         (work,) = client.received()
         nonce = good_nonce(work)
         reply = client.ask({"type": "SUBMIT", "job": work["job"], "nonce": nonce, "id": "s1"})
         smell = node.stack.tip.smell
-        assert reply == {"type": "SUBMIT_REPLY", "job": work["job"], "accepted": True, "smell": smell, "id": "s1"}
+        assert reply == {
+            "type": "SUBMIT_REPLY",
+            "job": work["job"],
+            "accepted": True,
+            "smell": smell,
+            "id": "s1",
+        }
         cheese = node.stack.get_cheese(smell)
         assert cheese == dict(work["cheese"], nonce=nonce, smell=smell)
         assert announced == [([cheese], "miner")]
@@ -236,7 +255,9 @@ class SubmitTests(SynchronousTestCase):
         (work,) = client.received()
         submit = {"type": "SUBMIT", "job": work["job"], "nonce": NONCE_LIMIT - 1, "id": 1}
         reply = client.ask(submit)
-        assert reply["type"] == "SUBMIT_REPLY" or reply["code"] == "invalid-cheese"  # in range: not bad-message
+        assert (
+            reply["type"] == "SUBMIT_REPLY" or reply["code"] == "invalid-cheese"
+        )  # in range: not bad-message
 
 
 BAD_SUBMITS = [  # SUBMIT lines refused as bad-message, the connection kept
@@ -278,5 +299,3 @@ class BadInputTests(SynchronousTestCase):
         for _ in range(9):
             client.send({"type": "SUBMIT", "job": 1})
         assert client.transport.disconnecting
-
-

@@ -10,48 +10,61 @@ from typing import Any, List, Optional, Tuple
 
 import pytest
 import pytest_twisted
+from procs import vector
 from twisted.internet import defer, task
 from twisted.internet.task import deferLater
 
-from cheesecoin.core.cheese import compute_smell, info_hash, meets_pow, network_from_blue_cheese, preimage_prefix
-from cheesecoin.util.cputhreadpool import StopToken, cpu_pool, defer_to_cpu
+from cheesecoin.core.cheese import (
+    compute_smell,
+    info_hash,
+    meets_pow,
+    network_from_blue_cheese,
+    preimage_prefix,
+)
+from cheesecoin.core.node import MemberNode
+from cheesecoin.core.pow import NONCE_LIMIT, search_nonce, search_nonce_python, split_range
+from cheesecoin.core.stack import CheeseStack
+from cheesecoin.core.tx import address_of, sign_tx
 from cheesecoin.mining.searchers import HashMeter, ProcessSearcher, ThreadSearcher
 from cheesecoin.mining.service import MiningService
 from cheesecoin.mining.templates import Job, TemplateFeed, job_for, make_job, make_template
-from cheesecoin.core.node import MemberNode
-from cheesecoin.core.pow import NONCE_LIMIT, search_nonce, search_nonce_python, split_range
 from cheesecoin.mining.worker import worker_command
-from cheesecoin.core.stack import CheeseStack
 from cheesecoin.testing.chain import BASE_TIME, key_from_seed, make_network, mine_child
-from cheesecoin.core.tx import address_of, sign_tx
-
-from procs import vector
+from cheesecoin.util.cputhreadpool import StopToken, cpu_pool, defer_to_cpu
 
 MINER = address_of(key_from_seed("miner"))
 PREFIX = "ab" * 20 + ":7:1795300000:12:" + "cd" * 20 + ":"
 
 
-def make_node(bits: int = 8, max_transactions: int = 1000, now: Optional[float] = None, **kw: Any) -> MemberNode:
+def make_node(
+    bits: int = 8, max_transactions: int = 1000, now: Optional[float] = None, **kw: Any
+) -> MemberNode:
     """A member node on a fresh test network; its clock is fixed if ``now`` is given."""
     network = make_network(bits=bits, max_transactions=max_transactions, **kw)
     clock = (lambda: now) if now is not None else time.time
     return MemberNode(CheeseStack(network, clock=clock), clock=clock)
 
 
-def extend(node: MemberNode, count: int = 1, miner: str = MINER, txs: Optional[List[dict]] = None) -> List[dict]:
+def extend(
+    node: MemberNode, count: int = 1, miner: str = MINER, txs: Optional[List[dict]] = None
+) -> List[dict]:
     """Mine ``count`` cheeses on the node's tip (in this thread) and submit them."""
     out = []
     for _ in range(count):
         tip = node.stack.get_cheese(node.stack.tip.smell)
         timestamp = max(tip["timestamp"], int(node.clock()))
-        cheese = mine_child(tip, node.stack.next_bits(node.stack.tip), miner, txs or [], timestamp=timestamp)
+        cheese = mine_child(
+            tip, node.stack.next_bits(node.stack.tip), miner, txs or [], timestamp=timestamp
+        )
         node.submit_cheese(cheese, source="test")
         out.append(cheese)
         txs = None
     return out
 
 
-def naive_search(prefix: str, bits: int, start: int, end: int) -> Tuple[Optional[int], Optional[str]]:
+def naive_search(
+    prefix: str, bits: int, start: int, end: int
+) -> Tuple[Optional[int], Optional[str]]:
     for n in range(start, end):
         smell = hashlib.sha1((prefix + str(n)).encode()).hexdigest()
         if meets_pow(smell, bits):
@@ -73,7 +86,9 @@ def test_search_matches_the_definition(bits: int, start: int) -> None:
 def test_found_nonce_makes_a_valid_smell() -> None:
     for bits in (8, 12, 16):
         nonce, smell = search_nonce(PREFIX, bits, 0, NONCE_LIMIT)
-        assert nonce is not None and smell == hashlib.sha1((PREFIX + str(nonce)).encode()).hexdigest()
+        assert (
+            nonce is not None and smell == hashlib.sha1((PREFIX + str(nonce)).encode()).hexdigest()
+        )
         assert meets_pow(smell, bits)
 
 
@@ -89,7 +104,10 @@ def test_search_respects_the_stop_flag_and_reports_progress() -> None:
         return token()
 
     # The Python search polls every check_every nonces (the native one every ~20 ms: tests/core/test_native_pow.py).
-    assert search_nonce_python(PREFIX, 160, 0, NONCE_LIMIT, should_stop, 1000, done.append) == (None, None)
+    assert search_nonce_python(PREFIX, 160, 0, NONCE_LIMIT, should_stop, 1000, done.append) == (
+        None,
+        None,
+    )
     assert token.stopped and len(calls) == 3
     assert sum(done) == 3000 and max(done) <= 1000
 
@@ -98,7 +116,10 @@ def test_search_with_a_stopped_token_does_at_most_one_batch() -> None:
     token = StopToken()
     token.stop()
     done: List[int] = []
-    assert search_nonce_python(PREFIX, 160, 10**9, NONCE_LIMIT, token, 4096, done.append) == (None, None)
+    assert search_nonce_python(PREFIX, 160, 10**9, NONCE_LIMIT, token, 4096, done.append) == (
+        None,
+        None,
+    )
     assert sum(done) == 4096
 
 
@@ -112,7 +133,9 @@ def test_split_range_is_disjoint_and_covers() -> None:
 
 
 def test_worker_process_searches_restarts_and_exits_on_eof() -> None:
-    proc = subprocess.Popen(worker_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        worker_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         assert proc.stdin is not None and proc.stdout is not None
 
@@ -120,9 +143,13 @@ def test_worker_process_searches_restarts_and_exits_on_eof() -> None:
             proc.stdin.write(json.dumps(msg).encode() + b"\n")  # type: ignore[union-attr]
             proc.stdin.flush()  # type: ignore[union-attr]
 
-        order({"job": 1, "prefix": PREFIX, "bits": 160, "start": 0, "end": NONCE_LIMIT})  # never found
+        order(
+            {"job": 1, "prefix": PREFIX, "bits": 160, "start": 0, "end": NONCE_LIMIT}
+        )  # never found
         time.sleep(0.3)
-        order({"job": 2, "prefix": PREFIX, "bits": 10, "start": 5000, "end": NONCE_LIMIT})  # replaces job 1
+        order(
+            {"job": 2, "prefix": PREFIX, "bits": 10, "start": 5000, "end": NONCE_LIMIT}
+        )  # replaces job 1
         found = None
         hashes = 0
         while found is None:
@@ -151,7 +178,13 @@ def test_template_is_a_child_of_the_tip_paying_the_miner() -> None:
     extend(node, 3)
     template = make_template(node, MINER)
     tip = node.stack.tip
-    assert set(template) == {"parent_smell", "sequence_number", "timestamp", "bits", "unit_of_information"}
+    assert set(template) == {
+        "parent_smell",
+        "sequence_number",
+        "timestamp",
+        "bits",
+        "unit_of_information",
+    }
     assert template["parent_smell"] == tip.smell
     assert template["sequence_number"] == tip.height + 1
     assert template["bits"] == node.stack.next_bits(tip)
@@ -207,7 +240,9 @@ def test_template_takes_mempool_txs_by_fee_up_to_max_transactions() -> None:
     node.submit_cheese(cheese, source="miner")
     # the reward and the fees go to the miner, plus the amounts paid to it
     assert node.stack.ledger.balance(MINER) - before == 50 + (5 + 2 + 1) + 3
-    assert [t["fee"] for t in make_template(node, MINER)["unit_of_information"]["transactions"]] == [9]
+    assert [
+        t["fee"] for t in make_template(node, MINER)["unit_of_information"]["transactions"]
+    ] == [9]
 
 
 def test_job_prefix_is_the_preimage_up_to_the_nonce() -> None:
@@ -215,9 +250,19 @@ def test_job_prefix_is_the_preimage_up_to_the_nonce() -> None:
     job = make_job(node, MINER, "j1")
     c = job.cheese
     assert job.prefix == preimage_prefix(
-        c["parent_smell"], c["sequence_number"], c["timestamp"], c["bits"], info_hash(c["unit_of_information"])
+        c["parent_smell"],
+        c["sequence_number"],
+        c["timestamp"],
+        c["bits"],
+        info_hash(c["unit_of_information"]),
     )
-    assert job.work_message() == {"type": "WORK", "job": "j1", "prefix": job.prefix, "bits": c["bits"], "cheese": c}
+    assert job.work_message() == {
+        "type": "WORK",
+        "job": "j1",
+        "prefix": job.prefix,
+        "bits": c["bits"],
+        "cheese": c,
+    }
     assert "nonce" not in c and "smell" not in c
 
 
@@ -324,7 +369,9 @@ def test_thread_search_stops_when_the_tip_changes():
             break
         yield deferLater(reactor, 0.01, lambda: None)
     assert time.monotonic() - started < 0.5
-    assert [(job.job_id, nonce) for job, nonce, _ in found] == [(2, search_nonce(PREFIX, 8, 0, NONCE_LIMIT)[0])]
+    assert [(job.job_id, nonce) for job, nonce, _ in found] == [
+        (2, search_nonce(PREFIX, 8, 0, NONCE_LIMIT)[0])
+    ]
     yield searcher.shutdown()
     assert searcher.busy() == 0
 

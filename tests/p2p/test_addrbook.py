@@ -17,11 +17,11 @@ from cheesecoin.p2p.addrbook import (
     BUCKET_SIZE,
     NEW_BUCKETS_PER_SOURCE_GROUP,
     TRIED_BUCKETS_PER_GROUP,
+    address_group,
+    network_group,
 )
-from cheesecoin.p2p.addrbook import address_group, network_group
 from cheesecoin.p2p.peers import MAX_ANCHORS, REPLY_NEW_PER_SOURCE, AddressBook
 from cheesecoin.testing.fakes import Net, Raw, make_member
-
 from tests.cases import clock_at
 
 PER_SOURCE_GROUP = (
@@ -210,7 +210,9 @@ class DialTests(SynchronousTestCase):
         assert rest[True] and rest[False], rest
         book.failed(anchors[0], now=0.0)
         assert anchors[0] not in book.anchors
-        book.connected(True, anchors[1], None, now=20.0)  # an anchor that answered is an outbound peer
+        book.connected(
+            True, anchors[1], None, now=20.0
+        )  # an anchor that answered is an outbound peer
         assert anchors[1] not in book.anchors and book.to_save()[0]["host"] == anchors[1][0]
         book.lost(anchors[1], True, now=30.0)
         assert [e["host"] for e in book.to_save() if e.get("anchor")] == [a[0] for a in anchors[2:]]
@@ -311,14 +313,16 @@ class SavedEntriesTests(SynchronousTestCase):
         assert book.known[("1.2.3.6", 1)].source == "1.2.3.6"
 
 
-
 class SpellingTests(SynchronousTestCase):
     """One IP address written many ways is not many addresses (the attack of round three)."""
 
     def test_other_spellings_of_an_ip_address_are_not_kept(self) -> None:
         book = AddressBook(random.Random(1))
         spellings = ["127.1", "0x7f.1", "2130706433", "0177.0.0.1", "127.0.0.0001", "1.2.3.0004"]
-        added = book.add([{"host": h, "port": 24331} for h in spellings] + [{"host": "127.0.0.1", "port": 24331}],
-                         source="127.0.0.9")
+        added = book.add(
+            [{"host": h, "port": 24331} for h in spellings]
+            + [{"host": "127.0.0.1", "port": 24331}],
+            source="127.0.0.9",
+        )
         assert added == 1
         assert book.add([{"host": "Seed.Example.ORG", "port": 24331}], source="127.0.0.9") == 1

@@ -8,10 +8,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from cheesecoin.core.cheese import compact_announcement, header_of
 from cheesecoin.core.tx import sign_tx, txid
-from cheesecoin.testing.chain import mine_child
 from cheesecoin.p2p.inventory import INV_DELAY
+from cheesecoin.testing.chain import mine_child
 from cheesecoin.testing.fakes import ADDR, BOB, KEY, NOW, Net, Raw, chain, make_member
-
 from tests.cases import case, clock_at
 
 BAD_COMPACT = [  # a change to an announcement, and the error code it gets
@@ -48,7 +47,11 @@ class ServingHeadersAndCheesesTests(SynchronousTestCase):
         manager, cheeses, _, _ = setup(self.clock)
         raw = compact_peer(manager)
         [reply] = raw.send({"type": "GET_HEADERS", "locator": [cheeses[0]["smell"]], "id": 1})
-        assert reply == {"type": "HEADERS", "headers": [header_of(cheeses[1]), header_of(cheeses[2])], "id": 1}
+        assert reply == {
+            "type": "HEADERS",
+            "headers": [header_of(cheeses[1]), header_of(cheeses[2])],
+            "id": 1,
+        }
         [reply] = raw.send({"type": "GET_HEADERS", "locator": ["f" * 40], "count": 2, "id": 2})
         assert [h["sequence_number"] for h in reply["headers"]] == [1, 2]  # after the Blue Cheese
         for bad in ({"locator": "x"}, {"locator": [], "count": 0}, {"locator": [], "count": 2001}):
@@ -60,7 +63,13 @@ class ServingHeadersAndCheesesTests(SynchronousTestCase):
         side = chain(1, parent=cheeses[1], miner=BOB)[0]
         manager.node.submit_cheese(side)
         raw = compact_peer(manager)
-        [reply] = raw.send({"type": "GET_CHEESES", "smells": [side["smell"], "e" * 40, cheeses[1]["smell"]], "id": 4})
+        [reply] = raw.send(
+            {
+                "type": "GET_CHEESES",
+                "smells": [side["smell"], "e" * 40, cheeses[1]["smell"]],
+                "id": 4,
+            }
+        )
         assert reply == {"type": "CHEESES", "cheeses": [side, cheeses[1]], "id": 4}
         for bad in ([], ["x"], ["a" * 40] * 501):
             [error] = raw.send({"type": "GET_CHEESES", "smells": bad, "id": 5})
@@ -87,8 +96,14 @@ class CompactRebuildTests(SynchronousTestCase):
         manager.node.submit_tx(txs[0])
         raw = compact_peer(manager)
         [ask] = raw.send(compact_announcement(fourth))
-        assert ask["type"] == "GET_TXS" and ask["txids"] == [txid(txs[1])] and ask["smell"] == fourth["smell"]
-        assert raw.send(compact_announcement(fourth)) == [], "a second announcement while rebuilding asks again"
+        assert (
+            ask["type"] == "GET_TXS"
+            and ask["txids"] == [txid(txs[1])]
+            and ask["smell"] == fourth["smell"]
+        )
+        assert raw.send(compact_announcement(fourth)) == [], (
+            "a second announcement while rebuilding asks again"
+        )
         raw.send({"type": "TXS", "transactions": [txs[1]], "id": ask["id"]})
         assert manager.node.stack.tip.smell == fourth["smell"]
 
@@ -102,7 +117,8 @@ class CompactRebuildTests(SynchronousTestCase):
         assert manager.node.stack.tip.smell == fourth["smell"] and manager.compact.fell_back == 1
 
     def test_transactions_that_do_not_match_the_info_hash_fall_back_to_the_whole_cheese(
-            self) -> None:
+        self,
+    ) -> None:
         manager, cheeses, txs, fourth = setup(self.clock)
         for tx in txs:
             manager.node.submit_tx(tx)
@@ -137,20 +153,29 @@ class CompactRebuildTests(SynchronousTestCase):
         manager, cheeses, _, _ = setup(self.clock)
         manager.traffic = lambda direction, kind, size: counted.append((direction, kind))
         raw = compact_peer(manager)
-        for have, code in ((cheeses[-1], None), (chain(1, parent=cheeses[-1], miner=BOB)[0], "bad-message")):
+        for have, code in (
+            (cheeses[-1], None),
+            (chain(1, parent=cheeses[-1], miner=BOB)[0], "bad-message"),
+        ):
             msg = compact_announcement(have)
             msg["miner"] = "not an address"
-            for line in (dumps(msg)[:-1], dumps({"type": "ANNOUNCE", "cheese": dict(have, nonce="x")})[:-1]):
+            for line in (
+                dumps(msg)[:-1],
+                dumps({"type": "ANNOUNCE", "cheese": dict(have, nonce="x")})[:-1],
+            ):
                 counted.clear(), decoded.clear()
                 replies = raw.send(line)
-                kind = line[9:line.index(b'",')].decode()
+                kind = line[9 : line.index(b'",')].decode()
                 assert ("in", kind) in counted
                 if code is None:
                     assert replies == [] and decoded == [], (
-                        "a cheese we have: not decoded, not refused")
+                        "a cheese we have: not decoded, not refused"
+                    )
                 else:
                     assert decoded == [line]
-                    assert [r["code"] for r in replies] in (["bad-message"], ["invalid-cheese"]), replies
+                    assert [r["code"] for r in replies] in (["bad-message"], ["invalid-cheese"]), (
+                        replies
+                    )
         assert manager.node.stack.tip.smell == cheeses[-1]["smell"]
 
 
@@ -185,5 +210,3 @@ class CompactSendingTests(SynchronousTestCase):
         a.node.submit_cheese(fourth, "miner")
         net.flush()
         assert b.node.stack.tip.smell == fourth["smell"] and b.compact.rebuilt == 1
-
-

@@ -17,7 +17,6 @@ from cheesecoin.p2p.compact import RELAYED_INVALID_POINTS
 from cheesecoin.p2p.protocol import ERROR_POINTS
 from cheesecoin.testing.chain import mine_child
 from cheesecoin.testing.fakes import ADDR, BOB, KEY, NOW, Raw, chain, make_member
-
 from tests.cases import clock_at
 
 FEATURES = ["headers", "compact", "mempool"]
@@ -76,7 +75,9 @@ class EarlyRelayTests(EarlyCase):
         reactor_turn(self.clock)
         assert announcements(other) == [compact_announcement(fourth)], "relayed before validation"
         assert manager.node.stack.tip.smell == cheeses[-1]["smell"], "not validated yet"
-        assert announcements(plain) == [], "a version-1 peer gets the whole cheese only once it is valid"
+        assert announcements(plain) == [], (
+            "a version-1 peer gets the whole cheese only once it is valid"
+        )
         self.clock.advance(0)
         assert manager.node.stack.tip.smell == fourth["smell"]
         assert announcements(plain) == [{"type": "ANNOUNCE", "cheese": fourth}]
@@ -91,8 +92,12 @@ class EarlyRelayTests(EarlyCase):
         source.send({"type": "TXS", "transactions": txs, "id": ask["id"]})
         reactor_turn(self.clock)
         assert announcements(other) == [compact_announcement(fourth)]
-        [reply] = other.send({"type": "GET_TXS", "txids": [txid(txs[0])], "smell": fourth["smell"], "id": 7})
-        assert reply == {"type": "TXS", "transactions": txs, "id": 7}, "answered from the cheese being validated"
+        [reply] = other.send(
+            {"type": "GET_TXS", "txids": [txid(txs[0])], "smell": fourth["smell"], "id": 7}
+        )
+        assert reply == {"type": "TXS", "transactions": txs, "id": 7}, (
+            "answered from the cheese being validated"
+        )
         self.clock.advance(0)
         assert manager.node.stack.tip.smell == fourth["smell"]
 
@@ -101,16 +106,21 @@ class EarlyRelayTests(EarlyCase):
         fill the rebuild table with them at the network's lowest bits); the branch comes
         by a sync once it has more work."""
         manager, cheeses, source, other, plain = setup(self.clock)
-        side = mine_child(cheeses[-2], cheeses[-2]["bits"], ADDR, [], note="side")  # the same height as our tip
+        side = mine_child(
+            cheeses[-2], cheeses[-2]["bits"], ADDR, [], note="side"
+        )  # the same height as our tip
         assert source.send(compact_announcement(side)) == []
         assert announcements(other) == [] and manager.compact.early_relayed == 0
         assert side["smell"] not in manager.node.stack.nodes and not manager.compact.rebuilding
-        beyond = mine_child(side, side["bits"], ADDR, [], note="beyond")  # now the branch has more work
+        beyond = mine_child(
+            side, side["bits"], ADDR, [], note="beyond"
+        )  # now the branch has more work
         asked = source.send(compact_announcement(beyond))
         assert [m["type"] for m in asked] in (["GET_HEADERS"], ["GET_CHEESES"]), "an orphan: a sync"
 
     def test_a_small_cheese_is_validated_at_once_its_compact_announcements_written_in_the_same_turn(
-            self) -> None:
+        self,
+    ) -> None:
         self.patch(compact, "EARLY_MIN_TXS", 50)
         manager, cheeses, source, other, plain = setup(self.clock)
         fourth = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, [], note="small")
@@ -134,14 +144,17 @@ class EarlyRelayTests(EarlyCase):
             raw.replies()
         fourth = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, txs, note="flood")
         assert source.send(compact_announcement(fourth)) == []
-        assert other.send(compact_announcement(fourth)) == [], "a second announcement, while it waits: ignored"
+        assert other.send(compact_announcement(fourth)) == [], (
+            "a second announcement, while it waits: ignored"
+        )
         reactor_turn(self.clock)
         assert announcements(third) == [compact_announcement(fourth)]
         assert announcements(other) == [] and announcements(source) == []
         self.clock.advance(0)
         assert manager.node.stack.tip.smell == fourth["smell"]
         assert other.send(compact_announcement(fourth)) == [], (
-            "and once it is ours: ignored, unread")
+            "and once it is ours: ignored, unread"
+        )
         assert manager.relay.holders[fourth["smell"]] >= {source.proto, other.proto}
 
 
@@ -152,9 +165,15 @@ class EarlyRelayPenaltyTests(EarlyCase):
         manager, cheeses, source, other, plain = setup(self.clock)
         # not in the mempool: a valid header would make us ask
         txs = [sign_tx(KEY, BOB, 1, 1, 0, "a")]
-        wrong = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, txs, timestamp=cheeses[-1]["timestamp"] - 1)
+        wrong = mine_child(
+            cheeses[-1], cheeses[-1]["bits"], ADDR, txs, timestamp=cheeses[-1]["timestamp"] - 1
+        )
         [error] = source.send(compact_announcement(wrong))
-        assert error["type"] == "ERROR" and error["code"] == "invalid-cheese" and "timestamp" in error["message"]
+        assert (
+            error["type"] == "ERROR"
+            and error["code"] == "invalid-cheese"
+            and "timestamp" in error["message"]
+        )
         assert source.proto.score == ERROR_POINTS["invalid-cheese"]
         assert announcements(other) == [] and manager.node.stack.tip.smell == cheeses[-1]["smell"]
 
@@ -167,7 +186,8 @@ class EarlyRelayPenaltyTests(EarlyCase):
         assert source.send({"type": "TXS", "transactions": overspend, "id": ask["id"]}) == []
         reactor_turn(self.clock)
         assert announcements(other) == [compact_announcement(bad)], (
-            "its header was valid: relayed on")
+            "its header was valid: relayed on"
+        )
         self.clock.advance(0)
         [error] = source.replies()
         assert error["type"] == "ERROR" and error["code"] == "invalid-cheese"
@@ -197,5 +217,3 @@ class EarlyRelayPenaltyTests(EarlyCase):
         assert error["code"] == "invalid-cheese" and source.proto.score == RELAYED_INVALID_POINTS
         reactor_turn(self.clock)
         assert announcements(other) == [] and announcements(plain) == []
-
-

@@ -17,7 +17,6 @@ from cheesecoin.core.cheese import header_of
 from cheesecoin.p2p import headers_sync as hs
 from cheesecoin.p2p.manager import FEATURES
 from cheesecoin.testing.fakes import NOW, Net, Raw, chain, make_member
-
 from tests.cases import clock_at
 
 CHAIN = chain(2300)  # more than one GET_HEADERS (2,000 a request)
@@ -35,8 +34,15 @@ Answer = Callable[[dict], Optional[dict]]
 class Peer:
     """A hand-driven peer that holds ``CHAIN[:height]`` and answers as told."""
 
-    def __init__(self, manager, n: int, height: int = len(CHAIN), bodies: Optional[Answer] = None,
-                 headers: Optional[Answer] = None, features=FEATURES) -> None:
+    def __init__(
+        self,
+        manager,
+        n: int,
+        height: int = len(CHAIN),
+        bodies: Optional[Answer] = None,
+        headers: Optional[Answer] = None,
+        features=FEATURES,
+    ) -> None:
         self.raw = Raw(manager, host=f"10.0.0.{n}")
         self.height = height
         self.asked: List[dict] = []
@@ -44,17 +50,31 @@ class Peer:
         self.bodies = bodies or self.honest_bodies
         self.headers = headers or self.honest_headers
         tip = CHAIN[height - 1]
-        self.inbox = self.raw.hello(node_id=f"{n:02d}", height=height, tip=tip["smell"], work=work_at(height),
-                                    features=list(features))
+        self.inbox = self.raw.hello(
+            node_id=f"{n:02d}",
+            height=height,
+            tip=tip["smell"],
+            work=work_at(height),
+            features=list(features),
+        )
 
     def honest_headers(self, msg: dict) -> dict:
         known = {c["smell"]: i for i, c in enumerate(CHAIN[: self.height])}
         start = next((known[s] + 1 for s in msg["locator"] if s in known), 0)
-        return {"type": "HEADERS", "headers": HEADERS[start: min(self.height, start + msg["count"])]}
+        return {
+            "type": "HEADERS",
+            "headers": HEADERS[start : min(self.height, start + msg["count"])],
+        }
 
     def honest_bodies(self, msg: dict) -> dict:
-        return {"type": "CHEESES", "cheeses": [BY_SMELL[s] for s in msg["smells"] if s in BY_SMELL
-                                                 and BY_SMELL[s]["sequence_number"] <= self.height]}
+        return {
+            "type": "CHEESES",
+            "cheeses": [
+                BY_SMELL[s]
+                for s in msg["smells"]
+                if s in BY_SMELL and BY_SMELL[s]["sequence_number"] <= self.height
+            ],
+        }
 
     def serve(self) -> int:
         """Answer what was asked since the last call; returns how many requests."""
@@ -110,7 +130,9 @@ class HeadersFirstSyncTests(SynchronousTestCase):
             windows = [m for m in peer.asked if m["type"] == "GET_CHEESES"]
             assert windows and all(1 <= len(m["smells"]) <= hs.WINDOW for m in windows)
             assert not [m for m in peer.asked if m["type"] == "GET_CHEESES" and "locator" in m]
-        asked = sorted(s for p in peers for m in p.asked if m["type"] == "GET_CHEESES" for s in m["smells"])
+        asked = sorted(
+            s for p in peers for m in p.asked if m["type"] == "GET_CHEESES" for s in m["smells"]
+        )
         assert asked == sorted(c["smell"] for c in CHAIN)  # each body asked for once
         assert member.sync.running == 0
 
@@ -157,7 +179,9 @@ def _drop_case(clock: Clock, headers: Answer) -> None:
     assert liar.raw.closed  # dropped after its headers
     assert liar.kinds() == ["GET_HEADERS"]  # and no body downloaded, from anyone:
     smells = [s for m in helper.asked if m["type"] == "GET_CHEESES" for s in m["smells"]]
-    assert all(BY_SMELL[s]["sequence_number"] <= 10 for s in smells)  # only the helper's own, afterwards
+    assert all(
+        BY_SMELL[s]["sequence_number"] <= 10 for s in smells
+    )  # only the helper's own, afterwards
     assert member.node.stack.height == 10 and member.sync.running == 0
 
 
@@ -208,10 +232,14 @@ class BodyWindowTests(SynchronousTestCase):
         settle([honest, liar])
         assert member.node.stack.height == len(CHAIN)
         download_mismatches = liar.raw.proto.score
-        assert download_mismatches >= hs.MISMATCH_POINTS or liar.raw.closed  # it lost points (or was banned)
+        assert (
+            download_mismatches >= hs.MISMATCH_POINTS or liar.raw.closed
+        )  # it lost points (or was banned)
         liar_smells = {s for m in liar.asked if m["type"] == "GET_CHEESES" for s in m["smells"]}
         honest_smells = {s for m in honest.asked if m["type"] == "GET_CHEESES" for s in m["smells"]}
-        assert liar_smells and liar_smells <= honest_smells  # each of its windows was asked again of the other
+        assert (
+            liar_smells and liar_smells <= honest_smells
+        )  # each of its windows was asked again of the other
 
     def test_a_refusing_peer_and_a_slow_peer_lose_their_windows(self) -> None:
         member = make_member("aa", self.clock)
@@ -232,5 +260,3 @@ class BodyWindowTests(SynchronousTestCase):
             settle(peers)
         assert member.node.stack.height == len(CHAIN)
         assert not refusing.raw.closed and not slow.raw.closed  # refusing or slow is not lying
-
-

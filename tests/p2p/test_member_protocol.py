@@ -16,6 +16,13 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from cheesecoin.core.tx import sign_tx
+from cheesecoin.p2p import manager as manager_mod
+from cheesecoin.p2p import protocol as protocol_mod
+from cheesecoin.p2p import states as states_mod
+from cheesecoin.p2p import sync as sync_mod
+from cheesecoin.p2p.manager import PeerManager
+from cheesecoin.testing.chain import mine_child
 from cheesecoin.testing.fakes import (  # noqa: F401  (the shared fakes and the test network)
     ADDR,
     BOB,
@@ -32,16 +39,7 @@ from cheesecoin.testing.fakes import (  # noqa: F401  (the shared fakes and the 
     ready_raw,
     refused,
 )
-from cheesecoin.p2p import manager as manager_mod
-from cheesecoin.p2p import protocol as protocol_mod
-from cheesecoin.p2p import states as states_mod
-from cheesecoin.p2p import sync as sync_mod
-from cheesecoin.p2p.manager import PeerManager
-from cheesecoin.testing.chain import mine_child
-from cheesecoin.core.tx import sign_tx
-
 from tests.cases import case, clock_at
-
 
 # -- handshake -------------------------------------------------------------------------
 
@@ -55,7 +53,12 @@ class HandshakeTests(SynchronousTestCase):
     def test_request_before_hello_gets_handshake_required_with_id(self) -> None:
         raw = Raw(make_member("aa", self.clock))
         [error] = raw.send({"type": "STATS", "id": 7})
-        assert error == {"type": "ERROR", "code": "handshake-required", "message": error["message"], "id": 7}
+        assert error == {
+            "type": "ERROR",
+            "code": "handshake-required",
+            "message": error["message"],
+            "id": 7,
+        }
         assert not raw.closed
 
     def test_accepting_side_answers_hello_with_its_own(self) -> None:
@@ -74,7 +77,13 @@ class HandshakeTests(SynchronousTestCase):
             "height": 3,
             "tip": cheeses[-1]["smell"],
             "work": str(4 * 2),
-            "features": ["headers", "compact", "mempool", "inv", "compact-modes"],  # sections 5.1, 5.2
+            "features": [
+                "headers",
+                "compact",
+                "mempool",
+                "inv",
+                "compact-modes",
+            ],  # sections 5.1, 5.2
         }
         assert list(manager.peers) == ["99"]
         [error] = raw.hello()
@@ -93,8 +102,15 @@ class HandshakeTests(SynchronousTestCase):
         assert raw.closed and not manager.peers
 
     def test_malformed_hello_is_bad_message(self) -> None:
-        for field, value in [("node_id", "XYZ"), ("node_id", 5), ("port", 0), ("height", -1),
-                             ("tip", "00"), ("work", "12a"), ("version", "1")]:
+        for field, value in [
+            ("node_id", "XYZ"),
+            ("node_id", 5),
+            ("port", 0),
+            ("height", -1),
+            ("tip", "00"),
+            ("work", "12a"),
+            ("version", "1"),
+        ]:
             with case(field=field, value=value):
                 raw = Raw(make_member("aa", self.clock))
                 [error] = raw.hello(**{field: value})
@@ -146,7 +162,14 @@ class RequestTests(SynchronousTestCase):
         cheeses = chain(4)
         raw = ready_raw(make_member("aa", self.clock, cheeses))
         [reply] = raw.send({"type": "STATS", "id": "s1"})
-        assert reply == {"type": "STATS_REPLY", "height": 4, "tip": cheeses[-1]["smell"], "work": "10", "peers": 1, "id": "s1"}
+        assert reply == {
+            "type": "STATS_REPLY",
+            "height": 4,
+            "tip": cheeses[-1]["smell"],
+            "work": "10",
+            "peers": 1,
+            "id": "s1",
+        }
 
     def test_get_cheese_by_height_and_smell(self) -> None:
         cheeses = chain(4)
@@ -185,7 +208,10 @@ class RequestTests(SynchronousTestCase):
         raw.send({"type": "GET_CHEESES", "from": 1, "count": 3, "id": 5})
         raw.proto.dataReceived(b'{"type":"GET_CHEESES","from":1,"count":3,"id":5}\n')
         line = raw.transport.value().rstrip(b"\n")
-        texts = [json.dumps(c, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for c in cheeses]
+        texts = [
+            json.dumps(c, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            for c in cheeses
+        ]
         joined = '{"type":"CHEESES","cheeses":[' + ",".join(texts) + '],"id":5}'
         assert line == joined.encode("utf-8")
 
@@ -196,7 +222,9 @@ class RequestTests(SynchronousTestCase):
         [reply] = raw.send({"type": "GET_CHEESES", "locator": locator, "count": 3})
         assert reply["cheeses"] == cheeses[10:13]
         side = chain(2, cheeses[3], miner=BOB)  # not on the best stack: skipped
-        [reply] = raw.send({"type": "GET_CHEESES", "locator": [side[-1]["smell"], "e" * 40, cheeses[14]["smell"]]})
+        [reply] = raw.send(
+            {"type": "GET_CHEESES", "locator": [side[-1]["smell"], "e" * 40, cheeses[14]["smell"]]}
+        )
         assert reply["cheeses"] == cheeses[15:]
         [reply] = raw.send({"type": "GET_CHEESES", "locator": ["e" * 40], "count": 2})
         assert reply["cheeses"] == cheeses[:2]  # none on the stack: after the Blue Cheese
@@ -207,7 +235,9 @@ class RequestTests(SynchronousTestCase):
     def test_get_cheeses_reply_stays_under_4_mib(self) -> None:
         raw = ready_raw(make_member("aa", self.clock, chain(5)))
         big_id = "i" * (4 * 1024 * 1024 - 200)
-        raw.proto.dataReceived(json.dumps({"type": "GET_CHEESES", "from": 0, "id": big_id}).encode() + b"\n")
+        raw.proto.dataReceived(
+            json.dumps({"type": "GET_CHEESES", "from": 0, "id": big_id}).encode() + b"\n"
+        )
         line = raw.transport.value()
         assert len(line.rstrip(b"\n")) <= 4 * 1024 * 1024
         reply = json.loads(line)
@@ -222,8 +252,22 @@ class RequestTests(SynchronousTestCase):
         [peers] = one.send({"type": "GET_PEERS", "id": 2})
         assert peers == {"type": "PEERS", "peers": [{"host": "10.0.0.6", "port": 6000}], "id": 2}
         assert manager.node.peers_info() == [
-            {"host": "10.0.0.6", "port": 6000, "node_id": "77", "height": 0, "inbound": True, "encrypted": False},
-            {"host": "10.0.0.5", "port": 5000, "node_id": "99", "height": 0, "inbound": True, "encrypted": False},
+            {
+                "host": "10.0.0.6",
+                "port": 6000,
+                "node_id": "77",
+                "height": 0,
+                "inbound": True,
+                "encrypted": False,
+            },
+            {
+                "host": "10.0.0.5",
+                "port": 5000,
+                "node_id": "99",
+                "height": 0,
+                "inbound": True,
+                "encrypted": False,
+            },
         ]
 
     def test_unknown_type_and_bad_json(self) -> None:
@@ -278,8 +322,9 @@ class AnnounceTests(SynchronousTestCase):
         a_to_b.push({"type": "ANNOUNCE", "cheese": cheeses[-1]})  # B lacks its 24 ancestors
         net.flush()
         assert b.node.stack.height == 30 and b.node.stack.tip.smell == cheeses[-1]["smell"]
-        relayed = [m["cheese"]["sequence_number"] for m in third.replies()
-                   if m["type"] == "ANNOUNCE"]
+        relayed = [
+            m["cheese"]["sequence_number"] for m in third.replies() if m["type"] == "ANNOUNCE"
+        ]
         assert relayed == list(range(21, 31))  # the last RELAY_TAIL, not all 25
 
     def test_sync_on_handshake_is_pipelined_and_relays_only_the_tail(self) -> None:
@@ -306,7 +351,9 @@ class AnnounceTests(SynchronousTestCase):
         assert [m["count"] for m in asked] == [500, 500, 500]
         assert asked[1]["locator"][0] == cheeses[499]["smell"]
         assert asked[2]["locator"][0] == cheeses[999]["smell"]
-        announced = [m["cheese"]["sequence_number"] for m in watcher.replies() if m["type"] == "ANNOUNCE"]
+        announced = [
+            m["cheese"]["sequence_number"] for m in watcher.replies() if m["type"] == "ANNOUNCE"
+        ]
         assert 0 < len(announced) <= 3 * sync_mod.RELAY_TAIL
         assert announced[-1] == 1200
 
@@ -452,7 +499,10 @@ class MisbehaviourTests(SynchronousTestCase):
         transport = StringTransport()
         proto.makeConnection(transport)
         assert json.loads(transport.value()) == {
-            "type": "ERROR", "code": "busy", "message": "1 connections from 198.51.100.9 already"}
+            "type": "ERROR",
+            "code": "busy",
+            "message": "1 connections from 198.51.100.9 already",
+        }
         assert transport.disconnecting
 
     def test_silence_checks_at_every_tick_drop_at_the_deadline(self) -> None:
@@ -486,7 +536,11 @@ class DownloadTests(SynchronousTestCase):
         cheeses = chain(8)
         manager = make_member("aa", self.clock)
         slow = Raw(manager, host="10.0.0.5")
-        [request] = [m for m in slow.hello(node_id="55", height=8, tip=cheeses[-1]["smell"], work="18") if m["type"] == "GET_CHEESES"]
+        [request] = [
+            m
+            for m in slow.hello(node_id="55", height=8, tip=cheeses[-1]["smell"], work="18")
+            if m["type"] == "GET_CHEESES"
+        ]
         fast = Raw(manager, host="10.0.0.6")
         hello = fast.hello(node_id="66", height=8, tip=cheeses[-1]["smell"], work="18")
         assert not [m for m in hello if m["type"] == "GET_CHEESES"]  # one download at a time
@@ -502,7 +556,11 @@ class DownloadTests(SynchronousTestCase):
         cheeses = chain(4)
         manager = make_member("aa", self.clock)
         raw = Raw(manager, host="10.0.0.5")
-        [request] = [m for m in raw.hello(node_id="55", height=4, tip=cheeses[-1]["smell"], work="10") if m["type"] == "GET_CHEESES"]
+        [request] = [
+            m
+            for m in raw.hello(node_id="55", height=4, tip=cheeses[-1]["smell"], work="10")
+            if m["type"] == "GET_CHEESES"
+        ]
         bad = cheeses[:2] + [dict(cheeses[2], timestamp=cheeses[2]["timestamp"] + 1)] + cheeses[3:]
         raw.send({"type": "CHEESES", "cheeses": bad, "id": request["id"]})
         assert manager.node.stack.height == 2
@@ -514,12 +572,26 @@ class DownloadTests(SynchronousTestCase):
         raw = ready_raw(manager)
         raw.replies()
         results: dict = {}
-        for name, msg in [("stats", {"type": "STATS"}), ("cheese", {"type": "GET_CHEESE", "smell": "e" * 40}), ("ping", {"type": "PING"})]:
+        for name, msg in [
+            ("stats", {"type": "STATS"}),
+            ("cheese", {"type": "GET_CHEESE", "smell": "e" * 40}),
+            ("ping", {"type": "PING"}),
+        ]:
             raw.proto.request(msg).addBoth(
-                lambda result, name=name: results.__setitem__(name, result))
+                lambda result, name=name: results.__setitem__(name, result)
+            )
         first, second, third = raw.replies()
         raw.send({"type": "ERROR", "code": "not-found", "message": "no", "id": second["id"]})
-        raw.send({"type": "STATS_REPLY", "height": 1, "tip": "a" * 40, "work": "4", "peers": 0, "id": first["id"]})
+        raw.send(
+            {
+                "type": "STATS_REPLY",
+                "height": 1,
+                "tip": "a" * 40,
+                "work": "4",
+                "peers": 0,
+                "id": first["id"],
+            }
+        )
         self.clock.advance(protocol_mod.REQUEST_TIMEOUT + 1)
         assert results["cheese"].check(protocol_mod.RemoteError)
         assert results["stats"]["type"] == "STATS_REPLY"
@@ -534,7 +606,11 @@ class DownloadTests(SynchronousTestCase):
             return Deferred()
 
         manager = make_member("aa", self.clock, dialer=dialer, target_peers=3)
-        manager.add_addresses([{"host": f"10.0.0.{i}", "port": 24331} for i in range(6)] + [{"host": "", "port": 0}, 5], "tracker")
+        manager.add_addresses(
+            [{"host": f"10.0.0.{i}", "port": 24331} for i in range(6)]
+            + [{"host": "", "port": 0}, 5],
+            "tracker",
+        )
         assert len(dialed) == 3
         manager.add_persistent("10.9.9.9", 1234)
         manager.refill()
@@ -584,15 +660,30 @@ class DownloadTests(SynchronousTestCase):
 
         def answer() -> List[dict]:
             request = requests.pop(0)
-            start = 0 if request["locator"][0] == NETWORK.smell else next(
-                i + 1 for i, c in enumerate(cheeses) if c["smell"] == request["locator"][0]
+            start = (
+                0
+                if request["locator"][0] == NETWORK.smell
+                else next(
+                    i + 1 for i, c in enumerate(cheeses) if c["smell"] == request["locator"][0]
+                )
             )
-            return [m for m in raw.send({"type": "CHEESES", "cheeses": cheeses[start : start + 500], "id": request["id"]})
-                    if m["type"] == "GET_CHEESES"]
+            return [
+                m
+                for m in raw.send(
+                    {
+                        "type": "CHEESES",
+                        "cheeses": cheeses[start : start + 500],
+                        "id": request["id"],
+                    }
+                )
+                if m["type"] == "GET_CHEESES"
+            ]
 
         requests += answer()  # chunk 1 arrives: its check starts, chunk 2 is asked for at once
         assert len(requests) == 1 and len(checks) == 1
-        requests += answer()  # chunk 2 arrives and is checked too; two unapplied chunks: nothing more asked
+        requests += (
+            answer()
+        )  # chunk 2 arrives and is checked too; two unapplied chunks: nothing more asked
         assert requests == [] and len(checks) == 2
         checks[0].callback(None)  # chunk 1 applied: chunk 3 is asked for while chunk 2 is checked
         assert manager.node.stack.height == 500
@@ -610,14 +701,52 @@ class DownloadTests(SynchronousTestCase):
         assert manager.node.stack.height == 2000 and raw.proto.download is None
 
 
-_TYPES = ["HELLO", "STATS", "GET_CHEESE", "GET_CHEESES", "GET_PEERS", "PING", "ANNOUNCE", "TX", "STATS_REPLY",
-          "CHEESE", "CHEESES", "PEERS", "PONG", "ERROR"]
-_FIELDS = ["sequence_number", "smell", "from", "count", "locator", "cheese", "tx", "id", "peers", "cheeses",
-           "height", "tip", "work", "node_id", "network", "port", "version", "code"]
+_TYPES = [
+    "HELLO",
+    "STATS",
+    "GET_CHEESE",
+    "GET_CHEESES",
+    "GET_PEERS",
+    "PING",
+    "ANNOUNCE",
+    "TX",
+    "STATS_REPLY",
+    "CHEESE",
+    "CHEESES",
+    "PEERS",
+    "PONG",
+    "ERROR",
+]
+_FIELDS = [
+    "sequence_number",
+    "smell",
+    "from",
+    "count",
+    "locator",
+    "cheese",
+    "tx",
+    "id",
+    "peers",
+    "cheeses",
+    "height",
+    "tip",
+    "work",
+    "node_id",
+    "network",
+    "port",
+    "version",
+    "code",
+]
 _json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=50)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.text(max_size=50)
     | st.sampled_from(["0" * 40, "e" * 40, NETWORK.smell, "1"]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(_FIELDS + ["type"]), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(_FIELDS + ["type"]), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -629,17 +758,28 @@ class ArbitraryInputTests(SynchronousTestCase):
         good = sign_tx(KEY, BOB, 5, 1, 0)
         odd = [{"from": 5}, 1, dict(good, signature="zz"), dict(good, **{"from": "ab"}), None]
         cheeses = [{"unit_of_information": {"transactions": [good, tx]}} for tx in odd]
-        cheeses += [{"unit_of_information": {"transactions": [good]}},
-                    {"unit_of_information": []}, {}]
+        cheeses += [
+            {"unit_of_information": {"transactions": [good]}},
+            {"unit_of_information": []},
+            {},
+        ]
         assert sync_mod.signed_cheeses(cheeses) == {5}
 
     @settings(max_examples=300, deadline=None)
-    @given(messages=st.lists(
-        st.builds(lambda t, fields: dict(fields, type=t), st.sampled_from(_TYPES),
-                  st.dictionaries(st.sampled_from(_FIELDS), _json_values, max_size=5)),
-        min_size=1, max_size=6))
+    @given(
+        messages=st.lists(
+            st.builds(
+                lambda t, fields: dict(fields, type=t),
+                st.sampled_from(_TYPES),
+                st.dictionaries(st.sampled_from(_FIELDS), _json_values, max_size=5),
+            ),
+            min_size=1,
+            max_size=6,
+        )
+    )
     def test_arbitrary_messages_never_raise_nor_change_the_stack(
-            self, messages: List[dict]) -> None:
+        self, messages: List[dict]
+    ) -> None:
         clock = Clock()
         clock.advance(NOW)
         cheeses = chain(3)
@@ -654,7 +794,11 @@ class ArbitraryInputTests(SynchronousTestCase):
         clock.advance(100)
         manager.tick()
         stack = manager.node.stack
-        assert stack.height == 3 and stack.tip.smell == cheeses[-1]["smell"] and len(manager.node.mempool) == 0
+        assert (
+            stack.height == 3
+            and stack.tip.smell == cheeses[-1]["smell"]
+            and len(manager.node.mempool) == 0
+        )
 
 
 # -- pending payments reach a peer that comes up later; peers' heights stay current ----------
@@ -674,11 +818,16 @@ class PendingAndHeightTests(SynchronousTestCase):
 
     def test_a_new_peer_gets_our_pending_transactions_in_an_order_it_can_take(self) -> None:
         manager = funded_member(self.clock)
-        first, second = sign_tx(KEY, BOB, 5, 1, 0), sign_tx(KEY, BOB, 6, 9, 1)  # a chain: nonce 0 before 1
+        first, second = (
+            sign_tx(KEY, BOB, 5, 1, 0),
+            sign_tx(KEY, BOB, 6, 9, 1),
+        )  # a chain: nonce 0 before 1
         manager.node.submit_tx(first)
         manager.node.submit_tx(second)
         newcomer = Raw(manager, host="10.0.0.7")
-        replies = newcomer.hello(node_id="77", **same_stack(manager))  # it has our stack: it can take them
+        replies = newcomer.hello(
+            node_id="77", **same_stack(manager)
+        )  # it has our stack: it can take them
         assert [m["tx"] for m in replies if m["type"] == "TX"] == [first, second]
         # And a member fed those lines takes both (nothing out of order).
         other = funded_member(self.clock, node_id="bb")
@@ -687,7 +836,8 @@ class PendingAndHeightTests(SynchronousTestCase):
         assert set(dict(other.node.mempool.items())) == set(dict(manager.node.mempool.items()))
 
     def test_pending_transactions_for_a_peer_that_does_not_read_are_pulled_as_it_reads(
-            self) -> None:
+        self,
+    ) -> None:
         manager = funded_member(self.clock)
         txs = [sign_tx(KEY, BOB, 1, 1, n) for n in range(20)]
         for tx in txs:
@@ -729,5 +879,3 @@ class PendingAndHeightTests(SynchronousTestCase):
         finally:
             globalLogPublisher.removeObserver(observer)
         assert not [line for line in seen if line.startswith("Cheese 1 ")], seen
-
-

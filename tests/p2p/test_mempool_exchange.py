@@ -10,7 +10,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from cheesecoin.core.tx import sign_tx, txid
 from cheesecoin.p2p.manager import CONSENSUS_INTERVAL
 from cheesecoin.testing.fakes import ADDR, BOB, KEY, NOW, Net, Raw, chain, make_member
-
 from tests.cases import clock_at
 
 
@@ -32,7 +31,13 @@ class FeaturesTests(SynchronousTestCase):
 
     def test_hello_lists_mempool_and_a_bad_features_field_is_bad_message(self) -> None:
         manager, _ = funded("aa", self.clock)
-        assert manager.hello_message()["features"] == ["headers", "compact", "mempool", "inv", "compact-modes"]
+        assert manager.hello_message()["features"] == [
+            "headers",
+            "compact",
+            "mempool",
+            "inv",
+            "compact-modes",
+        ]
         assert "features" not in make_member("bb", self.clock, features=()).hello_message()
         for bad in ("mempool", ["x"] * 33, ["y" * 33], [1]):
             raw = Raw(manager)
@@ -41,7 +46,8 @@ class FeaturesTests(SynchronousTestCase):
             assert not raw.proto.ready
 
     def test_a_peer_without_features_gets_the_mempool_pushed_as_tx_once_it_has_our_stack(
-            self) -> None:
+        self,
+    ) -> None:
         manager, cheeses = funded("aa", self.clock)
         for tx in payments(2):
             manager.node.submit_tx(tx)
@@ -56,7 +62,9 @@ class FeaturesTests(SynchronousTestCase):
         replies = behind.hello(node_id="72")  # height 0: it would refuse the payments now
         assert [m for m in replies if m["type"] == "TX"] == []
         [stats] = [m for m in replies if m["type"] == "STATS"]
-        replies = behind.send(dict({"type": "STATS_REPLY", "peers": 1, "id": stats["id"]}, **ours))  # it caught up
+        replies = behind.send(
+            dict({"type": "STATS_REPLY", "peers": 1, "id": stats["id"]}, **ours)
+        )  # it caught up
         assert sorted(m["tx"]["memo"] for m in replies if m["type"] == "TX") == ["p0", "p1"]
 
     def test_members_with_features_sync_and_relay_to_each_other(self) -> None:
@@ -115,8 +123,17 @@ class MempoolExchangeTests(SynchronousTestCase):
         assert sorted(reply["txids"]) == sorted(txid(tx) for tx in txs)
         wanted = [txid(txs[2]), "0" * 40, txid(txs[0])]
         [reply] = raw.send({"type": "GET_TXS", "txids": wanted, "id": 2})
-        assert reply == {"type": "TXS", "transactions": [txs[2], txs[0]], "id": 2}  # the order asked, unknown left out
-        for bad in ({"txids": []}, {"txids": ["zz"]}, {"txids": ["a" * 40] * 1001}, {"txids": ["a" * 40], "smell": 5}):
+        assert reply == {
+            "type": "TXS",
+            "transactions": [txs[2], txs[0]],
+            "id": 2,
+        }  # the order asked, unknown left out
+        for bad in (
+            {"txids": []},
+            {"txids": ["zz"]},
+            {"txids": ["a" * 40] * 1001},
+            {"txids": ["a" * 40], "smell": 5},
+        ):
             [error] = raw.send(dict({"type": "GET_TXS", "id": 3}, **bad))
             assert error["type"] == "ERROR" and error["code"] == "bad-message", bad
 
@@ -179,5 +196,3 @@ class ConsensusTests(SynchronousTestCase):
         assert stats(two.send({"type": "CONSENSUS"})) == [] and stats(one.replies()) == []
         self.clock.advance(CONSENSUS_INTERVAL)
         assert len(stats(two.send({"type": "CONSENSUS"}))) == 1 and len(stats(one.replies())) == 1
-
-

@@ -12,7 +12,6 @@ from cheesecoin.p2p.errors import ERROR_POINTS
 from cheesecoin.p2p.mempool_sync import PUSH_INTERVAL
 from cheesecoin.testing.chain import mine_child
 from cheesecoin.testing.fakes import ADDR, BOB, KEY, NOW, Raw, chain, make_member
-
 from tests.cases import clock_at
 
 
@@ -38,16 +37,27 @@ class MempoolPushTests(SynchronousTestCase):
         self.manager, self.cheeses = funded(self.clock)
         for tx in payments(3):
             self.manager.node.submit_tx(tx)
-        self.ours = {"height": 3, "tip": self.cheeses[-1]["smell"],
-                     "work": str(self.manager.node.stack.work)}
+        self.ours = {
+            "height": 3,
+            "tip": self.cheeses[-1]["smell"],
+            "work": str(self.manager.node.stack.work),
+        }
 
     def test_a_hello_claiming_huge_work_on_an_unknown_tip_gets_nothing_pushed(self) -> None:
         raw = Raw(self.manager, host="10.0.0.7")
         replies = raw.hello(node_id="71", height=10**6, tip="ab" * 20, work=str(10**30))
         assert pushed(replies) == []
         [stats] = [m for m in replies if m["type"] == "STATS"]
-        replies = raw.send({"type": "STATS_REPLY", "height": 10**6, "tip": "cd" * 20,
-                            "work": str(10**30), "peers": 1, "id": stats["id"]})
+        replies = raw.send(
+            {
+                "type": "STATS_REPLY",
+                "height": 10**6,
+                "tip": "cd" * 20,
+                "work": str(10**30),
+                "peers": 1,
+                "id": stats["id"],
+            }
+        )
         assert pushed(replies) == [], "a STATS_REPLY naming a tip we do not know proves nothing"
 
     def test_a_peer_that_shows_our_tip_gets_it_once_per_host_per_interval(self) -> None:

@@ -17,7 +17,6 @@ from cheesecoin.p2p.errors import ERROR_POINTS
 from cheesecoin.p2p.features import ALL, REV2
 from cheesecoin.testing.chain import mine_child
 from cheesecoin.testing.fakes import ADDR, BOB, KEY, NOW, Net, Raw, chain, make_member
-
 from tests.cases import clock_at
 from tests.p2p.test_compact import setup
 
@@ -73,7 +72,9 @@ class InventoryReceivingTests(SynchronousTestCase):
         ids = [txid(t) for t in self.txs]
         [ask] = of_type(a.send({"type": "INV", "txids": ids}), "GET_TXS")
         assert ask["txids"] == ids
-        assert not of_type(b.send({"type": "INV", "txids": ids}), "GET_TXS"), "asked of one at a time"
+        assert not of_type(b.send({"type": "INV", "txids": ids}), "GET_TXS"), (
+            "asked of one at a time"
+        )
         a.send({"type": "TXS", "transactions": self.txs, "id": ask["id"]})
         assert len(self.manager.node.mempool) == 2
         self.clock.advance(inv_mod.INV_DELAY)
@@ -96,7 +97,10 @@ class InventoryReceivingTests(SynchronousTestCase):
         asked = 0
         for i in range(5):
             txids = [f"{i:04x}{j:036x}" for j in range(inv_mod.MAX_INV)]
-            asked += sum(len(m["txids"]) for m in of_type(flooder.send({"type": "INV", "txids": txids}), "GET_TXS"))
+            asked += sum(
+                len(m["txids"])
+                for m in of_type(flooder.send({"type": "INV", "txids": txids}), "GET_TXS")
+            )
         assert asked == inv_mod.MAX_PEER_IN_FLIGHT
         assert len(self.manager.inventory.in_flight) == inv_mod.MAX_PEER_IN_FLIGHT
         assert len(self.manager.inventory.peers_of) <= inv_mod.MAX_TRACKED
@@ -109,7 +113,9 @@ class InventoryReceivingTests(SynchronousTestCase):
         [ask] = of_type(a.send({"type": "INV", "txids": [txid(bad)]}), "GET_TXS")
         a.send({"type": "TXS", "transactions": [bad], "id": ask["id"]})
         assert a.proto.score == ERROR_POINTS["invalid-tx"]
-        assert not of_type(a.send({"type": "INV", "txids": [txid(bad)]}), "GET_TXS"), "refused lately"
+        assert not of_type(a.send({"type": "INV", "txids": [txid(bad)]}), "GET_TXS"), (
+            "refused lately"
+        )
 
     def test_a_member_without_inv_treats_inv_as_unknown(self) -> None:
         manager = make_member("bb", self.clock, self.cheeses, features=REV2)
@@ -129,7 +135,9 @@ class CompactModesTests(SynchronousTestCase):
         raws = [Raw(self.manager, host=f"10.0.4.{n}") for n in range(5)]
         sent = []
         for n, raw in enumerate(raws):
-            sent.append(of_type(raw.hello(node_id=f"{n + 70:02x}", features=list(ALL)), "SEND_COMPACT"))
+            sent.append(
+                of_type(raw.hello(node_id=f"{n + 70:02x}", features=list(ALL)), "SEND_COMPACT")
+            )
         assert [bool(s) for s in sent] == [True, True, True, False, False]
         assert all(s[0]["high_bandwidth"] is True for s in sent[:3])
         assert len(self.manager.modes.high) == modes_mod.MAX_HIGH_BANDWIDTH
@@ -139,15 +147,18 @@ class CompactModesTests(SynchronousTestCase):
         rev2, none = peer(self.manager, 3, REV2), peer(self.manager, 4, ())
         high.send({"type": "SEND_COMPACT", "high_bandwidth": True})
         self.manager.node.submit_cheese(self.fourth, "miner")
-        assert of_type(low.replies(), "ANNOUNCE_HEADER") == [{"type": "ANNOUNCE_HEADER",
-                                                               "header": header_of(self.fourth)}]
+        assert of_type(low.replies(), "ANNOUNCE_HEADER") == [
+            {"type": "ANNOUNCE_HEADER", "header": header_of(self.fourth)}
+        ]
         assert of_type(high.replies(), "ANNOUNCE_COMPACT") == [compact_announcement(self.fourth)]
         assert of_type(rev2.replies(), "ANNOUNCE_COMPACT") == [compact_announcement(self.fourth)]
         assert of_type(none.replies(), "ANNOUNCE") == [{"type": "ANNOUNCE", "cheese": self.fourth}]
 
     def test_announce_header_then_get_compact_then_the_rebuild(self) -> None:
         a = peer(self.manager, 1)
-        [ask] = of_type(a.send({"type": "ANNOUNCE_HEADER", "header": header_of(self.fourth)}), "GET_COMPACT")
+        [ask] = of_type(
+            a.send({"type": "ANNOUNCE_HEADER", "header": header_of(self.fourth)}), "GET_COMPACT"
+        )
         assert ask["smell"] == self.fourth["smell"]
         compact = dict(compact_announcement(self.fourth), type="COMPACT", id=ask["id"])
         [get_txs] = of_type(a.send(compact), "GET_TXS")
@@ -166,7 +177,9 @@ class CompactModesTests(SynchronousTestCase):
 
     def test_an_announcer_of_a_header_that_never_answers_pays(self) -> None:
         a = peer(self.manager, 1)
-        assert of_type(a.send({"type": "ANNOUNCE_HEADER", "header": header_of(self.fourth)}), "GET_COMPACT")
+        assert of_type(
+            a.send({"type": "ANNOUNCE_HEADER", "header": header_of(self.fourth)}), "GET_COMPACT"
+        )
         self.clock.advance(31)
         assert a.proto.score == modes_mod.UNDELIVERED_POINTS
         assert not self.manager.modes.asking
@@ -185,8 +198,10 @@ class MixedNetworkTests(SynchronousTestCase):
     def test_all_rev2_and_none_members_in_one_network(self) -> None:
         clock = clock_at(NOW)
         cheeses = chain(3, miner=ADDR)
-        members = [make_member(f"{n:02x}", clock, cheeses, features=f)
-                   for n, f in enumerate([ALL, ALL, REV2, (), ALL, REV2])]
+        members = [
+            make_member(f"{n:02x}", clock, cheeses, features=f)
+            for n, f in enumerate([ALL, ALL, REV2, (), ALL, REV2])
+        ]
         net = Net(clock)
         for i in range(len(members)):  # a ring and a chord or two
             net.link(members[i], members[(i + 1) % len(members)])
@@ -223,8 +238,12 @@ class AttackMendsTests(SynchronousTestCase):
         bad_tx = dict(self.txs[0], memo="forged")  # its signature no longer holds
         bad = mine_child(self.cheeses[-1], self.cheeses[-1]["bits"], ADDR, [bad_tx], note="bad")
         a = peer(self.manager, 1)
-        [ask] = of_type(a.send({"type": "ANNOUNCE_HEADER", "header": header_of(bad)}), "GET_COMPACT")
-        [get_txs] = of_type(a.send(dict(compact_announcement(bad), type="COMPACT", id=ask["id"])), "GET_TXS")
+        [ask] = of_type(
+            a.send({"type": "ANNOUNCE_HEADER", "header": header_of(bad)}), "GET_COMPACT"
+        )
+        [get_txs] = of_type(
+            a.send(dict(compact_announcement(bad), type="COMPACT", id=ask["id"])), "GET_TXS"
+        )
         a.send({"type": "TXS", "transactions": [bad_tx], "id": get_txs["id"]})
         assert a.proto.score == ERROR_POINTS["invalid-cheese"]
 
@@ -234,7 +253,9 @@ class AttackMendsTests(SynchronousTestCase):
         [ask] = of_type(honest.send(compact_announcement(self.fourth)), "GET_TXS")
         attackers = [peer(self.manager, n) for n in range(2, 6)]
         for n, raw in enumerate(attackers):
-            sibling = mine_child(self.cheeses[-1], self.cheeses[-1]["bits"], ADDR, self.txs[:1], note=f"x{n}")
+            sibling = mine_child(
+                self.cheeses[-1], self.cheeses[-1]["bits"], ADDR, self.txs[:1], note=f"x{n}"
+            )
             raw.send(compact_announcement(sibling))
         assert self.fourth["smell"] in self.manager.compact.rebuilding
         honest.send({"type": "TXS", "transactions": self.txs, "id": ask["id"]})
@@ -252,8 +273,12 @@ class AttackMendsTests(SynchronousTestCase):
             manager.node.submit_cheese(side)
             assert not manager.node.stack.is_best(side["smell"])
         a = peer(manager, 1)
-        [far] = a.send({"type": "GET_TXS", "txids": [txid(tx)], "smell": old_side["smell"], "id": 1})
-        [near] = a.send({"type": "GET_TXS", "txids": [txid(tx)], "smell": new_side["smell"], "id": 2})
+        [far] = a.send(
+            {"type": "GET_TXS", "txids": [txid(tx)], "smell": old_side["smell"], "id": 1}
+        )
+        [near] = a.send(
+            {"type": "GET_TXS", "txids": [txid(tx)], "smell": new_side["smell"], "id": 2}
+        )
         assert far["transactions"] == [] and near["transactions"] == [tx]
 
     def test_a_compact_reply_from_one_peer_keeps_another_announcers_discount(self) -> None:
@@ -263,7 +288,9 @@ class AttackMendsTests(SynchronousTestCase):
         bad = mine_child(self.cheeses[-1], self.cheeses[-1]["bits"], ADDR, [bad_tx], note="bad2")
         a, b = peer(self.manager, 1), peer(self.manager, 2)
         [ask_a] = of_type(a.send(compact_announcement(bad)), "GET_TXS")
-        [ask_b] = of_type(b.send({"type": "ANNOUNCE_HEADER", "header": header_of(bad)}), "GET_COMPACT")
+        [ask_b] = of_type(
+            b.send({"type": "ANNOUNCE_HEADER", "header": header_of(bad)}), "GET_COMPACT"
+        )
         b.send(dict(compact_announcement(bad), type="COMPACT", id=ask_b["id"]))
         a.send({"type": "TXS", "transactions": [bad_tx], "id": ask_a["id"]})
         assert a.proto.score == compact_mod.RELAYED_INVALID_POINTS

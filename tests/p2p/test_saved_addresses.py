@@ -16,7 +16,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from cheesecoin.p2p.peers import MAX_ANCHORS, MAX_SAVED_ADDRESSES, AddressBook
 from cheesecoin.storage.peerfile import FORMAT, PEERS_FILE, load_peers, save_peers
 from cheesecoin.testing.fakes import Net, make_member, ready_raw
-
 from tests.cases import temp_path
 
 

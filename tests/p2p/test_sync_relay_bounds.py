@@ -20,7 +20,6 @@ from cheesecoin.p2p import sync as sync_mod
 from cheesecoin.p2p.protocol import BAN_SCORE
 from cheesecoin.testing.chain import forged_header, mine_child
 from cheesecoin.testing.fakes import ADDR, BOB, KEY, NOW, Net, Raw, chain, make_member
-
 from tests.cases import clock_at
 from tests.p2p.test_headers_sync import CHAIN, HEADERS, Peer, settle
 
@@ -45,8 +44,14 @@ class BrokenRepliesTests(SynchronousTestCase):
     def test_a_header_with_bits_above_160_drops_its_peer(self) -> None:
         for bits in (161, 999, 0):
             member = self.member = make_member("aa", clock_at(NOW))
-            liar = Peer(member, 1, headers=lambda msg, b=bits: {
-                "type": "HEADERS", "headers": [forged_header(HEADERS[0], bits=b)]})
+            liar = Peer(
+                member,
+                1,
+                headers=lambda msg, b=bits: {
+                    "type": "HEADERS",
+                    "headers": [forged_header(HEADERS[0], bits=b)],
+                },
+            )
             liar.raw.proto.peer_work = 10**40
             liar.serve()
             assert liar.raw.closed, f"bits {bits}: the peer is dropped"
@@ -54,7 +59,11 @@ class BrokenRepliesTests(SynchronousTestCase):
             self.check_honest_sync_follows(liar)
 
     def test_bodies_whose_smell_is_not_a_string_go_to_another_peer(self) -> None:
-        liar = Peer(self.member, 1, bodies=lambda msg: {"type": "CHEESES", "cheeses": [{"smell": []}, 7, None]})
+        liar = Peer(
+            self.member,
+            1,
+            bodies=lambda msg: {"type": "CHEESES", "cheeses": [{"smell": []}, 7, None]},
+        )
         liar.serve()
         self.check_honest_sync_follows(liar)
 
@@ -75,7 +84,9 @@ class StallTests(SynchronousTestCase):
         self.clock = clock_at(NOW)
         self.member = make_member("aa", self.clock)
 
-    def test_a_headers_peer_silent_for_headers_timeout_rests_and_the_next_one_is_asked(self) -> None:
+    def test_a_headers_peer_silent_for_headers_timeout_rests_and_the_next_one_is_asked(
+        self,
+    ) -> None:
         liars = [Peer(self.member, n, headers=lambda msg: None) for n in (1, 2, 3)]
         for n, liar in enumerate(liars):
             liar.raw.proto.peer_work = 10**40 + n  # each claims more than the honest one
@@ -105,7 +116,9 @@ class StallTests(SynchronousTestCase):
         assert self.member.node.stack.height == 30
         assert self.member.sync.struck[liar.raw.proto.peer_host()] == 1
 
-    def test_liars_that_come_back_from_new_addresses_do_not_starve_an_honest_inbound_peer(self) -> None:
+    def test_liars_that_come_back_from_new_addresses_do_not_starve_an_honest_inbound_peer(
+        self,
+    ) -> None:
         """Two liars claim far more work, never answer and reconnect from a new address
         each time they are dropped: the honest inbound peer (longer connected than each
         comeback) still gets its turn, after the two first liars' timeouts."""
@@ -157,7 +170,9 @@ class StallTests(SynchronousTestCase):
         claimer.raw.proto.peer_work = 10**40
         claimer.raw.proto.peer_tip = "f" * 40
         settle([source, claimer])
-        assert not [m for m in claimer.asked if m["type"] == "GET_CHEESES"], "no window on a claim alone"
+        assert not [m for m in claimer.asked if m["type"] == "GET_CHEESES"], (
+            "no window on a claim alone"
+        )
         assert self.member.node.stack.height == len(CHAIN)
 
     def test_a_peer_that_lets_a_window_time_out_gets_no_more(self) -> None:
@@ -189,7 +204,9 @@ class OneDownloadTests(SynchronousTestCase):
             assert not [m for m in asked if m["type"] in ("GET_HEADERS", "GET_CHEESES")]
         assert member.sync.running == 1
         assert len(member.sync.orphan_asks) == sync_mod.MAX_ORPHAN_ASKS
-        clock.advance(hs.HEADERS_TIMEOUT + 0.1)  # the first download ends: an orphan's announcer is next
+        clock.advance(
+            hs.HEADERS_TIMEOUT + 0.1
+        )  # the first download ends: an orphan's announcer is next
         asked = [m for raw in announcers for m in raw.replies() if m["type"] == "GET_HEADERS"]
         assert len(asked) == 1 and member.sync.running == 1
 
@@ -238,7 +255,9 @@ class CompactBoundsTests(SynchronousTestCase):
         raw = compact_peer(self.manager, 1)
         asked = []
         for i in range(12):  # siblings of the tip's child, each with a transaction we lack
-            sibling = mine_child(self.cheeses[-1], self.cheeses[-1]["bits"], ADDR, self.txs[:1], note=f"s{i}")
+            sibling = mine_child(
+                self.cheeses[-1], self.cheeses[-1]["bits"], ADDR, self.txs[:1], note=f"s{i}"
+            )
             asked += [m for m in raw.send(compact_announcement(sibling)) if m["type"] == "GET_TXS"]
         assert len(asked) == compact_mod.MAX_PEER_ATTEMPTS
         assert self.manager.compact.attempts_of[raw.proto] == compact_mod.MAX_PEER_ATTEMPTS

@@ -24,7 +24,6 @@ from cheesecoin.storage.identity import (
     load_or_create_identity,
     node_id_of,
 )
-
 from tests.cases import temp_path
 
 

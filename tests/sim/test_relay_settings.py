@@ -19,8 +19,9 @@ class RelaySettingsTests(SynchronousTestCase):
     """--features all, rev2 and none, and a network mixing them."""
 
     def test_members_of_all_three_settings_agree_and_hold_every_payment(self) -> None:
-        figures = run(members=18, cheeses=6, txs_per_cheese=30, seed=3,
-                      feature_mix=("all", "rev2", "none"))
+        figures = run(
+            members=18, cheeses=6, txs_per_cheese=30, seed=3, feature_mix=("all", "rev2", "none")
+        )
         assert figures["agreement"] is True and figures["cheeses_on_best"] >= 5
         assert figures["transactions"] > 0
         by_type = figures["bytes_per_member_by_type"]

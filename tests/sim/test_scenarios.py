@@ -14,22 +14,51 @@ from cheesecoin.sim.config import SimConfig
 from cheesecoin.sim.figures import classic_stale_rate, mean
 from cheesecoin.sim.world import START, Simulation
 
-FIELDS = {"members", "cheeses_mined", "cheeses_on_best", "stale_rate", "propagation_ms", "agreement", "reorgs",
-          "max_reorg_depth", "bytes_per_member", "final_tip", "simulated_seconds", "wall_seconds"}
+FIELDS = {
+    "members",
+    "cheeses_mined",
+    "cheeses_on_best",
+    "stale_rate",
+    "propagation_ms",
+    "agreement",
+    "reorgs",
+    "max_reorg_depth",
+    "bytes_per_member",
+    "final_tip",
+    "simulated_seconds",
+    "wall_seconds",
+}
 
 
 def simulate_cli(*args: str, hash_seed: str = "0") -> dict:
     env = dict(os.environ, PYTHONHASHSEED=hash_seed)
-    done = subprocess.run([sys.executable, "-m", "cheesecoin.cli", "simulate", "--quiet", "--json", *args],
-                          capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "cheesecoin.cli", "simulate", "--quiet", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_the_same_arguments_give_the_same_figures_whatever_the_hash_seed() -> None:
-    args = ("--members", "20", "--cheeses", "10", "--spacing", "3", "--txs-per-cheese", "4", "--churn", "1",
-            "--seed", "7")
+    args = (
+        "--members",
+        "20",
+        "--cheeses",
+        "10",
+        "--spacing",
+        "3",
+        "--txs-per-cheese",
+        "4",
+        "--churn",
+        "1",
+        "--seed",
+        "7",
+    )
     first = simulate_cli(*args, hash_seed="1")
     second = simulate_cli(*args, hash_seed="2")
     assert FIELDS <= set(first)
@@ -66,7 +95,9 @@ def test_late_joiners_sync_the_whole_stack() -> None:
     assert f["bytes_per_member_by_type"].get("CHEESES", 0) > 0, "nobody downloaded"
 
 
-def test_the_stale_rate_grows_as_the_spacing_nears_the_propagation_time_as_the_classic_estimate_says() -> None:
+def test_the_stale_rate_grows_as_the_spacing_nears_the_propagation_time_as_the_classic_estimate_says() -> (
+    None
+):
     """Decker and Wattenhofer (2013): P(stale) ~ 1 - exp(-tau / S), tau the mean
     propagation time. Over 3 seeds, the measured rate is within 0.5 to 1.1 times the
     estimate (it runs a little below it: the first members to hear of a cheese
@@ -85,21 +116,24 @@ def test_the_stale_rate_grows_as_the_spacing_nears_the_propagation_time_as_the_c
     assert rates[0.4] > 3 * rates[3.0]
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--members", "1"], "--members must be from 2"),
-    (["--latency", "fast"], "bad --latency"),
-    (["--latency", "100-20"], "MIN is above MAX"),
-    (["--partition", "50/50"], "bad --partition"),
-    (["--partition", "50/50@300-200"], "T2 must be after T1"),
-    (["--miners", "0"], "--miners must be from 1"),
-    (["--spacing", "nan"], "finite"),
-    (["--cheeses", "ten"], "whole number"),
-    (["--features", "some"], "invalid choice"),
-    (["--selfish", "0.5"], "--selfish must be a share"),
-    (["--selfish", "0.1,x"], "bad --selfish"),
-    (["--selfish", "0.3", "--selfish-peers", "0"], "--selfish-peers must be"),
-    (["--verify-us", "-1"], "--verify-us must be from 0"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--members", "1"], "--members must be from 2"),
+        (["--latency", "fast"], "bad --latency"),
+        (["--latency", "100-20"], "MIN is above MAX"),
+        (["--partition", "50/50"], "bad --partition"),
+        (["--partition", "50/50@300-200"], "T2 must be after T1"),
+        (["--miners", "0"], "--miners must be from 1"),
+        (["--spacing", "nan"], "finite"),
+        (["--cheeses", "ten"], "whole number"),
+        (["--features", "some"], "invalid choice"),
+        (["--selfish", "0.5"], "--selfish must be a share"),
+        (["--selfish", "0.1,x"], "bad --selfish"),
+        (["--selfish", "0.3", "--selfish-peers", "0"], "--selfish-peers must be"),
+        (["--verify-us", "-1"], "--verify-us must be from 0"),
+    ],
+)
 def test_bad_options_are_one_line_and_exit_2(args, needle, capsys) -> None:
     from cheesecoin.cli.main import main
 
@@ -116,7 +150,12 @@ def test_bad_options_are_one_line_and_exit_2(args, needle, capsys) -> None:
 def test_the_command_prints_a_summary_and_the_json_last(capsys) -> None:
     from cheesecoin.cli.main import main
 
-    assert main(["simulate", "--members", "12", "--cheeses", "4", "--spacing", "5", "--quiet", "--json"]) == 0
+    assert (
+        main(
+            ["simulate", "--members", "12", "--cheeses", "4", "--spacing", "5", "--quiet", "--json"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.strip().splitlines()
     figures = json.loads(out[-1])
     assert FIELDS <= set(figures) and figures["members"] == 12 and figures["cheeses_mined"] == 4

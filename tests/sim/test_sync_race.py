@@ -19,6 +19,9 @@ def test_headers_first_from_four_peers_beats_one_and_version_1() -> None:
         assert run["synced"] and run["height"] == 400, run
     assert one["peers"] == 1 and four["peers"] == 4
     # About 1.6 MB: one 2 Mbit/s link needs 6.5 s; headers first, four links share it.
-    assert one["sync_seconds"] > 2 * four["sync_seconds"], (one, four)  # (measured: 6.7 s and 2.6 s)
+    assert one["sync_seconds"] > 2 * four["sync_seconds"], (
+        one,
+        four,
+    )  # (measured: 6.7 s and 2.6 s)
     assert old["sync_seconds"] > 2 * four["sync_seconds"], (old, four)
     assert sync_race(peers=4, **kw)["sync_seconds"] == four["sync_seconds"]  # deterministic

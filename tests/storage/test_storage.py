@@ -13,9 +13,15 @@ import time
 import pytest
 
 from cheesecoin.core.stack import CheeseStack
-from cheesecoin.storage.sqlite import DB_NAME, StorageError, open_stack
-from cheesecoin.testing.chain import BASE_TIME, key_from_seed, make_network, mine_child, payment_stack
 from cheesecoin.core.tx import address_of
+from cheesecoin.storage.sqlite import DB_NAME, StorageError, open_stack
+from cheesecoin.testing.chain import (
+    BASE_TIME,
+    key_from_seed,
+    make_network,
+    mine_child,
+    payment_stack,
+)
 
 NET = make_network("storagetest", bits=1)
 A = address_of(key_from_seed("alice"))
@@ -164,11 +170,22 @@ def test_kill_9_during_writes_reloads_to_a_valid_tip(tmp_path):
     for c in stream[1:]:
         ref.add_cheese(c)
         ref_by_tip[ref.tip.smell] = ref.ledger.copy()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))] + sys.path))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))]
+            + sys.path
+        ),
+    )
     heights = []
     for delay in (0.3, 0.5, 0.7, 0.9, 1.2):
         proc = subprocess.Popen(
-            [sys.executable, os.path.join(os.path.dirname(__file__), "crash_writer.py"), str(data_dir), str(cheeses_file)],
+            [
+                sys.executable,
+                os.path.join(os.path.dirname(__file__), "crash_writer.py"),
+                str(data_dir),
+                str(cheeses_file),
+            ],
             stdout=subprocess.PIPE,
             env=env,
         )
@@ -202,8 +219,12 @@ def test_a_batch_writes_the_address_index_at_its_end_and_reads_it_meanwhile(tmp_
             stack.add_cheese(c)
         assert _index_rows(tmp_path) == [], "the rows wait for the batch's end"
         during = stack.address_history(payer, 500)
-        assert during == reference_stack.address_history(payer, 500) and during, "but are read meanwhile"
-        assert stack.address_history(payer, 3, before=20) == reference_stack.address_history(payer, 3, before=20)
+        assert during == reference_stack.address_history(payer, 500) and during, (
+            "but are read meanwhile"
+        )
+        assert stack.address_history(payer, 3, before=20) == reference_stack.address_history(
+            payer, 3, before=20
+        )
     rows = _index_rows(tmp_path)
     assert rows and stack.address_history(payer, 500) == during
     stack.close()
@@ -227,13 +248,17 @@ def test_a_crash_inside_a_batch_leaves_a_mark_and_the_next_open_indexes_again(tm
         stack.add_cheese(c)
     stack.store.db.close()  # the process dies: the batch never ends
     db = sqlite3.connect(str(tmp_path / DB_NAME))
-    assert dict(db.execute("SELECT key, value FROM meta")).get("index_from") == "9"  # the Blue Cheese is 1
+    assert (
+        dict(db.execute("SELECT key, value FROM meta")).get("index_from") == "9"
+    )  # the Blue Cheese is 1
     db.close()
     assert _index_rows(tmp_path) == before
     reopened = open_stack(str(tmp_path), NET, clock=lambda: NOW)
     assert reopened.height == len(cheeses) - 1
     payer = cheeses[-1]["unit_of_information"]["transactions"][0]["from"]
-    assert reopened.address_history(payer, 500) == reference(cheeses[1:]).address_history(payer, 500)
+    assert reopened.address_history(payer, 500) == reference(cheeses[1:]).address_history(
+        payer, 500
+    )
     db = sqlite3.connect(str(tmp_path / DB_NAME))
     assert "index_from" not in dict(db.execute("SELECT key, value FROM meta"))
     db.close()

@@ -32,8 +32,15 @@ def fill_up(stack: CheeseStack) -> None:
 
 
 def snapshot(stack: CheeseStack) -> tuple:
-    return (stack.height, stack.tip.smell, stack.work, dict(stack.ledger.balances), dict(stack.ledger.nonces),
-            dict(stack.tx_index), len(stack.nodes))
+    return (
+        stack.height,
+        stack.tip.smell,
+        stack.work,
+        dict(stack.ledger.balances),
+        dict(stack.ledger.nonces),
+        dict(stack.tx_index),
+        len(stack.nodes),
+    )
 
 
 def test_a_cheese_the_disk_cannot_take_is_not_held_in_memory(tmp_path):
@@ -70,7 +77,9 @@ def test_a_reorganisation_the_disk_cannot_take_is_undone(tmp_path):
     stack = open_stack(str(tmp_path), NET, clock=lambda: NOW)
     for c in base:
         stack.add_cheese(c)
-    fork = ChainBuilder(NET).extend(base[1], 4, "bb" * 32)  # heights 3-6: overtakes at its 4th cheese
+    fork = ChainBuilder(NET).extend(
+        base[1], 4, "bb" * 32
+    )  # heights 3-6: overtakes at its 4th cheese
     for c in fork[:3]:
         stack.add_cheese(c)
     before = snapshot(stack)

@@ -9,10 +9,10 @@ import stat
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from procs import vector
 
-from cheesecoin.storage import wallet as wallet_mod
-from cheesecoin.testing.chain import key_from_seed
 from cheesecoin.core.tx import txid, verify_signature
+from cheesecoin.storage import wallet as wallet_mod
 from cheesecoin.storage.wallet import (
     WalletError,
     ask_passphrase,
@@ -22,7 +22,7 @@ from cheesecoin.storage.wallet import (
     read_wallet_file,
     wallet_address,
 )
-from procs import vector
+from cheesecoin.testing.chain import key_from_seed
 
 
 def _mode(path) -> int:
@@ -188,7 +188,10 @@ def test_checked_fields(tmp_path) -> None:
         ({"address": other.public_key().public_bytes_raw().hex()}, "does not match"),
         ({"private_key": 5}, "private key is missing"),
         ({"encrypted": "no"}, "private key is missing"),
-        ({"private_key": "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n"}, "not a readable"),
+        (
+            {"private_key": "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n"},
+            "not a readable",
+        ),
         ({"encrypted": True}, "not a readable"),  # says encrypted, is not
     ]
     for changes, message in cases:
@@ -234,12 +237,20 @@ def test_signing_matches_the_vectors(tmp_path) -> None:
     keys = {}
     for name, entry in chain["keys"].items():
         key = key_from_seed(entry["seed"])
-        raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+        raw = key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
         assert raw.hex() == entry["private_key"]
         made = create_wallet(str(tmp_path / f"{name}.json"), private_key=key)
         assert made.address == entry["address"]
         keys[entry["address"]] = load_wallet(made.path)
-    txs = [tx for cheese in chain["cheeses"][1:] for tx in cheese["unit_of_information"]["transactions"]]
+    txs = [
+        tx
+        for cheese in chain["cheeses"][1:]
+        for tx in cheese["unit_of_information"]["transactions"]
+    ]
     assert len(txs) == len(chain["txids"]) == 3
     for tx, expected_txid in zip(txs, chain["txids"].values()):
         signed = keys[tx["from"]].sign(tx["to"], tx["amount"], tx["fee"], tx["nonce"], tx["memo"])

@@ -15,12 +15,11 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from cheesecoin.tracker import tap as tracker_tap
-from cheesecoin.wire.lineproto import BusyProtocol
 from cheesecoin.core.errors import ProtocolError
+from cheesecoin.tracker import tap as tracker_tap
 from cheesecoin.tracker.registry import TrackerRegistry
 from cheesecoin.tracker.server import TrackerFactory, TrackerProtocol
-
+from cheesecoin.wire.lineproto import BusyProtocol
 from tests.cases import case
 
 # -- the registry alone ------------------------------------------------------------
@@ -429,7 +428,11 @@ class TrackerLimitTests(LoggedCase):
         net = Net()
         good, bad = net.connect(), net.connect()
         good.register(1)
-        for data in [b"\x00" * 1000 + b"\n", b"[" * 50000 + b"\n", b'{"type":"REGISTER","port":1e999}\n']:
+        for data in [
+            b"\x00" * 1000 + b"\n",
+            b"[" * 50000 + b"\n",
+            b'{"type":"REGISTER","port":1e999}\n',
+        ]:
             bad.send_raw(data)
         assert peers_of(bad.ask(type="GET_PEERS")) == {("127.0.0.1", 1)}
         assert good.ask(type="PING") == {"type": "PONG"}
@@ -472,8 +475,24 @@ class OptionsTests(SynchronousTestCase):
         assert options["timeout"] == 90.0
         assert options["max-members"] == 10000
         assert options["max-per-ip"] >= 100
-        options = parse("--port", "1", "--timeout", "0.5", "--max-members", "3", "--max-per-ip", "1", "-i", "127.0.0.1")
-        assert (options["port"], options["timeout"], options["max-members"], options["max-per-ip"]) == (1, 0.5, 3, 1)
+        options = parse(
+            "--port",
+            "1",
+            "--timeout",
+            "0.5",
+            "--max-members",
+            "3",
+            "--max-per-ip",
+            "1",
+            "-i",
+            "127.0.0.1",
+        )
+        assert (
+            options["port"],
+            options["timeout"],
+            options["max-members"],
+            options["max-per-ip"],
+        ) == (1, 0.5, 3, 1)
 
     def test_options_validation(self) -> None:
         for args, word in BAD_OPTIONS:
@@ -487,7 +506,9 @@ class OptionsTests(SynchronousTestCase):
                 assert said.getvalue() == f"twistd cheesetracker: error: {info.exception}\n"
 
     def test_make_service(self) -> None:
-        service = tracker_tap.makeService(parse("--port", "0", "--interface", "127.0.0.1", "--timeout", "8"))
+        service = tracker_tap.makeService(
+            parse("--port", "0", "--interface", "127.0.0.1", "--timeout", "8")
+        )
         services = {s.name: s for s in service}
         assert isinstance(services["tracker"], StreamServerEndpointService)
         assert isinstance(services["sweep"], TimerService)
@@ -511,8 +532,14 @@ class AddressTests(SynchronousTestCase):
     """Canonical addresses, one's own address, no squatting (docs/protocol.md section 2)."""
 
     def test_odd_spellings_of_an_address_are_refused(self) -> None:
-        for spelling in ["127.1", "0x7f000001", "2130706433", "127.000.000.001", "0x7f.1",
-                         "::ffff:7f00:1"]:
+        for spelling in [
+            "127.1",
+            "0x7f000001",
+            "2130706433",
+            "127.000.000.001",
+            "0x7f.1",
+            "::ffff:7f00:1",
+        ]:
             with case(spelling=spelling):
                 conn = Net().connect("127.0.0.1")
                 error = conn.ask(type="REGISTER", host=spelling, port=24331, id=1)
@@ -521,8 +548,19 @@ class AddressTests(SynchronousTestCase):
 
     def test_one_address_in_many_spellings_is_listed_at_most_once_per_canonical_form(self) -> None:
         net = Net()
-        for spelling in ["127.0.0.1", "127.1", "0x7f000001", "2130706433", "127.000.000.001", "::1", "localhost", "LOCALHOST"]:
-            net.connect("127.0.0.1").send_raw(json.dumps({"type": "REGISTER", "host": spelling, "port": 5000}).encode() + b"\n")
+        for spelling in [
+            "127.0.0.1",
+            "127.1",
+            "0x7f000001",
+            "2130706433",
+            "127.000.000.001",
+            "::1",
+            "localhost",
+            "LOCALHOST",
+        ]:
+            net.connect("127.0.0.1").send_raw(
+                json.dumps({"type": "REGISTER", "host": spelling, "port": 5000}).encode() + b"\n"
+            )
         listed = sorted(m.address for m in net.factory.registry.members())
         assert listed == [("127.0.0.1", 5000), ("::1", 5000), ("localhost", 5000)]
 
@@ -530,12 +568,17 @@ class AddressTests(SynchronousTestCase):
         net = Net()
         stranger = net.connect("203.0.113.5")
         error = stranger.ask(type="REGISTER", host="198.51.100.7", port=24331)
-        assert error["code"] == "bad-message" and "not the address this connection comes from" in error["message"]
+        assert (
+            error["code"] == "bad-message"
+            and "not the address this connection comes from" in error["message"]
+        )
         assert stranger.register(24331, host="203.0.113.5")["type"] == "PEERS"
         reply = net.connect("203.0.113.6").register(24331, host="Member.Example.ORG")
         assert reply["type"] == "PEERS"
         assert ("member.example.org", 24331) in {m.address for m in net.factory.registry.members()}
-        assert net.connect("127.0.0.1").register(24331, host="198.51.100.7")["type"] == "PEERS"  # loopback: tests, proxies
+        assert (
+            net.connect("127.0.0.1").register(24331, host="198.51.100.7")["type"] == "PEERS"
+        )  # loopback: tests, proxies
 
     def test_a_registration_is_replaced_only_from_the_same_remote_address(self) -> None:
         net = Net()
@@ -544,13 +587,22 @@ class AddressTests(SynchronousTestCase):
         # loopback may name any host, but not take a registration
         squatter = net.connect("127.0.0.1")
         error = squatter.ask(type="REGISTER", host="203.0.113.5", port=24331, id="s")
-        assert error["code"] == "busy" and error["id"] == "s" and "registered from another address" in error["message"]
+        assert (
+            error["code"] == "busy"
+            and error["id"] == "s"
+            and "registered from another address" in error["message"]
+        )
         squatter.drop()  # and its disconnect delists nobody
         assert [m.address for m in net.factory.registry.members()] == [("203.0.113.5", 24331)]
         assert owner.ask(type="PING")["type"] == "PONG"
-        again = net.connect("203.0.113.5")  # the member itself, reconnecting: replaces its old registration
+        again = net.connect(
+            "203.0.113.5"
+        )  # the member itself, reconnecting: replaces its old registration
         again.register(24331)
-        assert net.factory.registry.get(again.proto) is not None and net.factory.registry.get(owner.proto) is None
+        assert (
+            net.factory.registry.get(again.proto) is not None
+            and net.factory.registry.get(owner.proto) is None
+        )
         assert net.factory.refused_registrations == 1
 
     def test_ipv4_mapped_remote_addresses_compare_as_ipv4(self) -> None:
@@ -568,7 +620,9 @@ class AddressTests(SynchronousTestCase):
             conn.register(30000 + i)
         assert len(net.factory.registry) == 300
         more = [net.connect("127.0.0.1") for _ in range(100)]
-        assert all(c is not None for c in more) and net.connect("127.0.0.1") is None  # the total: ERROR busy
+        assert (
+            all(c is not None for c in more) and net.connect("127.0.0.1") is None
+        )  # the total: ERROR busy
 
     def test_a_connection_turned_away_is_told_why_before_the_close(self) -> None:
         factory = TrackerFactory(clock=task.Clock(), max_per_ip=1)
@@ -577,7 +631,8 @@ class AddressTests(SynchronousTestCase):
         transport = StringTransport()
         proto.makeConnection(transport)
         assert json.loads(transport.value()) == {
-            "type": "ERROR", "code": "busy", "message": "1 connections from 10.0.0.1 already"}
+            "type": "ERROR",
+            "code": "busy",
+            "message": "1 connections from 10.0.0.1 already",
+        }
         assert transport.disconnecting
-
-

@@ -88,8 +88,10 @@ def test_a_sync_checks_signatures_in_threads_when_the_processes_fail(monkeypatch
     cheeses = chain(2, miner=ADDR)
     good = [sign_tx(KEY, BOB, 1, 1, n, "x") for n in range(sync_module.PROCESS_MIN_TXS)]
     bad = dict(sign_tx(KEY, BOB, 1, 1, 0, "y"), amount=2)  # its signature no longer matches
-    body = [mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, good),
-            mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, [bad])]
+    body = [
+        mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, good),
+        mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, [bad]),
+    ]
     used = []
 
     def broken(f, *args, reactor):
@@ -144,8 +146,13 @@ if {how!r} == "SIGKILL":
 os._exit(0)
 """
     # Not our pipes: the workers inherit the member's standard streams.
-    member = subprocess.run([sys.executable, "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, timeout=60)
+    member = subprocess.run(
+        [sys.executable, "-c", script],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=60,
+    )
     assert member.returncode == (-9 if how == "SIGKILL" else 0)
     pids = [int(p) for p in out.read_text().split()]
     assert len(pids) == 3, pids  # two workers and their fork server

@@ -42,5 +42,7 @@ def test_without_a_base_ports_are_below_the_ephemeral_range_and_never_repeat(mon
 @pytest.mark.parametrize("value", ["x", "80", "70000", "-1"])
 def test_a_base_port_that_is_not_a_port_is_a_clear_error(monkeypatch, value: str) -> None:
     monkeypatch.setenv("CHEESECOIN_BASE_PORT", value)
-    with pytest.raises(PortError, match="CHEESECOIN_BASE_PORT must be a port number from 1024 to 65000"):
+    with pytest.raises(
+        PortError, match="CHEESECOIN_BASE_PORT must be a port number from 1024 to 65000"
+    ):
         PortPicker().pick()

@@ -34,7 +34,9 @@ import time
 from twisted.internet import reactor, task
 from twisted.web import resource, server
 
-EXPLORER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cheesecoin", "web", "explorer")
+EXPLORER_DIR = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "cheesecoin", "web", "explorer"
+)
 
 # The default network's Blue Cheese (tests/vectors/blue-cheese-cheesecoin.json).
 BLUE_CHEESE = {
@@ -45,18 +47,38 @@ BLUE_CHEESE = {
     "unit_of_information": {
         "network": "cheesecoin",
         "note": "The Blue Cheese: CheeseCoin begins, 2026-11-21",
-        "params": {"target_spacing": 10, "retarget_interval": 20, "reward": 50, "max_transactions": 1000},
+        "params": {
+            "target_spacing": 10,
+            "retarget_interval": 20,
+            "reward": 50,
+            "max_transactions": 1000,
+        },
     },
     "nonce": 46,
     "smell": "009753a9a9dbdcb8bba8d28710ac2c85abb0e06c",
 }
 
 MEMOS = [
-    "", "", "", "for the fondue", "rent", "thanks for the gouda",
+    "",
+    "",
+    "",
+    "for the fondue",
+    "rent",
+    "thanks for the gouda",
     "<img src=x onerror=\"document.title='pwned'\">",
-    "<script>alert('memo')</script>", "Käse für alle", "lunch & <b>drinks</b>",
+    "<script>alert('memo')</script>",
+    "Käse für alle",
+    "lunch & <b>drinks</b>",
 ]
-NOTES = [None, None, None, None, "mined on a laptop", "<i>hello</i> from the cave", "brie-lliant, “quoted” & unicode ✓"]
+NOTES = [
+    None,
+    None,
+    None,
+    None,
+    "mined on a laptop",
+    "<i>hello</i> from the cave",
+    "brie-lliant, “quoted” & unicode ✓",
+]
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -84,7 +106,12 @@ def mine(cheese):
     """Fill in nonce and smell so the cheese meets its proof of work."""
     info_hash = sha1hex(canonical(cheese["unit_of_information"]))
     prefix = "{}:{}:{}:{}:{}:".format(
-        cheese["parent_smell"], cheese["sequence_number"], cheese["timestamp"], cheese["bits"], info_hash)
+        cheese["parent_smell"],
+        cheese["sequence_number"],
+        cheese["timestamp"],
+        cheese["bits"],
+        info_hash,
+    )
     limit = 1 << (160 - cheese["bits"])
     nonce = 0
     while True:
@@ -129,10 +156,10 @@ class FakeChain:
         self.balances = {k.address: 0 for k in self.keys}
         self.nonces = {k.address: 0 for k in self.keys}
         self.cheeses = [dict(BLUE_CHEESE)]
-        self.mempool = []            # signed txs, in arrival order
+        self.mempool = []  # signed txs, in arrival order
         self.by_smell = {BLUE_CHEESE["smell"]: (BLUE_CHEESE, True)}
-        self.tx_index = {}           # txid -> (tx, sequence_number)
-        self.hashrate = 2 ** BLUE_CHEESE["bits"] / 4.0    # about 4 s a cheese at 8 bits
+        self.tx_index = {}  # txid -> (tx, sequence_number)
+        self.hashrate = 2 ** BLUE_CHEESE["bits"] / 4.0  # about 4 s a cheese at 8 bits
         now = time.time() if now is None else now
         # Lay out timestamps so the tip is about now.
         self.clock = max(BLUE_CHEESE["timestamp"], int(now) - int(height * 9.5))
@@ -145,7 +172,11 @@ class FakeChain:
     # -- ledger ---------------------------------------------------------------
 
     def key_with_coins(self, minimum):
-        rich = [k for k in self.keys if self.balances[k.address] - self.pending_spend(k.address) >= minimum]
+        rich = [
+            k
+            for k in self.keys
+            if self.balances[k.address] - self.pending_spend(k.address) >= minimum
+        ]
         return self.rng.choice(rich) if rich else None
 
     def pending_spend(self, address):
@@ -159,9 +190,17 @@ class FakeChain:
         room = self.balances[sender.address] - self.pending_spend(sender.address)
         fee = self.rng.choice([0, 1, 1, 2])
         amount = self.rng.randint(1, max(1, min(room - fee, 40)))
-        nonce = self.nonces[sender.address] + sum(1 for t in self.mempool if t["from"] == sender.address)
-        tx = {"from": sender.address, "to": to.address, "amount": amount, "fee": fee,
-              "nonce": nonce, "memo": self.rng.choice(MEMOS)}
+        nonce = self.nonces[sender.address] + sum(
+            1 for t in self.mempool if t["from"] == sender.address
+        )
+        tx = {
+            "from": sender.address,
+            "to": to.address,
+            "amount": amount,
+            "fee": fee,
+            "nonce": nonce,
+            "memo": self.rng.choice(MEMOS),
+        }
         tx["signature"] = sender.sign(canonical(tx))
         return tx
 
@@ -176,11 +215,14 @@ class FakeChain:
         r, s = self.params["retarget_interval"], self.params["target_spacing"]
         if r == 0 or n % r != 0:
             return parent["bits"]
-        ts = lambda k: self.cheeses[k]["timestamp"]
+
+        def ts(k: int) -> int:
+            return self.cheeses[k]["timestamp"]
+
         actual = max(1, ts(n - 1) - ts(n - r))
         expected = s * (r - 1)
-        up = max([k for k in range(5) if actual * 2 ** k <= expected] or [0])
-        down = max([k for k in range(5) if actual >= expected * 2 ** k] or [0])
+        up = max([k for k in range(5) if actual * 2**k <= expected] or [0])
+        down = max([k for k in range(5) if actual >= expected * 2**k] or [0])
         return min(160, max(BLUE_CHEESE["bits"], parent["bits"] + up - down))
 
     def add_cheese(self, timestamp=None):
@@ -190,7 +232,7 @@ class FakeChain:
             # Miners come and go, so the difficulty has something to follow.
             n = parent["sequence_number"] + 1
             self.hashrate = 2 ** BLUE_CHEESE["bits"] / (4.0 if n < 50 else 1.2 if n < 100 else 3.0)
-            mean = 2 ** bits / self.hashrate
+            mean = 2**bits / self.hashrate
             self.clock += max(1, int(round(self.rng.expovariate(1.0 / mean))))
             timestamp = max(parent["timestamp"], self.clock)
         miner = self.rng.choice(self.keys)
@@ -208,8 +250,15 @@ class FakeChain:
         note = self.rng.choice(NOTES)
         if note is not None:
             uoi["note"] = note
-        cheese = mine({"parent_smell": parent["smell"], "sequence_number": parent["sequence_number"] + 1,
-                       "timestamp": timestamp, "bits": bits, "unit_of_information": uoi})
+        cheese = mine(
+            {
+                "parent_smell": parent["smell"],
+                "sequence_number": parent["sequence_number"] + 1,
+                "timestamp": timestamp,
+                "bits": bits,
+                "unit_of_information": uoi,
+            }
+        )
         self.cheeses.append(cheese)
         self.by_smell[cheese["smell"]] = (cheese, True)
         for tx in txs:
@@ -227,10 +276,19 @@ class FakeChain:
         if len(self.cheeses) < 6:
             return
         parent = self.cheeses[-5]
-        side = mine({"parent_smell": parent["smell"], "sequence_number": parent["sequence_number"] + 1,
-                     "timestamp": self.cheeses[-4]["timestamp"] + 1, "bits": self.cheeses[-4]["bits"],
-                     "unit_of_information": {"miner": self.keys[0].address, "transactions": [],
-                                             "note": "a stale cheese that lost the race"}})
+        side = mine(
+            {
+                "parent_smell": parent["smell"],
+                "sequence_number": parent["sequence_number"] + 1,
+                "timestamp": self.cheeses[-4]["timestamp"] + 1,
+                "bits": self.cheeses[-4]["bits"],
+                "unit_of_information": {
+                    "miner": self.keys[0].address,
+                    "transactions": [],
+                    "note": "a stale cheese that lost the race",
+                },
+            }
+        )
         self.by_smell[side["smell"]] = (side, False)
         self.side_smell = side["smell"]
 
@@ -255,12 +313,29 @@ class FakeChain:
             "work": str(self.work()),
             "bits": self.next_bits(tip),
             "peers": [
-                {"host": "127.0.0.1", "port": 24341, "node_id": sha1hex(b"peer-a") + "0" * 24,
-                 "height": tip["sequence_number"], "inbound": False, "encrypted": True},
-                {"host": "10.0.0.7", "port": 24331, "node_id": sha1hex(b"peer-b") + "1" * 24,
-                 "height": tip["sequence_number"] - 1, "inbound": True, "encrypted": False},
-                {"host": "<b>evil.example</b>", "port": 24331, "node_id": sha1hex(b"peer-c") + "2" * 24,
-                 "height": tip["sequence_number"], "inbound": True},
+                {
+                    "host": "127.0.0.1",
+                    "port": 24341,
+                    "node_id": sha1hex(b"peer-a") + "0" * 24,
+                    "height": tip["sequence_number"],
+                    "inbound": False,
+                    "encrypted": True,
+                },
+                {
+                    "host": "10.0.0.7",
+                    "port": 24331,
+                    "node_id": sha1hex(b"peer-b") + "1" * 24,
+                    "height": tip["sequence_number"] - 1,
+                    "inbound": True,
+                    "encrypted": False,
+                },
+                {
+                    "host": "<b>evil.example</b>",
+                    "port": 24331,
+                    "node_id": sha1hex(b"peer-c") + "2" * 24,
+                    "height": tip["sequence_number"],
+                    "inbound": True,
+                },
             ],
             "mempool": len(self.mempool),
             "mining": True,
@@ -268,7 +343,7 @@ class FakeChain:
         }
 
     def cheese_range(self, start, count):
-        return self.cheeses[start:start + count]
+        return self.cheeses[start : start + count]
 
     def find_cheese(self, key):
         if key.isdigit():
@@ -301,7 +376,7 @@ class FakeApi(resource.Resource):
         if path.startswith("/api/"):
             if self.down:
                 return self.error(request, 503, "busy", "the fake member is down (--down)")
-            return self.api(request, path[len("/api/"):])
+            return self.api(request, path[len("/api/") :])
         return self.static(request, path)
 
     # -- static files ---------------------------------------------------------
@@ -309,13 +384,15 @@ class FakeApi(resource.Resource):
     def static(self, request, path):
         name = path.lstrip("/")
         if name.startswith("explorer/"):
-            name = name[len("explorer/"):]
+            name = name[len("explorer/") :]
         if name in ("", "index.html", "explorer"):
             name = "index.html"
         if "/" in name or name.startswith(".") or name not in os.listdir(self.explorer_dir):
             return self.error(request, 404, "not-found", "no such file")
         ext = os.path.splitext(name)[1]
-        request.setHeader(b"content-type", CONTENT_TYPES.get(ext, "application/octet-stream").encode())
+        request.setHeader(
+            b"content-type", CONTENT_TYPES.get(ext, "application/octet-stream").encode()
+        )
         request.setHeader(b"cache-control", b"no-cache")
         with open(os.path.join(self.explorer_dir, name), "rb") as f:
             return f.read()
@@ -369,7 +446,9 @@ class FakeApi(resource.Resource):
                 return self.error(request, 404, "not-found", "no such transaction")
             return self.json(request, found)
         if parts == ["mempool"]:
-            return self.json(request, {"transactions": [{"txid": txid_of(tx), "tx": tx} for tx in chain.mempool]})
+            return self.json(
+                request, {"transactions": [{"txid": txid_of(tx), "tx": tx} for tx in chain.mempool]}
+            )
         return self.error(request, 404, "not-found", "no such endpoint")
 
 

@@ -18,7 +18,6 @@ from cheesecoin.storage.reindex import reindex
 from cheesecoin.storage.sqlite import DB_NAME, open_stack
 from cheesecoin.testing.chain import key_from_seed, make_network, mine_child
 from cheesecoin.web import api
-
 from tests.cases import case, temp_path
 
 ALICE, BOB, CAROL = (key_from_seed(n) for n in ("alice", "bob", "carol"))
@@ -75,8 +74,9 @@ class MemoryAddressHistoryTests(SynchronousTestCase):
         assert status == 200
         assert page["address"] == B and page["balance"] == 5 + 6 + 7 - 4 - 1
         assert page["pending_balance"] == page["balance"] - 3 and page["pending_nonce"] == 2
-        listed = [(t["status"], t["sequence_number"], t["tx"]["memo"])
-                  for t in page["transactions"]]
+        listed = [
+            (t["status"], t["sequence_number"], t["tx"]["memo"]) for t in page["transactions"]
+        ]
         assert listed == [
             ("mempool", None, "back"),
             ("confirmed", 6, "to carol"),
@@ -88,8 +88,14 @@ class MemoryAddressHistoryTests(SynchronousTestCase):
         assert get(self.node, f"/api/address/{C}")[1]["transactions"][0]["tx"]["memo"] == "to carol"
         nobody = "ab" * 32
         assert get(self.node, f"/api/address/{nobody}")[1] == {
-            "address": nobody, "balance": 0, "nonce": 0, "pending_balance": 0, "pending_nonce": 0, "spendable": 0,
-            "transactions": []}
+            "address": nobody,
+            "balance": 0,
+            "nonce": 0,
+            "pending_balance": 0,
+            "pending_nonce": 0,
+            "spendable": 0,
+            "transactions": [],
+        }
 
     def test_pages_back_with_before_and_never_splits_a_cheese(self) -> None:
         _, first = get(self.node, f"/api/address/{B}?count=2")
@@ -100,9 +106,13 @@ class MemoryAddressHistoryTests(SynchronousTestCase):
         _, third = get(self.node, f"/api/address/{B}?count=2&before=4")
         assert third["transactions"] == []
         _, tight = get(self.node, f"/api/address/{B}?count=3")
-        assert [t["sequence_number"] for t in tight["transactions"]] == [6, 5], "half of cheese 4 on a page"
+        assert [t["sequence_number"] for t in tight["transactions"]] == [6, 5], (
+            "half of cheese 4 on a page"
+        )
         _, one = get(self.node, f"/api/address/{B}?count=1&before=5")
-        assert [t["tx"]["memo"] for t in one["transactions"]] == ["two"], "a cheese bigger than the page is cut"
+        assert [t["tx"]["memo"] for t in one["transactions"]] == ["two"], (
+            "a cheese bigger than the page is cut"
+        )
 
     def test_bad_queries_are_json_400(self) -> None:
         for query in ["count=0", "count=501", "count=x", "before=-1", "before=1e3"]:
@@ -124,7 +134,11 @@ class MemoryAddressHistoryTests(SynchronousTestCase):
             self.node.submit_cheese(cheese)
         assert self.node.stack.tip.smell == fork[-1]["smell"]
         _, page = get(self.node, f"/api/address/{B}")
-        confirmed = [(t["sequence_number"], t["tx"]["memo"]) for t in page["transactions"] if t["status"] == "confirmed"]
+        confirmed = [
+            (t["sequence_number"], t["tx"]["memo"])
+            for t in page["transactions"]
+            if t["status"] == "confirmed"
+        ]
         assert confirmed == [(6, "fork b"), (5, "fork a"), (4, "two"), (4, "one")]
         pending = [t["tx"]["memo"] for t in page["transactions"] if t["status"] == "mempool"]
         # alice's abandoned payment to bob is pending again; bob's own to carol is
@@ -137,14 +151,21 @@ class MemoryAddressHistoryTests(SynchronousTestCase):
         for cheese in back[1:]:
             self.node.submit_cheese(cheese)
         _, page = get(self.node, f"/api/address/{B}")
-        assert [t["tx"]["memo"] for t in page["transactions"] if t["status"] == "confirmed"] == ["to carol", "three", "two", "one"]
+        assert [t["tx"]["memo"] for t in page["transactions"] if t["status"] == "confirmed"] == [
+            "to carol",
+            "three",
+            "two",
+            "one",
+        ]
 
 
 def memos_of_bob(data_dir) -> list:
     """The memos of bob's history, read by a node over the database in ``data_dir``."""
     stack = open_stack(str(data_dir), NETWORK)
     try:
-        return [t["tx"]["memo"] for t in get(MemberNode(stack), f"/api/address/{B}")[1]["transactions"]]
+        return [
+            t["tx"]["memo"] for t in get(MemberNode(stack), f"/api/address/{B}")[1]["transactions"]
+        ]
     finally:
         stack.close()
 
@@ -188,5 +209,3 @@ class AddressIndexTests(SynchronousTestCase):
         db = sqlite3.connect(str(tmp_path / DB_NAME))
         assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "2"
         db.close()
-
-

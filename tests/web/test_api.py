@@ -15,12 +15,11 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from cheesecoin.web import api
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
-from cheesecoin.testing.chain import key_from_seed, make_network, mine_child
 from cheesecoin.core.tx import address_of, sign_tx, txid
-
+from cheesecoin.testing.chain import key_from_seed, make_network, mine_child
+from cheesecoin.web import api
 from tests.cases import case
 
 ALICE = key_from_seed("alice")
@@ -75,7 +74,9 @@ class Harness:
         channel.connectionLost(None)
         return Response(out)
 
-    def request(self, method: str, path: str, body: Optional[bytes] = None, headers: str = "") -> Response:
+    def request(
+        self, method: str, path: str, body: Optional[bytes] = None, headers: str = ""
+    ) -> Response:
         head = f"{method} {path} HTTP/1.1\r\nHost: member\r\nConnection: close\r\n{headers}"
         if body is not None:
             head += f"Content-Length: {len(body)}\r\n"
@@ -119,7 +120,15 @@ class SiteAndExplorerTests(HarnessCase):
         assert self.h.request("GET", "/style.css").headers["content-type"].startswith("text/css")
 
     def test_no_directory_listing_or_escape(self) -> None:
-        for path in ("/explorer/", "/explorer", "/../", "/%2e%2e/cheesecoin/api.py", "/api.py", "/app.js/x", "/nothing"):
+        for path in (
+            "/explorer/",
+            "/explorer",
+            "/../",
+            "/%2e%2e/cheesecoin/api.py",
+            "/api.py",
+            "/app.js/x",
+            "/nothing",
+        ):
             response = self.h.request("GET", path)
             assert response.status == 404, path
             assert response.json()["error"] == "not-found"
@@ -165,8 +174,18 @@ class GetEndpointTests(HarnessCase):
         assert len(self.h.get("/api/cheeses?count=500")[1]["cheeses"]) == 34
 
     def test_cheeses_bad_numbers(self) -> None:
-        for query in ["count=501", "count=0", "count=-1", "count=abc", "count=1.5", "from=-1",
-                      "from=x", "from=1e3", "count=", "from=%00"]:
+        for query in [
+            "count=501",
+            "count=0",
+            "count=-1",
+            "count=abc",
+            "count=1.5",
+            "from=-1",
+            "from=x",
+            "from=1e3",
+            "count=",
+            "from=%00",
+        ]:
             with case(query=query):
                 h = Harness()
                 status, answer = h.get(f"/api/cheeses?{query}")
@@ -185,8 +204,14 @@ class GetEndpointTests(HarnessCase):
         assert status == 200 and answer == {"cheese": side, "best": False, "txids": []}
 
     def test_one_cheese_errors(self) -> None:
-        for key, status in [("5", 404), ("99999999999999999999", 400), ("a" * 40, 404),
-                            ("A" * 40, 400), ("tip", 400), ("-1", 400)]:
+        for key, status in [
+            ("5", 404),
+            ("99999999999999999999", 400),
+            ("a" * 40, 404),
+            ("A" * 40, 400),
+            ("tip", 400),
+            ("-1", 400),
+        ]:
             with case(key=key, status=status):
                 h = Harness()
                 code, answer = h.get(f"/api/cheese/{key}")
@@ -197,10 +222,22 @@ class GetEndpointTests(HarnessCase):
         self.h.node.submit_tx(sign_tx(ALICE, B, 10, 2, 0))
         status, answer = self.h.get(f"/api/balance/{A}")
         assert status == 200
-        assert answer == {"address": A, "balance": 150, "nonce": 0, "pending_balance": 138, "pending_nonce": 1, "spendable": 138}
+        assert answer == {
+            "address": A,
+            "balance": 150,
+            "nonce": 0,
+            "pending_balance": 138,
+            "pending_nonce": 1,
+            "spendable": 138,
+        }
         assert self.h.get(f"/api/balance/{B}")[1] == {
-            "address": B, "balance": 0, "nonce": 0, "pending_balance": 10, "pending_nonce": 0,
-            "spendable": 0}
+            "address": B,
+            "balance": 0,
+            "nonce": 0,
+            "pending_balance": 10,
+            "pending_nonce": 0,
+            "spendable": 0,
+        }
 
     def test_balance_bad_address(self) -> None:
         for address in ["abc", "A" * 64, "0" * 63, "0" * 65, "%ff" * 32, "g" * 64]:
@@ -215,7 +252,9 @@ class GetEndpointTests(HarnessCase):
         for tx in txs:
             self.h.node.submit_tx(tx)
         status, answer = self.h.get("/api/mempool")
-        assert status == 200 and answer == {"transactions": [{"txid": txid(tx), "tx": tx} for tx in txs]}
+        assert status == 200 and answer == {
+            "transactions": [{"txid": txid(tx), "tx": tx} for tx in txs]
+        }
 
     def test_tx_in_mempool_then_confirmed(self) -> None:
         tx = sign_tx(ALICE, B, 7, 1, 0)
@@ -279,7 +318,12 @@ class PostTransactionTests(HarnessCase):
                 h = Harness()
                 tx = dict(sign_tx(ALICE, B, 10, 1, 0), **change)
                 status, answer = h.post(tx)
-                assert status == 400 and answer["error"] == "invalid-tx" and answer["rule"] == rule and answer["message"]
+                assert (
+                    status == 400
+                    and answer["error"] == "invalid-tx"
+                    and answer["rule"] == rule
+                    and answer["message"]
+                )
                 assert len(h.node.mempool) == 0
 
     def test_post_ledger_rules(self) -> None:
@@ -313,14 +357,24 @@ class PostTransactionTests(HarnessCase):
                 assert status == (413 if error == "too-long" else 400)
 
     def test_post_form_bodies_are_not_parsed_as_forms(self) -> None:
-        for content_type in ["multipart/form-data", "multipart/form-data; boundary=x",
-                             "application/x-www-form-urlencoded"]:
+        for content_type in [
+            "multipart/form-data",
+            "multipart/form-data; boundary=x",
+            "application/x-www-form-urlencoded",
+        ]:
             with case(content_type=content_type):
                 h = Harness()
-                response = h.request("POST", "/api/transactions", b"--x\r\na=b", f"Content-Type: {content_type}\r\n")
+                response = h.request(
+                    "POST", "/api/transactions", b"--x\r\na=b", f"Content-Type: {content_type}\r\n"
+                )
                 assert response.status == 400 and response.json()["error"] == "bad-json"
                 tx = sign_tx(ALICE, B, 1, 0, 0)
-                response = h.request("POST", "/api/transactions", json.dumps(tx).encode(), f"Content-Type: {content_type}\r\n")
+                response = h.request(
+                    "POST",
+                    "/api/transactions",
+                    json.dumps(tx).encode(),
+                    f"Content-Type: {content_type}\r\n",
+                )
                 assert response.status == 202
 
     def test_post_deeply_nested_json_within_the_limit(self) -> None:
@@ -341,7 +395,8 @@ class PostTransactionTests(HarnessCase):
         chunk = b"x" * 30000
         body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(3)) + b"0\r\n\r\n"
         response = self.h.raw(
-            b"POST /api/transactions HTTP/1.1\r\nHost: m\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+            b"POST /api/transactions HTTP/1.1\r\nHost: m\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + body
         )
         assert response.status == 413 and response.json()["error"] == "too-long"
 
@@ -349,7 +404,8 @@ class PostTransactionTests(HarnessCase):
         data = json.dumps(sign_tx(ALICE, B, 1, 0, 0)).encode()
         body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)
         response = self.h.raw(
-            b"POST /api/transactions HTTP/1.1\r\nHost: m\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+            b"POST /api/transactions HTTP/1.1\r\nHost: m\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + body
         )
         assert response.status == 202
 
@@ -371,8 +427,17 @@ class ErrorsMethodsHeadersTests(HarnessCase):
     """JSON 404, 405 and 500, the headers of every answer, and no endpoint that spends."""
 
     def test_unknown_paths_are_json_404(self) -> None:
-        for path in ["/api", "/api/", "/api/nothing", "/api/status/extra", "/api/cheese",
-                     "/api/cheese/1/2", "/api/balance", "/api/tx/", "/api/%ff"]:
+        for path in [
+            "/api",
+            "/api/",
+            "/api/nothing",
+            "/api/status/extra",
+            "/api/cheese",
+            "/api/cheese/1/2",
+            "/api/balance",
+            "/api/tx/",
+            "/api/%ff",
+        ]:
             with case(path=path):
                 h = Harness()
                 response = h.request("GET", path)
@@ -392,7 +457,14 @@ class ErrorsMethodsHeadersTests(HarnessCase):
         assert head.status == 200 and head.body == b"" and int(head.headers["content-length"]) > 50
 
     def test_every_json_answer_has_the_headers(self) -> None:
-        for path in ("/api/status", "/api/cheeses", "/api/cheese/1", "/api/mempool", f"/api/balance/{A}", "/api/nope"):
+        for path in (
+            "/api/status",
+            "/api/cheeses",
+            "/api/cheese/1",
+            "/api/mempool",
+            f"/api/balance/{A}",
+            "/api/nope",
+        ):
             response = self.h.request("GET", path)
             response.json()  # checks Content-Type and Cache-Control
             assert response.headers["x-content-type-options"] == "nosniff"
@@ -413,7 +485,15 @@ class ErrorsMethodsHeadersTests(HarnessCase):
     def test_no_endpoint_spends_coins(self) -> None:
         """Only POST /api/transactions writes, and only with the sender's signature."""
         before = self.h.node.balance(A)
-        unsigned = {"from": A, "to": B, "amount": 1, "fee": 0, "nonce": 0, "memo": "", "signature": "0" * 128}
+        unsigned = {
+            "from": A,
+            "to": B,
+            "amount": 1,
+            "fee": 0,
+            "nonce": 0,
+            "memo": "",
+            "signature": "0" * 128,
+        }
         assert self.h.post(unsigned)[0] == 400
         for method in ("POST", "PUT", "DELETE"):
             for path in ("/api/balance/" + A, "/api/send", "/api/wallet", "/api/mempool"):
@@ -431,7 +511,11 @@ class SmallBuffer(StringTransport):
 
     def write(self, data: bytes) -> None:
         super().write(data)
-        if self.producer is not None and self.producerState == "producing" and self.value().endswith(b"}"):
+        if (
+            self.producer is not None
+            and self.producerState == "producing"
+            and self.value().endswith(b"}")
+        ):
             self.producer.pauseProducing()
 
 
@@ -444,7 +528,9 @@ class ConnectionTests(HarnessCase):
         channel.makeConnection(transport)
         assert transport.producer is channel  # the channel is its transport's producer
         channel.dataReceived(b"GET /api/status HTTP/1.1\r\nHost: m\r\n\r\n" * 3000)
-        assert transport.value().count(b"HTTP/1.1 200 OK") == 1  # not 3000 answers held for a client that reads none
+        assert (
+            transport.value().count(b"HTTP/1.1 200 OK") == 1
+        )  # not 3000 answers held for a client that reads none
         # and it reads no more meanwhile
         assert channel.holding and transport.producerState == "paused"
         answered = 1
@@ -478,8 +564,12 @@ class ConnectionTests(HarnessCase):
         channel.resumeProducing()
         answers.append(transport.value())
         data = b"".join(answers)
-        heights = [json.loads(part.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1")[0])["cheese"]["sequence_number"]
-                   for part in data.split(b"HTTP/1.1 200 OK")[1:]]
+        heights = [
+            json.loads(part.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1")[0])["cheese"][
+                "sequence_number"
+            ]
+            for part in data.split(b"HTTP/1.1 200 OK")[1:]
+        ]
         assert heights == [n % 4 for n in range(200)]
         channel.connectionLost(None)
 
@@ -490,7 +580,9 @@ class ConnectionTests(HarnessCase):
         ]:
             with case(headers=headers):
                 h = Harness()
-                response = h.raw(f"POST /api/transactions HTTP/1.1\r\nHost: m\r\n{headers}Content-Length: 2\r\n\r\n{{}}".encode())
+                response = h.raw(
+                    f"POST /api/transactions HTTP/1.1\r\nHost: m\r\n{headers}Content-Length: 2\r\n\r\n{{}}".encode()
+                )
                 assert response.status == 400 and response.headers["connection"] == "close"
                 assert response.json()["error"] == "bad-request"
                 assert "folded" in response.json()["message"]
@@ -507,6 +599,7 @@ class ConnectionTests(HarnessCase):
                 h = Harness()
                 response = h.raw(raw)
                 assert response.status == 400
-                assert response.json() == {"error": "bad-request", "message": "the request is not well-formed HTTP/1.1"}
-
-
+                assert response.json() == {
+                    "error": "bad-request",
+                    "message": "the request is not well-formed HTTP/1.1",
+                }

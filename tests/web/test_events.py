@@ -18,9 +18,9 @@ from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
 from cheesecoin.core.tx import address_of, sign_tx
 from cheesecoin.testing.chain import key_from_seed, make_network, mine_child
-from cheesecoin.web import api, events as events_mod
+from cheesecoin.web import api
+from cheesecoin.web import events as events_mod
 from cheesecoin.web.events import EventLog
-
 from tests.cases import case
 
 ALICE = key_from_seed("alice")
@@ -63,7 +63,9 @@ def parse(stream: bytes) -> Tuple[List[dict], List[str]]:
 
 
 class Harness:
-    def __init__(self, history: int = events_mod.HISTORY, max_streams: int = events_mod.MAX_STREAMS) -> None:
+    def __init__(
+        self, history: int = events_mod.HISTORY, max_streams: int = events_mod.MAX_STREAMS
+    ) -> None:
         self.network = make_network()
         self.node = MemberNode(CheeseStack(self.network))
         self.clock = Clock()
@@ -109,12 +111,18 @@ class EventStreamTests(SynchronousTestCase):
         frames, _ = parse(body)
         assert [f["event"] for f in frames] == ["tip", "tip", "tx"]
         assert [f["id"] for f in frames] == [1, 2, 3]
-        assert frames[0]["data"] == {"height": 1, "tip": first["smell"], "work": str(h.node.stack.nodes[first["smell"]].work),
-                                     "reorg_depth": 0}
+        assert frames[0]["data"] == {
+            "height": 1,
+            "tip": first["smell"],
+            "work": str(h.node.stack.nodes[first["smell"]].work),
+            "reorg_depth": 0,
+        }
         assert frames[1]["data"]["height"] == 2 and frames[1]["data"]["tip"] == h.tip["smell"]
         assert frames[2]["data"] == {"txid": tx_id}
         assert h.node.submit_tx(tx)[1] is False
-        assert len(parse(body_of(transport)[1])[0]) == 3, "a transaction we already hold is no new event"
+        assert len(parse(body_of(transport)[1])[0]) == 3, (
+            "a transaction we already hold is no new event"
+        )
 
     def test_a_reorganisation_shows_its_depth(self) -> None:
         h = Harness()
@@ -128,7 +136,9 @@ class EventStreamTests(SynchronousTestCase):
         for cheese in fork:
             h.node.submit_cheese(cheese)
         frames, _ = parse(body_of(transport)[1])
-        assert [f["data"]["reorg_depth"] for f in frames] == [2]  # 2 cheeses abandoned when the fork took over
+        assert [f["data"]["reorg_depth"] for f in frames] == [
+            2
+        ]  # 2 cheeses abandoned when the fork took over
         assert frames[0]["data"]["tip"] == fork[-1]["smell"] and frames[0]["data"]["height"] == 3
 
     def test_last_event_id_resumes_with_what_was_missed(self) -> None:
@@ -190,11 +200,14 @@ class EventStreamLimitTests(SynchronousTestCase):
             if stream.closed:
                 break
         assert stream.closed and h.events.dropped == 1, "the stream was never dropped"
-        assert len(transport.value()) == written, "events were written to a connection that reads nothing"
+        assert len(transport.value()) == written, (
+            "events were written to a connection that reads nothing"
+        )
         assert not h.events.streams and stream.queued == 0
 
     def test_a_stalled_client_is_dropped_after_stall_seconds_and_a_reading_one_catches_up(
-            self) -> None:
+        self,
+    ) -> None:
         h = Harness()
         slow_channel, slow = h.connect()
         fast_channel, fast = h.connect()
@@ -234,7 +247,7 @@ class EventStreamLimitTests(SynchronousTestCase):
         channel = h.site.buildProtocol(None)
         transport = StringTransport()
         channel.makeConnection(transport)
-        channel.dataReceived(b"POST /api/events HTTP/1.1\r\nHost: m\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        channel.dataReceived(
+            b"POST /api/events HTTP/1.1\r\nHost: m\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
         assert transport.value().startswith(b"HTTP/1.1 405")
-
-

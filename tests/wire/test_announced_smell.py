@@ -16,8 +16,16 @@ PARENT = "cd" * 20
 
 
 def compact(note: str = "", **header_extra) -> dict:
-    header = {"parent_smell": PARENT, "sequence_number": 4, "timestamp": 9, "bits": 1, "info_hash": "ef" * 20,
-              "nonce": 3, "smell": SMELL, **header_extra}
+    header = {
+        "parent_smell": PARENT,
+        "sequence_number": 4,
+        "timestamp": 9,
+        "bits": 1,
+        "info_hash": "ef" * 20,
+        "nonce": 3,
+        "smell": SMELL,
+        **header_extra,
+    }
     msg = {"type": "ANNOUNCE_COMPACT", "header": header, "miner": "12" * 32, "txids": []}
     if note:
         msg["note"] = note
@@ -25,10 +33,24 @@ def compact(note: str = "", **header_extra) -> dict:
 
 
 def whole(memo: str = "") -> dict:
-    tx = {"sender": "34" * 32, "recipient": "56" * 32, "amount": 1, "fee": 1, "nonce": 0, "memo": memo,
-          "signature": "78" * 64}
-    cheese = {"parent_smell": PARENT, "sequence_number": 4, "timestamp": 9, "bits": 1,
-              "unit_of_information": {"miner": "12" * 32, "transactions": [tx]}, "nonce": 3, "smell": SMELL}
+    tx = {
+        "sender": "34" * 32,
+        "recipient": "56" * 32,
+        "amount": 1,
+        "fee": 1,
+        "nonce": 0,
+        "memo": memo,
+        "signature": "78" * 64,
+    }
+    cheese = {
+        "parent_smell": PARENT,
+        "sequence_number": 4,
+        "timestamp": 9,
+        "bits": 1,
+        "unit_of_information": {"miner": "12" * 32, "transactions": [tx]},
+        "nonce": 3,
+        "smell": SMELL,
+    }
     return {"type": "ANNOUNCE", "cheese": cheese}
 
 
@@ -43,20 +65,35 @@ class AnnouncedSmellTests(SynchronousTestCase):
         announced = dumps({"type": "ANNOUNCED", "cheese": {"smell": SMELL}})[:-1]
         assert announced_smell(announced) is None
         assert announced_smell(dumps({"type": "TX", "tx": {"smell": SMELL}})[:-1]) is None
-        assert announced_smell(b'{ "type": "ANNOUNCE", "cheese": {"smell": "' + SMELL.encode() + b'"}}') is None
-        twice = dumps(compact(**{"smell2": 1}))[:-1].replace(b'"smell2":1', b'"x":{"smell":"' + PARENT.encode() + b'"}')
-        assert announced_smell(twice) is None, "two smells: which one is announced is the parser's to say"
+        assert (
+            announced_smell(
+                b'{ "type": "ANNOUNCE", "cheese": {"smell": "' + SMELL.encode() + b'"}}'
+            )
+            is None
+        )
+        twice = dumps(compact(**{"smell2": 1}))[:-1].replace(
+            b'"smell2":1', b'"x":{"smell":"' + PARENT.encode() + b'"}'
+        )
+        assert announced_smell(twice) is None, (
+            "two smells: which one is announced is the parser's to say"
+        )
         upper = dumps(compact())[:-1].replace(SMELL.encode(), b"AB" * 20)
         assert announced_smell(upper) is None
-        assert announced_smell(dumps(compact())[:-1].replace(SMELL.encode(), SMELL[:-1].encode())) is None
+        assert (
+            announced_smell(dumps(compact())[:-1].replace(SMELL.encode(), SMELL[:-1].encode()))
+            is None
+        )
 
     @settings(max_examples=300, deadline=None)
-    @given(text=st.lists(st.sampled_from(['"', "\\", ":", ",", "smell", SMELL, "{", "}", "a", "é"]),
-                         max_size=40).map("".join),
-           kind=st.sampled_from(["compact", "whole"]))
+    @given(
+        text=st.lists(
+            st.sampled_from(['"', "\\", ":", ",", "smell", SMELL, "{", "}", "a", "é"]), max_size=40
+        ).map("".join),
+        kind=st.sampled_from(["compact", "whole"]),
+    )
     def test_a_string_field_never_passes_for_the_smell(self, text: str, kind: str) -> None:
         msg = compact(note=text) if kind == "compact" else whole(memo=text)
         got = announced_smell(dumps(msg)[:-1])
-        assert got == (msg["type"], SMELL), "a JSON string escapes its quotes: the one smell is the cheese's"
-
-
+        assert got == (msg["type"], SMELL), (
+            "a JSON string escapes its quotes: the one smell is the cheese's"
+        )

@@ -55,13 +55,14 @@ class ReadingBackPressureTests(SynchronousTestCase):
     """A peer that does not read is not read from; its requests wait in order."""
 
     def test_requests_wait_while_the_peer_does_not_read_and_are_answered_in_order_after(
-            self) -> None:
+        self,
+    ) -> None:
         proto, transport, _ = connected()
         proto.dataReceived(pings(1))
         assert proto.handled == 1
         proto.pauseProducing()  # what a full write buffer makes the transport do
         assert transport.producerState == "paused"  # the transport stops reading too
-        proto.dataReceived(pings(2000)[len(pings(1)):])  # lines already read when it paused
+        proto.dataReceived(pings(2000)[len(pings(1)) :])  # lines already read when it paused
         assert proto.handled == 1
         proto.resumeProducing()
         assert proto.handled == 2000
@@ -131,7 +132,8 @@ class StuckPeerTests(SynchronousTestCase):
     """A peer stuck past the stall timeout is dropped; closing drops what waits."""
 
     def test_a_peer_stuck_past_the_stall_timeout_is_dropped_and_one_that_drains_is_not(
-            self) -> None:
+        self,
+    ) -> None:
         proto, transport, clock = connected()
         proto.pauseProducing()
         clock.advance(proto.STALL_TIMEOUT - 1)
@@ -149,5 +151,3 @@ class StuckPeerTests(SynchronousTestCase):
         proto.feed(iter([b'{"type":"Y"}\n']))
         proto.close()
         assert proto._backlog_bytes == 0 and not proto._feeds and not clock.getDelayedCalls()
-
-

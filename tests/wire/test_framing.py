@@ -7,10 +7,9 @@ import json
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from cheesecoin.wire import codec as wire
 from cheesecoin.core.errors import BadMessage, ProtocolError
+from cheesecoin.wire import codec as wire
 from cheesecoin.wire.lineproto import JsonLineProtocol
-
 from tests.cases import case
 
 MAX = wire.MAX_LINE
@@ -237,8 +236,12 @@ class JsonAndFieldRuleTests(SynchronousTestCase):
         assert got == [{"type": "PONG"}]
 
     def test_unknown_type(self) -> None:
-        for line in [b'{"type":"NOPE"}', b'{"type":"ping"}', b'{"type":""}',
-                     b'{"type":"dispatch"}']:
+        for line in [
+            b'{"type":"NOPE"}',
+            b'{"type":"ping"}',
+            b'{"type":""}',
+            b'{"type":"dispatch"}',
+        ]:
             with case(line=line):
                 assert_error(line + b"\n", "unknown-type")
 
@@ -341,9 +344,13 @@ class WireHelperTests(SynchronousTestCase):
         hook: the same limit holds, and digits inside strings are not numbers."""
         assert wire.parse_message(b'{"type":"A","n":' + b"9" * 24 + b"}")["n"] == int("9" * 24)
         assert wire.parse_message(b'{"type":"A","memo":"' + b"1" * 40 + b'","n":7}') == {
-            "type": "A", "memo": "1" * 40, "n": 7}
-        for line in (b'{"type":"A","n":' + b"9" * 25 + b"}", b'{"type":"A","memo":"' + b"1" * 40 + b'","n":1.5}'):
+            "type": "A",
+            "memo": "1" * 40,
+            "n": 7,
+        }
+        for line in (
+            b'{"type":"A","n":' + b"9" * 25 + b"}",
+            b'{"type":"A","memo":"' + b"1" * 40 + b'","n":1.5}',
+        ):
             with self.assertRaises(BadMessage):
                 wire.parse_message(line)
-
-
