@@ -24,7 +24,7 @@ outside is simulated:
   again (``core.signature.SignatureCache``); every other rule each member runs itself.
 
 One seeded ``random.Random`` drives everything, so the same options give the
-same figures.
+same figures; ``cheesecoin.sim.report`` reads them at the end.
 """
 
 from __future__ import annotations
@@ -49,15 +49,15 @@ from cheesecoin.core.tx import address_of, sign_tx, txid
 from cheesecoin.mining.templates import job_for, make_template
 from cheesecoin.sim.clock import HeapClock
 from cheesecoin.sim.config import CHEESE_US, SimConfig
-from cheesecoin.sim.figures import percentiles, shortest_paths, stale_rate
+from cheesecoin.sim.figures import shortest_paths
 from cheesecoin.sim.link import Pipe, SimTransport
 from cheesecoin.sim.member import SimMember
+from cheesecoin.sim.report import START, Report
 from cheesecoin.sim.selfish import SelfishPool
 from cheesecoin.sim.txfigures import TxFigures
 from cheesecoin.tracker.registry import TrackerRegistry
 from cheesecoin.wire.limits import MEMBER_PORT, PEERS_PER_REPLY
 
-START = 1_800_000_000.0  # the virtual clock's first second (any fixed time)
 WARMUP = 30.0  # seconds for the members to find each other before the first cheese
 CONNECT_TIMEOUT = 10.0  # a dial into a partition fails after this long
 PAYERS = 16
@@ -72,8 +72,8 @@ def _mix(x: int) -> int:
     return x ^ (x >> 31)
 
 
-class Simulation:
-    """The members, the tracker, the miners and the links of one run."""
+class Simulation(Report):
+    """The members, the tracker, the miners and the links of one run (its figures: ``Report``)."""
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config.check()
@@ -171,7 +171,8 @@ class Simulation:
         return d
 
     def _accept(self, client: SimMember, server: SimMember, factory: Any, d: Deferred) -> None:
-        """The SYN has arrived: the server builds its protocol; the client connects one latency later."""
+        """The SYN has arrived: the server builds its protocol; the client connects one
+        latency later."""
         if not (server.alive and client.alive):
             self.clock.callLater(
                 self.latency(client.index, server.index), d.errback, ConnectionRefusedError()
@@ -233,7 +234,7 @@ class Simulation:
             ]
             member.manager.add_addresses(peers, "tracker")
 
-    # -- members ------------------------------------------------------------------------------------
+    # -- members -----------------------------------------------------------------------------------
 
     def add_member(self) -> SimMember:
         index = len(self.members)
@@ -247,7 +248,7 @@ class Simulation:
     def alive(self) -> List[SimMember]:
         return [m for m in self.members if m.alive]
 
-    # -- mining ----------------------------------------------------------------------------------
+    # -- mining ------------------------------------------------------------------------------------
 
     def _schedule_cheese(self) -> None:
         self.clock.callLater(self.rng.expovariate(1.0 / self.config.spacing), self._find_cheese)
@@ -298,7 +299,7 @@ class Simulation:
                     out.append((remote.index, transport.out.latency))
         return shortest_paths(source.index, edges)
 
-    # -- payments -----------------------------------------------------------------------------------
+    # -- payments ----------------------------------------------------------------------------------
 
     def _schedule_tx(self) -> None:
         if self.config.txs_per_cheese and self.mined < self.config.cheeses:
@@ -357,7 +358,7 @@ class Simulation:
         newcomer.start()
         self._schedule_churn()
 
-    # -- running --------------------------------------------------------------------------------------
+    # -- running -----------------------------------------------------------------------------------
 
     def run(
         self, progress: Optional[Callable[[dict], None]] = None, progress_every: float = 10.0
@@ -425,82 +426,3 @@ class Simulation:
             use_signature_cache(previous)
             gc.unfreeze()
             gc.set_threshold(*thresholds)
-
-    def _note_partition_tips(self) -> None:
-        for group in (0, 1):
-            members = [m for m in self.members if m.alive and self.group.get(m.index) == group]
-            if members:
-                best = max(members, key=lambda m: (m.node.stack.work, -m.index))
-                self.partition_tips[group] = (best.node.stack.work, best.node.stack.tip.smell)
-
-    def _agreed(self) -> bool:
-        tips = {m.node.stack.tip.smell for m in self.members if m.alive}
-        return len(tips) == 1
-
-    def best_member(self) -> SimMember:
-        """An alive member with the most work (the agreed tip when they agree)."""
-        return max(
-            (m for m in self.members if m.alive), key=lambda m: (m.node.stack.work, -m.index)
-        )
-
-    def on_best(self) -> List[str]:
-        """The mined cheeses on the final best stack, in the order found."""
-        stack = self.best_member().node.stack
-        return [s for s in self.found_order if stack.is_best(s)]
-
-    def propagation_samples(self) -> Tuple[List[float], List[float]]:
-        """(delays, limits) in ms, over every cheese of the final best stack and every
-        member present when it was found, but its miner: the time until the member
-        had it, and the latency-weighted shortest path from the miner to it. A selfish
-        pool's cheeses are left out (their delay is the time they were held back)."""
-        delays: List[float] = []
-        limits: List[float] = []
-        held = set(self.pool.found) if self.pool is not None else ()
-        for smell in self.on_best():
-            if smell in held:
-                continue
-            found_at, miner, limit, present = self.found[smell]
-            for index, arrived in self.arrivals[smell].items():
-                if index == miner or index not in present:
-                    continue
-                delays.append((arrived - found_at) * 1000)
-                if index in limit:
-                    limits.append(limit[index] * 1000)
-        return delays, limits
-
-    def figures(self, wall_seconds: float) -> dict:
-        stack = self.best_member().node.stack
-        on_best = self.on_best()
-        delays, limits = self.propagation_samples()
-        everyone = len(self.members)
-        total_bytes = sum(self.bytes_by_type.values())
-        figures = {
-            "members": self.config.members,
-            "cheeses_mined": self.mined,
-            "cheeses_on_best": len(on_best),
-            "stale_rate": stale_rate(self.mined, len(on_best)),
-            "propagation_ms": percentiles(delays),
-            "propagation_limit_ms": percentiles(limits),
-            "agreement": self._agreed(),
-            "reorgs": self.reorgs,
-            "max_reorg_depth": self.max_reorg_depth,
-            "bytes_per_member": round(total_bytes / everyone),
-            "bytes_per_member_by_type": {
-                k: round(v / everyone) for k, v in sorted(self.bytes_by_type.items())
-            },
-            "final_tip": stack.tip.smell,
-            "final_height": stack.height,
-            "quiet_seconds": None
-            if self.quiet_at is None
-            else round(self.quiet_at - self.last_found_at, 1),
-            "transactions": self.txs_entered,
-            "members_joined": everyone,
-            "simulated_seconds": round(self.clock.now - START, 1),
-            "wall_seconds": round(wall_seconds, 1),
-            "failures": self.clock.failures,
-        }
-        if self.config.txs_per_cheese:
-            figures.update(self.tx_figures.summary())
-        if self.pool is not None:
-            figures["selfish"] = self.pool.figures(on_best)
-        return figures
