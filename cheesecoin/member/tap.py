@@ -23,41 +23,22 @@ at the longest valid prefix of what it had.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Tuple
+from typing import Any
 
-from twisted.application.internet import TimerService
-from twisted.application.service import MultiService, Service
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
-from twisted.internet.interfaces import IListeningPort
-from twisted.logger import Logger
 from twisted.python import usage
 
 from cheesecoin.core.cheese import NetworkError, load_network
 from cheesecoin.member import links
+from cheesecoin.member.lifecycle import MemberService
 from cheesecoin.p2p.features import FeaturesError, parse_features
-from cheesecoin.p2p.manager import FEATURES, REFILL_INTERVAL, PeerManager
-from cheesecoin.p2p.sync import STATS_INTERVAL
-from cheesecoin.storage.peerfile import load_peers, save_peers
-from cheesecoin.util.services import (
-    ErrorFirstOptions,
-    FatalStop,
-    ListeningEndpoint,
-    ServerService,
-    integer_option,
-    interface_option,
-    server_endpoint,
-)
+from cheesecoin.util.addresses import Address
+from cheesecoin.util.services import ErrorFirstOptions, integer_option, interface_option
 from cheesecoin.wire.codec import ADDRESS_RE
-from cheesecoin.wire.limits import API_PORT, MEMBER_PORT, MINER_PORT, PING_INTERVAL
-
-MEMPOOL_SAVE_INTERVAL = 60.0
-STORE_CHECK_INTERVAL = 10.0  # seconds between checks that the database is still there
-
-log = Logger(namespace="cheesecoin.member")
+from cheesecoin.wire.limits import API_PORT, MEMBER_PORT, MINER_PORT
 
 
-def parse_host_port(name: str, value: str) -> Tuple[str, int]:
+def parse_host_port(name: str, value: str) -> Address:
     """HOST:PORT (or [V6]:PORT) -> (host, port); UsageError naming --name otherwise."""
     text = str(value).strip()
     host, sep, port_text = text.rpartition(":")
@@ -97,8 +78,8 @@ class Options(ErrorFirstOptions):
         [
             "reindex",
             None,
-            "Re-validate every stored cheese (signatures too) into a fresh database before starting; "
-            "the old one is kept as stack.sqlite3.bak.",
+            "Re-validate every stored cheese (signatures too) into a fresh database before "
+            "starting; the old one is kept as stack.sqlite3.bak.",
         ],
     ]
     optParameters = [
@@ -213,252 +194,9 @@ class Options(ErrorFirstOptions):
             raise usage.UsageError(str(e))
 
 
-class _MemberService(MultiService):
-    """Stops every other part (ports, miner, tracker link, timers) and waits
-    for them before the shutdown part saves the mempool and closes the stack,
-    so nothing writes to a closed store."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.shutdown: Optional[Service] = None
-
-    def stopService(self) -> Deferred:
-        Service.stopService(self)
-        others = [s for s in reversed(list(self)) if s is not self.shutdown]
-        done = gatherResults([maybeDeferred(s.stopService) for s in others], consumeErrors=True)
-        done.addErrback(lambda f: log.failure("Error while stopping the member", f))
-        if self.shutdown is not None:
-            done.addBoth(lambda _: self.shutdown.stopService())
-        return done
-
-
-class _Shutdown(Service):
-    """Saves the mempool and closes the stack when the member stops."""
-
-    def __init__(self, node: Any, manager: PeerManager) -> None:
-        self.node = node
-        self.manager = manager
-        self.events: Any = None  # the EventLog, whose streams end cleanly
-
-    def save_mempool(self) -> None:
-        try:
-            self.node.save_mempool()
-        except OSError as e:
-            log.warn("Cannot save the mempool: {why}", why=e)
-
-    def save_peers(self) -> None:
-        """Keep the members that worked in the data directory (dialled first at the next start)."""
-        if self.node.data_dir is None:
-            return
-        try:
-            save_peers(self.node.data_dir, self.manager.addresses.to_save())
-        except OSError as e:
-            log.warn("Cannot save the address book: {why}", why=e)
-
-    def save_state(self) -> None:
-        self.save_mempool()
-        self.save_peers()
-        if self.node.data_dir is not None:
-            links.save_pins_of(self.manager, self.node.data_dir)
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self.events is not None:
-            self.events.close_all()
-        self.manager.close_all()
-        self.save_state()
-        self.node.stack.close()
-        log.info("Member stopped at height {height}", height=self.node.stack.height)
-
-
-class StoreWatch:
-    """Checks that the database file is still the one the member opened: a
-    data directory deleted, moved or replaced while the member runs would
-    otherwise go unnoticed (cheeses mined into deleted files, a new wallet at
-    the next start). ``on_gone(reason)`` is called once when it is not."""
-
-    def __init__(self, path: str, on_gone: Any) -> None:
-        self.path = path
-        self.on_gone = on_gone
-        st = os.stat(path)
-        self.identity = (st.st_dev, st.st_ino)
-        self.gone = False
-
-    def check(self) -> None:
-        if self.gone:
-            return
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            why = "is gone (its data directory was deleted or moved while the member ran)"
-        except OSError as e:
-            why = f"cannot be looked at ({e.strerror})"
-        else:
-            if (st.st_dev, st.st_ino) == self.identity:
-                return
-            why = "was replaced by another file while the member ran"
-        self.gone = True
-        self.on_gone(f"The database {self.path} {why}: stopping")
-
-
-def _timer(parent: MultiService, name: str, interval: float, call: Any, clock: Any) -> None:
-    timer = TimerService(interval, call)
-    timer.clock = clock
-    timer.setName(name)
-    timer.setServiceParent(parent)
-
-
-def makeService(config: Options, reactor: Any = reactor) -> MultiService:
+def makeService(config: Options, reactor: Any = reactor) -> MemberService:
     """The member: stack, node, peer manager, listeners, tracker link, timers,
     API, miner, all on ``reactor`` (twistd's; a test may pass its own)."""
-    from cheesecoin.core.node import MemberNode
-    from cheesecoin.storage.sqlite import CorruptStore, StorageError, open_stack
+    from cheesecoin.member.builder import MemberBuilder
 
-    network = config.get("network-object")
-    if network is None:
-        try:
-            network = load_network(config["network"])
-        except NetworkError as e:
-            raise SystemExit(f"cheesemember: {e}")
-    data_dir = config["data-dir"]
-    identity, node_id = links.identity_node_id(config, data_dir)  # section 5.3, when tls is listed
-    if config["reindex"]:
-        from cheesecoin.storage.reindex import reindex
-
-        try:
-            result = reindex(
-                data_dir, network, log=lambda line: log.warn("Reindex: {line}", line=line)
-            )
-        except (StorageError, OSError) as e:
-            raise SystemExit(f"cheesemember: --reindex: {e}")
-        log.info("{summary}", summary=result.summary()[0].upper() + result.summary()[1:])
-    try:
-        stack = open_stack(data_dir, network)
-    except (StorageError, OSError) as e:
-        # --reindex mends a damaged database, not a foreign file, another
-        # network's stack or a directory we may not write: hint it only then.
-        reindexable = isinstance(e, CorruptStore) and not config["reindex"]
-        hint = (
-            " (start with --reindex to rebuild it from the cheeses that are still readable)"
-            if reindexable
-            else ""
-        )
-        raise SystemExit(f"cheesemember: {e}{hint}")
-    node = MemberNode(stack, data_dir=data_dir, node_id=node_id)
-    fatal = FatalStop(reactor, log)
-
-    def storage_failed(error: Exception) -> None:
-        fatal(
-            f"{str(error)[0].upper()}{str(error)[1:]}: the stack is kept on disk up to height "
-            f"{node.stack.height}; stopping (start again once it can be written)"
-        )
-
-    node.storage_listeners.append(storage_failed)
-    restored = node.load_mempool()
-    log.info(
-        "Loaded the stack of {network} from {dir}: height {height}, tip {tip} ({txs} pending transactions)",
-        network=network.name,
-        dir=data_dir,
-        height=stack.height,
-        tip=stack.tip.smell,
-        txs=restored,
-    )
-
-    from cheesecoin.mining.port import MinerPortFactory
-    from cheesecoin.storage.wallet import WalletError, member_address
-    from cheesecoin.web.api import make_site
-    from cheesecoin.web.events import HEARTBEAT, EventLog
-    from cheesecoin.web.metrics import MemberMetrics
-
-    try:
-        miner_address = config["miner-address"] or member_address(data_dir)
-    except WalletError as e:
-        stack.close()
-        raise SystemExit(f"cheesemember: the member's wallet: {e} (or give --miner-address)")
-
-    top = _MemberService()
-    manager = PeerManager(
-        node,
-        reactor,
-        verify_in_threads=True,
-        target_peers=config["peers"],
-        max_inbound=config["max-inbound"],
-        max_per_ip=config["max-per-ip"],
-        features=config.get("feature-names", FEATURES),
-    )
-    links.install_tls(config, manager, identity, data_dir)
-    for host, port in config["connect"]:
-        manager.add_persistent(host, port)
-    saved, why = load_peers(data_dir)
-    if why is not None:
-        log.warn("Ignoring the saved address book: {why}", why=why)
-    elif saved:
-        log.info(
-            "Loaded {n} members from the saved address book: they are dialled first",
-            n=manager.addresses.load_saved(saved),
-        )
-    shutdown = _Shutdown(node, manager)  # stopped after every other part
-    shutdown.setName("shutdown")
-    shutdown.setServiceParent(top)
-    top.shutdown = shutdown
-
-    def listening(port: IListeningPort) -> None:
-        manager.listen_port = port.getHost().port
-        log.info(
-            "Member {node_id} listening on {host}:{port} (network {network}, height {height}, target {peers} peers)",
-            node_id=node.node_id,
-            host=config["interface"],
-            port=manager.listen_port,
-            network=network.name,
-            height=stack.height,
-            peers=config["peers"],
-        )
-        manager.refill()
-
-    def serve(name: str, what: str, prefix: str, factory: Any, on_listen: Any = None) -> None:
-        """Listen on config[prefix + "port"] at config[prefix + "interface"]."""
-        interface = config[prefix + "interface"]
-
-        def listened(port: IListeningPort) -> None:
-            if on_listen is not None:
-                on_listen(port)
-            else:
-                log.info(
-                    "{what} on {host}:{port}", what=what, host=interface, port=port.getHost().port
-                )
-
-        endpoint = server_endpoint(reactor, interface, config[prefix + "port"])
-        service = ServerService(
-            ListeningEndpoint(endpoint, listened), factory, "cheesemember", what
-        )
-        service.setName(name)
-        service.setServiceParent(top)
-
-    serve("member", "members", "", manager.factory, listening)
-    metrics = MemberMetrics(node)
-    manager.traffic = metrics.traffic
-    events = shutdown.events = EventLog(node, reactor)
-    serve("api", "HTTP API", "api-", make_site(node, metrics, events))
-    serve("miner-port", "Miner port", "miner-", MinerPortFactory(node, miner_address, reactor))
-
-    links.start_trackers(config, manager, top, reactor)
-
-    if config["mine"]:
-        from cheesecoin.mining.service import MiningService
-
-        miner = MiningService(node, miner_address, config["mining-workers"], reactor)
-        miner.setName("mining")
-        miner.setServiceParent(top)
-        log.info("Mining for {address}", address=miner_address)
-
-    _timer(top, "ping", PING_INTERVAL, manager.ping_all, reactor)
-    _timer(top, "compare-stacks", STATS_INTERVAL, manager.compare_stacks, reactor)
-    _timer(top, "refill", REFILL_INTERVAL, manager.tick, reactor)
-    _timer(top, "save-state", MEMPOOL_SAVE_INTERVAL, shutdown.save_state, reactor)
-    _timer(top, "event-heartbeat", HEARTBEAT, events.heartbeat, reactor)
-    _timer(
-        top, "watch-store", STORE_CHECK_INTERVAL, StoreWatch(stack.store.path, fatal).check, reactor
-    )
-    top.node = node  # for tests and tools
-    top.manager = manager
-    return top
+    return MemberBuilder(config, reactor).build()

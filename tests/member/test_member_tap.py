@@ -202,7 +202,7 @@ def test_the_store_is_closed_only_after_every_other_part_stopped():
     from twisted.application.service import Service
     from twisted.internet.defer import Deferred
 
-    from cheesecoin.member.tap import _MemberService
+    from cheesecoin.member.lifecycle import MemberService as _MemberService
 
     order = []
 
