@@ -22,10 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from cheesecoin.core.cheese import header_from_text
 from cheesecoin.core.formats import MAX_COUNT, MAX_LINE
+from cheesecoin.core.interfaces import StackView
 from cheesecoin.core.tx import tx_canonical_text, txid
 
 _FIELD = 22  # bits of each packed field below the height (2**22 = the longest line)
@@ -76,18 +77,21 @@ def tx_height(index: Dict[str, int], tx_id: str) -> Optional[int]:
 class StackServing:
     """The answers a ``CheeseStack`` gives peers and the API."""
 
-    def __init__(self, stack: Any) -> None:
+    def __init__(self, stack: StackView) -> None:
         self.stack = stack
         self.side: "OrderedDict[str, Dict[str, dict]]" = OrderedDict()  # smell -> txid -> tx
 
     def get_text(self, smell: str, cache: bool = True) -> Optional[str]:
-        """Its canonical text; ``cache=False``: not decoded into the store's cache."""
+        """The canonical text of a cheese we hold; ``cache=False`` for a text
+        only passed on to a peer (not decoded into the store's cache)."""
         if smell not in self.stack.nodes:
             return None
         return self.stack.store.get_text(smell, cache)
 
     def header_at(self, height: int) -> Optional[dict]:
-        """The header of the best-stack cheese at ``height``, from memory."""
+        """The header of the best-stack cheese at ``height`` (section 5.1), from
+        its node in memory, else (the Blue Cheese) from its stored text: the
+        body is neither decoded nor encoded again."""
         main = self.stack.main
         if not 0 <= height < len(main):
             return None

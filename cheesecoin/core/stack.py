@@ -3,34 +3,45 @@
 Pure Python, no Twisted (docs/protocol.md section 3). ``CheeseStack`` keeps every
 valid cheese it has seen as a ``Node`` in a tree, follows the branch with the
 most cumulative work (first seen wins ties), keeps the ledger at its tip,
-reorganises with ledger rollback and holds a bounded pool of orphans. What it
-serves to peers (headers, ranges, locators, transactions by txid) is
-``cheesecoin.core.serving``. Bodies live in a store (``MemoryStore`` here,
-``cheesecoin.storage.sqlite.SqliteStore`` on disk; ``cheesecoin.core.tree``); every accepted cheese is written
-in one store transaction together with the tip it leads to.
+reorganises with ledger rollback and holds a bounded pool of orphans.
+
+Its other jobs live apart, each in its own module, and the stack calls them:
+
+- the validity rules (``check_context_free``, ``check_link``,
+  ``next_bits``): ``cheesecoin.core.rules``;
+- what it serves to peers (headers, ranges, locators, texts, transactions by
+  txid): ``cheesecoin.core.serving`` (``self.serving``);
+- an address's history: ``cheesecoin.core.history``;
+- the mining template: ``cheesecoin.mining.templates``.
+
+The methods of the same names here are one-line delegations, kept because
+the peer layer, the API and the tools call them on the stack.
+
+Bodies live in a store (a ``cheesecoin.core.interfaces.CheeseStore``:
+``cheesecoin.core.memstore.MemoryStore`` in memory,
+``cheesecoin.storage.sqlite.SqliteStore`` on disk); every accepted cheese is
+written in one store transaction together with the tip it leads to.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from types import TracebackType
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type
 
-from cheesecoin.core.cheese import (
-    Network,
-    check_header_format,
-    check_member_info,
-    check_smell,
-    info_hash,
-)
+from cheesecoin.core import rules
+from cheesecoin.core.cheese import Network, info_hash
 from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.formats import MAX_COUNT, MAX_LINE
+from cheesecoin.core.history import address_history
+from cheesecoin.core.interfaces import CheeseStore
 from cheesecoin.core.ledger import Ledger
+from cheesecoin.core.memstore import MemoryStore
+from cheesecoin.core.orphans import OrphanPool
 from cheesecoin.core.serving import StackServing, index_txs, tx_height, unindex_txs
-from cheesecoin.core.tree import AddResult, MemoryStore, Node, OrphanPool  # noqa: F401  (AddResult: part of the API)
+from cheesecoin.core.tree import AddResult, Node
 from cheesecoin.core.tx import verify_signature
-
-FUTURE_LIMIT = 120  # seconds a timestamp may be ahead of local time (rule 4)
 
 
 class CheeseStack:
@@ -39,14 +50,14 @@ class CheeseStack:
     def __init__(
         self,
         network: Network,
-        store: Any = None,
+        store: Optional[CheeseStore] = None,
         clock: Callable[[], float] = time.time,
         max_orphans: int = 256,
         index_txs: bool = True,
         max_invalid: int = 100_000,
     ) -> None:
         self.network = network
-        self.store = store if store is not None else MemoryStore()
+        self.store: CheeseStore = store if store is not None else MemoryStore()
         self.clock = clock
         self.index_txs = index_txs
         self.nodes: Dict[str, Node] = {}
@@ -55,9 +66,8 @@ class CheeseStack:
         self.orphans = OrphanPool(max_orphans)
         self.invalid: "OrderedDict[str, str]" = OrderedDict()
         self.max_invalid = max_invalid
-        self.tx_index: Dict[
-            str, int
-        ] = {}  # txid -> its place on the best stack (core.serving.pack)
+        # txid -> its place on the best stack (core.serving.pack)
+        self.tx_index: Dict[str, int] = {}
         self.serving = StackServing(self)
         self._order = 0
         self._best: Optional[Node] = None
@@ -144,24 +154,6 @@ class CheeseStack:
             return None
         return self.store.get(smell)
 
-    # What it serves to peers: cheesecoin.core.serving.StackServing.
-    def get_text(self, smell: str, cache: bool = True) -> Optional[str]:
-        return self.serving.get_text(smell, cache)
-
-    def header_at(self, height: int) -> Optional[dict]:
-        return self.serving.header_at(height)
-
-    def locator(self) -> List[str]:
-        return self.serving.locator()
-
-    def fork_height(self, locator: Iterable[str]) -> int:
-        return self.serving.fork_height(locator)
-
-    def range_texts(
-        self, start: int, count: int = MAX_COUNT, max_bytes: int = MAX_LINE - 4096
-    ) -> List[str]:
-        return self.serving.range_texts(start, count, max_bytes)
-
     def tx_height(self, tx_id: str) -> Optional[int]:
         return tx_height(self.tx_index, tx_id)
 
@@ -181,37 +173,8 @@ class CheeseStack:
         return self.main[height] if self.on_main(node) else node
 
     def next_bits(self, parent: Node) -> int:
-        """The bits of a child of ``parent`` (the difficulty rule)."""
-        interval = self.network.retarget_interval
-        n = parent.height + 1
-        if interval == 0 or n % interval != 0:
-            return parent.bits
-        actual = max(1, parent.timestamp - self.ancestor(parent, n - interval).timestamp)
-        expected = self.network.target_spacing * (interval - 1)
-        up = max([k for k in range(5) if actual * 2**k <= expected], default=0)
-        down = max([k for k in range(5) if actual >= expected * 2**k], default=0)
-        return min(160, max(self.network.bits, parent.bits + up - down))
-
-    def address_history(
-        self, address: str, count: int, before: Optional[int] = None
-    ) -> List[Tuple[int, dict]]:
-        """(height, tx) of the best stack's transactions from or to ``address``, newest
-        first, at most ``count``, below height ``before``. A page ends between two
-        cheeses when it can, so that ``before`` = its last height loses nothing."""
-        page: List[Tuple[int, dict]] = []
-        if count <= 0:
-            return page
-        for height, pos, smell in self.store.address_rows(address, before):
-            if height >= len(self.main) or self.main[height].smell != smell:
-                continue  # a side branch's
-            if len(page) >= count:
-                if page[0][0] != height and page[-1][0] == height:
-                    while page and page[-1][0] == height:  # not half a cheese
-                        page.pop()
-                break
-            body = self.store.get(smell)
-            page.append((height, body["unit_of_information"]["transactions"][pos]))
-        return page
+        """The bits of a child of ``parent`` (``rules.next_bits``)."""
+        return rules.next_bits(self.network, parent, self.ancestor)
 
     # -- adding ----------------------------------------------------------------
 
@@ -226,24 +189,6 @@ class CheeseStack:
         if known is not None:
             return known.invalid or None
         return self.invalid.get(smell)
-
-    def check_context_free(self, cheese: Any, ihash: Optional[str] = None) -> str:
-        """Rules 1 and 5 and the context-free part of 6, signatures aside. Returns
-        info_hash (``ihash`` when the caller has already checked the body's hash)."""
-        check_header_format(cheese)
-        if cheese["sequence_number"] == 0:
-            if cheese["smell"] == self.network.smell:
-                return ""
-            raise InvalidCheese(
-                "sequence_number",
-                "a cheese with sequence_number 0 must be this network's Blue Cheese",
-            )
-        check_member_info(cheese["unit_of_information"], self.network.max_transactions)
-        if cheese["bits"] < self.network.bits:
-            raise InvalidCheese(
-                "bits", f"bits {cheese['bits']} is below the network's lowest, {self.network.bits}"
-            )
-        return check_smell(cheese, ihash)
 
     def add_cheese(
         self,
@@ -260,7 +205,7 @@ class CheeseStack:
         An InvalidCheese raised after the stack changed carries ``.result``.
         Cheeses in the orphan pool that this one completes are added too.
         """
-        ihash = self.check_context_free(cheese, ihash) or None
+        ihash = rules.check_context_free(cheese, self.network, ihash) or None
         smell = cheese["smell"]
         known = self.nodes.get(smell)
         if (known is not None and not known.invalid) or smell in self.orphans:
@@ -365,36 +310,11 @@ class CheeseStack:
         del self.nodes[node.smell]
         self._best = old_best
 
-    def check_link(self, cheese: dict, parent: Node) -> None:
-        """Rules 2 to 4 of section 3 (sequence, bits, timestamps) for a cheese or a header."""
-        if parent.invalid:
-            raise InvalidCheese("bad-parent", f"the parent {parent.smell} is invalid")
-        if cheese["sequence_number"] != parent.height + 1:
-            raise InvalidCheese(
-                "sequence_number",
-                f"sequence_number is {cheese['sequence_number']}, expected {parent.height + 1}",
-            )
-        bits = self.next_bits(parent)
-        if cheese["bits"] != bits:
-            raise InvalidCheese(
-                "bits", f"bits is {cheese['bits']}, next_bits of the parent is {bits}"
-            )
-        if cheese["timestamp"] < parent.timestamp:
-            raise InvalidCheese(
-                "timestamp",
-                f"timestamp {cheese['timestamp']} is before the parent's {parent.timestamp}",
-            )
-        now = self.clock()
-        if cheese["timestamp"] > now + FUTURE_LIMIT:
-            raise InvalidCheese(
-                "timestamp-future",
-                f"timestamp {cheese['timestamp']} is more than {FUTURE_LIMIT} s in the future",
-            )
-
     # -- the best stack ----------------------------------------------------------
 
     def _scan_best(self, prefer: Optional[Node] = None) -> Node:
-        """The valid node with the most work; on a tie ``prefer`` (the tip we had), then the first seen."""
+        """The valid node with the most work; on a tie ``prefer`` (the tip we
+        had), then the first seen."""
         prefer = prefer if prefer is not None and not prefer.invalid else None
         best = prefer or self.main[0]
         for node in self.nodes.values():
@@ -485,47 +405,65 @@ class CheeseStack:
         result.disconnected = [self.store.get(n.smell) for n in down]
         result.connected = [self.store.get(n.smell) for n in reversed(up)]
 
-    # -- mining support ----------------------------------------------------------
+    # -- batches -------------------------------------------------------------------
 
-    def template(
-        self,
-        miner: str,
-        transactions: List[dict],
-        timestamp: Optional[int] = None,
-        note: Optional[str] = None,
-    ) -> dict:
-        """A candidate child of the tip (without nonce and smell)."""
-        tip = self.tip
-        ts = max(tip.timestamp, int(timestamp if timestamp is not None else self.clock()))
-        info: Dict[str, Any] = {"miner": miner, "transactions": list(transactions)}
-        if note is not None:
-            info["note"] = note
-        return {
-            "parent_smell": tip.smell,
-            "sequence_number": tip.height + 1,
-            "timestamp": ts,
-            "bits": self.next_bits(tip),
-            "unit_of_information": info,
-        }
-
-    def batch(self) -> "_Batch":
+    def batch(self) -> "StoreBatch":
         """A context in which commits are atomic but flushed to disk once, at the end."""
-        return _Batch(self.store)
+        return StoreBatch(self.store)
 
     def close(self) -> None:
         self.store.close()
 
+    # -- what other parts ask of the stack: one-line delegations -------------------
+    # (the peer layer, the API and the tools call these on the stack)
 
-class _Batch:
-    def __init__(self, store: Any) -> None:
+    def check_context_free(self, cheese: Any, ihash: Optional[str] = None) -> str:
+        """``rules.check_context_free`` on this stack's network."""
+        return rules.check_context_free(cheese, self.network, ihash)
+
+    def check_link(self, cheese: dict, parent: Node) -> None:
+        """Rules 2 to 4 of section 3 for a cheese or a header (``rules.check_link``)."""
+        rules.check_link(cheese, parent, self.network, self.ancestor, self.clock())
+
+    def address_history(
+        self, address: str, count: int, before: Optional[int] = None
+    ) -> List[Tuple[int, dict]]:
+        """``cheesecoin.core.history.address_history`` on the best stack."""
+        return address_history(self.store, self.main, address, count, before)
+
+    def get_text(self, smell: str, cache: bool = True) -> Optional[str]:
+        return self.serving.get_text(smell, cache)
+
+    def header_at(self, height: int) -> Optional[dict]:
+        return self.serving.header_at(height)
+
+    def locator(self) -> List[str]:
+        return self.serving.locator()
+
+    def fork_height(self, locator: Iterable[str]) -> int:
+        return self.serving.fork_height(locator)
+
+    def range_texts(
+        self, start: int, count: int = MAX_COUNT, max_bytes: int = MAX_LINE - 4096
+    ) -> List[str]:
+        return self.serving.range_texts(start, count, max_bytes)
+
+
+class StoreBatch:
+    """``CheeseStack.batch()``: the store's commits inside it are flushed once, at the end."""
+
+    def __init__(self, store: CheeseStore) -> None:
         self.store = store
 
     def __enter__(self) -> None:
-        if hasattr(self.store, "batch_depth"):
-            self.store.batch_depth += 1
+        self.store.batch_depth += 1
 
-    def __exit__(self, *exc: Any) -> None:
-        if hasattr(self.store, "batch_depth"):
-            self.store.batch_depth -= 1
-            if self.store.batch_depth == 0:
-                self.store.flush()
+    def __exit__(
+        self,
+        kind: Optional[Type[BaseException]],
+        error: Optional[BaseException],
+        trace: Optional[TracebackType],
+    ) -> None:
+        self.store.batch_depth -= 1
+        if self.store.batch_depth == 0:
+            self.store.flush()

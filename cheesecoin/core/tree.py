@@ -1,15 +1,13 @@
-"""The pieces of the cheese tree (pure, no Twisted): a ``Node`` per known
-cheese, what adding a cheese changed (``AddResult``), the in-memory store
-(the interface ``cheesecoin.storage.sqlite.SqliteStore`` implements on disk)
-and the bounded pool of orphans."""
+"""The cheese tree's pieces (pure, no Twisted): a ``Node`` per known cheese
+and what adding a cheese changed (``AddResult``). The in-memory store is
+``cheesecoin.core.memstore``, the pool of orphans ``cheesecoin.core.orphans``."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
-from cheesecoin.core.cheese import HEADER_FIELDS, canonical, work_of
+from cheesecoin.core.cheese import HEADER_FIELDS, work_of
 from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.tx import txid
 
@@ -110,104 +108,3 @@ class AddResult:
                 if txid(tx) not in kept:
                     out.append(tx)
         return out
-
-
-class MemoryStore:
-    """Keeps cheese bodies in memory; the interface SqliteStore implements."""
-
-    def __init__(self) -> None:
-        self.bodies: Dict[str, dict] = {}
-        self.tip: Optional[str] = None
-        self.invalid: Dict[str, str] = {}
-
-    def load(self) -> Tuple[Iterable[Tuple[dict, str]], Optional[str], Dict[str, str]]:
-        """(cheese, info_hash) of every stored cheese, the tip and the invalid marks."""
-        return [], None, {}
-
-    def get(self, smell: str) -> Optional[dict]:
-        return self.bodies.get(smell)
-
-    def get_text(self, smell: str, cache: bool = True) -> Optional[str]:
-        cheese = self.bodies.get(smell)
-        return None if cheese is None else canonical(cheese).decode("utf-8")
-
-    def text_slice(self, smell: str, from_end: int, length: int) -> Optional[str]:
-        """None: bodies are held decoded here, so a transaction is taken from its
-        body (``SqliteStore.text_slice`` reads one from the stored text)."""
-        return None
-
-    def commit(
-        self, added: List[Tuple[Node, dict]], invalid: List[Tuple[str, str]], tip: Optional[str]
-    ) -> None:
-        for node, cheese in added:
-            self.bodies[node.smell] = cheese
-        for smell, rule in invalid:
-            self.invalid[smell] = rule
-        if tip is not None:
-            self.tip = tip
-
-    def address_rows(
-        self, address: str, before: Optional[int] = None
-    ) -> Iterator[Tuple[int, int, str]]:
-        """(height, position, smell) of every stored transaction from or to
-        ``address``, newest first (a scan: this store is for tests and the simulator)."""
-        rows = []
-        for smell, cheese in self.bodies.items():
-            height = cheese["sequence_number"]
-            if before is not None and height >= before:
-                continue
-            for pos, tx in enumerate(cheese["unit_of_information"].get("transactions", [])):
-                if address in (tx["from"], tx["to"]):
-                    rows.append((height, pos, smell))
-        return iter(sorted(rows, reverse=True))
-
-    def close(self) -> None:
-        pass
-
-
-class OrphanPool:
-    """Cheeses whose parent is not known yet, bounded in count (oldest evicted)."""
-
-    def __init__(self, max_count: int = 256) -> None:
-        self.max_count = max_count
-        self.entries: "OrderedDict[str, Tuple[dict, Any]]" = OrderedDict()
-        self.by_parent: Dict[str, List[str]] = {}
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __contains__(self, smell: str) -> bool:
-        return smell in self.entries
-
-    def add(self, cheese: dict, source: Any = None) -> None:
-        smell = cheese["smell"]
-        if smell in self.entries or self.max_count <= 0:
-            return
-        while len(self.entries) >= self.max_count:
-            self._remove(next(iter(self.entries)))
-        self.entries[smell] = (cheese, source)
-        self.by_parent.setdefault(cheese["parent_smell"], []).append(smell)
-
-    def _remove(self, smell: str) -> Optional[Tuple[dict, Any]]:
-        entry = self.entries.pop(smell, None)
-        if entry is not None:
-            parent = entry[0]["parent_smell"]
-            children = self.by_parent.get(parent, [])
-            if smell in children:
-                children.remove(smell)
-            if not children:
-                self.by_parent.pop(parent, None)
-        return entry
-
-    def pop_children(self, parent_smell: str) -> List[Tuple[dict, Any]]:
-        return [
-            e for e in (self._remove(s) for s in list(self.by_parent.get(parent_smell, ()))) if e
-        ]
-
-    def root_of(self, smell: str) -> str:
-        """The first missing ancestor's smell for an orphan."""
-        seen = 0
-        while smell in self.entries and seen <= self.max_count:
-            smell = self.entries[smell][0]["parent_smell"]
-            seen += 1
-        return smell

@@ -1,8 +1,9 @@
 """Mining templates: the candidate cheese and its job, and when it changes.
 
-``make_template``/``make_job`` build a candidate child of the best tip
-(docs/protocol.md s.3: ``next_bits``, mempool transactions by fee, the miner's
-address, timestamp max(now, parent's)). ``TemplateFeed`` tells its owner
+``candidate`` builds a candidate child of a stack's tip (docs/protocol.md
+s.3: ``next_bits``, the miner's address, timestamp max(now, parent's));
+``make_template``/``make_job`` fill it with a member's mempool transactions by
+fee. ``TemplateFeed`` tells its owner
 when that candidate changes: on the next reactor turn for a new tip (so a
 burst of cheeses during a download costs one restart), at most every
 ``tx_delay`` seconds for new transactions.
@@ -12,20 +13,44 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Dict, List, Optional
 
 from cheesecoin.core.cheese import info_hash, preimage_prefix, sha1_hex
 from cheesecoin.core.errors import BadMessage
+from cheesecoin.core.node import MemberNode
+from cheesecoin.core.stack import CheeseStack
 
 # Searches start at a random nonce below this, so that the built-in miner and
 # external miners mining the same template do not repeat each other's work.
 _START_SPREAD = 2**63
 
 
-def make_template(node: Any, miner_address: str) -> dict:
+def candidate(
+    stack: CheeseStack,
+    miner: str,
+    transactions: List[dict],
+    timestamp: Optional[int] = None,
+    note: Optional[str] = None,
+) -> dict:
+    """A candidate child of the stack's tip (without nonce and smell)."""
+    tip = stack.tip
+    ts = max(tip.timestamp, int(timestamp if timestamp is not None else stack.clock()))
+    info: Dict[str, Any] = {"miner": miner, "transactions": list(transactions)}
+    if note is not None:
+        info["note"] = note
+    return {
+        "parent_smell": tip.smell,
+        "sequence_number": tip.height + 1,
+        "timestamp": ts,
+        "bits": stack.next_bits(tip),
+        "unit_of_information": info,
+    }
+
+
+def make_template(node: MemberNode, miner_address: str) -> dict:
     """A candidate child of the best tip, without nonce and smell."""
     txs = node.mempool.select(node.network.max_transactions)
-    return node.stack.template(miner_address, txs, timestamp=int(node.clock()))
+    return candidate(node.stack, miner_address, txs, timestamp=int(node.clock()))
 
 
 @dataclass(frozen=True)
@@ -88,7 +113,7 @@ def job_for(job_id: Any, cheese: dict) -> Job:
     return Job(job_id, cheese, prefix, cheese["bits"])
 
 
-def make_job(node: Any, miner_address: str, job_id: Any) -> Job:
+def make_job(node: MemberNode, miner_address: str, job_id: Any) -> Job:
     """A Job on a fresh template of ``node``."""
     return job_for(job_id, make_template(node, miner_address))
 

@@ -9,9 +9,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from cheesecoin.core.memstore import MemoryStore
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
-from cheesecoin.core.tree import MemoryStore
 from cheesecoin.p2p.features import parse_features
 from cheesecoin.p2p.manager import REFILL_INTERVAL, PeerManager
 from cheesecoin.p2p.sync import STATS_INTERVAL

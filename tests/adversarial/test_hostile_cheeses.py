@@ -30,7 +30,8 @@ from hostile import (
 
 from cheesecoin.core.cheese import compute_smell, meets_pow
 from cheesecoin.core.errors import RULE_NUMBERS
-from cheesecoin.core.stack import FUTURE_LIMIT, CheeseStack
+from cheesecoin.core.rules import FUTURE_LIMIT
+from cheesecoin.core.stack import CheeseStack
 from cheesecoin.core.tx import address_of, sign_tx, txid
 from cheesecoin.p2p import protocol as protocol_mod
 from cheesecoin.testing.chain import key_from_seed, make_network

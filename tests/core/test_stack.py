@@ -10,6 +10,7 @@ from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
 from cheesecoin.core.tx import address_of, sign_tx, txid
+from cheesecoin.mining.templates import candidate
 from cheesecoin.testing.chain import BASE_TIME, key_from_seed, make_network, mine_child
 
 NET = make_network("stacktest", bits=2)
@@ -212,7 +213,7 @@ def test_template_is_a_child_of_the_tip():
     stack = new_stack()
     for c in branch(NET.blue_cheese, 2, A):
         stack.add_cheese(c)
-    t = stack.template(B, [], timestamp=BASE_TIME)
+    t = candidate(stack, B, [], timestamp=BASE_TIME)
     assert t["parent_smell"] == stack.tip.smell and t["sequence_number"] == 3
     assert t["timestamp"] == stack.tip.timestamp and t["bits"] == NET.bits
 

@@ -1,0 +1,95 @@
+"""The seams of the core (pure, no Twisted): what the core's parts need of
+their collaborators, declared once as ``typing.Protocol``s.
+
+- ``CheeseStore``: where a ``CheeseStack`` keeps cheese bodies, invalid
+  marks and its tip (``cheesecoin.core.memstore.MemoryStore`` in memory,
+  ``cheesecoin.storage.sqlite.SqliteStore`` on disk);
+- ``StackView``: what ``cheesecoin.core.serving.StackServing`` reads of the
+  stack it serves from;
+- ``MinerView`` and ``PeersView``: what a ``MemberNode`` reports of the
+  miner and of the peers, registered by the services that own them
+  (``MemberNode.register_miner``, ``MemberNode.register_peers``);
+- the listeners a ``MemberNode`` tells of changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Tuple
+
+from cheesecoin.core.errors import InvalidCheese
+from cheesecoin.core.tree import AddResult, Node
+
+# What a store's ``load`` returns: (cheese, info_hash) of every stored cheese in
+# the order they were stored, the stored tip and the invalid marks.
+Loaded = Tuple[Iterable[Tuple[dict, str]], Optional[str], Dict[str, str]]
+
+
+class CheeseStore(Protocol):
+    """Cheese bodies, invalid marks and the tip of a ``CheeseStack``.
+
+    ``commit`` writes one accepted cheese (or none) with the invalid marks
+    and the tip it leads to, atomically. While ``batch_depth`` > 0 commits
+    stay atomic but need not be durable; ``flush`` makes them durable (the
+    end of ``CheeseStack.batch``)."""
+
+    tip: Optional[str]
+    batch_depth: int
+
+    def load(self) -> Loaded: ...
+
+    def get(self, smell: str) -> Optional[dict]: ...
+
+    def get_text(self, smell: str, cache: bool = True) -> Optional[str]: ...
+
+    def text_slice(self, smell: str, from_end: int, length: int) -> Optional[str]: ...
+
+    def commit(
+        self, added: List[Tuple[Node, dict]], invalid: List[Tuple[str, str]], tip: Optional[str]
+    ) -> None: ...
+
+    def address_rows(
+        self, address: str, before: Optional[int] = None
+    ) -> Iterator[Tuple[int, int, str]]: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StackView(Protocol):
+    """What the serving side reads of a ``CheeseStack``: its tree, best stack,
+    store and txid index."""
+
+    nodes: Dict[str, Node]
+    main: List[Node]
+    store: CheeseStore
+    tx_index: Dict[str, int]
+
+    def on_main(self, node: Node) -> bool: ...
+
+
+class MinerView(Protocol):
+    """The miner a member runs, as the API reports it."""
+
+    @property
+    def mining(self) -> bool: ...
+
+    def hashrate(self) -> float: ...
+
+
+class PeersView(Protocol):
+    """The member's peers, as the API reports them."""
+
+    def peers_info(self) -> List[dict]: ...
+
+    def sync_status(self) -> Optional[str]:
+        """Why the node is not ready (a download from a peer with more work), or None."""
+        ...
+
+
+# ``source``: whoever handed the node the data (a peer protocol, "miner", "api", None).
+TipListener = Callable[[AddResult, Any], None]
+TxListener = Callable[[str, dict, Any], None]
+CheeseListener = Callable[[AddResult, Any], None]
+RefusalListener = Callable[[InvalidCheese, Any], None]
+StorageListener = Callable[[Exception], None]
