@@ -22,15 +22,14 @@ from typing import IO, Any
 
 from cheesecoin.cli.client import Member, member_url
 from cheesecoin.cli.errors import CliError
-from cheesecoin.cli.wallet import (
-    _add_json_option,
-    _add_member_option,
-    _add_wallet_option,
-    _address_or_wallet,
-    _guard,
-    _parse_int,
-    _print_json,
+from cheesecoin.cli.options import (
+    add_json_option,
+    add_member_option,
+    add_wallet_option,
+    address_or_wallet,
+    parse_int,
 )
+from cheesecoin.cli.output import guard, print_json
 
 PAGE = 500  # cheeses asked for at a time (the API's most)
 
@@ -46,14 +45,14 @@ def register(sub: Any) -> None:
     export.add_argument(
         "--output", "-o", metavar="FILE", default=None, help="write to FILE instead of stdout"
     )
-    _add_member_option(export)
-    export.set_defaults(handler=_guard(cmd_export))
+    add_member_option(export)
+    export.set_defaults(handler=guard(cmd_export))
 
     history = sub.add_parser(
         "history",
         help="an address's transactions, newest first",
-        description="Show the transactions from and to ADDRESS (default: your wallet's), newest first: "
-        "the pending ones, then the confirmed ones with their cheese.",
+        description="Show the transactions from and to ADDRESS (default: your wallet's), "
+        "newest first: the pending ones, then the confirmed ones with their cheese.",
     )
     history.add_argument(
         "address", nargs="?", default=None, help="the address (default: your wallet's)"
@@ -62,10 +61,10 @@ def register(sub: Any) -> None:
     history.add_argument(
         "--before", default=None, metavar="SEQ", help="only cheeses below this sequence number"
     )
-    _add_wallet_option(history)
-    _add_member_option(history)
-    _add_json_option(history)
-    history.set_defaults(handler=_guard(cmd_history))
+    add_wallet_option(history)
+    add_member_option(history)
+    add_json_option(history)
+    history.set_defaults(handler=guard(cmd_history))
 
 
 def export_stack(member: Member, out: IO[str]) -> int:
@@ -82,8 +81,8 @@ def export_stack(member: Member, out: IO[str]) -> int:
                 last_smell is not None and cheese.get("parent_smell") != last_smell
             ):
                 raise CliError(
-                    f"the member's best stack changed under the export at sequence number {written} "
-                    "(a reorganisation): run it again"
+                    "the member's best stack changed under the export at sequence number "
+                    f"{written} (a reorganisation): run it again"
                 )
             out.write("\n" if written == 0 else ",\n")
             out.write(json.dumps(cheese, ensure_ascii=False, separators=(",", ":"), sort_keys=True))
@@ -135,13 +134,13 @@ def _remove(path: str) -> None:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    address = _address_or_wallet(args)
-    query = f"count={_parse_int(args.count, 'count', 1, 500)}"
+    address = address_or_wallet(args)
+    query = f"count={parse_int(args.count, 'count', 1, 500)}"
     if args.before is not None:
-        query += f"&before={_parse_int(args.before, 'sequence number', 0)}"
+        query += f"&before={parse_int(args.before, 'sequence number', 0)}"
     answer = Member(member_url(args.member)).get(f"/api/address/{address}?{query}")
     if args.json:
-        _print_json(answer)
+        print_json(answer)
         return 0
     txs = answer["transactions"]
     print(f"address  {address}")
@@ -158,9 +157,11 @@ def cmd_history(args: argparse.Namespace) -> int:
         where = "pending" if entry["status"] == "mempool" else str(entry["sequence_number"])
         amount = -(tx["amount"] + tx["fee"]) if out else tx["amount"]
         other = tx["to"] if out else tx["from"]
+        fee = tx["fee"] if out else ""
+        memo = json.dumps(tx["memo"], ensure_ascii=False) if tx["memo"] else ""
         print(
-            f"{where:>8}  {'out' if out else 'in':3}  {amount:>+10}  {tx['fee'] if out else '':>5}  "
-            f"{other[:16]:16}  {entry['txid']:40}  {json.dumps(tx['memo'], ensure_ascii=False) if tx['memo'] else ''}"
+            f"{where:>8}  {'out' if out else 'in':3}  {amount:>+10}  {fee:>5}  "
+            f"{other[:16]:16}  {entry['txid']:40}  {memo}"
         )
     last = txs[-1]["sequence_number"]
     if (

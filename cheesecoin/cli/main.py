@@ -16,6 +16,7 @@ from cheesecoin.cli import chain as cli_core
 from cheesecoin.cli import history as cli_history
 from cheesecoin.cli import mine as external_miner
 from cheesecoin.cli import simulate as cli_simulate
+from cheesecoin.cli import status as cli_status
 from cheesecoin.cli import wallet as cli_wallet
 from cheesecoin.cli.errors import CliError
 
@@ -33,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cheesecoin {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in (cli_core, cli_wallet, cli_history, external_miner, cli_simulate):
+    # the order of the subcommands in --help
+    modules = (cli_core, cli_wallet, cli_status, cli_history, external_miner, cli_simulate)
+    for module in modules:
         module.register(sub)
     return parser
 

@@ -9,16 +9,15 @@ The key is PKCS#8 PEM, encrypted with the best available scheme when the
 wallet was made with a passphrase. The address is in clear so it can be
 shown without the passphrase; loading the key checks that they match.
 The default file is ``~/.cheesecoin/wallet.json`` (or ``$CHEESECOIN_WALLET``);
-``$CHEESECOIN_PASSPHRASE`` supplies the passphrase to scripts.
+``$CHEESECOIN_PASSPHRASE`` supplies the passphrase to scripts. Nothing here
+prompts: the command line asks on the terminal (``cheesecoin.cli.prompts``).
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import secrets
-import warnings
 from typing import Any, Callable, Optional
 
 from cryptography.hazmat.primitives import serialization
@@ -49,39 +48,15 @@ def passphrase_from_env() -> Optional[str]:
     return os.environ.get(PASSPHRASE_ENV)
 
 
-def _prompt(text: str) -> str:
-    """One passphrase read from the terminal; never from a pipe with a warning."""
-    with warnings.catch_warnings():
-        # Without a terminal getpass warns (naming its own source file) and
-        # reads the passphrase, echoed, from stdin: refuse instead.
-        warnings.simplefilter("error", getpass.GetPassWarning)
-        try:
-            return getpass.getpass(text)
-        except getpass.GetPassWarning:
-            raise WalletError(
-                f"no terminal to ask the passphrase on (set ${PASSPHRASE_ENV} for scripts)"
-            )
-        except EOFError:
-            raise WalletError(f"no passphrase given (set ${PASSPHRASE_ENV} for scripts)")
-
-
-def ask_passphrase(confirm: bool) -> str:
-    """The passphrase from ``$CHEESECOIN_PASSPHRASE``, else asked (twice when ``confirm``).
-
-    An empty passphrase is refused the same way whether it comes from the
-    environment or the terminal, when making a wallet and when using one.
-    """
+def env_passphrase() -> str:
+    """The passphrase of ``$CHEESECOIN_PASSPHRASE``; WalletError when it is
+    empty or not set (storage never prompts: ``cheesecoin.cli.prompts`` does)."""
     from_env = passphrase_from_env()
-    if from_env is not None:
-        if not from_env:
-            raise WalletError(f"${PASSPHRASE_ENV} is empty: an encrypted wallet needs a passphrase")
-        return from_env
-    first = _prompt("Wallet passphrase: ")
-    if not first:
-        raise WalletError("the passphrase must not be empty: an encrypted wallet needs one")
-    if confirm and _prompt("Same passphrase again: ") != first:
-        raise WalletError("the two passphrases differ; nothing was written")
-    return first
+    if from_env is None:
+        raise WalletError(f"no passphrase given (set ${PASSPHRASE_ENV} for scripts)")
+    if not from_env:
+        raise WalletError(f"${PASSPHRASE_ENV} is empty: an encrypted wallet needs a passphrase")
+    return from_env
 
 
 class Wallet:
@@ -201,7 +176,8 @@ def create_wallet(
             _write_new_file(path, data)
         except FileExistsError:
             raise WalletError(
-                f"{path} already exists; a wallet is never overwritten (use --wallet FILE for another)"
+                f"{path} already exists; a wallet is never overwritten "
+                "(use --wallet FILE for another)"
             )
     except OSError as e:
         raise WalletError(f"cannot write the wallet {path}: {e.strerror or e}")
@@ -266,15 +242,13 @@ def load_wallet(
     """Load a wallet and check its key against its address.
 
     ``passphrase`` is called only for an encrypted wallet (default: the
-    environment, else a prompt).
+    environment, ``env_passphrase``; the command line passes its prompt).
     """
     path = path or default_wallet_path()
     document = read_wallet_file(path)
     password: Optional[bytes] = None
     if document["encrypted"]:
-        password = (passphrase or (lambda: ask_passphrase(confirm=False)))().encode(
-            "utf-8", "surrogateescape"
-        )
+        password = (passphrase or env_passphrase)().encode("utf-8", "surrogateescape")
         if not password:  # encrypted wallets are made with a passphrase
             raise WalletError(f"the passphrase is empty: the wallet {path} is encrypted with one")
     try:

@@ -21,6 +21,7 @@ from procs import Proc, free_port, http_json, vector, wait_until
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from cheesecoin.cli import prompts
 from cheesecoin.cli.main import main
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
@@ -221,7 +222,7 @@ def test_encrypted_wallet_from_env(capsys, tmp_path, monkeypatch, member) -> Non
 
 def test_encrypt_asks_twice(capsys, tmp_path, monkeypatch) -> None:
     answers = iter(["one", "two"])
-    monkeypatch.setattr(wallet_mod.getpass, "getpass", lambda prompt="": next(answers))
+    monkeypatch.setattr(prompts.getpass, "getpass", lambda prompt="": next(answers))
     path = tmp_path / "w.json"
     code, out, err = run(capsys, "wallet", "create", "--encrypt", "--wallet", str(path))
     assert code == 1 and not path.exists()
@@ -528,9 +529,9 @@ def test_end_to_end_with_a_real_member(capsys, tmp_path, procs) -> None:
     api_port = free_port()
     url = f"http://127.0.0.1:{api_port}"
     options = [
-        "--network", str(network_file), "--data-dir", str(tmp_path / "data"), "--port", str(free_port()),
-        "--api-port", str(api_port), "--miner-port", str(free_port()), "--mine", "--mining-workers", "1",
-        "--miner-address", miner,
+        "--network", str(network_file), "--data-dir", str(tmp_path / "data"),
+        "--port", str(free_port()), "--api-port", str(api_port), "--miner-port", str(free_port()),
+        "--mine", "--mining-workers", "1", "--miner-address", miner,
     ]  # fmt: skip
     proc = Proc.twistd("cheesemember", options, str(tmp_path / "member"))
     procs.append(proc)

@@ -11,11 +11,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from procs import vector
 
+from cheesecoin.cli.prompts import ask_passphrase
 from cheesecoin.core.tx import txid, verify_signature
-from cheesecoin.storage import wallet as wallet_mod
 from cheesecoin.storage.wallet import (
     WalletError,
-    ask_passphrase,
     create_wallet,
     load_wallet,
     member_address,
@@ -127,25 +126,6 @@ def test_wrong_passphrase(tmp_path, monkeypatch) -> None:
         create_wallet(str(tmp_path / "other.json"), passphrase=ask_passphrase(confirm=True))
     with pytest.raises(WalletError, match="the passphrase is empty"):
         load_wallet(path, lambda: "")
-
-
-def test_passphrase_is_asked_twice(tmp_path, monkeypatch) -> None:
-    answers = iter(["one", "two"])
-    monkeypatch.setattr(wallet_mod.getpass, "getpass", lambda prompt="": next(answers))
-    with pytest.raises(WalletError, match="differ"):
-        wallet_mod.ask_passphrase(confirm=True)
-    answers = iter(["same", "same"])
-    assert wallet_mod.ask_passphrase(confirm=True) == "same"
-    answers = iter(["", ""])
-    with pytest.raises(WalletError, match="empty"):
-        wallet_mod.ask_passphrase(confirm=True)
-
-    def no_terminal(prompt: str = "") -> str:
-        raise EOFError
-
-    monkeypatch.setattr(wallet_mod.getpass, "getpass", no_terminal)
-    with pytest.raises(WalletError, match="CHEESECOIN_PASSPHRASE"):
-        wallet_mod.ask_passphrase(confirm=False)
 
 
 def _corrupt(path, **changes) -> None:
