@@ -17,7 +17,7 @@ import argparse
 import ipaddress
 import signal
 import sys
-from typing import IO, Any, Optional, Tuple
+from typing import IO, Any, Optional
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
@@ -33,6 +33,7 @@ from cheesecoin.core.errors import BadMessage
 from cheesecoin.core.pow import backend as pow_backend
 from cheesecoin.mining.searchers import HashMeter, make_searcher
 from cheesecoin.mining.templates import Job, get_job_id, random_start
+from cheesecoin.util.addresses import Address
 from cheesecoin.util.cores import usable_cores
 from cheesecoin.wire import codec as wire
 from cheesecoin.wire.limits import MINER_PORT
@@ -62,7 +63,7 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_mine)
 
 
-def parse_member(text: str) -> Tuple[str, int]:
+def parse_member(text: str) -> Address:
     """HOST:PORT (or [IPv6]:PORT) -> (host, port); ValueError with a message for people.
 
     A URL form (``tcp://HOST:PORT``, or ``http://HOST:PORT`` as the other

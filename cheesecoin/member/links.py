@@ -15,13 +15,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from twisted.logger import Logger
 from twisted.python import usage
 
+from cheesecoin.util.addresses import Address
+
 log = Logger(namespace="cheesecoin.member")
 
 TLS = (
     "tls"  # the feature of section 5.3 (cheesecoin.p2p.tls.FEATURE, without importing OpenSSL here)
 )
 NODE_ID_RE = re.compile(r"[0-9a-f]{64}\Z")
-Address = Tuple[str, int]
 
 
 def parse_peer(

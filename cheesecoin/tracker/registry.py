@@ -6,15 +6,13 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Hashable, Optional, Tuple
+from typing import Hashable, Optional
 
 from cheesecoin.core.errors import BadMessage, ProtocolError
-from cheesecoin.util.addresses import canonical_ip, is_loopback
+from cheesecoin.util.addresses import Address, canonical_ip, is_loopback
 from cheesecoin.wire.limits import PEERS_PER_REPLY
 
 DEFAULT_MAX_MEMBERS = 10000
-
-Address = Tuple[str, int]  # (host, port)
 
 
 @dataclass(eq=False)
