@@ -16,14 +16,15 @@ import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from twisted.logger import Logger
-from twisted.web import server
+from twisted.web import http, server
 from twisted.web.resource import Resource
 
 from cheesecoin.core.errors import InvalidTx, ProtocolError
 from cheesecoin.core.formats import MAX_COUNT
 from cheesecoin.core.tx import txid
 from cheesecoin.web.channel import IDLE_TIMEOUT, ApiChannel
-from cheesecoin.web.events import EventsPage
+from cheesecoin.web.events import EventLog, EventsPage
+from cheesecoin.web.interfaces import ApiNode, MetricsSource
 from cheesecoin.wire.codec import ADDRESS_RE, SMELL_RE, encode, loads
 
 MAX_BODY = 64 * 1024  # bytes of a POST body
@@ -140,7 +141,7 @@ class JsonResource(Resource):
             method = request.method.decode("ascii", "replace").upper()
             if method == "HEAD":
                 method = "GET"
-            segments = _segments(request.postpath)
+            segments = _segments(request.postpath or ())
             if len(segments) != self.segment_count:
                 raise ApiError(404, "not-found", f"no such API path: {_shown_path(request)}")
             handler = getattr(self, "answer_" + method.lower(), None)
@@ -189,7 +190,7 @@ class NotFound(Resource):
 class NodeResource(JsonResource):
     """An endpoint over a MemberNode."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: ApiNode) -> None:
         super().__init__()
         self.node = node
 
@@ -197,7 +198,8 @@ class NodeResource(JsonResource):
 def _query_int(
     request: server.Request, name: str, lo: int, hi: int, default: Optional[int]
 ) -> Optional[int]:
-    values = request.args.get(name.encode("ascii"))
+    args: Dict[bytes, List[bytes]] = request.args or {}
+    values = args.get(name.encode("ascii"))
     if not values:
         return default
     text = values[0].decode("ascii", "replace")
@@ -238,7 +240,8 @@ class Cheeses(NodeResource):
 
 
 class OneCheese(NodeResource):
-    """GET /api/cheese/{sequence_number or smell}: the cheese, whether it is on the best stack, its txids."""
+    """GET /api/cheese/{sequence_number or smell}: the cheese, whether it is on
+    the best stack, its txids."""
 
     segment_count = 1
 
@@ -339,7 +342,7 @@ class MetricsPage(Resource):
 
     isLeaf = True
 
-    def __init__(self, metrics: Any) -> None:
+    def __init__(self, metrics: MetricsSource) -> None:
         super().__init__()
         self.metrics = metrics
 
@@ -373,7 +376,7 @@ class OneTx(NodeResource):
 class ApiRoot(Resource):
     """/api/...: the endpoints by name; anything else is a JSON 404."""
 
-    def __init__(self, node: Any, events: Any = None) -> None:
+    def __init__(self, node: ApiNode, events: Optional[EventLog] = None) -> None:
         super().__init__()
         endpoints = {
             b"status": Status,
@@ -411,7 +414,7 @@ class StaticFile(Resource):
         )
 
     def render(self, request: server.Request) -> bytes:
-        if _segments(request.postpath):
+        if _segments(request.postpath or ()):
             return NotFound().render(request)
         if request.method not in (b"GET", b"HEAD"):
             request.setHeader(b"Allow", b"GET, HEAD")
@@ -431,7 +434,9 @@ class StaticFile(Resource):
 class Root(Resource):
     """``/``: the explorer page, its files, and ``/api``."""
 
-    def __init__(self, node: Any, explorer_dir: str = EXPLORER_DIR, events: Any = None) -> None:
+    def __init__(
+        self, node: ApiNode, explorer_dir: str = EXPLORER_DIR, events: Optional[EventLog] = None
+    ) -> None:
         super().__init__()
         self.putChild(b"api", ApiRoot(node, events))
         index = os.path.join(explorer_dir, "index.html")
@@ -458,15 +463,17 @@ class ApiSite(server.Site):
 
     displayTracebacks = False
     noisy = False
-    protocol = (
-        ApiChannel  # pipelining with back-pressure, folded headers refused, JSON framing errors
-    )
+    # pipelining with back-pressure, folded headers refused, JSON framing errors;
+    # HTTP/1.1 only (Site's default picks HTTP/2 when TLS negotiates it, we have no TLS)
+    protocol = ApiChannel  # type: ignore[assignment]
 
-    def log(self, request: server.Request) -> None:
+    def log(self, request: http.Request) -> None:
         pass
 
 
-def make_site(node: Any, metrics: Any = None, events: Any = None) -> server.Site:
+def make_site(
+    node: ApiNode, metrics: Optional[MetricsSource] = None, events: Optional[EventLog] = None
+) -> server.Site:
     """The HTTP API and explorer over ``node`` (a MemberNode); ``/metrics`` when
     ``metrics`` is given, ``/api/events`` when ``events`` (a web.events.EventLog) is."""
     root = Root(node, events=events)

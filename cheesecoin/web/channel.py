@@ -78,5 +78,6 @@ class ApiChannel(HTTPChannel):
         self._refuse("the request is not well-formed HTTP/1.1")
 
     def _refuse(self, message: str) -> None:
-        self.transport.write(bad_request_answer(message))
+        if self.transport is not None:
+            self.transport.write(bad_request_answer(message))
         self.loseConnection()

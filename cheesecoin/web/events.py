@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from typing import Any, Deque, List, Optional, Set, Tuple
+from typing import Any, Deque, Dict, List, Optional, Set, Tuple, Union, cast
 
+from twisted.internet.interfaces import IReactorTime, ITCPTransport
 from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.resource import Resource
 
+from cheesecoin.core.tree import AddResult
+from cheesecoin.web.interfaces import EventNode
 from cheesecoin.wire.codec import encode
 
 HISTORY = 1000  # events kept for Last-Event-ID resume
@@ -45,10 +48,14 @@ class EventLog:
     """The member's recent events and its open streams; fed by the node's listeners."""
 
     def __init__(
-        self, node: Any, clock: Any, history: int = HISTORY, max_streams: int = MAX_STREAMS
+        self,
+        node: EventNode,
+        clock: IReactorTime,
+        history: int = HISTORY,
+        max_streams: int = MAX_STREAMS,
     ) -> None:
         self.node = node
-        self.clock = clock  # IReactorTime
+        self.clock = clock
         self.history: Deque[Tuple[int, bytes]] = deque(maxlen=history)
         self.last_id = 0
         self.max_streams = max_streams
@@ -57,7 +64,7 @@ class EventLog:
         node.tip_listeners.append(self.on_tip)
         node.tx_listeners.append(self.on_tx)
 
-    def on_tip(self, result: Any, source: Any) -> None:
+    def on_tip(self, result: AddResult, source: Any) -> None:
         tip = self.node.stack.tip
         self.publish(
             "tip",
@@ -69,10 +76,10 @@ class EventLog:
             },
         )
 
-    def on_tx(self, tx_id: str, tx: Any, source: Any) -> None:
+    def on_tx(self, tx_id: str, tx: dict, source: Any) -> None:
         self.publish("tx", {"txid": tx_id})
 
-    def publish(self, kind: str, data: Any) -> None:
+    def publish(self, kind: str, data: Dict[str, Any]) -> None:
         self.last_id += 1
         frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (
             self.last_id,
@@ -159,7 +166,8 @@ class EventStream:
         self.queued = 0
         transport = self.request.channel.transport if self.request.channel is not None else None
         if transport is not None:
-            transport.abortConnection()
+            # a TCP or TLS connection (and the tests' StringTransport): it can abort
+            cast(ITCPTransport, transport).abortConnection()
 
     def finish(self) -> None:
         """End the stream cleanly (the member is stopping)."""
@@ -169,7 +177,7 @@ class EventStream:
             self.request.unregisterProducer()
             self.request.finish()
 
-    def lost(self, _reason: Any) -> None:
+    def lost(self, _reason: object) -> None:
         self.closed = True
         self.log.streams.discard(self)
 
@@ -195,11 +203,11 @@ class EventsPage(Resource):
         super().__init__()
         self.log = log
 
-    def render(self, request: server.Request) -> Any:
+    def render(self, request: server.Request) -> Union[bytes, int]:
         if request.method not in (b"GET", b"HEAD"):
             request.setHeader(b"Allow", b"GET, HEAD")
             return _refuse(request, 405, "method-not-allowed", "/api/events takes GET")
-        if [p for p in request.postpath if p]:
+        if [p for p in request.postpath or () if p]:
             return _refuse(request, 404, "not-found", "no such API path")
         header = request.getHeader(b"last-event-id")
         last_id: Optional[int] = None
@@ -236,8 +244,8 @@ class EventsPage(Resource):
             frames, whole = self.log.missed(last_id)
             if not whole:
                 stream.send(
-                    b": events after %d are no longer held; the stream goes on from the oldest kept\n\n"
-                    % last_id
+                    b": events after %d are no longer held; "
+                    b"the stream goes on from the oldest kept\n\n" % last_id
                 )
             for frame in frames:
                 stream.send(frame)

@@ -13,20 +13,24 @@ from typing import Any, Dict, Tuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.node import MINED  # our own cheeses: their arrival delay is not a network's
+from cheesecoin.core.tree import AddResult
+from cheesecoin.web.interfaces import MetricsNode
 
 # Message types counted by name; anything else a peer sends is counted as "other"
 # (a label per arbitrary string would let a peer grow our memory without end).
 KNOWN_TYPES = frozenset(
-    "HELLO STATS STATS_REPLY GET_CHEESE CHEESE GET_CHEESES CHEESES GET_PEERS PEERS PING PONG ANNOUNCE TX "
-    "ERROR GET_HEADERS HEADERS GET_TXS TXS GET_MEMPOOL MEMPOOL ANNOUNCE_COMPACT CONSENSUS".split()
+    "HELLO STATS STATS_REPLY GET_CHEESE CHEESE GET_CHEESES CHEESES GET_PEERS PEERS PING PONG "
+    "ANNOUNCE TX ERROR GET_HEADERS HEADERS GET_TXS TXS GET_MEMPOOL MEMPOOL ANNOUNCE_COMPACT "
+    "CONSENSUS".split()
 )
 
 
 class MemberMetrics:
     """The metrics of one member, on a registry of its own."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: MetricsNode) -> None:
         self.node = node
         self.registry = registry = CollectorRegistry()
         Gauge("cheesecoin_height", "Height of the best stack", registry=registry).set_function(
@@ -72,7 +76,7 @@ class MemberMetrics:
         )
         # The labelled children of the traffic counters (a labels() lookup cost as
         # much as decoding a small message); bounded by KNOWN_TYPES x 2 directions.
-        self._traffic: Dict[Tuple[str, str], Tuple[Any, Any]] = {}
+        self._traffic: Dict[Tuple[str, str], Tuple[Counter, Counter]] = {}
         self.arrival = Histogram(
             "cheesecoin_cheese_arrival_seconds",
             "Seconds from a cheese's timestamp to its arrival here",
@@ -83,7 +87,7 @@ class MemberMetrics:
         node.refusal_listeners.append(self.on_refused)
         node.tip_listeners.append(self.on_tip)
 
-    def on_accepted(self, result: Any, source: Any) -> None:
+    def on_accepted(self, result: AddResult, source: Any) -> None:
         self.accepted.inc(len(result.accepted))
         if source == MINED:
             return
@@ -93,10 +97,10 @@ class MemberMetrics:
             if known is not None:
                 self.arrival.observe(max(0.0, now - known.timestamp))
 
-    def on_refused(self, error: Any, source: Any) -> None:
+    def on_refused(self, error: InvalidCheese, source: Any) -> None:
         self.refused.labels(rule=str(error.rule)).inc()
 
-    def on_tip(self, result: Any, source: Any) -> None:
+    def on_tip(self, result: AddResult, source: Any) -> None:
         if result.disconnected:
             self.reorgs.inc()
             self.reorg_depth.observe(len(result.disconnected))
