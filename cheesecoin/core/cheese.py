@@ -15,7 +15,7 @@ from json.encoder import encode_basestring as _quote
 from typing import Any, Dict, List, Optional
 
 from cheesecoin.core.errors import InvalidCheese
-from cheesecoin.core.formats import ADDRESS_RE, SMELL_RE
+from cheesecoin.core.formats import ADDRESS_RE, MAX_INT, SMELL_RE
 from cheesecoin.core.pow import search_nonce
 from cheesecoin.core.tx import (
     canonical_text,
@@ -39,7 +39,6 @@ CHEESE_FIELDS = frozenset(
 )
 NULL_SMELL = "0" * 40
 MAX_NONCE = 2**64 - 1
-MAX_INT = 2**63 - 1
 MAX_NOTE = 256
 DEFAULT_NETWORK_FILE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

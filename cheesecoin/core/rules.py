@@ -25,7 +25,6 @@ from typing import Any, Callable, Optional
 
 from cheesecoin.core.cheese import (
     HEADER_FIELDS,
-    MAX_INT,
     MAX_NONCE,
     Network,
     check_header_format,
@@ -36,7 +35,7 @@ from cheesecoin.core.cheese import (
     sha1_hex,
 )
 from cheesecoin.core.errors import BadMessage, InvalidCheese, ProtocolError
-from cheesecoin.core.formats import SMELL_RE
+from cheesecoin.core.formats import MAX_INT, SMELL_RE
 from cheesecoin.core.tree import Node
 from cheesecoin.core.tx import is_int
 

@@ -16,7 +16,7 @@ from typing import Any, List, Optional, Set, Tuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cheesecoin.core.formats import ADDRESS_RE
+from cheesecoin.core.formats import ADDRESS_RE, MAX_INT
 from cheesecoin.core.signature import (  # noqa: F401 (callers' names)
     SignatureCache,
     signature_fault,
@@ -27,7 +27,7 @@ from cheesecoin.core.signature import verify as verify_raw
 
 TX_FIELDS = frozenset(["from", "to", "amount", "fee", "nonce", "memo", "signature"])
 MAX_MEMO = 140
-MAX_VALUE = 2**63 - 1
+MAX_VALUE = MAX_INT  # amounts and fees: any protocol integer (the name cli.wallet uses)
 _SIG_RE = re.compile(r"[0-9a-f]{128}\Z")
 
 
@@ -57,11 +57,11 @@ def check_tx_format(tx: Any) -> Optional[Tuple[str, str]]:
         return ("tx-fields", "'from' must be an address (64 lowercase hex characters)")
     if type(to) is not str or not ADDRESS_RE.match(to):
         return ("tx-fields", "'to' must be an address (64 lowercase hex characters)")
-    if not is_int(tx["amount"], 1, MAX_VALUE):
+    if not is_int(tx["amount"], 1, MAX_INT):
         return ("tx-fields", "'amount' must be an integer in 1..2^63-1")
-    if not is_int(tx["fee"], 0, MAX_VALUE):
+    if not is_int(tx["fee"], 0, MAX_INT):
         return ("tx-fields", "'fee' must be an integer in 0..2^63-1")
-    if not is_int(tx["nonce"], 0, MAX_VALUE):
+    if not is_int(tx["nonce"], 0, MAX_INT):
         return ("tx-fields", "'nonce' must be an integer in 0..2^63-1")
     if type(memo) is not str or len(memo) > MAX_MEMO:
         return ("tx-fields", f"'memo' must be a string of at most {MAX_MEMO} characters")

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from cheesecoin.core.cheese import info_hash, preimage_prefix, sha1_hex
 from cheesecoin.core.errors import BadMessage
+from cheesecoin.core.formats import MAX_INT
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
 
@@ -92,9 +93,7 @@ def get_job_id(msg: dict) -> Any:
     job_id = msg.get("job")
     if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):
         raise BadMessage("field 'job' must be a string or an integer")
-    if (
-        isinstance(job_id, int) and not 0 <= job_id < 2**63
-    ):  # docs/protocol.md section 1's integer range
+    if isinstance(job_id, int) and not 0 <= job_id <= MAX_INT:  # section 1's integer range
         raise BadMessage("field 'job' must be an integer from 0 to 2^63 - 1")
     if isinstance(job_id, str) and len(job_id) > 64:
         raise BadMessage("field 'job' must be at most 64 characters")

@@ -33,7 +33,13 @@ from typing import Any, Dict, List, Optional
 
 from twisted.python.failure import Failure
 
-from cheesecoin.core.cheese import compact_announcement, info_hash, rebuild_cheese, work_of
+from cheesecoin.core.cheese import (
+    MAX_NOTE,
+    compact_announcement,
+    info_hash,
+    rebuild_cheese,
+    work_of,
+)
 from cheesecoin.core.errors import ProtocolError
 from cheesecoin.core.formats import ADDRESS_RE
 from cheesecoin.core.rules import check_header
@@ -50,7 +56,6 @@ MAX_REBUILDING = 64  # compact cheeses being rebuilt at once
 MAX_ATTEMPTS = 3  # announcers asked for one cheese at once (BIP 152's 3 in flight)
 MAX_PEER_ATTEMPTS = 4  # rebuild attempts under way with one peer
 UNDELIVERED_POINTS = 20  # an announcer that does not supply the cheese it announced
-MAX_NOTE = 256
 RELAYED_INVALID_POINTS = 5  # a header-valid compact cheese whose body breaks a rule
 EARLY_MIN_TXS = 50  # transactions that make a cheese's validation worth waiting for its early relay
 

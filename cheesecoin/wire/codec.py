@@ -175,7 +175,7 @@ try:
 
     # The C encoder JSONEncoder.encode would build, built once. No circular
     # check (our messages are trees): a cycle would be a RecursionError.
-    _c_encode = _json_encoder.c_make_encoder(  # type: ignore[attr-defined,misc]
+    _c_encode = _json_encoder.c_make_encoder(  # type: ignore[attr-defined]
         None, _encoder.default, _json_encoder.encode_basestring, None, ":", ",", False, False, True
     )
 except (
@@ -201,9 +201,7 @@ def dumps(msg: Any) -> bytes:
 _MISSING = object()
 
 
-def get_int(
-    msg: dict, key: str, lo: int = 0, hi: int = MAX_INT - 1, default: Any = _MISSING
-) -> int:
+def get_int(msg: dict, key: str, lo: int = 0, hi: int = MAX_INT, default: Any = _MISSING) -> int:
     """Integer field ``key`` with lo <= value <= hi."""
     value = msg.get(key, _MISSING)
     if value is _MISSING or (value is None and default is not _MISSING):
