@@ -22,8 +22,9 @@ leaves our output unread for ``STALL_TIMEOUT`` seconds is dropped.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Deque, Iterator, Optional, Tuple
+from typing import Any, Callable, Deque, Iterator, Optional, Tuple, cast
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -32,6 +33,7 @@ from zope.interface import implementer
 
 from cheesecoin.core.errors import ProtocolError
 from cheesecoin.wire import codec as wire
+from cheesecoin.wire.interfaces import LineTransport
 
 
 @implementer(IPushProducer)
@@ -155,7 +157,9 @@ class JsonLineProtocol(Protocol):
         """Write encoded lines (each starts with its "type"), counted for the traffic hook."""
         if self.traffic is not None:
             self.traffic("out", line_type(data), len(data))
-        self.transport.write(data)
+        transport = self.transport
+        assert transport is not None  # callers check that the connection is there
+        transport.write(data)
 
     def reply(self, request: dict, msg: dict) -> None:
         """Send the direct reply to ``request`` (echoing its id)."""
@@ -254,14 +258,14 @@ class JsonLineProtocol(Protocol):
         self._aborted = self.closing = True
         self._drop_pending()
         self._stop_producer()
-        self.transport.abortConnection()
+        self.line_transport.abortConnection()
 
     # -- back-pressure: IPushProducer, driven by our transport's write buffer ----
 
     def start_producing(self) -> None:
         """Register as our transport's producer (call from connectionMade): while
         the peer does not read what we write, we stop reading from it."""
-        self.transport.registerProducer(self, True)
+        self.line_transport.registerProducer(self, True)
         self._producing = True
 
     def pauseProducing(self) -> None:
@@ -269,7 +273,7 @@ class JsonLineProtocol(Protocol):
         if not self._producing or self.paused:
             return
         self.paused = True
-        self.transport.pauseProducing()
+        self.line_transport.pauseProducing()
         if self.clock is not None and self._stall is None:
             self._stall = self.clock.callLater(self.STALL_TIMEOUT, self._stalled)
 
@@ -284,7 +288,7 @@ class JsonLineProtocol(Protocol):
         self._pump()
         if self.paused or self.closing:
             return
-        self.transport.resumeProducing()
+        self.line_transport.resumeProducing()
         if self._buffer:
             self.dataReceived(b"")  # the lines that arrived before we paused
 
@@ -304,20 +308,28 @@ class JsonLineProtocol(Protocol):
     def _stop_producer(self) -> None:
         if self._producing:  # a transport with a registered producer never finishes closing
             self._producing = False
-            self.transport.unregisterProducer()
+            self.line_transport.unregisterProducer()
+
+    @property
+    def line_transport(self) -> LineTransport:
+        """Our transport, as the producer and consumer it is once connected."""
+        return cast(LineTransport, self.transport)
 
     def peer_label(self) -> str:
         try:
-            peer = self.transport.getPeer()
-            return f"{peer.host}:{peer.port}"
+            peer = self.line_transport.getPeer()
         except Exception:
             return "?"
+        if isinstance(peer, (IPv4Address, IPv6Address)):
+            return f"{peer.host}:{peer.port}"
+        return "?"
 
     def peer_host(self) -> Optional[str]:
         try:
-            return self.transport.getPeer().host
+            peer = self.line_transport.getPeer()
         except Exception:
             return None
+        return peer.host if isinstance(peer, (IPv4Address, IPv6Address)) else None
 
 
 def line_type(data: bytes) -> str:
@@ -337,5 +349,7 @@ class BusyProtocol(Protocol):
         self.why = why
 
     def connectionMade(self) -> None:
-        self.transport.write(wire.dumps(wire.error_message("busy", self.why)))
-        self.transport.loseConnection()
+        transport = self.transport
+        assert transport is not None  # connectionMade comes after makeConnection
+        transport.write(wire.dumps(wire.error_message("busy", self.why)))
+        transport.loseConnection()
