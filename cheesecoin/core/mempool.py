@@ -62,9 +62,8 @@ class Mempool:
         """What a new transaction from ``address`` may spend now: its balance on
         the best stack less what its pending transactions spend. Coins coming
         in through the mempool are not spendable until they are confirmed."""
-        return self.ledger.balance(address) - self._spent_before(
-            address, MAX_INT + 1
-        )  # every nonce
+        every_nonce = MAX_INT + 1
+        return self.ledger.balance(address) - self._spent_before(address, every_nonce)
 
     def _spent_before(self, sender: str, nonce: int) -> int:
         chain = self.by_sender.get(sender, {})

@@ -4,7 +4,10 @@ Pure Python, no Twisted: the "realm" that the member's protocols, the miner,
 the miner port and the HTTP API all talk to. ``submit_cheese`` and
 ``submit_tx`` are the only ways in; listeners are told of every change to
 the best stack and of every new mempool transaction, and decide for
-themselves (relay, restart mining, refresh the explorer).
+themselves (relay, restart mining, refresh the explorer). What it reports of
+the miner and of the peers comes from the services that own them, by
+registration (``register_miner``, ``register_peers``; the Protocols are in
+``cheesecoin.core.interfaces``).
 """
 
 from __future__ import annotations
@@ -18,14 +21,31 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from cheesecoin.core import pow as pow_mod
 from cheesecoin.core.cheese import Network
 from cheesecoin.core.errors import InvalidCheese, InvalidTx, StorageError
+from cheesecoin.core.interfaces import (
+    CheeseListener,
+    MinerView,
+    PeersView,
+    RefusalListener,
+    StorageListener,
+    TipListener,
+    TxListener,
+)
 from cheesecoin.core.mempool import Mempool
 from cheesecoin.core.stack import CheeseStack
 from cheesecoin.core.tree import AddResult
 from cheesecoin.core.tx import txid
 
 MINED = "miner"  # the source of the cheeses our own miners (built-in or external) hand the node
-TipListener = Callable[[AddResult, Any], None]
-TxListener = Callable[[str, dict, Any], None]
+
+
+class NoPeers:
+    """The peers a node reports until a peer manager registers: none, and ready."""
+
+    def peers_info(self) -> List[dict]:
+        return []
+
+    def sync_status(self) -> Optional[str]:
+        return None
 
 
 class MemberNode:
@@ -50,17 +70,33 @@ class MemberNode:
         self.tx_listeners: List[TxListener] = []
         # Told once, of the first StorageError: the store could not keep a
         # cheese (a full or read-only disk). The member stops on it.
-        self.storage_listeners: List[Callable[[Exception], None]] = []
+        self.storage_listeners: List[StorageListener] = []
         # Told of every cheese this node accepted (on the best stack or not) and
         # of every one it refused, with the source (metrics).
-        self.cheese_listeners: List[Callable[[AddResult, Any], None]] = []
-        self.refusal_listeners: List[Callable[[InvalidCheese, Any], None]] = []
+        self.cheese_listeners: List[CheeseListener] = []
+        self.refusal_listeners: List[RefusalListener] = []
         self.storage_error: Optional[Exception] = None
-        # Set by the service that owns them; read by the API.
-        self.miner: Any = None  # has .mining (bool) and .hashrate() -> float
-        self.peers_info: Callable[[], List[dict]] = lambda: []
-        # Why the node is not ready (downloading from a peer with more work), or None.
-        self.sync_status: Callable[[], Optional[str]] = lambda: None
+        # Registered by the services that own them; read by the API.
+        self.miner: Optional[MinerView] = None
+        self.peers: PeersView = NoPeers()
+
+    # -- registration ----------------------------------------------------------------
+
+    def register_miner(self, miner: MinerView) -> None:
+        """The built-in miner whose ``mining`` and ``hashrate()`` the API reports."""
+        self.miner = miner
+
+    def register_peers(self, view: PeersView) -> None:
+        """The peer manager whose peers and sync status the API reports."""
+        self.peers = view
+
+    def peers_info(self) -> List[dict]:
+        """What the registered peer view says of each peer ([] before one registers)."""
+        return self.peers.peers_info()
+
+    def sync_status(self) -> Optional[str]:
+        """Why the node is not ready (downloading from a peer with more work), or None."""
+        return self.peers.sync_status()
 
     # -- ways in -------------------------------------------------------------------
 
@@ -200,7 +236,8 @@ class MemberNode:
             "mempool": len(self.mempool),
             "mining": bool(miner is not None and miner.mining),
             "hashrate": float(miner.hashrate()) if miner is not None else 0.0,
-            "pow_backend": pow_mod.backend(),  # the nonce search a miner here uses: sha-ni, portable-c or python
+            # the nonce search a miner here uses: sha-ni, portable-c or python
+            "pow_backend": pow_mod.backend(),
         }
 
     # -- the mempool across restarts ----------------------------------------------------

@@ -26,7 +26,8 @@ from cheesecoin.util.cores import usable_cores
 class MiningService(Service):
     """Mines on a member's best tip with ``workers`` workers (0: every core).
 
-    Sets ``node.miner``: ``mining`` and ``hashrate()`` are read by the API.
+    Registers with the node (``register_miner``): ``mining`` and ``hashrate()``
+    are read by the API.
     """
 
     log = Logger()
@@ -44,7 +45,7 @@ class MiningService(Service):
         self.job: Optional[Job] = None
         self.mined = 0
         self._ids = itertools.count(1)
-        node.miner = self
+        node.register_miner(self)
 
     @property
     def mining(self) -> bool:

@@ -139,8 +139,7 @@ class PeerManager:
         self.tls: Any = (
             None  # section 5.3: a TlsPolicy (cheesecoin.p2p.tls), set by the member's tap
         )
-        node.peers_info = self.peers_info
-        node.sync_status = self.sync.status
+        node.register_peers(self)
 
     def add_peer_source(self, source: Any) -> None:
         """Something that can find more members (``request_peers()``): the tracker link."""
@@ -184,6 +183,10 @@ class PeerManager:
             }
             for node_id, p in sorted(self.peers.items())
         ]
+
+    def sync_status(self) -> Optional[str]:
+        """Why the node is not ready (a download from a peer with more work), or None."""
+        return self.sync.status()
 
     def peers_for(self, asker: Optional[MemberProtocol]) -> List[dict]:
         """Up to 10 members we know to be listening (tried ones first), never the asker."""
