@@ -215,7 +215,9 @@ def verify_stack(cheeses: List[dict], workers: int = 1, clock=time.time) -> Chee
     try:
         for i, cheese in enumerate(cheeses[1:], start=1):
             try:
-                if cheese.get("parent_smell") not in stack and cheese.get("sequence_number") != 0:
+                parent = cheese.get("parent_smell")
+                unknown = not isinstance(parent, str) or parent not in stack
+                if unknown and cheese.get("sequence_number") != 0:
                     stack.check_context_free(cheese)
                     raise InvalidCheese(
                         "bad-parent",

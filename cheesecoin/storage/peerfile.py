@@ -29,7 +29,8 @@ def peers_path(data_dir: str) -> str:
 
 
 def load_peers(data_dir: str) -> Tuple[List[Any], Optional[str]]:
-    """(entries, None), or ([], why) when there is no usable file (None as why when there is none at all)."""
+    """(entries, None), or ([], why) when there is no usable file (None as why
+    when there is none at all)."""
     path = peers_path(data_dir)
     saved, why = read_json(path, MAX_FILE_BYTES)
     if saved is MISSING:

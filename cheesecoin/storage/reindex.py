@@ -48,8 +48,9 @@ class ReindexResult:
             f" (reading stopped at a damaged page: {self.read_error})" if self.read_error else ""
         )
         return (
-            f"reindexed {self.rows} stored cheeses{damaged}: kept {self.kept}, dropped {self.unreadable} "
-            f"unreadable, {self.invalid} invalid and {self.orphaned} without a valid parent; height {self.height}, "
+            f"reindexed {self.rows} stored cheeses{damaged}: kept {self.kept}, "
+            f"dropped {self.unreadable} unreadable, {self.invalid} invalid and "
+            f"{self.orphaned} without a valid parent; height {self.height}, "
             f"tip {self.tip}; the old database is {self.backup}"
         )
 
@@ -122,9 +123,11 @@ def reindex(
         stack = CheeseStack(network, store=store, clock=clock)
         with stack.batch():
             for cheese in cheeses:
+                # the Blue Cheese: already there (or of another network: refused above)
                 if cheese.get("sequence_number") == 0:
-                    continue  # the Blue Cheese: already there (or of another network: refused above)
-                if cheese.get("parent_smell") not in stack:
+                    continue
+                parent = cheese.get("parent_smell")
+                if not isinstance(parent, str) or parent not in stack:
                     result.orphaned += 1
                     continue
                 try:
@@ -135,7 +138,8 @@ def reindex(
                     else:
                         result.invalid += 1
                         log(
-                            f"dropped cheese {cheese.get('sequence_number')} {cheese.get('smell')}: {e.message}"
+                            f"dropped cheese {cheese.get('sequence_number')} "
+                            f"{cheese.get('smell')}: {e.message}"
                         )
         result.kept = store.count()
         result.height, result.tip = stack.height, stack.tip.smell

@@ -146,12 +146,13 @@ class SqliteStore:
             meta["schema"] = SCHEMA_VERSION
         if meta.get("schema") != SCHEMA_VERSION:
             raise StorageError(
-                f"{self.path} has schema version {meta.get('schema')}, this program reads {SCHEMA_VERSION}"
+                f"{self.path} has schema version {meta.get('schema')}, "
+                f"this program reads {SCHEMA_VERSION}"
             )
         if meta.get("network") != self.network.smell:
             raise StorageError(
-                f"{self.path} holds the stack of network {meta.get('network')}, not {self.network.smell} "
-                f"({self.network.name}); use another data directory"
+                f"{self.path} holds the stack of network {meta.get('network')}, "
+                f"not {self.network.smell} ({self.network.name}); use another data directory"
             )
         self.tip = meta.get("tip")
         if "index_from" in meta:  # the last run ended inside a batch: index what it left out
@@ -163,7 +164,8 @@ class SqliteStore:
             self.db.execute("DELETE FROM meta WHERE key = 'index_from'")
 
     def _upgrade_from_1(self) -> None:
-        """Schema 1 -> 2: add the address index and fill it from the stored cheeses, in one transaction."""
+        """Schema 1 -> 2: add the address index and fill it from the stored cheeses,
+        in one transaction."""
         with self._write("FULL"):
             self.db.execute(_ADDRESS_TABLE)
             self._index_stored("", ())
@@ -280,11 +282,13 @@ class SqliteStore:
         with self._write("FULL" if durable else "NORMAL"):
             if later and texts and not self._index_marked:
                 self.db.execute(
-                    "INSERT OR IGNORE INTO meta SELECT 'index_from', COALESCE(MAX(ord), 0) + 1 FROM cheeses"
+                    "INSERT OR IGNORE INTO meta "
+                    "SELECT 'index_from', COALESCE(MAX(ord), 0) + 1 FROM cheeses"
                 )
             for smell, text, cheese in texts:
                 self.db.execute(
-                    "INSERT OR IGNORE INTO cheeses (smell, parent, height, body) VALUES (?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO cheeses (smell, parent, height, body) "
+                    "VALUES (?, ?, ?, ?)",
                     (smell, cheese["parent_smell"], cheese["sequence_number"], text),
                 )
                 rows.extend(self._address_rows(smell, cheese["sequence_number"], cheese))

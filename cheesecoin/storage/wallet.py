@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -148,7 +148,7 @@ def create_wallet(
             f"{path} already exists; a wallet is never overwritten (use --wallet FILE for another)"
         )
     key = private_key or Ed25519PrivateKey.generate()
-    encryption: Any = (
+    encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase.encode("utf-8", "surrogateescape"))
         if passphrase
         else serialization.NoEncryption()
