@@ -4,20 +4,23 @@ turned away for a limit, registrations refused)."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from twisted.web import resource, server
+
+if TYPE_CHECKING:
+    from cheesecoin.tracker.server import TrackerFactory
 
 
 class TrackerCollector:
     """Reads the figures from a TrackerFactory at each scrape."""
 
-    def __init__(self, factory: Any) -> None:
+    def __init__(self, factory: TrackerFactory) -> None:
         self.factory = factory
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
         f = self.factory
         yield GaugeMetricFamily(
             "cheesecoin_tracker_members", "Members registered now", value=len(f.registry)
@@ -41,7 +44,7 @@ class MetricsPage(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, factory: Any) -> None:
+    def __init__(self, factory: TrackerFactory) -> None:
         super().__init__()
         self.registry = CollectorRegistry()
         self.registry.register(TrackerCollector(factory))
@@ -55,7 +58,7 @@ class MetricsPage(resource.Resource):
         return generate_latest(self.registry)
 
 
-def metrics_site(factory: Any) -> server.Site:
+def metrics_site(factory: TrackerFactory) -> server.Site:
     site = server.Site(MetricsPage(factory))
     site.displayTracebacks = False
     site.noisy = False

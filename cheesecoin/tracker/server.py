@@ -24,9 +24,10 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter, OrderedDict
-from typing import Any, Optional
+from typing import Optional
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IAddress, IListeningPort, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -110,7 +111,6 @@ class TrackerFactory(Factory):
     ``sweep`` is meant to run every ``sweep_interval`` seconds.
     """
 
-    protocol = TrackerProtocol
     noisy = False
     log = Logger()
 
@@ -144,15 +144,15 @@ class TrackerFactory(Factory):
         """How often ``sweep`` should run: often enough to remove silent members promptly."""
         return max(0.05, min(1.0, self.timeout / 4))
 
-    def listening(self, port: Any = None) -> None:
+    def listening(self, port: Optional[IListeningPort] = None) -> None:
         """Called once the listening port is open."""
         if port is not None:
             host = port.getHost()
             self.log.info(
-                "Tracker listening on {host}:{port} (timeout {timeout}s, at most {max_members} members, "
-                "{max_per_ip} connections per address)",
-                host=host.host,
-                port=host.port,
+                "Tracker listening on {host}:{port} (timeout {timeout}s, "
+                "at most {max_members} members, {max_per_ip} connections per address)",
+                host=_host_of(host),
+                port=host.port if isinstance(host, (IPv4Address, IPv6Address)) else "?",
                 timeout=self.timeout,
                 max_members=self.registry.max_members,
                 max_per_ip=self.max_per_ip,
@@ -161,14 +161,15 @@ class TrackerFactory(Factory):
 
     # -- connections ---------------------------------------------------------
 
-    def buildProtocol(self, addr: Any) -> Optional[Protocol]:
-        ip = getattr(addr, "host", "?")
+    def buildProtocol(self, addr: Optional[IAddress]) -> Optional[Protocol]:
+        ip = _host_of(addr)
         if self.connection_count >= self.max_connections:
             return self._refuse(ip, f"the tracker has {self.connection_count} connections open")
         # Many members and tools share a loopback address: per-address limits never apply to it.
         if self.per_ip[ip] >= self.max_per_ip and not is_loopback(ip):
             return self._refuse(ip, f"{self.per_ip[ip]} connections from {ip} already")
-        proto = super().buildProtocol(addr)
+        proto = TrackerProtocol()
+        proto.factory = self
         proto.ip = ip
         self.connection_count += 1
         self.per_ip[ip] += 1
@@ -264,3 +265,8 @@ class TrackerFactory(Factory):
             active=active,
             reason=reason,
         )
+
+
+def _host_of(address: Optional[IAddress]) -> str:
+    """The IP address of a TCP address, or "?" for another kind."""
+    return address.host if isinstance(address, (IPv4Address, IPv6Address)) else "?"

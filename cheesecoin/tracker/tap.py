@@ -37,7 +37,10 @@ class Options(ErrorFirstOptions):
     """Command-line options of ``twistd cheesetracker``."""
 
     command = "cheesetracker"
-    synopsis = "[--port P] [--interface IP] [--timeout S] [--max-members N] [--max-per-ip N] [--metrics-port M]"
+    synopsis = (
+        "[--port P] [--interface IP] [--timeout S] [--max-members N] [--max-per-ip N] "
+        "[--metrics-port M]"
+    )
     longdesc = (
         "Run the CheeseCoin tracker, the rendezvous server where members register "
         "their listening address and learn of up to 10 other members."
@@ -117,7 +120,16 @@ def raise_fd_limit(wanted: int) -> int:
     return wanted if soft == resource.RLIM_INFINITY else soft
 
 
-def makeService(config: Options, reactor: Any = reactor) -> MultiService:
+class TrackerService(MultiService):
+    """The tracker's services (listening port, metrics port, sweep); ``factory``
+    is its ``TrackerFactory``, for tests and tools."""
+
+    def __init__(self, factory: TrackerFactory) -> None:
+        super().__init__()
+        self.factory = factory
+
+
+def makeService(config: Options, reactor: Any = reactor) -> TrackerService:
     """The tracker: a TCP listening service and the timeout sweep, on ``reactor``
     (twistd's; a test or a simulator may pass its own)."""
     max_members = config["max-members"]
@@ -129,7 +141,7 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
         max_connections=max(1, min(max_members + 1024, fd_limit - _SPARE_FDS)),
         clock=reactor,
     )
-    top = MultiService()
+    top = TrackerService(factory)
     endpoint = server_endpoint(reactor, config["interface"], config["port"], backlog=LISTEN_BACKLOG)
     server = ServerService(ListeningEndpoint(endpoint, factory.listening), factory, "cheesetracker")
     server.setName("tracker")
@@ -147,5 +159,4 @@ def makeService(config: Options, reactor: Any = reactor) -> MultiService:
     sweeper.clock = factory.clock
     sweeper.setName("sweep")
     sweeper.setServiceParent(top)
-    top.factory = factory  # for tests and tools
     return top

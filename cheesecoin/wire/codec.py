@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Optional, Tuple
+from typing import Any, Literal, Optional, Tuple, overload
 
 from cheesecoin.core.errors import BadMessage, ProtocolError
 from cheesecoin.core.formats import ADDRESS_RE, MAX_INT, MAX_LINE, SMELL_RE  # noqa: F401  (part of the codec's API)
@@ -237,6 +237,14 @@ def get_smell(msg: dict, key: str, default: Any = _MISSING) -> str:
     if not SMELL_RE.match(value):
         raise BadMessage(f"field '{key}' must be 40 lowercase hex characters")
     return value
+
+
+@overload
+def get_port(msg: dict, key: str, default: Any = ..., allow_null: Literal[False] = ...) -> int: ...
+
+
+@overload
+def get_port(msg: dict, key: str, default: Any = ..., *, allow_null: bool) -> Optional[int]: ...
 
 
 def get_port(
