@@ -37,8 +37,9 @@ def register(sub: Any) -> None:
     r = sub.add_parser(
         "reindex",
         help="rebuild a stopped member's database from its stored cheeses",
-        description="Re-validate every stored cheese of DATA_DIR that still parses (every rule, signatures "
-        "included) into a fresh database and swap it in; the old one is kept as stack.sqlite3.bak. "
+        description="Re-validate every stored cheese of DATA_DIR that still parses (every rule, "
+        "signatures included) into a fresh database and swap it in; the old one is kept as "
+        "stack.sqlite3.bak. "
         "Stop the member first. Prints a summary; exit 1 with one line on stderr if the database "
         "cannot be read at all.",
     )
@@ -179,7 +180,8 @@ class SignatureChecks:
 
     def close(self) -> None:
         if self.pool is not None:
-            self.pool.close()  # let the workers finish and exit; terminate() can leave a queue lock held
+            # let the workers finish and exit; terminate() can leave a queue lock held
+            self.pool.close()
             self.pool.join()
             self.pool = None
 
@@ -221,7 +223,8 @@ def verify_stack(cheeses: List[dict], workers: int = 1, clock=time.time) -> Chee
                     stack.check_context_free(cheese)
                     raise InvalidCheese(
                         "bad-parent",
-                        f"the parent {str(cheese.get('parent_smell'))[:40]} is not earlier in the file",
+                        f"the parent {str(cheese.get('parent_smell'))[:40]} "
+                        "is not earlier in the file",
                     )
                 stack.add_cheese(
                     cheese,
@@ -250,7 +253,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         i = getattr(e, "index", "?")
         seq = cheeses[i].get("sequence_number") if isinstance(i, int) else "?"
         return _fail(
-            f"cheese {i} (sequence_number {seq}) broke rule {e.rule_number} ({e.rule}): {e.message}",
+            f"cheese {i} (sequence_number {seq}) broke rule {e.rule_number} ({e.rule}): "
+            f"{e.message}",
             1,
         )
     print(

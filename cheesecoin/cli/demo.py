@@ -199,7 +199,8 @@ class Demo:
             info = cheese["unit_of_information"]
             txs = info["transactions"]
             print(
-                f"cheese {cheese['sequence_number']:4} {cheese['smell'][:16]}  bits {cheese['bits']:3}  "
+                f"cheese {cheese['sequence_number']:4} {cheese['smell'][:16]}  "
+                f"bits {cheese['bits']:3}  "
                 f"mined by {self._name(info['miner']):5}  {len(txs)} tx"
             )
             self.seen_height = max(self.seen_height, cheese["sequence_number"])
@@ -210,7 +211,8 @@ class Demo:
                 continue
             if found["status"] == "confirmed":
                 print(
-                    f"  confirmed {tx_id[:12]} ({self.pending.pop(tx_id)}) in cheese {found['sequence_number']}"
+                    f"  confirmed {tx_id[:12]} ({self.pending.pop(tx_id)}) "
+                    f"in cheese {found['sequence_number']}"
                 )
         balances = []
         for name in self.names:

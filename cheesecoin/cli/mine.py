@@ -1,4 +1,5 @@
-"""``cheesecoin mine --member HOST:PORT [--processes N]``: the external miner (docs/protocol.md s.6).
+"""``cheesecoin mine --member HOST:PORT [--processes N]``: the external miner
+(docs/protocol.md s.6).
 
 It connects to a member's miner port, searches each ``WORK`` on N worker
 processes (``cheesecoin.mining.ProcessSearcher``; one worker: a thread),
@@ -17,12 +18,12 @@ import argparse
 import ipaddress
 import signal
 import sys
-from typing import IO, Any, Optional
+from typing import IO, Any, List, Optional, cast
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IReactorThreads, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
@@ -44,14 +45,15 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "mine",
         help="mine for a member through its miner port",
-        description="Connect to a member's miner port and mine the cheeses it hands out, on every core "
-        "(or --processes N). Stop with Ctrl-C.",
+        description="Connect to a member's miner port and mine the cheeses it hands out, "
+        "on every core (or --processes N). Stop with Ctrl-C.",
     )
     p.add_argument(
         "--member",
         required=True,
         metavar="HOST:PORT",
-        help="the member's miner port, e.g. 127.0.0.1:24333 (a URL such as tcp://127.0.0.1:24333 works too)",
+        help="the member's miner port, e.g. 127.0.0.1:24333 "
+        "(a URL such as tcp://127.0.0.1:24333 works too)",
     )
     p.add_argument(
         "--processes",
@@ -228,7 +230,8 @@ class ExternalMiner:
             delay = backoff(failed_attempts)
             if not self._stopping:
                 self.console.line(
-                    f"Cannot reach the member at {self.address}: {self.endpoint.last_error}; retrying in {delay:.1f} s"
+                    f"Cannot reach the member at {self.address}: {self.endpoint.last_error}; "
+                    f"retrying in {delay:.1f} s"
                 )
             return delay
 
@@ -277,7 +280,8 @@ class ExternalMiner:
             self.console.line(f"Rewards go to {payee} (the member's miner address)")
         if previous is None or previous.parent_smell != job.parent_smell:
             self.console.line(
-                f"Mining cheese {job.cheese.get('sequence_number', '?')} at {job.bits} bits (job {job.job_id})"
+                f"Mining cheese {job.cheese.get('sequence_number', '?')} at {job.bits} bits "
+                f"(job {job.job_id})"
             )
         self.searcher.search(job, random_start())
 
@@ -308,7 +312,8 @@ class ExternalMiner:
             if job
             else "waiting for work"
         )
-        return f"{format_rate(self.meter.rate())} | {what} | found {self.found}, accepted {self.accepted_count}"
+        found = f"found {self.found}, accepted {self.accepted_count}"
+        return f"{format_rate(self.meter.rate())} | {what} | {found}"
 
     def show_status(self) -> None:
         self.console.status(self.status_text())
@@ -338,13 +343,14 @@ def cmd_mine(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
 
     miner = ExternalMiner(host, port, args.processes, reactor, Console(sys.stdout))
-    stopping = []
+    stopping: List[int] = []
+    threads = cast(IReactorThreads, reactor)  # the global reactor runs threads
 
     def stop_once(signum: int, frame: Any) -> None:
         # A second Ctrl-C, or SIGINT sent to the whole process group twice, is not an error.
         if not stopping:
             stopping.append(signum)
-            reactor.callFromThread(reactor.stop)
+            threads.callFromThread(reactor.stop)
 
     def start() -> None:
         # After the reactor's own handlers (it keeps SIGCHLD, which reaps the workers).

@@ -30,6 +30,7 @@ from twisted.internet.defer import Deferred
 
 from cheesecoin.util.cores import usable_cores
 from cheesecoin.util.cpuworker import WORKER_NICENESS  # noqa: F401 (tests' names)
+from cheesecoin.util.cpuworker import member_gone as _member_gone  # noqa: F401 (tests' names)
 from cheesecoin.util.cpuworker import start_worker as _start_worker
 
 _pool: Optional[ProcessPoolExecutor] = None

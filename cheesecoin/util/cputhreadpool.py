@@ -69,13 +69,14 @@ def cpu_pool(reactor: Any) -> ThreadPool:
             reactor.callWhenRunning(pool.start)
         reactor.addSystemEventTrigger("during", "shutdown", _stop_pool, pool)
         if hasattr(threading, "_register_atexit"):  # stop before interpreter shutdown joins threads
-            threading._register_atexit(_stop_pool, pool)  # type: ignore[attr-defined]
+            threading._register_atexit(_stop_pool, pool)
         _pool = pool
         return pool
 
 
 def defer_to_cpu(f: Callable[..., T], *args: Any, reactor: Any, **kwargs: Any) -> "Deferred[T]":
-    """Run ``f(*args, **kwargs)`` on the CPU thread pool of ``reactor``; its result as a Deferred."""
+    """Run ``f(*args, **kwargs)`` on the CPU thread pool of ``reactor``; its result
+    as a Deferred."""
     pool = cpu_pool(reactor)
     if not pool.started and reactor.running:  # pragma: no cover - started by callWhenRunning
         pool.start()
