@@ -37,7 +37,10 @@ import json, resource, sys
 from cheesecoin.sim.config import SimConfig
 from cheesecoin.sim.world import Simulation
 members, cheeses = int(sys.argv[1]), int(sys.argv[2])
-f = Simulation(SimConfig(members=members, cheeses=cheeses, spacing=10, latency=(20, 150), bandwidth=10, seed=1)).run()
+config = SimConfig(
+    members=members, cheeses=cheeses, spacing=10, latency=(20, 150), bandwidth=10, seed=1
+)
+f = Simulation(config).run()
 f["max_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps(f))
 """

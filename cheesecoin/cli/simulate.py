@@ -25,11 +25,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "simulate",
         help="run many real members on a virtual clock and measure the network",
-        description="Run N members (the real member code, in-memory stacks) in this process on a virtual "
-        "clock, over simulated links (one-way latency drawn per pair from MIN-MAX ms, each direction at the "
-        "given bandwidth), with miners finding cheeses at random (mean spacing S over the network) until C "
-        "are found. Prints the figures; with --json the last line is their JSON. The same options and seed "
-        "give the same figures (but wall_seconds).",
+        description="Run N members (the real member code, in-memory stacks) in this process "
+        "on a virtual clock, over simulated links (one-way latency drawn per pair from MIN-MAX "
+        "ms, each direction at the given bandwidth), with miners finding cheeses at random "
+        "(mean spacing S over the network) until C are found. Prints the figures; with --json "
+        "the last line is their JSON. The same options and seed give the same figures (but "
+        "wall_seconds).",
     )
     p.add_argument(
         "--members", type=_int("members"), default=100, metavar="N", help="members (default 100)"
@@ -89,7 +90,8 @@ def register(sub: Any) -> None:
         "--partition",
         default=None,
         metavar="A/B@T1-T2",
-        help="two groups of these sizes that cannot reach each other from T1 to T2 (simulated seconds)",
+        help="two groups of these sizes that cannot reach each other from T1 to T2 "
+        "(simulated seconds)",
     )
     p.add_argument(
         "--churn",
@@ -263,9 +265,10 @@ def summary(f: dict) -> str:
         f"cheeses     {f['cheeses_mined']} mined, {f['cheeses_on_best']} on the best stack "
         f"(stale rate {f['stale_rate']:.4f})",
         f"propagation p50 {p['p50']} ms, p90 {p['p90']} ms, p99 {p['p99']} ms, max {p['max']} ms",
-        f"limit       p50 {lim['p50']} ms, p90 {lim['p90']} ms, p99 {lim['p99']} ms, max {lim['max']} ms "
-        "(latency-weighted shortest paths)",
-        f"agreement   {'yes' if f['agreement'] else 'NO'} (quiet {f['quiet_seconds']} s after the last cheese), "
+        f"limit       p50 {lim['p50']} ms, p90 {lim['p90']} ms, p99 {lim['p99']} ms, "
+        f"max {lim['max']} ms (latency-weighted shortest paths)",
+        f"agreement   {'yes' if f['agreement'] else 'NO'} "
+        f"(quiet {f['quiet_seconds']} s after the last cheese), "
         f"{f['reorgs']} reorganisations, deepest {f['max_reorg_depth']}",
         f"traffic     {f['bytes_per_member']} bytes sent per member",
         f"time        {f['simulated_seconds']} s simulated in {f['wall_seconds']} s",

@@ -82,8 +82,10 @@ class HeapClock:
     def seconds(self) -> float:
         return self.now
 
-    def callLater(self, delay: float, func: Callable[..., Any], *args: Any, **kw: Any) -> HeapCall:
-        call = HeapCall(self, self.now + max(0.0, delay), func, args, kw)
+    def callLater(
+        self, delay: float, callable: Callable[..., Any], *args: object, **kwargs: object
+    ) -> HeapCall:
+        call = HeapCall(self, self.now + max(0.0, delay), callable, args, kwargs)
         self._live += 1
         self._push(call)
         return call

@@ -111,7 +111,8 @@ def parse_latency(text: str) -> Tuple[float, float]:
 
 
 def parse_partition(text: str) -> Tuple[float, float, float]:
-    """ "50/50@600-1200" -> (0.5, 600.0, 1200.0): two groups, in those shares, cut off between the times."""
+    """ "50/50@600-1200" -> (0.5, 600.0, 1200.0): two groups, in those shares, cut off
+    between the times."""
     match = re.fullmatch(_NUMBER + "/" + _NUMBER + "@" + _NUMBER + "-" + _NUMBER, text.strip())
     if not match:
         raise ConfigError(

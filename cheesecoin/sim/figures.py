@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 
 def percentiles(values: Sequence[float]) -> Dict[str, Optional[float]]:
-    """{"p50", "p90", "p99", "max"} of ``values`` (nearest rank), in the values' unit, rounded to 0.1."""
+    """{"p50", "p90", "p99", "max"} of ``values`` (nearest rank), in the values' unit,
+    rounded to 0.1."""
     if not values:
         return {"p50": None, "p90": None, "p99": None, "max": None}
     ordered = sorted(values)
@@ -19,7 +20,7 @@ def percentiles(values: Sequence[float]) -> Dict[str, Optional[float]]:
     return {"p50": rank(0.50), "p90": rank(0.90), "p99": rank(0.99), "max": round(ordered[-1], 1)}
 
 
-def shortest_paths(source: int, edges: Dict[int, Iterable[tuple]]) -> Dict[int, float]:
+def shortest_paths(source: int, edges: Mapping[int, Iterable[tuple]]) -> Dict[int, float]:
     """Dijkstra: the least total weight from ``source`` to each member reachable
     over ``edges`` ({member: [(neighbour, weight), ...]})."""
     best = {source: 0.0}

@@ -144,6 +144,7 @@ class SimTransport:
         self.connected = True
         self.disconnecting = False
         self.producer: Any = None
+        self.remote: Any = None  # the member at the other end (the world sets it)
 
     # ITransport
     def write(self, data: bytes) -> None:

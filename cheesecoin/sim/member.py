@@ -15,6 +15,7 @@ from cheesecoin.core.stack import CheeseStack
 from cheesecoin.p2p.features import parse_features
 from cheesecoin.p2p.manager import REFILL_INTERVAL, PeerManager
 from cheesecoin.p2p.sync import STATS_INTERVAL
+from cheesecoin.sim.link import SimTransport
 from cheesecoin.wire.limits import MEMBER_PORT, PING_INTERVAL
 
 
@@ -185,5 +186,5 @@ class SimMember:
             if timer.active():
                 timer.cancel()
         for proto in list(self.manager.connections):
-            if proto.transport is not None:
+            if isinstance(proto.transport, SimTransport):
                 proto.transport.abortConnection()

@@ -200,7 +200,7 @@ class SelfishPool:
         """A cheese for the real node: an honest one first moves the strategy."""
         if source != MINED and isinstance(cheese, dict):
             stack = self.real.stack
-            parent = stack.nodes.get(cheese.get("parent_smell"))  # type: ignore[arg-type]
+            parent = stack.nodes.get(cheese.get("parent_smell"))
             smell = cheese.get("smell")
             if (
                 parent is not None

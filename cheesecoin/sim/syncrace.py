@@ -55,6 +55,8 @@ def build_stack(sim: Simulation, cheeses: int, txs: int) -> List[dict]:
         }
         job = job_for(0, cheese)
         nonce, _ = search_nonce(job.prefix, job.bits, 0, 2**63)
+        if nonce is None:  # 2**63 nonces at the low bits of a simulation: never
+            raise RuntimeError("no nonce meets the simulated bits")
         parent = job.complete(nonce)
         out.append(parent)
     return out

@@ -266,6 +266,8 @@ class Simulation(Report):
             node = miner.node
         job = job_for(0, make_template(node, miner.miner_address))
         nonce, _ = search_nonce(job.prefix, job.bits, 0, 2**63)
+        if nonce is None:  # 2**63 nonces at the low bits of a simulation: never
+            raise RuntimeError("no nonce meets the simulated bits")
         cheese = job.complete(nonce)
         now = self.clock.now
         self.mined += 1
@@ -294,7 +296,9 @@ class Simulation(Report):
             out = edges[member.index] = []
             for proto in member.manager.peers.values():
                 transport = proto.transport
-                remote = getattr(transport, "remote", None)
+                if not isinstance(transport, SimTransport):
+                    continue
+                remote = transport.remote
                 if remote is not None and remote.alive:
                     out.append((remote.index, transport.out.latency))
         return shortest_paths(source.index, edges)

@@ -95,9 +95,7 @@ def test_late_joiners_sync_the_whole_stack() -> None:
     assert f["bytes_per_member_by_type"].get("CHEESES", 0) > 0, "nobody downloaded"
 
 
-def test_the_stale_rate_grows_as_the_spacing_nears_the_propagation_time_as_the_classic_estimate_says() -> (
-    None
-):
+def test_the_stale_rate_grows_as_the_spacing_nears_propagation_time_as_the_estimate_says() -> None:
     """Decker and Wattenhofer (2013): P(stale) ~ 1 - exp(-tau / S), tau the mean
     propagation time. Over 3 seeds, the measured rate is within 0.5 to 1.1 times the
     estimate (it runs a little below it: the first members to hear of a cheese
