@@ -9,12 +9,13 @@ are added and stopped in the reverse one, the shutdown part last.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 
 from cheesecoin.core.cheese import Network, NetworkError, load_network
@@ -31,6 +32,9 @@ from cheesecoin.web.events import HEARTBEAT, EventLog
 from cheesecoin.web.metrics import MemberMetrics
 from cheesecoin.wire.limits import PING_INTERVAL
 
+if TYPE_CHECKING:
+    from cheesecoin.member.tap import Options
+
 MEMPOOL_SAVE_INTERVAL = 60.0
 STORE_CHECK_INTERVAL = 10.0  # seconds between checks that the database is still there
 
@@ -38,7 +42,11 @@ log = Logger(namespace="cheesecoin.member")
 
 
 def _timer(
-    parent: MultiService, name: str, interval: float, call: Callable[[], object], clock: Any
+    parent: MultiService,
+    name: str,
+    interval: float,
+    call: Callable[[], object],
+    clock: IReactorTime,
 ) -> None:
     timer = TimerService(interval, call)
     timer.clock = clock
@@ -50,12 +58,14 @@ class MemberBuilder:
     """Builds the member's ``MultiService`` from the parsed options, one step a
     method; each step keeps what the later ones need on ``self``."""
 
-    def __init__(self, config: Any, reactor: Any) -> None:
-        self.config = config  # the parsed cheesecoin.member.tap.Options
+    def __init__(self, config: Options, reactor: Any) -> None:
+        self.config = config
+        # twistd's reactor (or a test's MemoryReactorClock): an IReactorTime,
+        # IReactorTCP and IReactorCore at once, which no one Twisted type says
         self.reactor = reactor
         self.data_dir: str = config["data-dir"]
         self.top = MemberService()
-        self.identity: Any = None  # the Ed25519 identity key when tls is listed
+        self.identity: Optional[Ed25519PrivateKey] = None  # when tls is listed
         self.node_id: Optional[str] = None
         self.fatal = FatalStop(reactor, log)  # stops the member with one line
 

@@ -10,12 +10,20 @@ start, the member's identity key and its ``TlsPolicy`` with the pins of
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from twisted.application.service import MultiService
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python import usage
 
 from cheesecoin.util.addresses import Address
+
+if TYPE_CHECKING:  # the taps import this module: these are for the type checker
+    from cheesecoin.member.tap import Options
+    from cheesecoin.p2p.manager import PeerManager
+    from cheesecoin.p2p.tracker_link import TrackerLink
 
 log = Logger(namespace="cheesecoin.member")
 
@@ -54,7 +62,7 @@ def split_tls(value: str) -> Tuple[str, bool]:
     return (",".join(rest) if rest else "none"), True
 
 
-def check_tls_options(options: Any) -> None:
+def check_tls_options(options: Options) -> None:
     """--require-tls and pinned peers need tls among the features."""
     if TLS in options["feature-names"]:
         return
@@ -66,7 +74,9 @@ def check_tls_options(options: Any) -> None:
         )
 
 
-def identity_node_id(config: Any, data_dir: str) -> Tuple[Any, Optional[str]]:
+def identity_node_id(
+    config: Options, data_dir: str
+) -> Tuple[Optional[Ed25519PrivateKey], Optional[str]]:
     """The identity key and node_id when the member lists tls (made at the first
     start); (None, None) otherwise. SystemExit with one line naming the file when damaged."""
     if TLS not in config.get("feature-names", ()):
@@ -80,7 +90,9 @@ def identity_node_id(config: Any, data_dir: str) -> Tuple[Any, Optional[str]]:
     return key, node_id_of(key)
 
 
-def install_tls(config: Any, manager: Any, key: Any, data_dir: str) -> None:
+def install_tls(
+    config: Options, manager: PeerManager, key: Optional[Ed25519PrivateKey], data_dir: str
+) -> None:
     """manager.tls: the TlsPolicy of this member, its pins from --connect and pins.json."""
     if key is None:
         return
@@ -103,7 +115,7 @@ def install_tls(config: Any, manager: Any, key: Any, data_dir: str) -> None:
     )
 
 
-def save_pins_of(manager: Any, data_dir: str) -> None:
+def save_pins_of(manager: PeerManager, data_dir: str) -> None:
     """Write the learned pins (pins.json); OSError is logged, never fatal."""
     if manager.tls is None:
         return
@@ -115,7 +127,9 @@ def save_pins_of(manager: Any, data_dir: str) -> None:
         log.warn("Cannot save the pinned node ids: {why}", why=e)
 
 
-def start_trackers(config: Any, manager: Any, parent: Any, reactor: Any) -> List[Any]:
+def start_trackers(
+    config: Options, manager: PeerManager, parent: MultiService, reactor: IReactorTime
+) -> List[TrackerLink]:
     """A TrackerLink per --tracker (distinct ones), each a service of ``parent``."""
     from cheesecoin.p2p.tracker_link import TrackerLink
 

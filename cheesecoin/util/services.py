@@ -11,7 +11,13 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IReactorTCP,
+    IStreamServerEndpoint,
+)
+from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
@@ -59,7 +65,7 @@ def interface_option(name: str, value: Any) -> str:
 
 
 def server_endpoint(
-    reactor: Any, interface: str, port: int, backlog: int = 50
+    reactor: IReactorTCP, interface: str, port: int, backlog: int = 50
 ) -> IStreamServerEndpoint:
     """A TCP server endpoint on ``interface`` (an IP address, v4 or v6)."""
     tcp = TCP6ServerEndpoint if ipaddress.ip_address(interface).version == 6 else TCP4ServerEndpoint
@@ -76,7 +82,7 @@ class ListeningEndpoint:
         self._endpoint = endpoint
         self._on_listen = on_listen
 
-    def listen(self, protocolFactory: Any) -> Deferred:
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         def listening(port: IListeningPort) -> IListeningPort:
             self._on_listen(port)
             return port
@@ -92,7 +98,11 @@ class ServerService(StreamServerEndpointService):
     _raiseSynchronously = True
 
     def __init__(
-        self, endpoint: IStreamServerEndpoint, factory: Any, program: str, what: str = ""
+        self,
+        endpoint: IStreamServerEndpoint,
+        factory: IProtocolFactory,
+        program: str,
+        what: str = "",
     ) -> None:
         super().__init__(endpoint, factory)
         self.program = program
@@ -118,7 +128,8 @@ class FatalStop:
 
     EXIT_CODE = 3
 
-    def __init__(self, reactor: Any, log: Any, exit: Callable[[int], None] = os._exit) -> None:
+    def __init__(self, reactor: Any, log: Logger, exit: Callable[[int], None] = os._exit) -> None:
+        # IReactorCore (triggers, stop) and IReactorTime (callLater) at once
         self.reactor = reactor
         self.log = log
         self.reason: Optional[str] = None
