@@ -17,7 +17,7 @@ from cheesecoin.core.stack import CheeseStack
 from cheesecoin.util.cores import usable_cores
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "verify",
         help="check a stack file (a JSON array of cheeses, Blue Cheese first)",

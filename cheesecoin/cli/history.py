@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import tempfile
-from typing import IO, Any
+from typing import IO
 
 from cheesecoin.cli.client import Member, member_url
 from cheesecoin.cli.errors import CliError
@@ -34,7 +34,7 @@ from cheesecoin.cli.output import guard, print_json
 PAGE = 500  # cheeses asked for at a time (the API's most)
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export = sub.add_parser(
         "export",
         help="write the member's best stack as a JSON array (what verify reads)",

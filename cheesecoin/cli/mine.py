@@ -23,7 +23,13 @@ from typing import IO, Any, List, Optional, cast
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IReactorThreads, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IAddress,
+    IProtocol,
+    IProtocolFactory,
+    IReactorThreads,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
@@ -41,7 +47,7 @@ from cheesecoin.wire.limits import MINER_PORT
 from cheesecoin.wire.lineproto import JsonLineProtocol
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "mine",
         help="mine for a member through its miner port",
@@ -155,7 +161,7 @@ class MinerClientProtocol(JsonLineProtocol):
     def connectionMade(self) -> None:
         self.miner.connected(self)
 
-    def connectionLost(self, reason: Any = None) -> None:
+    def connectionLost(self, reason: Optional[Failure] = None) -> None:
         self.miner.disconnected(self)
 
     def msg_WORK(self, msg: dict) -> None:
@@ -176,7 +182,7 @@ class MinerClientFactory(Factory):
     def __init__(self, miner: "ExternalMiner") -> None:
         self.miner = miner
 
-    def buildProtocol(self, addr: Any) -> MinerClientProtocol:
+    def buildProtocol(self, addr: Optional[IAddress]) -> MinerClientProtocol:
         proto = MinerClientProtocol(self.miner)
         proto.factory = self
         return proto
@@ -187,11 +193,11 @@ class _RememberFailures:
     """An endpoint that notes why its last connection attempt failed (for the
     retry line: ClientService tells its retry policy only how many failed)."""
 
-    def __init__(self, endpoint: Any) -> None:
+    def __init__(self, endpoint: IStreamClientEndpoint) -> None:
         self.endpoint = endpoint
         self.last_error = ""
 
-    def connect(self, factory: Any) -> defer.Deferred:
+    def connect(self, factory: IProtocolFactory) -> defer.Deferred[IProtocol]:
         def failed(failure: Failure) -> Failure:
             self.last_error = failure.getErrorMessage()
             return failure

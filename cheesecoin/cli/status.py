@@ -4,7 +4,7 @@ best stack, asked of its HTTP API (docs/protocol.md section 7)."""
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from cheesecoin.cli.client import Member, member_url
 from cheesecoin.cli.options import add_json_option, add_member_option, parse_int
@@ -14,7 +14,7 @@ from cheesecoin.cli.output import guard, print_json, when
 _LINKS: Dict[Optional[bool], str] = {True: "  encrypted", False: "  plain"}
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``status`` and ``cheeses`` subcommands."""
     status = sub.add_parser(
         "status",

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
 
 from cheesecoin.cli.client import Member, member_url
 from cheesecoin.cli.errors import USAGE, CliError
@@ -46,7 +45,7 @@ from cheesecoin.wire.codec import SMELL_RE
 DEFAULT_FEE = 1
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the wallet, balance, send and tx subcommands."""
     wallet = sub.add_parser(
         "wallet",
