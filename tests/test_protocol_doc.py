@@ -123,7 +123,8 @@ def doc_messages() -> List[dict]:
                 msg = wire.parse_message(line.encode("utf-8"))
             except wire.ProtocolError as e:
                 pytest.fail(
-                    f"docs/protocol.md:{block.line + n}: not a valid message ({e.code}: {e.message}): {line[:120]}"
+                    f"docs/protocol.md:{block.line + n}: not a valid message "
+                    f"({e.code}: {e.message}): {line[:120]}"
                 )
             messages.append(msg)
     return messages
@@ -132,8 +133,10 @@ def doc_messages() -> List[dict]:
 def handled_types() -> set:
     types = set()
     for name in MESSAGE_MODULES:
-        source = inspect.getsource(importlib.import_module(f"cheesecoin.{name}"))
-        types.update(re.findall(r"def msg_([A-Z_]+)\(", source))
+        module = importlib.import_module(f"cheesecoin.{name}")
+        types.update(re.findall(r"def msg_([A-Z_]+)\(", inspect.getsource(module)))
+        for _, cls in inspect.getmembers(module, inspect.isclass):  # the replies a state resolves
+            types.update(getattr(cls, "replies", ()))
     return types
 
 

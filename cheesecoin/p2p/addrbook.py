@@ -23,11 +23,9 @@ import hashlib
 import ipaddress
 import random
 from functools import lru_cache
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional
 
-from cheesecoin.util.addresses import canonical_ip
-
-Address = Tuple[str, int]
+from cheesecoin.util.addresses import Address, canonical_ip
 
 NEW_BUCKETS = 64
 TRIED_BUCKETS = 16

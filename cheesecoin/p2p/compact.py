@@ -1,8 +1,12 @@
-"""Headers and compact relay of docs/protocol.md section 5.1 (features ``headers``, ``compact``).
-
-Messages: GET_HEADERS {"locator", "count"} -> HEADERS {"headers"};
-GET_CHEESES {"smells"} -> CHEESES (any branch, in the order asked); pushed
-ANNOUNCE_COMPACT {"header", "miner", "txids", ["note"]}.
+# Compact relay: docs/protocol.md section 5.1, feature ``compact``.
+#
+# Messages it speaks:
+#   pushed   {"type":"ANNOUNCE_COMPACT","header":H,"miner":A,"txids":[..],["note"]}
+#   request  {"type":"GET_TXS","txids":[..],"smell":S}  -> TXS {"transactions"} (we ask)
+#   request  {"type":"GET_CHEESE","smell":S}            -> CHEESE {"cheese"} (we ask)
+# (GET_HEADERS and GET_CHEESES by smells, feature ``headers``, are answered by
+# cheesecoin.p2p.serving; MAX_HEADERS and MAX_SMELLS bound them.)
+"""Compact relay of docs/protocol.md section 5.1 (feature ``compact``).
 
 A compact announcement is rebuilt from our mempool; the transactions we lack
 come from one GET_TXS (with the cheese's smell) to the announcer, and if it
@@ -29,8 +33,10 @@ a proof of work on top of our best stack.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
 
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from cheesecoin.core.cheese import (
@@ -42,14 +48,17 @@ from cheesecoin.core.cheese import (
 )
 from cheesecoin.core.errors import ProtocolError
 from cheesecoin.core.formats import ADDRESS_RE
+from cheesecoin.core.node import MemberNode
 from cheesecoin.core.rules import check_header
 from cheesecoin.core.tx import txid
-from cheesecoin.p2p.errors import ERROR_POINTS, RemoteError, RequestTimeout
-from cheesecoin.p2p.mempool_sync import get_txids
+from cheesecoin.p2p.errors import ERROR_POINTS, PeerError, RemoteError, RequestTimeout
+from cheesecoin.p2p.fields import get_txids
+from cheesecoin.p2p.interfaces import Downloads, RelayView
 from cheesecoin.wire import codec as wire
 
-HEADERS = "headers"
-COMPACT = "compact"
+if TYPE_CHECKING:
+    from cheesecoin.p2p.protocol import MemberProtocol
+
 MAX_HEADERS = 2000  # per GET_HEADERS
 MAX_SMELLS = 500  # per GET_CHEESES by smells
 MAX_REBUILDING = 64  # compact cheeses being rebuilt at once
@@ -61,44 +70,29 @@ EARLY_MIN_TXS = 50  # transactions that make a cheese's validation worth waiting
 
 
 class CompactRelay:
-    """Both sides of headers and compact relay for one member."""
+    """Both sides of compact relay for one member (the headers it serves:
+    ``cheesecoin.p2p.serving``)."""
 
-    def __init__(self, manager: Any) -> None:
-        self.manager = manager
-        self.node = manager.node
+    def __init__(
+        self,
+        node: MemberNode,
+        clock: IReactorTime,
+        log: Logger,
+        relay: RelayView,
+        downloads: Downloads,
+    ) -> None:
+        self.node = node
+        self.clock = clock
+        self.log = log
+        self.relay = relay
+        self.downloads = downloads
         self.rebuilding: "OrderedDict[str, _Rebuild]" = OrderedDict()  # smell -> its rebuild
-        self.attempts_of: Dict[Any, int] = {}  # peer -> its rebuild attempts under way
+        # peer -> its rebuild attempts under way
+        self.attempts_of: Dict[MemberProtocol, int] = {}
         self.rebuilt = 0  # compact cheeses rebuilt from the mempool alone (tests, figures)
         self.fetched_txs = 0
         self.fell_back = 0  # compact cheeses we had to fetch whole
         self.early_relayed = 0  # compact cheeses relayed on before their full validation
-
-    # -- answering ------------------------------------------------------------------
-
-    def headers_after(self, locator: List[str], count: int) -> List[dict]:
-        stack = self.node.stack
-        start = stack.fork_height(locator) + 1
-        out = []
-        size = 64
-        for height in range(start, min(stack.height + 1, start + count)):
-            header = stack.header_at(height)
-            size += 300
-            if size > wire.MAX_LINE - 4096:
-                break
-            out.append(header)
-        return out
-
-    def cheeses_by_smell(self, smells: List[str]) -> List[str]:
-        stack, texts, size = self.node.stack, [], 64
-        for smell in smells:
-            text = stack.get_text(smell, cache=False)
-            if text is None:
-                continue
-            size += len(text.encode("utf-8")) + 1
-            if size > wire.MAX_LINE - 4096:
-                break
-            texts.append(text)
-        return texts
 
     # -- sending ---------------------------------------------------------------------
 
@@ -108,23 +102,24 @@ class CompactRelay:
 
     # -- receiving ---------------------------------------------------------------------
 
-    def announced_header(self, proto: Any, header: Any) -> Optional[dict]:
+    def announced_header(self, proto: MemberProtocol, header: Any) -> Optional[dict]:
         """The one check of a header a peer announces (ANNOUNCE_COMPACT, ANNOUNCE_HEADER):
         the header if its cheese is worth fetching from ``proto``; None when we have it,
         it is being validated, or it is an orphan (its ancestors then come by a sync from
         the announcer, one download at a time, never by a rebuild of its body)."""
-        relay = self.manager.relay
+        relay = self.relay
         if relay.already_have(proto, header.get("smell") if isinstance(header, dict) else None):
             return None
         header = check_header(header, self.node.network)
         smell = header["smell"]
         rule = self.node.stack.invalid_rule(smell)
         if rule is not None:
-            proto.penalise_next_error(RELAYED_INVALID_POINTS)  # another honest early relayer, maybe
-            raise ProtocolError("invalid-cheese", f"cheese {smell} is known to be invalid ({rule})")
+            # another honest early relayer, maybe
+            message = f"cheese {smell} is known to be invalid ({rule})"
+            raise PeerError("invalid-cheese", message, RELAYED_INVALID_POINTS)
         relay.note_holder(proto, smell)
         if header["parent_smell"] not in self.node.stack.nodes:
-            self.manager.sync.start_download(proto, "orphan")
+            self.downloads.start_download(proto, "orphan")
             return None
         relay.check_header_link(proto, header)  # rules 2 to 4 against its parent
         if smell in relay.pending:
@@ -136,7 +131,7 @@ class CompactRelay:
             return None
         return header
 
-    def receive(self, proto: Any, msg: dict, relayed_early: bool = True) -> None:
+    def receive(self, proto: MemberProtocol, msg: dict, relayed_early: bool = True) -> None:
         """ANNOUNCE_COMPACT (or, ``relayed_early`` False, a COMPACT reply): rebuild the
         cheese, asking its announcer. A body that breaks a rule costs the announcer of
         an ANNOUNCE_COMPACT RELAYED_INVALID_POINTS (an honest member relays those before
@@ -161,7 +156,7 @@ class CompactRelay:
             self._attempt(job, proto)
         self._release(job)  # none under way (this peer at its bound): nothing is kept for it
 
-    def _attempt(self, job: "_Rebuild", proto: Any) -> None:
+    def _attempt(self, job: "_Rebuild", proto: MemberProtocol) -> None:
         """Rebuild ``job`` from our mempool and what ``proto``, one of its
         announcers, supplies (at most MAX_PEER_ATTEMPTS at once per peer)."""
         if self.attempts_of.get(proto, 0) >= MAX_PEER_ATTEMPTS:
@@ -175,7 +170,12 @@ class CompactRelay:
         job.attempts.add(proto)
         self.attempts_of[proto] = self.attempts_of.get(proto, 0) + 1
         d = proto.request({"type": "GET_TXS", "txids": missing[:1000], "smell": job.smell})
-        d.addCallbacks(self._got_txs, self._undelivered, (proto, job, txs), None, (proto, job))
+        d.addCallbacks(
+            self._got_txs,
+            self._undelivered,
+            callbackArgs=(proto, job, txs),
+            errbackArgs=(proto, job),
+        )
         d.addErrback(self._attempt_broke, proto, job)
 
     def _current(self, job: "_Rebuild") -> bool:
@@ -188,7 +188,7 @@ class CompactRelay:
         if not job.attempts and self._current(job):
             del self.rebuilding[job.smell]
 
-    def _end_attempt(self, proto: Any, job: "_Rebuild") -> None:
+    def _end_attempt(self, proto: MemberProtocol, job: "_Rebuild") -> None:
         job.attempts.discard(proto)
         left = self.attempts_of.get(proto, 0) - 1
         if left > 0:
@@ -196,7 +196,9 @@ class CompactRelay:
         else:
             self.attempts_of.pop(proto, None)
 
-    def _got_txs(self, reply: dict, proto: Any, job: "_Rebuild", txs: List[Optional[dict]]) -> None:
+    def _got_txs(
+        self, reply: dict, proto: MemberProtocol, job: "_Rebuild", txs: List[Optional[dict]]
+    ) -> None:
         if not self._current(job):
             self._end_attempt(proto, job)
             return
@@ -220,7 +222,7 @@ class CompactRelay:
         self.fetched_txs += 1
         self._finish(proto, job, txs)
 
-    def _finish(self, proto: Any, job: "_Rebuild", txs: List[Any]) -> None:
+    def _finish(self, proto: MemberProtocol, job: "_Rebuild", txs: List[Any]) -> None:
         header = job.header
         cheese = rebuild_cheese(header, job.miner, list(txs), job.note)
         if info_hash(cheese["unit_of_information"]) != header["info_hash"]:
@@ -231,12 +233,12 @@ class CompactRelay:
             return
         self.rebuilding.pop(job.smell, None)
         line = wire.dumps(compact_announcement(cheese, header["info_hash"], job.txids))
-        if self.manager.relay.relay_early(proto, cheese, line):
+        if self.relay.relay_early(proto, cheese, line):
             self.early_relayed += 1
             if len(txs) >= EARLY_MIN_TXS:
                 # A transport writes when the reactor next polls, and a delayed call
                 # made now runs before that poll: the second hop runs after it.
-                clock = self.manager.clock
+                clock = self.clock
                 clock.callLater(
                     0,
                     clock.callLater,
@@ -250,14 +252,16 @@ class CompactRelay:
                 return
         self._receive(proto, cheese, job.points_of(proto), header["info_hash"])
 
-    def _whole(self, proto: Any, job: "_Rebuild") -> None:
+    def _whole(self, proto: MemberProtocol, job: "_Rebuild") -> None:
         """Fall back to the whole cheese, by smell, from the announcer (the attempt goes on)."""
         self.fell_back += 1
         d = proto.request({"type": "GET_CHEESE", "smell": job.smell})
-        d.addCallbacks(self._got_whole, self._undelivered, (proto, job), None, (proto, job))
+        d.addCallbacks(
+            self._got_whole, self._undelivered, callbackArgs=(proto, job), errbackArgs=(proto, job)
+        )
         d.addErrback(self._attempt_broke, proto, job)
 
-    def _got_whole(self, reply: dict, proto: Any, job: "_Rebuild") -> None:
+    def _got_whole(self, reply: dict, proto: MemberProtocol, job: "_Rebuild") -> None:
         self._end_attempt(proto, job)
         cheese = reply.get("cheese")
         if not isinstance(cheese, dict) or cheese.get("smell") != job.smell:
@@ -268,7 +272,7 @@ class CompactRelay:
             self.rebuilding.pop(job.smell, None)
             self._receive(proto, cheese)
 
-    def _undelivered(self, failure: Failure, proto: Any, job: "_Rebuild") -> None:
+    def _undelivered(self, failure: Failure, proto: MemberProtocol, job: "_Rebuild") -> None:
         """The announcer did not supply the cheese it announced (no reply in time,
         or ERROR): it loses points; other announcers' attempts go on. A lost
         connection costs nothing."""
@@ -279,10 +283,10 @@ class CompactRelay:
             )
         self._release(job)
 
-    def _attempt_broke(self, failure: Failure, proto: Any, job: "_Rebuild") -> None:
+    def _attempt_broke(self, failure: Failure, proto: MemberProtocol, job: "_Rebuild") -> None:
         """A reply that broke its handler: the attempt ends and ``proto`` is charged (one line)."""
         self._end_attempt(proto, job)
-        self.manager.log.warn(
+        self.log.warn(
             "Compact cheese {smell} from {peer}: {error}",
             smell=job.smell[:12],
             peer=proto.label(),
@@ -293,19 +297,19 @@ class CompactRelay:
 
     def _receive(
         self,
-        proto: Any,
+        proto: MemberProtocol,
         cheese: dict,
         invalid_points: Optional[int] = None,
         ihash: Optional[str] = None,
     ) -> None:
         """Validate and add a rebuilt (or whole) cheese; an invalid one costs its sender
         points. ``ihash``: its body's info_hash, already checked."""
-        relay = self.manager.relay
+        relay = self.relay
         try:
             relay.receive_cheese(proto, cheese, invalid_points, ihash)
         except ProtocolError as e:
             if not proto.closing:
-                proto.send_error(e.code, e.message)
+                proto.refuse(e)
         finally:
             relay.pending.pop(cheese["smell"], None)
 
@@ -319,10 +323,11 @@ class _Rebuild:
     def __init__(self, header: dict, miner: str, txids: List[str], note: Optional[str]) -> None:
         self.header, self.smell, self.miner = header, header["smell"], miner
         self.txids, self.note = txids, note
-        self.attempts: set = set()
-        self.requested_from: set = set()  # announcers whose compact form came as a COMPACT reply
+        self.attempts: Set[MemberProtocol] = set()
+        # announcers whose compact form came as a COMPACT reply
+        self.requested_from: Set[MemberProtocol] = set()
 
-    def points_of(self, proto: Any) -> Optional[int]:
+    def points_of(self, proto: MemberProtocol) -> Optional[int]:
         """What an invalid body costs ``proto``: RELAYED_INVALID_POINTS if it pushed an
         ANNOUNCE_COMPACT (an honest member relays those before validating them), the
         full invalid-cheese points (None) if it answered our GET_COMPACT. Per announcer:

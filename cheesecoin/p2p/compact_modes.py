@@ -27,17 +27,23 @@ answer loses ``UNDELIVERED_POINTS``.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Dict, List, Optional, Set
 
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from cheesecoin.core.cheese import compact_announcement, header_of
 from cheesecoin.core.errors import ProtocolError
+from cheesecoin.core.node import MemberNode
 from cheesecoin.p2p.compact import MAX_ATTEMPTS, MAX_PEER_ATTEMPTS, UNDELIVERED_POINTS
 from cheesecoin.p2p.errors import ERROR_POINTS, RemoteError, RequestTimeout
+from cheesecoin.p2p.features import COMPACT_MODES
+from cheesecoin.p2p.interfaces import CompactView, PeerDirectory, RelayView
 from cheesecoin.wire import codec as wire
 
-COMPACT_MODES = "compact-modes"
+if TYPE_CHECKING:
+    from cheesecoin.p2p.protocol import MemberProtocol
+
 MAX_HIGH_BANDWIDTH = 3  # peers asked for high-bandwidth announcements at once (section 5.2)
 MAX_FETCHING = 64  # cheeses whose COMPACT is being asked for at once
 COMPACT_CACHE = 64  # COMPACT replies of recent cheeses kept ready
@@ -46,31 +52,42 @@ COMPACT_CACHE = 64  # COMPACT replies of recent cheeses kept ready
 class CompactModes:
     """Both sides of ``compact-modes`` for one member."""
 
-    def __init__(self, manager: Any) -> None:
-        self.manager = manager
-        self.node = manager.node
-        self.high: List[Any] = []  # peers we asked for high bandwidth, most recent choice first
+    def __init__(
+        self,
+        node: MemberNode,
+        log: Logger,
+        directory: PeerDirectory,
+        relay: RelayView,
+        compact: CompactView,
+    ) -> None:
+        self.node = node
+        self.log = log
+        self.directory = directory
+        self.relay = relay
+        self.compact = compact
+        # peers we asked for high bandwidth, most recent choice first
+        self.high: List[MemberProtocol] = []
         # smell -> the peers asked GET_COMPACT for it
-        self.fetching: "OrderedDict[str, Set[Any]]" = OrderedDict()
-        self.asking: Dict[Any, int] = {}  # peer -> its GET_COMPACT under way
+        self.fetching: "OrderedDict[str, Set[MemberProtocol]]" = OrderedDict()
+        self.asking: Dict[MemberProtocol, int] = {}  # peer -> its GET_COMPACT under way
         self.cache: "OrderedDict[str, dict]" = OrderedDict()  # smell -> its COMPACT message
 
     @property
     def enabled(self) -> bool:
-        return COMPACT_MODES in self.manager.features
+        return COMPACT_MODES in self.directory.features
 
-    def speaks(self, proto: Any) -> bool:
+    def speaks(self, proto: MemberProtocol) -> bool:
         """Whether both sides list ``compact-modes``."""
         return self.enabled and COMPACT_MODES in proto.peer_features
 
-    def wants_header(self, proto: Any) -> bool:
+    def wants_header(self, proto: MemberProtocol) -> bool:
         """Whether a new best cheese goes to ``proto`` as ANNOUNCE_HEADER (it did not
         ask for more)."""
         return self.speaks(proto) and not proto.wants_compact
 
     # -- choosing our high-bandwidth peers -------------------------------------------------
 
-    def peer_ready(self, proto: Any) -> None:
+    def peer_ready(self, proto: MemberProtocol) -> None:
         """A new peer: one of our first high-bandwidth peers while we have fewer than
         three, or in place of an inbound one if it is the first we dialled."""
         if not self.speaks(proto):
@@ -81,7 +98,7 @@ class CompactModes:
             self._drop(self.high[-1])
             self._choose(proto)
 
-    def brought_first(self, proto: Any) -> None:
+    def brought_first(self, proto: MemberProtocol) -> None:
         """``proto`` was the first to bring us a new best cheese: it goes first."""
         if not self.speaks(proto) or (self.high and self.high[0] is proto):
             return
@@ -96,7 +113,7 @@ class CompactModes:
             self._drop(victim)
         self._choose(proto, first=True)
 
-    def _oldest_replaceable(self, newcomer: Any) -> Optional[Any]:
+    def _oldest_replaceable(self, newcomer: MemberProtocol) -> Optional[MemberProtocol]:
         """The oldest choice whose place ``newcomer`` may take: never the last one we dialled."""
         outbound = [p for p in self.high if p.outbound]
         for p in reversed(self.high):
@@ -105,7 +122,7 @@ class CompactModes:
             return p
         return None
 
-    def peer_gone(self, proto: Any) -> None:
+    def peer_gone(self, proto: MemberProtocol) -> None:
         """A closed connection: its place goes to another ``compact-modes`` peer."""
         self.asking.pop(proto, None)
         if proto not in self.high:
@@ -113,7 +130,7 @@ class CompactModes:
         self.high.remove(proto)
         others = [
             p
-            for p in self.manager.peers.values()
+            for p in self.directory.peers.values()
             if p is not proto and p not in self.high and not p.closing and self.speaks(p)
         ]
         if others:
@@ -122,23 +139,20 @@ class CompactModes:
                 max(others, key=lambda p: (p.outbound and need_outbound, p.last_cheese_at))
             )
 
-    def _choose(self, proto: Any, first: bool = False) -> None:
+    def _choose(self, proto: MemberProtocol, first: bool = False) -> None:
         self.high.insert(0 if first else len(self.high), proto)
         proto.push({"type": "SEND_COMPACT", "high_bandwidth": True})
 
-    def _drop(self, proto: Any) -> None:
+    def _drop(self, proto: MemberProtocol) -> None:
         self.high.remove(proto)
         if not proto.closing:
             proto.push({"type": "SEND_COMPACT", "high_bandwidth": False})
 
     # -- messages -------------------------------------------------------------------------
 
-    def send_compact(self, proto: Any, msg: dict) -> None:
+    def send_compact(self, proto: MemberProtocol, high_bandwidth: bool) -> None:
         """SEND_COMPACT: how this peer wants our new best cheeses from now on."""
-        flag = msg.get("high_bandwidth")
-        if not isinstance(flag, bool):
-            raise wire.BadMessage("field 'high_bandwidth' must be true or false")
-        proto.wants_compact = flag
+        proto.wants_compact = high_bandwidth
 
     def compact_of(self, smell: str) -> Optional[dict]:
         """The COMPACT message of a cheese we have (any branch, or one being validated)."""
@@ -146,7 +160,7 @@ class CompactModes:
         if msg is not None:
             self.cache.move_to_end(smell)
             return msg
-        cheese = self.node.stack.get_cheese(smell) or self.manager.relay.pending.get(smell)
+        cheese = self.node.stack.get_cheese(smell) or self.relay.pending.get(smell)
         if cheese is None or cheese.get("sequence_number") == 0:
             return None
         msg = dict(compact_announcement(cheese), type="COMPACT")
@@ -158,9 +172,9 @@ class CompactModes:
     def header_line(self, cheese: dict) -> bytes:
         return wire.dumps({"type": "ANNOUNCE_HEADER", "header": header_of(cheese)})
 
-    def receive_header(self, proto: Any, msg: dict) -> None:
+    def receive_header(self, proto: MemberProtocol, msg: dict) -> None:
         """ANNOUNCE_HEADER: check it, and ask its announcer for the compact cheese."""
-        header = self.manager.compact.announced_header(proto, msg.get("header"))
+        header = self.compact.announced_header(proto, msg.get("header"))
         if header is None:
             return
         smell = header["smell"]
@@ -178,10 +192,15 @@ class CompactModes:
         asked.add(proto)
         self.asking[proto] = self.asking.get(proto, 0) + 1
         d = proto.request({"type": "GET_COMPACT", "smell": smell})
-        d.addCallbacks(self._got_compact, self._no_compact, (proto, smell), None, (proto, smell))
+        d.addCallbacks(
+            self._got_compact,
+            self._no_compact,
+            callbackArgs=(proto, smell),
+            errbackArgs=(proto, smell),
+        )
         d.addErrback(self._broke, proto, smell)
 
-    def _done(self, proto: Any, smell: str) -> None:
+    def _done(self, proto: MemberProtocol, smell: str) -> None:
         left = self.asking.get(proto, 0) - 1
         if left > 0:
             self.asking[proto] = left
@@ -193,7 +212,7 @@ class CompactModes:
             if not asked:
                 del self.fetching[smell]  # nobody asked any more: a later header starts afresh
 
-    def _got_compact(self, reply: dict, proto: Any, smell: str) -> None:
+    def _got_compact(self, reply: dict, proto: MemberProtocol, smell: str) -> None:
         self._done(proto, smell)
         header = reply.get("header")
         if not isinstance(header, dict) or header.get("smell") != smell:
@@ -202,19 +221,19 @@ class CompactModes:
         self.fetching.pop(smell, None)
         try:  # rebuilt exactly as an ANNOUNCE_COMPACT from this peer
             announcement = dict(reply, type="ANNOUNCE_COMPACT")
-            self.manager.compact.receive(proto, announcement, relayed_early=False)
+            self.compact.receive(proto, announcement, relayed_early=False)
         except ProtocolError as e:
             if not proto.closing:
-                proto.send_error(e.code, e.message)
+                proto.refuse(e)
 
-    def _no_compact(self, failure: Failure, proto: Any, smell: str) -> None:
+    def _no_compact(self, failure: Failure, proto: MemberProtocol, smell: str) -> None:
         self._done(proto, smell)
         if failure.check(RequestTimeout, RemoteError) and not proto.closing:
             proto.misbehaved(UNDELIVERED_POINTS, f"did not deliver the cheese {smell} it announced")
 
-    def _broke(self, failure: Failure, proto: Any, smell: str) -> None:
+    def _broke(self, failure: Failure, proto: MemberProtocol, smell: str) -> None:
         self._done(proto, smell)
-        self.manager.log.warn(
+        self.log.warn(
             "A COMPACT from {peer} broke its handler: {error}",
             peer=proto.label(),
             error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200],

@@ -6,6 +6,8 @@ sync, compact relay) can name them without importing the connection.
 
 from __future__ import annotations
 
+from cheesecoin.core.errors import ProtocolError
+
 BAN_SCORE = 100  # misbehaviour points that get a peer banned (loopback: closed)
 
 # Misbehaviour points per ERROR code we had to send (see MemberProtocol.on_error).
@@ -30,3 +32,13 @@ class RemoteError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+
+
+class PeerError(ProtocolError):
+    """An ERROR we send a peer that costs it ``points`` rather than its code's
+    ERROR_POINTS: the penalty travels on the error that causes it (e.g. a stale
+    transaction costs 1 point, an invalid cheese that may not be its fault 0)."""
+
+    def __init__(self, code: str, message: str, points: int) -> None:
+        super().__init__(code, message)
+        self.points = points

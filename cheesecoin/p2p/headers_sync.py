@@ -31,20 +31,25 @@ most ``MAX_AHEAD`` windows are held or asked for beyond the next to apply.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Deque, Dict, List, Optional, Set, Tuple
 
-from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from cheesecoin.core.errors import InvalidCheese, ProtocolError, StorageError
 from cheesecoin.core.headers import HeaderChain, matches_fields
 from cheesecoin.core.rules import check_header
-from cheesecoin.p2p.compact import HEADERS, MAX_HEADERS
-from cheesecoin.p2p.protocol import BAN_SCORE, ERROR_POINTS, RequestTimeout
+from cheesecoin.p2p.compact import MAX_HEADERS
+from cheesecoin.p2p.download import BaseDownload
+from cheesecoin.p2p.errors import BAN_SCORE, ERROR_POINTS, RequestTimeout
+from cheesecoin.p2p.features import HEADERS
+
+if TYPE_CHECKING:
+    from cheesecoin.p2p.protocol import MemberProtocol
+    from cheesecoin.p2p.sync import Sync
 
 WINDOW = 50  # smells per GET_CHEESES
 APPLY_BATCH = 500  # bodies applied in one store transaction (fewer if nothing more is on its way)
-SYNC_LOG_THRESHOLD = 500  # log progress when this many bodies are to come
+SYNC_LOG_THRESHOLD = 500  # log progress when this many cheeses are to come (either kind)
 PER_PEER = 2  # windows in flight per peer
 MAX_AHEAD = 40  # windows held or asked for beyond the next one to apply
 MAX_CHAIN = 20000  # headers checked before the bodies (a longer stack: the next round)
@@ -53,49 +58,36 @@ HEADERS_TIMEOUT = 15.0  # seconds the headers peer has to answer GET_HEADERS (el
 MISMATCH_POINTS = 25  # a body that does not match its header
 
 
-class HeadersDownload:
+class HeadersDownload(BaseDownload):
     """One headers-first download: headers from ``peer``, bodies from every peer that has them.
 
-    Same face as ``sync.Download``: ``start()``, ``finish()``, ``done`` (fires
-    with the number of cheeses added), ``peer``, ``added``.
+    Same face as ``sync.Download`` (their base: ``download.BaseDownload``).
     """
 
-    def __init__(self, sync: Any, peer: Any, reason: str) -> None:
-        self.sync = sync
-        self.manager = manager = sync.manager
-        self.peer = peer
-        self.reason = reason
-        self.chain = HeaderChain(manager.node.stack)
-        self.finished = False
-        self.added = 0
-        self.started = manager.clock.seconds()
-        self.claimed = peer.peer_work  # the work it claimed when the download began
-        self.done: Deferred = Deferred()
-        self.bodies: Dict[
-            int, Tuple[dict, Any]
-        ] = {}  # header index -> (body, the peer that sent it)
+    def __init__(self, sync: Sync, peer: MemberProtocol, reason: str) -> None:
+        super().__init__(sync, peer, reason)
+        self.chain = HeaderChain(self.node.stack)
+        # header index -> (body, the peer that sent it)
+        self.bodies: Dict[int, Tuple[dict, MemberProtocol]] = {}
         self.applied = 0  # headers whose bodies are applied (an index into chain.headers)
         self.next_window = 0  # the first window never asked for
         self.retry: Deque[int] = deque()  # windows to ask again (what is missing of them)
         self.asked: Set[int] = set()  # windows with a request on its way
-        self.in_flight: Dict[Any, int] = {}  # peer -> its windows on their way
-        self.failed: Dict[int, Set[Any]] = {}  # window -> the peers that failed it
+        self.in_flight: Dict[MemberProtocol, int] = {}  # peer -> its windows on their way
+        self.failed: Dict[int, Set[MemberProtocol]] = {}  # window -> the peers that failed it
         self.checked: Dict[int, bool] = {}  # header index -> signatures checked (True: all good)
         self._draining = False
         self.mismatches = 0  # bodies refused for not matching their header (tests, figures)
-        self.sources: Dict[Any, int] = {}  # peer -> bodies it supplied (tests, figures)
+        self.sources: Dict[MemberProtocol, int] = {}  # peer -> bodies it supplied (tests, figures)
         self.windows: List[Tuple[int, int]] = []  # header index ranges, WINDOW each
-        self.long = False  # long enough to log progress
         self.index: Dict[str, int] = {}  # smell of a checked header -> its index
-        self.slow: Set[Any] = set()  # peers that let a window time out: no more windows
-        self.progress_at = self.started  # last time headers or bodies moved forward (watchdog)
+        # peers that let a window time out: no more windows
+        self.slow: Set[MemberProtocol] = set()
 
     # -- headers -----------------------------------------------------------------------
 
-    def start(self) -> None:
-        self.peer.download = self
-        self.sync.running += 1
-        self._ask_headers(self.manager.node.stack.locator())
+    def begin(self) -> None:
+        self._ask_headers(self.node.stack.locator())
 
     def _ask_headers(self, locator: List[str]) -> None:
         msg = {"type": "GET_HEADERS", "locator": locator, "count": MAX_HEADERS}
@@ -106,23 +98,23 @@ class HeadersDownload:
     def _headers_failed(self, failure: Failure) -> None:
         if self.finished:
             return
-        self.peer.sync_idle_until = self.manager.clock.seconds() + self.sync.idle_seconds
+        self.rest()
         if failure.check(RequestTimeout):
             # It claimed more work and does not show it: another peer's headers come
             # next, and its host rests and ranks after the others (Sync._failed_claim).
-            self.manager.log.info(
+            self.log.info(
                 "Sync from {peer}: no HEADERS in {secs:.0f} s for the work it claimed",
                 peer=self.peer.label(),
                 secs=HEADERS_TIMEOUT,
             )
         self._bodies_or_finish()
 
-    def crashed(self, failure: Failure, proto: Any) -> None:
+    def crashed(self, failure: Failure, proto: MemberProtocol) -> None:
         """A reply that broke its handler: the download ends (one log line, no
         traceback) and ``proto``, whose reply it was, is charged as for a bad message."""
         if self.finished:
             return
-        self.manager.log.warn(
+        self.log.warn(
             "Sync from {peer} ended: a reply from {bad} broke it ({error})",
             peer=self.peer.label(),
             bad=proto.label(),
@@ -140,7 +132,7 @@ class HeadersDownload:
             return
         before = self.chain.tip
         try:
-            network = self.manager.node.network
+            network = self.node.network
             self.chain.extend([check_header(h, network) for h in headers])
         except (ProtocolError, InvalidCheese) as e:
             self._drop(f"invalid headers ({e.message})")
@@ -148,9 +140,9 @@ class HeadersDownload:
         if headers and self.chain.tip is before:
             self._drop("HEADERS that do not move forward")
             return
-        self.progress_at = self.manager.clock.seconds()
+        self.progress_at = self.clock.seconds()
         if len(headers) == MAX_HEADERS and len(self.chain.headers) < MAX_CHAIN:
-            self._ask_headers([self.chain.tip.smell] + self.manager.node.stack.locator())  # type: ignore[union-attr]
+            self._ask_headers([self.chain.tip.smell] + self.node.stack.locator())  # type: ignore[union-attr]
             return
         if len(headers) < MAX_HEADERS and self.chain.work < self.peer.peer_work:
             # The whole of its best stack, and not the work it claimed: nothing of it is downloaded.
@@ -159,34 +151,36 @@ class HeadersDownload:
         self._bodies_or_finish()
 
     def _drop(self, why: str) -> None:
-        self.manager.log.info("Sync from {peer} stopped: {why}", peer=self.peer.label(), why=why)
+        self.log.info("Sync from {peer} stopped: {why}", peer=self.peer.label(), why=why)
         self.peer.misbehaved(BAN_SCORE, why)
         self.finish()
 
     # -- bodies --------------------------------------------------------------------------
 
     def _bodies_or_finish(self) -> None:
-        if not self.chain.headers or self.chain.work <= self.manager.node.stack.work:
+        if not self.chain.headers or self.chain.work <= self.node.stack.work:
             self.finish()
             return
-        tip, peer = self.chain.tip, self.peer
-        if tip.work > peer.peer_work:  # type: ignore[union-attr]  # its headers show that much (an orphan's announcer)
-            peer.peer_height, peer.peer_tip, peer.peer_work = tip.height, tip.smell, tip.work  # type: ignore[union-attr]
+        tip = self.chain.tip
+        assert tip is not None  # there are headers
+        # Its headers show that much (an orphan's announcer).
+        self.peer.holds(tip.height, tip.smell, tip.work)
         total = len(self.chain.headers)
         self.index = {header["smell"]: i for i, header in enumerate(self.chain.headers)}
         self.windows = [(lo, min(lo + WINDOW, total)) for lo in range(0, total, WINDOW)]
         self.long = total >= SYNC_LOG_THRESHOLD
         if self.long:
-            self.manager.log.info(
-                "Syncing from {peer}: {n} headers checked (to height {height}); bodies from {helpers} peers",
+            self.log.info(
+                "Syncing from {peer}: {n} headers checked (to height {height}); "
+                "bodies from {helpers} peers",
                 peer=self.peer.label(),
                 n=total,
-                height=self.chain.tip.height,  # type: ignore[union-attr]
+                height=tip.height,
                 helpers=len(self._helpers(0)),
             )
         self._assign()
 
-    def _helpers(self, window: int) -> List[Any]:
+    def _helpers(self, window: int) -> List[MemberProtocol]:
         """The peers that can be asked for a window: the headers peer, and
         ``headers`` peers whose tip is a checked header at or after the window's
         end (a claim of work alone is not enough), that have not failed it and
@@ -195,7 +189,7 @@ class HeadersDownload:
         failed = self.failed.get(window, ())
         return [
             p
-            for p in self.manager.peers.values()
+            for p in self.directory.peers.values()
             if HEADERS in p.peer_features
             and not p.closing
             and p not in failed
@@ -228,7 +222,7 @@ class HeadersDownload:
                 self.next_window += 1
             self._request(window, proto)
 
-    def _request(self, window: int, proto: Any) -> None:
+    def _request(self, window: int, proto: MemberProtocol) -> None:
         lo, hi = self.windows[window]
         smells = [self.chain.headers[i]["smell"] for i in range(lo, hi) if i not in self.bodies]
         if not smells:
@@ -238,15 +232,18 @@ class HeadersDownload:
         self.in_flight[proto] = self.in_flight.get(proto, 0) + 1
         d = proto.request({"type": "GET_CHEESES", "smells": smells}, timeout=WINDOW_TIMEOUT)
         d.addCallbacks(
-            self._got_window, self._window_failed, (window, proto), None, (window, proto)
+            self._got_window,
+            self._window_failed,
+            callbackArgs=(window, proto),
+            errbackArgs=(window, proto),
         )
         d.addErrback(self.crashed, proto)
 
-    def _done_asking(self, window: int, proto: Any) -> None:
+    def _done_asking(self, window: int, proto: MemberProtocol) -> None:
         self.asked.discard(window)
         self.in_flight[proto] -= 1
 
-    def _got_window(self, reply: dict, window: int, proto: Any) -> None:
+    def _got_window(self, reply: dict, window: int, proto: MemberProtocol) -> None:
         self._done_asking(window, proto)
         if self.finished:
             return
@@ -270,7 +267,7 @@ class HeadersDownload:
             self.sources[proto] = self.sources.get(proto, 0) + 1
             arrived.append(i)
         if arrived:
-            self.progress_at = self.manager.clock.seconds()
+            self.progress_at = self.clock.seconds()
         if where:  # it refused some, or sent bodies that do not match: another peer
             self.failed.setdefault(window, set()).add(proto)
             self.retry.append(window)
@@ -278,14 +275,12 @@ class HeadersDownload:
             self._verify(arrived)
         self._assign()
 
-    def _window_failed(self, failure: Failure, window: int, proto: Any) -> None:
+    def _window_failed(self, failure: Failure, window: int, proto: MemberProtocol) -> None:
         self._done_asking(window, proto)
         if self.finished:
             return
         if failure.check(RequestTimeout):
-            self.manager.log.info(
-                "Sync: {peer} is slow; its windows go to other peers", peer=proto.label()
-            )
+            self.log.info("Sync: {peer} is slow; its windows go to other peers", peer=proto.label())
             self.slow.add(proto)
         self.failed.setdefault(window, set()).add(proto)
         self.retry.append(window)
@@ -295,12 +290,12 @@ class HeadersDownload:
         """No peer can give us this window: apply what we have, stop; the next
         STATS round may find one."""
         lo, _ = self.windows[window]
-        self.manager.log.info(
+        self.log.info(
             "Sync from {peer} stopped: no peer has the cheese at height {height}",
             peer=self.peer.label(),
             height=self.chain.nodes[lo].height,
         )
-        self.peer.sync_idle_until = self.manager.clock.seconds() + self.sync.idle_seconds
+        self.rest()
         self.finish()
 
     # -- applying -----------------------------------------------------------------------
@@ -317,7 +312,7 @@ class HeadersDownload:
         self,
         result: Tuple[Set[int], Dict[int, Optional[str]]],
         indices: List[int],
-        bodies: List[Tuple[dict, Any]],
+        bodies: List[Tuple[dict, MemberProtocol]],
     ) -> None:
         if self.finished:
             return
@@ -342,20 +337,9 @@ class HeadersDownload:
             self._assign()
         self._drain()
 
-    def _mismatch(self, proto: Any) -> None:
+    def _mismatch(self, proto: MemberProtocol) -> None:
         self.mismatches += 1
         proto.misbehaved(MISMATCH_POINTS, "a body that does not match its header")
-
-    def _broken(self, failure: Failure) -> None:
-        """Checking or applying bodies failed on our side: the download ends (one line)."""
-        if self.finished:
-            return
-        self.manager.log.error(
-            "Sync from {peer} failed: {error}",
-            peer=self.peer.label(),
-            error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200],
-        )
-        self.finish()
 
     def _drain(self) -> None:
         """Apply the checked bodies that follow what is applied, in order."""
@@ -400,41 +384,20 @@ class HeadersDownload:
                 return False
             self.added += added
             if error is not None:
-                if error.permanent:
-                    source.misbehaved(
-                        ERROR_POINTS["invalid-cheese"], f"sent an invalid cheese: {error.message}"
-                    )
-                self.manager.log.info(
-                    "Sync from {peer} stopped: invalid cheese ({why})",
-                    peer=self.peer.label(),
-                    why=error.message,
-                )
-                self.peer.sync_idle_until = self.manager.clock.seconds() + self.sync.idle_seconds
-                self.finish()
+                self.stop_invalid(source, error)
                 return False
             i = j
         for k in range(start, end):
             del self.bodies[k]
             del self.checked[k]
         self.applied = end
-        self.progress_at = self.manager.clock.seconds()
-        if self.long:
-            height, target = self.manager.node.stack.height, self.chain.tip.height  # type: ignore[union-attr]
-            self.manager.log.info(
-                "Syncing from {peer}: {height}/{target} ({pct}%)",
-                peer=self.peer.label(),
-                height=height,
-                target=target,
-                pct=int(100 * height / max(target, 1)),
-            )
+        self.progress_at = self.clock.seconds()
+        if self.long and self.chain.tip is not None:
+            self.log_progress(self.chain.tip.height)
         return True
 
     # -- the end ------------------------------------------------------------------------
 
-    def finish(self) -> None:
-        if self.finished:
-            return
-        self.finished = True
+    def release(self) -> None:
         self.bodies.clear()
         self.checked.clear()
-        self.sync.ended(self)

@@ -28,15 +28,23 @@ and never get costs its announcer its in-flight slot until the timeout.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from cheesecoin.core.node import MemberNode
 from cheesecoin.core.tx import txid as txid_of
-from cheesecoin.p2p.mempool_sync import TXS_PER_REQUEST, get_txids
-from cheesecoin.wire import codec as wire
+from cheesecoin.p2p.errors import ERROR_POINTS
+from cheesecoin.p2p.features import INV
+from cheesecoin.p2p.fields import get_txids
+from cheesecoin.p2p.interfaces import MempoolView, PeerDirectory
+from cheesecoin.p2p.mempool_sync import TXS_PER_REQUEST
 
-INV = "inv"
+if TYPE_CHECKING:
+    from cheesecoin.p2p.protocol import MemberProtocol
+
 MAX_INV = 1000  # txids in one INV (section 5.2)
 INV_DELAY = 0.2  # seconds txids are gathered before an INV goes out (section 5.2: at most 1 s)
 FETCH_TIMEOUT = 5.0  # seconds an announcer has to deliver before the next one is asked
@@ -51,22 +59,37 @@ REFUSED_MEMORY = 5000  # txids refused lately, not asked for again
 class Inventory:
     """Both sides of ``inv`` for one member."""
 
-    def __init__(self, manager: Any) -> None:
-        self.manager = manager
-        self.node = manager.node
+    def __init__(
+        self,
+        node: MemberNode,
+        clock: IReactorTime,
+        log: Logger,
+        directory: PeerDirectory,
+        mempool: MempoolView,
+    ) -> None:
+        self.node = node
+        self.clock = clock
+        self.log = log
+        self.directory = directory
+        self.mempool = mempool
         # txid -> the peers that announced or sent it to us (in order), recent ones only.
-        self.peers_of: "OrderedDict[str, List[Any]]" = OrderedDict()
-        self.in_flight: Dict[str, Any] = {}  # txid -> the peer it is asked of
-        self.tracked_by: Dict[Any, Set[str]] = {}  # peer -> the txids it is remembered for
-        self.asked_of: Dict[Any, Set[str]] = {}  # peer -> txids asked of it and not yet delivered
+        self.peers_of: "OrderedDict[str, List[MemberProtocol]]" = OrderedDict()
+        self.in_flight: Dict[str, MemberProtocol] = {}  # txid -> the peer it is asked of
+        # peer -> the txids it is remembered for
+        self.tracked_by: Dict[MemberProtocol, Set[str]] = {}
+        # peer -> txids asked of it and not yet delivered
+        self.asked_of: Dict[MemberProtocol, Set[str]] = {}
         self.refused: "OrderedDict[str, None]" = OrderedDict()
-        self.outbox: Dict[Any, List[str]] = {}  # peer -> txids to announce at the next flush
-        self._flush_call: Any = None
+        # peer -> txids to announce at the next flush
+        self.outbox: Dict[MemberProtocol, List[str]] = {}
+        self._flush_call: Optional[IDelayedCall] = None
         self.fetched = 0  # transactions new to us that an INV brought (tests, figures)
 
     # -- sending ------------------------------------------------------------------------
 
-    def announce(self, tx_id: str, peers: List[Any], source: Any = None) -> None:
+    def announce(
+        self, tx_id: str, peers: List[MemberProtocol], source: Optional[MemberProtocol] = None
+    ) -> None:
         """Queue ``tx_id`` for the ``inv`` peers among ``peers`` that do not hold it
         (``source``, a peer that sent it to us, holds it)."""
         if source is not None:
@@ -83,7 +106,7 @@ class Inventory:
                 self._send(p)
         self._remember(tx_id, peers)  # announced to them: not again
         if self.outbox and self._flush_call is None:
-            self._flush_call = self.manager.clock.callLater(INV_DELAY, self.flush)
+            self._flush_call = self.clock.callLater(INV_DELAY, self.flush)
 
     def flush(self) -> None:
         """Send every peer's gathered txids (one INV each)."""
@@ -91,12 +114,12 @@ class Inventory:
         for p in list(self.outbox):
             self._send(p)
 
-    def _send(self, proto: Any) -> None:
+    def _send(self, proto: MemberProtocol) -> None:
         txids = self.outbox.pop(proto, None)
         if txids and not proto.closing:
             proto.push({"type": "INV", "txids": txids})
 
-    def _remember(self, tx_id: str, peers: List[Any]) -> bool:
+    def _remember(self, tx_id: str, peers: List[MemberProtocol]) -> bool:
         """``peers`` hold ``tx_id`` (they sent, announced, or were told of it).
         False when none of them may add another txid (``MAX_PEER_TRACKED``)."""
         peers = [p for p in peers if len(self.tracked_by.get(p, ())) < MAX_PEER_TRACKED]
@@ -129,7 +152,7 @@ class Inventory:
 
     # -- receiving ------------------------------------------------------------------------
 
-    def receive(self, proto: Any, msg: dict) -> None:
+    def receive(self, proto: MemberProtocol, msg: dict) -> None:
         """An INV: note the announcer of each txid, ask for those we lack."""
         txids = get_txids(msg, "txids", MAX_INV)
         mempool, stack = self.node.mempool, self.node.stack
@@ -144,7 +167,7 @@ class Inventory:
             want.append(tx_id)
         self._ask(proto, want)
 
-    def _ask(self, proto: Any, txids: List[str]) -> None:
+    def _ask(self, proto: MemberProtocol, txids: List[str]) -> None:
         """One GET_TXS to ``proto`` for ``txids`` (as many as its and our bounds allow)."""
         if proto.closing:
             return
@@ -161,16 +184,18 @@ class Inventory:
             self.in_flight[tx_id] = proto
             asked.add(tx_id)
         d = proto.request({"type": "GET_TXS", "txids": chunk}, timeout=FETCH_TIMEOUT)
-        d.addCallbacks(self._got, self._failed, (proto, chunk), None, (proto, chunk))
+        d.addCallbacks(
+            self._got, self._failed, callbackArgs=(proto, chunk), errbackArgs=(proto, chunk)
+        )
         d.addErrback(self._broke, proto, chunk)
 
-    def _got(self, reply: dict, proto: Any, chunk: List[str]) -> None:
+    def _got(self, reply: dict, proto: MemberProtocol, chunk: List[str]) -> None:
         txs = reply.get("transactions")
         if not isinstance(txs, list) or len(txs) > len(chunk):
-            proto.misbehaved(wire_points("bad-message"), "a malformed TXS")
+            proto.misbehaved(ERROR_POINTS["bad-message"], "a malformed TXS")
             txs = []
         wanted = set(chunk)
-        take = self.manager.mempool_sync._take
+        take = self.mempool.take_tx
         for tx in txs:
             if proto.closing:
                 break
@@ -185,22 +210,22 @@ class Inventory:
                 self.fetched += 1
         self._next_announcer(proto, [t for t in chunk if t in wanted])
 
-    def _failed(self, failure: Failure, proto: Any, chunk: List[str]) -> None:
+    def _failed(self, failure: Failure, proto: MemberProtocol, chunk: List[str]) -> None:
         """No reply in time, an ERROR, or the connection went: the next announcers."""
         self._next_announcer(proto, chunk)
 
-    def _broke(self, failure: Failure, proto: Any, chunk: List[str]) -> None:
+    def _broke(self, failure: Failure, proto: MemberProtocol, chunk: List[str]) -> None:
         """A reply that broke its handler: one log line, its sender charged, the txids freed."""
-        self.manager.log.warn(
+        self.log.warn(
             "A TXS from {peer} broke its handler: {error}",
             peer=proto.label(),
             error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200],
         )
-        proto.misbehaved(wire_points("bad-message"), "a TXS that broke its handler")
+        proto.misbehaved(ERROR_POINTS["bad-message"], "a TXS that broke its handler")
         for tx_id in chunk:
             self._land(tx_id, proto)
 
-    def _land(self, tx_id: str, proto: Any) -> None:
+    def _land(self, tx_id: str, proto: MemberProtocol) -> None:
         """``tx_id`` is no longer asked of ``proto``."""
         if self.in_flight.get(tx_id) is proto:
             del self.in_flight[tx_id]
@@ -210,9 +235,9 @@ class Inventory:
             if not asked:
                 del self.asked_of[proto]
 
-    def _next_announcer(self, proto: Any, missing: List[str]) -> None:
+    def _next_announcer(self, proto: MemberProtocol, missing: List[str]) -> None:
         """Ask each txid ``proto`` did not deliver of the next peer that announced it."""
-        by_peer: Dict[Any, List[str]] = {}
+        by_peer: Dict[MemberProtocol, List[str]] = {}
         mempool = self.node.mempool
         for tx_id in missing:
             self._land(tx_id, proto)
@@ -224,7 +249,7 @@ class Inventory:
                 tracked = self.tracked_by.get(proto)
                 if tracked is not None:
                     tracked.discard(tx_id)
-            here = self.manager.peers.values()
+            here = self.directory.peers.values()
             nxt = next((p for p in announcers if not p.closing and p in here), None)
             if nxt is not None:
                 by_peer.setdefault(nxt, []).append(tx_id)
@@ -236,7 +261,7 @@ class Inventory:
         while len(self.refused) > REFUSED_MEMORY:
             self.refused.popitem(last=False)
 
-    def peer_gone(self, proto: Any) -> None:
+    def peer_gone(self, proto: MemberProtocol) -> None:
         """A closed connection: its queued INV is dropped and it is named nowhere as a
         holder or announcer (its requests fail by themselves and go to the next one)."""
         self.outbox.pop(proto, None)
@@ -255,11 +280,4 @@ def _txid_or_none(tx: Any) -> Optional[str]:
         return None
 
 
-def wire_points(code: str) -> int:
-    """The misbehaviour points of an ERROR code (p2p/errors.py)."""
-    from cheesecoin.p2p.errors import ERROR_POINTS
-
-    return ERROR_POINTS[code]
-
-
-__all__ = ["Inventory", "INV", "MAX_INV", "wire"]
+__all__ = ["Inventory", "INV", "MAX_INV"]

@@ -1,53 +1,59 @@
-"""The peer manager: every member connection, admission, bans, eviction and
-dialling; ``MemberFactory`` only builds the protocol of each inbound
-connection it admits. Syncing (``cheesecoin.p2p.sync``), relaying
-(``cheesecoin.p2p.relay``) and the address book (``cheesecoin.p2p.peers``)
-are its parts.
+"""The peer manager: the member's connections and the parts of the peer layer.
+
+``PeerManager`` builds each part with the collaborators it uses (their
+seams: ``cheesecoin.p2p.interfaces``): admission and bans
+(``cheesecoin.p2p.admission``), dialling (``cheesecoin.p2p.dialler``), the
+address book (``cheesecoin.p2p.peers``), syncing (``cheesecoin.p2p.sync``),
+relaying (``cheesecoin.p2p.relay``), compact relay and its modes, the
+inventory of transactions, the mempool exchange, and what the stack serves
+(``cheesecoin.p2p.serving``). It keeps the handshaken peers (one per
+node_id), their timers (PING, silence, STATS) and is the ``PeerHost`` of
+every connection: each thing a peer's message asks of the member is one
+call here, handed to the part that does it. ``MemberFactory`` only builds
+the protocol of each inbound connection the admission lets in.
 """
 
 from __future__ import annotations
 
 import random
-from collections import Counter
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from cheesecoin.core.errors import ProtocolError
 from cheesecoin.core.node import MemberNode
+from cheesecoin.p2p.admission import BAN_SECONDS, Admission, BanList
 from cheesecoin.p2p.compact import CompactRelay
 from cheesecoin.p2p.compact_modes import CompactModes
+from cheesecoin.p2p.dialler import Dialer, Dialler, tcp_dialer
 from cheesecoin.p2p.features import ALL as ALL_FEATURES
+from cheesecoin.p2p.fields import get_work
+from cheesecoin.p2p.interfaces import PeerSource, Traffic
 from cheesecoin.p2p.inventory import Inventory
 from cheesecoin.p2p.mempool_sync import MempoolExchange
-from cheesecoin.p2p.peers import Address, AddressBook
-from cheesecoin.p2p.protocol import REQUEST_TIMEOUT, MemberProtocol, node_id_key
+from cheesecoin.p2p.peers import AddressBook
+from cheesecoin.p2p.protocol import MemberProtocol, node_id_key
 from cheesecoin.p2p.relay import Relay
-from cheesecoin.p2p.states import get_work
+from cheesecoin.p2p.serving import StackServer
 from cheesecoin.p2p.sync import Sync
-from cheesecoin.util.addresses import is_loopback
+from cheesecoin.util.addresses import Address
 from cheesecoin.wire import codec as wire
-from cheesecoin.wire.limits import PEERS_PER_REPLY, PING_INTERVAL, PROTOCOL_VERSION
-from cheesecoin.wire.lineproto import BusyProtocol
+from cheesecoin.wire.limits import PEERS_PER_REPLY, PROTOCOL_VERSION
+
+if TYPE_CHECKING:  # the TLS policy (and OpenSSL) only where the member lists tls
+    from cheesecoin.p2p.tls import TlsPolicy
 
 SILENCE_TIMEOUT = 90.0
 REFILL_INTERVAL = 5.0
-CONSENSUS_INTERVAL = (
-    10.0  # seconds between two stack comparisons a CONSENSUS may ask for (section 5.1)
-)
+CONSENSUS_INTERVAL = 10.0  # seconds between two stack comparisons a CONSENSUS may ask for (5.1)
 # The features this member implements (docs/protocol.md section 10 says how far).
 FEATURES: Tuple[str, ...] = ALL_FEATURES  # sections 5.1 and 5.2 (p2p/features.py)
 HANDSHAKE_TIMEOUT = 30.0
-BAN_SECONDS = 3600.0
-# Eviction (a new inbound connection when max_inbound are open): these are never evicted.
-EVICT_PROTECT_DELIVERERS = 4  # the inbound peers that most recently gave us a new cheese
-EVICT_PROTECT_OLDEST = 4  # the longest-connected handshaken inbound peers
 
-Dialer = Callable[[str, int, Factory], Deferred]
+__all__ = ["FEATURES", "MemberFactory", "PeerManager", "REFILL_INTERVAL", "Dialer"]
 
 
 class MemberFactory(Factory):
@@ -58,21 +64,8 @@ class MemberFactory(Factory):
     def __init__(self, manager: "PeerManager") -> None:
         self.manager = manager
 
-    def buildProtocol(self, addr: Any) -> Any:
+    def buildProtocol(self, addr: Optional[IAddress]) -> Protocol:
         return self.manager.admit(addr)
-
-
-class _OutboundFactory(Factory):
-    """Builds the protocol of a connection we dial."""
-
-    noisy = False
-
-    def __init__(self, manager: "PeerManager", address: Address) -> None:
-        self.manager = manager
-        self.address = address
-
-    def buildProtocol(self, addr: Any) -> MemberProtocol:
-        return MemberProtocol(self.manager, outbound=True, dial_address=self.address)
 
 
 class PeerManager:
@@ -87,8 +80,6 @@ class PeerManager:
     downloaded signatures in the CPU thread pool.
     """
 
-    log = Logger(namespace="cheesecoin.member")
-
     def __init__(
         self,
         node: MemberNode,
@@ -102,48 +93,62 @@ class PeerManager:
         verify_in_threads: bool = False,
         features: Tuple[str, ...] = FEATURES,
     ) -> None:
+        log = self._log = Logger(namespace="cheesecoin.member")
         self.node = node
         self.clock = reactor
         self.reactor = reactor
         self.target_peers = target_peers
-        self.max_inbound = max_inbound
-        self.max_per_ip = max_per_ip
-        self.dialer: Dialer = dialer or self._dial_tcp
         self.rng = rng or random.Random()
-        self.ban_seconds = ban_seconds
         self.listen_port: Optional[int] = None
-        self.traffic: Optional[Callable[[str, str, int], None]] = (
-            None  # each connection's traffic hook (metrics)
-        )
-        self.peer_sources: List[
-            Any
-        ] = []  # where more addresses come from (the tracker link): request_peers()
+        self.traffic: Optional[Traffic] = None  # each connection's traffic hook (metrics)
         self.peers: Dict[str, MemberProtocol] = {}  # node_id -> handshaken connection
         self.connections: Set[MemberProtocol] = set()
-        self.inbound_count = 0
-        self.per_ip: Counter = Counter()
-        self.addresses = AddressBook(self.rng)
-        self.banned: Dict[str, float] = {}
-        self.refused = 0
-        self._last_peer_request = -1e18
-        self._silence_due = 0.0  # drop_silent has nothing to do before this time
-        self.factory = MemberFactory(self)
-        self.sync = Sync(self, verify_in_threads)
-        self.relay = Relay(self)
         self.features = tuple(features)  # the section 5.1 features listed in our HELLO
-        self.mempool_sync = MempoolExchange(self)
-        self.compact = CompactRelay(self)
-        self.inventory = Inventory(self)
-        self.modes = CompactModes(self)
+        self.tls: Optional[TlsPolicy] = None  # section 5.3, set by the member's builder
+        self._silence_due = 0.0  # drop_silent has nothing to do before this time
         self._last_consensus = -1e18
-        self.tls: Any = (
-            None  # section 5.3: a TlsPolicy (cheesecoin.p2p.tls), set by the member's tap
+        self.factory = MemberFactory(self)
+        self.addresses = AddressBook(self.rng)
+        self.bans = BanList(reactor, log, self, self.addresses, ban_seconds)
+        self.admission = Admission(log, self, self.bans, max_inbound, max_per_ip)
+        self.dialler = Dialler(
+            reactor, log, self, self.addresses, self.bans, dialer or tcp_dialer(reactor)
         )
+        self.server = StackServer(node)
+        # The parts, each built after those it needs; two pairs need each other.
+        self.sync = Sync(node, reactor, log, self, verify_in_threads)
+        self.relay = Relay(node, reactor, log, self, self.sync)
+        self.sync.use_relay(self.relay)
+        self.mempool_sync = MempoolExchange(node, reactor, self, self.relay)
+        self.inventory = Inventory(node, reactor, log, self, self.mempool_sync)
+        self.compact = CompactRelay(node, reactor, log, self.relay, self.sync)
+        self.modes = CompactModes(node, log, self, self.relay, self.compact)
+        self.relay.attach(self.compact, self.modes, self.inventory, self.mempool_sync)
         node.register_peers(self)
 
-    def add_peer_source(self, source: Any) -> None:
+    @property
+    def log(self) -> Logger:
+        return self._log
+
+    @log.setter
+    def log(self, log: Logger) -> None:
+        """Another logger for the manager and every part (the simulator quiets members)."""
+        self._log = log
+        for part in (self.bans, self.admission, self.dialler, self.sync, self.relay):
+            part.log = log
+        self.inventory.log = self.compact.log = self.modes.log = log
+
+    @property
+    def max_inbound(self) -> int:
+        return self.admission.max_inbound
+
+    @max_inbound.setter
+    def max_inbound(self, count: int) -> None:
+        self.admission.max_inbound = count
+
+    def add_peer_source(self, source: PeerSource) -> None:
         """Something that can find more members (``request_peers()``): the tracker link."""
-        self.peer_sources.append(source)
+        self.dialler.peer_sources.append(source)
 
     # -- what we tell others ----------------------------------------------------------
 
@@ -164,7 +169,8 @@ class PeerManager:
         return hello
 
     def consensus_asked(self, proto: MemberProtocol) -> None:
-        """A peer sent CONSENSUS: compare stacks with every peer now, at most once every CONSENSUS_INTERVAL."""
+        """A peer sent CONSENSUS: compare stacks with every peer now, at most once
+        every CONSENSUS_INTERVAL."""
         now = self.clock.seconds()
         if now - self._last_consensus >= CONSENSUS_INTERVAL:
             self._last_consensus = now
@@ -192,79 +198,55 @@ class PeerManager:
         """Up to 10 members we know to be listening (tried ones first), never the asker."""
         own = asker.listening_address if asker is not None else None
         sample = self.addresses.reply_sample(PEERS_PER_REPLY, own, self.clock.seconds())
-        return (
-            sample if self.tls is None else self.tls.pins.annotate(sample)
-        )  # node_ids we know (5.3)
+        # node_ids we know (5.3)
+        return sample if self.tls is None else self.tls.pins.annotate(sample)
+
+    # -- what peers tell and ask us (PeerHost: one call each, to the part that does it) --
+
+    def already_have(self, proto: MemberProtocol, smell: Any) -> bool:
+        return self.relay.already_have(proto, smell)
+
+    def receive_cheese(self, proto: MemberProtocol, cheese: dict) -> None:
+        self.relay.receive_cheese(proto, cheese)
+
+    def receive_tx(self, proto: MemberProtocol, tx: dict) -> None:
+        self.relay.receive_tx(proto, tx)
+
+    def receive_compact(self, proto: MemberProtocol, msg: dict) -> None:
+        self.compact.receive(proto, msg)
+
+    def receive_inv(self, proto: MemberProtocol, msg: dict) -> None:
+        self.inventory.receive(proto, msg)
+
+    def receive_header(self, proto: MemberProtocol, msg: dict) -> None:
+        self.modes.receive_header(proto, msg)
+
+    def compact_mode(self, proto: MemberProtocol, high_bandwidth: bool) -> None:
+        self.modes.send_compact(proto, high_bandwidth)
+
+    def compact_of(self, smell: str) -> Optional[dict]:
+        return self.modes.compact_of(smell)
+
+    def mempool_txids(self) -> List[str]:
+        return self.mempool_sync.mempool_txids()
+
+    def find_txs(self, txids: List[str], smell: Optional[str]) -> List[dict]:
+        return self.mempool_sync.find_txs(txids, smell)
 
     # -- connections ------------------------------------------------------------------------
 
-    def admit(self, addr: Any) -> Any:
+    def admit(self, addr: Optional[IAddress]) -> Protocol:
         """The protocol of a new inbound connection, or a BusyProtocol that refuses it."""
-        host = getattr(addr, "host", None) or "?"
-        if self.is_banned(host):
-            return self._refuse(host, "the address is banned")
-        # Many members and tools share a loopback address: per-address limits never apply to it.
-        if self.per_ip[host] >= self.max_per_ip and not is_loopback(host):
-            return self._refuse(host, f"{self.per_ip[host]} connections from {host} already")
-        inbound = [p for p in self.connections if not p.outbound and not p.closing]
-        if len(inbound) >= self.max_inbound:
-            victim = self.eviction_candidate(inbound)
-            if victim is None:
-                return self._refuse(
-                    host, f"{len(inbound)} inbound connections already, none evictable"
-                )
-            self.log.info(
-                "Evicting inbound peer {peer} for a new connection from {host}",
-                peer=victim.label(),
-                host=host,
-            )
-            victim.abort()
-        return MemberProtocol(self, outbound=False)
+        return self.admission.admit(addr, lambda: MemberProtocol(self, outbound=False))
 
-    def eviction_candidate(self, inbound: List[MemberProtocol]) -> Optional[MemberProtocol]:
-        """The inbound peer to drop for a newcomer when max_inbound are open, or None.
-
-        Protected: the EVICT_PROTECT_DELIVERERS peers that most recently gave us
-        a new cheese, the EVICT_PROTECT_OLDEST longest-connected handshaken
-        peers, and a peer we are downloading from. Of the others the worst goes:
-        the highest misbehaviour score, then one still without a handshake,
-        then one from the address with the most connections, then the newest.
-        """
-        protected = {id(p) for p in inbound if p.download is not None}
-        deliverers = sorted(
-            (p for p in inbound if p.cheeses_delivered), key=lambda p: p.last_cheese_at
-        )
-        protected.update(
-            id(p) for p in deliverers[-EVICT_PROTECT_DELIVERERS:] if EVICT_PROTECT_DELIVERERS
-        )
-        oldest = sorted((p for p in inbound if p.ready), key=lambda p: p.connected_at)
-        protected.update(id(p) for p in oldest[:EVICT_PROTECT_OLDEST])
-        candidates = [p for p in inbound if id(p) not in protected]
-        if not candidates:
-            return None
-        return max(
-            candidates,
-            key=lambda p: (p.score, not p.ready, self.per_ip[p.peer_host() or "?"], p.connected_at),
-        )
-
-    def _refuse(self, host: str, why: str) -> BusyProtocol:
-        """A connection turned away: it is told why (ERROR busy), then closed."""
-        self.refused += 1
-        if self.refused % 100 == 1:
-            self.log.warn(
-                "Refused a connection from {host}: {why} ({n} refused so far)",
-                host=host,
-                why=why,
-                n=self.refused,
-            )
-        return BusyProtocol(why)
+    def outbound_protocol(self, address: Address) -> MemberProtocol:
+        """The protocol of a connection we dial to ``address``."""
+        return MemberProtocol(self, outbound=True, dial_address=address)
 
     def connection_made(self, proto: MemberProtocol) -> None:
         self.connections.add(proto)
         self._silence_due = 0.0  # drop_silent: look at the new one at the next tick
-        self.per_ip[proto.peer_host() or "?"] += 1
-        if not proto.outbound:
-            self.inbound_count += 1
+        self.admission.opened(proto)
         if proto.dial_address is not None:
             self.addresses.opened(proto.dial_address)
 
@@ -272,12 +254,7 @@ class PeerManager:
         if proto not in self.connections:
             return
         self.connections.discard(proto)
-        host = proto.peer_host() or "?"
-        self.per_ip[host] -= 1
-        if self.per_ip[host] <= 0:
-            del self.per_ip[host]
-        if not proto.outbound:
-            self.inbound_count -= 1
+        self.admission.closed(proto)
         if proto.download is not None:
             proto.download.finish()
         self.modes.peer_gone(proto)
@@ -310,7 +287,7 @@ class PeerManager:
         own = self.node.node_id
 
         def opener(p: MemberProtocol) -> str:
-            return own if p.outbound else node_id  # type: ignore[return-value]
+            return own if p.outbound else node_id
 
         if opener(existing) != opener(proto):
             smaller = min(own, node_id, key=node_id_key)
@@ -330,7 +307,8 @@ class PeerManager:
 
     def peer_ready(self, proto: MemberProtocol) -> None:
         """The handshake is done: count the peer, learn its address, compare stacks."""
-        self.peers[proto.peer_node_id] = proto  # type: ignore[index]
+        assert proto.peer_node_id is not None
+        self.peers[proto.peer_node_id] = proto
         claimed = proto.listening_address if proto.peer_port else None  # inbound: at most "new"
         self.addresses.connected(proto.outbound, proto.dial_address, claimed, self.clock.seconds())
         self.log.info(
@@ -354,118 +332,25 @@ class PeerManager:
             proto.last_cheese_at = self.clock.seconds()
 
     def is_banned(self, host: str) -> bool:
-        until = self.banned.get(host)
-        if until is None:
-            return False
-        if until <= self.clock.seconds():
-            del self.banned[host]
-            return False
-        return True
+        return self.bans.is_banned(host)
 
     def ban(self, proto: MemberProtocol, why: str) -> None:
         """Ban the peer's IP for a while (a loopback peer is only disconnected)."""
-        host = proto.peer_host() or "?"
-        if is_loopback(host):
-            self.log.warn("Closing {peer} for misbehaving: {why}", peer=proto.label(), why=why)
-            proto.close()
-            # Many members share a loopback address: not banned, but this member
-            # (its address) is not redialled for the ban time.
-            for address in {proto.dial_address, proto.listening_address} - {None}:
-                info = self.addresses.known.get(address)  # type: ignore[arg-type]
-                if info is not None:
-                    info.next_try = max(info.next_try, self.clock.seconds() + self.ban_seconds)
-            return
-        self.banned[host] = self.clock.seconds() + self.ban_seconds
-        self.log.warn(
-            "Banning {host} for {secs:.0f} s: {why}", host=host, secs=self.ban_seconds, why=why
-        )
-        for other in list(self.connections):
-            if other.peer_host() == host:
-                other.close()
+        self.bans.ban(proto, why)
 
     # -- addresses and dialing ------------------------------------------------------------
 
     def add_addresses(self, peers: List[Any], source: str) -> int:
         """Learn addresses from a PEERS list told by ``source`` ("tracker", a host); dial if new."""
-        added = self.addresses.add(peers, source, self.clock.seconds())
-        if added:
-            self.refill()
-        return added
+        return self.dialler.add_addresses(peers, source)
 
     def add_persistent(self, host: str, port: int) -> None:
         """A --connect address: dialled whenever we are not connected to it."""
         self.addresses.add_persistent((host, port))
 
-    def _connected_addresses(self) -> Set[Address]:
-        out = set()
-        for p in self.connections:
-            for address in (p.dial_address, p.listening_address):
-                if address is not None:
-                    out.add(address)
-        return out
-
     def refill(self) -> None:
         """Dial known members until we have (or are dialing) ``target_peers``."""
-        now = self.clock.seconds()
-        book = self.addresses
-        if len(self.peers) >= self.target_peers and not book.persistent:
-            return  # the common case, every few seconds: nothing to dial (no count of the pending)
-        pending = sum(1 for p in self.connections if p.outbound and not p.ready)
-        want = self.target_peers - len(self.peers) - pending - len(book.dialing)
-        if want <= 0 and not book.persistent:
-            return  # the common case, every few seconds: nothing to dial
-        busy = self._connected_addresses()
-        for address in sorted(book.persistent):
-            if book.due(address, book.remember(address), now, busy, self.is_banned):  # type: ignore[arg-type]
-                self.dial(address)
-                want -= 1
-        if want <= 0:
-            return
-        candidates = book.select(want, now, busy, self.is_banned)  # anchors first, distinct groups
-        for address in candidates:
-            self.dial(address)
-        if len(candidates) < want:
-            self.ask_for_peers()
-
-    def ask_for_peers(self) -> None:
-        """Ask the tracker and our peers for more members (at most every 30 s)."""
-        now = self.clock.seconds()
-        if now - self._last_peer_request < PING_INTERVAL:
-            return
-        self._last_peer_request = now
-        for source in self.peer_sources:
-            source.request_peers()
-        for p in list(self.peers.values()):
-            p.request({"type": "GET_PEERS"}).addErrback(lambda f: None)
-
-    def dial(self, address: Address) -> None:
-        info = self.addresses.remember(address)
-        if info is None:
-            return
-        self.addresses.dialing.add(address)
-        info.next_try = self.clock.seconds() + REQUEST_TIMEOUT
-        try:
-            d = self.dialer(address[0], address[1], _OutboundFactory(self, address))
-        except Exception:
-            self.log.failure("Cannot dial {host}:{port}", host=address[0], port=address[1])
-            self.addresses.failed(address, self.clock.seconds())
-            return
-
-        def failed(failure: Failure) -> None:
-            self.log.debug(
-                "Cannot connect to {host}:{port}: {why}",
-                host=address[0],
-                port=address[1],
-                why=failure.getErrorMessage(),
-            )
-            self.addresses.failed(address, self.clock.seconds())
-
-        d.addErrback(failed)
-
-    def _dial_tcp(self, host: str, port: int, factory: Factory) -> Deferred:
-        from twisted.internet.endpoints import HostnameEndpoint
-
-        return HostnameEndpoint(self.reactor, host, port, timeout=10).connect(factory)
+        self.dialler.refill()
 
     # -- timers ----------------------------------------------------------------------------
 
@@ -504,9 +389,7 @@ class PeerManager:
         bans, dial more."""
         self.drop_silent()
         self.sync.watchdog()
-        now = self.clock.seconds()
-        for host in [h for h, until in self.banned.items() if until <= now]:
-            del self.banned[host]
+        self.bans.forget_ended()
         self.refill()
 
     def compare_stacks(self) -> None:
@@ -523,7 +406,7 @@ class PeerManager:
             except ProtocolError:
                 proto.misbehaved(10, "a malformed STATS_REPLY")
                 return
-            proto.peer_height, proto.peer_tip, proto.peer_work = height, tip, work
+            proto.claim(height, tip, work)
             if work > self.node.stack.work:  # only then can this reply start a download
                 self.sync.maybe_sync()
             self.mempool_sync.maybe_start(proto)

@@ -22,41 +22,44 @@ peer is closed, and one ERROR tells it why.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+from twisted.internet.interfaces import IReactorTime
 
 from cheesecoin.core.errors import InvalidTx, ProtocolError
-from cheesecoin.core.formats import SMELL_RE
+from cheesecoin.core.node import MemberNode
 from cheesecoin.core.tx import check_tx_format, txid
-from cheesecoin.p2p.errors import ERROR_POINTS
+from cheesecoin.p2p.errors import ERROR_POINTS, PeerError
+from cheesecoin.p2p.features import MEMPOOL
+from cheesecoin.p2p.fields import get_txids
+from cheesecoin.p2p.interfaces import PeerDirectory
 from cheesecoin.wire import codec as wire
+
+if TYPE_CHECKING:
+    from cheesecoin.p2p.interfaces import RelayView
+    from cheesecoin.p2p.protocol import MemberProtocol
 
 MEMPOOL_REPLY = 5000  # txids in a MEMPOOL, at most
 TXS_PER_REQUEST = 1000  # txids in a GET_TXS, at most
 SIDE_DEPTH = 10  # how far below our tip a side-branch cheese is still looked in for GET_TXS
-FEATURE = "mempool"
 PUSH_INTERVAL = 600.0  # seconds before our mempool is pushed again to the same host
 MAX_PUSHED_HOSTS = 4096  # hosts whose last push we remember (the oldest forgotten)
-STALE_TX_RULES = frozenset(
-    {"tx-nonce", "tx-balance", "tx-fee"}
-)  # races: 1 point (Relay.receive_tx)
-
-
-def get_txids(msg: dict, key: str, most: int, least: int = 1) -> List[str]:
-    """A list of ``least`` to ``most`` txids (40 lowercase hex characters), else BadMessage."""
-    value = msg.get(key)
-    if not isinstance(value, list) or not least <= len(value) <= most:
-        raise wire.BadMessage(f"field '{key}' must be a list of {least} to {most} txids")
-    if not all(isinstance(t, str) and SMELL_RE.match(t) for t in value):
-        raise wire.BadMessage(f"field '{key}' must hold txids (40 lowercase hex characters)")
-    return value
+# A pushed TX or a TXS transaction refused by one of these may be an honest race
+# (a nonce, balance or fee): it costs STALE_TX_POINTS (Relay.receive_tx, take_tx).
+STALE_TX_RULES = frozenset({"tx-nonce", "tx-balance", "tx-fee"})
+STALE_TX_POINTS = 1
 
 
 class MempoolExchange:
     """Both sides of the mempool exchange for one member."""
 
-    def __init__(self, manager: Any) -> None:
-        self.manager = manager
-        self.node = manager.node
+    def __init__(
+        self, node: MemberNode, clock: IReactorTime, directory: PeerDirectory, relay: RelayView
+    ) -> None:
+        self.node = node
+        self.clock = clock
+        self.directory = directory
+        self.relay = relay
         self.fetched = 0  # transactions new to us that the exchange brought (tests, logs)
         self.pushed: "OrderedDict[str, float]" = OrderedDict()  # host -> our last push to it
 
@@ -96,7 +99,7 @@ class MempoolExchange:
         """txid -> tx of a cheese off the best stack that is being validated or within
         SIDE_DEPTH of our tip; {} for any other."""
         stack = self.node.stack
-        cheese = self.manager.relay.pending.get(smell)
+        cheese = self.relay.pending.get(smell)
         if cheese is None:
             node = stack.nodes.get(smell)
             if node is None or node.height < stack.height - SIDE_DEPTH:
@@ -106,7 +109,7 @@ class MempoolExchange:
 
     # -- asking ---------------------------------------------------------------------
 
-    def maybe_start(self, proto: Any) -> None:
+    def maybe_start(self, proto: MemberProtocol) -> None:
         """Once per connection, as soon as it can work: with a peer that lists
         ``mempool``, fetch its mempool once we have at least its work (before,
         its transactions would not fit our ledger); to a peer without it, push
@@ -114,16 +117,16 @@ class MempoolExchange:
         its host had it pushed less than PUSH_INTERVAL ago."""
         if proto.mempool_done or not proto.ready or proto.closing:
             return
-        if FEATURE in proto.peer_features and FEATURE in self.manager.features:
+        if MEMPOOL in proto.peer_features and MEMPOOL in self.directory.features:
             if self.node.stack.work >= proto.peer_work:
                 proto.mempool_done = True
                 self.start(proto)
         elif self.holds_our_work(proto):
             proto.mempool_done = True
             if self._may_push(proto.peer_host() or "?"):
-                self.manager.relay.send_mempool(proto)
+                self.relay.send_mempool(proto)
 
-    def holds_our_work(self, proto: Any) -> bool:
+    def holds_our_work(self, proto: MemberProtocol) -> bool:
         """Proven, not claimed: the peer's tip is a valid cheese we hold with at
         least our work (our tip, or a branch as heavy). A HELLO that names a
         tip we do not know, however much work it claims, is not enough."""
@@ -134,7 +137,7 @@ class MempoolExchange:
     def _may_push(self, host: str) -> bool:
         """At most one push of our mempool per host per PUSH_INTERVAL (a peer that
         reconnects does not get it again); the memory of hosts is bounded."""
-        now = self.manager.clock.seconds()
+        now = self.clock.seconds()
         last = self.pushed.get(host)
         if last is not None and now - last < PUSH_INTERVAL:
             return False
@@ -145,17 +148,18 @@ class MempoolExchange:
         return True
 
     def on_tip(self) -> None:
-        for proto in list(self.manager.peers.values()):
+        for proto in list(self.directory.peers.values()):
             if not proto.mempool_done:
                 self.maybe_start(proto)
 
-    def start(self, proto: Any) -> None:
-        """After the handshake with a peer that listed ``mempool``: fetch what it has that we lack."""
+    def start(self, proto: MemberProtocol) -> None:
+        """After the handshake with a peer that listed ``mempool``: fetch what it has
+        that we lack."""
         proto.request({"type": "GET_MEMPOOL"}).addCallbacks(
             self._got_txids, lambda f: None, (proto,)
         )
 
-    def _got_txids(self, reply: dict, proto: Any) -> None:
+    def _got_txids(self, reply: dict, proto: MemberProtocol) -> None:
         try:
             txids = get_txids(reply, "txids", MEMPOOL_REPLY, least=0)
         except ProtocolError as e:
@@ -167,7 +171,7 @@ class MempoolExchange:
         ]
         self._fetch(proto, missing)
 
-    def _fetch(self, proto: Any, missing: List[str]) -> None:
+    def _fetch(self, proto: MemberProtocol, missing: List[str]) -> None:
         if not missing or proto.closing:
             return
         chunk, rest = missing[:TXS_PER_REQUEST], missing[TXS_PER_REQUEST:]
@@ -175,7 +179,9 @@ class MempoolExchange:
             self._got_txs, lambda f: None, (proto, chunk, rest)
         )
 
-    def _got_txs(self, reply: dict, proto: Any, asked: List[str], rest: List[str]) -> None:
+    def _got_txs(
+        self, reply: dict, proto: MemberProtocol, asked: List[str], rest: List[str]
+    ) -> None:
         txs = reply.get("transactions")
         if not isinstance(txs, list) or len(txs) > len(asked):
             proto.misbehaved(10, "a malformed TXS")
@@ -187,15 +193,15 @@ class MempoolExchange:
                 return  # banned or closed by what it sent: the rest is not read
             if isinstance(tx, dict) and check_tx_format(tx) is None and txid(tx) not in wanted:
                 continue  # not what we asked for
-            why = self._take(proto, tx)
+            why = self.take_tx(proto, tx)
             if why is not None and refused is None:
                 refused = why
         if refused is not None and not proto.closing:
-            proto.penalise_next_error(0)  # charged above, transaction by transaction
-            proto.send_error("invalid-tx", f"a transaction in TXS: {refused[0]}: {refused[1]}")
+            message = f"a transaction in TXS: {refused[0]}: {refused[1]}"
+            proto.refuse(PeerError("invalid-tx", message, 0))  # charged above, one by one
         self._fetch(proto, rest)
 
-    def _take(self, proto: Any, tx: Any) -> Optional[Tuple[str, str]]:
+    def take_tx(self, proto: MemberProtocol, tx: Any) -> Optional[Tuple[str, str]]:
         """Submit one transaction of a TXS reply; the (rule, message) that refused it,
         charged to the peer as a pushed TX would be, or None."""
         try:
@@ -211,7 +217,7 @@ class MempoolExchange:
             if e.rule in STALE_TX_RULES and check_tx_format(tx) is None:
                 if self.node.stack.tx_height(txid(tx)) is not None:
                     return None  # confirmed meanwhile: we have it
-                proto.misbehaved(1, f"a stale transaction in TXS ({e.rule})")
+                proto.misbehaved(STALE_TX_POINTS, f"a stale transaction in TXS ({e.rule})")
             else:
                 points = ERROR_POINTS["invalid-tx"]
                 proto.misbehaved(points, f"an invalid transaction in TXS ({e.rule})")

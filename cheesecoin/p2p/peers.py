@@ -16,8 +16,8 @@ import random
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from cheesecoin.core.errors import ProtocolError
-from cheesecoin.p2p.addrbook import Address, AddressTables, AddrInfo, address_group, network_group
-from cheesecoin.util.addresses import is_loopback, listable_host
+from cheesecoin.p2p.addrbook import AddressTables, AddrInfo, address_group, network_group
+from cheesecoin.util.addresses import Address, is_loopback, listable_host
 from cheesecoin.wire import codec as wire
 
 MAX_SAVED_ADDRESSES = 1024  # entries of peers.json: anchors, then tried, then new

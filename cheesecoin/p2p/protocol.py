@@ -1,59 +1,61 @@
-# The CheeseCoin member protocol: member to member, docs/protocol.md section 5.
+# The CheeseCoin member protocol: member to member, docs/protocol.md sections 5 to 5.3.
 #
-# Messages it speaks (JSON lines, docs/protocol.md section 1), request -> reply:
+# Messages (JSON lines, docs/protocol.md section 1); what each state answers is
+# its ``cmd_map`` (cheesecoin.p2p.states, cheesecoin.p2p.tls):
 #
 #   {"type":"HELLO","version":1,"network":SMELL,"node_id":HEX,"port":P|null,
-#    "height":N,"tip":SMELL,"work":"DECIMAL"}     the handshake; the connecting
-#                                                 side sends it first, the
-#                                                 accepting side answers with
-#                                                 its own
-#   {"type":"STATS"}                           -> STATS_REPLY {height, tip, work, peers}
-#   {"type":"GET_CHEESE","sequence_number":N}  -> CHEESE {cheese} or ERROR not-found
-#   {"type":"GET_CHEESE","smell":S}            -> CHEESE {cheese} or ERROR not-found
-#   {"type":"GET_CHEESES","from":N,"count":K}  -> CHEESES {cheeses}: best stack from N
-#   {"type":"GET_CHEESES","locator":[S..],"count":K} -> CHEESES after the first locator
-#                                                 smell on the best stack
-#   {"type":"GET_PEERS"}                       -> PEERS {peers: [{host, port}]}
-#   {"type":"PING"}                            -> PONG
-#
-#   Pushed, no reply on success:
-#   {"type":"ANNOUNCE","cheese":C}   a new cheese; ERROR invalid-cheese if invalid,
-#                                    an orphan makes us fetch its ancestors from
-#                                    the announcer with a locator
-#   {"type":"TX","tx":T}             a new transaction; ERROR invalid-tx if invalid,
-#                                    ERROR busy if the mempool is full
+#    "height":N,"tip":SMELL,"work":"DECIMAL","features":[...]}   the handshake; the
+#        connecting side sends it first, the accepting side answers with its own
+#   {"type":"STARTTLS"}            both HELLOs list tls (section 5.3): TLS, then the key check
+#   requests -> replies: STATS -> STATS_REPLY, GET_CHEESE -> CHEESE, GET_CHEESES
+#        (from, locator, smells) -> CHEESES, GET_HEADERS -> HEADERS, GET_PEERS -> PEERS,
+#        PING -> PONG, GET_MEMPOOL -> MEMPOOL, GET_TXS -> TXS, GET_COMPACT -> COMPACT,
+#        or ERROR
+#   pushed, no reply on success: ANNOUNCE, ANNOUNCE_COMPACT, ANNOUNCE_HEADER, TX, INV,
+#        SEND_COMPACT, CONSENSUS
 #
 #   Errors we send: bad-json, bad-message, unknown-type, too-long (framing,
-#   see cheesecoin.lineproto), handshake-required, wrong-network, not-found,
+#   see cheesecoin.wire.lineproto), handshake-required, wrong-network, not-found,
 #   invalid-cheese, invalid-tx, busy. We never answer an ERROR or a reply.
 #
-# The asking side matches STATS_REPLY / CHEESE / CHEESES / PEERS / PONG and
-# ERROR replies to its requests by "id", with a timeout per request.
+# The asking side matches replies and ERROR to its requests by "id", with a
+# timeout per request.
 """``MemberProtocol``: one connection to another member, either direction.
 
 The connection itself lives here (the transport, requests with ids and their
 replies, timeouts, misbehaviour points); what a message means depends on the
 connection's state (``cheesecoin.p2p.states``): a handshake state that
-accepts only ``HELLO``, then a ready state with the other ``msg_`` handlers.
+accepts only ``HELLO``, then a ready state with the other handlers, each
+state's ``cmd_map``. The connection holds what its peer claims of its stack
+(``claim``, the one writer of ``peer_height``, ``peer_tip`` and
+``peer_work``) and needs of the member side only ``PeerHost``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.interfaces import IHandshakeListener, ITLSTransport
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from cheesecoin.p2p.errors import BAN_SCORE, ERROR_POINTS, RemoteError, RequestTimeout
-from cheesecoin.p2p.states import HandshakeState, ReadyState
+from cheesecoin.core.errors import ProtocolError
+from cheesecoin.p2p.errors import BAN_SCORE, ERROR_POINTS, PeerError, RemoteError, RequestTimeout
+from cheesecoin.p2p.interfaces import PeerHost
+from cheesecoin.p2p.states import ConnectionState, HandshakeState, ReadyState
+from cheesecoin.util.addresses import Address
 from cheesecoin.wire import codec as wire
 from cheesecoin.wire.lineproto import JsonLineProtocol
 
+if TYPE_CHECKING:
+    from cheesecoin.p2p.download import BaseDownload
+
+__all__ = ["BAN_SCORE", "ERROR_POINTS", "REQUEST_TIMEOUT", "MemberProtocol", "short"]
+
 REQUEST_TIMEOUT = 30.0
-Address = Tuple[str, int]
 
 
 def short(smell: str) -> str:
@@ -71,45 +73,69 @@ class MemberProtocol(JsonLineProtocol):
     """One connection to another member, either direction; ``state`` decides
     what each message means (``HandshakeState``, then ``ReadyState``)."""
 
-    manager: Any  # the PeerManager
-
     def __init__(
-        self, manager: Any, outbound: bool, dial_address: Optional[Address] = None
+        self, host: PeerHost, outbound: bool, dial_address: Optional[Address] = None
     ) -> None:
         super().__init__()
-        self.manager = manager
-        self.clock = manager.clock
-        self.traffic = manager.traffic
+        self.host = host
+        self.clock = host.clock
+        self.traffic = host.traffic
         self.outbound = outbound
         self.dial_address = dial_address
         self.ready = False  # handshake done
         self.hello_sent = False
         self.peer_node_id: Optional[str] = None
         self.peer_port: Optional[int] = None
-        self.peer_features: frozenset = frozenset()  # what its HELLO listed (section 5.1)
+        self.peer_features: FrozenSet[str] = frozenset()  # what its HELLO listed (section 5.1)
         self.encrypted = False  # TLS is up and the peer's key is its node_id (section 5.3)
         self.mempool_done = False  # the mempool exchange (or push) with this peer has started
-        self.peer_height = 0
-        self.peer_tip = ""
-        self.peer_work = 0
+        self._height, self._tip, self._work = 0, "", 0  # its stack, as claimed (``claim``)
         self.score = 0
         self.connected_at = 0.0
         self.last_seen = 0.0
         self.last_cheese_at = 0.0  # when this peer last gave us a cheese new to us (eviction)
         self.cheeses_delivered = 0
         self.sync_idle_until = 0.0
-        self.download: Any = None  # the Download from this peer, if one runs
+        self.download: Optional[BaseDownload] = None  # the download from this peer, if one runs
         self.wants_compact = False  # it sent SEND_COMPACT high_bandwidth true (section 5.2)
-        self.pending: Dict[int, Tuple[Deferred, Any]] = {}
+        self.pending: Dict[int, Tuple[Deferred, Any]] = {}  # id -> (its Deferred, its timer)
         self.peer_requests: Set[int] = set()  # ids of our GET_PEERS still unanswered
         self._next_id = 0
-        self._penalty: Optional[int] = None
-        self.state: Any = HandshakeState(self)
+        self._error_points: Optional[int] = None  # what the ERROR being sent costs (refuse)
+        self.state: ConnectionState = HandshakeState(self)
+
+    # -- what the peer says of itself ----------------------------------------------
+
+    @property
+    def peer_height(self) -> int:
+        return self._height
+
+    @property
+    def peer_tip(self) -> str:
+        return self._tip
+
+    @property
+    def peer_work(self) -> int:
+        return self._work
+
+    def hello(self, node_id: str, port: Optional[int], features: FrozenSet[str]) -> None:
+        """Who the peer says it is (its HELLO's checked fields)."""
+        self.peer_node_id, self.peer_port, self.peer_features = node_id, port, features
+
+    def claim(self, height: int, tip: str, work: int) -> None:
+        """The peer's stack as it tells it (HELLO, STATS_REPLY): height, tip and work."""
+        self._height, self._tip, self._work = height, tip, work
+
+    def holds(self, height: int, tip: str, work: int) -> None:
+        """The peer has shown it holds a stack this far (it announced a cheese we
+        have, its headers reached it): its claim rises to it, never falls."""
+        if work > self._work:
+            self.claim(height, tip, work)
 
     # -- connection --------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        now = self.manager.clock.seconds()
+        now = self.host.clock.seconds()
         self.connected_at = self.last_seen = now
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:  # announcements are small: do not let Nagle hold them back
@@ -118,14 +144,12 @@ class MemberProtocol(JsonLineProtocol):
             except OSError:
                 pass
         self.start_producing()  # a peer that does not read what we send is not read from either
-        self.manager.connection_made(self)
+        self.host.connection_made(self)
         if self.outbound:
             self.send_hello()
 
-    def connectionLost(self, reason: Failure = None) -> None:
-        lost = getattr(self.state, "connection_lost", None)  # the TLS exchange (section 5.3)
-        if lost is not None:
-            lost(reason)
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.state.connection_lost(reason)  # the TLS exchange says why (section 5.3)
         self.closing = True
         self.release_buffers()
         pending, self.pending = self.pending, {}
@@ -133,7 +157,7 @@ class MemberProtocol(JsonLineProtocol):
             if call.active():
                 call.cancel()
             d.errback(Failure(ConnectionLost("the connection to the peer closed")))
-        self.manager.connection_lost(self)
+        self.host.connection_lost(self)
 
     def label(self) -> str:
         """host:port of the peer, its listening port if known."""
@@ -164,35 +188,36 @@ class MemberProtocol(JsonLineProtocol):
         handled; False, and nothing begun, when the peer sent bytes after that line."""
         if len(self._buffer) > self._scanned:
             return False
-        self.transport.startTLS(creator)
+        ITLSTransport(self.transport).startTLS(creator)
         return True
 
     def handshakeCompleted(self) -> None:
         """IHandshakeListener: the TLS handshake is done; the state checks the peer's key."""
-        done = getattr(self.state, "tls_up", None)
-        if done is not None:
-            done()
+        self.state.tls_up()
 
     def line_received(self, line: bytes) -> None:
-        self.last_seen = self.manager.clock.seconds()
+        self.last_seen = self.host.clock.seconds()
         if self.ready:
             # Every peer but the first announces a cheese to us: one we have is
             # ignored (section 5) before its line is decoded.
             seen = wire.announced_smell(line)
-            if seen is not None and self.manager.relay.already_have(self, seen[1]):
+            if seen is not None and self.host.already_have(self, seen[1]):
                 if self.traffic is not None:
                     self.traffic("in", seen[0], len(line) + 1)
                 return
         super().line_received(line)
 
     def dispatch(self, msg: dict) -> None:
-        """Hand the message to the current state's ``msg_<TYPE>`` handler."""
-        kind = msg["type"]
-        handler = getattr(self.state, "msg_" + kind, None) if kind.isupper() else None
-        if handler is None:
-            self.state.unknown(msg)
-            return
-        handler(msg)
+        """Hand the message to its handler in the current state's ``cmd_map``; an
+        error that carries its points (``PeerError``) costs the peer those."""
+        handler = self.state.cmd_map.get(msg["type"])
+        try:
+            if handler is None:
+                self.state.unknown(msg)
+            else:
+                handler(msg)
+        except PeerError as e:
+            self.refuse(e, self.current_id)
 
     def become_ready(self) -> None:
         """The handshake is done: from now on the ready state handles messages."""
@@ -211,7 +236,7 @@ class MemberProtocol(JsonLineProtocol):
 
     def send_hello(self) -> None:
         self.hello_sent = True
-        self.push(self.manager.hello_message())
+        self.push(self.host.hello_message())
 
     def request(self, msg: dict, timeout: float = REQUEST_TIMEOUT) -> Deferred:
         """Send a request with a fresh id; the Deferred fires with the reply message,
@@ -222,7 +247,7 @@ class MemberProtocol(JsonLineProtocol):
             return d
         self._next_id += 1
         rid = self._next_id
-        call = self.manager.clock.callLater(timeout, self._timed_out, rid)
+        call = self.host.clock.callLater(timeout, self._timed_out, rid)
         self.pending[rid] = (d, call)
         if msg.get("type") == "GET_PEERS":
             self.peer_requests.add(rid)
@@ -244,7 +269,8 @@ class MemberProtocol(JsonLineProtocol):
             entry[0].errback(Failure(RequestTimeout(f"no reply from {self.label()} in time")))
 
     def resolve(self, msg: dict) -> None:
-        """A reply: fire the Deferred of the request with its id (late or unknown ones are ignored)."""
+        """A reply: fire the Deferred of the request with its id (late or unknown ones
+        are ignored)."""
         rid = msg.get("id")
         if not isinstance(rid, int) or isinstance(rid, bool):
             return
@@ -264,7 +290,7 @@ class MemberProtocol(JsonLineProtocol):
         if isinstance(msg.get("id"), int) and msg["id"] in self.pending:
             self.resolve(msg)
             return
-        self.manager.log.info(
+        self.host.log.info(
             "{peer} says: ERROR {code} {text}",
             peer=self.label(),
             code=str(msg.get("code"))[:40],
@@ -273,20 +299,27 @@ class MemberProtocol(JsonLineProtocol):
 
     # -- misbehaviour ------------------------------------------------------------------
 
+    def refuse(self, error: ProtocolError, msg_id: Any = None) -> None:
+        """Send the ERROR for ``error``: it costs the peer the points it carries
+        (``PeerError.points``), else those of its code (ERROR_POINTS)."""
+        self._error_points = error.points if isinstance(error, PeerError) else None
+        try:
+            self.send_error(error.code, error.message, msg_id)
+        finally:
+            self._error_points = None
+
     def on_error(self, code: str, text: str) -> None:
-        points = self._penalty if self._penalty is not None else ERROR_POINTS.get(code, 0)
-        self._penalty = None
+        """Each ERROR we send: the peer pays its points (see ``refuse``)."""
+        points = self._error_points
+        if points is None:
+            points = ERROR_POINTS.get(code, 0)
         if points:
             self.misbehaved(points, f"{code}: {text}")
         if self.state.closes_on_error and not self.closing:
             self.close()  # e.g. a line that is not even JSON during the STARTTLS exchange
 
-    def penalise_next_error(self, points: int) -> None:
-        """Set the points the next ERROR we send costs this peer."""
-        self._penalty = points
-
     def misbehaved(self, points: int, why: str) -> None:
         """Add to the peer's misbehaviour score; at BAN_SCORE it is banned (or closed)."""
         self.score += points
         if self.score >= BAN_SCORE and not self.closing:
-            self.manager.ban(self, why)
+            self.host.ban(self, why)

@@ -4,56 +4,91 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from cheesecoin.core.cheese import check_member_info, work_of
 from cheesecoin.core.errors import InvalidCheese, InvalidTx, ProtocolError, StorageError
-from cheesecoin.core.node import MINED
+from cheesecoin.core.node import MINED, MemberNode
 from cheesecoin.core.tree import AddResult
 from cheesecoin.core.tx import check_tx_format, txid
-from cheesecoin.p2p.compact import COMPACT
-from cheesecoin.p2p.inventory import INV
-from cheesecoin.p2p.protocol import ERROR_POINTS, MemberProtocol, short
+from cheesecoin.p2p.errors import ERROR_POINTS, PeerError
+from cheesecoin.p2p.features import COMPACT, INV
+from cheesecoin.p2p.interfaces import (
+    CompactView,
+    Downloads,
+    HeaderModes,
+    MempoolView,
+    PeerDirectory,
+    TxAnnouncer,
+)
+from cheesecoin.p2p.mempool_sync import STALE_TX_POINTS, STALE_TX_RULES
+from cheesecoin.p2p.protocol import MemberProtocol, short
 from cheesecoin.p2p.sync import RELAY_TAIL
 from cheesecoin.wire import codec as wire
 
 FLUSH_DELAY = 0.05  # seconds between accepting an announced cheese and the fsync
 MAX_HOLDERS = 64  # recent cheeses whose announcers we remember
-STALE_TX_RULES = frozenset({"tx-nonce", "tx-balance", "tx-fee"})  # honest races, a light penalty
 
 
 class Relay:
     """What comes in pushed (ANNOUNCE, TX) and what we push on: new best
     cheeses announced once to every peer but their source (after a sync, only
     the last ``RELAY_TAIL``), new transactions relayed once, our mempool
-    handed to each new peer; announced cheeses flushed to disk together."""
+    handed to each new peer; announced cheeses flushed to disk together.
 
-    def __init__(self, manager: Any) -> None:
-        self.manager = manager
-        self.node = manager.node
-        self.log = manager.log
+    Built before the parts that rebuild and announce in other forms, which
+    ``attach`` then connects (they need the relay too)."""
+
+    compact: CompactView  # section 5.1: ANNOUNCE_COMPACT lines
+    modes: HeaderModes  # section 5.2: ANNOUNCE_HEADER to peers that want headers
+    inventory: TxAnnouncer  # section 5.2: INV
+    mempool: MempoolView  # section 5.1: the mempool exchange
+
+    def __init__(
+        self,
+        node: MemberNode,
+        clock: IReactorTime,
+        log: Logger,
+        directory: PeerDirectory,
+        downloads: Downloads,
+    ) -> None:
+        self.node = node
+        self.clock = clock
+        self.log = log
+        self.directory = directory
+        self.downloads = downloads
         self.announced: "OrderedDict[str, None]" = OrderedDict()
-        self.early: "OrderedDict[str, None]" = (
-            OrderedDict()
-        )  # sent to compact peers before validation
-        self.holders: "OrderedDict[str, set]" = (
-            OrderedDict()
-        )  # recent smells: the peers that announced them
-        self.pending: Dict[
-            str, dict
-        ] = {}  # those cheeses while their validation waits (GET_TXS answers)
+        # sent to compact peers before validation
+        self.early: "OrderedDict[str, None]" = OrderedDict()
+        # recent smells: the peers that announced them
+        self.holders: "OrderedDict[str, Set[MemberProtocol]]" = OrderedDict()
+        # those cheeses while their validation waits (GET_TXS answers)
+        self.pending: Dict[str, dict] = {}
         self._batch_depth = 0
         self._batch: List[Tuple[int, str]] = []  # (height, smell) connected during a batch
         self._batch_source: Any = None
-        self._lazy_batch: Any = None
+        self._lazy_batch: Any = None  # the store batch an announced cheese opened
         self.node.tip_listeners.append(self.on_tip)
         self.node.tx_listeners.append(self.on_tx)
+
+    def attach(
+        self,
+        compact: CompactView,
+        modes: HeaderModes,
+        inventory: TxAnnouncer,
+        mempool: MempoolView,
+    ) -> None:
+        """Connect the parts built after the relay (each needs it)."""
+        self.compact, self.modes, self.inventory, self.mempool = compact, modes, inventory, mempool
 
     # -- receiving ------------------------------------------------------------------------
 
     def receive_cheese(
         self,
-        proto: Any,
+        proto: MemberProtocol,
         cheese: dict,
         invalid_points: Optional[int] = None,
         ihash: Optional[str] = None,
@@ -64,7 +99,7 @@ class Relay:
         ``invalid_points`` (a compact cheese that may have been relayed on
         before validation)."""
         smell = cheese.get("smell")
-        if self.already_have(proto, smell):
+        if isinstance(smell, str) and self.already_have(proto, smell):
             return AddResult("duplicate", smell)
         self._flush_soon()  # not a cheese we already have
         try:
@@ -74,17 +109,17 @@ class Relay:
         except StorageError:  # our disk, not the peer's fault (the node reports it, once)
             raise ProtocolError("busy", "this member cannot store cheeses right now")
         if result.status == "orphan":
-            self.manager.sync.start_download(proto, "orphan")
+            self.downloads.start_download(proto, "orphan")
         elif result.status == "added":
-            self.manager.delivered(proto, len(result.accepted))
+            self.directory.delivered(proto, len(result.accepted))
         # The peer has this cheese (new to us or not): its stack has at least
         # that much work, which keeps its height current between STATS rounds.
         node = self.node.stack.nodes.get(result.smell)
-        if node is not None and node.work > proto.peer_work:
-            proto.peer_height, proto.peer_tip, proto.peer_work = node.height, node.smell, node.work
+        if node is not None:
+            proto.holds(node.height, node.smell, node.work)
         return result
 
-    def already_have(self, proto: Any, smell: Any) -> bool:
+    def already_have(self, proto: MemberProtocol, smell: Any) -> bool:
         """Whether ``smell`` is a (valid) cheese we have. Such an announcement is
         ignored silently (docs/protocol.md section 5): not checked again, not
         relayed; every peer but the first to announce a cheese sends one. The
@@ -95,15 +130,10 @@ class Relay:
         holders = self.holders.get(smell)
         if holders is not None:
             holders.add(proto)
-        if known.work > proto.peer_work:
-            proto.peer_height, proto.peer_tip, proto.peer_work = (
-                known.height,
-                known.smell,
-                known.work,
-            )
+        proto.holds(known.height, known.smell, known.work)
         return True
 
-    def check_header_link(self, proto: Any, header: dict) -> None:
+    def check_header_link(self, proto: MemberProtocol, header: dict) -> None:
         """Rules 2 to 4 of a compact header against its parent, when we hold it
         (an orphan's header is checked with its body, once its ancestors come)."""
         stack = self.node.stack
@@ -116,15 +146,17 @@ class Relay:
             raise self._refused(proto, e)
 
     @staticmethod
-    def _refused(proto: Any, e: InvalidCheese, points: Optional[int] = None) -> ProtocolError:
+    def _refused(
+        proto: MemberProtocol, e: InvalidCheese, points: Optional[int] = None
+    ) -> PeerError:
         """The invalid-cheese ERROR for ``e``; it costs the peer ``points`` (the
         invalid-cheese points by default), nothing if the fault may pass."""
         if points is None:
             points = ERROR_POINTS["invalid-cheese"]
-        proto.penalise_next_error(points if e.permanent else 0)
-        return ProtocolError("invalid-cheese", f"rule {e.rule_number} ({e.rule}): {e.message}")
+        message = f"rule {e.rule_number} ({e.rule}): {e.message}"
+        return PeerError("invalid-cheese", message, points if e.permanent else 0)
 
-    def relay_early(self, source: Any, cheese: dict, line: bytes) -> bool:
+    def relay_early(self, source: MemberProtocol, cheese: dict, line: bytes) -> bool:
         """Send a rebuilt compact cheese on to our other compact peers before
         its full validation, if it would be our new best (its header is
         checked). The lines are pushed by a call at the reactor's next turn,
@@ -136,7 +168,7 @@ class Relay:
         smell = cheese["smell"]
         parent = stack.nodes.get(cheese["parent_smell"])
         if (
-            COMPACT not in self.manager.features
+            COMPACT not in self.directory.features
             or parent is None
             or parent.invalid
             or smell in self.early
@@ -155,11 +187,11 @@ class Relay:
         self.early[smell] = None
         while len(self.early) > 10000:
             self.early.popitem(last=False)
-        self.manager.clock.callLater(0, self._push_early, smell, line)
+        self.clock.callLater(0, self._push_early, smell, line)
         self.pending[smell] = cheese
         return True
 
-    def note_holder(self, proto: Any, smell: str) -> None:
+    def note_holder(self, proto: MemberProtocol, smell: str) -> None:
         """``proto`` announced ``smell`` to us: it is not sent it back."""
         holders = self.holders.get(smell)
         if holders is None:
@@ -168,19 +200,19 @@ class Relay:
                 self.holders.popitem(last=False)
         holders.add(proto)
 
-    def peer_gone(self, proto: Any) -> None:
+    def peer_gone(self, proto: MemberProtocol) -> None:
         """A closed connection is no longer named as a holder of recent cheeses."""
         for holders in self.holders.values():
             holders.discard(proto)
 
-    def _early_targets(self, smell: str) -> List[Any]:
+    def _early_targets(self, smell: str) -> List[MemberProtocol]:
         """The compact peers to send ``smell`` early: all but those that announced it,
         and those that take our new cheeses as headers (section 5.2: after validation)."""
         holders = self.holders.get(smell, ())
-        modes = self.manager.modes
+        modes = self.modes
         return [
             p
-            for p in self.manager.peers.values()
+            for p in self.directory.peers.values()
             if p not in holders
             and COMPACT in p.peer_features
             and p.peer_tip != smell
@@ -193,7 +225,7 @@ class Relay:
         for p in self._early_targets(smell):
             p.push_line(line)
 
-    def receive_tx(self, proto: Any, tx: dict) -> None:
+    def receive_tx(self, proto: MemberProtocol, tx: dict) -> None:
         """A pushed TX: into the mempool (relayed by on_tx), silently if we have it."""
         try:
             self.node.submit_tx(tx, proto)
@@ -203,12 +235,12 @@ class Relay:
             if e.rule in STALE_TX_RULES and check_tx_format(tx) is None:
                 if self.node.stack.tx_height(txid(tx)) is not None:
                     return  # already confirmed: we have it
-                proto.penalise_next_error(1)
+                raise PeerError("invalid-tx", f"{e.rule}: {e.message}", STALE_TX_POINTS)
             raise ProtocolError("invalid-tx", f"{e.rule}: {e.message}")
 
     # -- relaying --------------------------------------------------------------------------
 
-    def send_mempool(self, proto: Any) -> None:
+    def send_mempool(self, proto: MemberProtocol) -> None:
         """Pass our pending transactions to a new peer (as TX, best fee first,
         each sender's in nonce order), so that a payment we hold reaches a
         member that restarted without it. Written only as fast as the peer
@@ -248,10 +280,10 @@ class Relay:
         stack = self.node.stack
         connected = [(c["sequence_number"], c["smell"]) for c in result.connected]
         if connected and isinstance(source, MemberProtocol):
-            self.manager.modes.brought_first(source)  # the first to bring us a new best cheese
+            self.modes.brought_first(source)  # the first to bring us a new best cheese
         if not self._batch_depth:
             self.relay(connected[-RELAY_TAIL:], source)  # first: the log can wait
-        self.manager.mempool_sync.on_tip()  # a peer we could not exchange with yet, maybe now
+        self.mempool.on_tip()  # a peer we could not exchange with yet, maybe now
         if result.disconnected:
             self.log.info(
                 "Reorganisation: {n} cheeses abandoned, new tip {height} {tip}",
@@ -303,10 +335,10 @@ class Relay:
             if cheese is None:
                 continue
             line = compact_line = header_line = None  # each built when a peer needs it
-            use_compact = COMPACT in self.manager.features
+            use_compact = COMPACT in self.directory.features
             holders = self.holders.get(smell, ())
-            modes = self.manager.modes
-            for p in list(self.manager.peers.values()):
+            modes = self.modes
+            for p in list(self.directory.peers.values()):
                 if p is not source and p.peer_tip != smell and p not in holders:
                     if modes.wants_header(p):  # section 5.2: the header alone
                         if header_line is None:
@@ -316,13 +348,13 @@ class Relay:
                         if smell in self.early:
                             continue  # sent before its validation (relay_early)
                         if compact_line is None:
-                            compact_line = self.manager.compact.announcement(cheese)
+                            compact_line = self.compact.announcement(cheese)
                         p.push_line(compact_line)
                     else:
                         if line is None:
-                            line = (
-                                '{"type":"ANNOUNCE","cheese":' + stack.get_text(smell) + "}\n"
-                            ).encode("utf-8")
+                            text = stack.get_text(smell)
+                            assert text is not None  # get_cheese found it
+                            line = ('{"type":"ANNOUNCE","cheese":' + text + "}\n").encode("utf-8")
                         p.push_line(line)
             sent += 1
         return sent
@@ -332,8 +364,8 @@ class Relay:
         by txid (INV, gathered) to ``inv`` peers, whole (TX) to the others."""
         line = None
         by_inv = []
-        use_inv = INV in self.manager.features
-        for p in list(self.manager.peers.values()):
+        use_inv = INV in self.directory.features
+        for p in list(self.directory.peers.values()):
             if p is source:
                 continue
             if use_inv and INV in p.peer_features:
@@ -344,7 +376,7 @@ class Relay:
             p.push_line(line)
         if use_inv:
             sender = source if isinstance(source, MemberProtocol) else None
-            self.manager.inventory.announce(tx_id, by_inv, sender)
+            self.inventory.announce(tx_id, by_inv, sender)
 
     # -- the disk ----------------------------------------------------------------------------
 
@@ -359,7 +391,7 @@ class Relay:
         if self._lazy_batch is None:
             self._lazy_batch = self.node.stack.batch()
             self._lazy_batch.__enter__()
-            self.manager.clock.callLater(FLUSH_DELAY, self.flush)
+            self.clock.callLater(FLUSH_DELAY, self.flush)
 
     def flush(self) -> None:
         """End the batch opened by _flush_soon (one durable commit)."""

@@ -1,86 +1,93 @@
+# The states of a member connection: docs/protocol.md sections 5, 5.1 and 5.2.
+#
+# Messages they speak (the table of each state is its ``cmd_map``):
+#   HandshakeState: HELLO (with ``features``), ERROR; anything else is
+#     ERROR handshake-required.
+#   ReadyState:
+#     requests we answer: STATS, GET_CHEESE, GET_CHEESES (from, locator, smells),
+#       GET_HEADERS, GET_PEERS, PING, GET_MEMPOOL, GET_TXS, GET_COMPACT
+#     pushed: ANNOUNCE, ANNOUNCE_COMPACT, TX, CONSENSUS, INV, SEND_COMPACT,
+#       ANNOUNCE_HEADER
+#     replies to our requests: STATS_REPLY, CHEESE, CHEESES, HEADERS, PEERS, PONG,
+#       MEMPOOL, TXS, COMPACT, ERROR
+#     a second HELLO is bad-message, STARTTLS out of turn closes the connection.
+#   StartTlsState (cheesecoin.p2p.tls, section 5.3): STARTTLS, ERROR.
 """The states of a member connection (after hathor-core's ``p2p/states``).
 
 A connection starts in ``HandshakeState``, which accepts only ``HELLO`` (and
 logs an ``ERROR``); anything else is ``handshake-required``. Once the HELLOs
-are exchanged it is in ``ReadyState``, whose ``msg_<TYPE>`` methods are the
-member protocol of docs/protocol.md section 5: requests answered, pushed
-messages handed to the relay, replies handed back to the request that is
-waiting for them. A new message type is a new ``msg_`` method here.
-
-Messages: HELLO (with ``features``); requests STATS, GET_CHEESE, GET_CHEESES,
-GET_PEERS, PING, and of section 5.1 GET_HEADERS and GET_CHEESES by smells
-(``headers``), GET_MEMPOOL and GET_TXS (``mempool``, ``compact``); pushed
-ANNOUNCE, ANNOUNCE_COMPACT (``compact``), TX and CONSENSUS; replies
-STATS_REPLY, CHEESE, CHEESES, HEADERS, PEERS, PONG, MEMPOOL, TXS, ERROR.
-Section 5.2: pushed INV (``inv``), SEND_COMPACT and ANNOUNCE_HEADER, request
-GET_COMPACT and its reply COMPACT (``compact-modes``); a message of a section
-5.2 feature we do not list is an unknown type.
+are exchanged it is in ``ReadyState``. Each state's ``cmd_map`` (hathor's
+name) is its table from message type to handler, built once when the state
+is entered: every ``msg_<TYPE>`` method, and each type of ``replies``, whose
+handler is the one that resolves the request waiting for it. A handler turns
+the message's fields into one named call (as Twisted's ``irc_PRIVMSG`` calls
+``privmsg``): of the member side (``PeerHost``), of the stack's server
+(``StackServer``) or of the connection. A new message type is a new ``msg_``
+method (or a name in ``replies``); a message of a section 5.2 feature we do
+not list is an unknown type.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from typing import Any
+from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, Optional
+
+from twisted.python.failure import Failure
 
 from cheesecoin.core.errors import ProtocolError
 from cheesecoin.p2p.compact import MAX_HEADERS, MAX_SMELLS
-from cheesecoin.p2p.mempool_sync import TXS_PER_REQUEST, get_txids
+from cheesecoin.p2p.features import COMPACT_MODES, INV
+from cheesecoin.p2p.fields import (
+    get_features,
+    get_locator,
+    get_node_id,
+    get_smells,
+    get_txids,
+    get_work,
+)
+from cheesecoin.p2p.mempool_sync import TXS_PER_REQUEST
 from cheesecoin.wire import codec as wire
 from cheesecoin.wire.limits import MAX_COUNT, PEERS_PER_REPLY
 
-MAX_LOCATOR = 1000  # smells in a locator we accept
-MAX_FEATURES = 32  # names in a HELLO's features (section 5.1)
-MAX_FEATURE_LENGTH = 32
-NODE_ID_RE = re.compile(r"[0-9a-f]{1,64}\Z")
-_WORK_RE = re.compile(r"[0-9]{1,80}\Z")
+if TYPE_CHECKING:
+    from cheesecoin.p2p.protocol import MemberProtocol
+
+Handler = Callable[[dict], None]
 
 
-def get_work(msg: dict, key: str = "work") -> int:
-    value = wire.get_str(msg, key, 80)
-    if not _WORK_RE.match(value):
-        raise wire.BadMessage(f"field '{key}' must be a decimal string")
-    return int(value)
+def command_map(state: "ConnectionState") -> Dict[str, Handler]:
+    """The table of ``state``: each ``msg_<TYPE>`` method, and each reply type it resolves."""
+    table: Dict[str, Handler] = {
+        name[4:]: getattr(state, name) for name in dir(type(state)) if name.startswith("msg_")
+    }
+    for kind in state.replies:
+        table.setdefault(kind, state.protocol.resolve)
+    return table
 
 
-def get_locator(msg: dict) -> list:
-    locator = msg.get("locator")
-    if not isinstance(locator, list) or len(locator) > MAX_LOCATOR:
-        raise wire.BadMessage(f"field 'locator' must be a list of at most {MAX_LOCATOR} smells")
-    if not all(isinstance(s, str) and wire.SMELL_RE.match(s) for s in locator):
-        raise wire.BadMessage("field 'locator' must hold smells (40 lowercase hex characters)")
-    return locator
-
-
-def id_suffix(msg_id: Any) -> str:
-    return "" if msg_id is None else ',"id":' + json.dumps(msg_id, ensure_ascii=False)
-
-
-def get_features(msg: dict) -> frozenset:
-    """The ``features`` of a HELLO (section 5.1): none when absent; unknown names are kept and ignored."""
-    if "features" not in msg:
-        return frozenset()
-    value = msg["features"]
-    if (
-        not isinstance(value, list)
-        or len(value) > MAX_FEATURES
-        or not all(isinstance(f, str) and len(f) <= MAX_FEATURE_LENGTH for f in value)
-    ):
-        raise wire.BadMessage(
-            f"field 'features' must be a list of at most {MAX_FEATURES} strings "
-            f"of at most {MAX_FEATURE_LENGTH} characters"
-        )
-    return frozenset(value)
-
-
-class HandshakeState:
-    """Before the handshake: only HELLO."""
+class ConnectionState:
+    """What every state of a member connection has: its connection, the member
+    side (``PeerHost``) and its table of handlers."""
 
     closes_on_error = False  # an ERROR we send leaves the connection open
+    replies: FrozenSet[str] = frozenset()  # reply types handed to the request waiting
 
-    def __init__(self, protocol: Any) -> None:
+    def __init__(self, protocol: MemberProtocol) -> None:
         self.protocol = protocol
-        self.manager = protocol.manager
+        self.host = protocol.host
+        self.cmd_map = command_map(self)
+
+    def unknown(self, msg: dict) -> None:
+        raise ProtocolError("unknown-type", f"unknown message type {msg['type'][:40]!r}")
+
+    def connection_lost(self, reason: Optional[Failure]) -> None:
+        """The connection closed (called before it marks itself closing)."""
+
+    def tls_up(self) -> None:
+        """The TLS handshake completed (only the TLS exchange has begun one)."""
+
+
+class HandshakeState(ConnectionState):
+    """Before the handshake: only HELLO."""
 
     def unknown(self, msg: dict) -> None:
         raise ProtocolError("handshake-required", "send HELLO first")
@@ -89,51 +96,46 @@ class HandshakeState:
         self.protocol.remote_error(msg)
 
     def msg_HELLO(self, msg: dict) -> None:
-        p = self.protocol
         network = wire.get_smell(msg, "network")
-        if network != self.manager.node.network.smell:
-            p.send_error(
-                "wrong-network", f"this member is on network {self.manager.node.network.smell}"
-            )
-            p.close()
+        ours = self.host.node.network.smell
+        if network != ours:
+            self.protocol.send_error("wrong-network", f"this member is on network {ours}")
+            self.protocol.close()
             return
         wire.get_int(msg, "version", 1)
-        node_id = wire.get_str(msg, "node_id", 64)
-        if not NODE_ID_RE.match(node_id):
-            raise wire.BadMessage("field 'node_id' must be 1 to 64 lowercase hex characters")
+        node_id = get_node_id(msg)
         port = wire.get_port(msg, "port", allow_null=True)
         height = wire.get_int(msg, "height")
         tip = wire.get_smell(msg, "tip")
         work = get_work(msg)
-        p.peer_features = get_features(msg)
-        p.peer_node_id, p.peer_port = node_id, port
-        p.peer_height, p.peer_tip, p.peer_work = height, tip, work
-        if node_id == self.manager.node.node_id:
-            self.manager.connected_to_self(p)
+        self.protocol.hello(node_id, port, get_features(msg))
+        self.protocol.claim(height, tip, work)
+        self.hello_read()
+
+    def hello_read(self) -> None:
+        """The peer's HELLO is read: ourselves, refused, TLS first, or a peer now."""
+        p, host = self.protocol, self.host
+        if p.peer_node_id == host.node.node_id:
+            host.connected_to_self(p)
             p.close()
             return
-        if self.manager.tls is not None and self.manager.tls.intercept(p):
+        if host.tls is not None and host.tls.intercept(p):
             return  # refused (a pin, --require-tls), or encrypted first (section 5.3)
-        if not self.manager.accept_peer(p):
+        if not host.accept_peer(p):
             p.close()
             return
         if not p.hello_sent:
             p.send_hello()
         p.become_ready()
-        self.manager.peer_ready(p)
+        host.peer_ready(p)
 
 
-class ReadyState:
+class ReadyState(ConnectionState):
     """After the handshake: requests, pushed messages and replies."""
 
-    closes_on_error = False  # an ERROR we send leaves the connection open
-
-    def __init__(self, protocol: Any) -> None:
-        self.protocol = protocol
-        self.manager = protocol.manager
-
-    def unknown(self, msg: dict) -> None:
-        raise ProtocolError("unknown-type", f"unknown message type {msg['type'][:40]!r}")
+    replies = frozenset(
+        {"STATS_REPLY", "CHEESE", "CHEESES", "HEADERS", "PONG", "MEMPOOL", "TXS", "COMPACT"}
+    )
 
     def msg_HELLO(self, msg: dict) -> None:
         raise wire.BadMessage("a second HELLO")
@@ -145,78 +147,36 @@ class ReadyState:
     # -- requests we answer -------------------------------------------------------------
 
     def msg_STATS(self, msg: dict) -> None:
-        stack = self.manager.node.stack
-        self.protocol.reply(
-            msg,
-            {
-                "type": "STATS_REPLY",
-                "height": stack.height,
-                "tip": stack.tip.smell,
-                "work": str(stack.work),
-                "peers": len(self.manager.peers),
-            },
-        )
+        self.protocol.reply(msg, self.host.server.stats(len(self.host.peers)))
 
     def msg_GET_CHEESE(self, msg: dict) -> None:
-        stack = self.manager.node.stack
+        server, msg_id = self.host.server, wire.message_id(msg)
         if "sequence_number" in msg:
-            height = wire.get_int(msg, "sequence_number")
-            text = (
-                stack.get_text(stack.main[height].smell, cache=False)
-                if height <= stack.height
-                else None
-            )
+            line = server.cheese_at(wire.get_int(msg, "sequence_number"), msg_id)
         else:
-            text = stack.get_text(wire.get_smell(msg, "smell"), cache=False)
-        if text is None:
-            raise ProtocolError("not-found", "no such cheese here")
-        self.protocol.write_line(
-            ('{"type":"CHEESE","cheese":' + text + id_suffix(wire.message_id(msg)) + "}\n").encode(
-                "utf-8"
-            )
-        )
+            line = server.cheese_by_smell(wire.get_smell(msg, "smell"), msg_id)
+        self.protocol.write_line(line)
 
     def msg_GET_CHEESES(self, msg: dict) -> None:
-        stack = self.manager.node.stack
+        server, msg_id = self.host.server, wire.message_id(msg)
         if "smells" in msg:  # section 5.1, feature headers: bodies by smell, any branch
-            smells = msg["smells"]
-            if (
-                not isinstance(smells, list)
-                or not 1 <= len(smells) <= MAX_SMELLS
-                or not all(isinstance(x, str) and wire.SMELL_RE.match(x) for x in smells)
-            ):
-                raise wire.BadMessage(f"field 'smells' must be a list of 1 to {MAX_SMELLS} smells")
-            texts = self.manager.compact.cheeses_by_smell(smells)
-            self.protocol.write_line(
-                (
-                    '{"type":"CHEESES","cheeses":['
-                    + ",".join(texts)
-                    + "]"
-                    + id_suffix(wire.message_id(msg))
-                    + "}\n"
-                ).encode("utf-8")
-            )
-            return
-        count = wire.get_int(msg, "count", 1, MAX_COUNT, default=MAX_COUNT)
-        if "locator" in msg:
-            start = stack.fork_height(get_locator(msg)) + 1
+            line = server.cheeses_by_smell(get_smells(msg, MAX_SMELLS), msg_id)
         else:
-            start = wire.get_int(msg, "from")
-        head = '{"type":"CHEESES","cheeses":['
-        tail = "]" + id_suffix(wire.message_id(msg)) + "}"
-        room = wire.MAX_LINE - len(head) - len(tail.encode("utf-8"))
-        texts = stack.range_texts(start, count, max_bytes=room) if room > 0 else []
-        self.protocol.write_line((head + ",".join(texts) + tail + "\n").encode("utf-8"))
+            count = wire.get_int(msg, "count", 1, MAX_COUNT, default=MAX_COUNT)
+            if "locator" in msg:
+                line = server.cheeses_after(get_locator(msg), count, msg_id)
+            else:
+                line = server.cheeses_from(wire.get_int(msg, "from"), count, msg_id)
+        self.protocol.write_line(line)
 
     def msg_GET_HEADERS(self, msg: dict) -> None:
         locator = get_locator(msg)
         count = wire.get_int(msg, "count", 1, MAX_HEADERS, default=MAX_HEADERS)
-        self.protocol.reply(
-            msg, {"type": "HEADERS", "headers": self.manager.compact.headers_after(locator, count)}
-        )
+        headers = self.host.server.headers_after(locator, count)
+        self.protocol.reply(msg, {"type": "HEADERS", "headers": headers})
 
     def msg_GET_PEERS(self, msg: dict) -> None:
-        self.protocol.reply(msg, {"type": "PEERS", "peers": self.manager.peers_for(self.protocol)})
+        self.protocol.reply(msg, {"type": "PEERS", "peers": self.host.peers_for(self.protocol)})
 
     def msg_PING(self, msg: dict) -> None:
         msg_id = msg.get("id")
@@ -226,82 +186,57 @@ class ReadyState:
             self.protocol.reply(msg, {"type": "PONG"})
 
     def msg_GET_MEMPOOL(self, msg: dict) -> None:
-        self.protocol.reply(
-            msg, {"type": "MEMPOOL", "txids": self.manager.mempool_sync.mempool_txids()}
-        )
+        self.protocol.reply(msg, {"type": "MEMPOOL", "txids": self.host.mempool_txids()})
 
     def msg_GET_TXS(self, msg: dict) -> None:
         txids = get_txids(msg, "txids", TXS_PER_REQUEST)
         smell = wire.get_smell(msg, "smell") if "smell" in msg else None
-        self.protocol.reply(
-            msg, {"type": "TXS", "transactions": self.manager.mempool_sync.find_txs(txids, smell)}
-        )
+        self.protocol.reply(msg, {"type": "TXS", "transactions": self.host.find_txs(txids, smell)})
 
     # -- pushed messages --------------------------------------------------------------
 
+    def msg_ANNOUNCE(self, msg: dict) -> None:
+        self.host.receive_cheese(self.protocol, wire.get_object(msg, "cheese"))
+
     def msg_ANNOUNCE_COMPACT(self, msg: dict) -> None:
-        self.manager.compact.receive(self.protocol, msg)
+        self.host.receive_compact(self.protocol, msg)
+
+    def msg_TX(self, msg: dict) -> None:
+        self.host.receive_tx(self.protocol, wire.get_object(msg, "tx"))
+
+    def msg_CONSENSUS(self, msg: dict) -> None:
+        self.host.consensus_asked(self.protocol)
 
     # -- section 5.2 ------------------------------------------------------------------
 
     def _listed(self, feature: str, msg: dict) -> None:
         """A message of a feature we do not list is an unknown type to us."""
-        if feature not in self.manager.features:
+        if feature not in self.host.features:
             self.unknown(msg)
 
     def msg_INV(self, msg: dict) -> None:
-        self._listed("inv", msg)
-        self.manager.inventory.receive(self.protocol, msg)
+        self._listed(INV, msg)
+        self.host.receive_inv(self.protocol, msg)
 
     def msg_SEND_COMPACT(self, msg: dict) -> None:
-        self._listed("compact-modes", msg)
-        self.manager.modes.send_compact(self.protocol, msg)
+        self._listed(COMPACT_MODES, msg)
+        flag = msg.get("high_bandwidth")
+        if not isinstance(flag, bool):
+            raise wire.BadMessage("field 'high_bandwidth' must be true or false")
+        self.host.compact_mode(self.protocol, flag)
 
     def msg_ANNOUNCE_HEADER(self, msg: dict) -> None:
-        self._listed("compact-modes", msg)
-        self.manager.modes.receive_header(self.protocol, msg)
+        self._listed(COMPACT_MODES, msg)
+        self.host.receive_header(self.protocol, msg)
 
     def msg_GET_COMPACT(self, msg: dict) -> None:
-        self._listed("compact-modes", msg)
-        compact = self.manager.modes.compact_of(wire.get_smell(msg, "smell"))
+        self._listed(COMPACT_MODES, msg)
+        compact = self.host.compact_of(wire.get_smell(msg, "smell"))
         if compact is None:
             raise ProtocolError("not-found", "no such cheese here")
         self.protocol.reply(msg, compact)
 
-    def msg_COMPACT(self, msg: dict) -> None:
-        self.protocol.resolve(msg)
-
-    def msg_CONSENSUS(self, msg: dict) -> None:
-        self.manager.consensus_asked(self.protocol)
-
-    def msg_ANNOUNCE(self, msg: dict) -> None:
-        self.manager.relay.receive_cheese(self.protocol, wire.get_object(msg, "cheese"))
-
-    def msg_TX(self, msg: dict) -> None:
-        self.manager.relay.receive_tx(self.protocol, wire.get_object(msg, "tx"))
-
-    # -- replies to our requests ----------------------------------------------------------
-
-    def msg_STATS_REPLY(self, msg: dict) -> None:
-        self.protocol.resolve(msg)
-
-    def msg_CHEESE(self, msg: dict) -> None:
-        self.protocol.resolve(msg)
-
-    def msg_CHEESES(self, msg: dict) -> None:
-        self.protocol.resolve(msg)
-
-    def msg_PONG(self, msg: dict) -> None:
-        self.protocol.resolve(msg)
-
-    def msg_HEADERS(self, msg: dict) -> None:
-        self.protocol.resolve(msg)
-
-    def msg_MEMPOOL(self, msg: dict) -> None:
-        self.protocol.resolve(msg)
-
-    def msg_TXS(self, msg: dict) -> None:
-        self.protocol.resolve(msg)
+    # -- replies to our requests (the others: ``replies``) ----------------------------
 
     def msg_PEERS(self, msg: dict) -> None:
         # Only the reply to a GET_PEERS of ours, and at most PEERS_PER_REPLY of it:
@@ -310,7 +245,7 @@ class ReadyState:
         peers = msg.get("peers")
         if isinstance(rid, int) and rid in self.protocol.peer_requests and isinstance(peers, list):
             self.protocol.peer_requests.discard(rid)
-            self.manager.add_addresses(peers[:PEERS_PER_REPLY], self.protocol.peer_host() or "peer")
+            self.host.add_addresses(peers[:PEERS_PER_REPLY], self.protocol.peer_host() or "peer")
         self.protocol.resolve(msg)
 
     def msg_ERROR(self, msg: dict) -> None:

@@ -13,27 +13,35 @@ one store batch each.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from cheesecoin.core.errors import InvalidCheese, StorageError
 from cheesecoin.core.headers import checked_bodies
+from cheesecoin.core.node import MemberNode
 from cheesecoin.core.tx import signed_cheeses
-from cheesecoin.p2p.compact import HEADERS
-from cheesecoin.p2p.headers_sync import HeadersDownload
-from cheesecoin.p2p.protocol import ERROR_POINTS, RemoteError, RequestTimeout, short
+from cheesecoin.p2p.download import BaseDownload
+from cheesecoin.p2p.errors import RemoteError, RequestTimeout
+from cheesecoin.p2p.features import HEADERS
+from cheesecoin.p2p.headers_sync import SYNC_LOG_THRESHOLD, HeadersDownload
+from cheesecoin.p2p.interfaces import PeerDirectory, RelayView
+from cheesecoin.p2p.protocol import short
 from cheesecoin.util.cores import usable_cores
 from cheesecoin.util.cpuprocesspool import defer_to_processes, warm_up
 from cheesecoin.util.cputhreadpool import defer_to_cpu
 from cheesecoin.wire import codec as wire
 from cheesecoin.wire.limits import MAX_COUNT
 
+if TYPE_CHECKING:
+    from cheesecoin.p2p.protocol import MemberProtocol
+
 STATS_INTERVAL = 60.0  # seconds between stack comparisons; a peer that failed us rests as long
 RELAY_TAIL = 10  # cheeses announced after a sync batch
-SYNC_LOG_THRESHOLD = 500  # log progress when a download is at least this long
 WARM_UP_GAP = 100  # cheeses behind a peer that start the worker processes with the download
 PROCESS_MIN_TXS = 200  # signatures in one check worth sending to worker processes
 MAX_QUEUED_CHUNKS = 2  # downloaded chunks waiting to be checked, at most
@@ -46,32 +54,51 @@ MAX_ORPHAN_ASKS = 8  # peers whose orphan announcements wait for the running dow
 
 class Sync:
     """Which peer we download from, and how downloaded cheeses are checked and
-    applied: one ``Download`` at a time, from the peer with the most work."""
+    applied: one ``Download`` at a time, from the peer with the most work.
+
+    Built before the relay, which ``use_relay`` then connects (downloaded
+    cheeses are announced in one relay batch)."""
 
     idle_seconds = STATS_INTERVAL  # how long a peer that failed a download rests
+    relay: RelayView
 
-    def __init__(self, manager: Any, verify_in_threads: bool = False) -> None:
-        self.manager = manager
-        self.verify_in_threads = (
-            verify_in_threads  # signatures in the CPU thread pool (a real reactor)
-        )
+    def __init__(
+        self,
+        node: MemberNode,
+        reactor: IReactorTime,
+        log: Logger,
+        directory: PeerDirectory,
+        verify_in_threads: bool = False,
+    ) -> None:
+        self.node = node
+        self.clock = reactor
+        self.reactor = reactor  # its CPU thread pool and worker processes (a real reactor)
+        self.log = log
+        self.directory = directory
+        # signatures in the CPU thread pool (a real reactor)
+        self.verify_in_threads = verify_in_threads
         self.running = 0  # downloads started and not finished
-        self.downloads: Set[Any] = set()  # those downloads (the watchdog's)
-        self.orphan_asks: "OrderedDict[Any, None]" = OrderedDict()  # announcers of orphans, waiting
+        self.downloads: Set[BaseDownload] = set()  # those downloads (the watchdog's)
+        # announcers of orphans, waiting
+        self.orphan_asks: "OrderedDict[MemberProtocol, None]" = OrderedDict()
         # host -> downloads from it in a row that added nothing although it claimed more work
         self.struck: "OrderedDict[str, int]" = OrderedDict()
 
-    def maybe_sync(self) -> Optional[Download]:
+    def use_relay(self, relay: RelayView) -> None:
+        """Connect the relay (built after the sync: it starts downloads)."""
+        self.relay = relay
+
+    def maybe_sync(self) -> Optional[BaseDownload]:
         """Start downloading from the peer with the most work, if it has more than us."""
         if (
             self.running
         ):  # one download at a time (asked on every STATS reply: no scan of the peers)
             return None
-        now = self.manager.clock.seconds()
-        ours = self.manager.node.stack.work
+        now = self.clock.seconds()
+        ours = self.node.stack.work
         candidates = [
             p
-            for p in self.manager.peers.values()
+            for p in self.directory.peers.values()
             if p.peer_work > ours and p.sync_idle_until <= now and not p.closing
         ]
         if not candidates:
@@ -94,7 +121,7 @@ class Sync:
         )
         return self.start_download(best, "more work")
 
-    def _failed_claim(self, peer: Any) -> None:
+    def _failed_claim(self, peer: MemberProtocol) -> None:
         """``peer`` claimed more work and a download from it added nothing: its host
         rests twice as long as the last time (from STATS_INTERVAL up to MAX_REST) and
         ranks after hosts that have not failed."""
@@ -104,9 +131,9 @@ class Sync:
         while len(self.struck) > MAX_STRUCK:
             self.struck.popitem(last=False)
         rest = min(MAX_REST, STATS_INTERVAL * 2 ** min(failures - 1, 16))
-        peer.sync_idle_until = max(peer.sync_idle_until, self.manager.clock.seconds() + rest)
+        peer.sync_idle_until = max(peer.sync_idle_until, self.clock.seconds() + rest)
 
-    def start_download(self, proto: Any, reason: str) -> Any:
+    def start_download(self, proto: MemberProtocol, reason: str) -> Optional[BaseDownload]:
         """Headers first (bodies from several peers) when both list ``headers``,
         else the version-1 download by locator from this one peer. One at a
         time: an orphan's announcer asked for meanwhile waits for its turn."""
@@ -119,15 +146,12 @@ class Sync:
                 while len(self.orphan_asks) > MAX_ORPHAN_ASKS:
                     self.orphan_asks.popitem(last=False)
             return None
-        if (
-            self.verify_in_threads
-            and proto.peer_height - self.manager.node.stack.height >= WARM_UP_GAP
-        ):
+        if self.verify_in_threads and proto.peer_height - self.node.stack.height >= WARM_UP_GAP:
             warm_up(
-                self.manager.reactor, checked_bodies, []
+                self.reactor, checked_bodies, []
             )  # the signature workers start while headers come
-        if HEADERS in self.manager.features and HEADERS in proto.peer_features:
-            download: Any = HeadersDownload(self, proto, reason)
+        if HEADERS in self.directory.features and HEADERS in proto.peer_features:
+            download: BaseDownload = HeadersDownload(self, proto, reason)
         else:
             download = Download(self, proto, reason)
         self.downloads.add(download)
@@ -136,9 +160,9 @@ class Sync:
 
     def watchdog(self) -> None:
         """Called every few seconds: end each download that made no progress for STALL_SECONDS."""
-        now = self.manager.clock.seconds()
+        now = self.clock.seconds()
         for download in [d for d in self.downloads if now - d.progress_at > STALL_SECONDS]:
-            self.manager.log.info(
+            self.log.info(
                 "Sync from {peer} ended: no progress for {secs:.0f} s",
                 peer=download.peer.label(),
                 secs=now - download.progress_at,
@@ -146,8 +170,9 @@ class Sync:
             download.peer.sync_idle_until = now + STATS_INTERVAL
             download.finish()
 
-    def ended(self, download: Any) -> None:
-        """A download (either kind) has finished: log it, fire its ``done``, maybe start the next."""
+    def ended(self, download: BaseDownload) -> None:
+        """A download (either kind) has finished: log it, fire its ``done``, maybe
+        start the next."""
         self.running -= 1
         self.downloads.discard(download)
         if download.peer.download is download:
@@ -156,18 +181,18 @@ class Sync:
         download.done.callback(download.added)
         self.download_finished(download)
 
-    def _report(self, download: Any) -> None:
+    def _report(self, download: BaseDownload) -> None:
         """The one line a finished download logs (and the rest of its peer's time)."""
-        now = self.manager.clock.seconds()
+        now = self.clock.seconds()
         if download.added == 0:
             download.peer.sync_idle_until = max(download.peer.sync_idle_until, now + STATS_INTERVAL)
-            if download.claimed > self.manager.node.stack.work:  # still more than we have
+            if download.claimed > self.node.stack.work:  # still more than we have
                 self._failed_claim(download.peer)
         else:
             self.struck.pop(download.peer.peer_host() or "?", None)  # it delivered
-        if download.added and (getattr(download, "long", False) or download.added >= RELAY_TAIL):
-            stack = self.manager.node.stack
-            self.manager.log.info(
+        if download.added and (download.long or download.added >= RELAY_TAIL):
+            stack = self.node.stack
+            self.log.info(
                 "Synced from {peer}: {added} cheeses in {secs:.2f} s, height {height} tip {tip}",
                 peer=download.peer.label(),
                 added=download.added,
@@ -178,21 +203,21 @@ class Sync:
 
     def status(self) -> Optional[str]:
         """Why the member is not ready: a download from a peer with more work, or None."""
-        for peer in self.manager.peers.values():
+        for peer in self.directory.peers.values():
             download = peer.download
-            if download is not None and peer.peer_work > self.manager.node.stack.work:
+            if download is not None and peer.peer_work > self.node.stack.work:
                 return (
-                    f"downloading from {peer.label()}: height {self.manager.node.stack.height} "
+                    f"downloading from {peer.label()}: height {self.node.stack.height} "
                     f"of {peer.peer_height}"
                 )
         return None
 
-    def download_finished(self, download: Download) -> None:
+    def download_finished(self, download: BaseDownload) -> None:
         """The next download: an orphan's announcer still here (its header passed
         its proof of work, which a claim does not), else a peer with more work."""
         while self.orphan_asks and not self.running:
             proto, _ = self.orphan_asks.popitem(last=False)
-            if proto in self.manager.peers.values() and not proto.closing:
+            if proto in self.directory.peers.values() and not proto.closing:
                 self.start_download(proto, "orphan")
         self.maybe_sync()
 
@@ -207,7 +232,7 @@ class Sync:
             return succeed(check(cheeses))
         parts = max(1, min(usable_cores(), len(cheeses)))
         size = -(-len(cheeses) // parts)
-        reactor = self.manager.reactor
+        reactor = self.reactor
         in_processes = parts > 1 and sum(map(_tx_count, cheeses)) >= PROCESS_MIN_TXS
 
         def job(i: int) -> Deferred:
@@ -232,26 +257,26 @@ class Sync:
 
     def apply_chunk(
         self,
-        proto: Any,
+        proto: MemberProtocol,
         cheeses: List[dict],
-        signed: Set[int] = frozenset(),
+        signed: Set[int] = frozenset(),  # type: ignore[assignment]
         hashes: Optional[List[str]] = None,
     ) -> Tuple[int, Optional[InvalidCheese]]:
         """Add downloaded cheeses in one batch; (added, the first InvalidCheese or None).
         Signatures are not checked again for the cheeses in ``signed``; ``hashes``
         are the bodies' info_hashes when they were checked against headers."""
         added = 0
-        with self.manager.relay.relay_batch(proto), self.manager.node.stack.batch():
+        with self.relay.relay_batch(proto), self.node.stack.batch():
             for i, cheese in enumerate(cheeses):
                 try:
-                    result = self.manager.node.submit_cheese(
+                    result = self.node.submit_cheese(
                         cheese, proto, i not in signed, hashes[i] if hashes is not None else None
                     )
                 except InvalidCheese as e:
                     return added, e
                 if result.status == "added":
                     added += 1
-                    self.manager.delivered(proto, len(result.accepted))
+                    self.directory.delivered(proto, len(result.accepted))
         return added, None
 
 
@@ -261,7 +286,7 @@ def _tx_count(cheese: Any) -> int:
     return len(txs) if isinstance(txs, list) else 0
 
 
-class Download:
+class Download(BaseDownload):
     """Pipelined download of a peer's best stack by locator, in chunks of up to 500.
 
     As soon as a chunk arrives the next one is asked for (after the chunk's
@@ -270,37 +295,28 @@ class Download:
     lost connection; ``done`` fires with the number of cheeses added.
     """
 
-    def __init__(self, sync: "Sync", peer: Any, reason: str, count: int = MAX_COUNT) -> None:
-        self.sync = sync
-        self.manager = manager = sync.manager
-        self.peer = peer
-        self.reason = reason
+    def __init__(
+        self, sync: Sync, peer: MemberProtocol, reason: str, count: int = MAX_COUNT
+    ) -> None:
+        super().__init__(sync, peer, reason)
         self.count = count
-        self.finished = False
-        self.added = 0
         self.received = 0
         self.last_smell: Optional[str] = None
-        self.started = manager.clock.seconds()
-        self.start_height = manager.node.stack.height
-        self.claimed = peer.peer_work  # the work it claimed when the download began
-        self.done: Deferred = Deferred()
+        self.start_height = self.node.stack.height
         self.long = peer.peer_height - self.start_height >= SYNC_LOG_THRESHOLD
         self._queue: List[_Chunk] = []  # received, signatures being checked or checked, not applied
         self._asking = False  # a GET_CHEESES is on its way
         self._more = True  # the peer has more to send
-        self.progress_at = self.started  # last time a chunk arrived or was applied (watchdog)
 
-    def start(self) -> None:
-        self.peer.download = self
-        self.sync.running += 1
+    def begin(self) -> None:
         if self.long:
-            self.manager.log.info(
+            self.log.info(
                 "Syncing from {peer}: {height}/{target} (0%)",
                 peer=self.peer.label(),
                 height=self.start_height,
                 target=self.peer.peer_height,
             )
-        self._ask(self.manager.node.stack.locator())
+        self._ask(self.node.stack.locator())
 
     def _ask(self, locator: List[str]) -> None:
         self._asking = True
@@ -316,19 +332,18 @@ class Download:
             and not self.finished
             and len(self._queue) < MAX_QUEUED_CHUNKS
         ):
-            self._ask([self.last_smell] + self.manager.node.stack.locator())  # type: ignore[list-item]
+            assert self.last_smell is not None  # a chunk came
+            self._ask([self.last_smell] + self.node.stack.locator())
 
     def _failed(self, failure: Failure) -> None:
         self._asking = False
         if self.finished:
             return
         if failure.check(RequestTimeout):
-            self.manager.log.info(
-                "Sync from {peer} stalled; trying another peer", peer=self.peer.label()
-            )
-            self.peer.sync_idle_until = self.manager.clock.seconds() + STATS_INTERVAL
+            self.log.info("Sync from {peer} stalled; trying another peer", peer=self.peer.label())
+            self.rest()
         elif not failure.check(ConnectionLost, RemoteError):
-            self.manager.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
+            self.log.failure("Sync from {peer} failed", failure, peer=self.peer.label())
         self._stop_after_received()
 
     def _got(self, reply: dict) -> None:
@@ -366,7 +381,7 @@ class Download:
             self._stop_after_received()
             return
         self.last_smell = last
-        self.progress_at = self.manager.clock.seconds()
+        self.progress_at = self.clock.seconds()
         at_end = last == self.peer.peer_tip
         self._more = not at_end
         self.received += len(cheeses)
@@ -401,17 +416,6 @@ class Download:
             self._ask_next()
             self._apply(chunk.signed, chunk.cheeses, chunk.at_end)
 
-    def _broken(self, failure: Failure) -> None:
-        """A handler failed: the download ends with one log line (no traceback)."""
-        if self.finished:
-            return
-        self.manager.log.error(
-            "Sync from {peer} failed: {error}",
-            peer=self.peer.label(),
-            error=f"{failure.type.__name__}: {failure.getErrorMessage()}"[:200],
-        )
-        self.finish()
-
     def _apply(self, signed: Set[int], cheeses: List[dict], at_end: bool) -> None:
         try:
             added, error = self.sync.apply_chunk(self.peer, cheeses, signed)
@@ -419,38 +423,14 @@ class Download:
             self.finish()
             return
         self.added += added
-        self.progress_at = self.manager.clock.seconds()
+        self.progress_at = self.clock.seconds()
         if error is not None:
-            if error.permanent:
-                self.peer.misbehaved(
-                    ERROR_POINTS["invalid-cheese"], f"sent an invalid cheese: {error.message}"
-                )
-            self.manager.log.info(
-                "Sync from {peer} stopped: invalid cheese ({why})",
-                peer=self.peer.label(),
-                why=error.message,
-            )
-            self.peer.sync_idle_until = self.manager.clock.seconds() + STATS_INTERVAL
-            self.finish()
+            self.stop_invalid(self.peer, error)
             return
         if self.long:
-            height = self.manager.node.stack.height
-            target = max(self.peer.peer_height, height, 1)
-            self.manager.log.info(
-                "Syncing from {peer}: {height}/{target} ({pct}%)",
-                peer=self.peer.label(),
-                height=height,
-                target=target,
-                pct=int(100 * height / target),
-            )
+            self.log_progress(max(self.peer.peer_height, self.node.stack.height, 1))
         if at_end:
             self.finish()
-
-    def finish(self) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        self.sync.ended(self)
 
 
 class _Chunk:

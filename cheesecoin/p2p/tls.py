@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime
 import secrets
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -46,6 +46,10 @@ from zope.interface import implementer
 from cheesecoin.core.tx import address_of as node_id_of  # a node_id is a public key, as addresses
 from cheesecoin.p2p.errors import BAN_SCORE
 from cheesecoin.p2p.pins import IDENTITY_RE, Pins
+from cheesecoin.p2p.states import ConnectionState
+
+if TYPE_CHECKING:
+    from cheesecoin.p2p.protocol import MemberProtocol
 
 FEATURE = "tls"
 STARTTLS = b'{"type":"STARTTLS"}\n'
@@ -126,10 +130,11 @@ class TlsPolicy:
         self.refused = 0  # links refused for a pin or --require-tls
         self.failed = 0  # handshakes failed or wrong keys
 
-    def intercept(self, p: Any) -> bool:
+    def intercept(self, p: MemberProtocol) -> bool:
         """The peer's HELLO is read (and is not our own): True when it does not
         become a peer now, because it is refused (closed) or TLS comes first."""
-        ours = FEATURE in p.manager.features
+        assert p.peer_node_id is not None  # its HELLO is read
+        ours = FEATURE in p.host.features
         theirs = FEATURE in p.peer_features
         pin = self.pins.get(p.dial_address) if p.outbound else None
         if pin is not None and (p.peer_node_id != pin or not theirs or not ours):
@@ -148,27 +153,26 @@ class TlsPolicy:
             p.write_line(STARTTLS)
         return True
 
-    def _refuse(self, p: Any, why: str) -> bool:
+    def _refuse(self, p: MemberProtocol, why: str) -> bool:
         self.refused += 1
         log.warn("Refused {peer}: {why}", peer=p.label(), why=why)
         p.close()
         return True
 
-    def reached(self, p: Any) -> None:
+    def reached(self, p: MemberProtocol) -> None:
         """An encrypted link proved the peer's node_id: pin it to the address we dialled."""
-        if p.outbound and p.dial_address is not None:
+        if p.outbound and p.dial_address is not None and p.peer_node_id is not None:
             self.pins.learn(p.dial_address, p.peer_node_id)
 
 
-class StartTlsState:
+class StartTlsState(ConnectionState):
     """Both HELLOs listed tls: the STARTTLS exchange, then the TLS handshake,
     then the check of the peer's key. Nothing else is accepted meanwhile."""
 
     closes_on_error = True  # any ERROR we must send (a line that is not JSON, ...) ends it
 
-    def __init__(self, protocol: Any, policy: TlsPolicy) -> None:
-        self.protocol = protocol
-        self.manager = protocol.manager
+    def __init__(self, protocol: MemberProtocol, policy: TlsPolicy) -> None:
+        super().__init__(protocol)
         self.policy = policy
         self.started = False  # TLS begun on the transport
 
@@ -200,6 +204,7 @@ class StartTlsState:
         """The TLS handshake completed: check the peer's certificate key, then accept it."""
         p = self.protocol
         key = peer_identity(p.transport)
+        assert p.peer_node_id is not None  # its HELLO was read
         if key != p.peer_node_id:
             self.policy.failed += 1
             held = "no Ed25519 key" if key is None else f"key {key[:16]}"
@@ -211,11 +216,11 @@ class StartTlsState:
             return
         p.encrypted = True
         self.policy.reached(p)
-        if not self.manager.accept_peer(p):
+        if not self.host.accept_peer(p):
             p.close()
             return
         p.become_ready()
-        self.manager.peer_ready(p)
+        self.host.peer_ready(p)
 
     def connection_lost(self, reason: Optional[Failure]) -> None:
         """The connection closed before the peer was accepted (called before the
@@ -227,4 +232,4 @@ class StartTlsState:
             return
         self.policy.failed += 1
         why = reason.getErrorMessage() if reason is not None else "closed"
-        self.manager.ban(p, f"the TLS handshake failed ({why[:120]})")
+        self.host.ban(p, f"the TLS handshake failed ({why[:120]})")

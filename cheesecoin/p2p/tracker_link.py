@@ -1,10 +1,11 @@
 # The member's link to the tracker (docs/protocol.md section 2), client side.
 #
 # Messages it sends: {"type":"REGISTER","port":P[,"host":H][,"node_id":ID]} on
-# every (re)connect (node_id when the member lists tls: its identity key), {"type":"GET_PEERS"} when the member needs peers, and
-# {"type":"PING"} every 30 s. It reads PEERS (fed to the peer manager),
-# PONG, OK and ERROR (logged); it never answers an ERROR. The node_ids a
-# PEERS lists are pinned (section 5.3) when the member lists tls.
+# every (re)connect (node_id when the member lists tls: its identity key),
+# {"type":"GET_PEERS"} when the member needs peers, and {"type":"PING"} every 30 s.
+# It reads PEERS (fed to the peer manager), PONG, OK and ERROR (logged); it never
+# answers an ERROR. The node_ids a PEERS lists are pinned (section 5.3) when the
+# member lists tls.
 """``TrackerLink``: a ``ClientService`` that keeps the member registered.
 
 A member may have several (``--tracker`` is repeatable): each registers on
@@ -19,11 +20,13 @@ from typing import Any, Optional
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, connectionDone
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger, globalLogPublisher
+from twisted.logger import ILogObserver, Logger, globalLogPublisher
 from twisted.python.failure import Failure
+from zope.interface import provider
 
+from cheesecoin.p2p.interfaces import PeerSink
 from cheesecoin.wire.limits import PING_INTERVAL
 from cheesecoin.wire.lineproto import JsonLineProtocol
 
@@ -44,7 +47,7 @@ class TrackerClientProtocol(JsonLineProtocol):
         self._pinger.clock = self.link.clock
         self._pinger.start(PING_INTERVAL, now=False)
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.closing = True
         if self._pinger is not None and self._pinger.running:
             self._pinger.stop()
@@ -57,7 +60,8 @@ class TrackerClientProtocol(JsonLineProtocol):
         if not self.registered:
             self.registered = True
             self.link.log.info(
-                "Registered with the tracker at {tracker} as port {port} ({n} other members offered)",
+                "Registered with the tracker at {tracker} as port {port} "
+                "({n} other members offered)",
                 tracker=self.link.address,
                 port=self.link.manager.listen_port,
                 n=len(peers),
@@ -91,6 +95,7 @@ class _TrackerFactory(Factory):
         return TrackerClientProtocol(self.link)
 
 
+@provider(ILogObserver)
 def _without_retry_lines(event: dict) -> None:
     """Forward ClientService's log events except its own "Scheduling retry"
     lines, which TrackerLink replaces with one that names the tracker."""
@@ -114,14 +119,14 @@ class TrackerLink:
 
     def __init__(
         self,
-        manager: Any,
+        manager: PeerSink,
         host: str,
         port: int,
         advertised_host: Optional[str] = None,
         reactor: Optional[IReactorTime] = None,  # default: the manager's (they share one)
         endpoint: Optional[IStreamClientEndpoint] = None,
     ) -> None:
-        reactor = reactor if reactor is not None else manager.reactor
+        reactor = reactor if reactor is not None else manager.clock
         self.manager = manager
         self.clock = reactor
         self.address = f"{host}:{port}"
@@ -137,8 +142,8 @@ class TrackerLink:
             if not self.down:
                 self.down = True
                 self.log.warn(
-                    "Cannot reach the tracker at {tracker}, retrying in {delay:.0f} s (and then with backoff, "
-                    "quietly, up to {most:.0f} s)",
+                    "Cannot reach the tracker at {tracker}, retrying in {delay:.0f} s "
+                    "(and then with backoff, quietly, up to {most:.0f} s)",
                     tracker=self.address,
                     delay=delay,
                     most=60.0,

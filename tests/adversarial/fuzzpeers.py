@@ -50,15 +50,18 @@ def state_classes() -> List[type]:
 
 
 def handled_types() -> Set[str]:
-    """Every type a ``msg_`` handler of a member connection state takes."""
+    """Every type in a member connection state's table (its ``cmd_map``): each
+    ``msg_`` handler, and each reply type the state resolves (``replies``)."""
     classes = state_classes()
     assert states.HandshakeState in classes and states.ReadyState in classes  # the scan works
-    return {name[4:] for cls in classes for name in dir(cls) if name.startswith("msg_")}
+    handlers = {name[4:] for cls in classes for name in dir(cls) if name.startswith("msg_")}
+    return handlers.union(*(getattr(cls, "replies", ()) for cls in classes))
 
 
 def reply_types() -> Set[str]:
-    """The handled types that are replies: their ready-state handler resolves a request."""
-    out = set()
+    """The handled types that are replies: the ready state resolves a request with
+    them (its ``replies``, or a handler that calls resolve or remote_error)."""
+    out = set(states.ReadyState.replies)
     for kind in handled_types():
         handler = getattr(states.ReadyState, "msg_" + kind, None)
         if handler is not None and (

@@ -105,7 +105,8 @@ def test_each_broken_rule_is_refused_with_its_number_and_changes_nothing(rule: s
     permanent = rule != "timestamp-future"
     assert raw.proto.score == (protocol_mod.ERROR_POINTS["invalid-cheese"] if permanent else 0)
     assert not raw.closed
-    # A child of the broken cheese is refused too (bad-parent, or an orphan of a cheese we never took).
+    # A child of the broken cheese is refused too (bad-parent, or an orphan of a
+    # cheese we never took).
     if permanent and bad.get("smell") in manager.node.stack.invalid:
         child = mine(bad, OTHER)
         [error] = raw.send({"type": "ANNOUNCE", "cheese": child})
@@ -125,7 +126,8 @@ DEEP_RULES = [
 
 
 def branch_with_a_bad_cheese(rule: str, length: int = 30, bad_at: int = 20) -> List[dict]:
-    """A branch from the Blue Cheese, cheese ``bad_at`` breaking ``rule`` (ADDR holds 100 before it)."""
+    """A branch from the Blue Cheese, cheese ``bad_at`` breaking ``rule`` (ADDR
+    holds 100 before it)."""
     cheeses = chain(2, miner=ADDR)
     cheeses += chain(bad_at - 3, cheeses[-1], miner=OTHER)
     bad = BREAKERS[rule](cheeses[-1])
@@ -172,7 +174,7 @@ def test_a_branch_whose_valid_part_has_less_work_does_not_move_the_tip(rule: str
     for cheese in branch:
         raw.send({"type": "ANNOUNCE", "cheese": cheese})
     assert same_chain(snapshot(manager), before)
-    assert not manager.banned
+    assert not manager.bans.banned
 
 
 def test_a_cheese_from_the_future_is_refused_now_and_accepted_later() -> None:

@@ -25,7 +25,7 @@ def test_the_per_ip_cap_holds_below_the_inbound_cap_and_evicts_nobody() -> None:
     others = [Raw(manager, host=f"198.51.100.{i}") for i in range(2, 6)]
     for _ in range(100):
         assert refused(manager.factory.buildProtocol(addr("198.51.100.1")))
-    assert manager.per_ip["198.51.100.1"] == 3 and manager.refused == 100
+    assert manager.admission.per_ip["198.51.100.1"] == 3 and manager.admission.refused == 100
     assert not any(r.closed for r in mine + others)
 
 
@@ -105,7 +105,7 @@ def test_eviction_keeps_the_useful_peers() -> None:
     inbound = [p for p in manager.connections if not p.outbound and not p.closing]
     order = []
     while True:
-        victim = manager.eviction_candidate(inbound)
+        victim = manager.admission.eviction_candidate(inbound)
         if victim is None:
             break
         inbound.remove(victim)
@@ -126,7 +126,7 @@ def test_eviction_protects_a_peer_we_are_syncing_from_and_refuses_when_all_are_p
     for k in range(5):
         assert refused(manager.factory.buildProtocol(addr(f"203.0.113.{k}")))
     assert not old.closed and not source.closed
-    assert manager.refused == 5
+    assert manager.admission.refused == 5
 
 
 def test_a_hostile_newcomer_that_gets_evicted_changes_nothing() -> None:
@@ -142,7 +142,7 @@ def test_a_hostile_newcomer_that_gets_evicted_changes_nothing() -> None:
     assert len([p for p in manager.connections if not p.closing]) == 1
 
 
-# -- misbehaviour and redialling -------------------------------------------------------------------------------
+# -- misbehaviour and redialling -------------------------------------------------------------------
 
 
 class Dialer:
@@ -167,9 +167,9 @@ def hello_back(proto: Any, node_id: str) -> None:
     proto.dataReceived(
         b'{"type":"HELLO","version":1,"network":"%s","node_id":"%s","port":24331,"height":0,"tip":"%s","work":"2"}\n'
         % (
-            proto.manager.node.network.smell.encode(),
+            proto.host.node.network.smell.encode(),
             node_id.encode(),
-            proto.manager.node.network.smell.encode(),
+            proto.host.node.network.smell.encode(),
         )
     )
 
@@ -216,7 +216,7 @@ def test_a_misbehaving_outbound_peer_is_banned_and_not_redialled_until_the_ban_e
 def test_a_misbehaving_loopback_peer_is_closed_never_banned_and_its_address_rests() -> None:
     bad = ("127.0.0.1", 24400)
     clock, manager, dialer = two_outbound_peers(bad, ("127.0.0.1", 24401))
-    assert not manager.banned
+    assert not manager.bans.banned
     for _ in range(20):
         clock.advance(manager_mod.REFILL_INTERVAL)
         manager.tick()

@@ -18,7 +18,8 @@ with open(os.path.join(ROOT, "docs", "security.md"), encoding="utf-8") as f:
 def test_the_limits_table_matches_the_code() -> None:
     check_limits_table(TEXT, 20)
     row = re.search(
-        r"^\| points for sending an invalid cheese \(a line too long: (\d+), malformed: (\d+)\) \| (\d+) \|",
+        r"^\| points for sending an invalid cheese "
+        r"\(a line too long: (\d+), malformed: (\d+)\) \| (\d+) \|",
         TEXT,
         flags=re.M,
     )
@@ -64,14 +65,16 @@ def test_every_handled_message_type_has_a_cost_row() -> None:
 
     import cheesecoin.p2p
 
-    # The msg_ handlers of the member connection's states: every class of a
-    # cheesecoin.p2p module but a protocol (the tracker link's).
+    # The tables of the member connection's states (msg_ handlers and the reply
+    # types each resolves): every class of a cheesecoin.p2p module but a
+    # protocol (the tracker link's).
     handled = set()
     for info in pkgutil.iter_modules(cheesecoin.p2p.__path__):
         module = importlib.import_module("cheesecoin.p2p." + info.name)
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if cls.__module__ == module.__name__ and not issubclass(cls, Protocol):
                 handled.update(n[4:] for n in dir(cls) if n.startswith("msg_"))
+                handled.update(getattr(cls, "replies", ()))
     assert {"HELLO", "GET_TXS", "ANNOUNCE_COMPACT", "TXS"} <= handled  # the scan works
     rows = _cost_rows()
     assert handled - set(rows) == set(), "message types with no row in the cost table"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any, List
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from cheesecoin.core import serving
@@ -150,7 +151,8 @@ class GetTxsTests(SynchronousTestCase):
             for c in CHEESES[1:]:
                 self.stack.add_cheese(c, check_signatures=False)
         self.node = MemberNode(self.stack, clock=lambda: NOW)
-        self.exchange = MempoolExchange(FakeManager(self.node))
+        fake = FakeManager(self.node)
+        self.exchange = MempoolExchange(self.node, Clock(), fake, fake.relay)
 
     def test_duplicates_are_answered_once_and_looked_up_once(self) -> None:
         last = CHEESES[-1]["unit_of_information"]["transactions"][-1]
@@ -169,7 +171,7 @@ class GetTxsTests(SynchronousTestCase):
         to = address_of(key_from_seed("costs-1"))
         side_txs = [sign_tx(key, to, 1, 1, 999, f"s{i}") for i in range(3)]
         side = mine_child(CHEESES[-2], NET.bits, address_of(key), side_txs, note="side")
-        self.exchange.manager.relay.pending[side["smell"]] = side  # a compact cheese in validation
+        self.exchange.relay.pending[side["smell"]] = side  # a compact cheese in validation
         computed: List[int] = []
         real = serving.txid
         serving.txid = lambda tx: computed.append(1) or real(tx)  # type: ignore[assignment]

@@ -431,7 +431,7 @@ class MisbehaviourTests(SynchronousTestCase):
                 for _ in range(10):
                     raw.send(b"garbage")
                 assert raw.closed
-                assert manager.is_banned(host) is banned and bool(manager.banned) is banned
+                assert manager.is_banned(host) is banned and bool(manager.bans.banned) is banned
                 assert refused(manager.factory.buildProtocol(addr(host))) is banned
                 assert not refused(manager.factory.buildProtocol(addr("203.0.113.6")))
                 clock.advance(manager_mod.BAN_SECONDS + 1)
@@ -454,7 +454,7 @@ class MisbehaviourTests(SynchronousTestCase):
         newest_of_two = Raw(manager, host="10.0.0.1")
         assert refused(manager.factory.buildProtocol(addr("10.0.0.1")))
         Raw(manager, host="10.0.0.2")
-        assert manager.inbound_count == 3
+        assert manager.admission.inbound_count == 3
         # At the cap a newcomer evicts the least useful inbound peer (more in
         # tests/adversarial/test_connections.py): here the newest from the busiest address.
         Raw(manager, host="10.0.0.3")
@@ -486,7 +486,7 @@ class MisbehaviourTests(SynchronousTestCase):
     def test_per_address_limits_never_apply_to_loopback_members(self) -> None:
         manager = make_member("aa", self.clock, max_per_ip=3, max_inbound=1000)
         local = [Raw(manager, host="127.0.0.1", port=41000 + i) for i in range(50)]
-        assert not any(r.closed for r in local) and manager.per_ip["127.0.0.1"] == 50
+        assert not any(r.closed for r in local) and manager.admission.per_ip["127.0.0.1"] == 50
         assert refused(manager.factory.buildProtocol(addr("198.51.100.1"))) is False
         for _ in range(3):
             Raw(manager, host="198.51.100.2")

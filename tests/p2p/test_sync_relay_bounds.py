@@ -52,7 +52,7 @@ class BrokenRepliesTests(SynchronousTestCase):
                     "headers": [forged_header(HEADERS[0], bits=b)],
                 },
             )
-            liar.raw.proto.peer_work = 10**40
+            liar.raw.proto.claim(liar.raw.proto.peer_height, liar.raw.proto.peer_tip, 10**40)
             liar.serve()
             assert liar.raw.closed, f"bits {bits}: the peer is dropped"
             assert liar.raw.proto.score >= BAN_SCORE
@@ -89,7 +89,9 @@ class StallTests(SynchronousTestCase):
     ) -> None:
         liars = [Peer(self.member, n, headers=lambda msg: None) for n in (1, 2, 3)]
         for n, liar in enumerate(liars):
-            liar.raw.proto.peer_work = 10**40 + n  # each claims more than the honest one
+            # each claims more than the honest one
+            proto = liar.raw.proto
+            proto.claim(proto.peer_height, proto.peer_tip, 10**40 + n)
         honest = Peer(self.member, 4)
         settle(liars + [honest])
         for _ in liars:
@@ -104,7 +106,7 @@ class StallTests(SynchronousTestCase):
     def test_the_sync_starts_from_a_peer_we_dialled_before_one_that_claims_more(self) -> None:
         source = make_member("bb", self.clock, CHAIN[:30])
         liar = Peer(self.member, 1, headers=lambda msg: None)  # inbound, claims far more
-        liar.raw.proto.peer_work = 10**40
+        liar.raw.proto.claim(liar.raw.proto.peer_height, liar.raw.proto.peer_tip, 10**40)
         liar.serve()
         assert self.member.sync.running == 1  # busy with the liar: the dialled peer waits its turn
         net = Net(self.clock)
@@ -130,7 +132,7 @@ class StallTests(SynchronousTestCase):
         def liar() -> Peer:
             serial[0] += 1
             p = Peer(self.member, 100 + serial[0], headers=lambda msg: None)
-            p.raw.proto.peer_work = 10**40
+            p.raw.proto.claim(p.raw.proto.peer_height, p.raw.proto.peer_tip, 10**40)
             return p
 
         liars = [liar(), liar()]
@@ -167,8 +169,7 @@ class StallTests(SynchronousTestCase):
         source = Peer(self.member, 1)
         source.serve()  # its headers: the download's chain
         claimer = Peer(self.member, 2, bodies=lambda msg: None)  # more work claimed, tip unknown
-        claimer.raw.proto.peer_work = 10**40
-        claimer.raw.proto.peer_tip = "f" * 40
+        claimer.raw.proto.claim(claimer.raw.proto.peer_height, "f" * 40, 10**40)
         settle([source, claimer])
         assert not [m for m in claimer.asked if m["type"] == "GET_CHEESES"], (
             "no window on a claim alone"

@@ -180,7 +180,7 @@ class StartTlsExchangeTests(LoggedCase):
         self.assertEqual(s.manager.peers, {})
         self.assertFalse(s.proto.encrypted)
         self.assertGreaterEqual(s.proto.score, BAN_SCORE)
-        self.assertIn("10.0.0.9", s.manager.banned)
+        self.assertIn("10.0.0.9", s.manager.bans.banned)
         ours = [line for line in self.lines if "not its node id" in line]
         self.assertEqual(len(ours), 1, self.lines)
         s.proto.connectionLost(Failure(ConnectionLost("closed")))
@@ -201,7 +201,7 @@ class StartTlsExchangeTests(LoggedCase):
         lines = [line for line in self.lines if "TLS handshake failed" in line]
         self.assertEqual(len(lines), 1, self.lines)
         self.assertEqual(s.manager.connections, set())
-        self.assertEqual(s.manager.banned, {})  # loopback: never banned, only closed
+        self.assertEqual(s.manager.bans.banned, {})  # loopback: never banned, only closed
         self.assertEqual(s.manager.tls.failed, 1)
 
     def test_bytes_after_starttls_are_refused_without_tls(self) -> None:
