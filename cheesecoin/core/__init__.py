@@ -1,1 +1,4 @@
-"""The pure core: cheeses, transactions, the ledger, the stack, the mempool, the node. No Twisted here."""
+"""The pure core: cheeses, transactions, the ledger, the stack, the mempool, the node.
+
+No Twisted here.
+"""

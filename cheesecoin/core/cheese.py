@@ -369,7 +369,7 @@ def mine_blue_cheese(
     note: str = "",
 ) -> dict:
     """Mine a new Blue Cheese (a network file) in this thread."""
-    cheese = {
+    cheese: Dict[str, Any] = {
         "parent_smell": NULL_SMELL,
         "sequence_number": 0,
         "timestamp": timestamp,

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 from cheesecoin.core.cheese import info_hash
 from cheesecoin.core.errors import InvalidCheese
+from cheesecoin.core.interfaces import LinkChecker
 from cheesecoin.core.signature import verify_batch
 from cheesecoin.core.tree import Node
 from cheesecoin.core.tx import fast_shape, signed_cheeses, tx_texts
@@ -25,7 +26,7 @@ _INFO_KEYS = frozenset(["miner", "transactions", "note"])
 class HeaderChain:
     """Headers that extend a cheese of ``stack``, in order, each checked against its parent."""
 
-    def __init__(self, stack: Any) -> None:
+    def __init__(self, stack: LinkChecker) -> None:
         self.stack = stack
         self.headers: List[dict] = []  # the headers of cheeses we do not have yet, in order
         self.nodes: List[Node] = []  # their nodes (parent links, work)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
 
-from cheesecoin.core.errors import StorageError
-from cheesecoin.core.interfaces import CheeseStore
+from cheesecoin.core.interfaces import CheeseStore, stored_body
 from cheesecoin.core.tree import Node
 
 
@@ -37,8 +36,6 @@ def address_history(
                 while page and page[-1][0] == height:  # not half a cheese
                     page.pop()
             break
-        body = store.get(smell)
-        if body is None:
-            raise StorageError(f"the store lost the best-stack cheese {smell}")
+        body = stored_body(store, smell)
         page.append((height, body["unit_of_information"]["transactions"][pos]))
     return page

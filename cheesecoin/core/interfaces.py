@@ -6,6 +6,8 @@ their collaborators, declared once as ``typing.Protocol``s.
   ``cheesecoin.storage.sqlite.SqliteStore`` on disk);
 - ``StackView``: what ``cheesecoin.core.serving.StackServing`` reads of the
   stack it serves from;
+- ``LinkChecker``: what a ``cheesecoin.core.headers.HeaderChain`` checks its
+  headers against (the stack);
 - ``MinerView`` and ``PeersView``: what a ``MemberNode`` reports of the
   miner and of the peers, registered by the services that own them
   (``MemberNode.register_miner``, ``MemberNode.register_peers``);
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Tuple
 
-from cheesecoin.core.errors import InvalidCheese
+from cheesecoin.core.errors import InvalidCheese, StorageError
 from cheesecoin.core.tree import AddResult, Node
 
 # What a store's ``load`` returns: (cheese, info_hash) of every stored cheese in
@@ -56,6 +58,22 @@ class CheeseStore(Protocol):
     def close(self) -> None: ...
 
 
+def stored_body(store: CheeseStore, smell: str) -> dict:
+    """The body of a cheese the store must hold (one of the tree's); StorageError if lost."""
+    body = store.get(smell)
+    if body is None:
+        raise StorageError(f"the store lost the cheese {smell}")
+    return body
+
+
+def stored_text(store: CheeseStore, smell: str) -> str:
+    """The canonical text of a cheese the store must hold, not cached; StorageError if lost."""
+    text = store.get_text(smell, cache=False)
+    if text is None:
+        raise StorageError(f"the store lost the cheese {smell}")
+    return text
+
+
 class StackView(Protocol):
     """What the serving side reads of a ``CheeseStack``: its tree, best stack,
     store and txid index."""
@@ -66,6 +84,16 @@ class StackView(Protocol):
     tx_index: Dict[str, int]
 
     def on_main(self, node: Node) -> bool: ...
+
+
+class LinkChecker(Protocol):
+    """What a ``cheesecoin.core.headers.HeaderChain`` needs of the stack its
+    headers extend: the known nodes and rules 2 to 4 against a parent."""
+
+    @property
+    def nodes(self) -> Dict[str, Node]: ...
+
+    def check_link(self, cheese: dict, parent: Node) -> None: ...
 
 
 class MinerView(Protocol):

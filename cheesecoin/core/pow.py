@@ -39,7 +39,7 @@ def target_for(bits: int) -> int:
 try:
     from cheesecoin.core import _sha1search as _native
 except ImportError:  # no C compiler where this was installed
-    _native = None
+    _native = None  # type: ignore[assignment]  # None: no native search here
 POW_ENV = "CHEESECOIN_POW"  # "python" or "portable" forces that search (tests, comparisons)
 _BATCH_SECONDS = 0.02  # the native search returns to check should_stop about this often
 
@@ -93,7 +93,7 @@ def _search_native(
     while nonce < end:
         last = min(end, nonce + batch) - 1
         began = time.perf_counter()
-        found = _native.search(data, bits, nonce, last, portable)  # type: ignore[union-attr]
+        found = _native.search(data, bits, nonce, last, portable)
         took = time.perf_counter() - began
         if found is not None:
             if on_progress is not None:

@@ -26,7 +26,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 from cheesecoin.core.cheese import header_from_text
 from cheesecoin.core.formats import MAX_COUNT, MAX_LINE
-from cheesecoin.core.interfaces import StackView
+from cheesecoin.core.interfaces import StackView, stored_body, stored_text
 from cheesecoin.core.tx import tx_canonical_text, txid
 
 _FIELD = 22  # bits of each packed field below the height (2**22 = the longest line)
@@ -130,7 +130,7 @@ class StackServing:
         out: List[str] = []
         total = 0
         for height in range(max(0, start), min(len(main), start + max(0, min(count, MAX_COUNT)))):
-            text = store.get_text(main[height].smell, cache=False)
+            text = stored_text(store, main[height].smell)
             total += len(text.encode("utf-8")) + 1
             if total > max_bytes:
                 break
@@ -157,7 +157,7 @@ class StackServing:
                 return height, tx
         # A store that holds bodies decoded (MemoryStore), or a stored text of another
         # shape: the transaction at its position in the body.
-        txs = self.stack.store.get(smell)["unit_of_information"]["transactions"]
+        txs = stored_body(self.stack.store, smell)["unit_of_information"]["transactions"]
         if pos < len(txs) and txid(txs[pos]) == tx_id:
             return height, txs[pos]
         for tx in txs:  # pragma: no cover - an index entry that lost its position

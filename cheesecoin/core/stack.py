@@ -35,7 +35,7 @@ from cheesecoin.core.cheese import Network, info_hash
 from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.formats import MAX_COUNT, MAX_LINE
 from cheesecoin.core.history import address_history
-from cheesecoin.core.interfaces import CheeseStore
+from cheesecoin.core.interfaces import CheeseStore, stored_body
 from cheesecoin.core.ledger import Ledger
 from cheesecoin.core.memstore import MemoryStore
 from cheesecoin.core.orphans import OrphanPool
@@ -247,7 +247,7 @@ class CheeseStack:
 
     def _body(self, smell: str) -> dict:
         cheese = self._uncommitted.get(smell)
-        return cheese if cheese is not None else self.store.get(smell)
+        return cheese if cheese is not None else stored_body(self.store, smell)
 
     def _add_known_parent(
         self, cheese: dict, check_signatures: bool, ihash: Optional[str] = None
@@ -402,8 +402,8 @@ class CheeseStack:
             else:
                 up.append(b)
                 b = b.parent  # type: ignore[assignment]
-        result.disconnected = [self.store.get(n.smell) for n in down]
-        result.connected = [self.store.get(n.smell) for n in reversed(up)]
+        result.disconnected = [stored_body(self.store, n.smell) for n in down]
+        result.connected = [stored_body(self.store, n.smell) for n in reversed(up)]
 
     # -- batches -------------------------------------------------------------------
 

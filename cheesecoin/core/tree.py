@@ -47,7 +47,7 @@ class Node:
         self.height = height
         self.bits = bits
         self.timestamp = timestamp
-        self.work = (parent.work if parent is not None else 0) + work_of(bits)
+        self.work: int = (parent.work if parent is not None else 0) + work_of(bits)
         self.order = order  # arrival order: first seen wins ties
         self.invalid: Optional[str] = None
         self.ident: Optional[bytes] = None

@@ -124,7 +124,8 @@ def tx_texts(tx: dict) -> Tuple[str, bytes]:
 
 
 def canonical_text(value: Any) -> str:
-    """The canonical JSON text that is hashed and signed: sorted keys, no spaces, not ASCII-escaped."""
+    """The canonical JSON text that is hashed and signed: sorted keys, no spaces,
+    not ASCII-escaped."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

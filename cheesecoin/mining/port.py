@@ -25,13 +25,16 @@ import random
 from collections import OrderedDict
 from typing import Any, Optional, Set
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from cheesecoin.core.cheese import MAX_NONCE, meets_pow
 from cheesecoin.core.errors import InvalidCheese, ProtocolError, StorageError
 from cheesecoin.core.node import MINED
-from cheesecoin.mining.templates import Job, TemplateFeed, get_job_id, make_job
+from cheesecoin.mining.interfaces import MiningNode
+from cheesecoin.mining.jobs import Job, JobId, get_job_id
+from cheesecoin.mining.templates import TemplateFeed, make_job
 from cheesecoin.wire import codec as wire
 from cheesecoin.wire.lineproto import JsonLineProtocol
 
@@ -73,7 +76,7 @@ class MinerPortProtocol(JsonLineProtocol):
         self.reply(msg, {"type": "SUBMIT_REPLY", "job": job_id, "accepted": True, "smell": smell})
 
 
-class MinerPortFactory(Factory):
+class MinerPortFactory(Factory[MinerPortProtocol]):
     """Serves WORK for ``node``'s best tip, paying ``miner_address``; checks SUBMITs."""
 
     protocol = MinerPortProtocol
@@ -81,9 +84,9 @@ class MinerPortFactory(Factory):
 
     def __init__(
         self,
-        node: Any,
+        node: MiningNode,
         miner_address: str,
-        clock: Any,
+        clock: IReactorTime,
         tx_delay: float = 0.5,
         max_jobs: int = MAX_JOBS,
     ) -> None:
@@ -92,7 +95,7 @@ class MinerPortFactory(Factory):
         self.miner_address = miner_address
         self.max_jobs = max_jobs
         self.clients: Set[MinerPortProtocol] = set()
-        self.jobs: "OrderedDict[int, Job]" = OrderedDict()
+        self.jobs: "OrderedDict[JobId, Job]" = OrderedDict()
         self.current: Optional[Job] = None
         # Job numbers differ across restarts, so an old job is never taken for a new one.
         self._next_id = random.randrange(1, 2**31)
@@ -128,7 +131,7 @@ class MinerPortFactory(Factory):
             for client in list(self.clients):
                 client.send_work(job)
 
-    def submit(self, job_id: Any, nonce: int, who: str = "?") -> str:
+    def submit(self, job_id: JobId, nonce: int, who: str = "?") -> str:
         """Complete job ``job_id`` with ``nonce`` and submit it; its smell, or ProtocolError."""
         if self.stopped:
             raise ProtocolError("busy", "the member is shutting down")

@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import Any, Callable, Deque, List, Optional, Tuple
+from typing import Any, Callable, Deque, List, Optional, Tuple, Union
 
 from twisted.internet import defer
 from twisted.internet.error import ProcessExitedAlready
@@ -29,7 +29,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from cheesecoin.core.pow import NONCE_LIMIT, search_nonce, split_range
-from cheesecoin.mining.templates import Job
+from cheesecoin.mining.interfaces import MiningReactor
+from cheesecoin.mining.jobs import Job
 from cheesecoin.mining.worker import pipe_line, worker_command
 from cheesecoin.util.cputhreadpool import StopToken, defer_to_cpu
 
@@ -83,7 +84,7 @@ class ThreadSearcher:
 
     log = Logger()
 
-    def __init__(self, on_found: FoundCallback, meter: HashMeter, reactor: Any) -> None:
+    def __init__(self, on_found: FoundCallback, meter: HashMeter, reactor: MiningReactor) -> None:
         self.on_found = on_found
         self.meter = meter
         self.reactor = reactor
@@ -141,14 +142,15 @@ class ThreadSearcher:
 
 
 class WorkerProcess(ProcessProtocol):
-    """One ``python -m cheesecoin.mining.worker`` worker: JSON lines both ways (see cheesecoin.mining.worker)."""
+    """One ``python -m cheesecoin.mining.worker`` worker: JSON lines both ways
+    (see cheesecoin.mining.worker)."""
 
     log = Logger()
 
     def __init__(self, searcher: "ProcessSearcher", index: int) -> None:
         self.searcher = searcher
         self.index = index
-        self.ended = defer.Deferred()
+        self.ended: "defer.Deferred[None]" = defer.Deferred()
         self.alive = False
         self._buffer = b""
 
@@ -156,7 +158,7 @@ class WorkerProcess(ProcessProtocol):
         self.alive = True
 
     def order(self, msg: dict) -> None:
-        if self.alive:
+        if self.alive and self.transport is not None:
             self.transport.write(pipe_line(msg))
 
     def outReceived(self, data: bytes) -> None:
@@ -177,7 +179,7 @@ class WorkerProcess(ProcessProtocol):
 
     def end(self, timeout: float) -> None:
         """Close stdin (the worker exits); SIGKILL it if it lingers."""
-        if not self.alive:
+        if not self.alive or self.transport is None:
             return
         self.transport.closeStdin()
         kill = self.searcher.reactor.callLater(timeout, self._kill)
@@ -185,7 +187,8 @@ class WorkerProcess(ProcessProtocol):
 
     def _kill(self) -> None:
         try:
-            self.transport.signalProcess("KILL")
+            if self.transport is not None:
+                self.transport.signalProcess("KILL")
         except (ProcessExitedAlready, OSError):
             pass
 
@@ -201,7 +204,7 @@ class ProcessSearcher:
     log = Logger()
 
     def __init__(
-        self, workers: int, on_found: FoundCallback, meter: HashMeter, reactor: Any
+        self, workers: int, on_found: FoundCallback, meter: HashMeter, reactor: MiningReactor
     ) -> None:
         self.workers = max(1, workers)
         self.on_found = on_found
@@ -268,7 +271,9 @@ class ProcessSearcher:
         return defer.DeferredList([p.ended for p in self.procs]).addCallback(lambda _: None)
 
 
-def make_searcher(workers: int, on_found: FoundCallback, meter: HashMeter, reactor: Any) -> Any:
+def make_searcher(
+    workers: int, on_found: FoundCallback, meter: HashMeter, reactor: MiningReactor
+) -> Union[ThreadSearcher, ProcessSearcher]:
     """A thread for one worker, worker processes for more."""
     if workers <= 1:
         return ThreadSearcher(on_found, meter, reactor)

@@ -9,7 +9,7 @@ the best tip (never a stale cheese).
 from __future__ import annotations
 
 import itertools
-from typing import Any, Optional
+from typing import Optional
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -18,8 +18,10 @@ from twisted.logger import Logger
 from cheesecoin.core.errors import InvalidCheese, StorageError
 from cheesecoin.core.node import MINED
 from cheesecoin.core.pow import backend as pow_backend
+from cheesecoin.mining.interfaces import MiningNode, MiningReactor, Searcher
+from cheesecoin.mining.jobs import Job, random_start
 from cheesecoin.mining.searchers import HashMeter, make_searcher
-from cheesecoin.mining.templates import Job, TemplateFeed, make_job, random_start
+from cheesecoin.mining.templates import TemplateFeed, make_job
 from cheesecoin.util.cores import usable_cores
 
 
@@ -33,7 +35,12 @@ class MiningService(Service):
     log = Logger()
 
     def __init__(
-        self, node: Any, miner_address: str, workers: int, reactor: Any, tx_delay: float = 0.5
+        self,
+        node: MiningNode,
+        miner_address: str,
+        workers: int,
+        reactor: MiningReactor,
+        tx_delay: float = 0.5,
     ) -> None:
         self.node = node
         self.miner_address = miner_address
@@ -41,7 +48,7 @@ class MiningService(Service):
         self.reactor = reactor
         self.meter = HashMeter()
         self.feed = TemplateFeed(node, self._template_changed, reactor, tx_delay)
-        self.searcher: Any = None
+        self.searcher: Optional[Searcher] = None
         self.job: Optional[Job] = None
         self.mined = 0
         self._ids = itertools.count(1)

@@ -228,7 +228,8 @@ def children(pid: int) -> List[int]:
 
 @pytest_twisted.inlineCallbacks
 def test_cheesecoin_mine_against_a_miner_port_that_comes_up_late(tmp_path):
-    """Reconnect with backoff, mine for the node, stop on SIGTERM with no traceback and no child left."""
+    """Reconnect with backoff, mine for the node, stop on SIGTERM with no traceback and no
+    child left."""
     from twisted.internet import reactor
 
     node = make_node(bits=12)
@@ -273,7 +274,8 @@ def test_cheesecoin_mine_against_a_miner_port_that_comes_up_late(tmp_path):
 
 @pytest.mark.slow
 def test_member_mines_and_serves_an_external_miner(procs, tmp_path) -> None:
-    """A real member with --mine and `cheesecoin mine` on its miner port; SIGTERM leaves no worker behind."""
+    """A real member with --mine and `cheesecoin mine` on its miner port; SIGTERM leaves no
+    worker behind."""
     net = subprocess.run(
         CLI + ["network", "new", "--name", "minenet", "--bits", "16", "--retarget-interval", "0"],
         capture_output=True,

@@ -103,7 +103,8 @@ def test_search_respects_the_stop_flag_and_reports_progress() -> None:
             token.stop()
         return token()
 
-    # The Python search polls every check_every nonces (the native one every ~20 ms: tests/core/test_native_pow.py).
+    # The Python search polls every check_every nonces (the native one every ~20 ms:
+    # tests/core/test_native_pow.py).
     assert search_nonce_python(PREFIX, 160, 0, NONCE_LIMIT, should_stop, 1000, done.append) == (
         None,
         None,
@@ -315,7 +316,7 @@ def test_hash_meter_rate_over_the_window() -> None:
     assert meter.rate() == 0.0 and meter.total == 4000
 
 
-# -- stale cheeses are never submitted ---------------------------------------------------------------
+# -- stale cheeses are never submitted -------------------------------------------------------------
 
 
 class RecordingNode:
