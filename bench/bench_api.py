@@ -95,9 +95,10 @@ def _start_member(workdir: Path, miner: str, mining_workers: int) -> Tuple[subpr
     log_file = open(log_path, "wb")
     proc = subprocess.Popen(
         TWISTD
-        + ["-n", "--pidfile=", "--logfile=-", "cheesemember", "--network", "net.json", "--data-dir", "data",
-           "--port", str(_free_port()), "--api-port", str(api_port), "--miner-port", str(_free_port()),
-           "--mine", "--mining-workers", str(mining_workers), "--miner-address", miner],
+        + ["-n", "--pidfile=", "--logfile=-", "cheesemember", "--network", "net.json",
+           "--data-dir", "data", "--port", str(_free_port()), "--api-port", str(api_port),
+           "--miner-port", str(_free_port()), "--mine", "--mining-workers", str(mining_workers),
+           "--miner-address", miner],
         cwd=workdir,
         stdout=log_file,
         stderr=subprocess.STDOUT,
@@ -259,21 +260,31 @@ def run(quick: bool = False) -> list[dict]:
     """
     payments, sender_count = (QUICK_PAYMENTS, QUICK_SENDERS) if quick else (PAYMENTS, SENDERS)
     m = _measure(payments, sender_count, MINING_WORKERS)
-    where = f"{m.total} payments from {sender_count} senders, {CLIENT_THREADS} clients, {MINING_WORKERS} mining processes, bits {BITS}"
+    where = (
+        f"{m.total} payments from {sender_count} senders, {CLIENT_THREADS} clients, "
+        f"{MINING_WORKERS} mining processes, bits {BITS}"
+    )
     figures = [
-        _figure(f"API payments accepted per second ({where})", m.total / m.seconds_posting, "1/s", "higher",
-                limit=ACCEPT_GOAL, limit_name="goal"),
-        _figure(f"API median time from 202 to its cheese ({where})", _percentile(m.latencies, 0.5), "s", "lower"),
-        _figure(f"API p99 time from 202 to its cheese ({where})", _percentile(m.latencies, 0.99), "s", "lower",
+        _figure(f"API payments accepted per second ({where})", m.total / m.seconds_posting,
+                "1/s", "higher", limit=ACCEPT_GOAL, limit_name="goal"),
+        _figure(f"API median time from 202 to its cheese ({where})",
+                _percentile(m.latencies, 0.5), "s", "lower"),
+        _figure(f"API p99 time from 202 to its cheese ({where})",
+                _percentile(m.latencies, 0.99), "s", "lower",
                 limit=P99_CONFIRM_GOAL, limit_name="goal"),
-        _figure(f"API time from the last 202 until all are mined ({where})", m.seconds_after, "s", "lower"),
+        _figure(f"API time from the last 202 until all are mined ({where})", m.seconds_after,
+                "s", "lower"),
         _figure(f"cheeses that held the payments ({where})", float(m.cheeses), "cheeses", "lower"),
     ]  # fmt: skip
     if not quick:
         one = _measure(QUICK_PAYMENTS, QUICK_SENDERS, 1)
-        where = f"{one.total} payments, {CLIENT_THREADS} clients, 1 mining thread in the member, bits {BITS}"
+        where = (
+            f"{one.total} payments, {CLIENT_THREADS} clients, 1 mining thread in the member, "
+            f"bits {BITS}"
+        )
         figures.append(
-            _figure(f"API payments accepted per second ({where})", one.total / one.seconds_posting, "1/s", "higher",
+            _figure(f"API payments accepted per second ({where})",
+                    one.total / one.seconds_posting, "1/s", "higher",
                     limit=ACCEPT_GOAL, limit_name="goal")
         )  # fmt: skip
     return figures

@@ -62,7 +62,8 @@ def _field(status_text: str, field: str) -> int:
 
 
 def bare_python_rss(rounds: int = 3) -> int:
-    """RSS of a Python process that imports twisted's reactor and cryptography (the smallest of a few)."""
+    """RSS of a Python process that imports twisted's reactor and cryptography
+    (the smallest of a few)."""
     values = []
     for _ in range(rounds):
         out = subprocess.run(
@@ -94,7 +95,8 @@ def store_stack(data_dir: str, network, cheeses: List[dict]) -> None:
 def start_member(
     tmp: str, name: str, network_file: str, options: Optional[List[str]] = None
 ) -> Tuple[Proc, int, int]:
-    """A ``twistd -n cheesemember`` on free loopback ports; returns (proc, member port, api port)."""
+    """A ``twistd -n cheesemember`` on free loopback ports; returns (proc, member
+    port, api port)."""
     port, api_port = listen_port(), listen_port()
     args = [
         "--network",
@@ -130,7 +132,8 @@ def wait_height(proc: Proc, api_port: int, height: int, timeout: float) -> float
 
 
 def settled_rss(pid: int, settle: float = 1.0) -> int:
-    """RSS after ``settle`` seconds of idling (the largest of a few reads over the last half second)."""
+    """RSS after ``settle`` seconds of idling (the largest of a few reads over the
+    last half second)."""
     time.sleep(max(0.0, settle - 0.5))
     values = []
     for _ in range(5):
@@ -140,7 +143,8 @@ def settled_rss(pid: int, settle: float = 1.0) -> int:
 
 
 def member_rss(network, cheeses: List[dict], start_timeout: float = 300.0) -> Dict[str, float]:
-    """RSS (and peak RSS, start time) of a member holding ``cheeses`` (may be just the Blue Cheese)."""
+    """RSS (and peak RSS, start time) of a member holding ``cheeses`` (may be just
+    the Blue Cheese)."""
     height = max(c["sequence_number"] for c in cheeses) if cheeses else 0
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         network_file = write_network(tmp, network)

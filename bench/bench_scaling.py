@@ -1,4 +1,5 @@
-"""Scaling: sync time and memory against the stack's length, propagation against the number of members.
+"""Scaling: sync time and memory against the stack's length, propagation against
+the number of members.
 
 Sync: a seed member holds a stack of N cheeses (1,000, 5,000, 20,000; quick:
 1,000, 2,000, 5,000), each with 2 signed payments (a bits=1 network made with
@@ -66,7 +67,8 @@ ANNOUNCES, QUICK_ANNOUNCES = 10, 6
 PLOT = os.path.join(HERE, "scaling.png")
 SYNCED = re.compile(r"Synced from \S+: (\d+) cheeses in ([0-9.]+) s")
 
-# 40 members and their connections on one machine: ports outside the ephemeral range (see listen_port).
+# 40 members and their connections on one machine: ports outside the ephemeral
+# range (see listen_port).
 bench_member.free_port = listen_port
 
 

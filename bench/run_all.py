@@ -130,7 +130,8 @@ def machine_info() -> Dict[str, Any]:
 
 
 def _kill_group(proc: subprocess.Popen) -> bool:
-    """SIGTERM then SIGKILL whatever is left in ``proc``'s process group; True if anything was left."""
+    """SIGTERM then SIGKILL whatever is left in ``proc``'s process group; True if
+    anything was left."""
     pgid = proc.pid
     proc.poll()
     try:
@@ -489,10 +490,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             else f", other processes used {e['other_cpu_share']:.0%} of the CPU"
         )
         print(
-            f"bench_{name}: {e['status']}, {e['seconds']:.1f} s (CPU {e['cpu_seconds']:g} s){other}{extra}"
+            f"bench_{name}: {e['status']}, {e['seconds']:.1f} s "
+            f"(CPU {e['cpu_seconds']:g} s){other}{extra}"
         )
     print(
-        f"total {total:.1f} s on {info['cpu_count']} cores (Python {info['python']}, Twisted {info['twisted']}, "
+        f"total {total:.1f} s on {info['cpu_count']} cores "
+        f"(Python {info['python']}, Twisted {info['twisted']}, "
         f"cryptography {info['cryptography']}); figures in {os.path.relpath(args.out, ROOT)}"
     )
     busy = [n for n, e in modules.items() if (e.get("other_cpu_share") or 0) > 0.1]

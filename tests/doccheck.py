@@ -9,7 +9,8 @@ from typing import Any
 
 
 def _resolve(name: str) -> Any:
-    """``cheesecoin.mod.NAME``, ``cheesecoin.mod.Class.ATTR`` or ``cheesecoin.mod.Callable(param)`` (its default)."""
+    """``cheesecoin.mod.NAME``, ``cheesecoin.mod.Class.ATTR`` or
+    ``cheesecoin.mod.Callable(param)`` (its default)."""
     param = None
     call = re.fullmatch(r"(.+)\((\w+)\)", name)
     if call:

@@ -96,7 +96,8 @@ class Proc:
                 return
             if self.popen.poll() is not None:
                 raise AssertionError(
-                    f"{self.name} exited ({self.popen.returncode}) before {text!r}:\n{self.output()[-3000:]}"
+                    f"{self.name} exited ({self.popen.returncode}) before {text!r}:\n"
+                    f"{self.output()[-3000:]}"
                 )
             time.sleep(0.05)
         raise AssertionError(
@@ -150,7 +151,8 @@ def wait_until(
 
 
 def run_member(cwd, data, *extra: str) -> subprocess.CompletedProcess:
-    """``twistd -n cheesemember`` on ``data`` (ports 0), run to its end: for starts that must fail."""
+    """``twistd -n cheesemember`` on ``data`` (ports 0), run to its end: for
+    starts that must fail."""
     twistd = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
     return subprocess.run(
         [

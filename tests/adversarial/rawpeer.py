@@ -195,7 +195,8 @@ class RawPeer:
         self.send(out)
 
     def closed_by_member(self, timeout: float = 10.0) -> bool:
-        """Whether the member closes this connection within ``timeout`` (messages read meanwhile kept)."""
+        """Whether the member closes this connection within ``timeout`` (messages
+        read meanwhile kept)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.sock.settimeout(max(0.05, deadline - time.monotonic()))

@@ -178,7 +178,7 @@ def test_stale_submits_do_not_count_towards_the_ten_errors() -> None:
     factory.stopFactory()
 
 
-# -- wrong types in every field of every message -------------------------------------------------------------
+# -- wrong types in every field of every message ---------------------------------------------------
 
 WRONG = [None, True, 1.5, "x", -1, 2**64, [], {}, [1], {"a": 1}, "0" * 40 + "0"]
 
@@ -378,7 +378,7 @@ def test_miner_submit_with_wrong_fields_is_bad_message(field: str, value: Any) -
     factory.stopFactory()
 
 
-# -- the handshake --------------------------------------------------------------------------------------------
+# -- the handshake ---------------------------------------------------------------------------------
 
 
 def test_a_second_hello_cannot_change_who_the_peer_is() -> None:
@@ -440,7 +440,7 @@ def test_the_tracker_drops_a_connection_silent_past_its_timeout() -> None:
     assert ep.transport.disconnecting
 
 
-# -- GET_CHEESES abuse -----------------------------------------------------------------------------------------
+# -- GET_CHEESES abuse -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -491,7 +491,7 @@ def test_get_cheeses_edge_requests_get_bounded_replies() -> None:
     assert not raw.closed and raw.proto.score == 0
 
 
-# -- floods ------------------------------------------------------------------------------------------------------
+# -- floods ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("host, banned", [("203.0.113.5", True), ("127.0.0.1", False)])

@@ -298,7 +298,8 @@ def test_two_groups_mine_apart_then_converge_on_the_branch_with_more_work(tmp_pa
                 "the lighter branch should be abandoned"
             )
         print(
-            f"bits {bits}, netem {'on' if netem else 'unavailable (no sch_netem): no delay or loss'}; "
+            f"bits {bits}, "
+            f"netem {'on' if netem else 'unavailable (no sch_netem): no delay or loss'}; "
             f"fork at {fork_height}, heavier {heavier[1]}, lighter {lighter[1]}"
         )
     finally:

@@ -160,7 +160,8 @@ def test_clients_that_never_read_cannot_make_the_member_hold_their_replies(tmp_p
     )  # the API serves others
     growth = after - before
     print(
-        f"RSS before {before / 2**20:.1f} MiB, after {after / 2**20:.1f} MiB (+{growth / 2**20:.1f} MiB)"
+        f"RSS before {before / 2**20:.1f} MiB, after {after / 2**20:.1f} MiB "
+        f"(+{growth / 2**20:.1f} MiB)"
     )
     assert growth <= ALLOWED_GROWTH, f"the member grew by {growth / 2**20:.1f} MiB"
     for sock in attackers:

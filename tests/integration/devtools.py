@@ -55,7 +55,8 @@ class DevTools:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            # Python's own descriptors are not inheritable (PEP 446): only the two dup2'd ones reach Chromium
+            # Python's own descriptors are not inheritable (PEP 446): only the two
+            # dup2'd ones reach Chromium
             preexec_fn=wire_fds,
             close_fds=False,
         )

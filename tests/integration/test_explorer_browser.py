@@ -6,8 +6,9 @@ directory already holds a stack of 30 cheeses with payments (written with
 like any stored stack); a second member with a copy of that stack connects to
 it, and a few transactions wait in the mempool. Headless Chromium (Debian's ``chromium``,
 installed by ``scripts/install-chromium.sh`` in ``make test``, driven over
-the DevTools pipe of ``devtools.py``) then loads ``http://127.0.0.1:API/``: the rendered DOM must show the height and the
-tip's smell that ``/api/status`` gives, and a screenshot must be written.
+the DevTools pipe of ``devtools.py``) then loads ``http://127.0.0.1:API/``:
+the rendered DOM must show the height and the tip's smell that
+``/api/status`` gives, and a screenshot must be written.
 
 Without /usr/bin/chromium (or ``$CHEESECOIN_CHROMIUM``) the tests are skipped
 with the reason. ``CHEESECOIN_EXPLORER_SCREENSHOT=PATH`` keeps a copy of the
@@ -126,8 +127,9 @@ def member_options(
     tmp_path, name: str, network_file: str, api_port: int, port: int, extra=()
 ) -> list:
     return [
-        "--network", network_file, "--data-dir", str(tmp_path / name / "data"), "--port", str(port),
-        "--interface", "127.0.0.1", "--api-port", str(api_port), "--miner-port", str(free_port()), "--no-mine",
+        "--network", network_file, "--data-dir", str(tmp_path / name / "data"),
+        "--port", str(port), "--interface", "127.0.0.1", "--api-port", str(api_port),
+        "--miner-port", str(free_port()), "--no-mine",
         *extra,
     ]  # fmt: skip
 

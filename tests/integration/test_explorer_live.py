@@ -98,7 +98,8 @@ def test_the_explorer_follows_the_event_stream(tmp_path) -> None:
         )
         assert time.monotonic() - start < 1.0, "the mempool card did not follow the tx event"
 
-        # the search box takes an address; the address page lists its payments, the pending one first
+        # the search box takes an address; the address page lists its payments,
+        # the pending one first
         browser.js(
             f"document.getElementById('search-input').value = {address_of(bob)!r};"
             "document.getElementById('search').requestSubmit()"

@@ -94,7 +94,8 @@ def test_a_reorganisation_the_disk_cannot_take_is_undone(tmp_path):
 
 
 class FullDisk:
-    """A connection whose COMMITs fail as on a full disk (SQLite then undoes the transaction itself)."""
+    """A connection whose COMMITs fail as on a full disk (SQLite then undoes the
+    transaction itself)."""
 
     def __init__(self, real) -> None:
         self.real = real

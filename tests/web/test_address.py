@@ -37,7 +37,8 @@ def get(node, path: str):
 
 
 def build(stack) -> list:
-    """Alice mines 3 cheeses, then pays bob in cheeses 4 (two payments) and 5, bob pays carol in 6."""
+    """Alice mines 3 cheeses, then pays bob in cheeses 4 (two payments) and 5, bob
+    pays carol in 6."""
     cheeses = [NETWORK.blue_cheese]
 
     def mine(txs=()):

@@ -395,8 +395,8 @@ class PostTransactionTests(HarnessCase):
         chunk = b"x" * 30000
         body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(3)) + b"0\r\n\r\n"
         response = self.h.raw(
-            b"POST /api/transactions HTTP/1.1\r\nHost: m\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
-            + body
+            b"POST /api/transactions HTTP/1.1\r\nHost: m\r\nConnection: close\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + body
         )
         assert response.status == 413 and response.json()["error"] == "too-long"
 
@@ -404,8 +404,8 @@ class PostTransactionTests(HarnessCase):
         data = json.dumps(sign_tx(ALICE, B, 1, 0, 0)).encode()
         body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)
         response = self.h.raw(
-            b"POST /api/transactions HTTP/1.1\r\nHost: m\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
-            + body
+            b"POST /api/transactions HTTP/1.1\r\nHost: m\r\nConnection: close\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + body
         )
         assert response.status == 202
 
@@ -581,7 +581,8 @@ class ConnectionTests(HarnessCase):
             with case(headers=headers):
                 h = Harness()
                 response = h.raw(
-                    f"POST /api/transactions HTTP/1.1\r\nHost: m\r\n{headers}Content-Length: 2\r\n\r\n{{}}".encode()
+                    f"POST /api/transactions HTTP/1.1\r\nHost: m\r\n{headers}"
+                    "Content-Length: 2\r\n\r\n{}".encode()
                 )
                 assert response.status == 400 and response.headers["connection"] == "close"
                 assert response.json()["error"] == "bad-request"

@@ -248,6 +248,7 @@ class EventStreamLimitTests(SynchronousTestCase):
         transport = StringTransport()
         channel.makeConnection(transport)
         channel.dataReceived(
-            b"POST /api/events HTTP/1.1\r\nHost: m\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            b"POST /api/events HTTP/1.1\r\nHost: m\r\nContent-Length: 0\r\n"
+            b"Connection: close\r\n\r\n"
         )
         assert transport.value().startswith(b"HTTP/1.1 405")
