@@ -4,7 +4,7 @@ not known yet, kept until it comes or newer orphans push them out."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 
 class OrphanPool:
@@ -12,7 +12,8 @@ class OrphanPool:
 
     def __init__(self, max_count: int = 256) -> None:
         self.max_count = max_count
-        self.entries: "OrderedDict[str, Tuple[dict, Any]]" = OrderedDict()
+        # smell -> (cheese, source): the source is whoever handed it over, kept as is
+        self.entries: "OrderedDict[str, Tuple[dict, object]]" = OrderedDict()
         self.by_parent: Dict[str, List[str]] = {}
 
     def __len__(self) -> int:
@@ -21,7 +22,7 @@ class OrphanPool:
     def __contains__(self, smell: str) -> bool:
         return smell in self.entries
 
-    def add(self, cheese: dict, source: Any = None) -> None:
+    def add(self, cheese: dict, source: object = None) -> None:
         smell = cheese["smell"]
         if smell in self.entries or self.max_count <= 0:
             return
@@ -30,7 +31,7 @@ class OrphanPool:
         self.entries[smell] = (cheese, source)
         self.by_parent.setdefault(cheese["parent_smell"], []).append(smell)
 
-    def _remove(self, smell: str) -> Optional[Tuple[dict, Any]]:
+    def _remove(self, smell: str) -> Optional[Tuple[dict, object]]:
         entry = self.entries.pop(smell, None)
         if entry is not None:
             parent = entry[0]["parent_smell"]
@@ -41,7 +42,7 @@ class OrphanPool:
                 self.by_parent.pop(parent, None)
         return entry
 
-    def pop_children(self, parent_smell: str) -> List[Tuple[dict, Any]]:
+    def pop_children(self, parent_smell: str) -> List[Tuple[dict, object]]:
         return [
             e for e in (self._remove(s) for s in list(self.by_parent.get(parent_smell, ()))) if e
         ]

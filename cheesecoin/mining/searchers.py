@@ -35,6 +35,7 @@ from cheesecoin.mining.worker import pipe_line, worker_command
 from cheesecoin.util.cputhreadpool import StopToken, defer_to_cpu
 
 FoundCallback = Callable[[Job, int, str], None]
+Found = Tuple[Optional[int], Optional[str]]  # what search_nonce returns
 STOP_TIMEOUT = 5.0  # seconds a worker process gets to exit before SIGKILL
 
 
@@ -89,7 +90,7 @@ class ThreadSearcher:
         self.meter = meter
         self.reactor = reactor
         self._token: Optional[StopToken] = None
-        self._running: List[defer.Deferred] = []
+        self._running: "List[defer.Deferred[Found]]" = []
         self._shut = False
 
     def search(self, job: Job, start: int = 0) -> None:
@@ -118,12 +119,14 @@ class ThreadSearcher:
         self.meter.add(count)
         time.sleep(0)
 
-    def _done(self, result: Any, d: defer.Deferred, job: Job) -> None:
+    def _done(self, result: Union[Found, Failure], d: "defer.Deferred[Found]", job: Job) -> None:
         self._running.remove(d)
         if isinstance(result, Failure):
             self.log.failure("The nonce search failed", result)
-        elif result[0] is not None and not self._shut:
-            self.on_found(job, result[0], result[1])
+        else:
+            nonce, smell = result
+            if nonce is not None and smell is not None and not self._shut:
+                self.on_found(job, nonce, smell)
 
     def pause(self) -> None:
         if self._token is not None:

@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import time
-from typing import IO, Any, Callable, List, Optional, Tuple
+from typing import IO, Callable, List, NoReturn, Optional, Tuple
 
 from cheesecoin.core.pow import search_nonce
 
@@ -135,7 +135,7 @@ def worker_command() -> List[str]:
     return [sys.executable, "-m", "cheesecoin.mining.worker"]
 
 
-def _run_worker() -> Any:  # pragma: no cover - runs in the child process
+def _run_worker() -> NoReturn:  # pragma: no cover - runs in the child process
     sys.exit(worker_main())
 
 
