@@ -9,10 +9,10 @@ at most every 30 s.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Set
+from typing import Any, Callable, List, Optional, Set
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -47,7 +47,7 @@ class _OutboundFactory(Factory):
         self.pool = pool
         self.address = address
 
-    def buildProtocol(self, addr: Any) -> MemberProtocol:
+    def buildProtocol(self, addr: Optional[IAddress]) -> MemberProtocol:
         return self.pool.outbound_protocol(self.address)
 
 

@@ -1,3 +1,8 @@
+# Headers-first sync: docs/protocol.md section 5.1, feature ``headers``.
+#
+# Messages it speaks (we ask):
+#   request  {"type":"GET_HEADERS","locator":[S..],"count":K}  -> HEADERS {"headers"}
+#   request  {"type":"GET_CHEESES","smells":[S..]}             -> CHEESES {"cheeses"}
 """Headers-first sync, bodies from several peers (docs/protocol.md section 5.1).
 
 Messages (feature ``headers``): GET_HEADERS {"locator", "count"} -> HEADERS

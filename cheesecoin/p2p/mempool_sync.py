@@ -1,3 +1,9 @@
+# The mempool exchange: docs/protocol.md section 5.1, feature ``mempool``.
+#
+# Messages it speaks:
+#   request  {"type":"GET_MEMPOOL"}                    -> MEMPOOL {"txids"} (both ways)
+#   request  {"type":"GET_TXS","txids":[..],["smell"]} -> TXS {"transactions"} (both ways)
+#   pushed   {"type":"TX","tx":T} to a peer without the feature (Relay.send_mempool)
 """The mempool exchange of docs/protocol.md section 5.1 (feature ``mempool``).
 
 Messages: GET_MEMPOOL -> MEMPOOL {"txids"} (at most 5,000, highest fee

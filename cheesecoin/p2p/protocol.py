@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IHandshakeListener, ITLSTransport
+from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, ITLSTransport
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -52,6 +52,7 @@ from cheesecoin.wire.lineproto import JsonLineProtocol
 
 if TYPE_CHECKING:
     from cheesecoin.p2p.download import BaseDownload
+    from cheesecoin.p2p.tls import TlsCreator
 
 __all__ = ["BAN_SCORE", "ERROR_POINTS", "REQUEST_TIMEOUT", "MemberProtocol", "short"]
 
@@ -98,7 +99,8 @@ class MemberProtocol(JsonLineProtocol):
         self.sync_idle_until = 0.0
         self.download: Optional[BaseDownload] = None  # the download from this peer, if one runs
         self.wants_compact = False  # it sent SEND_COMPACT high_bandwidth true (section 5.2)
-        self.pending: Dict[int, Tuple[Deferred, Any]] = {}  # id -> (its Deferred, its timer)
+        # id -> (its Deferred, its timer)
+        self.pending: Dict[int, Tuple[Deferred, IDelayedCall]] = {}
         self.peer_requests: Set[int] = set()  # ids of our GET_PEERS still unanswered
         self._next_id = 0
         self._error_points: Optional[int] = None  # what the ERROR being sent costs (refuse)
@@ -183,7 +185,7 @@ class MemberProtocol(JsonLineProtocol):
             return
         super().dataReceived(data)
 
-    def start_tls(self, creator: Any) -> bool:
+    def start_tls(self, creator: TlsCreator) -> bool:
         """Begin TLS on the transport (section 5.3) right after the STARTTLS line just
         handled; False, and nothing begun, when the peer sent bytes after that line."""
         if len(self._buffer) > self._scanned:

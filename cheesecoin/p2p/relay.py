@@ -1,3 +1,10 @@
+# Relay of pushed cheeses and transactions: docs/protocol.md sections 5, 5.1, 5.2.
+#
+# Messages it speaks:
+#   received {"type":"ANNOUNCE","cheese":C}   a new cheese (ERROR invalid-cheese if invalid)
+#   received {"type":"TX","tx":T}             a new transaction (ERROR invalid-tx, busy)
+#   pushed   ANNOUNCE, ANNOUNCE_COMPACT (feature compact, cheesecoin.p2p.compact),
+#            ANNOUNCE_HEADER (compact-modes), TX, and txids for INV (inv)
 """Receiving pushed cheeses and transactions, and relaying them on."""
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from twisted.logger import Logger
 from cheesecoin.core.cheese import check_member_info, work_of
 from cheesecoin.core.errors import InvalidCheese, InvalidTx, ProtocolError, StorageError
 from cheesecoin.core.node import MINED, MemberNode
+from cheesecoin.core.stack import StoreBatch
 from cheesecoin.core.tree import AddResult
 from cheesecoin.core.tx import check_tx_format, txid
 from cheesecoin.p2p.errors import ERROR_POINTS, PeerError
@@ -70,7 +78,7 @@ class Relay:
         self._batch_depth = 0
         self._batch: List[Tuple[int, str]] = []  # (height, smell) connected during a batch
         self._batch_source: Any = None
-        self._lazy_batch: Any = None  # the store batch an announced cheese opened
+        self._lazy_batch: Optional[StoreBatch] = None  # the batch an announced cheese opened
         self.node.tip_listeners.append(self.on_tip)
         self.node.tx_listeners.append(self.on_tx)
 

@@ -1,3 +1,7 @@
+# What the stack serves: docs/protocol.md sections 5 and 5.1.
+#
+# Messages it answers: STATS -> STATS_REPLY, GET_CHEESE -> CHEESE, GET_CHEESES
+# (from, locator, smells) -> CHEESES, GET_HEADERS -> HEADERS (see below).
 """What a member serves its peers from its stack: the replies to STATS,
 GET_CHEESE, GET_CHEESES (from a height, after a locator, or by smells of any
 branch, feature ``headers``) and GET_HEADERS (feature ``headers``).

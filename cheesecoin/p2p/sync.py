@@ -1,3 +1,8 @@
+# Syncing by locator: docs/protocol.md section 5 (version 1, any peer).
+#
+# Messages it speaks:
+#   request  {"type":"GET_CHEESES","locator":[S..],"count":K}  -> CHEESES {"cheeses"} (we ask)
+# (headers first, feature ``headers``: cheesecoin.p2p.headers_sync)
 """Syncing: downloading the stack of a peer with more work.
 
 ``Sync`` picks the peer (one we dialled before one that dialled us, then the

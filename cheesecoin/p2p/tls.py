@@ -1,3 +1,8 @@
+# Encrypted member links: docs/protocol.md section 5.3, feature ``tls``.
+#
+# Messages it speaks (StartTlsState), right after two HELLOs listing tls:
+#   {"type":"STARTTLS"}   the connecting side, then the accepting side's answer; then
+#                         TLS 1.3 on the same connection and the check of the peer's key
 """Encrypted, authenticated member links: the feature ``tls`` (docs/protocol.md section 5.3).
 
 A member that lists ``tls`` has an identity key (``cheesecoin.storage.identity``)

@@ -15,11 +15,11 @@ with backoff, and said again only when it is back, while the others serve.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IAddress, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.logger import ILogObserver, Logger, globalLogPublisher
@@ -91,7 +91,7 @@ class _TrackerFactory(Factory):
     def __init__(self, link: "TrackerLink") -> None:
         self.link = link
 
-    def buildProtocol(self, addr: Any) -> TrackerClientProtocol:
+    def buildProtocol(self, addr: Optional[IAddress]) -> TrackerClientProtocol:
         return TrackerClientProtocol(self.link)
 
 

@@ -1,0 +1,128 @@
+"""The seams of the peer layer (issue 27): a penalty travels on its error, the
+connection is the one writer of its peer's claim, each state's table of
+handlers, and parts built from their collaborators alone."""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from cheesecoin.core.errors import ProtocolError
+from cheesecoin.p2p.errors import ERROR_POINTS, PeerError
+from cheesecoin.p2p.states import HandshakeState, ReadyState
+from cheesecoin.testing.fakes import NETWORK, NOW, Raw, make_member, ready_raw
+
+
+class PenaltyTests(SynchronousTestCase):
+    """What an ERROR we send costs the peer is decided by the error itself."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.manager = make_member("aa", self.clock)
+        self.raw = ready_raw(self.manager)
+
+    def test_an_error_with_points_costs_those_and_the_next_error_its_own(self) -> None:
+        proto = self.raw.proto
+        proto.refuse(PeerError("invalid-tx", "a stale nonce", 1))
+        self.assertEqual(proto.score, 1)
+        proto.refuse(ProtocolError("invalid-tx", "a bad signature"))
+        self.assertEqual(proto.score, 1 + ERROR_POINTS["invalid-tx"])
+        proto.refuse(PeerError("invalid-cheese", "may pass", 0))
+        self.assertEqual(proto.score, 1 + ERROR_POINTS["invalid-tx"])
+        codes = [r["code"] for r in self.raw.replies()]
+        self.assertEqual(codes, ["invalid-tx", "invalid-tx", "invalid-cheese"])
+
+    def test_a_handler_raising_a_peer_error_sends_one_error_at_its_cost(self) -> None:
+        def stale(msg: dict) -> None:
+            raise PeerError("invalid-tx", "tx-nonce: a race", 1)
+
+        self.raw.proto.state.cmd_map["TX"] = stale
+        [error] = self.raw.send({"type": "TX", "tx": {}, "id": 7})
+        self.assertEqual((error["type"], error["code"], error["id"]), ("ERROR", "invalid-tx", 7))
+        self.assertEqual(self.raw.proto.score, 1)
+        self.raw.send({"type": "NO_SUCH_TYPE"})  # the next ERROR costs its own points
+        self.assertEqual(self.raw.proto.score, 1 + ERROR_POINTS["unknown-type"])
+
+
+class ClaimTests(SynchronousTestCase):
+    """The connection owns what its peer claims of its stack."""
+
+    def test_a_claim_is_what_the_peer_said_and_holds_only_raises_it(self) -> None:
+        clock = Clock()
+        manager = make_member("aa", clock)
+        raw = Raw(manager)
+        raw.hello(height=3, tip="ab" * 20, work="40")
+        proto = raw.proto
+        self.assertEqual((proto.peer_height, proto.peer_tip, proto.peer_work), (3, "ab" * 20, 40))
+        proto.holds(2, "cd" * 20, 30)  # less work than it claimed: the claim stays
+        self.assertEqual((proto.peer_height, proto.peer_tip, proto.peer_work), (3, "ab" * 20, 40))
+        proto.holds(5, "ef" * 20, 50)
+        self.assertEqual((proto.peer_height, proto.peer_tip, proto.peer_work), (5, "ef" * 20, 50))
+        proto.claim(1, NETWORK.smell, 2)  # a STATS_REPLY: what it says now, lower or not
+        self.assertEqual(proto.peer_work, 2)
+        with self.assertRaises(AttributeError):
+            proto.peer_work = 10**40  # type: ignore[misc]  # one writer: claim()
+
+
+class TableTests(SynchronousTestCase):
+    """Each state's cmd_map: its msg_ handlers and the replies it resolves."""
+
+    def test_the_ready_state_resolves_each_reply_type_and_answers_the_rest(self) -> None:
+        manager = make_member("aa", Clock())
+        raw = ready_raw(manager)
+        table = raw.proto.state.cmd_map
+        self.assertIsInstance(raw.proto.state, ReadyState)
+        for kind in ReadyState.replies:
+            self.assertEqual(table[kind], raw.proto.resolve)
+        self.assertEqual(table["PING"], raw.proto.state.msg_PING)
+        self.assertNotIn("__init__", table)
+        d = raw.proto.request({"type": "STATS"})
+        [asked] = raw.replies()
+        got = []
+        d.addCallback(got.append)
+        reply = {"type": "STATS_REPLY", "id": asked["id"], "height": 0, "tip": NETWORK.smell}
+        raw.send(dict(reply, work="2", peers=0))
+        self.assertEqual([m["type"] for m in got], ["STATS_REPLY"])
+
+    def test_the_handshake_state_takes_hello_and_error_only(self) -> None:
+        raw = Raw(make_member("aa", Clock()))
+        self.assertIsInstance(raw.proto.state, HandshakeState)
+        self.assertEqual(set(raw.proto.state.cmd_map), {"HELLO", "ERROR"})
+        [error] = raw.send({"type": "STATS_REPLY", "id": 1})
+        self.assertEqual(error["code"], "handshake-required")
+
+
+class PartsTests(SynchronousTestCase):
+    """The parts hold their collaborators, not the manager."""
+
+    def test_no_part_reaches_the_manager(self) -> None:
+        manager = make_member("aa", Clock())
+        parts = [
+            manager.sync,
+            manager.relay,
+            manager.compact,
+            manager.modes,
+            manager.inventory,
+            manager.mempool_sync,
+            manager.admission,
+            manager.bans,
+            manager.dialler,
+            manager.server,
+        ]
+        for part in parts:
+            self.assertFalse(hasattr(part, "manager"), type(part).__name__)
+        self.assertIs(manager.relay.downloads, manager.sync)
+        self.assertIs(manager.sync.relay, manager.relay)
+        self.assertIs(manager.relay.compact, manager.compact)
+        self.assertIs(manager.modes.compact, manager.compact)
+
+    def test_a_new_logger_reaches_every_part(self) -> None:
+        from twisted.logger import Logger
+
+        manager = make_member("aa", Clock())
+        quiet = Logger(namespace="quiet")
+        manager.log = quiet
+        for part in (manager.sync, manager.relay, manager.compact, manager.inventory):
+            self.assertIs(part.log, quiet)
+        self.assertIs(manager.bans.log, quiet)
