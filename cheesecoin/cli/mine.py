@@ -38,6 +38,7 @@ from zope.interface import implementer
 from cheesecoin.cli.errors import CliError
 from cheesecoin.core.errors import BadMessage
 from cheesecoin.core.pow import backend as pow_backend
+from cheesecoin.mining.interfaces import Searcher
 from cheesecoin.mining.searchers import HashMeter, make_searcher
 from cheesecoin.mining.templates import Job, get_job_id, random_start
 from cheesecoin.util.addresses import Address
@@ -216,16 +217,20 @@ class ExternalMiner:
         reactor: Any,
         console: Console,
         status_every: Optional[float] = None,
-        searcher: Any = None,
+        searcher: Optional[Searcher] = None,
     ) -> None:
         self.host = host
         self.port = port
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.processes = processes if processes > 0 else usable_cores()
+        # the global reactor (or a test's): a MiningReactor, IReactorTCP and the
+        # clock of ClientService and LoopingCall at once
         self.reactor = reactor
         self.console = console
         self.meter = HashMeter()
-        self.searcher = searcher or make_searcher(self.processes, self._found, self.meter, reactor)
+        self.searcher: Searcher = searcher or make_searcher(
+            self.processes, self._found, self.meter, reactor
+        )
         self.factory = MinerClientFactory(self)
         # The same reconnect style as the member's tracker link: a ClientService,
         # 0.5 s doubling up to 10 s between attempts.
