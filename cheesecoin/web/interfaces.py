@@ -87,8 +87,7 @@ class MetricsNode(Protocol):
     @property
     def miner(self) -> Optional[MinerView]: ...
 
-    @property
-    def peers_info(self) -> Callable[[], List[Dict[str, Any]]]: ...
+    def peers_info(self) -> List[Dict[str, Any]]: ...
 
 
 class MetricsSource(Protocol):
