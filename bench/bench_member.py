@@ -136,7 +136,8 @@ def _write_network(tmp: str, network) -> str:
 
 
 def propagation(n_members: int, n_cheeses: int, features: str = "all") -> List[float]:
-    """Seconds from ANNOUNCE to the last member, per cheese (members started with ``--features``)."""
+    """Seconds from ANNOUNCE to the last member, per cheese (members started with
+    ``--features``)."""
     network = make_network("bench-propagation", bits=1, timestamp=int(time.time()) - 10**6)
     procs: List[Proc] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -216,7 +216,8 @@ def reactor_figures(
         native = backend()
         figures.append(
             figure(
-                f"built-in miner, {cores} processes ({native} search), vs the SHA-1 compression limit",
+                f"built-in miner, {cores} processes ({native} search), "
+                "vs the SHA-1 compression limit",
                 figures[0]["value"],
                 "H/s",
                 compress_all,

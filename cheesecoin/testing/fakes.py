@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
@@ -23,7 +23,7 @@ from cheesecoin.testing.chain import ChainBuilder, key_from_seed, make_network
 from cheesecoin.wire.lineproto import BusyProtocol
 
 
-def refused(proto: Any) -> bool:
+def refused(proto: object) -> bool:
     """Whether buildProtocol turned the connection away (it then gets ERROR busy and a close)."""
     return isinstance(proto, BusyProtocol)
 
@@ -43,7 +43,7 @@ def chain(
     return ChainBuilder(NETWORK).extend(parent or NETWORK.blue_cheese, count, miner, note=note)
 
 
-def make_member(node_id: str, clock: Clock, cheeses: List[dict] = (), **kw: Any) -> PeerManager:
+def make_member(node_id: str, clock: Clock, cheeses: Sequence[dict] = (), **kw: Any) -> PeerManager:
     stack = CheeseStack(NETWORK, clock=lambda: NOW)
     for cheese in cheeses:
         stack.add_cheese(cheese, check_signatures=False)
@@ -124,6 +124,7 @@ class Net:
         client = MemberProtocol(a, outbound=True, dial_address=(b_addr.host, b_addr.port))
         if refused(server):
             return client, None
+        assert isinstance(server, MemberProtocol)  # what an admitted connection gets
         st = iosim.FakeTransport(server, True, hostAddress=b_addr, peerAddress=a_addr)
         ct = iosim.FakeTransport(client, False, hostAddress=a_addr, peerAddress=b_addr)
         self.pumps.append(iosim.connect(server, st, client, ct, greet=False, clock=self.clock))
