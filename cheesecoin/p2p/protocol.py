@@ -33,6 +33,7 @@ state's ``cmd_map``. The connection holds what its peer claims of its stack
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred
@@ -69,6 +70,12 @@ def node_id_key(node_id: str) -> Tuple[int, str]:
     return (int(node_id, 16), node_id)
 
 
+# Each connection's hash: the order it was made in, not its address in memory, so
+# that iterating over a set of connections (eviction, timers, rebuild attempts)
+# goes the same way every run and a simulation repeats exactly from its seed.
+_SERIALS = itertools.count(1)
+
+
 @implementer(IHandshakeListener)
 class MemberProtocol(JsonLineProtocol):
     """One connection to another member, either direction; ``state`` decides
@@ -77,6 +84,7 @@ class MemberProtocol(JsonLineProtocol):
     def __init__(
         self, host: PeerHost, outbound: bool, dial_address: Optional[Address] = None
     ) -> None:
+        self._serial = next(_SERIALS)
         super().__init__()
         self.host = host
         self.clock = host.clock
@@ -123,6 +131,9 @@ class MemberProtocol(JsonLineProtocol):
     def hello(self, node_id: str, port: Optional[int], features: FrozenSet[str]) -> None:
         """Who the peer says it is (its HELLO's checked fields)."""
         self.peer_node_id, self.peer_port, self.peer_features = node_id, port, features
+
+    def __hash__(self) -> int:
+        return self._serial
 
     def claim(self, height: int, tip: str, work: int) -> None:
         """The peer's stack as it tells it (HELLO, STATS_REPLY): height, tip and work."""
