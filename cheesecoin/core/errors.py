@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 # Error codes of docs/protocol.md section 1.
 ERROR_CODES = frozenset(
     {
@@ -21,13 +23,19 @@ ERROR_CODES = frozenset(
 
 
 class ProtocolError(Exception):
-    """A request that gets an ``ERROR`` reply with ``code``."""
+    """A request that gets an ``ERROR`` reply with ``code``.
 
-    def __init__(self, code: str, message: str = "") -> None:
+    ``points`` is what the ERROR costs the peer (its misbehaviour score); None
+    means the cost of its code. The penalty travels on the error that causes
+    it, down to the connection's ``on_error`` hook.
+    """
+
+    def __init__(self, code: str, message: str = "", points: Optional[int] = None) -> None:
         assert code in ERROR_CODES, code
         super().__init__(message or code)
         self.code = code
         self.message = message or code
+        self.points = points
 
 
 class BadMessage(ProtocolError):

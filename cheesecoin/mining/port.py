@@ -61,13 +61,15 @@ class MinerPortProtocol(JsonLineProtocol):
         # Pushed; to a miner that is not reading, only the newest WORK waits.
         self.push_line(wire.dumps(job.work_message()), key="WORK")
 
-    def send_error(self, code: str, text: str, msg_id: Any = None) -> None:
+    def send_error(
+        self, code: str, text: str, msg_id: Any = None, points: Optional[int] = None
+    ) -> None:
         # Every miner loses a race now and then (a cheese found just as the
         # tip moved): a stale SUBMIT is not misbehaviour, so it does not count
         # towards the connection's MAX_ERRORS.
         if code == "stale":
             self.errors -= 1
-        super().send_error(code, text, msg_id)
+        super().send_error(code, text, msg_id, points)
 
     def msg_SUBMIT(self, msg: dict) -> None:
         job_id = get_job_id(msg)

@@ -35,10 +35,10 @@ class RemoteError(Exception):
 
 
 class PeerError(ProtocolError):
-    """An ERROR we send a peer that costs it ``points`` rather than its code's
-    ERROR_POINTS: the penalty travels on the error that causes it (e.g. a stale
-    transaction costs 1 point, an invalid cheese that may not be its fault 0)."""
+    """A ProtocolError that must say what it costs the peer: ``points`` rather
+    than its code's ERROR_POINTS (e.g. a stale transaction costs 1 point, an
+    invalid cheese that may not be its fault 0). Raised anywhere a message is
+    handled, or passed to ``refuse``, it reaches ``on_error`` with its points."""
 
     def __init__(self, code: str, message: str, points: int) -> None:
-        super().__init__(code, message)
-        self.points = points
+        super().__init__(code, message, points)

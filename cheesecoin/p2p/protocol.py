@@ -34,7 +34,7 @@ state's ``cmd_map``. The connection holds what its peer claims of its stack
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, FrozenSet, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
@@ -43,8 +43,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from cheesecoin.core.errors import ProtocolError
-from cheesecoin.p2p.errors import BAN_SCORE, ERROR_POINTS, PeerError, RemoteError, RequestTimeout
+from cheesecoin.p2p.errors import BAN_SCORE, ERROR_POINTS, RemoteError, RequestTimeout
 from cheesecoin.p2p.interfaces import PeerHost
 from cheesecoin.p2p.states import ConnectionState, HandshakeState, ReadyState
 from cheesecoin.util.addresses import Address
@@ -111,7 +110,6 @@ class MemberProtocol(JsonLineProtocol):
         self.pending: Dict[int, Tuple[Deferred, IDelayedCall]] = {}
         self.peer_requests: Set[int] = set()  # ids of our GET_PEERS still unanswered
         self._next_id = 0
-        self._error_points: Optional[int] = None  # what the ERROR being sent costs (refuse)
         self.state: ConnectionState = HandshakeState(self)
 
     # -- what the peer says of itself ----------------------------------------------
@@ -221,16 +219,12 @@ class MemberProtocol(JsonLineProtocol):
         super().line_received(line)
 
     def dispatch(self, msg: dict) -> None:
-        """Hand the message to its handler in the current state's ``cmd_map``; an
-        error that carries its points (``PeerError``) costs the peer those."""
+        """Hand the message to its handler in the current state's ``cmd_map``."""
         handler = self.state.cmd_map.get(msg["type"])
-        try:
-            if handler is None:
-                self.state.unknown(msg)
-            else:
-                handler(msg)
-        except PeerError as e:
-            self.refuse(e, self.current_id)
+        if handler is None:
+            self.state.unknown(msg)
+        else:
+            handler(msg)
 
     def become_ready(self) -> None:
         """The handshake is done: from now on the ready state handles messages."""
@@ -312,18 +306,9 @@ class MemberProtocol(JsonLineProtocol):
 
     # -- misbehaviour ------------------------------------------------------------------
 
-    def refuse(self, error: ProtocolError, msg_id: Any = None) -> None:
-        """Send the ERROR for ``error``: it costs the peer the points it carries
-        (``PeerError.points``), else those of its code (ERROR_POINTS)."""
-        self._error_points = error.points if isinstance(error, PeerError) else None
-        try:
-            self.send_error(error.code, error.message, msg_id)
-        finally:
-            self._error_points = None
-
-    def on_error(self, code: str, text: str) -> None:
-        """Each ERROR we send: the peer pays its points (see ``refuse``)."""
-        points = self._error_points
+    def on_error(self, code: str, text: str, points: Optional[int] = None) -> None:
+        """Each ERROR we send: the peer pays the points its error carried
+        (``ProtocolError.points``), else those of its code (ERROR_POINTS)."""
         if points is None:
             points = ERROR_POINTS.get(code, 0)
         if points:

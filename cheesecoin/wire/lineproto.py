@@ -127,7 +127,7 @@ class JsonLineProtocol(Protocol):
             msg_id = self.current_id
             if msg_id is None and e.code == "bad-message":
                 msg_id = wire.salvage_id(line)  # refused while parsing: echo its id anyway
-            self.send_error(e.code, e.message, msg_id)
+            self.refuse(e, msg_id)
         except Exception:
             self.log.failure("Internal error handling a {type} message", Failure(), type="?")
             self.send_error("bad-message", "the message could not be handled", self.current_id)
@@ -165,19 +165,28 @@ class JsonLineProtocol(Protocol):
         """Send the direct reply to ``request`` (echoing its id)."""
         self.send(msg, wire.message_id(request))
 
-    def send_error(self, code: str, text: str, msg_id: Any = None) -> None:
-        """The one ERROR path: reply, count, and close after MAX_ERRORS."""
+    def refuse(self, error: ProtocolError, msg_id: Any = None) -> None:
+        """Send the ERROR for ``error``, with the points it carries (if any)."""
+        self.send_error(error.code, error.message, msg_id, error.points)
+
+    def send_error(
+        self, code: str, text: str, msg_id: Any = None, points: Optional[int] = None
+    ) -> None:
+        """The one ERROR path: reply, count, and close after MAX_ERRORS.
+
+        ``points`` (None: the code's own cost) goes to the ``on_error`` hook."""
         if self.closing:
             return
         self.errors += 1
         self.send(wire.error_message(code, text, msg_id), msg_id)
-        self.on_error(code, text)
+        self.on_error(code, text, points)
         if self.errors >= self.MAX_ERRORS and not self.closing:
             self.log.info("Closing {peer}: {n} errors", peer=self.peer_label(), n=self.errors)
             self.close()
 
-    def on_error(self, code: str, text: str) -> None:
-        """Hook: called after each ERROR sent (for misbehaviour scores)."""
+    def on_error(self, code: str, text: str, points: Optional[int] = None) -> None:
+        """Hook: called after each ERROR sent (for misbehaviour scores); ``points``
+        is what the error carried (None: what its code costs)."""
 
     def push_line(self, data: bytes, key: Optional[str] = None) -> bool:
         """Write a pushed message (one encoded line, no reply expected).

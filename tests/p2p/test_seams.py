@@ -44,6 +44,15 @@ class PenaltyTests(SynchronousTestCase):
         self.raw.send({"type": "NO_SUCH_TYPE"})  # the next ERROR costs its own points
         self.assertEqual(self.raw.proto.score, 1 + ERROR_POINTS["unknown-type"])
 
+    def test_any_protocol_error_raised_by_a_handler_keeps_its_points(self) -> None:
+        def costly(msg: dict) -> None:
+            raise ProtocolError("bad-message", "a field out of range", 3)
+
+        self.raw.proto.state.cmd_map["TX"] = costly
+        [error] = self.raw.send({"type": "TX", "tx": {}, "id": 8})
+        self.assertEqual((error["code"], error["id"]), ("bad-message", 8))
+        self.assertEqual(self.raw.proto.score, 3)
+
 
 class ClaimTests(SynchronousTestCase):
     """The connection owns what its peer claims of its stack."""
