@@ -9,7 +9,7 @@ are added and stopped in the reverse one, the shutdown part last.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.application.internet import TimerService
@@ -23,6 +23,7 @@ from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
 from cheesecoin.member import links
 from cheesecoin.member.lifecycle import MemberService, Shutdown
+from cheesecoin.member.options import Options
 from cheesecoin.member.storewatch import StoreWatch
 from cheesecoin.p2p.manager import FEATURES, REFILL_INTERVAL, PeerManager
 from cheesecoin.p2p.sync import STATS_INTERVAL
@@ -31,9 +32,6 @@ from cheesecoin.util.services import FatalStop, ListeningEndpoint, ServerService
 from cheesecoin.web.events import HEARTBEAT, EventLog
 from cheesecoin.web.metrics import MemberMetrics
 from cheesecoin.wire.limits import PING_INTERVAL
-
-if TYPE_CHECKING:
-    from cheesecoin.member.tap import Options
 
 MEMPOOL_SAVE_INTERVAL = 60.0
 STORE_CHECK_INTERVAL = 10.0  # seconds between checks that the database is still there

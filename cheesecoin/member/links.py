@@ -1,77 +1,29 @@
 """How ``twistd cheesemember`` links to others (docs/protocol.md sections 2, 5.3 and 8).
 
-``--connect HOST:PORT[@NODE_ID]`` (a peer to keep, with the identity it must
-prove), ``--tracker`` (repeatable: every tracker is registered with and asked
-for peers), ``--require-tls`` and the ``tls`` name of ``--features``; and, at
-start, the member's identity key and its ``TlsPolicy`` with the pins of
-``--connect``, of ``pins.json`` and of the trackers.
+At start, from the options of ``--connect HOST:PORT[@NODE_ID]``, ``--tracker``
+(repeatable: every tracker is registered with and asked for peers),
+``--require-tls`` and the ``tls`` name of ``--features`` (parsed by
+``cheesecoin.member.options``): the member's identity key, its ``TlsPolicy``
+with the pins of ``--connect`` and of ``pins.json``, and a ``TrackerLink``
+per tracker; at stop, the learned pins saved.
 """
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.application.service import MultiService
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python import usage
 
-from cheesecoin.util.addresses import Address
+from cheesecoin.member.options import TLS, Options
 
-if TYPE_CHECKING:  # the taps import this module: these are for the type checker
-    from cheesecoin.member.tap import Options
+if TYPE_CHECKING:
     from cheesecoin.p2p.manager import PeerManager
     from cheesecoin.p2p.tracker_link import TrackerLink
 
 log = Logger(namespace="cheesecoin.member")
-
-TLS = (
-    "tls"  # the feature of section 5.3 (cheesecoin.p2p.tls.FEATURE, without importing OpenSSL here)
-)
-NODE_ID_RE = re.compile(r"[0-9a-f]{64}\Z")
-
-
-def parse_peer(
-    value: str, parse_host_port: Callable[[str, str], Address]
-) -> Tuple[Address, Optional[str]]:
-    """HOST:PORT or HOST:PORT@NODE_ID -> ((host, port), node_id or None); UsageError otherwise."""
-    text = str(value).strip()
-    address_text, at, node_id = text.partition("@")
-    address = parse_host_port("connect", address_text)
-    if not at:
-        return address, None
-    if not NODE_ID_RE.match(node_id):
-        raise usage.UsageError(
-            "--connect HOST:PORT@NODE_ID needs a node id of 64 lowercase hex characters, "
-            f"not {node_id[:80]!r}"
-        )
-    return address, node_id
-
-
-def split_tls(value: str) -> Tuple[str, bool]:
-    """--features: (the value without the name tls, whether tls is listed).
-    ``all`` lists it (every feature of this revision); ``rev2`` and ``none`` do not."""
-    if value == "all":
-        return value, True
-    names = [n.strip() for n in str(value).split(",")]
-    if TLS not in names:
-        return value, False
-    rest = [n for n in names if n and n != TLS]
-    return (",".join(rest) if rest else "none"), True
-
-
-def check_tls_options(options: Options) -> None:
-    """--require-tls and pinned peers need tls among the features."""
-    if TLS in options["feature-names"]:
-        return
-    if options["require-tls"]:
-        raise usage.UsageError("--require-tls needs tls among --features (all lists it)")
-    if options["pins"]:
-        raise usage.UsageError(
-            "--connect HOST:PORT@NODE_ID needs tls among --features (all lists it)"
-        )
 
 
 def identity_node_id(
@@ -139,8 +91,3 @@ def start_trackers(
         link.service.setServiceParent(parent)
         links.append(link)
     return links
-
-
-def pins_of(connects: List[Tuple[Address, Optional[str]]]) -> Dict[Address, str]:
-    """address -> node_id of the pinned --connect peers (a later one of an address wins)."""
-    return {address: node_id for address, node_id in connects if node_id is not None}

@@ -18,7 +18,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
-from cheesecoin.member.tap import Options, makeService
+from cheesecoin.member.options import Options
+from cheesecoin.member.tap import makeService
 from cheesecoin.p2p.manager import PeerManager
 from cheesecoin.p2p.tls import TlsPolicy
 from cheesecoin.p2p.tracker_link import TrackerLink, _TrackerFactory

@@ -18,7 +18,7 @@ from twisted.python import usage
 
 from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
-from cheesecoin.member.tap import Options
+from cheesecoin.member.options import Options
 from cheesecoin.p2p.manager import PeerManager
 from cheesecoin.p2p.tracker_link import TrackerLink, _TrackerFactory
 from cheesecoin.testing.chain import make_network

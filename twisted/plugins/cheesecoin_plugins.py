@@ -1,5 +1,8 @@
-# twistd plugins for CheeseCoin: only ServiceMakers live here; the services
-# themselves are built by cheesecoin.tracker.tap and cheesecoin.member.tap.
+# twistd plugins for CheeseCoin: only ServiceMakers live here, so that listing the
+# plugins imports nothing of CheeseCoin. A ServiceMaker reads Options and makeService
+# from its module when the command runs: cheesecoin.tracker.tap, and cheesecoin.member.tap
+# (whose Options is cheesecoin.member.options's, whose services cheesecoin.member.builder
+# builds).
 from twisted.application.service import ServiceMaker
 
 cheesetracker = ServiceMaker(
