@@ -11,12 +11,13 @@ their collaborators, declared once as ``typing.Protocol``s.
 - ``MinerView`` and ``PeersView``: what a ``MemberNode`` reports of the
   miner and of the peers, registered by the services that own them
   (``MemberNode.register_miner``, ``MemberNode.register_peers``);
+- ``Source``: whoever handed the node a cheese or a transaction;
 - the listeners a ``MemberNode`` tells of changes.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Tuple
 
 from cheesecoin.core.errors import InvalidCheese, StorageError
 from cheesecoin.core.tree import AddResult, Node
@@ -115,9 +116,14 @@ class PeersView(Protocol):
         ...
 
 
-# ``source``: whoever handed the node the data (a peer protocol, "miner", "api", None).
-TipListener = Callable[[AddResult, Any], None]
-TxListener = Callable[[str, dict, Any], None]
-CheeseListener = Callable[[AddResult, Any], None]
-RefusalListener = Callable[[InvalidCheese, Any], None]
+# Whoever handed the node a cheese or a transaction: the peer connection it came
+# from (a ``cheesecoin.p2p.protocol.MemberProtocol``), ``"api"``, ``MINED``
+# (``cheesecoin.core.node``), "wallet", a download's peer, or None. The core
+# only compares it and passes it on (listeners skip the sender), so any object.
+Source = object
+
+TipListener = Callable[[AddResult, Source], None]
+TxListener = Callable[[str, dict, Source], None]
+CheeseListener = Callable[[AddResult, Source], None]
+RefusalListener = Callable[[InvalidCheese, Source], None]
 StorageListener = Callable[[Exception], None]

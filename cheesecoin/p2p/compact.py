@@ -48,12 +48,11 @@ from cheesecoin.core.cheese import (
 )
 from cheesecoin.core.errors import ProtocolError
 from cheesecoin.core.formats import ADDRESS_RE
-from cheesecoin.core.node import MemberNode
 from cheesecoin.core.rules import check_header
 from cheesecoin.core.tx import txid
 from cheesecoin.p2p.errors import ERROR_POINTS, PeerError, RemoteError, RequestTimeout
 from cheesecoin.p2p.fields import get_txids
-from cheesecoin.p2p.interfaces import Downloads, RelayView
+from cheesecoin.p2p.interfaces import Downloads, PeerNode, RelayView
 from cheesecoin.wire import codec as wire
 
 if TYPE_CHECKING:
@@ -75,7 +74,7 @@ class CompactRelay:
 
     def __init__(
         self,
-        node: MemberNode,
+        node: PeerNode,
         clock: IReactorTime,
         log: Logger,
         relay: RelayView,

@@ -34,11 +34,10 @@ from twisted.python.failure import Failure
 
 from cheesecoin.core.cheese import compact_announcement, header_of
 from cheesecoin.core.errors import ProtocolError
-from cheesecoin.core.node import MemberNode
 from cheesecoin.p2p.compact import MAX_ATTEMPTS, MAX_PEER_ATTEMPTS, UNDELIVERED_POINTS
 from cheesecoin.p2p.errors import ERROR_POINTS, RemoteError, RequestTimeout
 from cheesecoin.p2p.features import COMPACT_MODES
-from cheesecoin.p2p.interfaces import CompactView, PeerDirectory, RelayView
+from cheesecoin.p2p.interfaces import CompactView, PeerDirectory, PeerNode, RelayView
 from cheesecoin.wire import codec as wire
 
 if TYPE_CHECKING:
@@ -54,7 +53,7 @@ class CompactModes:
 
     def __init__(
         self,
-        node: MemberNode,
+        node: PeerNode,
         log: Logger,
         directory: PeerDirectory,
         relay: RelayView,

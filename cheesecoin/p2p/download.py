@@ -14,17 +14,18 @@ from twisted.python.failure import Failure
 
 from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.p2p.errors import ERROR_POINTS
+from cheesecoin.p2p.interfaces import DownloadContext
 
 if TYPE_CHECKING:
     from cheesecoin.p2p.protocol import MemberProtocol
-    from cheesecoin.p2p.sync import Sync
 
 
 class BaseDownload:
     """One download from ``peer``: ``start()``, ``finish()``, ``done`` (fires with
-    the number of cheeses added), ``added``, ``progress_at`` (the watchdog's)."""
+    the number of cheeses added), ``added``, ``progress_at`` (the watchdog's).
+    ``sync`` runs it (a ``DownloadContext``: ``sync.Sync``)."""
 
-    def __init__(self, sync: Sync, peer: MemberProtocol, reason: str) -> None:
+    def __init__(self, sync: DownloadContext, peer: MemberProtocol, reason: str) -> None:
         self.sync = sync
         self.node = sync.node
         self.clock = sync.clock

@@ -47,10 +47,10 @@ from cheesecoin.p2p.compact import MAX_HEADERS
 from cheesecoin.p2p.download import BaseDownload
 from cheesecoin.p2p.errors import BAN_SCORE, ERROR_POINTS, RequestTimeout
 from cheesecoin.p2p.features import HEADERS
+from cheesecoin.p2p.interfaces import DownloadContext
 
 if TYPE_CHECKING:
     from cheesecoin.p2p.protocol import MemberProtocol
-    from cheesecoin.p2p.sync import Sync
 
 WINDOW = 50  # smells per GET_CHEESES
 APPLY_BATCH = 500  # bodies applied in one store transaction (fewer if nothing more is on its way)
@@ -69,7 +69,7 @@ class HeadersDownload(BaseDownload):
     Same face as ``sync.Download`` (their base: ``download.BaseDownload``).
     """
 
-    def __init__(self, sync: Sync, peer: MemberProtocol, reason: str) -> None:
+    def __init__(self, sync: DownloadContext, peer: MemberProtocol, reason: str) -> None:
         super().__init__(sync, peer, reason)
         self.chain = HeaderChain(self.node.stack)
         # header index -> (body, the peer that sent it)

@@ -11,6 +11,10 @@ checking alone (as hathor-core does), so that there is no import circle.
 
 | Protocol        | provided by                      | used by                              |
 |-----------------|----------------------------------|--------------------------------------|
+| PeerNode        | MemberNode (cheesecoin.core)     | Sync, Relay, CompactRelay,           |
+|                 |                                  | CompactModes, Inventory, StackServer,|
+|                 |                                  | MempoolExchange, PeerManager         |
+| DownloadContext | Sync                             | Download, HeadersDownload            |
 | PeerDirectory   | PeerManager                      | Sync, Relay, CompactModes, Inventory,|
 |                 |                                  | MempoolExchange, HeadersDownload     |
 | ConnectionPool  | PeerManager                      | Dialler, BanList                     |
@@ -29,16 +33,34 @@ checking alone (as hathor-core does), so that there is no import circle.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
+from typing import (
+    TYPE_CHECKING,
+    AbstractSet,
+    Any,
+    Callable,
+    Dict,
+    List,
+    Optional,
+    Protocol,
+    Set,
+    Tuple,
+)
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from cheesecoin.core.interfaces import Source
 from cheesecoin.util.addresses import Address
 
 if TYPE_CHECKING:
-    from cheesecoin.core.node import MemberNode
+    from cheesecoin.core.cheese import Network
+    from cheesecoin.core.errors import InvalidCheese
+    from cheesecoin.core.interfaces import PeersView, TipListener, TxListener
+    from cheesecoin.core.mempool import Mempool
+    from cheesecoin.core.stack import CheeseStack
     from cheesecoin.core.tree import AddResult
+    from cheesecoin.p2p.download import BaseDownload
     from cheesecoin.p2p.protocol import MemberProtocol
     from cheesecoin.p2p.serving import StackServer
     from cheesecoin.p2p.tls import TlsPolicy
@@ -47,11 +69,13 @@ __all__ = [
     "Address",
     "CompactView",
     "ConnectionPool",
+    "DownloadContext",
     "Downloads",
     "HeaderModes",
     "MempoolView",
     "PeerDirectory",
     "PeerHost",
+    "PeerNode",
     "PeerSink",
     "PeerSource",
     "RelayView",
@@ -60,6 +84,51 @@ __all__ = [
 ]
 
 Traffic = Callable[[str, str, int], None]  # (direction, message type, bytes): the metrics hook
+
+
+class PeerNode(Protocol):
+    """What the peer layer uses of the member's node (a ``core.node.MemberNode``):
+    its stack, mempool and network, its identity, the two ways in, and the
+    listeners and registration by which it hears of the node and reports to it."""
+
+    @property
+    def stack(self) -> CheeseStack: ...
+
+    @property
+    def mempool(self) -> Mempool: ...
+
+    @property
+    def network(self) -> Network: ...
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def tip_listeners(self) -> List[TipListener]: ...
+
+    @property
+    def tx_listeners(self) -> List[TxListener]: ...
+
+    def submit_cheese(
+        self,
+        cheese: Any,
+        source: Source = None,
+        check_signatures: bool = True,
+        ihash: Optional[str] = None,
+    ) -> AddResult:
+        """Validate and add a cheese; raises InvalidCheese (or StorageError)."""
+
+    def submit_tx(self, tx: Any, source: Source = None) -> Tuple[str, bool]:
+        """Validate and add a transaction: (tx_id, whether it is new); raises InvalidTx."""
+
+    def tx_status(self, tx_id: str) -> Optional[Dict[str, Any]]:
+        """Where a transaction is (mempool or best stack), or None."""
+
+    def storage_failed(self, error: Exception) -> None:
+        """The store failed outside ``submit_cheese``: the node stops taking cheeses."""
+
+    def register_peers(self, view: PeersView) -> None:
+        """What the node reports of its peers (the peer manager)."""
 
 
 class PeerDirectory(Protocol):
@@ -124,7 +193,7 @@ class RelayView(Protocol):
     ) -> AddResult:
         """Validate and add a cheese a peer sent."""
 
-    def relay_batch(self, source: Any) -> AbstractContextManager[None]:
+    def relay_batch(self, source: Source) -> AbstractContextManager[None]:
         """Within it new best cheeses are collected and only the last few announced."""
 
     def send_mempool(self, proto: MemberProtocol) -> None:
@@ -134,11 +203,42 @@ class RelayView(Protocol):
 class Downloads(Protocol):
     """Starting a sync, for the parts that find a peer has more than we do."""
 
-    def start_download(self, proto: MemberProtocol, reason: str) -> Any:
+    def start_download(self, proto: MemberProtocol, reason: str) -> Optional[BaseDownload]:
         """Download ``proto``'s stack (one download at a time); the download or None."""
 
-    def maybe_sync(self) -> Any:
+    def maybe_sync(self) -> Optional[BaseDownload]:
         """Start a download from the peer with the most work, if it has more than us."""
+
+
+class DownloadContext(Protocol):
+    """What a download (``download.BaseDownload`` and its two kinds) needs of the
+    sync that runs it: the node, clock, log and peers, the count of running
+    downloads, its end, and how downloaded cheeses are checked and applied."""
+
+    node: PeerNode
+    clock: IReactorTime
+    log: Logger
+    directory: PeerDirectory
+    running: int  # downloads started and not finished
+
+    @property
+    def idle_seconds(self) -> float:
+        """How long a peer that failed a download rests."""
+
+    def ended(self, download: BaseDownload) -> None:
+        """A download has finished."""
+
+    def verify_signatures(self, cheeses: List[dict], with_hashes: bool = False) -> Deferred:
+        """Deferred set of the indices of ``cheeses`` well formed and signed."""
+
+    def apply_chunk(
+        self,
+        proto: MemberProtocol,
+        cheeses: List[dict],
+        signed: AbstractSet[int] = frozenset(),
+        hashes: Optional[List[str]] = None,
+    ) -> Tuple[int, Optional[InvalidCheese]]:
+        """Add downloaded cheeses in one batch; (added, the first InvalidCheese or None)."""
 
 
 class CompactView(Protocol):
@@ -187,11 +287,10 @@ class MempoolView(Protocol):
 
 
 class PeerHost(Protocol):
-    """What a member connection and its states need of the member side: the
-    node, the clock, what we tell peers, and one named call per thing a peer's
+    """What a member connection and its states need of the member side: who we
+    are, the clock, what we tell peers, and one named call per thing a peer's
     message asks of us (as ``irc_PRIVMSG`` calls ``privmsg``)."""
 
-    node: MemberNode
     clock: IReactorTime
     log: Logger
     traffic: Optional[Traffic]
@@ -205,6 +304,14 @@ class PeerHost(Protocol):
     @property
     def features(self) -> Tuple[str, ...]:
         """The features this member lists."""
+
+    @property
+    def node_id(self) -> str:
+        """Our node_id (a HELLO with it is a connection to ourselves)."""
+
+    @property
+    def network_smell(self) -> str:
+        """Our network's smell (a HELLO with another is refused)."""
 
     # -- the connection's life --------------------------------------------------------
 
@@ -274,15 +381,15 @@ class PeerHost(Protocol):
 class PeerSource(Protocol):
     """Somewhere more members can be found (the tracker link)."""
 
-    def request_peers(self) -> Any:
-        """Ask for members; their addresses come back by ``add_addresses``."""
+    def request_peers(self) -> object:
+        """Ask for members; their addresses come back by ``add_addresses`` (what it
+        returns is not used)."""
 
 
 class PeerSink(Protocol):
     """What the tracker link needs of the peer manager: what to register, and
     where the members it hears of go."""
 
-    node: MemberNode
     clock: IReactorTime
     listen_port: Optional[int]
     tls: Optional[TlsPolicy]
@@ -290,6 +397,10 @@ class PeerSink(Protocol):
     @property
     def features(self) -> Tuple[str, ...]:
         """The features this member lists."""
+
+    @property
+    def node_id(self) -> str:
+        """Our node_id (registered as our identity key when we list tls)."""
 
     def add_addresses(self, peers: List[Any], source: str) -> int:
         """Learn addresses from a PEERS list."""

@@ -34,12 +34,11 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from cheesecoin.core.node import MemberNode
 from cheesecoin.core.tx import txid as txid_of
 from cheesecoin.p2p.errors import ERROR_POINTS
 from cheesecoin.p2p.features import INV
 from cheesecoin.p2p.fields import get_txids
-from cheesecoin.p2p.interfaces import MempoolView, PeerDirectory
+from cheesecoin.p2p.interfaces import MempoolView, PeerDirectory, PeerNode
 from cheesecoin.p2p.mempool_sync import TXS_PER_REQUEST
 
 if TYPE_CHECKING:
@@ -61,7 +60,7 @@ class Inventory:
 
     def __init__(
         self,
-        node: MemberNode,
+        node: PeerNode,
         clock: IReactorTime,
         log: Logger,
         directory: PeerDirectory,

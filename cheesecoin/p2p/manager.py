@@ -30,14 +30,13 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from cheesecoin.core.errors import ProtocolError
-from cheesecoin.core.node import MemberNode
 from cheesecoin.p2p.admission import BAN_SECONDS, Admission, BanList
 from cheesecoin.p2p.compact import CompactRelay
 from cheesecoin.p2p.compact_modes import CompactModes
 from cheesecoin.p2p.dialler import Dialer, Dialler, tcp_dialer
 from cheesecoin.p2p.features import ALL as ALL_FEATURES
 from cheesecoin.p2p.fields import get_work
-from cheesecoin.p2p.interfaces import PeerSource, Traffic
+from cheesecoin.p2p.interfaces import PeerNode, PeerSource, Traffic
 from cheesecoin.p2p.inventory import Inventory
 from cheesecoin.p2p.mempool_sync import MempoolExchange
 from cheesecoin.p2p.peers import AddressBook
@@ -88,7 +87,7 @@ class PeerManager:
 
     def __init__(
         self,
-        node: MemberNode,
+        node: PeerNode,
         reactor: IReactorTime,
         target_peers: int = 8,
         max_inbound: int = 32,
@@ -102,7 +101,6 @@ class PeerManager:
         log = self._log = Logger(namespace="cheesecoin.member")
         self.node = node
         self.clock = reactor
-        self.reactor = reactor
         self.target_peers = target_peers
         self.rng = rng or random.Random()
         self.listen_port: Optional[int] = None
@@ -143,6 +141,14 @@ class PeerManager:
         for part in (self.bans, self.admission, self.dialler, self.sync, self.relay):
             part.log = log
         self.inventory.log = self.compact.log = self.modes.log = log
+
+    @property
+    def node_id(self) -> str:
+        return self.node.node_id
+
+    @property
+    def network_smell(self) -> str:
+        return self.node.network.smell
 
     @property
     def max_inbound(self) -> int:

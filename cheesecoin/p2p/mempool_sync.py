@@ -33,12 +33,11 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from twisted.internet.interfaces import IReactorTime
 
 from cheesecoin.core.errors import InvalidTx, ProtocolError
-from cheesecoin.core.node import MemberNode
 from cheesecoin.core.tx import check_tx_format, txid
 from cheesecoin.p2p.errors import ERROR_POINTS, PeerError
 from cheesecoin.p2p.features import MEMPOOL
 from cheesecoin.p2p.fields import get_txids
-from cheesecoin.p2p.interfaces import PeerDirectory
+from cheesecoin.p2p.interfaces import PeerDirectory, PeerNode
 from cheesecoin.wire import codec as wire
 
 if TYPE_CHECKING:
@@ -60,7 +59,7 @@ class MempoolExchange:
     """Both sides of the mempool exchange for one member."""
 
     def __init__(
-        self, node: MemberNode, clock: IReactorTime, directory: PeerDirectory, relay: RelayView
+        self, node: PeerNode, clock: IReactorTime, directory: PeerDirectory, relay: RelayView
     ) -> None:
         self.node = node
         self.clock = clock

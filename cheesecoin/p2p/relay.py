@@ -18,7 +18,7 @@ from twisted.logger import Logger
 
 from cheesecoin.core.cheese import check_member_info, work_of
 from cheesecoin.core.errors import InvalidCheese, InvalidTx, ProtocolError, StorageError
-from cheesecoin.core.node import MINED, MemberNode
+from cheesecoin.core.node import MINED
 from cheesecoin.core.stack import StoreBatch
 from cheesecoin.core.tree import AddResult
 from cheesecoin.core.tx import check_tx_format, txid
@@ -30,6 +30,7 @@ from cheesecoin.p2p.interfaces import (
     HeaderModes,
     MempoolView,
     PeerDirectory,
+    PeerNode,
     TxAnnouncer,
 )
 from cheesecoin.p2p.mempool_sync import STALE_TX_POINTS, STALE_TX_RULES
@@ -57,7 +58,7 @@ class Relay:
 
     def __init__(
         self,
-        node: MemberNode,
+        node: PeerNode,
         clock: IReactorTime,
         log: Logger,
         directory: PeerDirectory,

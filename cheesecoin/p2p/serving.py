@@ -25,16 +25,16 @@ from __future__ import annotations
 from typing import Any, List
 
 from cheesecoin.core.errors import ProtocolError
-from cheesecoin.core.node import MemberNode
 from cheesecoin.core.stack import CheeseStack
 from cheesecoin.p2p.fields import id_suffix
+from cheesecoin.p2p.interfaces import PeerNode
 from cheesecoin.wire import codec as wire
 
 
 class StackServer:
     """The replies a member's stack gives its peers."""
 
-    def __init__(self, node: MemberNode) -> None:
+    def __init__(self, node: PeerNode) -> None:
         self.node = node
 
     @property

@@ -97,7 +97,7 @@ class HandshakeState(ConnectionState):
 
     def msg_HELLO(self, msg: dict) -> None:
         network = wire.get_smell(msg, "network")
-        ours = self.host.node.network.smell
+        ours = self.host.network_smell
         if network != ours:
             self.protocol.send_error("wrong-network", f"this member is on network {ours}")
             self.protocol.close()
@@ -115,7 +115,7 @@ class HandshakeState(ConnectionState):
     def hello_read(self) -> None:
         """The peer's HELLO is read: ourselves, refused, TLS first, or a peer now."""
         p, host = self.protocol, self.host
-        if p.peer_node_id == host.node.node_id:
+        if p.peer_node_id == host.node_id:
             host.connected_to_self(p)
             p.close()
             return

@@ -18,7 +18,7 @@ one store batch each.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, AbstractSet, Any, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.error import ConnectionLost
@@ -28,13 +28,12 @@ from twisted.python.failure import Failure
 
 from cheesecoin.core.errors import InvalidCheese, StorageError
 from cheesecoin.core.headers import checked_bodies
-from cheesecoin.core.node import MemberNode
 from cheesecoin.core.tx import signed_cheeses
 from cheesecoin.p2p.download import BaseDownload
 from cheesecoin.p2p.errors import RemoteError, RequestTimeout
 from cheesecoin.p2p.features import HEADERS
 from cheesecoin.p2p.headers_sync import SYNC_LOG_THRESHOLD, HeadersDownload
-from cheesecoin.p2p.interfaces import PeerDirectory, RelayView
+from cheesecoin.p2p.interfaces import DownloadContext, PeerDirectory, PeerNode, RelayView
 from cheesecoin.p2p.protocol import short
 from cheesecoin.util.cores import usable_cores
 from cheesecoin.util.cpuprocesspool import defer_to_processes, warm_up
@@ -69,7 +68,7 @@ class Sync:
 
     def __init__(
         self,
-        node: MemberNode,
+        node: PeerNode,
         reactor: IReactorTime,
         log: Logger,
         directory: PeerDirectory,
@@ -264,7 +263,7 @@ class Sync:
         self,
         proto: MemberProtocol,
         cheeses: List[dict],
-        signed: Set[int] = frozenset(),  # type: ignore[assignment]
+        signed: AbstractSet[int] = frozenset(),
         hashes: Optional[List[str]] = None,
     ) -> Tuple[int, Optional[InvalidCheese]]:
         """Add downloaded cheeses in one batch; (added, the first InvalidCheese or None).
@@ -301,7 +300,7 @@ class Download(BaseDownload):
     """
 
     def __init__(
-        self, sync: Sync, peer: MemberProtocol, reason: str, count: int = MAX_COUNT
+        self, sync: DownloadContext, peer: MemberProtocol, reason: str, count: int = MAX_COUNT
     ) -> None:
         super().__init__(sync, peer, reason)
         self.count = count

@@ -57,19 +57,9 @@ class TrackerClientProtocol(JsonLineProtocol):
         peers = msg.get("peers")
         if not isinstance(peers, list):
             return
-        if not self.registered:
-            self.registered = True
-            self.link.log.info(
-                "Registered with the tracker at {tracker} as port {port} "
-                "({n} other members offered)",
-                tracker=self.link.address,
-                port=self.link.manager.listen_port,
-                n=len(peers),
-            )
-        tls = self.link.manager.tls
-        if tls is not None:  # the tracker's node_ids close the first-contact gap (section 5.3)
-            tls.pins.learn_listed(peers[:100])
-        self.link.manager.add_addresses(peers[:100], "tracker")
+        first = not self.registered
+        self.registered = True
+        self.link.offered(peers[:100], len(peers), first)
 
     def msg_PONG(self, msg: dict) -> None:
         pass
@@ -161,8 +151,24 @@ class TrackerLink:
         if self.advertised_host:
             msg["host"] = self.advertised_host
         if self.manager.tls is not None and "tls" in self.manager.features:
-            msg["node_id"] = self.manager.node.node_id  # its identity key (sections 2 and 5.3)
+            msg["node_id"] = self.manager.node_id  # its identity key (sections 2 and 5.3)
         return msg
+
+    def offered(self, peers: list, count: int, first: bool) -> None:
+        """A PEERS from the tracker: ``peers`` (its first 100 of ``count``) go to
+        the manager; the first one after connecting says we are registered."""
+        if first:
+            self.log.info(
+                "Registered with the tracker at {tracker} as port {port} "
+                "({n} other members offered)",
+                tracker=self.address,
+                port=self.manager.listen_port,
+                n=count,
+            )
+        tls = self.manager.tls
+        if tls is not None:  # the tracker's node_ids close the first-contact gap (section 5.3)
+            tls.pins.learn_listed(peers)
+        self.manager.add_addresses(peers, "tracker")
 
     def connected(self, proto: TrackerClientProtocol) -> None:
         self.protocol = proto
