@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cheesecoin.storage.wallet import _write_new_file
 
 IDENTITY_FILE = "identity.key"
-MAX_FILE_BYTES = 64 * 1024
+MAX_KEY_FILE_BYTES = 64 * 1024  # an identity.key: one PEM Ed25519 key, about 120 bytes
 
 
 class IdentityError(Exception):
@@ -45,12 +45,12 @@ def read_identity(path: str) -> Ed25519PrivateKey:
     """The key in ``path``; IdentityError (naming the file) if it is not an Ed25519 key."""
     try:
         with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+            data = f.read(MAX_KEY_FILE_BYTES + 1)
     except OSError as e:
         raise IdentityError(f"cannot read the identity key {path}: {e.strerror}") from None
-    if len(data) > MAX_FILE_BYTES:
+    if len(data) > MAX_KEY_FILE_BYTES:
         raise IdentityError(
-            f"the identity key {path} is damaged: larger than {MAX_FILE_BYTES} bytes"
+            f"the identity key {path} is damaged: larger than {MAX_KEY_FILE_BYTES} bytes"
         )
     try:
         key = serialization.load_pem_private_key(data, password=None)

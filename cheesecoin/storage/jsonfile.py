@@ -13,6 +13,7 @@ import os
 from typing import Any, Optional, Tuple
 
 MISSING = object()  # read_json's value when there is no file at all
+MAX_FILE_BYTES = 1024 * 1024  # the most a peers.json or pins.json is read of
 
 
 def read_json(path: str, max_bytes: int) -> Tuple[Any, Optional[str]]:

@@ -16,12 +16,11 @@ from __future__ import annotations
 import os
 from typing import Any, List, Optional, Tuple
 
-from cheesecoin.storage.jsonfile import MISSING, read_json, write_json
+from cheesecoin.storage.jsonfile import MAX_FILE_BYTES, MISSING, read_json, write_json
 
 PEERS_FILE = "peers.json"
 FORMAT = 2
 READABLE_FORMATS = (1, 2)  # 1: before the tried/new split (its entries load as new)
-MAX_FILE_BYTES = 1024 * 1024
 
 
 def peers_path(data_dir: str) -> str:

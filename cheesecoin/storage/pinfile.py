@@ -13,11 +13,10 @@ from __future__ import annotations
 import os
 from typing import Any, List, Optional, Tuple
 
-from cheesecoin.storage.jsonfile import MISSING, read_json, write_json
+from cheesecoin.storage.jsonfile import MAX_FILE_BYTES, MISSING, read_json, write_json
 
 PINS_FILE = "pins.json"
 FORMAT = 1
-MAX_FILE_BYTES = 1024 * 1024
 
 
 def pins_path(data_dir: str) -> str:
