@@ -22,14 +22,8 @@ from typing import IO
 
 from cheesecoin.cli.client import Member, member_url
 from cheesecoin.cli.errors import CliError
-from cheesecoin.cli.options import (
-    add_json_option,
-    add_member_option,
-    add_wallet_option,
-    address_or_wallet,
-    parse_int,
-)
-from cheesecoin.cli.output import guard, print_json
+from cheesecoin.cli.options import add_member_client, address_or_wallet, page_query
+from cheesecoin.cli.output import print_json
 
 PAGE = 500  # cheeses asked for at a time (the API's most)
 
@@ -45,8 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export.add_argument(
         "--output", "-o", metavar="FILE", default=None, help="write to FILE instead of stdout"
     )
-    add_member_option(export)
-    export.set_defaults(handler=guard(cmd_export))
+    add_member_client(export, cmd_export, json=False)
 
     history = sub.add_parser(
         "history",
@@ -61,10 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     history.add_argument(
         "--before", default=None, metavar="SEQ", help="only cheeses below this sequence number"
     )
-    add_wallet_option(history)
-    add_member_option(history)
-    add_json_option(history)
-    history.set_defaults(handler=guard(cmd_history))
+    add_member_client(history, cmd_history, wallet=True)
 
 
 def export_stack(member: Member, out: IO[str]) -> int:
@@ -135,9 +125,7 @@ def _remove(path: str) -> None:
 
 def cmd_history(args: argparse.Namespace) -> int:
     address = address_or_wallet(args)
-    query = f"count={parse_int(args.count, 'count', 1, 500)}"
-    if args.before is not None:
-        query += f"&before={parse_int(args.before, 'sequence number', 0)}"
+    query = page_query(args.count, "before", args.before)
     answer = Member(member_url(args.member)).get(f"/api/address/{address}?{query}")
     if args.json:
         print_json(answer)

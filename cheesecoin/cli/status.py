@@ -7,8 +7,8 @@ import argparse
 from typing import Dict, List, Optional
 
 from cheesecoin.cli.client import Member, member_url
-from cheesecoin.cli.options import add_json_option, add_member_option, parse_int
-from cheesecoin.cli.output import guard, print_json, when
+from cheesecoin.cli.options import add_member_client, page_query
+from cheesecoin.cli.output import print_json, when
 
 # a peer's link, from its "encrypted" (section 5.3; absent before it)
 _LINKS: Dict[Optional[bool], str] = {True: "  encrypted", False: "  plain"}
@@ -21,9 +21,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the member's height, tip, peers, mining",
         description="Show the member's state, for people.",
     )
-    add_member_option(status)
-    add_json_option(status)
-    status.set_defaults(handler=guard(cmd_status))
+    add_member_client(status, cmd_status)
 
     cheeses = sub.add_parser(
         "cheeses",
@@ -40,9 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cheeses.add_argument(
         "--count", metavar="K", default="20", help="how many, 1 to 500 (default 20)"
     )
-    add_member_option(cheeses)
-    add_json_option(cheeses)
-    cheeses.set_defaults(handler=guard(cmd_cheeses))
+    add_member_client(cheeses, cmd_cheeses)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -73,10 +69,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_cheeses(args: argparse.Namespace) -> int:
-    count = parse_int(args.count, "count", 1, 500)
-    query = f"count={count}"
-    if args.start is not None:
-        query += f"&from={parse_int(args.start, 'sequence number', 0)}"
+    query = page_query(args.count, "from", args.start)
     answer = Member(member_url(args.member)).get(f"/api/cheeses?{query}")
     if args.json:
         print_json(answer)

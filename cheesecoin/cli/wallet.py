@@ -19,15 +19,14 @@ import sys
 from cheesecoin.cli.client import Member, member_url
 from cheesecoin.cli.errors import USAGE, CliError
 from cheesecoin.cli.options import (
-    add_json_option,
-    add_member_option,
+    add_member_client,
     add_wallet_option,
     address_or_wallet,
     parse_address,
     parse_int,
     wallet_path,
 )
-from cheesecoin.cli.output import guard, print_json
+from cheesecoin.cli.output import print_json
 from cheesecoin.cli.prompts import ask_passphrase, wallet_passphrase
 from cheesecoin.core.signature import key_fault
 from cheesecoin.core.tx import MAX_MEMO, MAX_VALUE
@@ -92,10 +91,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     balance.add_argument(
         "address", metavar="ADDRESS", nargs="?", help="the address (default: your wallet's)"
     )
-    add_wallet_option(balance)
-    add_member_option(balance)
-    add_json_option(balance)
-    balance.set_defaults(handler=guard(cmd_balance))
+    add_member_client(balance, cmd_balance, wallet=True)
 
     send = sub.add_parser(
         "send",
@@ -111,9 +107,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"fee for the miner, 0 or more (default {DEFAULT_FEE})",
     )
     send.add_argument("--memo", default="", help=f"a note of at most {MAX_MEMO} characters, public")
-    add_wallet_option(send)
-    add_member_option(send)
-    send.set_defaults(handler=guard(cmd_send))
+    add_member_client(send, cmd_send, wallet=True, json=False)
 
     tx = sub.add_parser(
         "tx",
@@ -121,9 +115,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Show a transaction and whether it is confirmed.",
     )
     tx.add_argument("txid", metavar="TXID", help="40 hex characters")
-    add_member_option(tx)
-    add_json_option(tx)
-    tx.set_defaults(handler=guard(cmd_tx))
+    add_member_client(tx, cmd_tx)
 
 
 # -- wallet -----------------------------------------------------------------------------
