@@ -26,6 +26,7 @@ from cheesecoin.core.interfaces import (
     MinerView,
     PeersView,
     RefusalListener,
+    Source,
     StorageListener,
     TipListener,
     TxListener,
@@ -103,7 +104,7 @@ class MemberNode:
     def submit_cheese(
         self,
         cheese: Any,
-        source: Any = None,
+        source: Source = None,
         check_signatures: bool = True,
         ihash: Optional[str] = None,
     ) -> AddResult:
@@ -131,7 +132,7 @@ class MemberNode:
             self._tip_changed(result, source)
         return result
 
-    def _accepted(self, result: AddResult, source: Any) -> None:
+    def _accepted(self, result: AddResult, source: Source) -> None:
         for listener in list(self.cheese_listeners):
             listener(result, source)
 
@@ -143,12 +144,12 @@ class MemberNode:
         for listener in list(self.storage_listeners):
             listener(error)
 
-    def _tip_changed(self, result: AddResult, source: Any) -> None:
+    def _tip_changed(self, result: AddResult, source: Source) -> None:
         self.mempool.revalidate(result.abandoned_txs())
         for listener in list(self.tip_listeners):
             listener(result, source)
 
-    def submit_tx(self, tx: Any, source: Any = None) -> Tuple[str, bool]:
+    def submit_tx(self, tx: Any, source: Source = None) -> Tuple[str, bool]:
         """Validate and add a transaction to the mempool: (txid, new). Raises InvalidTx."""
         tx_id, new = self.mempool.add(tx)
         if not new:

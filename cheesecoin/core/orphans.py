@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
+from cheesecoin.core.interfaces import Source
+
 
 class OrphanPool:
     """Cheeses whose parent is not known yet, bounded in count (oldest evicted)."""
@@ -22,7 +24,7 @@ class OrphanPool:
     def __contains__(self, smell: str) -> bool:
         return smell in self.entries
 
-    def add(self, cheese: dict, source: object = None) -> None:
+    def add(self, cheese: dict, source: Source = None) -> None:
         smell = cheese["smell"]
         if smell in self.entries or self.max_count <= 0:
             return

@@ -35,7 +35,7 @@ from cheesecoin.core.cheese import Network, info_hash
 from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.formats import MAX_COUNT, MAX_LINE
 from cheesecoin.core.history import address_history
-from cheesecoin.core.interfaces import CheeseStore, stored_body
+from cheesecoin.core.interfaces import CheeseStore, Source, stored_body
 from cheesecoin.core.ledger import Ledger
 from cheesecoin.core.memstore import MemoryStore
 from cheesecoin.core.orphans import OrphanPool
@@ -193,7 +193,7 @@ class CheeseStack:
     def add_cheese(
         self,
         cheese: Any,
-        source: Any = None,
+        source: Source = None,
         check_signatures: bool = True,
         ihash: Optional[str] = None,
     ) -> AddResult:

@@ -26,8 +26,9 @@ from collections import OrderedDict
 from typing import Any, Optional, Set
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from cheesecoin.core.cheese import MAX_NONCE, meets_pow
 from cheesecoin.core.errors import InvalidCheese, ProtocolError, StorageError
@@ -52,7 +53,7 @@ class MinerPortProtocol(JsonLineProtocol):
         self.factory.clients.add(self)
         self.send_work(self.factory.current_job())
 
-    def connectionLost(self, reason: Any = None) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.closing = True
         self.release_buffers()
         self.factory.clients.discard(self)

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 
 from cheesecoin.core.cheese import check_member_info, work_of
 from cheesecoin.core.errors import InvalidCheese, InvalidTx, ProtocolError, StorageError
+from cheesecoin.core.interfaces import Source
 from cheesecoin.core.node import MINED
 from cheesecoin.core.stack import StoreBatch
 from cheesecoin.core.tree import AddResult
@@ -78,7 +79,7 @@ class Relay:
         self.pending: Dict[str, dict] = {}
         self._batch_depth = 0
         self._batch: List[Tuple[int, str]] = []  # (height, smell) connected during a batch
-        self._batch_source: Any = None
+        self._batch_source: Source = None
         self._lazy_batch: Optional[StoreBatch] = None  # the batch an announced cheese opened
         self.node.tip_listeners.append(self.on_tip)
         self.node.tx_listeners.append(self.on_tx)
@@ -259,7 +260,7 @@ class Relay:
             proto.feed(wire.dumps({"type": "TX", "tx": tx}) for tx in pending)
 
     @contextmanager
-    def relay_batch(self, source: Any) -> Iterator[None]:
+    def relay_batch(self, source: Source) -> Iterator[None]:
         """Within it, new best cheeses are collected; at the end only the last
         RELAY_TAIL of them are announced (a sync batch, not thousands)."""
         self._batch_depth += 1
@@ -284,7 +285,7 @@ class Relay:
                         )
                     self.relay(on_best[-RELAY_TAIL:], source)
 
-    def on_tip(self, result: AddResult, source: Any) -> None:
+    def on_tip(self, result: AddResult, source: Source) -> None:
         """Tip listener: log new cheeses and reorganisations, announce to the other peers."""
         stack = self.node.stack
         connected = [(c["sequence_number"], c["smell"]) for c in result.connected]
@@ -323,14 +324,14 @@ class Relay:
                 )
 
     @staticmethod
-    def _origin(source: Any) -> str:
+    def _origin(source: Source) -> str:
         if isinstance(source, MemberProtocol):
             return "from " + source.label()
         if source == MINED:
             return "mined"
         return "from " + str(source) if source is not None else "added"
 
-    def relay(self, cheeses: List[Tuple[int, str]], source: Any) -> int:
+    def relay(self, cheeses: List[Tuple[int, str]], source: Source) -> int:
         """ANNOUNCE each (height, smell) once to every peer but ``source``; returns how many."""
         stack = self.node.stack
         sent = 0
@@ -368,7 +369,7 @@ class Relay:
             sent += 1
         return sent
 
-    def on_tx(self, tx_id: str, tx: dict, source: Any) -> None:
+    def on_tx(self, tx_id: str, tx: dict, source: Source) -> None:
         """Tx listener: a new valid transaction once to every peer but its source:
         by txid (INV, gathered) to ``inv`` peers, whole (TX) to the others."""
         line = None

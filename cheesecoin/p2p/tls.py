@@ -32,19 +32,22 @@ from __future__ import annotations
 
 import datetime
 import secrets
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
+from OpenSSL.crypto import X509
 from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
     IOpenSSLServerConnectionCreator,
+    ISSLTransport,
     ITLSTransport,
 )
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -102,17 +105,19 @@ class TlsCreator:
         ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)  # an idle link holds no read or write buffer
         self.context = ctx
 
-    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+    def serverConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
         return SSL.Connection(self.context, None)
 
-    def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+    def clientConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
         return SSL.Connection(self.context, None)
 
 
-def peer_identity(transport: Any) -> Optional[str]:
+def peer_identity(transport: Optional[ISSLTransport]) -> Optional[str]:
     """The Ed25519 public key (hex) of the certificate the peer presented, or None."""
+    if transport is None:
+        return None
     try:
-        cert = transport.getPeerCertificate()
+        cert = cast(Optional[X509], transport.getPeerCertificate())  # OpenSSL's, or None
         key = cert.to_cryptography().public_key() if cert is not None else None
     except Exception:  # no TLS, no certificate, or one cryptography cannot read
         return None
@@ -208,7 +213,7 @@ class StartTlsState(ConnectionState):
     def tls_up(self) -> None:
         """The TLS handshake completed: check the peer's certificate key, then accept it."""
         p = self.protocol
-        key = peer_identity(p.transport)
+        key = peer_identity(cast(Optional[ISSLTransport], p.transport))  # TLS is up
         assert p.peer_node_id is not None  # its HELLO was read
         if key != p.peer_node_id:
             self.policy.failed += 1
