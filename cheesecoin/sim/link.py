@@ -19,6 +19,7 @@ connections and says which pairs are cut off.
 
 from __future__ import annotations
 
+from heapq import heappush
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.internet.address import IPv4Address
@@ -76,9 +77,13 @@ class Pipe:
         self.cpu = cpu  # the ends' busy_until hold writes and arrivals back
 
     def send(self, data: bytes) -> None:
+        """Queue ``data`` (the transport's ``write`` while the connection is open:
+        this runs for every message, so the clock's ``schedule`` is inlined)."""
+        size = len(data)
+        if not size:
+            return
         clock = self.clock
         now = clock.now
-        size = len(data)
         start = self.free_at if self.free_at > now else now
         if self.cpu:
             busy = self.ends[0].busy_until
@@ -88,9 +93,12 @@ class Pipe:
         self.bytes += size
         if self.counts is not None:
             self.counts[line_type(data)] += size
-        self.queue.append((free_at + self.latency, data))
+        arrival = free_at + self.latency
+        self.queue.append((arrival, data))
         if self.seq < 0:
-            clock.schedule(free_at + self.latency, self)
+            clock._counter += 1
+            self.seq = seq = clock._counter
+            heappush(clock._heap, (arrival, seq, self))
 
     def in_flight(self) -> bool:
         return bool(self.queue)

@@ -3,6 +3,7 @@ simulation notes about it (arrivals of cheeses, reorganisations, bytes by type).
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -123,10 +124,12 @@ class SimMember:
         now = self.world.clock.now
         if self.busy_until > now:
             now = self.busy_until  # it has the cheese once validated
+        index = self.index
         for smell in result.accepted:
             arrived = self.world.arrivals.get(smell)
-            if arrived is not None and self.index not in arrived:
-                arrived[self.index] = now
+            # (a member that joined after the cheese was found has no slot: not counted)
+            if arrived is not None and index < len(arrived) and math.isnan(arrived[index]):
+                arrived[index] = now
 
     def on_tx(self, tx_id: str, tx: dict, source: Any) -> None:
         self.world.tx_figures.holds(self.index, (tx_id,))

@@ -7,8 +7,10 @@ branch) and the members' stacks as they stand.
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections import Counter
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from cheesecoin.sim.clock import HeapClock
 from cheesecoin.sim.config import SimConfig
@@ -28,8 +30,11 @@ class Report:
     members: List[SimMember]
     group: Dict[int, int]
     partition_tips: Dict[int, Tuple[int, str]]
-    arrivals: Dict[str, Dict[int, float]]
-    found: Dict[str, Tuple[float, int, Dict[int, float], Set[int]]]
+    # Per cheese, one slot per member of the run when it was found (index order):
+    # when each member had it (nan: never), and in ``found`` (found at, miner,
+    # shortest path from the miner in seconds (inf: out of reach), 1 if present).
+    arrivals: Dict[str, array]
+    found: Dict[str, Tuple[float, int, array, bytes]]
     found_order: List[str]
     bytes_by_type: Counter
     pool: Optional[SelfishPool]
@@ -75,11 +80,11 @@ class Report:
             if smell in held:
                 continue
             found_at, miner, limit, present = self.found[smell]
-            for index, arrived in self.arrivals[smell].items():
-                if index == miner or index not in present:
+            for index, arrived in enumerate(self.arrivals[smell]):
+                if index == miner or not present[index] or math.isnan(arrived):
                     continue
                 delays.append((arrived - found_at) * 1000)
-                if index in limit:
+                if limit[index] != math.inf:
                     limits.append(limit[index] * 1000)
         return delays, limits
 

@@ -30,10 +30,12 @@ same figures; ``cheesecoin.sim.report`` reads them at the end.
 from __future__ import annotations
 
 import gc
+import math
 import random
 import time
+from array import array
 from collections import Counter
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet.address import IPv4Address
@@ -61,6 +63,8 @@ from cheesecoin.wire.limits import MEMBER_PORT, PEERS_PER_REPLY
 WARMUP = 30.0  # seconds for the members to find each other before the first cheese
 CONNECT_TIMEOUT = 10.0  # a dial into a partition fails after this long
 PAYERS = 16
+_NOT_YET = (math.nan,)  # a member's slot in ``arrivals`` until it has the cheese
+_UNREACHABLE = (math.inf,)  # its slot in a cheese's shortest paths when out of reach
 _MASK = (1 << 64) - 1
 
 
@@ -102,8 +106,8 @@ class Simulation(Report):
         self.members: List[SimMember] = []
         self.by_address: Dict[Tuple[str, int], SimMember] = {}
         self.miners: List[SimMember] = []
-        self.arrivals: Dict[str, Dict[int, float]] = {}
-        self.found: Dict[str, Tuple[float, int, Dict[int, float], Set[int]]] = {}
+        self.arrivals: Dict[str, array] = {}  # (see Report)
+        self.found: Dict[str, Tuple[float, int, array, bytes]] = {}
         self.found_order: List[str] = []
         self.bytes_by_type: Counter = Counter()
         self.bodies: Dict[str, dict] = {}  # every stored cheese body, shared by the members' stores
@@ -272,9 +276,16 @@ class Simulation(Report):
         now = self.clock.now
         self.mined += 1
         self.last_found_at = now
-        self.arrivals[cheese["smell"]] = {miner.index: now}
-        present = {m.index for m in self.members if m.alive}
-        self.found[cheese["smell"]] = (now, miner.index, self._limits(miner), present)
+        # One slot per member of the run so far (a few bytes each: at 10,000 members
+        # and 360 cheeses, dicts and sets of them would be half a gigabyte).
+        everyone = len(self.members)
+        arrivals = self.arrivals[cheese["smell"]] = array("d", _NOT_YET) * everyone
+        arrivals[miner.index] = now
+        present = bytes(m.alive for m in self.members)
+        limits = array("d", _UNREACHABLE) * everyone
+        for index, seconds in self._limits(miner).items():
+            limits[index] = seconds
+        self.found[cheese["smell"]] = (now, miner.index, limits, present)
         self.found_order.append(cheese["smell"])
         if pool is not None and miner is pool.member:
             pool.mined(cheese)
