@@ -135,3 +135,24 @@ def test_a_partition_holds_what_was_sent_until_it_heals() -> None:
     cut["on"] = False
     clock.advance(1.5)
     assert [data for _, data in sb.got] == [b"held"]
+
+
+def test_bytes_are_counted_by_type_and_an_empty_send_is_no_message() -> None:
+    from collections import Counter
+
+    clock = HeapClock()
+    counts: Counter = Counter()
+    pipe = Pipe(clock, 0.05, 0, ("a", "b"), None, counts)
+    sink = Sink(clock)
+    receiver = SimTransport(pipe, ("10.0.0.2", 2), ("10.0.0.1", 1))
+    receiver.protocol = sink
+    pipe.receiver = receiver
+    pipe.send(b"")  # nothing to send: not counted, nothing scheduled
+    assert counts == Counter() and clock._heap == [] and pipe.seq < 0
+    pipe.send(b'{"type":"PING","id":1}\n')
+    pipe.send(b'{"type":"PONG","id":1}\n')
+    pipe.send(b"not a message\n")
+    assert counts == Counter({"PING": 23, "PONG": 23, "?": 14}) and pipe.bytes == 60
+    assert len(clock._heap) == 1  # one arrival scheduled for what is in flight
+    clock.advance(1)
+    assert [data.count(b"\n") for _, data in sink.got] == [3]  # arrived together
