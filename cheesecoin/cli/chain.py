@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
+from cheesecoin.core import rules
 from cheesecoin.core.cheese import NetworkError, mine_blue_cheese, network_from_blue_cheese
 from cheesecoin.core.errors import InvalidCheese
 from cheesecoin.core.headers import checked_bodies
@@ -220,7 +221,7 @@ def verify_stack(cheeses: List[dict], workers: int = 1, clock=time.time) -> Chee
                 parent = cheese.get("parent_smell")
                 unknown = not isinstance(parent, str) or parent not in stack
                 if unknown and cheese.get("sequence_number") != 0:
-                    stack.check_context_free(cheese)
+                    rules.check_context_free(cheese, stack.network)
                     raise InvalidCheese(
                         "bad-parent",
                         f"the parent {str(cheese.get('parent_smell'))[:40]} "

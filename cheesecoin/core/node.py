@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from cheesecoin.core import pow as pow_mod
 from cheesecoin.core.cheese import Network
 from cheesecoin.core.errors import InvalidCheese, InvalidTx, StorageError
+from cheesecoin.core.history import address_history
 from cheesecoin.core.interfaces import (
     CheeseListener,
     MinerView,
@@ -198,7 +199,9 @@ class MemberNode:
                     found.append(
                         {"txid": tx_id, "tx": tx, "status": "mempool", "sequence_number": None}
                     )
-        for height, tx in self.stack.address_history(address, count - len(found), before):
+        for height, tx in address_history(
+            self.stack.store, self.stack.main, address, count - len(found), before
+        ):
             found.append(
                 {"txid": txid(tx), "tx": tx, "status": "confirmed", "sequence_number": height}
             )

@@ -28,13 +28,11 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from types import TracebackType
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 from cheesecoin.core import rules
 from cheesecoin.core.cheese import Network, info_hash
 from cheesecoin.core.errors import InvalidCheese
-from cheesecoin.core.formats import MAX_COUNT, MAX_LINE
-from cheesecoin.core.history import address_history
 from cheesecoin.core.interfaces import CheeseStore, Source, stored_body
 from cheesecoin.core.ledger import Ledger
 from cheesecoin.core.memstore import MemoryStore
@@ -414,39 +412,12 @@ class CheeseStack:
     def close(self) -> None:
         self.store.close()
 
-    # -- what other parts ask of the stack: one-line delegations -------------------
-    # (the peer layer, the API and the tools call these on the stack)
-
-    def check_context_free(self, cheese: Any, ihash: Optional[str] = None) -> str:
-        """``rules.check_context_free`` on this stack's network."""
-        return rules.check_context_free(cheese, self.network, ihash)
+    # -- rules bound to this stack ---------------------------------------------------
 
     def check_link(self, cheese: dict, parent: Node) -> None:
-        """Rules 2 to 4 of section 3 for a cheese or a header (``rules.check_link``)."""
+        """Rules 2 to 4 of section 3 for a cheese or a header (``rules.check_link``):
+        the ``LinkChecker`` a ``HeaderChain`` checks its headers against."""
         rules.check_link(cheese, parent, self.network, self.ancestor, self.clock())
-
-    def address_history(
-        self, address: str, count: int, before: Optional[int] = None
-    ) -> List[Tuple[int, dict]]:
-        """``cheesecoin.core.history.address_history`` on the best stack."""
-        return address_history(self.store, self.main, address, count, before)
-
-    def get_text(self, smell: str, cache: bool = True) -> Optional[str]:
-        return self.serving.get_text(smell, cache)
-
-    def header_at(self, height: int) -> Optional[dict]:
-        return self.serving.header_at(height)
-
-    def locator(self) -> List[str]:
-        return self.serving.locator()
-
-    def fork_height(self, locator: Iterable[str]) -> int:
-        return self.serving.fork_height(locator)
-
-    def range_texts(
-        self, start: int, count: int = MAX_COUNT, max_bytes: int = MAX_LINE - 4096
-    ) -> List[str]:
-        return self.serving.range_texts(start, count, max_bytes)
 
 
 class StoreBatch:

@@ -92,7 +92,7 @@ class HeadersDownload(BaseDownload):
     # -- headers -----------------------------------------------------------------------
 
     def begin(self) -> None:
-        self._ask_headers(self.node.stack.locator())
+        self._ask_headers(self.node.stack.serving.locator())
 
     def _ask_headers(self, locator: List[str]) -> None:
         msg = {"type": "GET_HEADERS", "locator": locator, "count": MAX_HEADERS}
@@ -147,7 +147,9 @@ class HeadersDownload(BaseDownload):
             return
         self.progress_at = self.clock.seconds()
         if len(headers) == MAX_HEADERS and len(self.chain.headers) < MAX_CHAIN:
-            self._ask_headers([self.chain.tip.smell] + self.node.stack.locator())  # type: ignore[union-attr]
+            tip = self.chain.tip
+            assert tip is not None  # it has headers
+            self._ask_headers([tip.smell] + self.node.stack.serving.locator())
             return
         if len(headers) < MAX_HEADERS and self.chain.work < self.peer.peer_work:
             # The whole of its best stack, and not the work it claimed: nothing of it is downloaded.

@@ -362,7 +362,7 @@ class Relay:
                         p.push_line(compact_line)
                     else:
                         if line is None:
-                            text = stack.get_text(smell)
+                            text = stack.serving.get_text(smell)
                             assert text is not None  # get_cheese found it
                             line = ('{"type":"ANNOUNCE","cheese":' + text + "}\n").encode("utf-8")
                         p.push_line(line)

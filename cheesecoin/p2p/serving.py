@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any, List
 
 from cheesecoin.core.errors import ProtocolError
+from cheesecoin.core.serving import StackServing
 from cheesecoin.core.stack import CheeseStack
 from cheesecoin.p2p.fields import id_suffix
 from cheesecoin.p2p.interfaces import PeerNode
@@ -41,6 +42,11 @@ class StackServer:
     def stack(self) -> CheeseStack:
         return self.node.stack
 
+    @property
+    def serving(self) -> StackServing:
+        """What the stack serves from (its texts, headers, locator fork)."""
+        return self.node.stack.serving
+
     def stats(self, peers: int) -> dict:
         stack = self.stack
         return {
@@ -55,7 +61,7 @@ class StackServer:
         """The CHEESE line of the best stack's cheese at ``height``."""
         stack = self.stack
         text = (
-            stack.get_text(stack.main[height].smell, cache=False)
+            stack.serving.get_text(stack.main[height].smell, cache=False)
             if height <= stack.height
             else None
         )
@@ -63,7 +69,7 @@ class StackServer:
 
     def cheese_by_smell(self, smell: str, msg_id: Any) -> bytes:
         """The CHEESE line of the cheese ``smell`` (any branch)."""
-        return self._cheese_line(self.stack.get_text(smell, cache=False), msg_id)
+        return self._cheese_line(self.serving.get_text(smell, cache=False), msg_id)
 
     @staticmethod
     def _cheese_line(text: Any, msg_id: Any) -> bytes:
@@ -76,18 +82,18 @@ class StackServer:
         head = '{"type":"CHEESES","cheeses":['
         tail = "]" + id_suffix(msg_id) + "}"
         room = wire.MAX_LINE - len(head) - len(tail.encode("utf-8"))
-        texts = self.stack.range_texts(start, count, max_bytes=room) if room > 0 else []
+        texts = self.serving.range_texts(start, count, max_bytes=room) if room > 0 else []
         return (head + ",".join(texts) + tail + "\n").encode("utf-8")
 
     def cheeses_after(self, locator: List[str], count: int, msg_id: Any) -> bytes:
         """The CHEESES line of up to ``count`` cheeses after the locator's fork."""
-        return self.cheeses_from(self.stack.fork_height(locator) + 1, count, msg_id)
+        return self.cheeses_from(self.serving.fork_height(locator) + 1, count, msg_id)
 
     def cheeses_by_smell(self, smells: List[str], msg_id: Any) -> bytes:
         """The CHEESES line of those of ``smells`` we have (any branch), in order."""
-        stack, texts, size = self.stack, [], 64
+        serving, texts, size = self.serving, [], 64
         for smell in smells:
-            text = stack.get_text(smell, cache=False)
+            text = serving.get_text(smell, cache=False)
             if text is None:
                 continue
             size += len(text.encode("utf-8")) + 1
@@ -100,12 +106,12 @@ class StackServer:
 
     def headers_after(self, locator: List[str], count: int) -> List[dict]:
         """Up to ``count`` best-stack headers after the locator's fork (HEADERS)."""
-        stack = self.stack
-        start = stack.fork_height(locator) + 1
+        stack, serving = self.stack, self.serving
+        start = serving.fork_height(locator) + 1
         out = []
         size = 64
         for height in range(start, min(stack.height + 1, start + count)):
-            header = stack.header_at(height)
+            header = serving.header_at(height)
             if header is None:  # not on the best stack any more (it cannot be: we are below it)
                 break
             size += 300

@@ -320,7 +320,7 @@ class Download(BaseDownload):
                 height=self.start_height,
                 target=self.peer.peer_height,
             )
-        self._ask(self.node.stack.locator())
+        self._ask(self.node.stack.serving.locator())
 
     def _ask(self, locator: List[str]) -> None:
         self._asking = True
@@ -337,7 +337,7 @@ class Download(BaseDownload):
             and len(self._queue) < MAX_QUEUED_CHUNKS
         ):
             assert self.last_smell is not None  # a chunk came
-            self._ask([self.last_smell] + self.node.stack.locator())
+            self._ask([self.last_smell] + self.node.stack.serving.locator())
 
     def _failed(self, failure: Failure) -> None:
         self._asking = False

@@ -235,7 +235,7 @@ class Cheeses(NodeResource):
         start = _query_int(request, "from", 0, 2**63 - 1, None)
         if start is None:
             start = max(0, self.node.stack.height - count + 1)
-        texts = self.node.stack.range_texts(start, count)
+        texts = self.node.stack.serving.range_texts(start, count)
         return 200, b'{"cheeses":[' + ",".join(texts).encode("utf-8") + b"]}"
 
 

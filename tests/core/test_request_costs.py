@@ -229,13 +229,13 @@ class HeaderTests(SynchronousTestCase):
             stack.add_cheese(c, check_signatures=False)
         expected = [header_of(c) for c in CHEESES]
         stack.store = counting = Counting(stack.store)
-        assert [stack.header_at(h) for h in range(1, 57)] == expected[1:]
+        assert [stack.serving.header_at(h) for h in range(1, 57)] == expected[1:]
         assert counting.calls == []
         stack.store = counting.store
         stack.close()
         again = open_stack(path, NET, clock=lambda: NOW)
         self.addCleanup(again.close)
         again.store = counting = Counting(again.store)
-        assert [again.header_at(h) for h in range(1, 57)] == expected[1:]
-        assert counting.calls == [] and again.header_at(57) is None
-        assert again.header_at(0) == expected[0]  # the Blue Cheese: from its text
+        assert [again.serving.header_at(h) for h in range(1, 57)] == expected[1:]
+        assert counting.calls == [] and again.serving.header_at(57) is None
+        assert again.serving.header_at(0) == expected[0]  # the Blue Cheese: from its text

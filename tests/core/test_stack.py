@@ -194,19 +194,19 @@ def test_locator_and_ranges():
     cheeses = branch(NET.blue_cheese, 40, A)
     for c in cheeses:
         stack.add_cheese(c)
-    loc = stack.locator()
+    loc = stack.serving.locator()
     heights = [stack.nodes[s].height for s in loc]
     assert heights[:10] == list(range(40, 30, -1))
     assert heights[-1] == 0
     steps = [a - b for a, b in zip(heights, heights[1:])]
     assert steps[9:-1] == sorted(steps[9:-1]) and steps[10] == 2 * steps[9]
-    assert stack.fork_height(loc) == 40
-    assert stack.fork_height(["ff" * 20, cheeses[9]["smell"]]) == 10
-    assert stack.fork_height(["ff" * 20]) == 0
-    texts = stack.range_texts(5, 3)
+    assert stack.serving.fork_height(loc) == 40
+    assert stack.serving.fork_height(["ff" * 20, cheeses[9]["smell"]]) == 10
+    assert stack.serving.fork_height(["ff" * 20]) == 0
+    texts = stack.serving.range_texts(5, 3)
     assert len(texts) == 3 and '"sequence_number":5' in texts[0]
-    assert len(stack.range_texts(0, 1000)) == 41  # whole stack (500 cap not reached)
-    assert len(stack.range_texts(0, 500, max_bytes=2000)) < 10
+    assert len(stack.serving.range_texts(0, 1000)) == 41  # whole stack (500 cap not reached)
+    assert len(stack.serving.range_texts(0, 500, max_bytes=2000)) < 10
 
 
 def test_template_is_a_child_of_the_tip():

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from cheesecoin.core.history import address_history
 from cheesecoin.core.stack import CheeseStack
 from cheesecoin.core.tx import address_of
 from cheesecoin.storage.sqlite import DB_NAME, StorageError, open_stack
@@ -71,8 +72,8 @@ def test_headers_are_read_from_the_stored_texts(tmp_path):
     stack.close()
     again = open_stack(str(tmp_path), NET, clock=lambda: NOW)
     again.store._cache.clear()
-    assert [again.header_at(h) for h in range(1, 31)] == [header_of(c) for c in cheeses[1:]]
-    assert len(again.store._cache) == 0 and again.header_at(31) is None
+    assert [again.serving.header_at(h) for h in range(1, 31)] == [header_of(c) for c in cheeses[1:]]
+    assert len(again.store._cache) == 0 and again.serving.header_at(31) is None
     again.close()
 
 
@@ -209,6 +210,11 @@ def _index_rows(data_dir) -> list:
         db.close()
 
 
+def _history(stack: CheeseStack, address: str, count: int, before=None):
+    """The best stack's transactions of ``address`` (what the node's address_info lists)."""
+    return address_history(stack.store, stack.main, address, count, before)
+
+
 def test_a_batch_writes_the_address_index_at_its_end_and_reads_it_meanwhile(tmp_path):
     cheeses = payment_stack(NET, 30, 4, n_keys=6)
     payer = cheeses[-1]["unit_of_information"]["transactions"][0]["from"]
@@ -218,15 +224,13 @@ def test_a_batch_writes_the_address_index_at_its_end_and_reads_it_meanwhile(tmp_
         for c in cheeses[1:]:
             stack.add_cheese(c)
         assert _index_rows(tmp_path) == [], "the rows wait for the batch's end"
-        during = stack.address_history(payer, 500)
-        assert during == reference_stack.address_history(payer, 500) and during, (
-            "but are read meanwhile"
-        )
-        assert stack.address_history(payer, 3, before=20) == reference_stack.address_history(
-            payer, 3, before=20
+        during = _history(stack, payer, 500)
+        assert during == _history(reference_stack, payer, 500) and during, "but are read meanwhile"
+        assert _history(stack, payer, 3, before=20) == _history(
+            reference_stack, payer, 3, before=20
         )
     rows = _index_rows(tmp_path)
-    assert rows and stack.address_history(payer, 500) == during
+    assert rows and _history(stack, payer, 500) == during
     stack.close()
     inline = tmp_path / "inline"
     one_by_one = open_stack(str(inline), NET, clock=lambda: NOW)
@@ -256,9 +260,7 @@ def test_a_crash_inside_a_batch_leaves_a_mark_and_the_next_open_indexes_again(tm
     reopened = open_stack(str(tmp_path), NET, clock=lambda: NOW)
     assert reopened.height == len(cheeses) - 1
     payer = cheeses[-1]["unit_of_information"]["transactions"][0]["from"]
-    assert reopened.address_history(payer, 500) == reference(cheeses[1:]).address_history(
-        payer, 500
-    )
+    assert _history(reopened, payer, 500) == _history(reference(cheeses[1:]), payer, 500)
     db = sqlite3.connect(str(tmp_path / DB_NAME))
     assert "index_from" not in dict(db.execute("SELECT key, value FROM meta"))
     db.close()

@@ -61,7 +61,7 @@ def test_a_cheese_the_disk_cannot_take_is_not_held_in_memory(tmp_path):
         before = snapshot(stack)
     assert failed_at is not None, "the database never filled up"
     assert snapshot(stack) == before  # the refused cheese left no trace
-    assert stack.get_text(cheeses[failed_at]["smell"]) is None
+    assert stack.serving.get_text(cheeses[failed_at]["smell"]) is None
     shown = (stack.height, stack.tip.smell)
     stack.close()
     reloaded = open_stack(str(tmp_path), NET, clock=lambda: NOW)
