@@ -5,7 +5,7 @@
 #   request  {"type":"GET_TXS","txids":[..],"smell":S}  -> TXS {"transactions"} (we ask)
 #   request  {"type":"GET_CHEESE","smell":S}            -> CHEESE {"cheese"} (we ask)
 # (GET_HEADERS and GET_CHEESES by smells, feature ``headers``, are answered by
-# cheesecoin.p2p.serving; MAX_HEADERS and MAX_SMELLS bound them.)
+# cheesecoin.p2p.serving, whose MAX_HEADERS and MAX_SMELLS bound them.)
 """Compact relay of docs/protocol.md section 5.1 (feature ``compact``).
 
 A compact announcement is rebuilt from our mempool; the transactions we lack
@@ -58,8 +58,6 @@ from cheesecoin.wire import codec as wire
 if TYPE_CHECKING:
     from cheesecoin.p2p.protocol import MemberProtocol
 
-MAX_HEADERS = 2000  # per GET_HEADERS
-MAX_SMELLS = 500  # per GET_CHEESES by smells
 MAX_REBUILDING = 64  # compact cheeses being rebuilt at once
 MAX_ATTEMPTS = 3  # announcers asked for one cheese at once (BIP 152's 3 in flight)
 MAX_PEER_ATTEMPTS = 4  # rebuild attempts under way with one peer

@@ -43,11 +43,11 @@ from twisted.python.failure import Failure
 from cheesecoin.core.errors import InvalidCheese, ProtocolError, StorageError
 from cheesecoin.core.headers import HeaderChain, matches_fields
 from cheesecoin.core.rules import check_header
-from cheesecoin.p2p.compact import MAX_HEADERS
 from cheesecoin.p2p.download import BaseDownload
 from cheesecoin.p2p.errors import BAN_SCORE, ERROR_POINTS, RequestTimeout
 from cheesecoin.p2p.features import HEADERS
 from cheesecoin.p2p.interfaces import DownloadContext
+from cheesecoin.p2p.serving import MAX_HEADERS
 
 if TYPE_CHECKING:
     from cheesecoin.p2p.protocol import MemberProtocol

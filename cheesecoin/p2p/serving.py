@@ -31,6 +31,9 @@ from cheesecoin.p2p.fields import id_suffix
 from cheesecoin.p2p.interfaces import PeerNode
 from cheesecoin.wire import codec as wire
 
+MAX_HEADERS = 2000  # headers per GET_HEADERS (asked and answered)
+MAX_SMELLS = 500  # smells per GET_CHEESES by smells
+
 
 class StackServer:
     """The replies a member's stack gives its peers."""

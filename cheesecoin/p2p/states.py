@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, Optional
 from twisted.python.failure import Failure
 
 from cheesecoin.core.errors import ProtocolError
-from cheesecoin.p2p.compact import MAX_HEADERS, MAX_SMELLS
 from cheesecoin.p2p.features import COMPACT_MODES, INV
 from cheesecoin.p2p.fields import (
     get_features,
@@ -45,6 +44,7 @@ from cheesecoin.p2p.fields import (
     get_work,
 )
 from cheesecoin.p2p.mempool_sync import TXS_PER_REQUEST
+from cheesecoin.p2p.serving import MAX_HEADERS, MAX_SMELLS
 from cheesecoin.wire import codec as wire
 from cheesecoin.wire.limits import MAX_COUNT, PEERS_PER_REPLY
 
