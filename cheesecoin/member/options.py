@@ -15,7 +15,6 @@ the member does with them at start is ``cheesecoin.member.links`` and
 from __future__ import annotations
 
 import os
-import re
 from typing import Dict, List, Optional, Tuple
 
 from twisted.python import usage
@@ -24,12 +23,11 @@ from cheesecoin.core.cheese import NetworkError, load_network
 from cheesecoin.p2p.features import FeaturesError, parse_features
 from cheesecoin.util.addresses import Address
 from cheesecoin.util.services import ErrorFirstOptions, integer_option, interface_option
-from cheesecoin.wire.codec import ADDRESS_RE
+from cheesecoin.wire.codec import ADDRESS_RE, IDENTITY_RE
 from cheesecoin.wire.limits import API_PORT, MEMBER_PORT, MINER_PORT
 
 # the feature of section 5.3 (cheesecoin.p2p.tls.FEATURE, without importing OpenSSL here)
 TLS = "tls"
-NODE_ID_RE = re.compile(r"[0-9a-f]{64}\Z")
 
 
 def parse_host_port(name: str, value: str) -> Address:
@@ -58,7 +56,7 @@ def parse_peer(value: str) -> Tuple[Address, Optional[str]]:
     address = parse_host_port("connect", address_text)
     if not at:
         return address, None
-    if not NODE_ID_RE.match(node_id):
+    if not IDENTITY_RE.match(node_id):
         raise usage.UsageError(
             "--connect HOST:PORT@NODE_ID needs a node id of 64 lowercase hex characters, "
             f"not {node_id[:80]!r}"

@@ -13,13 +13,12 @@ import json
 import re
 from typing import Any, FrozenSet, List
 
-from cheesecoin.core.formats import SMELL_RE
+from cheesecoin.core.formats import NODE_ID_RE, SMELL_RE
 from cheesecoin.wire import codec as wire
 
 MAX_LOCATOR = 1000  # smells in a locator we accept
 MAX_FEATURES = 32  # names in a HELLO's features (section 5.1)
 MAX_FEATURE_LENGTH = 32
-NODE_ID_RE = re.compile(r"[0-9a-f]{1,64}\Z")
 _WORK_RE = re.compile(r"[0-9]{1,80}\Z")
 
 

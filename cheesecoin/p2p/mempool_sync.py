@@ -28,7 +28,7 @@ peer is closed, and one ERROR tells it why.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Tuple
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -53,6 +53,21 @@ MAX_PUSHED_HOSTS = 4096  # hosts whose last push we remember (the oldest forgott
 # (a nonce, balance or fee): it costs STALE_TX_POINTS (Relay.receive_tx, take_tx).
 STALE_TX_RULES = frozenset({"tx-nonce", "tx-balance", "tx-fee"})
 STALE_TX_POINTS = 1
+
+# Why a peer's transaction was refused, as far as what it costs the peer goes.
+TxRefusal = Literal["full", "have", "stale", "invalid"]
+
+
+def classify_refusal(node: PeerNode, tx: Any, error: InvalidTx) -> TxRefusal:
+    """Why ``tx`` from a peer (a pushed TX or one of a TXS) was refused: "full"
+    (our mempool's limit, not the peer's fault), "have" (refused as stale because
+    it is confirmed: we have it), "stale" (well formed, a race may explain it:
+    STALE_TX_POINTS) or "invalid" (ERROR_POINTS of invalid-tx)."""
+    if error.rule == "mempool-full":
+        return "full"
+    if error.rule in STALE_TX_RULES and check_tx_format(tx) is None:
+        return "have" if node.stack.tx_height(txid(tx)) is not None else "stale"
+    return "invalid"
 
 
 class MempoolExchange:
@@ -217,11 +232,10 @@ class MempoolExchange:
             except (TypeError, ValueError, KeyError) as e:
                 raise InvalidTx("tx-fields", f"an unreadable transaction ({type(e).__name__})")
         except InvalidTx as e:
-            if e.rule == "mempool-full":
-                return None  # our limit, not the peer's fault
-            if e.rule in STALE_TX_RULES and check_tx_format(tx) is None:
-                if self.node.stack.tx_height(txid(tx)) is not None:
-                    return None  # confirmed meanwhile: we have it
+            why = classify_refusal(self.node, tx, e)
+            if why in ("full", "have"):
+                return None  # our limit, or confirmed meanwhile: not the peer's fault
+            if why == "stale":
                 proto.misbehaved(STALE_TX_POINTS, f"a stale transaction in TXS ({e.rule})")
             else:
                 points = ERROR_POINTS["invalid-tx"]

@@ -15,14 +15,13 @@ confirmed forgotten first).
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional
 
+from cheesecoin.core.formats import IDENTITY_RE
 from cheesecoin.util.addresses import Address
 
 MAX_PINS = 4096
-IDENTITY_RE = re.compile(r"[0-9a-f]{64}\Z")  # a node_id that is an identity key
 
 
 class Pins:

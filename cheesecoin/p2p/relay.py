@@ -22,7 +22,6 @@ from cheesecoin.core.interfaces import Source
 from cheesecoin.core.node import MINED
 from cheesecoin.core.stack import StoreBatch
 from cheesecoin.core.tree import AddResult
-from cheesecoin.core.tx import check_tx_format, txid
 from cheesecoin.p2p.errors import ERROR_POINTS, PeerError
 from cheesecoin.p2p.features import COMPACT, INV
 from cheesecoin.p2p.interfaces import (
@@ -34,7 +33,7 @@ from cheesecoin.p2p.interfaces import (
     PeerNode,
     TxAnnouncer,
 )
-from cheesecoin.p2p.mempool_sync import STALE_TX_POINTS, STALE_TX_RULES
+from cheesecoin.p2p.mempool_sync import STALE_TX_POINTS, classify_refusal
 from cheesecoin.p2p.protocol import MemberProtocol, short
 from cheesecoin.p2p.sync import RELAY_TAIL
 from cheesecoin.wire import codec as wire
@@ -240,11 +239,12 @@ class Relay:
         try:
             self.node.submit_tx(tx, proto)
         except InvalidTx as e:
-            if e.rule == "mempool-full":
+            why = classify_refusal(self.node, tx, e)
+            if why == "full":
                 raise ProtocolError("busy", "the mempool is full")
-            if e.rule in STALE_TX_RULES and check_tx_format(tx) is None:
-                if self.node.stack.tx_height(txid(tx)) is not None:
-                    return  # already confirmed: we have it
+            if why == "have":
+                return  # already confirmed: we have it
+            if why == "stale":
                 raise PeerError("invalid-tx", f"{e.rule}: {e.message}", STALE_TX_POINTS)
             raise ProtocolError("invalid-tx", f"{e.rule}: {e.message}")
 

@@ -51,9 +51,10 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from cheesecoin.core.formats import IDENTITY_RE
 from cheesecoin.core.tx import address_of as node_id_of  # a node_id is a public key, as addresses
 from cheesecoin.p2p.errors import BAN_SCORE
-from cheesecoin.p2p.pins import IDENTITY_RE, Pins
+from cheesecoin.p2p.pins import Pins
 from cheesecoin.p2p.states import ConnectionState
 
 if TYPE_CHECKING:

@@ -22,7 +22,6 @@ builds the service."""
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter, OrderedDict
 from typing import Optional
 
@@ -45,7 +44,6 @@ from cheesecoin.wire.limits import PEERS_PER_REPLY
 from cheesecoin.wire.lineproto import BusyProtocol, JsonLineProtocol
 
 DEFAULT_TIMEOUT = 90.0
-_NODE_ID_RE = re.compile(r"[0-9a-f]{1,64}\Z")  # a REGISTER's node_id (section 2)
 DEFAULT_MAX_PER_IP = 256
 
 
@@ -88,7 +86,7 @@ class TrackerProtocol(JsonLineProtocol):
         node_id = None
         if msg.get("node_id") is not None:
             node_id = wire.get_str(msg, "node_id", 64)
-            if not _NODE_ID_RE.match(node_id):
+            if not wire.NODE_ID_RE.match(node_id):  # a REGISTER's node_id (section 2)
                 raise wire.BadMessage("field 'node_id' must be 1 to 64 lowercase hex characters")
         self.factory.register(self, host, port, remote, node_id)
         self.reply(msg, self.peers_message())

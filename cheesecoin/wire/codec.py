@@ -11,7 +11,14 @@ import re
 from typing import Any, Literal, Optional, Tuple, overload
 
 from cheesecoin.core.errors import BadMessage, ProtocolError
-from cheesecoin.core.formats import ADDRESS_RE, MAX_INT, MAX_LINE, SMELL_RE  # noqa: F401  (part of the codec's API)
+from cheesecoin.core.formats import (  # noqa: F401  (part of the codec's API)
+    ADDRESS_RE,
+    IDENTITY_RE,
+    MAX_INT,
+    MAX_LINE,
+    NODE_ID_RE,
+    SMELL_RE,
+)
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]|\\u[dD][c-fC-F]")
 # More decimal digits than any integer the protocol allows (2^64 has 20).
