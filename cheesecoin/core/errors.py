@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from cheesecoin.core.tree import AddResult
 
 # Error codes of docs/protocol.md section 1.
 ERROR_CODES = frozenset(
@@ -71,7 +74,12 @@ RULE_NUMBERS = {
 
 
 class InvalidCheese(Exception):
-    """A cheese that breaks validity rule ``rule`` (a name of RULE_NUMBERS)."""
+    """A cheese that breaks validity rule ``rule`` (a name of RULE_NUMBERS).
+
+    ``result``: when ``CheeseStack.add_cheese`` raises it, what the same call
+    did add (orphans it connected, a tip change) before the cheese failed."""
+
+    result: Optional[AddResult] = None
 
     def __init__(self, rule: str, message: str) -> None:
         super().__init__(message)
@@ -99,4 +107,9 @@ class InvalidTx(Exception):
 
 class StorageError(Exception):
     """The database cannot be used (corrupted, foreign, another network,
-    unwritable); cheesecoin.storage raises it and its subclasses."""
+    unwritable); cheesecoin.storage raises it and its subclasses.
+
+    ``result``: when a write of ``CheeseStack.add_cheese`` fails, what the same
+    call added before it (it stays)."""
+
+    result: Optional[AddResult] = None

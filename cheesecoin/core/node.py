@@ -113,7 +113,7 @@ class MemberNode:
         try:
             result = self.stack.add_cheese(cheese, source, check_signatures, ihash)
         except InvalidCheese as e:
-            partial = getattr(e, "result", None)
+            partial = e.result
             if partial is not None and partial.accepted:
                 self._accepted(partial, source)
             if partial is not None and partial.tip_changed:
@@ -122,7 +122,7 @@ class MemberNode:
                 refused(e, source)
             raise
         except StorageError as e:  # nothing of the failed write is held in memory either
-            partial = getattr(e, "result", None)
+            partial = e.result
             if partial is not None and partial.tip_changed:
                 self._tip_changed(partial, source)
             self.storage_failed(e)

@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 from cheesecoin.core import rules
 from cheesecoin.core.cheese import Network, info_hash
-from cheesecoin.core.errors import InvalidCheese
+from cheesecoin.core.errors import InvalidCheese, StorageError
 from cheesecoin.core.interfaces import CheeseStore, Source, stored_body
 from cheesecoin.core.ledger import Ledger
 from cheesecoin.core.memstore import MemoryStore
@@ -232,14 +232,15 @@ class CheeseStack:
                 continue
             except Exception as e:  # the store failed: what was added before it stays
                 self._fill_events(result, old_tip)
-                e.result = result  # type: ignore[attr-defined]
+                if isinstance(e, StorageError):
+                    e.result = result
                 raise
             result.accepted.append(item["smell"])
             for child, _source in self.orphans.pop_children(item["smell"]):
                 queue.append((child, True, None))
         self._fill_events(result, old_tip)
         if error is not None:
-            error.result = result  # type: ignore[attr-defined]
+            error.result = result
             raise error
         return result
 
