@@ -1,3 +1,8 @@
+# Dialling: docs/protocol.md sections 5 and 7.
+#
+# Messages it sends: {"type":"GET_PEERS"} to every peer (and GET_PEERS to the
+# tracker, by its link's request_peers) when the address book has too few
+# members to dial, at most every 30 s; the PEERS replies fill the book.
 """Dialling: keep ``target_peers`` members, from the address book.
 
 ``Dialler.refill`` (every few seconds, and when new addresses come) dials

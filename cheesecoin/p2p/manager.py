@@ -1,9 +1,10 @@
 # The peer manager: docs/protocol.md sections 5 and 7.
 #
-# Messages it sends on its own: {"type":"GET_PEERS"} (a new peer while we have
-# too few, and when the address book runs dry), {"type":"STATS"} (each new peer,
-# then every 60 s; a STATS_REPLY updates the peer's claim), {"type":"PING"}
-# every 30 s. What each received message does: cheesecoin.p2p.states.
+# Messages it sends on its own: {"type":"GET_PEERS"} (to a new peer while we
+# have too few; when the address book runs dry the dialler asks, see
+# cheesecoin.p2p.dialler), {"type":"STATS"} (each new peer, then every 60 s; a
+# STATS_REPLY updates the peer's claim), {"type":"PING"} every 30 s. What each
+# received message does: cheesecoin.p2p.states.
 """The peer manager: the member's connections and the parts of the peer layer.
 
 ``PeerManager`` builds each part with the collaborators it uses (their

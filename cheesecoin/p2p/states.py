@@ -29,7 +29,7 @@ not list is an unknown type.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, FrozenSet, Optional
 
 from twisted.python.failure import Failure
 
@@ -54,27 +54,34 @@ if TYPE_CHECKING:
 Handler = Callable[[dict], None]
 
 
-def command_map(state: "ConnectionState") -> Dict[str, Handler]:
-    """The table of ``state``: each ``msg_<TYPE>`` method, and each reply type it resolves."""
-    table: Dict[str, Handler] = {
-        name[4:]: getattr(state, name) for name in dir(type(state)) if name.startswith("msg_")
-    }
-    for kind in state.replies:
-        table.setdefault(kind, state.protocol.resolve)
-    return table
+def handler_names(cls: type) -> Dict[str, str]:
+    """Message type -> the name of its ``msg_<TYPE>`` method, of the class ``cls``."""
+    return {name[4:]: name for name in sorted(dir(cls)) if name.startswith("msg_")}
 
 
 class ConnectionState:
     """What every state of a member connection has: its connection, the member
-    side (``PeerHost``) and its table of handlers."""
+    side (``PeerHost``) and its table of handlers (``cmd_map``: the class's
+    ``msg_<TYPE>`` methods, found once per class, bound to the instance, and
+    each type of ``replies``, resolved as the reply to a request of ours)."""
 
     closes_on_error = False  # an ERROR we send leaves the connection open
     replies: FrozenSet[str] = frozenset()  # reply types handed to the request waiting
+    _handlers: ClassVar[Dict[str, str]] = {}  # message type -> method name (per class)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._handlers = handler_names(cls)
 
     def __init__(self, protocol: MemberProtocol) -> None:
         self.protocol = protocol
         self.host = protocol.host
-        self.cmd_map = command_map(self)
+        table: Dict[str, Handler] = {
+            kind: getattr(self, name) for kind, name in self._handlers.items()
+        }
+        for kind in self.replies:
+            table.setdefault(kind, protocol.resolve)
+        self.cmd_map = table
 
     def unknown(self, msg: dict) -> None:
         raise ProtocolError("unknown-type", f"unknown message type {msg['type'][:40]!r}")

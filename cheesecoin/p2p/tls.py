@@ -3,6 +3,8 @@
 # Messages it speaks (StartTlsState), right after two HELLOs listing tls:
 #   {"type":"STARTTLS"}   the connecting side, then the accepting side's answer; then
 #                         TLS 1.3 on the same connection and the check of the peer's key
+#   {"type":"ERROR"}      read from the peer instead of STARTTLS: logged (or the reply
+#                         to a request of ours), and the connection is closed
 """Encrypted, authenticated member links: the feature ``tls`` (docs/protocol.md section 5.3).
 
 A member that lists ``tls`` has an identity key (``cheesecoin.storage.identity``)

@@ -8,6 +8,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from cheesecoin.core.errors import ProtocolError
+from cheesecoin.p2p import states
 from cheesecoin.p2p.errors import ERROR_POINTS, PeerError
 from cheesecoin.p2p.states import HandshakeState, ReadyState
 from cheesecoin.testing.fakes import NETWORK, NOW, Raw, make_member, ready_raw
@@ -100,6 +101,21 @@ class TableTests(SynchronousTestCase):
         self.assertEqual(set(raw.proto.state.cmd_map), {"HELLO", "ERROR"})
         [error] = raw.send({"type": "STATS_REPLY", "id": 1})
         self.assertEqual(error["code"], "handshake-required")
+
+    def test_the_names_are_found_once_per_class_and_bound_per_state(self) -> None:
+        found = []
+
+        def counting(cls: type) -> dict:
+            found.append(cls)
+            return states.handler_names(cls)
+
+        self.patch(states, "handler_names", counting)
+        one, two = ready_raw(make_member("aa", Clock())), ready_raw(make_member("bb", Clock()))
+        self.assertEqual(found, [], "no state built looks its methods up again")
+        self.assertEqual(one.proto.state.cmd_map["PING"], one.proto.state.msg_PING)
+        self.assertEqual(two.proto.state.cmd_map["PING"], two.proto.state.msg_PING)
+        self.assertIsNot(one.proto.state.cmd_map, two.proto.state.cmd_map)
+        self.assertEqual(ReadyState._handlers["STATS"], "msg_STATS")
 
 
 class PartsTests(SynchronousTestCase):
