@@ -151,14 +151,6 @@ class PeerManager:
     def network_smell(self) -> str:
         return self.node.network.smell
 
-    @property
-    def max_inbound(self) -> int:
-        return self.admission.max_inbound
-
-    @max_inbound.setter
-    def max_inbound(self, count: int) -> None:
-        self.admission.max_inbound = count
-
     def add_peer_source(self, source: PeerSource) -> None:
         """Something that can find more members (``request_peers()``): the tracker link."""
         self.dialler.peer_sources.append(source)
@@ -343,9 +335,6 @@ class PeerManager:
         if count:
             proto.cheeses_delivered += count
             proto.last_cheese_at = self.clock.seconds()
-
-    def is_banned(self, host: str) -> bool:
-        return self.bans.is_banned(host)
 
     def ban(self, proto: MemberProtocol, why: str) -> None:
         """Ban the peer's IP for a while (a loopback peer is only disconnected)."""

@@ -75,8 +75,7 @@ class Sync:
         verify_in_threads: bool = False,
     ) -> None:
         self.node = node
-        self.clock = reactor
-        self.reactor = reactor  # its CPU thread pool and worker processes (a real reactor)
+        self.clock = reactor  # its time, and with a real reactor its CPU thread pool and workers
         self.log = log
         self.directory = directory
         # signatures in the CPU thread pool (a real reactor)
@@ -152,7 +151,7 @@ class Sync:
             return None
         if self.verify_in_threads and proto.peer_height - self.node.stack.height >= WARM_UP_GAP:
             warm_up(
-                self.reactor, checked_bodies, []
+                self.clock, checked_bodies, []
             )  # the signature workers start while headers come
         if HEADERS in self.directory.features and HEADERS in proto.peer_features:
             download: BaseDownload = HeadersDownload(self, proto, reason)
@@ -236,7 +235,7 @@ class Sync:
             return succeed(check(cheeses))
         parts = max(1, min(usable_cores(), len(cheeses)))
         size = -(-len(cheeses) // parts)
-        reactor = self.reactor
+        reactor = self.clock
         in_processes = parts > 1 and sum(map(_tx_count, cheeses)) >= PROCESS_MIN_TXS
 
         def job(i: int) -> Deferred:

@@ -89,7 +89,7 @@ class SimMember:
         self.manager.listen_port = MEMBER_PORT
         # A thousand members logging each cheese would be most of the run; the
         # figures say what happened.
-        self.manager.log = self.manager.relay.log = _QUIET
+        self.manager.log = _QUIET  # the manager's every part too
         self.manager.add_peer_source(self)  # (bytes sent are counted by the links, by type)
         # Simulated CPU (--verify-us): validating a cheese keeps the member busy
         # until ``busy_until``; its links send nothing earlier and hand it nothing

@@ -181,7 +181,8 @@ class SelfishPool:
         self.publish_failed = 0  # published cheeses the real node refused (none expected)
         manager = member.manager
         manager.target_peers = peers
-        manager.max_inbound = 0  # "how many members the pool connects to": its own dials only
+        # "how many members the pool connects to": its own dials only
+        manager.admission.max_inbound = 0
         manager.relay.relay_early = lambda *args, **kw: False
         self._add = member.submit_uncharged  # the real node's submit_cheese, without CPU time
         real.submit_cheese = self._arriving

@@ -161,7 +161,7 @@ def test_a_longer_branch_hiding_an_invalid_cheese_leaves_the_best_valid_prefix(
     assert not any(stack.is_best(c["smell"]) for c in branch[19:])
     assert raw.proto.score >= protocol_mod.ERROR_POINTS["invalid-cheese"]
     if delivery == "announce":  # the bad cheese and its descendants: banned after four
-        assert manager.is_banned("203.0.113.5") and raw.closed
+        assert manager.bans.is_banned("203.0.113.5") and raw.closed
 
 
 @pytest.mark.parametrize("rule", ["tx-balance", "tx-signature", "bits"])

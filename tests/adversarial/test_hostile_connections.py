@@ -200,7 +200,7 @@ def two_outbound_peers(
 def test_a_misbehaving_outbound_peer_is_banned_and_not_redialled_until_the_ban_ends() -> None:
     bad = ("203.0.113.7", 24331)
     clock, manager, dialer = two_outbound_peers(bad, ("198.51.100.8", 24331))
-    assert manager.is_banned("203.0.113.7")
+    assert manager.bans.is_banned("203.0.113.7")
     for _ in range(int(manager_mod.BAN_SECONDS // manager_mod.REFILL_INTERVAL) - 2):
         clock.advance(manager_mod.REFILL_INTERVAL)
         manager.tick()

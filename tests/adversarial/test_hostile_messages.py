@@ -253,7 +253,7 @@ def test_member_wrong_type_in_every_field_is_bad_message(name: str, field: str, 
     assert snapshot(manager) == before
     if name == "HELLO":
         assert not raw.proto.ready and not manager.peers
-    assert manager.is_banned("10.0.0.9") is False and not raw.closed
+    assert manager.bans.is_banned("10.0.0.9") is False and not raw.closed
 
 
 CHEESE_FIELDS = [
@@ -426,7 +426,7 @@ def test_no_handshake_within_the_timeout_closes_the_connection(behaviour: str) -
         clock.advance(manager_mod.REFILL_INTERVAL)
         manager.tick()
     assert raw.transport.disconnected and not raw.proto.ready
-    assert not manager.is_banned("203.0.113.8")  # slow is not misbehaving
+    assert not manager.bans.is_banned("203.0.113.8")  # slow is not misbehaving
 
 
 def test_the_tracker_drops_a_connection_silent_past_its_timeout() -> None:
@@ -504,7 +504,7 @@ def test_a_flood_of_junk_announces_is_cut_short(host: str, banned: bool) -> None
     junk = [dict(cheeses[1], nonce=i, smell=secrets.token_hex(20)) for i in range(1000)]
     replies = raw.send(*[{"type": "ANNOUNCE", "cheese": c} for c in junk])
     assert 1 <= len(replies) <= 10 and {r["code"] for r in replies} == {"invalid-cheese"}
-    assert raw.closed and manager.is_banned(host) is banned
+    assert raw.closed and manager.bans.is_banned(host) is banned
     assert snapshot(manager) == before
     other = Raw(manager, host="203.0.113.77")  # others are still served
     assert other.hello(node_id="55")[0]["type"] == "HELLO"

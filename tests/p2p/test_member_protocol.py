@@ -431,7 +431,9 @@ class MisbehaviourTests(SynchronousTestCase):
                 for _ in range(10):
                     raw.send(b"garbage")
                 assert raw.closed
-                assert manager.is_banned(host) is banned and bool(manager.bans.banned) is banned
+                assert (
+                    manager.bans.is_banned(host) is banned and bool(manager.bans.banned) is banned
+                )
                 assert refused(manager.factory.buildProtocol(addr(host))) is banned
                 assert not refused(manager.factory.buildProtocol(addr("203.0.113.6")))
                 clock.advance(manager_mod.BAN_SECONDS + 1)
@@ -444,7 +446,7 @@ class MisbehaviourTests(SynchronousTestCase):
         for i in range(4):
             bad = dict(cheeses[0], nonce=cheeses[0]["nonce"] + 1 + i)
             raw.send({"type": "ANNOUNCE", "cheese": bad})
-        assert raw.closed and manager.is_banned("203.0.113.5")
+        assert raw.closed and manager.bans.is_banned("203.0.113.5")
         assert manager.node.stack.height == 0
 
     def test_inbound_and_per_ip_caps(self) -> None:

@@ -106,7 +106,7 @@ def test_a_sync_checks_signatures_in_threads_when_the_processes_fail(monkeypatch
     monkeypatch.setattr(sync_module, "defer_to_cpu", threads)
     monkeypatch.setattr(sync_module, "usable_cores", lambda: 2)
     sync = sync_module.Sync.__new__(sync_module.Sync)
-    sync.verify_in_threads, sync.reactor = True, None
+    sync.verify_in_threads, sync.clock = True, None
     assert result_of(sync.verify_signatures(body)) == {0}
     assert used == ["processes", "threads", "processes", "threads"]
 
