@@ -34,6 +34,7 @@ state's ``cmd_map``. The connection holds what its peer claims of its stack
 from __future__ import annotations
 
 import itertools
+import re
 from typing import TYPE_CHECKING, Dict, FrozenSet, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred
@@ -44,6 +45,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from cheesecoin.p2p.errors import BAN_SCORE, ERROR_POINTS, RemoteError, RequestTimeout
+from cheesecoin.p2p.features import COMPACT_MODES
 from cheesecoin.p2p.interfaces import PeerHost
 from cheesecoin.p2p.states import ConnectionState, HandshakeState, ReadyState
 from cheesecoin.util.addresses import Address
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
 __all__ = ["BAN_SCORE", "ERROR_POINTS", "REQUEST_TIMEOUT", "MemberProtocol", "short"]
 
 REQUEST_TIMEOUT = 30.0
+# A PING or PONG as our encoder writes it, with an integer id below 10**15.
+_KEEPALIVE = re.compile(rb'\{"type":"(PING|PONG)","id":(0|[1-9][0-9]{0,14})\}')
 
 
 def short(smell: str) -> str:
@@ -212,9 +216,26 @@ class MemberProtocol(JsonLineProtocol):
             # Every peer but the first announces a cheese to us: one we have is
             # ignored (section 5) before its line is decoded.
             seen = wire.announced_smell(line)
-            if seen is not None and self.host.already_have(self, seen[1]):
+            if (
+                seen is not None
+                # ANNOUNCE_HEADER is an unknown type to a member not listing compact-modes
+                and (seen[0] != "ANNOUNCE_HEADER" or COMPACT_MODES in self.host.features)
+                and self.host.already_have(self, seen[1])
+            ):
                 if self.traffic is not None:
                     self.traffic("in", seen[0], len(line) + 1)
+                return
+            # The keep-alive (a third of a member's lines): read without the decoder,
+            # handled as ReadyState's msg_PING and reply table do.
+            keepalive = _KEEPALIVE.fullmatch(line) if line.startswith(b'{"type":"P') else None
+            if keepalive is not None:
+                kind, rid = keepalive.group(1), int(keepalive.group(2))
+                if self.traffic is not None:
+                    self.traffic("in", kind.decode("ascii"), len(line) + 1)
+                if kind == b"PING":
+                    self.write_line(b'{"type":"PONG","id":%d}\n' % rid)
+                else:
+                    self.resolve({"type": "PONG", "id": rid})
                 return
         super().line_received(line)
 

@@ -119,7 +119,7 @@ _SMELL_VALUE = re.compile(rb'[0-9a-f]{40}"')
 
 
 def announced_smell(line: bytes) -> Optional[Tuple[str, str]]:
-    """(type, smell) of an ANNOUNCE or ANNOUNCE_COMPACT line as our encoder
+    """(type, smell) of an ANNOUNCE, ANNOUNCE_COMPACT or ANNOUNCE_HEADER line as our encoder
     writes it, read without decoding it: the line holds exactly one
     ``"smell":"`` (a cheese's or a header's own; inside a JSON string those
     quotes would be escaped). None for any other line, which is then parsed.
@@ -131,6 +131,8 @@ def announced_smell(line: bytes) -> Optional[Tuple[str, str]]:
         kind = "ANNOUNCE"
     elif line.startswith(b'_COMPACT",', len(_ANNOUNCE_PREFIX)):
         kind = "ANNOUNCE_COMPACT"
+    elif line.startswith(b'_HEADER",', len(_ANNOUNCE_PREFIX)):
+        kind = "ANNOUNCE_HEADER"  # its header's smell: the only "smell" key of the line
     else:
         return None
     at = line.find(_SMELL_KEY)

@@ -17,6 +17,7 @@ from cheesecoin.p2p.errors import ERROR_POINTS
 from cheesecoin.p2p.features import ALL, REV2
 from cheesecoin.testing.chain import mine_child
 from cheesecoin.testing.fakes import ADDR, BOB, KEY, NOW, Net, Raw, chain, make_member
+from cheesecoin.wire.codec import dumps
 from tests.cases import clock_at
 from tests.p2p.test_compact import setup
 
@@ -130,6 +131,33 @@ class CompactModesTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = clock_at(NOW)
         self.manager, self.cheeses, self.txs, self.fourth = setup(self.clock)
+
+    def test_a_header_of_a_cheese_we_have_is_dropped_silently_but_only_with_compact_modes(
+        self,
+    ) -> None:
+        # As our encoder writes it (Raw.send's json.dumps has spaces: always decoded).
+        known = dumps({"type": "ANNOUNCE_HEADER", "header": header_of(self.cheeses[-1])})[:-1]
+        assert peer(self.manager, 1).send(known) == []
+        assert peer(self.manager, 2).proto.score == 0
+        # Read before decoding as a known cheese's announcement is: a member that does
+        # not list compact-modes still answers the unknown type.
+        rev2 = make_member("bb", self.clock, self.cheeses, features=REV2)
+        [error] = peer(rev2, 3).send(known)
+        assert error["code"] == "unknown-type"
+
+    def test_the_keep_alive_read_without_the_decoder_answers_as_the_handler_does(self) -> None:
+        a = peer(self.manager, 1)
+        assert a.send(b'{"type":"PING","id":7}') == [{"type": "PONG", "id": 7}]
+        assert a.send(b'{"type":"PING","id":"x7"}') == [{"type": "PONG", "id": "x7"}]
+        # A PONG carrying the id of a request of ours is its reply, as in the reply table.
+        asked = a.proto.request({"type": "GET_MEMPOOL"})
+        got: List[dict] = []
+        asked.addCallback(got.append)
+        assert of_type(a.replies(), "GET_MEMPOOL")
+        assert a.send(b'{"type":"PONG","id":%d}' % a.proto._next_id) == []
+        assert got == [{"type": "PONG", "id": a.proto._next_id}] and a.proto.score == 0
+        b = peer(self.manager, 2)  # not our encoder's: decoded, and refused as before
+        assert b.send(b'{"type":"PING","id":01}')[0]["code"] == "bad-json"
 
     def test_the_first_three_modes_peers_are_asked_for_high_bandwidth(self) -> None:
         raws = [Raw(self.manager, host=f"10.0.4.{n}") for n in range(5)]
