@@ -8,6 +8,8 @@ run: a ratio near 1 is linear growth), the peak RSS per member, and the
 propagation p50/p90 against the latency-weighted shortest-path limit of the
 same run. Then a late joiner's initial sync (``cheesecoin.sim.syncrace``):
 headers first from 8 peers against 1 peer, and the version-1 sync from 8.
+Then (issue 29) the three relay settings (``--features all``, ``rev2``,
+``none``) at 100 members: bytes per payment and propagation against each other.
 Then (issue 31) propagation at 500 payments a cheese without and with
 simulated validation time (``--verify-us``), and a selfish pool's revenue
 share against Eyal and Sirer's theory for alpha from 0.1 to 0.45 at two
@@ -106,6 +108,7 @@ def run(quick: bool = False) -> List[Dict[str, Any]]:
             )
         )
     figures.extend(sync_figures(quick))
+    figures.extend(relay_figures(quick))
     figures.extend(cpu_figures(quick))
     figures.extend(selfish_figures(quick))
     return figures
@@ -115,6 +118,71 @@ def _simulate(config: Any) -> Dict[str, Any]:
     from cheesecoin.sim.world import Simulation
 
     return Simulation(config).run()
+
+
+def relay_figures(quick: bool = False) -> List[Dict[str, Any]]:
+    """Issue 29: the three relay settings (``--features all``, ``rev2``, ``none``)
+    at 100 members, 500 payments a mean spacing, the same seed: bytes per member
+    per payment of ``all`` and ``rev2`` against ``none`` in the same run, and each
+    one's cheese propagation p90 against its limit and payment p90."""
+    from cheesecoin.sim.config import SimConfig
+
+    cheeses = 4 if quick else 12
+    runs: Dict[str, Dict[str, Any]] = {}
+    for features in ("none", "rev2", "all"):
+        config = SimConfig(
+            members=100,
+            cheeses=cheeses,
+            txs_per_cheese=500,
+            latency=(20, 150),
+            bandwidth=10,
+            seed=1,
+            features=features,
+        )
+        runs[features] = f = _simulate(config)
+        print(
+            f"bench_sim: --features {features}: {f['bytes_per_member']} B a member, "
+            f"{f['transactions']} payments, propagation {f['propagation_ms']}",
+            file=sys.stderr,
+        )
+
+    def per_payment(f: Dict[str, Any]) -> float:
+        return f["bytes_per_member"] / max(1, f["transactions"])
+
+    label = f"relay, 100 members x {cheeses} cheeses, 500 payments a spacing"
+    out = []
+    for features, goal in (("all", "<= 0.20"), ("rev2", "")):
+        out.append(
+            figure(
+                f"{label}: bytes per member per payment, --features {features}",
+                per_payment(runs[features]),
+                "B",
+                per_payment(runs["none"]),
+                "the same with --features none",
+                goal=goal,
+            )
+        )
+    for features in ("all", "rev2", "none"):
+        f = runs[features]
+        out.append(
+            figure(
+                f"{label}: cheese propagation p90, --features {features}",
+                f["propagation_ms"]["p90"],
+                "ms",
+                f["propagation_limit_ms"]["p90"],
+                "shortest-path limit p90",
+                goal="<= 1.5" if features == "all" else "",
+            )
+        )
+        out.append(
+            figure(
+                f"{label}: payment propagation p90, --features {features}",
+                f["tx_propagation_ms"]["p90"],
+                "ms",
+                goal="<= 2000 ms" if features == "all" else "",
+            )
+        )
+    return out
 
 
 def cpu_figures(quick: bool = False) -> List[Dict[str, Any]]:
