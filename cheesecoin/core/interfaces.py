@@ -12,15 +12,34 @@ their collaborators, declared once as ``typing.Protocol``s.
   miner and of the peers, registered by the services that own them
   (``MemberNode.register_miner``, ``MemberNode.register_peers``);
 - ``Source``: whoever handed the node a cheese or a transaction;
-- the listeners a ``MemberNode`` tells of changes.
+- the listeners a ``MemberNode`` tells of changes;
+- ``ChainNode``: what every service that follows the stack uses of a
+  ``MemberNode`` (mining's ``MiningNode`` and the peer layer's ``PeerNode``
+  extend it).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Protocol,
+    Tuple,
+)
 
 from cheesecoin.core.errors import InvalidCheese, StorageError
 from cheesecoin.core.tree import AddResult, Node
+
+if TYPE_CHECKING:  # the node's parts, which import this module
+    from cheesecoin.core.cheese import Network
+    from cheesecoin.core.mempool import Mempool
+    from cheesecoin.core.stack import CheeseStack
 
 # What a store's ``load`` returns: (cheese, info_hash) of every stored cheese in
 # the order they were stored, the stored tip and the invalid marks.
@@ -127,3 +146,33 @@ TxListener = Callable[[str, dict, Source], None]
 CheeseListener = Callable[[AddResult, Source], None]
 RefusalListener = Callable[[InvalidCheese, Source], None]
 StorageListener = Callable[[Exception], None]
+
+
+class ChainNode(Protocol):
+    """What a service that follows the stack uses of the member's node (a
+    ``cheesecoin.core.node.MemberNode``): its stack, mempool and network, the
+    listeners that tell it of changes, and ``submit_cheese``."""
+
+    @property
+    def stack(self) -> CheeseStack: ...
+
+    @property
+    def mempool(self) -> Mempool: ...
+
+    @property
+    def network(self) -> Network: ...
+
+    @property
+    def tip_listeners(self) -> List[TipListener]: ...
+
+    @property
+    def tx_listeners(self) -> List[TxListener]: ...
+
+    def submit_cheese(
+        self,
+        cheese: Any,
+        source: Source = None,
+        check_signatures: bool = True,
+        ihash: Optional[str] = None,
+    ) -> AddResult:
+        """Validate and add a cheese; raises InvalidCheese (or StorageError)."""

@@ -11,48 +11,22 @@ of the member's node, of the reactor and of each other.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Mapping, Optional, Protocol, Sequence
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IProcessProtocol, IProcessTransport
 
-from cheesecoin.core.cheese import Network
-from cheesecoin.core.interfaces import MinerView, TipListener, TxListener
-from cheesecoin.core.mempool import Mempool
-from cheesecoin.core.stack import CheeseStack
-from cheesecoin.core.tree import AddResult
+from cheesecoin.core.interfaces import ChainNode, MinerView
 from cheesecoin.mining.jobs import Job
 
 
-class MiningNode(Protocol):
+class MiningNode(ChainNode, Protocol):
     """The node as mining uses it: its stack and mempool for templates, its
-    listeners for template changes, ``submit_cheese`` for a found cheese."""
-
-    @property
-    def stack(self) -> CheeseStack: ...
-
-    @property
-    def mempool(self) -> Mempool: ...
-
-    @property
-    def network(self) -> Network: ...
+    listeners for template changes, ``submit_cheese`` for a found cheese, and
+    its clock for the templates' timestamps."""
 
     @property
     def clock(self) -> Callable[[], float]: ...
-
-    @property
-    def tip_listeners(self) -> List[TipListener]: ...
-
-    @property
-    def tx_listeners(self) -> List[TxListener]: ...
-
-    def submit_cheese(
-        self,
-        cheese: Any,
-        source: Any = None,
-        check_signatures: bool = True,
-        ihash: Optional[str] = None,
-    ) -> AddResult: ...
 
     def register_miner(self, miner: MinerView) -> None: ...
 

@@ -50,15 +50,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from cheesecoin.core.interfaces import Source
+from cheesecoin.core.interfaces import ChainNode, Source
 from cheesecoin.util.addresses import Address
 
 if TYPE_CHECKING:
-    from cheesecoin.core.cheese import Network
     from cheesecoin.core.errors import InvalidCheese
-    from cheesecoin.core.interfaces import PeersView, TipListener, TxListener
-    from cheesecoin.core.mempool import Mempool
-    from cheesecoin.core.stack import CheeseStack
+    from cheesecoin.core.interfaces import PeersView
     from cheesecoin.core.tree import AddResult
     from cheesecoin.p2p.download import BaseDownload
     from cheesecoin.p2p.protocol import MemberProtocol
@@ -86,37 +83,13 @@ __all__ = [
 Traffic = Callable[[str, str, int], None]  # (direction, message type, bytes): the metrics hook
 
 
-class PeerNode(Protocol):
+class PeerNode(ChainNode, Protocol):
     """What the peer layer uses of the member's node (a ``core.node.MemberNode``):
     its stack, mempool and network, its identity, the two ways in, and the
     listeners and registration by which it hears of the node and reports to it."""
 
     @property
-    def stack(self) -> CheeseStack: ...
-
-    @property
-    def mempool(self) -> Mempool: ...
-
-    @property
-    def network(self) -> Network: ...
-
-    @property
     def node_id(self) -> str: ...
-
-    @property
-    def tip_listeners(self) -> List[TipListener]: ...
-
-    @property
-    def tx_listeners(self) -> List[TxListener]: ...
-
-    def submit_cheese(
-        self,
-        cheese: Any,
-        source: Source = None,
-        check_signatures: bool = True,
-        ihash: Optional[str] = None,
-    ) -> AddResult:
-        """Validate and add a cheese; raises InvalidCheese (or StorageError)."""
 
     def submit_tx(self, tx: Any, source: Source = None) -> Tuple[str, bool]:
         """Validate and add a transaction: (tx_id, whether it is new); raises InvalidTx."""
