@@ -120,26 +120,32 @@ def _simulate(config: Any) -> Dict[str, Any]:
     return Simulation(config).run()
 
 
+def _busy_network(cheeses: int, **options: Any) -> Dict[str, Any]:
+    """100 members, 500 payments a mean spacing, 20-150 ms, 10 Mbit/s, seed 1:
+    the network the relay and CPU figures compare settings in."""
+    from cheesecoin.sim.config import SimConfig
+
+    config = SimConfig(
+        members=100,
+        cheeses=cheeses,
+        txs_per_cheese=500,
+        latency=(20, 150),
+        bandwidth=10,
+        seed=1,
+        **options,
+    )
+    return _simulate(config)
+
+
 def relay_figures(quick: bool = False) -> List[Dict[str, Any]]:
     """Issue 29: the three relay settings (``--features all``, ``rev2``, ``none``)
     at 100 members, 500 payments a mean spacing, the same seed: bytes per member
     per payment of ``all`` and ``rev2`` against ``none`` in the same run, and each
     one's cheese propagation p90 against its limit and payment p90."""
-    from cheesecoin.sim.config import SimConfig
-
     cheeses = 4 if quick else 12
     runs: Dict[str, Dict[str, Any]] = {}
     for features in ("none", "rev2", "all"):
-        config = SimConfig(
-            members=100,
-            cheeses=cheeses,
-            txs_per_cheese=500,
-            latency=(20, 150),
-            bandwidth=10,
-            seed=1,
-            features=features,
-        )
-        runs[features] = f = _simulate(config)
+        runs[features] = f = _busy_network(cheeses, features=features)
         print(
             f"bench_sim: --features {features}: {f['bytes_per_member']} B a member, "
             f"{f['transactions']} payments, propagation {f['propagation_ms']}",
@@ -188,22 +194,13 @@ def relay_figures(quick: bool = False) -> List[Dict[str, Any]]:
 def cpu_figures(quick: bool = False) -> List[Dict[str, Any]]:
     """Propagation of cheeses of 500 payments, 100 members, with no CPU time and
     with the default --verify-us (the members' validation at every hop)."""
-    from cheesecoin.sim.config import VERIFY_US, SimConfig
+    from cheesecoin.sim.config import VERIFY_US
 
     cheeses = 4 if quick else 10
     out = []
     runs = {}
     for verify in (0.0, VERIFY_US):
-        config = SimConfig(
-            members=100,
-            cheeses=cheeses,
-            txs_per_cheese=500,
-            latency=(20, 150),
-            bandwidth=10,
-            seed=1,
-            verify_us=verify,
-        )
-        runs[verify] = f = _simulate(config)
+        runs[verify] = f = _busy_network(cheeses, verify_us=verify)
         print(
             f"bench_sim: 500 tx/cheese, --verify-us {verify:g}: {f['propagation_ms']}",
             file=sys.stderr,
