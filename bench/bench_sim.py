@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from typing import Any, Dict, List
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import figure, print_table  # noqa: E402
+from common import figure, print_table, run_in_tree  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = [(100, 120), (300, 60), (1000, 30)]  # (members, cheeses)
@@ -49,16 +48,8 @@ print(json.dumps(f))
 
 
 def _run(members: int, cheeses: int) -> Dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(members), str(cheeses)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=1800,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"simulate {members} members failed: {done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    out = run_in_tree(ROOT, _CHILD, str(members), str(cheeses), timeout=1800)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def run(quick: bool = False) -> List[Dict[str, Any]]:

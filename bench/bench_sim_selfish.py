@@ -24,9 +24,12 @@ import math
 import os
 import random
 import statistics
-import subprocess
 import sys
 from typing import Any, Dict, List
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import run_in_tree  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WINDOW = 0.03  # the goal: within +-0.03 of R(alpha, gamma measured)
@@ -48,16 +51,9 @@ print(json.dumps({"selfish": f["selfish"], "agreement": f["agreement"],
 
 
 def simulate(alpha: float, seed: int, cheeses: int, peers: int) -> Dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(alpha), str(seed), str(cheeses), str(peers)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=3600,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"alpha {alpha} seed {seed} failed: {done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    args = (str(alpha), str(seed), str(cheeses), str(peers))
+    out = run_in_tree(ROOT, _CHILD, *args, timeout=3600)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def model_spread(alpha: float, gamma: float, cheeses: int, runs: int) -> Dict[str, float]:
