@@ -30,7 +30,7 @@ height), the share whose parent is the pool's cheese.
 from __future__ import annotations
 
 import random
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, NamedTuple, Optional, Tuple
 
 from cheesecoin.core.errors import InvalidCheese, InvalidTx, StorageError
 from cheesecoin.core.node import MINED, MemberNode
@@ -48,8 +48,14 @@ END = "publish-rest"  # the run stops mining: whatever is private is published
 
 
 def revenue_theory(alpha: float, gamma: float) -> float:
-    """Eyal and Sirer's relative revenue R(alpha, gamma) of a selfish pool."""
+    """Eyal and Sirer's relative revenue R(alpha, gamma) of a selfish pool.
+
+    Their formula holds below half the power (at 0.5 it is 1); a pool with half
+    or more takes the whole stack, so from 0.5 up it is 1 (a share measured in a
+    short run can be that high; the formula's denominator vanishes near 0.555)."""
     a, g = alpha, gamma
+    if a >= 0.5:
+        return 1.0
     return (a * (1 - a) ** 2 * (4 * a + g * (1 - 2 * a)) - a**3) / (1 - a * (1 + (2 - a) * a))
 
 
@@ -122,17 +128,29 @@ class SelfishStrategy:
         return out
 
 
-def model_revenue(alpha: float, gamma: float, cheeses: int, rng: random.Random) -> float:
-    """The pool's share of the final stack when ``SelfishStrategy`` plays in Eyal
-    and Sirer's own model (no network: everyone hears of a cheese at once; in a
-    race a share ``gamma`` of the honest power mines on the pool's cheese).
+class ModelRun(NamedTuple):
+    """One run of ``model_run``: the pool's share of the settled stack and how
+    many of the run's cheeses the pool found (its measured alpha is
+    ``pool_found / cheeses``)."""
+
+    share: float
+    pool_found: int
+
+
+def model_run(alpha: float, gamma: float, cheeses: int, rng: random.Random) -> ModelRun:
+    """The pool's share of the final stack, and its count of cheeses found,
+    when ``SelfishStrategy`` plays in Eyal and Sirer's own model (no network:
+    everyone hears of a cheese at once; in a race a share ``gamma`` of the
+    honest power mines on the pool's cheese).
     The same strategy object as the simulated pool, so its long-run share is
     R(alpha, gamma); over a few thousand cheeses it shows the model's own spread."""
     s = SelfishStrategy(0)
     pool_branch = honest_branch = 0  # cheeses of each branch since the last common tip
     pool = honest = 0  # cheeses on the settled stack
+    found = 0  # cheeses the pool found (its alpha measured: found / cheeses)
     for i in range(cheeses):
         if rng.random() < alpha:
+            found += 1
             s.on_pool_cheese(s.private_height + 1, str(i))
             pool_branch += 1
             if s.last == WIN:  # its branch is the longer one: settled
@@ -154,7 +172,12 @@ def model_revenue(alpha: float, gamma: float, cheeses: int, rng: random.Random) 
         pool += pool_branch
     elif honest_branch > pool_branch:
         honest += honest_branch
-    return pool / (pool + honest) if pool + honest else 0.0
+    return ModelRun(pool / (pool + honest) if pool + honest else 0.0, found)
+
+
+def model_revenue(alpha: float, gamma: float, cheeses: int, rng: random.Random) -> float:
+    """``model_run``'s share alone (the same draws from ``rng``)."""
+    return model_run(alpha, gamma, cheeses, rng).share
 
 
 class SelfishPool:
@@ -269,14 +292,25 @@ class SelfishPool:
     # -- figures ---------------------------------------------------------------------------
 
     def figures(self, on_best: List[str]) -> dict:
+        """The pool's figures at the end of the run (``on_best``: the best stack's smells).
+
+        Like gamma, alpha is also measured: the pool's share of every cheese
+        found in the run (the world's ``mined``: the pool's and the honest
+        miners'), so ``revenue_theory_measured`` leaves out the run's luck in
+        how many cheeses the pool itself found; ``revenue_theory`` is at the
+        configured alpha, as issue 31 names it."""
         ours = set(self.found)
         share = sum(1 for s in on_best if s in ours) / len(on_best) if on_best else 0.0
         gamma = self.tie_on_pool / self.tie_cheeses if self.tie_cheeses else 0.0
+        mined = self.world.mined
+        alpha_measured = len(self.found) / mined if mined else 0.0
         return {
             "alpha": self.alpha,
+            "alpha_measured": round(alpha_measured, 4),
             "gamma_measured": round(gamma, 4),
             "revenue_share": round(share, 4),
             "revenue_theory": round(revenue_theory(self.alpha, gamma), 4),
+            "revenue_theory_measured": round(revenue_theory(alpha_measured, gamma), 4),
             "pool_found": len(self.found),
             "tie_cheeses": self.tie_cheeses,
             "publish_failed": self.publish_failed,
