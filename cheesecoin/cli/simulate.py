@@ -275,10 +275,16 @@ def summary(f: dict) -> str:
     ]
     pool = f.get("selfish")
     if pool is not None:
+        measured = ""
+        if pool.get("revenue_theory_measured") is not None:
+            measured = (
+                f"; {pool['revenue_theory_measured']:.4f} at measured alpha "
+                f"{pool['alpha_measured']:.4f} too"
+            )
         lines.append(
             f"selfish     alpha {pool['alpha']}: revenue share {pool['revenue_share']:.4f} "
-            f"(theory {pool['revenue_theory']:.4f} at measured gamma {pool['gamma_measured']:.4f}, "
-            f"{pool['tie_cheeses']} honest cheeses found in races)"
+            f"(theory {pool['revenue_theory']:.4f} at measured gamma {pool['gamma_measured']:.4f}"
+            f"{measured}, {pool['tie_cheeses']} honest cheeses found in races)"
         )
     return "\n".join(lines)
 
@@ -326,7 +332,10 @@ def plot(sim: Any, figures: dict, path: str) -> None:
 def plot_revenue(series: Dict[str, List[dict]], path: str) -> None:
     """The pool's measured revenue share against alpha, beside Eyal and Sirer's
     R(alpha, gamma) at each run's measured gamma and at gamma 0 and 1/2; one
-    series of runs per label (such as a --selfish-peers setting)."""
+    series of runs per label (such as a --selfish-peers setting). Per series
+    also R at each run's measured alpha and gamma (a distinct marker, drawn at
+    the run's alpha so that its gap to the measured share is the difference
+    the figures give; runs without those keys are left out of it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -359,6 +368,16 @@ def plot_revenue(series: Dict[str, List[dict]], path: str) -> None:
             lw=1,
             label=f"{label}: theory at the measured gamma",
         )
+        at_measured = [p for p in pools if p.get("revenue_theory_measured") is not None]
+        if at_measured:
+            ax.plot(
+                [p["alpha"] for p in at_measured],
+                [p["revenue_theory_measured"] for p in at_measured],
+                "^",
+                color=color,
+                mfc="none",
+                label=f"{label}: theory at the measured alpha and gamma",
+            )
         ax.plot(
             alphas,
             [p["revenue_share"] for p in pools],

@@ -8,9 +8,11 @@ import json
 import os
 import subprocess
 import sys
+from typing import Optional
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from cheesecoin.cli.simulate import plot_revenue, summary
 from cheesecoin.sim.config import SimConfig
 from cheesecoin.sim.selfish import (
     ADOPT,
@@ -128,6 +130,37 @@ class ModelTests(SynchronousTestCase):
             theory = revenue_theory(alpha, gamma)
             self.assertLess(abs(share - theory), 0.01, (alpha, gamma, share, theory))
 
+    def test_the_theory_at_the_measured_alpha_takes_the_pool_s_luck_out(self) -> None:
+        # 200 runs of 2,000 cheeses at alpha 0.4, gamma 0.3: share - R(alpha, gamma) has
+        # sd 0.028-0.035 over seeds 1-5, share - R(alpha_hat, gamma) 0.008-0.010 (ratio
+        # 0.27-0.33), alpha_hat the pool's share of the run's cheeses.
+        import random
+        import statistics
+
+        from cheesecoin.sim.selfish import model_revenue, model_run
+
+        rng = random.Random(3)
+        given, measured = [], []
+        for _ in range(200):
+            run = model_run(0.4, 0.3, 2000, rng)
+            self.assertTrue(0 < run.pool_found < 2000, run)
+            given.append(run.share - revenue_theory(0.4, 0.3))
+            measured.append(run.share - revenue_theory(run.pool_found / 2000, 0.3))
+        ratio = statistics.stdev(measured) / statistics.stdev(given)
+        self.assertLess(ratio, 0.5, (statistics.stdev(measured), statistics.stdev(given)))
+        self.assertLess(abs(statistics.mean(measured)), 0.005, statistics.mean(measured))
+        # model_revenue is model_run's share, from the same draws
+        self.assertEqual(
+            model_revenue(0.4, 0.3, 500, random.Random(7)),
+            model_run(0.4, 0.3, 500, random.Random(7)).share,
+        )
+
+    def test_half_the_power_or_more_takes_the_whole_stack(self) -> None:
+        # a short run's measured alpha can pass 0.5, where the formula breaks down
+        for alpha in (0.5, 0.5550, 0.5552, 0.6, 1.0):
+            self.assertEqual(revenue_theory(alpha, 0.3), 1.0)
+        self.assertLess(revenue_theory(0.499, 0.3), 1.0)
+
 
 def run(alpha: float, cheeses: int, seed: int = 1) -> dict:
     return Simulation(
@@ -171,6 +204,7 @@ class SelfishPoolTests(SynchronousTestCase):
         )
         f = sim.run()
         self.assertGreater(f["members_joined"], 10)  # many left and joined
+        assert sim.pool is not None
         self.assertTrue(sim.pool.member.alive)
         self.assertIsNone(sim.pool.member.left_at)
 
@@ -179,6 +213,7 @@ class SelfishPoolTests(SynchronousTestCase):
             SimConfig(members=12, cheeses=5, spacing=5, seed=2, selfish=0.3, selfish_peers=3)
         )
         sim.run()
+        assert sim.pool is not None
         manager = sim.pool.member.manager
         self.assertEqual(len(manager.peers), 3)
         self.assertTrue(all(p.outbound for p in manager.peers.values()))
@@ -220,6 +255,18 @@ class SelfishDeterminismTests(SynchronousTestCase):
             set(first["selfish"]) >= {"alpha", "gamma_measured", "revenue_share", "revenue_theory"},
             True,
         )
+        pool = first["selfish"]
+        # alpha measured like gamma: the pool's share of every cheese found in the run
+        self.assertEqual(pool["alpha_measured"], round(pool["pool_found"] / 80, 4), pool)
+        self.assertEqual(first["cheeses_mined"], 80)
+        gamma = pool["gamma_measured"]
+        self.assertAlmostEqual(
+            pool["revenue_theory_measured"], revenue_theory(pool["alpha_measured"], gamma), 3
+        )
+        self.assertAlmostEqual(pool["revenue_theory"], revenue_theory(0.35, gamma), 3)
+        line = summary(first).splitlines()[-1]
+        self.assertIn(f"{pool['revenue_theory_measured']:.4f} at measured alpha", line)
+        self.assertIn(f"theory {pool['revenue_theory']:.4f} at measured gamma", line)
         first.pop("wall_seconds"), second.pop("wall_seconds")
         self.assertEqual(first, second)
         self.assertGreater(first["selfish"]["pool_found"], 0)
@@ -246,3 +293,85 @@ class RevenuePlotTests(SynchronousTestCase):
         self.assertNotEqual(code, 0)
         self.assertIn("--plot needs matplotlib", err.getvalue())
         self.assertEqual(err.getvalue().count("\n"), 1, err.getvalue())
+
+    def test_the_summary_of_older_figures_without_alpha_measured(self) -> None:
+        f = {
+            "members": 10,
+            "members_joined": 10,
+            "cheeses_mined": 80,
+            "cheeses_on_best": 78,
+            "stale_rate": 0.025,
+            "propagation_ms": {"p50": 1, "p90": 2, "p99": 3, "max": 4},
+            "propagation_limit_ms": {"p50": 1, "p90": 2, "p99": 3, "max": 4},
+            "agreement": True,
+            "quiet_seconds": 2,
+            "reorgs": 0,
+            "max_reorg_depth": 0,
+            "bytes_per_member": 100,
+            "simulated_seconds": 800,
+            "wall_seconds": 1.0,
+            "selfish": {
+                "alpha": 0.3,
+                "gamma_measured": 0.25,
+                "revenue_share": 0.31,
+                "revenue_theory": 0.3,
+                "tie_cheeses": 4,
+            },
+        }
+        line = summary(f).splitlines()[-1]
+        self.assertIn("theory 0.3000 at measured gamma 0.2500, 4 honest", line)
+        self.assertNotIn("measured alpha", line)
+
+    def test_the_plot_draws_the_theory_at_the_measured_alpha_too(self) -> None:
+        import types
+
+        drawn: list = []
+
+        class Axes:
+            def plot(self, xs: list, ys: list, *style: str, **kw: object) -> None:
+                drawn.append((list(xs), list(ys), style, kw.get("label")))
+
+            def __getattr__(self, name: str) -> object:
+                return lambda *a, **kw: None  # labels, limits, grid, legend
+
+        class Figure:
+            def savefig(self, path: str, **kw: object) -> None:
+                drawn.append(("saved", path))
+
+        pyplot = types.ModuleType("matplotlib.pyplot")
+        pyplot.subplots = lambda **kw: (Figure(), Axes())  # type: ignore[attr-defined]
+        pyplot.close = lambda fig: None  # type: ignore[attr-defined]
+        matplotlib = types.ModuleType("matplotlib")
+        matplotlib.use = lambda backend: None  # type: ignore[attr-defined]
+        matplotlib.pyplot = pyplot  # type: ignore[attr-defined]
+
+        def restore(name: str, old: Optional[types.ModuleType]) -> None:
+            if old is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = old
+
+        for name, module in (("matplotlib", matplotlib), ("matplotlib.pyplot", pyplot)):
+            self.addCleanup(restore, name, sys.modules.get(name))
+            sys.modules[name] = module
+
+        def run_of(alpha: float, **more: float) -> dict:
+            pool = {"alpha": alpha, "revenue_share": alpha + 0.05, "revenue_theory": alpha + 0.02}
+            pool.update(more)
+            return {"members": 10, "cheeses_mined": 2000, "selfish": pool}
+
+        runs = [
+            run_of(0.4, alpha_measured=0.41, revenue_theory_measured=0.47),
+            run_of(0.2),  # older figures: no theory at the measured alpha
+            run_of(0.3, alpha_measured=0.29, revenue_theory_measured=0.28),
+        ]
+        plot_revenue({"40 pool peers": runs}, "revenue.png")
+        series = {d[3]: d for d in drawn if len(d) == 4 and d[3] and d[3].startswith("40")}
+        at_measured = series["40 pool peers: theory at the measured alpha and gamma"]
+        self.assertEqual(at_measured[:2], ([0.3, 0.4], [0.28, 0.47]))
+        self.assertNotIn(at_measured[2], [series[k][2] for k in series if k != at_measured[3]])
+        given = series["40 pool peers: theory at the measured gamma"]
+        self.assertEqual(given[:2], ([0.2, 0.3, 0.4], [a + 0.02 for a in (0.2, 0.3, 0.4)]))
+        shares = series["40 pool peers: measured"]
+        self.assertEqual(shares[0], [0.2, 0.3, 0.4])
+        self.assertIn(("saved", "revenue.png"), drawn)
