@@ -20,9 +20,11 @@ points whichever message brought it).
 
 Bounds (a peer is hostile): at most ``MAX_PEER_IN_FLIGHT`` txids asked of one
 peer at a time and ``MAX_IN_FLIGHT`` in all; ``MAX_ANNOUNCERS`` announcers
-remembered per txid and ``MAX_TRACKED`` txids tracked at all (the oldest
-forgotten); an ``INV`` costs a set look-up per txid, and a txid we ask for
-and never get costs its announcer its in-flight slot until the timeout.
+remembered per txid, ``MAX_PEER_TRACKED`` txids remembered for one peer (its
+oldest forgotten first: a long run's honest announcer is still heard) and
+``MAX_TRACKED`` txids tracked at all (the oldest forgotten); an ``INV``
+costs a set look-up per txid, and a txid we ask for and never get costs
+its announcer its in-flight slot until the timeout.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ MAX_PEER_IN_FLIGHT = 2000  # txids asked of one peer at a time
 MAX_IN_FLIGHT = 20000  # txids asked of all peers at a time
 MAX_ANNOUNCERS = 8  # announcers remembered per txid (the fallbacks)
 MAX_TRACKED = 40000  # txids whose announcers and holders are remembered (twice MAX_IN_FLIGHT)
-MAX_PEER_TRACKED = 5000  # txids one peer may have us remember as announced by it
+MAX_PEER_TRACKED = 5000  # txids remembered as announced by one peer (its oldest forgotten)
 REFUSED_MEMORY = 5000  # txids refused lately, not asked for again
 
 
@@ -74,8 +76,8 @@ class Inventory:
         # txid -> the peers that announced or sent it to us (in order), recent ones only.
         self.peers_of: "OrderedDict[str, List[MemberProtocol]]" = OrderedDict()
         self.in_flight: Dict[str, MemberProtocol] = {}  # txid -> the peer it is asked of
-        # peer -> the txids it is remembered for
-        self.tracked_by: Dict[MemberProtocol, Set[str]] = {}
+        # peer -> the txids it is remembered for, oldest first (a dict used as an ordered set)
+        self.tracked_by: Dict[MemberProtocol, Dict[str, None]] = {}
         # peer -> txids asked of it and not yet delivered
         self.asked_of: Dict[MemberProtocol, Set[str]] = {}
         self.refused: "OrderedDict[str, None]" = OrderedDict()
@@ -118,21 +120,33 @@ class Inventory:
         if txids and not proto.closing:
             proto.push({"type": "INV", "txids": txids})
 
-    def _remember(self, tx_id: str, peers: List[MemberProtocol]) -> bool:
-        """``peers`` hold ``tx_id`` (they sent, announced, or were told of it).
-        False when none of them may add another txid (``MAX_PEER_TRACKED``)."""
-        peers = [p for p in peers if len(self.tracked_by.get(p, ())) < MAX_PEER_TRACKED]
-        if not peers:
-            return False
+    def _remember(self, tx_id: str, peers: List[MemberProtocol]) -> None:
+        """``peers`` hold ``tx_id`` (they sent, announced, or were told of it)."""
+        for p in peers:
+            self._remember_one(tx_id, p)
+
+    def _remember_one(self, tx_id: str, peer: MemberProtocol) -> None:
+        """``peer`` holds ``tx_id``. A peer remembered for ``MAX_PEER_TRACKED`` txids
+        forgets its oldest one for it: an ``INV`` flood costs its sender its own
+        entries, never another peer's, and a peer that has announced many
+        transactions over a long run is still heard."""
         known = self.peers_of.get(tx_id)
         if known is None:
             known = self.peers_of[tx_id] = []
             self._evict()
-        for p in peers:
-            if p not in known and len(known) < MAX_ANNOUNCERS:
-                known.append(p)
-                self.tracked_by.setdefault(p, set()).add(tx_id)
-        return True
+        if peer in known or len(known) >= MAX_ANNOUNCERS:
+            return
+        known.append(peer)
+        tracked = self.tracked_by.get(peer)
+        if tracked is None:
+            tracked = self.tracked_by[peer] = {}
+        tracked[tx_id] = None
+        if len(tracked) > MAX_PEER_TRACKED:
+            oldest = next(iter(tracked))
+            del tracked[oldest]
+            holders = self.peers_of.get(oldest)
+            if holders is not None and peer in holders:
+                holders.remove(peer)
 
     def _evict(self) -> None:
         """Forget the oldest tracked txids beyond MAX_TRACKED, never one being fetched
@@ -147,7 +161,7 @@ class Inventory:
             for p in holders:
                 tracked = self.tracked_by.get(p)
                 if tracked is not None:
-                    tracked.discard(old)
+                    tracked.pop(old, None)
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -156,9 +170,9 @@ class Inventory:
         txids = get_txids(msg, "txids", MAX_INV)
         mempool, stack = self.node.mempool, self.node.stack
         want: List[str] = []
+        remember = self._remember_one
         for tx_id in dict.fromkeys(txids):
-            if not self._remember(tx_id, [proto]):
-                break  # it has us remember as many as one peer may
+            remember(tx_id, proto)
             if tx_id in self.in_flight or tx_id in mempool or tx_id in self.refused:
                 continue
             if stack.tx_height(tx_id) is not None:
@@ -247,7 +261,7 @@ class Inventory:
                 announcers.remove(proto)  # it does not have it (any more)
                 tracked = self.tracked_by.get(proto)
                 if tracked is not None:
-                    tracked.discard(tx_id)
+                    tracked.pop(tx_id, None)
             here = self.directory.peers.values()
             nxt = next((p for p in announcers if not p.closing and p in here), None)
             if nxt is not None:

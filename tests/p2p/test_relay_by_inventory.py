@@ -108,6 +108,19 @@ class InventoryReceivingTests(SynchronousTestCase):
         self.clock.advance(inv_mod.FETCH_TIMEOUT + 0.1)  # never delivered: the slots come back
         assert not self.manager.inventory.in_flight
 
+    def test_a_peer_that_announced_its_quota_is_still_heard_its_oldest_forgotten(self) -> None:
+        # A long run passes MAX_PEER_TRACKED transactions from every peer: the
+        # announcements of each must still be fetched (here with a quota of 1).
+        self.patch(inv_mod, "MAX_PEER_TRACKED", 1)
+        a = peer(self.manager, 1)
+        first, second = (txid(t) for t in self.txs)
+        self.manager.node.submit_tx(self.txs[0], "api")  # we hold it: a is told of it
+        assert not of_type(a.send({"type": "INV", "txids": [first]}), "GET_TXS")
+        [ask] = of_type(a.send({"type": "INV", "txids": [second]}), "GET_TXS")
+        assert ask["txids"] == [second]
+        assert list(self.manager.inventory.tracked_by[a.proto]) == [second]
+        assert a.proto not in self.manager.inventory.peers_of[first]
+
     def test_an_invalid_transaction_costs_what_an_invalid_tx_costs(self) -> None:
         a = peer(self.manager, 1)
         bad = dict(self.txs[0], memo="forged")  # its signature no longer holds
