@@ -22,12 +22,14 @@ reactor's next turn, skipping those whose announcement of it we read
 meanwhile (``Relay.relay_early``), and its full validation (ledger,
 signatures, the store) runs after those announcements are written (for a
 cheese of EARLY_MIN_TXS or more; a smaller one is validated at once).
-Because an honest member relays
-a body it has not validated yet, the announcer of a compact cheese whose
-header is valid but whose body breaks a rule loses RELAYED_INVALID_POINTS,
-not the invalid-cheese points of a whole ANNOUNCE (as Bitcoin Core treats a
-compact block relayed before validation, BIP 152); the cost of sending one is
-a proof of work on top of our best stack.
+Peers that take headers (section 5.2) get the cheese's ANNOUNCE_HEADER at
+that same moment, and may fetch its COMPACT from us while it is validated.
+Because an honest member relays a body it has not validated yet, whole
+(ANNOUNCE_COMPACT) or by its header (ANNOUNCE_HEADER, then COMPACT), the
+announcer of a compact cheese whose header is valid but whose body breaks a
+rule loses RELAYED_INVALID_POINTS, not the invalid-cheese points of a whole
+ANNOUNCE (as Bitcoin Core treats a compact block relayed before validation,
+BIP 152); the cost of sending one is a proof of work on top of our best stack.
 """
 
 from __future__ import annotations
@@ -128,11 +130,11 @@ class CompactRelay:
             return None
         return header
 
-    def receive(self, proto: MemberProtocol, msg: dict, relayed_early: bool = True) -> None:
-        """ANNOUNCE_COMPACT (or, ``relayed_early`` False, a COMPACT reply): rebuild the
-        cheese, asking its announcer. A body that breaks a rule costs the announcer of
-        an ANNOUNCE_COMPACT RELAYED_INVALID_POINTS (an honest member relays those before
-        validating them), that of a COMPACT the invalid-cheese points of an ANNOUNCE."""
+    def receive(self, proto: MemberProtocol, msg: dict) -> None:
+        """ANNOUNCE_COMPACT (or a COMPACT reply to the GET_COMPACT its announcer's
+        ANNOUNCE_HEADER made us send): rebuild the cheese, asking its announcer. A body
+        that breaks a rule costs the announcer RELAYED_INVALID_POINTS either way (an
+        honest member relays both before validating the body)."""
         header = self.announced_header(proto, msg.get("header"))
         if header is None:
             return
@@ -147,8 +149,6 @@ class CompactRelay:
             if len(self.rebuilding) >= MAX_REBUILDING:
                 return  # full: the newcomer waits (evicting would let it drop an honest rebuild)
             job = self.rebuilding[smell] = _Rebuild(header, miner, txids, note)
-        if not relayed_early:
-            job.requested_from.add(proto)
         if len(job.attempts) < MAX_ATTEMPTS and proto not in job.attempts:
             self._attempt(job, proto)
         self._release(job)  # none under way (this peer at its bound): nothing is kept for it
@@ -243,11 +243,11 @@ class CompactRelay:
                     self._receive,
                     proto,
                     cheese,
-                    job.points_of(proto),
+                    RELAYED_INVALID_POINTS,
                     header["info_hash"],
                 )
                 return
-        self._receive(proto, cheese, job.points_of(proto), header["info_hash"])
+        self._receive(proto, cheese, RELAYED_INVALID_POINTS, header["info_hash"])
 
     def _whole(self, proto: MemberProtocol, job: "_Rebuild") -> None:
         """Fall back to the whole cheese, by smell, from the announcer (the attempt goes on)."""
@@ -315,18 +315,9 @@ class _Rebuild:
     """One compact cheese being rebuilt: its announcement, and the announcers
     asked for its missing transactions (or the whole cheese) right now."""
 
-    __slots__ = ("header", "smell", "miner", "txids", "note", "attempts", "requested_from")
+    __slots__ = ("header", "smell", "miner", "txids", "note", "attempts")
 
     def __init__(self, header: dict, miner: str, txids: List[str], note: Optional[str]) -> None:
         self.header, self.smell, self.miner = header, header["smell"], miner
         self.txids, self.note = txids, note
         self.attempts: Set[MemberProtocol] = set()
-        # announcers whose compact form came as a COMPACT reply
-        self.requested_from: Set[MemberProtocol] = set()
-
-    def points_of(self, proto: MemberProtocol) -> Optional[int]:
-        """What an invalid body costs ``proto``: RELAYED_INVALID_POINTS if it pushed an
-        ANNOUNCE_COMPACT (an honest member relays those before validating them), the
-        full invalid-cheese points (None) if it answered our GET_COMPACT. Per announcer:
-        one peer's COMPACT does not change what another's ANNOUNCE_COMPACT costs."""
-        return None if proto in self.requested_from else RELAYED_INVALID_POINTS

@@ -218,9 +218,9 @@ class CompactModes:
             proto.misbehaved(UNDELIVERED_POINTS, "a COMPACT that is not the cheese asked for")
             return
         self.fetching.pop(smell, None)
-        try:  # rebuilt exactly as an ANNOUNCE_COMPACT from this peer
+        try:  # rebuilt exactly as an ANNOUNCE_COMPACT from this peer (same points)
             announcement = dict(reply, type="ANNOUNCE_COMPACT")
-            self.compact.receive(proto, announcement, relayed_early=False)
+            self.compact.receive(proto, announcement)
         except ProtocolError as e:
             if not proto.closing:
                 proto.refuse(e)

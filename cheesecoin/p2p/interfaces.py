@@ -223,7 +223,7 @@ class CompactView(Protocol):
     def announced_header(self, proto: MemberProtocol, header: Any) -> Optional[dict]:
         """The checked header of an announced cheese worth fetching, or None."""
 
-    def receive(self, proto: MemberProtocol, msg: dict, relayed_early: bool = True) -> None:
+    def receive(self, proto: MemberProtocol, msg: dict) -> None:
         """ANNOUNCE_COMPACT (or a COMPACT reply): rebuild the cheese."""
 
 

@@ -168,11 +168,13 @@ class Relay:
     def relay_early(self, source: MemberProtocol, cheese: dict, line: bytes) -> bool:
         """Send a rebuilt compact cheese on to our other compact peers before
         its full validation, if it would be our new best (its header is
-        checked). The lines are pushed by a call at the reactor's next turn,
-        which comes before its next poll writes them: by then the other
-        announcements of this cheese read in the same poll have named peers
-        that have it (``note_holder``), and they are skipped. Returns whether
-        it is to be sent: its validation may then wait until it is written."""
+        checked): ``line`` (its ANNOUNCE_COMPACT) to those that take it whole,
+        its ANNOUNCE_HEADER to those that take headers (section 5.2). The lines
+        are pushed by a call at the reactor's next turn, which comes before its
+        next poll writes them: by then the other announcements of this cheese
+        read in the same poll have named peers that have it (``note_holder``),
+        and they are skipped. Returns whether it is to be sent: its validation
+        may then wait until it is written."""
         stack = self.node.stack
         smell = cheese["smell"]
         parent = stack.nodes.get(cheese["parent_smell"])
@@ -187,7 +189,7 @@ class Relay:
         ):
             return False
         self.note_holder(source, smell)
-        if not self._early_targets(smell):
+        if not any(self._early_targets(smell)):
             return False
         try:
             check_member_info(cheese["unit_of_information"], self.node.network.max_transactions)
@@ -196,7 +198,7 @@ class Relay:
         self.early[smell] = None
         while len(self.early) > 10000:
             self.early.popitem(last=False)
-        self.clock.callLater(0, self._push_early, smell, line)
+        self.clock.callLater(0, self._push_early, cheese, line)
         self.pending[smell] = cheese
         return True
 
@@ -214,25 +216,34 @@ class Relay:
         for holders in self.holders.values():
             holders.discard(proto)
 
-    def _early_targets(self, smell: str) -> List[MemberProtocol]:
-        """The compact peers to send ``smell`` early: all but those that announced it,
-        and those that take our new cheeses as headers (section 5.2: after validation)."""
+    def _early_targets(self, smell: str) -> Tuple[List[MemberProtocol], List[MemberProtocol]]:
+        """The peers to send ``smell`` before its validation, all but those that
+        announced it or hold it: (compact peers that take it whole, those that take
+        headers)."""
         holders = self.holders.get(smell, ())
         modes = self.modes
-        return [
-            p
-            for p in self.directory.peers.values()
-            if p not in holders
-            and COMPACT in p.peer_features
-            and p.peer_tip != smell
-            and not modes.wants_header(p)
-        ]
+        whole: List[MemberProtocol] = []
+        headers: List[MemberProtocol] = []
+        for p in self.directory.peers.values():
+            if p in holders or p.peer_tip == smell or p.closing:
+                continue
+            if modes.wants_header(p):
+                headers.append(p)
+            elif COMPACT in p.peer_features:
+                whole.append(p)
+        return whole, headers
 
-    def _push_early(self, smell: str, line: bytes) -> None:
+    def _push_early(self, cheese: dict, line: bytes) -> None:
+        smell = cheese["smell"]
         if smell in self.node.stack.invalid:
             return  # a small cheese, validated (and refused) before its turn came
-        for p in self._early_targets(smell):
+        whole, headers = self._early_targets(smell)
+        for p in whole:
             p.push_line(line)
+        if headers:
+            header_line = self.modes.header_line(cheese)
+            for p in headers:
+                p.push_line(header_line)
 
     def receive_tx(self, proto: MemberProtocol, tx: dict) -> None:
         """A pushed TX: into the mempool (relayed by on_tx), silently if we have it."""
@@ -351,6 +362,8 @@ class Relay:
             for p in list(self.directory.peers.values()):
                 if p is not source and p.peer_tip != smell and p not in holders:
                     if modes.wants_header(p):  # section 5.2: the header alone
+                        if smell in self.early:
+                            continue  # sent before its validation (relay_early)
                         if header_line is None:
                             header_line = modes.header_line(cheese)
                         p.push_line(header_line)

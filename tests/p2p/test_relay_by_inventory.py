@@ -4,7 +4,7 @@ members listing all, rev2 and none of the features in one network."""
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Tuple
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -13,13 +13,15 @@ from cheesecoin.core.tx import sign_tx, txid
 from cheesecoin.p2p import compact as compact_mod
 from cheesecoin.p2p import compact_modes as modes_mod
 from cheesecoin.p2p import inventory as inv_mod
-from cheesecoin.p2p.errors import ERROR_POINTS
+from cheesecoin.p2p.errors import BAN_SCORE, ERROR_POINTS
 from cheesecoin.p2p.features import ALL, REV2
+from cheesecoin.p2p.protocol import MemberProtocol
 from cheesecoin.testing.chain import mine_child
 from cheesecoin.testing.fakes import ADDR, BOB, KEY, NOW, Net, Raw, chain, make_member
 from cheesecoin.wire.codec import dumps
 from tests.cases import clock_at
 from tests.p2p.test_compact import setup
+from tests.p2p.test_early_relay import reactor_turn
 
 
 def peer(manager, n: int, features=ALL) -> Raw:
@@ -275,7 +277,8 @@ class AttackMendsTests(SynchronousTestCase):
         self.clock = clock_at(NOW)
         self.manager, self.cheeses, self.txs, self.fourth = setup(self.clock)
 
-    def test_an_invalid_body_by_compact_costs_what_an_announce_costs(self) -> None:
+    def test_an_invalid_body_by_compact_costs_what_an_announce_compact_costs(self) -> None:
+        """An honest member announces headers before validating too: parity."""
         bad_tx = dict(self.txs[0], memo="forged")  # its signature no longer holds
         bad = mine_child(self.cheeses[-1], self.cheeses[-1]["bits"], ADDR, [bad_tx], note="bad")
         a = peer(self.manager, 1)
@@ -285,8 +288,50 @@ class AttackMendsTests(SynchronousTestCase):
         [get_txs] = of_type(
             a.send(dict(compact_announcement(bad), type="COMPACT", id=ask["id"])), "GET_TXS"
         )
-        a.send({"type": "TXS", "transactions": [bad_tx], "id": get_txs["id"]})
-        assert a.proto.score == ERROR_POINTS["invalid-cheese"]
+        [error] = of_type(
+            a.send({"type": "TXS", "transactions": [bad_tx], "id": get_txs["id"]}), "ERROR"
+        )
+        assert error["code"] == "invalid-cheese"
+        assert a.proto.score == compact_mod.RELAYED_INVALID_POINTS
+        worse = mine_child(self.cheeses[-1], self.cheeses[-1]["bits"], ADDR, [bad_tx], note="w")
+        b = peer(self.manager, 2)
+        [get_txs] = of_type(b.send(compact_announcement(worse)), "GET_TXS")
+        b.send({"type": "TXS", "transactions": [bad_tx], "id": get_txs["id"]})
+        assert b.proto.score == a.proto.score
+        whole = mine_child(self.cheeses[-1], self.cheeses[-1]["bits"], ADDR, [bad_tx], note="c")
+        c = peer(self.manager, 3)  # whole, sent after validation: the full points
+        c.send({"type": "ANNOUNCE", "cheese": whole})
+        assert c.proto.score == ERROR_POINTS["invalid-cheese"]
+
+    def hostile_loop(self, by_header: bool) -> Tuple[int, bool]:
+        """Header-valid cheeses with invalid bodies from one peer until it is closed:
+        how many it sent, and whether its host is banned."""
+        manager, cheeses, txs, _ = setup(self.clock)
+        bad_tx = dict(txs[0], memo="forged")
+        hostile = peer(manager, 9)
+        sent = 0
+        while not hostile.proto.closing and sent < 100:
+            bad = mine_child(cheeses[-1], cheeses[-1]["bits"], ADDR, [bad_tx], note=f"{sent}")
+            if by_header:
+                header = {"type": "ANNOUNCE_HEADER", "header": header_of(bad)}
+                [ask] = of_type(hostile.send(header), "GET_COMPACT")
+                msg = dict(compact_announcement(bad), type="COMPACT", id=ask["id"])
+                [get_txs] = of_type(hostile.send(msg), "GET_TXS")
+            else:
+                [get_txs] = of_type(hostile.send(compact_announcement(bad)), "GET_TXS")
+            hostile.send({"type": "TXS", "transactions": [bad_tx], "id": get_txs["id"]})
+            sent += 1
+        assert manager.node.stack.tip.smell == cheeses[-1]["smell"]
+        return sent, hostile.proto.peer_host() in manager.bans.banned
+
+    def test_a_hostile_loop_by_compact_ends_as_one_by_announce_compact(self) -> None:
+        """By ANNOUNCE_HEADER and COMPACT, closed at the same count as by ANNOUNCE_COMPACT:
+        after MAX_ERRORS errors (score 50), or, errors not counted, banned at BAN_SCORE."""
+        closed = [self.hostile_loop(by_header) for by_header in (True, False)]
+        assert closed == [(MemberProtocol.MAX_ERRORS, False)] * 2
+        self.patch(MemberProtocol, "MAX_ERRORS", 1000)
+        banned = [self.hostile_loop(by_header) for by_header in (True, False)]
+        assert banned == [(-(-BAN_SCORE // compact_mod.RELAYED_INVALID_POINTS), True)] * 2
 
     def test_a_full_rebuild_table_refuses_newcomers_instead_of_evicting(self) -> None:
         self.patch(compact_mod, "MAX_REBUILDING", 2)
@@ -335,3 +380,85 @@ class AttackMendsTests(SynchronousTestCase):
         b.send(dict(compact_announcement(bad), type="COMPACT", id=ask_b["id"]))
         a.send({"type": "TXS", "transactions": [bad_tx], "id": ask_a["id"]})
         assert a.proto.score == compact_mod.RELAYED_INVALID_POINTS
+
+
+class EarlyHeaderTests(SynchronousTestCase):
+    """A rebuilt compact cheese that would be our new best goes as ANNOUNCE_HEADER to
+    the peers that take headers at the moment it goes as ANNOUNCE_COMPACT to the others:
+    before its validation, never to its holders, and not again once it is added."""
+
+    def setUp(self) -> None:
+        self.clock = clock_at(NOW)
+        self.manager, self.cheeses, self.txs, self.fourth = setup(self.clock)
+        for tx in self.txs:  # rebuilt from the mempool: no GET_TXS
+            self.manager.node.submit_tx(tx, "api")
+        self.source, self.low, self.holder = (peer(self.manager, n) for n in (1, 2, 3))
+        self.high, self.rev2, self.none = (
+            peer(self.manager, 4),
+            peer(self.manager, 5, REV2),
+            peer(self.manager, 6, ()),
+        )
+        self.high.send({"type": "SEND_COMPACT", "high_bandwidth": True})
+
+    def announced(self) -> List[List[dict]]:
+        raws = (self.source, self.low, self.holder, self.high, self.rev2, self.none)
+        return [[m for m in r.replies() if m["type"].startswith("ANNOUNCE")] for r in raws]
+
+    def test_the_header_goes_before_validation_not_to_holders_nor_twice(self) -> None:
+        self.patch(compact_mod, "EARLY_MIN_TXS", 1)  # its validation waits for the push
+        self.announced()
+        header = {"type": "ANNOUNCE_HEADER", "header": header_of(self.fourth)}
+        assert self.source.send(compact_announcement(self.fourth)) == []
+        assert self.holder.send(header) == [], "read in the same poll: a holder"
+        assert self.announced() == [[]] * 6, "pushed at the reactor's turn after this poll"
+        reactor_turn(self.clock)
+        whole = compact_announcement(self.fourth)
+        assert self.announced() == [[], [header], [], [whole], [whole], []]
+        assert self.manager.node.stack.tip.smell == self.cheeses[-1]["smell"], "not validated"
+        [reply] = self.low.send({"type": "GET_COMPACT", "smell": self.fourth["smell"], "id": 9})
+        assert reply == dict(whole, type="COMPACT", id=9), "answered while it is validated"
+        self.clock.advance(0)
+        assert self.manager.node.stack.tip.smell == self.fourth["smell"]
+        assert self.announced() == [
+            [],
+            [],
+            [],
+            [],
+            [],
+            [{"type": "ANNOUNCE", "cheese": self.fourth}],
+        ]
+
+    def test_a_small_cheese_validated_at_once_has_its_header_written_once(self) -> None:
+        self.announced()
+        assert self.source.send(compact_announcement(self.fourth)) == []
+        assert self.manager.node.stack.tip.smell == self.fourth["smell"], "validated at once"
+        header = {"type": "ANNOUNCE_HEADER", "header": header_of(self.fourth)}
+        whole = compact_announcement(self.fourth)
+        announce = {"type": "ANNOUNCE", "cheese": self.fourth}
+        assert self.announced() == [[], [], [], [], [], [announce]]
+        reactor_turn(self.clock)
+        assert self.announced() == [[], [header], [header], [whole], [whole], []]
+        self.clock.advance(1)
+        assert self.announced() == [[]] * 6
+
+    def test_a_small_invalid_cheese_sends_no_header(self) -> None:
+        bad_tx = dict(self.txs[0], memo="forged")
+        bad = mine_child(self.cheeses[-1], self.cheeses[-1]["bits"], ADDR, [bad_tx], note="bad")
+        self.announced()
+        [get_txs] = of_type(self.source.send(compact_announcement(bad)), "GET_TXS")
+        self.source.send({"type": "TXS", "transactions": [bad_tx], "id": get_txs["id"]})
+        assert self.source.proto.score == compact_mod.RELAYED_INVALID_POINTS
+        reactor_turn(self.clock)
+        assert self.announced() == [[]] * 6
+
+    def test_without_early_relay_the_header_goes_once_after_validation(self) -> None:
+        """The selfish pool of the simulator turns early relay off: headers still go."""
+        self.manager.relay.relay_early = lambda *args, **kw: False
+        self.announced()
+        self.source.send(compact_announcement(self.fourth))
+        header = {"type": "ANNOUNCE_HEADER", "header": header_of(self.fourth)}
+        whole = compact_announcement(self.fourth)
+        announce = {"type": "ANNOUNCE", "cheese": self.fourth}
+        assert self.announced() == [[], [header], [header], [whole], [whole], [announce]]
+        self.clock.advance(1)
+        assert self.announced() == [[]] * 6
