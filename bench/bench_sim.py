@@ -245,6 +245,17 @@ def selfish_figures(quick: bool = False) -> List[Dict[str, Any]]:
                     f"R(alpha, gamma {pool['gamma_measured']:.3f})",
                 )
             )
+            if "revenue_theory_measured" in pool:  # alpha measured from the run, like gamma
+                out.append(
+                    figure(
+                        name + ", against R at the measured alpha",
+                        pool["revenue_share"],
+                        "",
+                        pool["revenue_theory_measured"],
+                        f"R(alpha {pool['alpha_measured']:.3f} measured, "
+                        f"gamma {pool['gamma_measured']:.3f})",
+                    )
+                )
     return out
 
 
