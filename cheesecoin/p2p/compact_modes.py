@@ -154,12 +154,13 @@ class CompactModes:
         proto.wants_compact = high_bandwidth
 
     def compact_of(self, smell: str) -> Optional[dict]:
-        """The COMPACT message of a cheese we have (any branch, or one being validated)."""
+        """The COMPACT message of a cheese we have (any branch), or one we sent on before
+        its validation (being validated, or lately refused: ``Relay.relayed``)."""
         msg = self.cache.get(smell)
         if msg is not None:
             self.cache.move_to_end(smell)
             return msg
-        cheese = self.node.stack.get_cheese(smell) or self.relay.pending.get(smell)
+        cheese = self.node.stack.get_cheese(smell) or self.relay.relayed(smell)
         if cheese is None or cheese.get("sequence_number") == 0:
             return None
         msg = dict(compact_announcement(cheese), type="COMPACT")

@@ -145,6 +145,9 @@ class RelayView(Protocol):
     def pending(self) -> Dict[str, dict]:
         """Cheeses whose validation waits (smell -> cheese): GET_TXS and GET_COMPACT."""
 
+    def relayed(self, smell: str) -> Optional[dict]:
+        """A cheese sent on before validation, being validated or lately refused."""
+
     def already_have(self, proto: MemberProtocol, smell: Any) -> bool:
         """Whether ``smell`` is a valid cheese we have (the peer then has it too)."""
 

@@ -116,10 +116,11 @@ class MempoolExchange:
         return found
 
     def _side_cheese_txs(self, smell: str) -> Dict[str, dict]:
-        """txid -> tx of a cheese off the best stack that is being validated or within
-        SIDE_DEPTH of our tip; {} for any other."""
+        """txid -> tx of a cheese off the best stack that is being validated (or was
+        relayed early and lately refused: ``Relay.relayed``) or within SIDE_DEPTH of
+        our tip; {} for any other."""
         stack = self.node.stack
-        cheese = self.relay.pending.get(smell)
+        cheese = self.relay.relayed(smell)
         if cheese is None:
             node = stack.nodes.get(smell)
             if node is None or node.height < stack.height - SIDE_DEPTH:

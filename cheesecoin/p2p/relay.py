@@ -40,6 +40,8 @@ from cheesecoin.wire import codec as wire
 
 FLUSH_DELAY = 0.05  # seconds between accepting an announced cheese and the fsync
 MAX_HOLDERS = 64  # recent cheeses whose announcers we remember
+REFUSED_KEPT = 8  # cheeses relayed before validation and refused, still answered for
+REFUSED_SECONDS = 60.0  # how long one is (the peers we sent it ask it of us meanwhile)
 
 
 class Relay:
@@ -76,6 +78,8 @@ class Relay:
         self.holders: "OrderedDict[str, Set[MemberProtocol]]" = OrderedDict()
         # those cheeses while their validation waits (GET_TXS answers)
         self.pending: Dict[str, dict] = {}
+        # those of them refused by their validation, recent ones (``relayed``)
+        self.refused: "OrderedDict[str, dict]" = OrderedDict()
         self._batch_depth = 0
         self._batch: List[Tuple[int, str]] = []  # (height, smell) connected during a batch
         self._batch_source: Source = None
@@ -114,6 +118,8 @@ class Relay:
         try:
             result = self.node.submit_cheese(cheese, proto, ihash=ihash)
         except InvalidCheese as e:
+            if isinstance(smell, str) and smell in self.pending:
+                self._keep_refused(smell, cheese)
             raise self._refused(proto, e, invalid_points)
         except StorageError:  # our disk, not the peer's fault (the node reports it, once)
             raise ProtocolError("busy", "this member cannot store cheeses right now")
@@ -201,6 +207,20 @@ class Relay:
         self.clock.callLater(0, self._push_early, cheese, line)
         self.pending[smell] = cheese
         return True
+
+    def relayed(self, smell: str) -> Optional[dict]:
+        """A cheese we sent on before its validation (GET_COMPACT and GET_TXS answers):
+        one being validated, or one refused in the last REFUSED_SECONDS (the last
+        REFUSED_KEPT), so that the peers we announced it to can fetch it, find it
+        invalid and charge us RELAYED_INVALID_POINTS, not an undelivered cheese's."""
+        cheese = self.pending.get(smell)
+        return cheese if cheese is not None else self.refused.get(smell)
+
+    def _keep_refused(self, smell: str, cheese: dict) -> None:
+        self.refused[smell] = cheese
+        while len(self.refused) > REFUSED_KEPT:
+            self.refused.popitem(last=False)
+        self.clock.callLater(REFUSED_SECONDS, self.refused.pop, smell, None)
 
     def note_holder(self, proto: MemberProtocol, smell: str) -> None:
         """``proto`` announced ``smell`` to us: it is not sent it back."""

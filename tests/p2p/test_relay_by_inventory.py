@@ -13,6 +13,7 @@ from cheesecoin.core.tx import sign_tx, txid
 from cheesecoin.p2p import compact as compact_mod
 from cheesecoin.p2p import compact_modes as modes_mod
 from cheesecoin.p2p import inventory as inv_mod
+from cheesecoin.p2p import relay as relay_mod
 from cheesecoin.p2p.errors import BAN_SCORE, ERROR_POINTS
 from cheesecoin.p2p.features import ALL, REV2
 from cheesecoin.p2p.protocol import MemberProtocol
@@ -462,3 +463,32 @@ class EarlyHeaderTests(SynchronousTestCase):
         assert self.announced() == [[], [header], [header], [whole], [whole], [announce]]
         self.clock.advance(1)
         assert self.announced() == [[]] * 6
+
+    def test_peers_sent_an_invalid_cheese_early_fetch_it_and_charge_the_relayed_points(
+        self,
+    ) -> None:
+        """Refused after we relayed it (header and compact), it is still answered for:
+        our peers find it invalid (5 points), not undelivered (20)."""
+        self.patch(compact_mod, "EARLY_MIN_TXS", 1)
+        net = Net(self.clock)
+        low, high = (
+            make_member("bb", self.clock, self.cheeses),
+            make_member("cc", self.clock, self.cheeses),
+        )
+        low_link, _ = net.link(low, self.manager)
+        high_link, _ = net.link(high, self.manager)
+        low_link.push({"type": "SEND_COMPACT", "high_bandwidth": False})
+        net.flush()
+        bad_tx = dict(self.txs[0], memo="forged")
+        bad = mine_child(self.cheeses[-1], self.cheeses[-1]["bits"], ADDR, [bad_tx], note="bad")
+        [get_txs] = of_type(self.source.send(compact_announcement(bad)), "GET_TXS")
+        self.source.send({"type": "TXS", "transactions": [bad_tx], "id": get_txs["id"]})
+        self.clock.advance(0)  # pushed, then refused: the peers' requests come after
+        assert bad["smell"] in self.manager.node.stack.invalid
+        net.flush()
+        for member, link in ((low, low_link), (high, high_link)):
+            assert link.score == compact_mod.RELAYED_INVALID_POINTS
+            assert bad["smell"] in member.node.stack.invalid
+        assert self.source.proto.score == compact_mod.RELAYED_INVALID_POINTS
+        self.clock.advance(relay_mod.REFUSED_SECONDS)
+        assert not self.manager.relay.refused
