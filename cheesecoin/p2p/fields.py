@@ -13,13 +13,15 @@ import json
 import re
 from typing import Any, FrozenSet, List
 
-from cheesecoin.core.formats import NODE_ID_RE, SMELL_RE
+from cheesecoin.core.formats import NODE_ID_RE
 from cheesecoin.wire import codec as wire
 
 MAX_LOCATOR = 1000  # smells in a locator we accept
 MAX_FEATURES = 32  # names in a HELLO's features (section 5.1)
 MAX_FEATURE_LENGTH = 32
 _WORK_RE = re.compile(r"[0-9]{1,80}\Z")
+# txids joined by commas (get_txids), each as SMELL_RE
+_TXIDS_RE = re.compile(r"[0-9a-f]{40}(?:,[0-9a-f]{40})*")
 
 
 def get_work(msg: dict, key: str = "work") -> int:
@@ -83,7 +85,16 @@ def get_txids(msg: dict, key: str, most: int, least: int = 1) -> List[str]:
     value = msg.get(key)
     if not isinstance(value, list) or not least <= len(value) <= most:
         raise wire.BadMessage(f"field '{key}' must be a list of {least} to {most} txids")
-    if not all(isinstance(t, str) and SMELL_RE.match(t) for t in value):
+    # One match over the joined list (an INV's 1,000 txids cost one call, not 1,000):
+    # strings only (join refuses others), and 41 characters a txid less one with
+    # exactly that many commas, so each is 40 characters of SMELL_RE's hex.
+    try:
+        joined = ",".join(value)
+    except TypeError:
+        joined = None
+    if joined is None or (
+        value and (len(joined) != 41 * len(value) - 1 or not _TXIDS_RE.fullmatch(joined))
+    ):
         raise wire.BadMessage(f"field '{key}' must hold txids (40 lowercase hex characters)")
     return value
 

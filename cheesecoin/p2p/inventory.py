@@ -93,20 +93,21 @@ class Inventory:
     ) -> None:
         """Queue ``tx_id`` for the ``inv`` peers among ``peers`` that do not hold it
         (``source``, a peer that sent it to us, holds it)."""
+        known = self._entry(tx_id)
         if source is not None:
-            self._remember(tx_id, [source])
-        holders = self.peers_of.get(tx_id, ())
-        for p in peers:
-            if p in holders:
+            self._note(known, tx_id, source)
+        outbox = self.outbox
+        for p in peers:  # (distinct peers: one noted here is never met again)
+            if p in known:
                 continue
-            box = self.outbox.get(p)
+            box = outbox.get(p)
             if box is None:
-                box = self.outbox[p] = []
+                box = outbox[p] = []
             box.append(tx_id)
             if len(box) >= MAX_INV:
                 self._send(p)
-        self._remember(tx_id, peers)  # announced to them: not again
-        if self.outbox and self._flush_call is None:
+            self._note(known, tx_id, p)  # announced to it: not again
+        if outbox and self._flush_call is None:
             self._flush_call = self.clock.callLater(INV_DELAY, self.flush)
 
     def flush(self) -> None:
@@ -120,21 +121,22 @@ class Inventory:
         if txids and not proto.closing:
             proto.push({"type": "INV", "txids": txids})
 
-    def _remember(self, tx_id: str, peers: List[MemberProtocol]) -> None:
-        """``peers`` hold ``tx_id`` (they sent, announced, or were told of it)."""
-        for p in peers:
-            self._remember_one(tx_id, p)
-
-    def _remember_one(self, tx_id: str, peer: MemberProtocol) -> None:
-        """``peer`` holds ``tx_id``. A peer remembered for ``MAX_PEER_TRACKED`` txids
-        forgets its oldest one for it: an ``INV`` flood costs its sender its own
-        entries, never another peer's, and a peer that has announced many
-        transactions over a long run is still heard."""
+    def _entry(self, tx_id: str) -> List[MemberProtocol]:
+        """The peers remembered as holding ``tx_id`` (a new, empty entry if none)."""
         known = self.peers_of.get(tx_id)
         if known is None:
             known = self.peers_of[tx_id] = []
-            self._evict()
-        if peer in known or len(known) >= MAX_ANNOUNCERS:
+            if len(self.peers_of) > MAX_TRACKED:
+                self._evict()
+        return known
+
+    def _note(self, known: List[MemberProtocol], tx_id: str, peer: MemberProtocol) -> None:
+        """``peer`` holds ``tx_id`` (it sent or announced it, or was told of it);
+        ``known`` is ``tx_id``'s entry. A peer remembered for ``MAX_PEER_TRACKED``
+        txids forgets its oldest one for it: an ``INV`` flood costs its sender its
+        own entries, never another peer's, and a peer that has announced many
+        transactions over a long run is still heard."""
+        if len(known) >= MAX_ANNOUNCERS or peer in known:
             return
         known.append(peer)
         tracked = self.tracked_by.get(peer)
@@ -142,11 +144,14 @@ class Inventory:
             tracked = self.tracked_by[peer] = {}
         tracked[tx_id] = None
         if len(tracked) > MAX_PEER_TRACKED:
-            oldest = next(iter(tracked))
-            del tracked[oldest]
-            holders = self.peers_of.get(oldest)
-            if holders is not None and peer in holders:
-                holders.remove(peer)
+            self._forget_oldest(peer, tracked)
+
+    def _forget_oldest(self, peer: MemberProtocol, tracked: Dict[str, None]) -> None:
+        oldest = next(iter(tracked))
+        del tracked[oldest]
+        holders = self.peers_of.get(oldest)
+        if holders is not None and peer in holders:
+            holders.remove(peer)
 
     def _evict(self) -> None:
         """Forget the oldest tracked txids beyond MAX_TRACKED, never one being fetched
@@ -169,11 +174,22 @@ class Inventory:
         """An INV: note the announcer of each txid, ask for those we lack."""
         txids = get_txids(msg, "txids", MAX_INV)
         mempool, stack = self.node.mempool, self.node.stack
+        peers_of, in_flight, refused = self.peers_of, self.in_flight, self.refused
+        tracked = self.tracked_by.get(proto)
+        if tracked is None:
+            tracked = self.tracked_by[proto] = {}
         want: List[str] = []
-        remember = self._remember_one
         for tx_id in dict.fromkeys(txids):
-            remember(tx_id, proto)
-            if tx_id in self.in_flight or tx_id in mempool or tx_id in self.refused:
+            # _note, unrolled: this loop runs for every txid of every INV
+            known = peers_of.get(tx_id)
+            if known is None:
+                known = self._entry(tx_id)
+            if len(known) < MAX_ANNOUNCERS and proto not in known:
+                known.append(proto)
+                tracked[tx_id] = None
+                if len(tracked) > MAX_PEER_TRACKED:
+                    self._forget_oldest(proto, tracked)
+            if tx_id in in_flight or tx_id in mempool or tx_id in refused:
                 continue
             if stack.tx_height(tx_id) is not None:
                 continue
