@@ -151,8 +151,16 @@ class HeadersDownload(BaseDownload):
             assert tip is not None  # it has headers
             self._ask_headers([tip.smell] + self.node.stack.serving.locator())
             return
-        if len(headers) < MAX_HEADERS and self.chain.work < self.peer.peer_work:
-            # The whole of its best stack, and not the work it claimed: nothing of it is downloaded.
+        claimed = self.peer.peer_work
+        if (
+            len(headers) < MAX_HEADERS
+            and self.chain.work < claimed
+            and claimed > self.node.stack.work
+        ):
+            # The whole of its best stack, and not the work it claimed: nothing of it is
+            # downloaded. (A claim we already match is no lie: an orphan's announcer
+            # whose turn comes once we hold its stack answers no new headers, and its
+            # empty chain has no work to compare.)
             self._drop("headers that do not reach the work it claimed")
             return
         self._bodies_or_finish()

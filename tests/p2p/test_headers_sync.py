@@ -210,6 +210,25 @@ class LyingHeadersTests(SynchronousTestCase):
         _drop_case(self.clock, lambda msg: {"type": "HEADERS", "headers": HEADERS[:900]})
 
 
+class QueuedOrphanAnnouncerTests(SynchronousTestCase):
+    """An orphan's announcer whose turn comes once we already hold its stack."""
+
+    def setUp(self) -> None:
+        self.clock = clock_at(NOW)
+
+    def test_a_peer_whose_stack_we_hold_is_not_punished_for_no_new_headers(self) -> None:
+        # Its tip is ours by the time its download runs (another peer's download brought
+        # it): its honest HEADERS reply is empty, and it claimed no more work than we have.
+        member = make_member("aa", self.clock, CHAIN[:10])
+        peer = Peer(member, 1, height=10)
+        settle([peer])
+        member.sync.start_download(peer.raw.proto, "orphan")
+        settle([peer])
+        assert peer.kinds() == ["GET_HEADERS"]
+        assert not peer.raw.closed and peer.raw.proto.score == 0
+        assert member.sync.running == 0 and member.node.stack.height == 10
+
+
 class BodyWindowTests(SynchronousTestCase):
     """A lying, refusing or slow peer's window of bodies goes to another."""
 
