@@ -83,6 +83,8 @@ def bounds_broken(
         out[f"more than {most} rebuilt cheeses waiting for validation (relay.pending)"] = str(
             len(rel.pending)
         )
+    if len(rel.refused) > relay.REFUSED_KEPT:
+        out["relay.refused over REFUSED_KEPT"] = str(len(rel.refused))
     if len(stack.orphans) > stack.orphans.max_count:
         out["orphan pool over its bound"] = str(len(stack.orphans))
     if len(rel.holders) > relay.MAX_HOLDERS:
