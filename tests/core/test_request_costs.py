@@ -46,10 +46,20 @@ class Counting:
         return attr
 
 
+class FakeRelay:
+    """The relay's view the mempool exchange reads: cheeses sent on before validation."""
+
+    def __init__(self) -> None:
+        self.pending: dict = {}
+
+    def relayed(self, smell: str):
+        return self.pending.get(smell)
+
+
 class FakeManager:
     def __init__(self, node: MemberNode) -> None:
         self.node = node
-        self.relay = type("Relay", (), {"pending": {}})()
+        self.relay = FakeRelay()
 
 
 def every_tx(cheeses):
