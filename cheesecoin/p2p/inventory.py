@@ -147,11 +147,16 @@ class Inventory:
             self._forget_oldest(peer, tracked)
 
     def _forget_oldest(self, peer: MemberProtocol, tracked: Dict[str, None]) -> None:
+        """``peer`` is no longer remembered for its oldest txid; an entry it alone held
+        goes too (left empty, the txids of a flood would fill ``MAX_TRACKED`` and
+        evict the entries of other peers)."""
         oldest = next(iter(tracked))
         del tracked[oldest]
         holders = self.peers_of.get(oldest)
         if holders is not None and peer in holders:
             holders.remove(peer)
+            if not holders:
+                del self.peers_of[oldest]
 
     def _evict(self) -> None:
         """Forget the oldest tracked txids beyond MAX_TRACKED, never one being fetched

@@ -122,7 +122,24 @@ class InventoryReceivingTests(SynchronousTestCase):
         [ask] = of_type(a.send({"type": "INV", "txids": [second]}), "GET_TXS")
         assert ask["txids"] == [second]
         assert list(self.manager.inventory.tracked_by[a.proto]) == [second]
-        assert a.proto not in self.manager.inventory.peers_of[first]
+        assert a.proto not in self.manager.inventory.peers_of.get(first, ())
+
+    def test_a_flood_past_its_quota_pushes_out_no_other_peers_entry(self) -> None:
+        # The flooder's forgotten txids go with it: the entries of the txids it
+        # alone announced do not stay behind to fill MAX_TRACKED and evict the
+        # honest announcer's (here with quotas of 3 and 5).
+        self.patch(inv_mod, "MAX_PEER_TRACKED", 3)
+        self.patch(inv_mod, "MAX_TRACKED", 5)
+        honest, flooder = peer(self.manager, 1), peer(self.manager, 2)
+        held = txid(self.txs[0])
+        self.manager.node.submit_tx(self.txs[0], "api")  # we hold it: not asked for
+        honest.send({"type": "INV", "txids": [held]})
+        for i in range(20):
+            flooder.send({"type": "INV", "txids": [f"{i:040x}"]})
+        inventory = self.manager.inventory
+        assert honest.proto in inventory.peers_of[held]
+        assert len(inventory.tracked_by[flooder.proto]) == 3
+        assert len(inventory.peers_of) <= 1 + 3
 
     def test_an_invalid_transaction_costs_what_an_invalid_tx_costs(self) -> None:
         a = peer(self.manager, 1)
