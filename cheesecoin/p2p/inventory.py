@@ -179,21 +179,11 @@ class Inventory:
         """An INV: note the announcer of each txid, ask for those we lack."""
         txids = get_txids(msg, "txids", MAX_INV)
         mempool, stack = self.node.mempool, self.node.stack
-        peers_of, in_flight, refused = self.peers_of, self.in_flight, self.refused
-        tracked = self.tracked_by.get(proto)
-        if tracked is None:
-            tracked = self.tracked_by[proto] = {}
+        in_flight, refused = self.in_flight, self.refused
+        entry, note = self._entry, self._note
         want: List[str] = []
         for tx_id in dict.fromkeys(txids):
-            # _note, unrolled: this loop runs for every txid of every INV
-            known = peers_of.get(tx_id)
-            if known is None:
-                known = self._entry(tx_id)
-            if len(known) < MAX_ANNOUNCERS and proto not in known:
-                known.append(proto)
-                tracked[tx_id] = None
-                if len(tracked) > MAX_PEER_TRACKED:
-                    self._forget_oldest(proto, tracked)
+            note(entry(tx_id), tx_id, proto)
             if tx_id in in_flight or tx_id in mempool or tx_id in refused:
                 continue
             if stack.tx_height(tx_id) is not None:
