@@ -19,6 +19,7 @@ from cheesecoin.cli.errors import USAGE, CliError
 from cheesecoin.sim.config import CHEESE_US, VERIFY_US
 
 PROGRESS_EVERY = 10.0  # wall seconds between progress lines
+AUTO_WORKERS_FROM = 5000  # members from which a run that allows it takes two workers
 
 
 def register(sub: Any) -> None:
@@ -138,6 +139,15 @@ def register(sub: Any) -> None:
         help="how many members the selfish pool connects to (default 8)",
     )
     p.add_argument(
+        "--workers",
+        type=_int("workers"),
+        default=None,
+        metavar="K",
+        help="processes to spread the members over, one per core: a deterministic run of its "
+        "own (docs/protocol.md section 9); not with payments, --selfish or --partition "
+        f"(default: 2 from {AUTO_WORKERS_FROM} members when the run allows it, else 1)",
+    )
+    p.add_argument(
         "--json", action="store_true", help="print the figures as JSON, the last line of stdout"
     )
     p.add_argument(
@@ -213,9 +223,18 @@ def config_from(args: argparse.Namespace, selfish: Optional[float] = None) -> An
             verify_us=VERIFY_US if args.verify_us is None else args.verify_us,
             selfish=selfish,
             selfish_peers=args.selfish_peers,
+            workers=_workers(args, selfish),
         ).check()
     except ConfigError as e:
         raise CliError(str(e), USAGE)
+
+
+def _workers(args: argparse.Namespace, selfish: Optional[float]) -> int:
+    """--workers, or its default: two for a large run that a parallel run can make."""
+    if args.workers is not None:
+        return int(args.workers)
+    whole_network = args.txs_per_cheese or selfish is not None or args.partition
+    return 2 if args.members >= AUTO_WORKERS_FROM and not whole_network else 1
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -240,9 +259,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             )
 
     runs = []
+    sim: Any = None
     for config in configs:
-        sim = Simulation(config)
-        figures = sim.run(progress=progress, progress_every=PROGRESS_EVERY)
+        if config.workers > 1:
+            from cheesecoin.sim.exchange import WorkerFailed
+            from cheesecoin.sim.parallel import run_parallel
+
+            try:
+                sim, figures = run_parallel(config, progress, PROGRESS_EVERY)
+            except WorkerFailed as e:
+                raise CliError(f"the parallel run failed: {e}")
+        else:
+            sim = Simulation(config)
+            figures = sim.run(progress=progress, progress_every=PROGRESS_EVERY)
         runs.append(figures)
         if len(configs) > 1:
             print(f"selfish     alpha {config.selfish}")

@@ -54,6 +54,7 @@ class SimConfig:
     )
     selfish: Optional[float] = None  # the selfish pool's share of the hash power (None: no pool)
     selfish_peers: int = 8  # how many members the pool connects to (it takes no inbound connection)
+    workers: int = 1  # processes the members are spread over (cheesecoin.sim.parallel)
 
     def check(self) -> "SimConfig":
         if not 2 <= self.members <= 100_000:
@@ -90,9 +91,32 @@ class SimConfig:
             raise ConfigError("--selfish must be a share of the hash power above 0 and below 0.5")
         if self.selfish is not None and not 1 <= self.selfish_peers <= min(64, self.members - 1):
             raise ConfigError("--selfish-peers must be from 1 to 64 and below --members")
+        self._check_workers()
         if not 1 <= self.bits <= 24:
             raise ConfigError("the simulated network's bits must be from 1 to 24")
         return self
+
+    def _check_workers(self) -> None:
+        if not 1 <= self.workers <= 64:
+            raise ConfigError("--workers must be from 1 to 64")
+        if self.workers == 1:
+            return
+        if self.workers > self.members:
+            raise ConfigError("--workers must not be above --members")
+        if self.latency[0] <= 0:
+            raise ConfigError(
+                "--workers above 1 needs a shortest --latency above 0 ms (the workers run "
+                "windows of that length apart)"
+            )
+        for option, used in (
+            ("--txs-per-cheese", self.txs_per_cheese),
+            ("--selfish", self.selfish is not None),
+            ("--partition", self.partition is not None),
+        ):
+            if used:
+                raise ConfigError(
+                    f"{option} needs the whole network in one process: give --workers 1"
+                )
 
 
 _NUMBER = r"([0-9]+(?:\.[0-9]+)?)"

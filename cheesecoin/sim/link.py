@@ -79,11 +79,21 @@ class Pipe:
     def send(self, data: bytes) -> None:
         """Queue ``data`` (the transport's ``write`` while the connection is open:
         this runs for every message, so the clock's ``schedule`` is inlined)."""
-        size = len(data)
-        if not size:
+        if not data:
             return
-        clock = self.clock
-        now = clock.now
+        arrival = self.depart(data)
+        self.queue.append((arrival, data))
+        if self.seq < 0:
+            clock = self.clock
+            clock._counter += 1
+            self.seq = seq = clock._counter
+            heappush(clock._heap, (arrival, seq, self))
+
+    def depart(self, data: bytes) -> float:
+        """``data`` leaves once what was written before it has (and, with simulated
+        CPU, once its sender is done validating); returns when it arrives."""
+        size = len(data)
+        now = self.clock.now
         start = self.free_at if self.free_at > now else now
         if self.cpu:
             busy = self.ends[0].busy_until
@@ -93,12 +103,7 @@ class Pipe:
         self.bytes += size
         if self.counts is not None:
             self.counts[line_type(data)] += size
-        arrival = free_at + self.latency
-        self.queue.append((arrival, data))
-        if self.seq < 0:
-            clock._counter += 1
-            self.seq = seq = clock._counter
-            heappush(clock._heap, (arrival, seq, self))
+        return free_at + self.latency
 
     def in_flight(self) -> bool:
         return bool(self.queue)

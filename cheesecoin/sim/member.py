@@ -126,7 +126,7 @@ class SimMember:
             now = self.busy_until  # it has the cheese once validated
         index = self.index
         for smell in result.accepted:
-            arrived = self.world.arrivals.get(smell)
+            arrived = self.world.arrival_slots(smell)
             # (a member that joined after the cheese was found has no slot: not counted)
             if arrived is not None and index < len(arrived) and math.isnan(arrived[index]):
                 arrived[index] = now
@@ -159,18 +159,17 @@ class SimMember:
         self.joined_at = world.clock.now
         world.by_address[self.address] = self
         world.clock.callLater(2 * world.tracker_latency(self), world.register, self)
+        runs_here = world.owns(self)  # (a parallel run's other workers draw the same offsets)
         for interval, call in (
             (PING_INTERVAL, self.manager.ping_all),
             (STATS_INTERVAL, self.manager.compare_stacks),
             (REFILL_INTERVAL, self.manager.tick),
         ):
             # What the member's TimerServices do, without a Deferred per tick.
-            slot = len(self.timers)
-            self.timers.append(
-                world.clock.callLater(
-                    world.rng.uniform(0, interval), self._repeat, slot, call, interval
-                )
-            )
+            first = world.rng.uniform(0, interval)
+            if runs_here:
+                slot = len(self.timers)
+                self.timers.append(world.clock.callLater(first, self._repeat, slot, call, interval))
 
     def _repeat(self, slot: int, call: Any, interval: float) -> None:
         if not self.alive:

@@ -182,8 +182,7 @@ class Simulation(Report):
                 self.latency(client.index, server.index), d.errback, ConnectionRefusedError()
             )
             return
-        self._ports += 1
-        client_addr, server_addr = (client.host, self._ports), server.address
+        client_addr, server_addr = (client.host, self._next_port()), server.address
         server_proto = server.manager.factory.buildProtocol(IPv4Address("TCP", *client_addr))
         lat = self.latency(client.index, server.index)
         rule = self.reachable if self.config.partition is not None else None
@@ -204,6 +203,11 @@ class Simulation(Report):
             return
         server_t.protocol = server_proto
         server_proto.makeConnection(server_t)
+
+    def _next_port(self) -> int:
+        """The client's port of a new connection (unique in the run)."""
+        self._ports += 1
+        return self._ports
 
     def _connect(
         self,
@@ -229,7 +233,8 @@ class Simulation(Report):
             self.registry.register(
                 member.index, member.host, MEMBER_PORT, self.clock.now, remote=member.host
             )
-            self.send_peers(member)
+            if self.owns(member):
+                self.send_peers(member)
 
     def send_peers(self, member: SimMember) -> None:
         if member.alive:
@@ -252,6 +257,15 @@ class Simulation(Report):
     def alive(self) -> List[SimMember]:
         return [m for m in self.members if m.alive]
 
+    def owns(self, member: SimMember) -> bool:
+        """Whether this process runs ``member`` (a parallel run's worker runs some of
+        them: ``cheesecoin.sim.parallel``); here, every member."""
+        return True
+
+    def arrival_slots(self, smell: str) -> Optional[array]:
+        """The slots of ``arrivals`` for cheese ``smell`` (None: not one found in the run)."""
+        return self.arrivals.get(smell)
+
     # -- mining ------------------------------------------------------------------------------------
 
     def _schedule_cheese(self) -> None:
@@ -268,35 +282,47 @@ class Simulation(Report):
                 return
             miner = miners[int(self.rng.random() * len(miners))]
             node = miner.node
+        now = self.clock.now
+        self.mined += 1
+        self.last_found_at = now
+        present = bytes(m.alive for m in self.members)
+        cheese = self._mine(miner, node) if self.owns(miner) else None
+        self._note_found(cheese, miner, present)
+        if cheese is not None:
+            if pool is not None and miner is pool.member:
+                pool.mined(cheese)
+            else:
+                if pool is not None:
+                    pool.honest_found(cheese["parent_smell"])
+                miner.node.submit_cheese(cheese, MINED)
+        if self.mined < self.config.cheeses:
+            self._schedule_cheese()
+        elif pool is not None:
+            pool.publish_rest()
+
+    @staticmethod
+    def _mine(miner: SimMember, node: Any) -> dict:
+        """A real cheese on ``node``'s tip, paying ``miner``: its template and a nonce."""
         job = job_for(0, make_template(node, miner.miner_address))
         nonce, _ = search_nonce(job.prefix, job.bits, 0, 2**63)
         if nonce is None:  # 2**63 nonces at the low bits of a simulation: never
             raise RuntimeError("no nonce meets the simulated bits")
-        cheese = job.complete(nonce)
-        now = self.clock.now
-        self.mined += 1
-        self.last_found_at = now
+        return job.complete(nonce)
+
+    def _note_found(self, cheese: Optional[dict], miner: SimMember, present: bytes) -> None:
+        """Record a cheese just found: its slots in ``arrivals`` and ``found``."""
+        assert cheese is not None  # every member is this process's
         # One slot per member of the run so far (a few bytes each: at 10,000 members
         # and 360 cheeses, dicts and sets of them would be half a gigabyte).
         everyone = len(self.members)
+        now = self.clock.now
         arrivals = self.arrivals[cheese["smell"]] = array("d", _NOT_YET) * everyone
         arrivals[miner.index] = now
-        present = bytes(m.alive for m in self.members)
         limits = array("d", _UNREACHABLE) * everyone
         for index, seconds in self._limits(miner).items():
             limits[index] = seconds
         self.found[cheese["smell"]] = (now, miner.index, limits, present)
         self.found_order.append(cheese["smell"])
-        if pool is not None and miner is pool.member:
-            pool.mined(cheese)
-        else:
-            if pool is not None:
-                pool.honest_found(cheese["parent_smell"])
-            miner.node.submit_cheese(cheese, MINED)
-        if self.mined < self.config.cheeses:
-            self._schedule_cheese()
-        elif pool is not None:
-            pool.publish_rest()
 
     def _limits(self, source: SimMember) -> Dict[int, float]:
         """The latency-weighted shortest path (seconds) from ``source`` to every member, now."""
@@ -379,7 +405,6 @@ class Simulation(Report):
         self, progress: Optional[Callable[[dict], None]] = None, progress_every: float = 10.0
     ) -> dict:
         """Run to the end; returns the figures of docs/protocol.md section 9 (and more)."""
-        config = self.config
         previous = use_signature_cache(self.signatures)
         # Millions of small objects live for the whole run: the cyclic garbage
         # collector's full passes over them would be a third of it.
@@ -387,57 +412,70 @@ class Simulation(Report):
         gc.set_threshold(100_000, 50, 100)
         wall = time.perf_counter()
         try:
-            first = config.members - config.late_joiners
-            for _ in range(config.members):
-                self.add_member()
-            order = list(range(first))
-            self.rng.shuffle(order)
-            miner_count = config.miners if config.miners is not None else config.members
-            self.miners = [
-                self.members[i] for i in sorted(self.rng.sample(range(config.members), miner_count))
-            ]
-            if (
-                config.selfish is not None
-            ):  # the first member is the pool; it is not an honest miner
-                self.pool = SelfishPool(self, self.members[0], config.selfish, config.selfish_peers)
-                self.miners = [m for m in self.miners if m.index != 0] or self.members[1:2]
-            for i in range(first):
-                self.clock.callLater(self.rng.uniform(0, 5.0), self.members[i].start)
-            late_at = WARMUP + config.cheeses * config.spacing / 2
-            for i in range(first, config.members):
-                self.clock.callLater(late_at + self.rng.uniform(0, 5.0), self.members[i].start)
-            self.clock.callLater(WARMUP, self._schedule_cheese)
-            self.clock.callLater(WARMUP, self._schedule_tx)
-            self.clock.callLater(WARMUP, self._schedule_churn)
-            if config.partition is not None:
-                self.clock.callLater(config.partition[2], self._note_partition_tips)
+            self._set_up()
             last_report = time.perf_counter()
             frozen = False
             while True:
-                self.clock.advance(1.0)
+                self._step()
                 if not frozen and self.clock.now - START >= WARMUP:
                     gc.collect()
                     gc.freeze()  # the members as they stand: never scanned again
                     frozen = True
                 if progress is not None and time.perf_counter() - last_report >= progress_every:
                     last_report = time.perf_counter()
-                    progress(
-                        {
-                            "simulated_seconds": round(self.clock.now - START),
-                            "wall_seconds": round(last_report - wall, 1),
-                            "cheeses_mined": self.mined,
-                            "cheeses": config.cheeses,
-                        }
-                    )
-                if self.mined < config.cheeses:
-                    continue
-                if self._agreed():
-                    self.quiet_at = self.clock.now
-                    break
-                if self.clock.now - self.last_found_at > config.quiet_limit:
+                    progress(self._progress(last_report - wall))
+                if self._finished():
                     break
             return self.figures(time.perf_counter() - wall)
         finally:
             use_signature_cache(previous)
             gc.unfreeze()
             gc.set_threshold(*thresholds)
+
+    def _set_up(self) -> None:
+        """The members, the miners and the first timers of a run."""
+        config = self.config
+        first = config.members - config.late_joiners
+        for _ in range(config.members):
+            self.add_member()
+        order = list(range(first))
+        self.rng.shuffle(order)
+        miner_count = config.miners if config.miners is not None else config.members
+        self.miners = [
+            self.members[i] for i in sorted(self.rng.sample(range(config.members), miner_count))
+        ]
+        if config.selfish is not None:  # the first member is the pool; it is not an honest miner
+            self.pool = SelfishPool(self, self.members[0], config.selfish, config.selfish_peers)
+            self.miners = [m for m in self.miners if m.index != 0] or self.members[1:2]
+        for i in range(first):
+            self.clock.callLater(self.rng.uniform(0, 5.0), self.members[i].start)
+        late_at = WARMUP + config.cheeses * config.spacing / 2
+        for i in range(first, config.members):
+            self.clock.callLater(late_at + self.rng.uniform(0, 5.0), self.members[i].start)
+        self.clock.callLater(WARMUP, self._schedule_cheese)
+        self.clock.callLater(WARMUP, self._schedule_tx)
+        self.clock.callLater(WARMUP, self._schedule_churn)
+        if config.partition is not None:
+            self.clock.callLater(config.partition[2], self._note_partition_tips)
+
+    def _step(self) -> None:
+        """One simulated second."""
+        self.clock.advance(1.0)
+
+    def _progress(self, wall_seconds: float) -> dict:
+        return {
+            "simulated_seconds": round(self.clock.now - START),
+            "wall_seconds": round(wall_seconds, 1),
+            "cheeses_mined": self.mined,
+            "cheeses": self.config.cheeses,
+        }
+
+    def _finished(self) -> bool:
+        """Whether the run is over: every cheese found and the members agreeing (or the
+        quiet limit passed without agreement)."""
+        if self.mined < self.config.cheeses:
+            return False
+        if self._agreed():
+            self.quiet_at = self.clock.now
+            return True
+        return self.clock.now - self.last_found_at > self.config.quiet_limit
