@@ -225,6 +225,15 @@ class MemberProtocol(JsonLineProtocol):
                 if self.traffic is not None:
                     self.traffic("in", seen[0], len(line) + 1)
                 return
+            # The answer to our GET_COMPACT for a cheese a high-bandwidth peer brought
+            # meanwhile (most of them): resolved as with its decoded line, whose handler
+            # finds the cheese held and drops it, as it does an announcement of it.
+            reply = wire.compact_reply_smell(line) if line.startswith(b'{"type":"C') else None
+            if reply is not None and self.host.already_have(self, reply[1]):
+                if self.traffic is not None:
+                    self.traffic("in", "COMPACT", len(line) + 1)
+                self.resolve({"type": "COMPACT", "id": reply[0], "header": {"smell": reply[1]}})
+                return
             # The keep-alive (a third of a member's lines): read without the decoder,
             # handled as ReadyState's msg_PING and reply table do.
             keepalive = _KEEPALIVE.fullmatch(line) if line.startswith(b'{"type":"P') else None

@@ -195,7 +195,7 @@ class Relay:
         ):
             return False
         self.note_holder(source, smell)
-        if not any(self._early_targets(smell)):
+        if next(self._early_peers(smell), None) is None:
             return False
         try:
             check_member_info(cheese["unit_of_information"], self.node.network.max_transactions)
@@ -236,21 +236,27 @@ class Relay:
         for holders in self.holders.values():
             holders.discard(proto)
 
-    def _early_targets(self, smell: str) -> Tuple[List[MemberProtocol], List[MemberProtocol]]:
+    def _early_peers(self, smell: str) -> Iterator[Tuple[MemberProtocol, bool]]:
         """The peers to send ``smell`` before its validation, all but those that
-        announced it or hold it: (compact peers that take it whole, those that take
-        headers)."""
+        announced it or hold it, in turn: (peer, whether it takes headers) for the
+        compact peers that take it whole or take headers (a generator: whether there
+        is one at all costs one peer's look)."""
         holders = self.holders.get(smell, ())
         modes = self.modes
-        whole: List[MemberProtocol] = []
-        headers: List[MemberProtocol] = []
         for p in self.directory.peers.values():
             if p in holders or p.peer_tip == smell or p.closing:
                 continue
             if modes.wants_header(p):
-                headers.append(p)
+                yield p, True
             elif COMPACT in p.peer_features:
-                whole.append(p)
+                yield p, False
+
+    def _early_targets(self, smell: str) -> Tuple[List[MemberProtocol], List[MemberProtocol]]:
+        """``_early_peers`` split: (those that take it whole, those that take headers)."""
+        whole: List[MemberProtocol] = []
+        headers: List[MemberProtocol] = []
+        for p, header in self._early_peers(smell):
+            (headers if header else whole).append(p)
         return whole, headers
 
     def _push_early(self, cheese: dict, line: bytes) -> None:

@@ -135,11 +135,39 @@ def announced_smell(line: bytes) -> Optional[Tuple[str, str]]:
         kind = "ANNOUNCE_HEADER"  # its header's smell: the only "smell" key of the line
     else:
         return None
+    smell = _one_smell(line)
+    return None if smell is None else (kind, smell)
+
+
+_COMPACT_PREFIX = b'{"type":"COMPACT",'
+_ID_KEY = b'"id":'
+_ID_VALUE = re.compile(rb"(0|[1-9][0-9]{0,14})[,}]")
+
+
+def compact_reply_smell(line: bytes) -> Optional[Tuple[int, str]]:
+    """(id, smell) of a COMPACT reply line as our encoder writes it, read without
+    decoding it: the line holds exactly one ``"smell":"`` (its header's) and one
+    ``"id":`` (inside a JSON string the quotes would be escaped). None for any other
+    line, which is then parsed. Lets a member drop the answer to a GET_COMPACT for a
+    cheese a high-bandwidth peer brought meanwhile (most of them) without decoding it."""
+    if not line.startswith(_COMPACT_PREFIX):
+        return None
+    smell = _one_smell(line)
+    at = line.find(_ID_KEY)
+    start = at + len(_ID_KEY)
+    if smell is None or at < 0 or line.find(_ID_KEY, start) >= 0:
+        return None
+    match = _ID_VALUE.match(line, start)
+    return None if match is None else (int(match.group(1)), smell)
+
+
+def _one_smell(line: bytes) -> Optional[str]:
+    """The value of the one ``"smell":"`` of ``line`` (None: none, several, or not a smell)."""
     at = line.find(_SMELL_KEY)
     start = at + len(_SMELL_KEY)
     if at < 0 or line.find(_SMELL_KEY, start) >= 0 or not _SMELL_VALUE.match(line, start):
         return None
-    return kind, line[start : start + 40].decode("ascii")
+    return line[start : start + 40].decode("ascii")
 
 
 def message_id(msg: Any) -> Any:

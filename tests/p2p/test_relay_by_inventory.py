@@ -19,6 +19,7 @@ from cheesecoin.p2p.features import ALL, REV2
 from cheesecoin.p2p.protocol import MemberProtocol
 from cheesecoin.testing.chain import mine_child
 from cheesecoin.testing.fakes import ADDR, BOB, KEY, NOW, Net, Raw, chain, make_member
+from cheesecoin.wire import codec
 from cheesecoin.wire.codec import dumps
 from tests.cases import clock_at
 from tests.p2p.test_compact import setup
@@ -225,6 +226,34 @@ class CompactModesTests(SynchronousTestCase):
         [get_txs] = of_type(a.send(compact), "GET_TXS")
         a.send({"type": "TXS", "transactions": self.txs, "id": get_txs["id"]})
         assert self.manager.node.stack.tip.smell == self.fourth["smell"]
+
+    def test_the_answer_for_a_cheese_brought_meanwhile_is_dropped_unread(self) -> None:
+        """Most GET_COMPACTs are answered after a high-bandwidth peer has brought the
+        cheese: the COMPACT is read without the decoder, its request resolved and the
+        cheese found held, as the decoded reply's handler would; nobody pays."""
+        a = peer(self.manager, 1)
+        [ask] = of_type(
+            a.send({"type": "ANNOUNCE_HEADER", "header": header_of(self.fourth)}), "GET_COMPACT"
+        )
+        self.manager.node.submit_cheese(self.fourth, "miner")  # brought meanwhile
+        decoded: List[bytes] = []
+        parse = codec.parse_message
+        self.patch(codec, "parse_message", lambda line: decoded.append(line) or parse(line))
+        line = dumps(dict(compact_announcement(self.fourth), type="COMPACT", id=ask["id"]))[:-1]
+        assert a.send(line) == []
+        assert decoded == [] and ask["id"] not in a.proto.pending
+        assert not self.manager.modes.asking
+        self.clock.advance(31)  # its timeout was cancelled with the request
+        assert a.proto.score == 0
+        # The same answer for a cheese we do not hold is decoded (the rebuild test).
+        b = peer(self.manager, 2)
+        other = mine_child(self.fourth, self.fourth["bits"], ADDR, [], note="other")
+        [ask] = of_type(
+            b.send({"type": "ANNOUNCE_HEADER", "header": header_of(other)}), "GET_COMPACT"
+        )
+        b.send(dumps(dict(compact_announcement(other), type="COMPACT", id=ask["id"]))[:-1])
+        assert decoded[-1].startswith(b'{"type":"COMPACT",')
+        assert self.manager.node.stack.tip.smell == other["smell"]
 
     def test_get_compact_is_answered_for_any_cheese_we_have(self) -> None:
         self.manager.node.submit_cheese(self.fourth, "miner")

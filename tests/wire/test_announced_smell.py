@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from cheesecoin.wire.codec import announced_smell, dumps
+from cheesecoin.wire.codec import announced_smell, compact_reply_smell, dumps
 
 SMELL = "ab" * 20
 PARENT = "cd" * 20
@@ -96,4 +96,46 @@ class AnnouncedSmellTests(SynchronousTestCase):
         got = announced_smell(dumps(msg)[:-1])
         assert got == (msg["type"], SMELL), (
             "a JSON string escapes its quotes: the one smell is the cheese's"
+        )
+
+
+def reply(rid: object = 7, note: str = "") -> bytes:
+    """A COMPACT reply as a member writes it (``LineProtocol.send``: the id last)."""
+    msg = dict(compact(note=note), type="COMPACT", id=rid)
+    return dumps(msg)[:-1]
+
+
+class CompactReplySmellTests(SynchronousTestCase):
+    """``codec.compact_reply_smell``: (id, smell) of a COMPACT reply read without
+    decoding it, so that the answer to a GET_COMPACT for a cheese a high-bandwidth
+    peer brought meanwhile is dropped unread; never an id or smell the reply does
+    not carry."""
+
+    def test_our_own_replies_are_read(self) -> None:
+        assert compact_reply_smell(reply(7)) == (7, SMELL)
+        assert compact_reply_smell(reply(0)) == (0, SMELL)
+        assert compact_reply_smell(reply(10**14)) == (10**14, SMELL)
+
+    def test_other_lines_are_left_to_the_parser(self) -> None:
+        assert compact_reply_smell(dumps(compact())[:-1]) is None  # ANNOUNCE_COMPACT
+        assert compact_reply_smell(reply("seven")) is None  # an id that is not ours
+        assert compact_reply_smell(reply(-1)) is None
+        assert compact_reply_smell(reply(7).replace(b'"id":7', b'"id":07')) is None
+        assert compact_reply_smell(reply(7).replace(b'"id":7', b'"id":7.5')) is None
+        assert compact_reply_smell(reply(7).replace(b'"id":7', b'"di":7')) is None
+        twice = reply(7).replace(b'"txids":[]', b'"txids":[],"x":{"id":8}')
+        assert compact_reply_smell(twice) is None, "two ids: the parser's to say"
+        upper = reply(7).replace(SMELL.encode(), b"AB" * 20)
+        assert compact_reply_smell(upper) is None
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        text=st.lists(
+            st.sampled_from(['"', "\\", ":", ",", "id", "smell", "8", SMELL, "{", "}", "é"]),
+            max_size=40,
+        ).map("".join),
+    )
+    def test_a_string_field_never_passes_for_the_id_or_the_smell(self, text: str) -> None:
+        assert compact_reply_smell(reply(7, note=text)) == (7, SMELL), (
+            "a JSON string escapes its quotes: the one id and smell are the reply's"
         )
