@@ -63,6 +63,14 @@ class Channel:
             return []
         return [payload] + [self._recv(conn, k)[0] for k, conn in enumerate(self.conns, 1)]
 
+    def share(self, payload: Any) -> Any:
+        """The hub's ``payload``, handed to every worker (a spoke's argument is ignored)."""
+        if self.worker:
+            return self._recv(self.conns[0], 0)[0]
+        for conn in self.conns:
+            self._send(conn, (_OK, payload))
+        return payload
+
     def failed(self, text: str) -> None:
         """Tell the hub (from a spoke) that this worker has failed."""
         try:

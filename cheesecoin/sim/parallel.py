@@ -267,9 +267,13 @@ class ParallelSimulation(Simulation):
 
     def figures(self, wall_seconds: float) -> dict:
         payloads = self.channel.gather(self._payload())
+        # Each cheese's shortest paths, every worker its share of the cheeses, over the
+        # links of all (the hub's merged log of their changes, handed to every worker).
+        log = self.channel.share(self._merged_edge_log(payloads) if not self.worker else None)
+        shares = self.channel.gather(self._limits_share(log))
         if self.worker:
             return {}
-        self._merge(payloads)
+        self._merge(payloads, {k: limits for share in shares for k, limits in share.items()})
         figures = super().figures(wall_seconds)
         figures["workers"] = self.workers
         return figures
@@ -295,7 +299,34 @@ class ParallelSimulation(Simulation):
             ),
         }
 
-    def _merge(self, payloads: List[dict]) -> None:
+    def _merged_edge_log(self, payloads: List[dict]) -> List[Dict[int, Edges]]:
+        """Per cheese found: every worker's members whose links changed."""
+        merged: List[Dict[int, Edges]] = []
+        for k in range(len(self.finds)):
+            changes: Dict[int, Edges] = {}
+            for p in payloads:
+                changes.update(p["edge_log"][k])
+            merged.append(changes)
+        return merged
+
+    def _limits_share(self, log: List[Dict[int, Edges]]) -> Dict[int, bytes]:
+        """The shortest paths from the miner of each cheese found whose number is this
+        worker's (k modulo the workers), as ``Simulation._limits`` (slots: ``array``)."""
+        edges: Dict[int, Edges] = {}
+        share: Dict[int, bytes] = {}
+        for k, (changes, (_, miner, present)) in enumerate(zip(log, self.finds)):
+            edges.update(changes)
+            if k % self.workers != self.worker:
+                continue
+            everyone = len(present)
+            limits = array("d", (math.inf,)) * everyone
+            for index, seconds in shortest_paths(miner, edges).items():
+                if index < everyone:
+                    limits[index] = seconds
+            share[k] = limits.tobytes()
+        return share
+
+    def _merge(self, payloads: List[dict], limits_of: Dict[int, bytes]) -> None:
         """Every worker's records into this (the hub's) ``Report``."""
         workers = self.workers
         self.bytes_by_type = Counter()
@@ -309,11 +340,8 @@ class ParallelSimulation(Simulation):
         smells: Dict[int, str] = {}
         for p in payloads:
             smells.update(p["my_finds"])
-        edges: Dict[int, Edges] = {}
         self.arrivals, self.found, self.found_order = {}, {}, []
         for k, (at, miner, present) in enumerate(self.finds):
-            for p in payloads:
-                edges.update(p["edge_log"][k])
             smell = smells.get(k)
             if smell is None:
                 continue
@@ -324,10 +352,8 @@ class ParallelSimulation(Simulation):
                 theirs.frombytes(p["arrivals"].get(smell, b""))
                 if len(theirs) >= everyone:
                     slots[w:everyone:workers] = theirs[w:everyone:workers]
-            limits = array("d", (math.inf,)) * everyone
-            for index, seconds in shortest_paths(miner, edges).items():
-                if index < everyone:
-                    limits[index] = seconds
+            limits = array("d")
+            limits.frombytes(limits_of[k])
             self.arrivals[smell] = slots
             self.found[smell] = (at, miner, limits, present)
             self.found_order.append(smell)
