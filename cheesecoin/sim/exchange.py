@@ -23,7 +23,8 @@ from typing import Any, Callable, List, Sequence, Tuple
 
 from cheesecoin.sim.crosslink import Item
 
-_OK, _ERROR = "ok", "error"
+# What a message is (a worker out of step with the others is stopped, not misread)
+_WINDOW, _GATHER, _SHARE, _ERROR = "window", "gather", "share", "error"
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
@@ -44,52 +45,58 @@ class Channel:
         """Ship ``outboxes`` (one list per worker) and ``control``; returns the items
         addressed to this worker and every worker's control record."""
         if self.worker:
-            self._send(self.conns[0], (_OK, outboxes, control))
-            inbox, controls = self._recv(self.conns[0], 0)
+            self._send(self.conns[0], 0, (_WINDOW, outboxes, control))
+            inbox, controls = self._recv(self.conns[0], 0, _WINDOW)
             return inbox, controls
         windows = [(outboxes, control)]
         for k, conn in enumerate(self.conns, start=1):
-            windows.append(self._recv(conn, k))
+            windows.append(self._recv(conn, k, _WINDOW))
         controls = [c for _, c in windows]
         for k, conn in enumerate(self.conns, start=1):
-            self._send(conn, (_OK, [i for boxes, _ in windows for i in boxes[k]], controls))
+            inbox = [i for boxes, _ in windows for i in boxes[k]]
+            self._send(conn, k, (_WINDOW, inbox, controls))
         return [i for boxes, _ in windows for i in boxes[0]], controls
 
     def gather(self, payload: Any) -> List[Any]:
         """The end of the run: every worker's ``payload``, in worker order (at the hub;
         a spoke gets an empty list)."""
         if self.worker:
-            self._send(self.conns[0], (_OK, payload))
+            self._send(self.conns[0], 0, (_GATHER, payload))
             return []
-        return [payload] + [self._recv(conn, k)[0] for k, conn in enumerate(self.conns, 1)]
+        return [payload] + [self._recv(conn, k, _GATHER)[0] for k, conn in enumerate(self.conns, 1)]
 
     def share(self, payload: Any) -> Any:
         """The hub's ``payload``, handed to every worker (a spoke's argument is ignored)."""
         if self.worker:
-            return self._recv(self.conns[0], 0)[0]
-        for conn in self.conns:
-            self._send(conn, (_OK, payload))
+            return self._recv(self.conns[0], 0, _SHARE)[0]
+        for k, conn in enumerate(self.conns, start=1):
+            self._send(conn, k, (_SHARE, payload))
         return payload
 
     def failed(self, text: str) -> None:
         """Tell the hub (from a spoke) that this worker has failed."""
         try:
-            self._send(self.conns[0], (_ERROR, text))
-        except OSError:
+            self._send(self.conns[0], 0, (_ERROR, text))
+        except WorkerFailed:
             pass  # the hub has gone too
 
     @staticmethod
-    def _send(conn: Any, message: Any) -> None:
-        conn.send_bytes(pickle.dumps(message, _PROTOCOL))
+    def _send(conn: Any, k: int, message: Any) -> None:
+        try:
+            conn.send_bytes(pickle.dumps(message, _PROTOCOL))
+        except OSError:  # a broken pipe: the other end has gone
+            raise WorkerFailed(f"worker {k} of the parallel run went away")
 
     @staticmethod
-    def _recv(conn: Any, k: int) -> Any:
+    def _recv(conn: Any, k: int, kind: str) -> Any:
         try:
             message = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
             raise WorkerFailed(f"worker {k} of the parallel run went away")
         if message[0] == _ERROR:
             raise WorkerFailed(f"worker {k} of the parallel run failed:\n{message[1]}")
+        if message[0] != kind:
+            raise WorkerFailed(f"worker {k} of the parallel run is out of step ({message[0]})")
         return message[1:]
 
     def close(self) -> None:

@@ -41,7 +41,7 @@ from twisted.internet.error import ConnectionRefusedError
 
 from cheesecoin.sim.config import SimConfig
 from cheesecoin.sim.crosslink import CONNECT, DATA, FIN, RST, SYN, CrossPipe, CrossTransport, Item
-from cheesecoin.sim.exchange import Channel, run_workers
+from cheesecoin.sim.exchange import Channel, WorkerFailed, run_workers
 from cheesecoin.sim.figures import shortest_paths
 from cheesecoin.sim.link import Pipe, SimTransport
 from cheesecoin.sim.member import SimMember
@@ -253,12 +253,19 @@ class ParallelSimulation(Simulation):
             self.outboxes = [[] for _ in range(self.workers)]
             self._receive(inbox)
             if last:
-                self._tips = controls
+                if len({c[0] for c in controls}) != 1:
+                    raise WorkerFailed(
+                        f"the workers of the parallel run have drifted apart: {controls}"[:400]
+                    )
+                self._tips = [c[1] for c in controls]
                 return
 
-    def _own_tips(self) -> List[str]:
+    def _own_tips(self) -> Tuple[Tuple[int, int, int], List[str]]:
+        """What every worker holds alike (cheeses found, members, present ones), checked
+        at each second, and the tips of this worker's members."""
         mine = self.members[self.worker :: self.workers]
-        return sorted({m.node.stack.tip.smell for m in mine if m.alive})
+        alike = (self.mined, len(self.finds), sum(m.alive for m in self.members))
+        return alike, sorted({m.node.stack.tip.smell for m in mine if m.alive})
 
     def _agreed(self) -> bool:
         return len({tip for tips in self._tips for tip in tips}) == 1

@@ -4,6 +4,7 @@ windows of the shortest latency apart (cheesecoin.sim.parallel)."""
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ from cheesecoin.cli.simulate import AUTO_WORKERS_FROM, _workers
 from cheesecoin.sim.config import ConfigError, SimConfig
 from cheesecoin.sim.crosslink import CrossTransport
 from cheesecoin.sim.exchange import WorkerFailed, run_workers
-from cheesecoin.sim.parallel import run_parallel
+from cheesecoin.sim.parallel import ParallelSimulation, run_parallel
 from cheesecoin.sim.world import Simulation
 from tests.sim.test_scenarios import simulate_cli
 
@@ -157,3 +158,30 @@ def _fails_at_the_hub(worker: int, channel: object) -> int:
 def test_spokes_of_a_failed_hub_stop() -> None:
     with pytest.raises(KeyError, match="the hub fails"):
         run_workers(2, _fails_at_the_hub)  # returns only once its spoke has ended
+
+
+def _drifting(worker: int, channel: object) -> dict:
+    config = SimConfig(members=20, cheeses=3, spacing=5, seed=1, workers=2).check()
+    sim = ParallelSimulation(config, worker, channel)  # type: ignore[arg-type]
+    if worker == 1:  # as if an event had run in one worker only
+        sim.clock.callLater(40.5, setattr, sim, "mined", sim.mined + 2)
+    return sim.run()
+
+
+def test_workers_that_drift_apart_stop_the_run_instead_of_measuring_nonsense() -> None:
+    with pytest.raises(WorkerFailed, match="drifted apart"):
+        run_workers(2, _drifting)
+
+
+def _dies(worker: int, channel: object) -> int:
+    if worker == 1:
+        channel.exchange([[], []], None)  # type: ignore[attr-defined]
+        os._exit(3)  # as the kernel's OOM killer would end it
+    for _ in range(3):
+        channel.exchange([[], []], None)  # type: ignore[attr-defined]
+    return 0
+
+
+def test_a_worker_that_vanishes_stops_the_run_with_a_clear_error() -> None:
+    with pytest.raises(WorkerFailed, match="worker 1 of the parallel run went away"):
+        run_workers(2, _dies)
