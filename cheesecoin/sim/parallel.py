@@ -29,7 +29,6 @@ pool and a partition need the whole network in one process and are refused.
 
 from __future__ import annotations
 
-import math
 from array import array
 from collections import Counter
 from types import SimpleNamespace
@@ -43,9 +42,9 @@ from cheesecoin.sim.config import SimConfig
 from cheesecoin.sim.crosslink import CONNECT, DATA, FIN, RST, SYN, CrossPipe, CrossTransport, Item
 from cheesecoin.sim.exchange import Channel, WorkerFailed, run_workers
 from cheesecoin.sim.figures import shortest_paths
-from cheesecoin.sim.link import Pipe, SimTransport
+from cheesecoin.sim.link import Pipe
 from cheesecoin.sim.member import SimMember
-from cheesecoin.sim.world import Simulation
+from cheesecoin.sim.world import Simulation, arrival_slots_for, limit_slots
 
 Edges = Tuple[Tuple[int, float], ...]
 
@@ -193,25 +192,18 @@ class ParallelSimulation(Simulation):
     def _connect_remote(
         self, client: SimMember, factory: Any, end: CrossTransport, d: Deferred
     ) -> None:
-        if not client.alive or not end.connected:
-            end.connected = False
+        # ``_connect``, with ``end`` standing for the server's end too (it is in another
+        # worker; a RST or refusal from it has closed ``end``)
+        self._connect(client, factory, end, end, d)
+        if not end.connected:
             self.cross.pop(end.conn, None)
-            d.errback(ConnectionRefusedError())
-            return
-        proto = factory.buildProtocol(end.getPeer())
-        end.protocol = proto
-        proto.makeConnection(end)
-        d.callback(proto)
 
     # -- cheeses found --------------------------------------------------------------------------
 
-    def arrival_slots(self, smell: str) -> Optional[array]:
-        return self._slots(smell)
-
-    def _slots(self, smell: str) -> array:
+    def arrival_slots(self, smell: str) -> array:
         slots = self.arrivals.get(smell)
         if slots is None:  # a cheese another worker's member found: our slots for it
-            slots = self.arrivals[smell] = array("d", (math.nan,)) * len(self.members)
+            slots = self.arrivals[smell] = arrival_slots_for(len(self.members))
         return slots
 
     def _note_found(self, cheese: Optional[dict], miner: SimMember, present: bytes) -> None:
@@ -219,7 +211,7 @@ class ParallelSimulation(Simulation):
         self.edge_log.append(self._edge_changes())
         if cheese is not None:
             self.my_finds[len(self.finds)] = cheese["smell"]
-            self._slots(cheese["smell"])[miner.index] = now
+            self.arrival_slots(cheese["smell"])[miner.index] = now
         self.finds.append((now, miner.index, present))
 
     def _edge_changes(self) -> Dict[int, Edges]:
@@ -227,13 +219,7 @@ class ParallelSimulation(Simulation):
         links now, as ``Simulation._limits`` reads them."""
         changes: Dict[int, Edges] = {}
         for member in self.members[self.worker :: self.workers]:
-            links: List[Tuple[int, float]] = []
-            if member.alive:
-                for proto in member.manager.peers.values():
-                    t = proto.transport
-                    if isinstance(t, SimTransport) and t.remote is not None and t.remote.alive:
-                        links.append((t.remote.index, t.out.latency))
-            edges = tuple(links)
+            edges: Edges = tuple(self.links(member)) if member.alive else ()
             if self._edges.get(member.index, ()) != edges:
                 changes[member.index] = self._edges[member.index] = edges
         return changes
@@ -325,12 +311,7 @@ class ParallelSimulation(Simulation):
             edges.update(changes)
             if k % self.workers != self.worker:
                 continue
-            everyone = len(present)
-            limits = array("d", (math.inf,)) * everyone
-            for index, seconds in shortest_paths(miner, edges).items():
-                if index < everyone:
-                    limits[index] = seconds
-            share[k] = limits.tobytes()
+            share[k] = limit_slots(shortest_paths(miner, edges), len(present)).tobytes()
         return share
 
     def _merge(self, payloads: List[dict], limits_of: Dict[int, bytes]) -> None:
@@ -353,7 +334,7 @@ class ParallelSimulation(Simulation):
             if smell is None:
                 continue
             everyone = len(present)
-            slots = array("d", (math.nan,)) * everyone
+            slots = arrival_slots_for(everyone)
             for w, p in enumerate(payloads):
                 theirs = array("d")
                 theirs.frombytes(p["arrivals"].get(smell, b""))

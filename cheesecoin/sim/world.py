@@ -68,6 +68,21 @@ _UNREACHABLE = (math.inf,)  # its slot in a cheese's shortest paths when out of 
 _MASK = (1 << 64) - 1
 
 
+def arrival_slots_for(everyone: int) -> array:
+    """A cheese's ``arrivals`` row: one slot per member of the run, none arrived yet."""
+    return array("d", _NOT_YET) * everyone
+
+
+def limit_slots(paths: Dict[int, float], everyone: int) -> array:
+    """A cheese's shortest paths (``shortest_paths``) as one slot per member of the run
+    when it was found (inf: out of reach)."""
+    limits = array("d", _UNREACHABLE) * everyone
+    for index, seconds in paths.items():
+        if index < everyone:
+            limits[index] = seconds
+    return limits
+
+
 def _mix(x: int) -> int:
     """splitmix64: a well-spread 64-bit hash of an integer."""
     x = (x + 0x9E3779B97F4A7C15) & _MASK
@@ -316,29 +331,30 @@ class Simulation(Report):
         # and 360 cheeses, dicts and sets of them would be half a gigabyte).
         everyone = len(self.members)
         now = self.clock.now
-        arrivals = self.arrivals[cheese["smell"]] = array("d", _NOT_YET) * everyone
+        arrivals = self.arrivals[cheese["smell"]] = arrival_slots_for(everyone)
         arrivals[miner.index] = now
-        limits = array("d", _UNREACHABLE) * everyone
-        for index, seconds in self._limits(miner).items():
-            limits[index] = seconds
+        limits = limit_slots(self._limits(miner), everyone)
         self.found[cheese["smell"]] = (now, miner.index, limits, present)
         self.found_order.append(cheese["smell"])
 
     def _limits(self, source: SimMember) -> Dict[int, float]:
         """The latency-weighted shortest path (seconds) from ``source`` to every member, now."""
-        edges: Dict[int, List[Tuple[int, float]]] = {}
-        for member in self.members:
-            if not member.alive:
-                continue
-            out = edges[member.index] = []
-            for proto in member.manager.peers.values():
-                transport = proto.transport
-                if not isinstance(transport, SimTransport):
-                    continue
-                remote = transport.remote
-                if remote is not None and remote.alive:
-                    out.append((remote.index, transport.out.latency))
+        edges = {m.index: self.links(m) for m in self.members if m.alive}
         return shortest_paths(source.index, edges)
+
+    @staticmethod
+    def links(member: SimMember) -> List[Tuple[int, float]]:
+        """(peer, one-way latency) of each handshaken connection of ``member`` to an alive
+        member: its edges in the graph of ``_limits``."""
+        out: List[Tuple[int, float]] = []
+        for proto in member.manager.peers.values():
+            transport = proto.transport
+            if not isinstance(transport, SimTransport):
+                continue
+            remote = transport.remote
+            if remote is not None and remote.alive:
+                out.append((remote.index, transport.out.latency))
+        return out
 
     # -- payments ----------------------------------------------------------------------------------
 
