@@ -1,19 +1,26 @@
-"""A virtual clock on a heap: Twisted's ``IReactorTime`` for thousands of members.
+"""A virtual clock for thousands of members: Twisted's ``IReactorTime`` on a calendar.
 
 ``twisted.internet.task.Clock`` keeps its calls in a list that it sorts on
 every ``callLater``: fine for a test, quadratic for a simulator that holds
 hundreds of thousands of pending calls (every member's timers, every
-message in flight). ``HeapClock`` keeps them in a binary heap (as
-hathor-core's simulator clock does): ``callLater`` and each call cost
-O(log n). A cancelled or reset call stays in the heap and is skipped when it
-comes up. Calls due at the same time run in the order they were scheduled,
-so a run is deterministic.
+message in flight). ``HeapClock`` keeps them in order of (time, order of
+scheduling), as a binary heap would (hathor-core's simulator clock is
+one), but a heap of a hundred thousand entries spread over gigabytes of
+members costs a cache miss at each of its levels: at 10,000 members most
+of a pop. So the calls are kept on a calendar: one bucket per simulated
+millisecond. The calls of the bucket being run are a small heap; a later
+bucket's calls are an unsorted list, made a heap when its turn comes; the
+buckets that hold calls are a heap of their numbers. The order is the
+heap's, exactly: a call is run after every call due before it, and calls
+due at the same time run in the order they were scheduled, so a run is
+deterministic (and the same run as on one heap). A cancelled or reset call
+stays where it was and is skipped when it comes up.
 """
 
 from __future__ import annotations
 
-import heapq
-from typing import Any, Callable, List, Optional, Tuple
+from heapq import heapify, heappop, heappush
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.internet.error import AlreadyCalled, AlreadyCancelled
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -65,13 +72,25 @@ class HeapCall:
         return not (self.called or self.cancelled)
 
 
+Entry = Tuple[float, int, Any]  # (time, order of scheduling, HeapCall or link)
+
+BUCKETS_PER_SECOND = 1000  # the calendar's resolution: a bucket a simulated millisecond
+
+
 @implementer(IReactorTime)
 class HeapClock:
-    """IReactorTime on a heap; ``advance`` and ``run_until`` move time forward."""
+    """IReactorTime on a calendar of small heaps; ``advance`` and ``run_until`` move
+    time forward."""
 
     def __init__(self, start: float = 0.0) -> None:
         self.now = float(start)
-        self._heap: List[Tuple[float, int, Any]] = []
+        # The bucket being run (or the last one run) and its calls: every call of a
+        # bucket up to this one is in _heap, every later call in _later, under its
+        # bucket's number; _buckets is a heap of _later's keys.
+        self._bucket = int(self.now * BUCKETS_PER_SECOND)
+        self._heap: List[Entry] = []
+        self._later: Dict[int, List[Entry]] = {}
+        self._buckets: List[int] = []
         self._counter = 0
         self._live = 0  # scheduled calls not yet run or cancelled
         self.calls_run = 0
@@ -91,12 +110,37 @@ class HeapClock:
         return call
 
     def getDelayedCalls(self) -> List[HeapCall]:
-        return [c for _, seq, c in self._heap if c.seq == seq and c.active()]
+        return [
+            c
+            for _, seq, c in sorted(self._entries())
+            if c.__class__ is HeapCall and c.seq == seq and c.active()
+        ]
+
+    def _entries(self) -> List[Entry]:
+        return self._heap + [e for bucket in self._later.values() for e in bucket]
+
+    def held(self) -> int:
+        """Entries on the calendar: live calls and links' arrivals, and the cancelled or
+        reset ones not yet skipped."""
+        return len(self._heap) + sum(len(bucket) for bucket in self._later.values())
 
     def _push(self, call: HeapCall) -> None:
         self._counter += 1
         call.seq = self._counter
-        heapq.heappush(self._heap, (call.time, self._counter, call))
+        self._enter((call.time, self._counter, call))
+
+    def _enter(self, entry: Entry) -> None:
+        """Put ``entry`` in its bucket (in the heap being run if it is due by its end)."""
+        bucket = int(entry[0] * BUCKETS_PER_SECOND)
+        if bucket <= self._bucket:
+            heappush(self._heap, entry)
+            return
+        calls = self._later.get(bucket)
+        if calls is None:
+            self._later[bucket] = [entry]
+            heappush(self._buckets, bucket)
+        else:
+            calls.append(entry)
 
     def schedule(self, when: float, target: Any) -> None:
         """Run ``target.fire()`` at ``when``: the cheap path for the links, which
@@ -104,7 +148,7 @@ class HeapClock:
         here; changing it later (``unschedule``) drops the call."""
         self._counter += 1
         target.seq = self._counter
-        heapq.heappush(self._heap, (when, self._counter, target))
+        self._enter((when, self._counter, target))
 
     @staticmethod
     def unschedule(target: Any) -> None:
@@ -114,22 +158,37 @@ class HeapClock:
         """Calls scheduled and not yet run or cancelled."""
         return self._live
 
+    def _next_bucket(self, last: Optional[int] = None) -> bool:
+        """Make the next bucket holding calls (up to bucket ``last``) the one run; False
+        if there is none."""
+        if not self._buckets or (last is not None and self._buckets[0] > last):
+            return False
+        self._bucket = bucket = heappop(self._buckets)
+        self._heap = heap = self._later.pop(bucket)
+        heapify(heap)
+        return True
+
     def next_time(self) -> Optional[float]:
         """When the next live call is due, or None."""
-        heap = self._heap
-        while heap:
-            _, seq, call = heap[0]
+        while self._heap or self._next_bucket():
+            _, seq, call = self._heap[0]
             if call.seq == seq and call.active():
                 return call.time
-            heapq.heappop(heap)
+            heappop(self._heap)
         return None
 
     def run_until(self, when: float) -> None:
         """Run every call due up to ``when`` (in time order), then stand at ``when``."""
-        heap = self._heap
-        pop = heapq.heappop
-        while heap and heap[0][0] <= when:
-            time, seq, call = pop(heap)
+        last = int(when * BUCKETS_PER_SECOND)
+        while True:
+            heap = self._heap  # re-read: a call run may have moved to the next bucket
+            if not heap:
+                if not self._next_bucket(last):
+                    break
+                heap = self._heap
+            if heap[0][0] > when:
+                break
+            time, seq, call = heappop(heap)
             if call.seq != seq:
                 continue
             if call.__class__ is not HeapCall:  # a link's arrival (schedule)

@@ -19,7 +19,6 @@ connections and says which pairs are cut off.
 
 from __future__ import annotations
 
-from heapq import heappush
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.internet.address import IPv4Address
@@ -77,17 +76,13 @@ class Pipe:
         self.cpu = cpu  # the ends' busy_until hold writes and arrivals back
 
     def send(self, data: bytes) -> None:
-        """Queue ``data`` (the transport's ``write`` while the connection is open:
-        this runs for every message, so the clock's ``schedule`` is inlined)."""
+        """Queue ``data`` (the transport's ``write`` while the connection is open)."""
         if not data:
             return
         arrival = self.depart(data)
         self.queue.append((arrival, data))
         if self.seq < 0:
-            clock = self.clock
-            clock._counter += 1
-            self.seq = seq = clock._counter
-            heappush(clock._heap, (arrival, seq, self))
+            self.clock.schedule(arrival, self)
 
     def depart(self, data: bytes) -> float:
         """``data`` leaves once what was written before it has (and, with simulated

@@ -156,6 +156,7 @@ class SimMember:
     def start(self) -> None:
         world = self.world
         self.alive = True
+        world.graph.came_or_went()
         self.joined_at = world.clock.now
         world.by_address[self.address] = self
         world.clock.callLater(2 * world.tracker_latency(self), world.register, self)
@@ -181,6 +182,7 @@ class SimMember:
         """The member leaves: its connections drop, the tracker forgets it."""
         world = self.world
         self.alive = False
+        world.graph.came_or_went()
         self.left_at = world.clock.now
         world.by_address.pop(self.address, None)
         world.registry.unregister(self.index)

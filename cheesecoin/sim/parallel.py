@@ -42,11 +42,10 @@ from cheesecoin.sim.config import SimConfig
 from cheesecoin.sim.crosslink import CONNECT, DATA, FIN, RST, SYN, CrossPipe, CrossTransport, Item
 from cheesecoin.sim.exchange import Channel, WorkerFailed, run_workers
 from cheesecoin.sim.figures import shortest_paths
+from cheesecoin.sim.graph import Edges
 from cheesecoin.sim.link import Pipe
 from cheesecoin.sim.member import SimMember
 from cheesecoin.sim.world import Simulation, arrival_slots_for, limit_slots
-
-Edges = Tuple[Tuple[int, float], ...]
 
 
 def run_parallel(
@@ -219,7 +218,7 @@ class ParallelSimulation(Simulation):
         links now, as ``Simulation._limits`` reads them."""
         changes: Dict[int, Edges] = {}
         for member in self.members[self.worker :: self.workers]:
-            edges: Edges = tuple(self.links(member)) if member.alive else ()
+            edges: Edges = self.graph.edges(member) if member.alive else ()
             if self._edges.get(member.index, ()) != edges:
                 changes[member.index] = self._edges[member.index] = edges
         return changes
@@ -248,9 +247,12 @@ class ParallelSimulation(Simulation):
 
     def _own_tips(self) -> Tuple[Tuple[int, int, int], List[str]]:
         """What every worker holds alike (cheeses found, members, present ones), checked
-        at each second, and the tips of this worker's members."""
-        mine = self.members[self.worker :: self.workers]
+        at each second, and the tips of this worker's members once every cheese is found
+        (only then does ``_finished`` ask whether they agree)."""
         alike = (self.mined, len(self.finds), sum(m.alive for m in self.members))
+        if self.mined < self.config.cheeses:
+            return alike, []
+        mine = self.members[self.worker :: self.workers]
         return alike, sorted({m.node.stack.tip.smell for m in mine if m.alive})
 
     def _agreed(self) -> bool:

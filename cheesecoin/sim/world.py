@@ -52,6 +52,7 @@ from cheesecoin.mining.templates import job_for, make_template
 from cheesecoin.sim.clock import HeapClock
 from cheesecoin.sim.config import CHEESE_US, SimConfig
 from cheesecoin.sim.figures import shortest_paths
+from cheesecoin.sim.graph import LinkGraph
 from cheesecoin.sim.link import Pipe, SimTransport
 from cheesecoin.sim.member import SimMember
 from cheesecoin.sim.report import START, Report
@@ -98,6 +99,7 @@ class Simulation(Report):
         self.config = config.check()
         self.rng = random.Random(config.seed)
         self.clock = HeapClock(START)
+        self.graph = LinkGraph()  # the members' links, for the propagation limit
         bits = config.bits
         reward = max(100, 10 * config.txs_per_cheese)
         blue = mine_blue_cheese(
@@ -339,22 +341,8 @@ class Simulation(Report):
 
     def _limits(self, source: SimMember) -> Dict[int, float]:
         """The latency-weighted shortest path (seconds) from ``source`` to every member, now."""
-        edges = {m.index: self.links(m) for m in self.members if m.alive}
+        edges = {m.index: self.graph.edges(m) for m in self.members if m.alive}
         return shortest_paths(source.index, edges)
-
-    @staticmethod
-    def links(member: SimMember) -> List[Tuple[int, float]]:
-        """(peer, one-way latency) of each handshaken connection of ``member`` to an alive
-        member: its edges in the graph of ``_limits``."""
-        out: List[Tuple[int, float]] = []
-        for proto in member.manager.peers.values():
-            transport = proto.transport
-            if not isinstance(transport, SimTransport):
-                continue
-            remote = transport.remote
-            if remote is not None and remote.alive:
-                out.append((remote.index, transport.out.latency))
-        return out
 
     # -- payments ----------------------------------------------------------------------------------
 

@@ -148,11 +148,11 @@ def test_bytes_are_counted_by_type_and_an_empty_send_is_no_message() -> None:
     receiver.protocol = sink
     pipe.receiver = receiver
     pipe.send(b"")  # nothing to send: not counted, nothing scheduled
-    assert counts == Counter() and clock._heap == [] and pipe.seq < 0
+    assert counts == Counter() and clock.held() == 0 and pipe.seq < 0
     pipe.send(b'{"type":"PING","id":1}\n')
     pipe.send(b'{"type":"PONG","id":1}\n')
     pipe.send(b"not a message\n")
     assert counts == Counter({"PING": 23, "PONG": 23, "?": 14}) and pipe.bytes == 60
-    assert len(clock._heap) == 1  # one arrival scheduled for what is in flight
+    assert clock.held() == 1  # one arrival scheduled for what is in flight
     clock.advance(1)
     assert [data.count(b"\n") for _, data in sink.got] == [3]  # arrived together
