@@ -284,6 +284,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"plot        {args.plot}")
     if args.json:
         print(json.dumps(runs if len(runs) > 1 else runs[0], sort_keys=False))
+    args.leave_at_once = True  # the console command ends without freeing the members
     return 0
 
 

@@ -64,6 +64,8 @@ class CrossPipe(Pipe):
 class CrossTransport(SimTransport):
     """This worker's end of a connection whose other end another worker runs."""
 
+    __slots__ = ("cross_out", "world", "inbound", "conn")
+
     def __init__(
         self,
         world: Any,

@@ -143,6 +143,19 @@ class Pipe:
 class SimTransport:
     """One end of a simulated connection, as its protocol sees it."""
 
+    # (slots: a run holds some 160,000 of them, and each message reads one)
+    __slots__ = (
+        "out",
+        "other",
+        "protocol",
+        "_host",
+        "_peer",
+        "connected",
+        "disconnecting",
+        "producer",
+        "remote",
+    )
+
     def __init__(self, out: Pipe, host: Tuple[str, int], peer: Tuple[str, int]) -> None:
         self.out = out
         self.other: Optional["SimTransport"] = None
