@@ -58,8 +58,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv is None and getattr(args, "leave_at_once", False):
         # The command (a large simulation) holds gigabytes of objects and has printed
         # and closed all it writes: freeing them one by one would take tens of seconds.
-        sys.stdout.flush()
-        sys.stderr.flush()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:  # the reader went away (a closed pipe): as a BrokenPipeError above
+            os._exit(1)
         os._exit(code)
     return code
 

@@ -75,6 +75,15 @@ class HeapCall:
 Entry = Tuple[float, int, Any]  # (time, order of scheduling, HeapCall or link)
 
 BUCKETS_PER_SECOND = 1000  # the calendar's resolution: a bucket a simulated millisecond
+FAR = 2**62  # the bucket of a time too large to have one (infinite): after every other
+
+
+def bucket_of(time: float) -> int:
+    """The calendar's bucket of ``time`` (rises with it, never falls)."""
+    try:
+        return int(time * BUCKETS_PER_SECOND)
+    except (OverflowError, ValueError):  # an infinite time (or NaN): after every finite one
+        return FAR
 
 
 @implementer(IReactorTime)
@@ -87,7 +96,7 @@ class HeapClock:
         # The bucket being run (or the last one run) and its calls: every call of a
         # bucket up to this one is in _heap, every later call in _later, under its
         # bucket's number; _buckets is a heap of _later's keys.
-        self._bucket = int(self.now * BUCKETS_PER_SECOND)
+        self._bucket = bucket_of(self.now)
         self._heap: List[Entry] = []
         self._later: Dict[int, List[Entry]] = {}
         self._buckets: List[int] = []
@@ -131,7 +140,7 @@ class HeapClock:
 
     def _enter(self, entry: Entry) -> None:
         """Put ``entry`` in its bucket (in the heap being run if it is due by its end)."""
-        bucket = int(entry[0] * BUCKETS_PER_SECOND)
+        bucket = bucket_of(entry[0])
         if bucket <= self._bucket:
             heappush(self._heap, entry)
             return
@@ -171,15 +180,15 @@ class HeapClock:
     def next_time(self) -> Optional[float]:
         """When the next live call is due, or None."""
         while self._heap or self._next_bucket():
-            _, seq, call = self._heap[0]
-            if call.seq == seq and call.active():
-                return call.time
+            time, seq, call = self._heap[0]
+            if call.seq == seq and (call.__class__ is not HeapCall or call.active()):
+                return time  # a live call, or a link's arrival
             heappop(self._heap)
         return None
 
     def run_until(self, when: float) -> None:
         """Run every call due up to ``when`` (in time order), then stand at ``when``."""
-        last = int(when * BUCKETS_PER_SECOND)
+        last = bucket_of(when)
         while True:
             heap = self._heap  # re-read: a call run may have moved to the next bucket
             if not heap:

@@ -11,7 +11,7 @@ and reads them again only when that changed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from cheesecoin.sim.link import SimTransport
 
@@ -44,9 +44,12 @@ class LinkGraph:
         # member -> (its handshaken connections, _lives, its edges), when last read
         self._memo: Dict[int, Tuple[Tuple[Any, ...], int, Edges]] = {}
 
-    def came_or_went(self) -> None:
-        """A member started or stopped: any member's edges may have changed."""
+    def came_or_went(self, gone: Optional["SimMember"] = None) -> None:
+        """A member started, or ``gone`` stopped: any member's edges may have changed
+        (and what was remembered of ``gone``'s connections is let go)."""
         self._lives += 1
+        if gone is not None:
+            self._memo.pop(gone.index, None)
 
     def edges(self, member: "SimMember") -> Edges:
         """``links(member)``, as a tuple (the same tuple while nothing changed)."""
@@ -57,3 +60,7 @@ class LinkGraph:
         edges = tuple(links(member))
         self._memo[member.index] = (peers, self._lives, edges)
         return edges
+
+    def remembered(self) -> int:
+        """Members whose edges are remembered (those present, once read)."""
+        return len(self._memo)

@@ -182,7 +182,7 @@ class SimMember:
         """The member leaves: its connections drop, the tracker forgets it."""
         world = self.world
         self.alive = False
-        world.graph.came_or_went()
+        world.graph.came_or_went(self)
         self.left_at = world.clock.now
         world.by_address.pop(self.address, None)
         world.registry.unregister(self.index)

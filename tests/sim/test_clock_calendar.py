@@ -138,3 +138,26 @@ def test_delayed_calls_are_the_live_calls_in_order_and_not_the_links() -> None:
     assert clock.getDelayedCalls() == [soon, late]
     assert clock.held() == 4 and clock.pending() == 2
     assert clock.next_time() == 0.0005
+
+
+def test_an_infinite_delay_is_after_every_other_and_next_time_sees_a_links_arrival() -> None:
+    class Arrival:
+        seq = -1
+        fired = 0
+
+        def fire(self) -> None:
+            self.fired += 1
+
+    clock = HeapClock(1_800_000_000.0)
+    ran: list = []
+    never = clock.callLater(float("inf"), ran.append, "never")
+    clock.callLater(2, ran.append, "two")
+    arrival = Arrival()
+    clock.schedule(1_800_000_000.5, arrival)
+    assert clock.next_time() == 1_800_000_000.5  # the link's arrival, not an error
+    clock.advance(10)
+    assert ran == ["two"] and arrival.fired == 1
+    assert clock.getDelayedCalls() == [never] and clock.next_time() == float("inf")
+    never.reset(1)  # from forever to a second from now
+    clock.advance(1)
+    assert ran == ["two", "never"]

@@ -55,3 +55,17 @@ def test_a_member_leaving_changes_its_peers_edges_before_they_hear_of_it() -> No
     far.alive = False
     graph.came_or_went()
     assert graph.edges(member) == ()  # type: ignore[arg-type]
+
+
+def test_a_member_that_left_is_not_remembered() -> None:
+    """What was remembered of its connections (protocols, transports) is let go."""
+    from types import SimpleNamespace
+
+    from cheesecoin.sim.graph import LinkGraph
+
+    graph = LinkGraph()
+    members = [SimpleNamespace(index=i, manager=SimpleNamespace(peers={})) for i in range(3)]
+    for m in members:
+        assert graph.edges(m) == ()  # type: ignore[arg-type]
+    graph.came_or_went(members[1])  # type: ignore[arg-type]
+    assert graph.remembered() == 2

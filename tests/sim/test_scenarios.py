@@ -175,3 +175,25 @@ def test_the_command_prints_a_summary_and_the_json_last(capsys) -> None:
     figures = json.loads(out[-1])
     assert FIELDS <= set(figures) and figures["members"] == 12 and figures["cheeses_mined"] == 4
     assert out[0].startswith("members") and any(line.startswith("propagation p50") for line in out)
+
+
+def test_the_command_whose_reader_went_away_ends_in_one_exit_code_not_a_traceback() -> None:
+    """Run as the command, it leaves without freeing its members once it has printed;
+    a pipe whose reader has gone is then exit 1, as any broken pipe is."""
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before anything is written
+    # buffered output (as to any pipe): it is written when the command flushes it at its end
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "cheesecoin.cli", "simulate", "--members", "8"]
+            + ["--cheeses", "2", "--spacing", "5", "--quiet", "--json"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
