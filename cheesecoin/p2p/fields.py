@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, FrozenSet, List
+from typing import Any, Dict, FrozenSet, List
 
 from cheesecoin.core.formats import NODE_ID_RE
+from cheesecoin.p2p.features import KNOWN
 from cheesecoin.wire import codec as wire
 
 MAX_LOCATOR = 1000  # smells in a locator we accept
@@ -77,7 +78,17 @@ def get_features(msg: dict) -> FrozenSet[str]:
             f"field 'features' must be a list of at most {MAX_FEATURES} strings "
             f"of at most {MAX_FEATURE_LENGTH} characters"
         )
-    return frozenset(value)
+    features = frozenset(value)
+    if features <= KNOWN:  # one shared set per combination (at most 2**5 of them)
+        return _KNOWN_SETS.setdefault(features, features)
+    return features
+
+
+# Sets of known feature names, each held once: every connection's ``peer_features``
+# refers to one of these instead of its own copy (700 bytes each; a simulated
+# network holds hundreds of thousands of connections). Names we do not know are
+# not kept here, so a peer cannot grow it.
+_KNOWN_SETS: Dict[FrozenSet[str], FrozenSet[str]] = {}
 
 
 def get_txids(msg: dict, key: str, most: int, least: int = 1) -> List[str]:

@@ -250,7 +250,7 @@ class MemberProtocol(JsonLineProtocol):
 
     def dispatch(self, msg: dict) -> None:
         """Hand the message to its handler in the current state's ``cmd_map``."""
-        handler = self.state.cmd_map.get(msg["type"])
+        handler = self.state.handler(msg["type"])
         if handler is None:
             self.state.unknown(msg)
         else:

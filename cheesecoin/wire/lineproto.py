@@ -59,9 +59,11 @@ class JsonLineProtocol(Protocol):
         self.current_id: Any = None
         self.paused = False  # our transport's write buffer is full: the peer is not reading
         self.dropped = 0  # pushed messages dropped because the peer did not read
-        self._backlog: Deque[Tuple[Optional[str], bytes]] = deque()
+        # made when first needed (most connections never wait: a simulated network
+        # holds hundreds of thousands of them, and an empty deque is 600 bytes)
+        self._backlog: Optional[Deque[Tuple[Optional[str], bytes]]] = None
         self._backlog_bytes = 0
-        self._feeds: Deque[Iterator[bytes]] = deque()
+        self._feeds: Optional[Deque[Iterator[bytes]]] = None
         self._stall: Optional[IDelayedCall] = None
 
     # -- receiving -----------------------------------------------------------
@@ -201,16 +203,19 @@ class JsonLineProtocol(Protocol):
         if not self.paused:
             self.write(data)
             return True
+        backlog = self._backlog
+        if backlog is None:
+            backlog = self._backlog = deque()
         if key is not None:
-            for i, (waiting_key, waiting) in enumerate(self._backlog):
+            for i, (waiting_key, waiting) in enumerate(backlog):
                 if waiting_key == key:
-                    del self._backlog[i]
+                    del backlog[i]
                     self._backlog_bytes -= len(waiting)
                     break
         if self._backlog_bytes + len(data) > self.MAX_BACKLOG:
             self.dropped += 1
             return False
-        self._backlog.append((key, data))
+        backlog.append((key, data))
         self._backlog_bytes += len(data)
         return True
 
@@ -218,11 +223,15 @@ class JsonLineProtocol(Protocol):
         """Write the lines of an iterator, pulling each only while the peer reads."""
         if self.transport is None or self.closing:
             return
+        if self._feeds is None:
+            self._feeds = deque()
         self._feeds.append(iter(lines))
         self._pump()
 
     def _pump(self) -> None:
         """Send the backlog, then pull from the feeds, until the peer stops reading."""
+        # (each deque read again at each turn: a write can close the connection,
+        # which drops them)
         while self._backlog and not self.paused and not self.closing:
             _key, data = self._backlog.popleft()
             self._backlog_bytes -= len(data)
@@ -252,9 +261,8 @@ class JsonLineProtocol(Protocol):
         self._drop_pending()
 
     def _drop_pending(self) -> None:
-        self._backlog.clear()
+        self._backlog = self._feeds = None
         self._backlog_bytes = 0
-        self._feeds.clear()
         if self._stall is not None and self._stall.active():
             self._stall.cancel()
         self._stall = None

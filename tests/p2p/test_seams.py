@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from cheesecoin.core.errors import ProtocolError
-from cheesecoin.p2p import states
+from cheesecoin.p2p import fields, states
 from cheesecoin.p2p.errors import ERROR_POINTS, PeerError
 from cheesecoin.p2p.states import HandshakeState, ReadyState
 from cheesecoin.testing.fakes import NETWORK, NOW, Raw, make_member, ready_raw
@@ -38,7 +38,7 @@ class PenaltyTests(SynchronousTestCase):
         def stale(msg: dict) -> None:
             raise PeerError("invalid-tx", "tx-nonce: a race", 1)
 
-        self.raw.proto.state.cmd_map["TX"] = stale
+        self.patch(self.raw.proto.state, "msg_TX", stale)
         [error] = self.raw.send({"type": "TX", "tx": {}, "id": 7})
         self.assertEqual((error["type"], error["code"], error["id"]), ("ERROR", "invalid-tx", 7))
         self.assertEqual(self.raw.proto.score, 1)
@@ -49,7 +49,7 @@ class PenaltyTests(SynchronousTestCase):
         def costly(msg: dict) -> None:
             raise ProtocolError("bad-message", "a field out of range", 3)
 
-        self.raw.proto.state.cmd_map["TX"] = costly
+        self.patch(self.raw.proto.state, "msg_TX", costly)
         [error] = self.raw.send({"type": "TX", "tx": {}, "id": 8})
         self.assertEqual((error["code"], error["id"]), ("bad-message", 8))
         self.assertEqual(self.raw.proto.score, 3)
@@ -114,8 +114,45 @@ class TableTests(SynchronousTestCase):
         self.assertEqual(found, [], "no state built looks its methods up again")
         self.assertEqual(one.proto.state.cmd_map["PING"], one.proto.state.msg_PING)
         self.assertEqual(two.proto.state.cmd_map["PING"], two.proto.state.msg_PING)
-        self.assertIsNot(one.proto.state.cmd_map, two.proto.state.cmd_map)
+        self.assertNotEqual(one.proto.state.handler("PING"), two.proto.state.handler("PING"))
+        self.assertEqual(one.proto.state.handler("PONG"), one.proto.resolve)
+        self.assertIsNone(one.proto.state.handler("NO_SUCH_TYPE"))
         self.assertEqual(ReadyState._handlers["STATS"], "msg_STATS")
+
+    def test_a_state_holds_no_table_of_bound_handlers(self) -> None:
+        """A connection's memory: the table is the class's, bound when a message
+        asks (a simulated network holds hundreds of thousands of connections)."""
+        raw = ready_raw(make_member("aa", Clock()))
+        state = raw.proto.state
+        held = [v for v in vars(state).values() if isinstance(v, dict)]
+        self.assertEqual(held, [])
+        self.assertNotIn("cmd_map", vars(state))
+
+
+class FeatureSetTests(SynchronousTestCase):
+    """Connections with the same features share one set; a peer cannot grow the
+    shared sets with names we do not know."""
+
+    def test_the_same_known_features_are_one_set_and_unknown_ones_are_not_kept(self) -> None:
+        one = fields.get_features({"features": ["headers", "compact"]})
+        two = fields.get_features({"features": ["compact", "headers", "compact"]})
+        self.assertEqual(one, frozenset({"headers", "compact"}))
+        self.assertIs(one, two)
+        kept = len(fields._KNOWN_SETS)
+        for n in range(50):
+            odd = fields.get_features({"features": ["headers", f"x-{n}"]})
+            self.assertEqual(odd, frozenset({"headers", f"x-{n}"}))
+        self.assertEqual(len(fields._KNOWN_SETS), kept)
+        self.assertLessEqual(kept, 2**5)
+
+    def test_a_ready_connection_holds_the_shared_set(self) -> None:
+        listed = ["headers", "compact", "inv"]
+        one, two = Raw(make_member("aa", Clock())), Raw(make_member("bb", Clock()))
+        one.hello(features=listed)
+        two.hello(features=list(reversed(listed)))
+        self.assertTrue(one.proto.ready and two.proto.ready)
+        self.assertEqual(one.proto.peer_features, frozenset(listed))
+        self.assertIs(one.proto.peer_features, two.proto.peer_features)
 
 
 class PartsTests(SynchronousTestCase):

@@ -151,3 +151,21 @@ class StuckPeerTests(SynchronousTestCase):
         proto.feed(iter([b'{"type":"Y"}\n']))
         proto.close()
         assert proto._backlog_bytes == 0 and not proto._feeds and not clock.getDelayedCalls()
+
+    def test_a_connection_that_never_waits_holds_no_queues(self) -> None:
+        """Memory: the backlog and the feeds are made when first needed (a
+        simulated network holds hundreds of thousands of connections), and
+        still work in order after a close dropped them."""
+        proto, transport, _ = connected()
+        proto.push_line(b'{"type":"A"}\n')
+        proto.feed(iter([]))
+        assert proto._backlog is None
+        proto.pauseProducing()
+        proto.push_line(b'{"type":"B"}\n', key="k")
+        proto.push_line(b'{"type":"C"}\n', key="k")  # replaces B
+        proto.feed(iter([b'{"type":"D"}\n']))
+        assert proto._backlog is not None and proto._feeds is not None
+        proto.resumeProducing()
+        assert [m["type"] for m in lines(transport)] == ["A", "C", "D"]
+        proto.release_buffers()
+        assert proto._backlog is None and proto._feeds is None
