@@ -32,7 +32,8 @@ not list is an unknown type.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, FrozenSet, Optional
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, FrozenSet, Mapping, Optional
 
 from twisted.python.failure import Failure
 
@@ -91,14 +92,15 @@ class ConnectionState:
         return None
 
     @property
-    def cmd_map(self) -> Dict[str, Handler]:
-        """The whole table, message type -> handler (``handler`` for each type)."""
+    def cmd_map(self) -> Mapping[str, Handler]:
+        """The whole table, message type -> handler (``handler`` for each type), read
+        only: a handler is changed on the state (its ``msg_`` method), not here."""
         table: Dict[str, Handler] = {}
         for kind in (*self._handlers, *self.replies):
             handler = self.handler(kind)
             if handler is not None:
                 table[kind] = handler
-        return table
+        return MappingProxyType(table)
 
     def unknown(self, msg: dict) -> None:
         raise ProtocolError("unknown-type", f"unknown message type {msg['type'][:40]!r}")

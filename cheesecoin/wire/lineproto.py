@@ -237,9 +237,10 @@ class JsonLineProtocol(Protocol):
             self._backlog_bytes -= len(data)
             self.write(data)
         while self._feeds and not self.paused and not self.closing:
-            line = next(self._feeds[0], None)
+            feeds = self._feeds  # (a feed's iterator may close the connection, dropping it)
+            line = next(feeds[0], None)
             if line is None:
-                self._feeds.popleft()
+                feeds.popleft()
             else:
                 self.write(line)
 

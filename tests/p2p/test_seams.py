@@ -4,6 +4,8 @@ handlers, and parts built from their collaborators alone."""
 
 from __future__ import annotations
 
+from types import MethodType
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -124,9 +126,11 @@ class TableTests(SynchronousTestCase):
         asks (a simulated network holds hundreds of thousands of connections)."""
         raw = ready_raw(make_member("aa", Clock()))
         state = raw.proto.state
-        held = [v for v in vars(state).values() if isinstance(v, dict)]
+        held = [v for v in vars(state).values() if isinstance(v, (dict, MethodType))]
         self.assertEqual(held, [])
         self.assertNotIn("cmd_map", vars(state))
+        with self.assertRaises(TypeError):  # the table is read only: handlers live on the state
+            state.cmd_map["TX"] = print  # type: ignore[index]
 
 
 class FeatureSetTests(SynchronousTestCase):

@@ -7,7 +7,7 @@ and a peer that stays stuck is dropped."""
 from __future__ import annotations
 
 import json
-from typing import List
+from typing import Iterator, List
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -154,8 +154,8 @@ class StuckPeerTests(SynchronousTestCase):
 
     def test_a_connection_that_never_waits_holds_no_queues(self) -> None:
         """Memory: the backlog and the feeds are made when first needed (a
-        simulated network holds hundreds of thousands of connections), and
-        still work in order after a close dropped them."""
+        simulated network holds hundreds of thousands of connections), keep
+        their order and keys, and are dropped when the connection goes."""
         proto, transport, _ = connected()
         proto.push_line(b'{"type":"A"}\n')
         proto.feed(iter([]))
@@ -169,3 +169,15 @@ class StuckPeerTests(SynchronousTestCase):
         assert [m["type"] for m in lines(transport)] == ["A", "C", "D"]
         proto.release_buffers()
         assert proto._backlog is None and proto._feeds is None
+
+    def test_a_feed_that_closes_the_connection_ends_the_pump_quietly(self) -> None:
+        proto, transport, _ = connected()
+
+        def closing() -> Iterator[bytes]:
+            proto.close()
+            return
+            yield b""
+
+        proto.feed(closing())
+        assert proto.closing and transport.disconnecting
+        assert proto._feeds is None
