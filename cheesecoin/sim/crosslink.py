@@ -50,7 +50,7 @@ class CrossPipe(Pipe):
         dest: int,
     ) -> None:
         super().__init__(
-            world.clock, latency, world._rate, ends, None, world.bytes_by_type, world.cpu
+            world.clock, latency, world._rate, ends, None, world.bytes_by_type, world.busy
         )
         self.ship = world.ship
         self.conn = conn

@@ -93,8 +93,11 @@ class SimMember:
         self.manager.add_peer_source(self)  # (bytes sent are counted by the links, by type)
         # Simulated CPU (--verify-us): validating a cheese keeps the member busy
         # until ``busy_until``; its links send nothing earlier and hand it nothing
-        # earlier (one CPU per member, cheesecoin.sim.link).
-        self.busy_until = 0.0
+        # earlier (one CPU per member, cheesecoin.sim.link, which reads the world's
+        # array of these times).
+        if world.busy is not None:
+            assert len(world.busy) == index  # (members are made in the order of their index)
+            world.busy.append(0.0)
         self.submit_uncharged = self.node.submit_cheese
         if world.cpu:
             self.node.submit_cheese = self.submit_cheese  # type: ignore[method-assign]
@@ -102,6 +105,18 @@ class SimMember:
         self.node.tip_listeners.append(self.on_tip)
         self.node.tx_listeners.append(self.on_tx)
         self._last_tracker_ask = -1e18
+
+    @property
+    def busy_until(self) -> float:
+        """When this member is done validating what it has (0: never busy)."""
+        busy = self.world.busy
+        return busy[self.index] if busy is not None else 0.0
+
+    @busy_until.setter
+    def busy_until(self, when: float) -> None:
+        busy = self.world.busy
+        if busy is not None:  # (only a run with simulated CPU time sets it)
+            busy[self.index] = when
 
     # -- the member's view of the world ---------------------------------------------------
 

@@ -168,7 +168,7 @@ class ParallelSimulation(Simulation):
     ) -> CrossTransport:
         """This worker's end of connection ``conn`` between ``member`` and ``remote``."""
         out = CrossPipe(self, lat, (member, remote), conn, dest)
-        inbound = Pipe(self.clock, lat, self._rate, (remote, member), None, None, self.cpu)
+        inbound = Pipe(self.clock, lat, self._rate, (remote, member), None, None, self.busy)
         end = CrossTransport(self, out, inbound, host, peer)
         end.remote = remote
         self.cross[conn] = end

@@ -148,6 +148,8 @@ class Simulation(Report):
         self.partition_tips: Dict[int, Tuple[int, str]] = {}
         # Simulated CPU time (--verify-us): seconds per payment and per cheese.
         self.cpu = config.verify_us > 0
+        # With it, when each member is done validating, by index (SimMember.busy_until)
+        self.busy: Optional["array[float]"] = array("d") if self.cpu else None
         self._verify_s, self._cheese_s = config.verify_us / 1e6, CHEESE_US / 1e6
         self.pool: Optional[SelfishPool] = None
 
@@ -204,10 +206,10 @@ class Simulation(Report):
         lat = self.latency(client.index, server.index)
         rule = self.reachable if self.config.partition is not None else None
         c2s = Pipe(
-            self.clock, lat, self._rate, (client, server), rule, self.bytes_by_type, self.cpu
+            self.clock, lat, self._rate, (client, server), rule, self.bytes_by_type, self.busy
         )
         s2c = Pipe(
-            self.clock, lat, self._rate, (server, client), rule, self.bytes_by_type, self.cpu
+            self.clock, lat, self._rate, (server, client), rule, self.bytes_by_type, self.busy
         )
         client_t = SimTransport(c2s, client_addr, server_addr)
         server_t = SimTransport(s2c, server_addr, client_addr)

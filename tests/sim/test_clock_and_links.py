@@ -156,3 +156,18 @@ def test_bytes_are_counted_by_type_and_an_empty_send_is_no_message() -> None:
     assert clock.held() == 1  # one arrival scheduled for what is in flight
     clock.advance(1)
     assert [data.count(b"\n") for _, data in sink.got] == [3]  # arrived together
+
+
+def test_a_line_relayed_to_many_pipes_is_counted_on_each_by_its_own_type() -> None:
+    from collections import Counter
+
+    clock = HeapClock()
+    counts: Counter = Counter()
+    pipes = [Pipe(clock, 0.05, 0, ("a", peer), None, counts) for peer in "bcd"]
+    relayed, other = b'{"type":"ANNOUNCE_HEADER","header":{}}\n', b'{"type":"PING","id":2}\n'
+    for pipe in pipes:  # one bytes object written to each (the relay's way)
+        pipe.send(relayed)
+    pipes[0].send(other)
+    pipes[1].send(relayed)
+    pipes[2].send(bytes(bytearray(other)))  # an equal line, another object
+    assert counts == Counter({"ANNOUNCE_HEADER": 4 * len(relayed), "PING": 2 * len(other)})

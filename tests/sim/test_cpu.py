@@ -4,6 +4,8 @@ so a cheese of many payments crosses each hop later."""
 
 from __future__ import annotations
 
+from typing import List
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from cheesecoin.sim.clock import HeapClock
@@ -13,10 +15,19 @@ from cheesecoin.sim.world import Simulation
 
 
 class End:
-    """A member as a pipe sees it: its CPU is busy until ``busy_until``."""
+    """A member as a pipe sees it: its CPU is busy until ``busy_until``, which the
+    pipes read in the members' array of these times, at the member's index."""
 
-    def __init__(self) -> None:
-        self.busy_until = 0.0
+    def __init__(self, busy: List[float], index: int) -> None:
+        self.busy, self.index = busy, index
+
+    @property
+    def busy_until(self) -> float:
+        return self.busy[self.index]
+
+    @busy_until.setter
+    def busy_until(self, when: float) -> None:
+        self.busy[self.index] = when
 
 
 class Sink:
@@ -31,11 +42,12 @@ class Sink:
 class BusyLinkTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = HeapClock()
-        self.a, self.b = End(), End()
-        self.ab = Pipe(self.clock, 0.05, 0, (self.a, self.b), None, cpu=True)
+        busy = [0.0, 0.0]
+        self.a, self.b = End(busy, 0), End(busy, 1)
+        self.ab = Pipe(self.clock, 0.05, 0, (self.a, self.b), None, busy=busy)
         self.ta = SimTransport(self.ab, ("10.0.0.1", 1), ("10.0.0.2", 2))
         self.tb = SimTransport(
-            Pipe(self.clock, 0.05, 0, (self.b, self.a), None, cpu=True),
+            Pipe(self.clock, 0.05, 0, (self.b, self.a), None, busy=busy),
             ("10.0.0.2", 2),
             ("10.0.0.1", 1),
         )
