@@ -61,6 +61,12 @@ __all__ = ["BAN_SCORE", "ERROR_POINTS", "REQUEST_TIMEOUT", "MemberProtocol", "sh
 REQUEST_TIMEOUT = 30.0
 # A PING or PONG as our encoder writes it, with an integer id below 10**15.
 _KEEPALIVE = re.compile(rb'\{"type":"(PING|PONG)","id":(0|[1-9][0-9]{0,14})\}')
+# A STATS or STATS_REPLY as our encoder writes them (StackServer.stats_line), with an
+# integer id below 10**15: height, tip, work, peers (the reply's) and id.
+_STATS = re.compile(
+    rb'\{"type":"STATS(?:","id":|_REPLY","height":(0|[1-9][0-9]{0,14}),"tip":"([0-9a-f]{40})",'
+    rb'"work":"(0|[1-9][0-9]{0,79})","peers":(0|[1-9][0-9]{0,9}),"id":)(0|[1-9][0-9]{0,14})\}'
+)
 
 
 def short(smell: str) -> str:
@@ -189,14 +195,14 @@ class MemberProtocol(JsonLineProtocol):
         return self.dial_address
 
     def dataReceived(self, data: bytes) -> None:
-        if data[:1] == b"\x16" and not self.ready and not self._buffer and not self.closing:
+        if not self.ready and data[:1] == b"\x16" and not self._buffer and not self.closing:
             # A TLS record (a ClientHello) where a line is expected: closed at once.
             self.send_error(
                 "bad-json", "a TLS record where a JSON line is expected (HELLO comes first)"
             )
             self.close()
             return
-        super().dataReceived(data)
+        JsonLineProtocol.dataReceived(self, data)  # (every message: without super's lookup)
 
     def start_tls(self, creator: TlsCreator) -> bool:
         """Begin TLS on the transport (section 5.3) right after the STARTTLS line just
@@ -246,7 +252,33 @@ class MemberProtocol(JsonLineProtocol):
                 else:
                     self.resolve({"type": "PONG", "id": rid})
                 return
+            # The stack comparison (every 60 s a peer): likewise, as ReadyState's
+            # msg_STATS and reply table do.
+            stats = _STATS.fullmatch(line) if line.startswith(b'{"type":"STATS') else None
+            if stats is not None:
+                self.stats_line(stats)
+                return
         super().line_received(line)
+
+    def stats_line(self, stats: "re.Match[bytes]") -> None:
+        """A STATS or STATS_REPLY line matched by ``_STATS`` (the fields are checked
+        where the reply is read, as a decoded one's are)."""
+        height, tip, work, peers, rid = stats.groups()
+        if self.traffic is not None:
+            self.traffic("in", "STATS" if height is None else "STATS_REPLY", len(stats[0]) + 1)
+        if height is None:
+            self.write_line(self.host.server.stats_line(len(self.host.peers), int(rid)))
+            return
+        self.resolve(
+            {
+                "type": "STATS_REPLY",
+                "height": int(height),
+                "tip": tip.decode("ascii"),
+                "work": work.decode("ascii"),
+                "peers": int(peers),
+                "id": int(rid),
+            }
+        )
 
     def dispatch(self, msg: dict) -> None:
         """Hand the message to its handler in the current state's ``cmd_map``."""

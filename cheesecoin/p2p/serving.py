@@ -60,6 +60,18 @@ class StackServer:
             "peers": peers,
         }
 
+    def stats_line(self, peers: int, msg_id: Any) -> bytes:
+        """The STATS_REPLY line to the STATS ``msg_id``: ``stats`` as our encoder writes it
+        (built by hand: every peer asks every 60 s)."""
+        stack = self.stack
+        return b'{"type":"STATS_REPLY","height":%d,"tip":"%s","work":"%d","peers":%d%s}\n' % (
+            stack.height,
+            stack.tip.smell.encode("ascii"),
+            stack.work,
+            peers,
+            id_suffix(msg_id).encode("utf-8"),
+        )
+
     def cheese_at(self, height: int, msg_id: Any) -> bytes:
         """The CHEESE line of the best stack's cheese at ``height``."""
         stack = self.stack

@@ -173,7 +173,8 @@ class ReadyState(ConnectionState):
     # -- requests we answer -------------------------------------------------------------
 
     def msg_STATS(self, msg: dict) -> None:
-        self.protocol.reply(msg, self.host.server.stats(len(self.host.peers)))
+        stats = self.host.server.stats_line(len(self.host.peers), wire.message_id(msg))
+        self.protocol.write_line(stats)
 
     def msg_GET_CHEESE(self, msg: dict) -> None:
         server, msg_id = self.host.server, wire.message_id(msg)

@@ -409,7 +409,7 @@ def make(kind: str, ctx: Ctx) -> bytes:
         msg = mutate(msg, ctx.rng)
     # Half the lines as our encoder writes them (no spaces, "type" first): those are
     # the ones a member reads before or without decoding (a known cheese's
-    # announcement, the keep-alive), so the fast paths are fuzzed too.
+    # announcement, the keep-alive, the stack comparison), so the fast paths are fuzzed too.
     separators = (",", ":") if ctx.rng.random() < 0.5 else None
     line = json.dumps(msg, ensure_ascii=ctx.rng.random() < 0.5, separators=separators)
     line = line.encode("utf-8")

@@ -193,6 +193,37 @@ class CompactModesTests(SynchronousTestCase):
         b = peer(self.manager, 2)  # not our encoder's: decoded, and refused as before
         assert b.send(b'{"type":"PING","id":01}')[0]["code"] == "bad-json"
 
+    def test_the_stack_comparison_read_without_the_decoder_is_answered_as_decoded(self) -> None:
+        a, server = peer(self.manager, 1), self.manager.server
+        decoded: List[bytes] = []
+        parse = codec.parse_message
+        self.patch(codec, "parse_message", lambda line: decoded.append(line) or parse(line))
+        fast = a.send(b'{"type":"STATS","id":7}')  # our encoder's form
+        assert decoded == []
+        slow = a.send({"id": 7, "type": "STATS"})  # json.dumps's spaces: decoded
+        assert len(decoded) == 1
+        stack = self.manager.node.stack
+        assert fast == slow == [dict(server.stats(len(self.manager.peers)), id=7)]
+        assert stack.height > 0 and fast[0]["tip"] == stack.tip.smell
+        assert a.send(b'{"type":"STATS","id":"s7"}')[0]["id"] == "s7"  # decoded: any id
+        # The line built by hand is our encoder's, whatever the id.
+        for rid in (12, "x\u00e9", None):
+            line = server.stats_line(3, rid)
+            assert line == dumps(server.stats(3) if rid is None else dict(server.stats(3), id=rid))
+        # Our STATS's reply: read without the decoder, the claim taken as from a decoded one.
+        self.manager.ask_stats(a.proto)
+        assert of_type(a.replies(), "STATS")
+        reply = {"type": "STATS_REPLY", "height": 5, "tip": "ab" * 20, "work": "1", "peers": 3}
+        assert a.send(dumps(dict(reply, id=a.proto._next_id))[:-1]) == []
+        assert len(decoded) == 2  # (the "s7" STATS only)
+        assert (a.proto.peer_height, a.proto.peer_tip, a.proto.score) == (5, "ab" * 20, 0)
+        # A reply not of our encoder's form is decoded and its fields checked, as before.
+        b = peer(self.manager, 2)
+        self.manager.ask_stats(b.proto)
+        b.replies()
+        bad = dumps(dict(reply, tip="AB" * 20, id=b.proto._next_id))[:-1]
+        assert b.send(bad) == [] and b.proto.score == 10 and b.proto.peer_height == 0
+
     def test_the_first_three_modes_peers_are_asked_for_high_bandwidth(self) -> None:
         raws = [Raw(self.manager, host=f"10.0.4.{n}") for n in range(5)]
         sent = []
