@@ -29,7 +29,6 @@ same figures; ``cheesecoin.sim.report`` reads them at the end.
 
 from __future__ import annotations
 
-import gc
 import math
 import random
 import time
@@ -50,6 +49,7 @@ from cheesecoin.core.signature import SignatureCache, use_signature_cache
 from cheesecoin.core.tx import address_of, sign_tx, txid
 from cheesecoin.mining.templates import job_for, make_template
 from cheesecoin.sim.clock import HeapClock
+from cheesecoin.sim.collector import RunCollector
 from cheesecoin.sim.config import CHEESE_US, SimConfig
 from cheesecoin.sim.figures import shortest_paths
 from cheesecoin.sim.graph import LinkGraph
@@ -412,31 +412,32 @@ class Simulation(Report):
     ) -> dict:
         """Run to the end; returns the figures of docs/protocol.md section 9 (and more)."""
         previous = use_signature_cache(self.signatures)
-        # Millions of small objects live for the whole run: the cyclic garbage
-        # collector's full passes over them would be a third of it.
-        thresholds = gc.get_threshold()
-        gc.set_threshold(100_000, 50, 100)
         wall = time.perf_counter()
-        try:
-            self._set_up()
-            last_report = time.perf_counter()
-            frozen = False
-            while True:
-                self._step()
-                if not frozen and self.clock.now - START >= WARMUP:
-                    gc.collect()
-                    gc.freeze()  # the members as they stand: never scanned again
-                    frozen = True
-                if progress is not None and time.perf_counter() - last_report >= progress_every:
-                    last_report = time.perf_counter()
-                    progress(self._progress(last_report - wall))
-                if self._finished():
-                    break
-            return self.figures(time.perf_counter() - wall)
-        finally:
-            use_signature_cache(previous)
-            gc.unfreeze()
-            gc.set_threshold(*thresholds)
+        # Millions of small objects live for the whole run: the cyclic garbage
+        # collector looks at them only when collector.py says.
+        with RunCollector(WARMUP) as collector:
+            try:
+                return self._run(collector, wall, progress, progress_every)
+            finally:
+                use_signature_cache(previous)
+
+    def _run(
+        self,
+        collector: RunCollector,
+        wall: float,
+        progress: Optional[Callable[[dict], None]],
+        progress_every: float,
+    ) -> dict:
+        self._set_up()
+        last_report = time.perf_counter()
+        while True:
+            self._step()
+            collector.tick(self.clock.now - START)
+            if progress is not None and time.perf_counter() - last_report >= progress_every:
+                last_report = time.perf_counter()
+                progress(self._progress(last_report - wall))
+            if self._finished():
+                return self.figures(time.perf_counter() - wall)
 
     def _set_up(self) -> None:
         """The members, the miners and the first timers of a run."""
