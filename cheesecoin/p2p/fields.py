@@ -112,4 +112,8 @@ def get_txids(msg: dict, key: str, most: int, least: int = 1) -> List[str]:
 
 def id_suffix(msg_id: Any) -> str:
     """The ``,"id":...`` that ends a reply line built by hand (none without an id)."""
-    return "" if msg_id is None else ',"id":' + json.dumps(msg_id, ensure_ascii=False)
+    if msg_id is None:
+        return ""
+    if type(msg_id) is int:  # most ids (ours are): without the encoder
+        return ',"id":%d' % msg_id
+    return ',"id":' + json.dumps(msg_id, ensure_ascii=False)

@@ -4,6 +4,7 @@ handlers, and parts built from their collaborators alone."""
 
 from __future__ import annotations
 
+import json
 from types import MethodType
 
 from twisted.internet.task import Clock
@@ -148,6 +149,13 @@ class FeatureSetTests(SynchronousTestCase):
             self.assertEqual(odd, frozenset({"headers", f"x-{n}"}))
         self.assertEqual(len(fields._KNOWN_SETS), kept)
         self.assertLessEqual(kept, 2**5)
+
+    def test_a_hand_built_reply_ends_with_the_id_as_the_encoder_writes_it(self) -> None:
+        for msg_id in (0, 7, -5, 10**20, True, "x\u00e9", 'a"b', 1.5):
+            self.assertEqual(
+                fields.id_suffix(msg_id), ',"id":' + json.dumps(msg_id, ensure_ascii=False)
+            )
+        self.assertEqual(fields.id_suffix(None), "")
 
     def test_a_ready_connection_holds_the_shared_set(self) -> None:
         listed = ["headers", "compact", "inv"]
