@@ -14,8 +14,10 @@ its end one full collection freezes what survives (``gc.freeze``: never
 looked at again), and from then on the automatic collector is off: every
 ``EVERY`` simulated seconds one collection frees what cycles there are and
 freezes the rest. Every worker of a parallel run collects at the same
-simulated second. A cycle that becomes garbage after it was frozen is freed
-when the run ends.
+simulated second. A cycle that becomes garbage after it was frozen (a
+connection closed long after it was made, with churn) is not freed during
+the run; nor was it before once it had aged into the oldest generation,
+which was never collected after the warm-up.
 """
 
 from __future__ import annotations
