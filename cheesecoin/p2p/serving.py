@@ -50,19 +50,10 @@ class StackServer:
         """What the stack serves from (its texts, headers, locator fork)."""
         return self.node.stack.serving
 
-    def stats(self, peers: int) -> dict:
-        stack = self.stack
-        return {
-            "type": "STATS_REPLY",
-            "height": stack.height,
-            "tip": stack.tip.smell,
-            "work": str(stack.work),
-            "peers": peers,
-        }
-
     def stats_line(self, peers: int, msg_id: Any) -> bytes:
-        """The STATS_REPLY line to the STATS ``msg_id``: ``stats`` as our encoder writes it
-        (built by hand: every peer asks every 60 s)."""
+        """The STATS_REPLY line to the STATS ``msg_id``: our height, tip, work (a decimal
+        string) and ``peers``, as our encoder writes them (built by hand: every peer asks
+        every 60 s)."""
         stack = self.stack
         return b'{"type":"STATS_REPLY","height":%d,"tip":"%s","work":"%d","peers":%d%s}\n' % (
             stack.height,

@@ -35,7 +35,6 @@ class RunCollector:
     simulated second with the seconds since the start)."""
 
     def __init__(self, warmup: float, every: float = EVERY) -> None:
-        self.warmup = warmup
         self.every = every
         self.collections = 0
         self._next = warmup

@@ -203,13 +203,23 @@ class CompactModesTests(SynchronousTestCase):
         slow = a.send({"id": 7, "type": "STATS"})  # json.dumps's spaces: decoded
         assert len(decoded) == 1
         stack = self.manager.node.stack
-        assert fast == slow == [dict(server.stats(len(self.manager.peers)), id=7)]
+
+        def stats(peers: int) -> dict:
+            return {
+                "type": "STATS_REPLY",
+                "height": stack.height,
+                "tip": stack.tip.smell,
+                "work": str(stack.work),
+                "peers": peers,
+            }
+
+        assert fast == slow == [dict(stats(len(self.manager.peers)), id=7)]
         assert stack.height > 0 and fast[0]["tip"] == stack.tip.smell
         assert a.send(b'{"type":"STATS","id":"s7"}')[0]["id"] == "s7"  # decoded: any id
         # The line built by hand is our encoder's, whatever the id.
         for rid in (12, "x\u00e9", None):
             line = server.stats_line(3, rid)
-            assert line == dumps(server.stats(3) if rid is None else dict(server.stats(3), id=rid))
+            assert line == dumps(stats(3) if rid is None else dict(stats(3), id=rid))
         # Our STATS's reply: read without the decoder, the claim taken as from a decoded one.
         self.manager.ask_stats(a.proto)
         assert of_type(a.replies(), "STATS")

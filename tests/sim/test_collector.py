@@ -33,6 +33,8 @@ class RunCollectorTests(SynchronousTestCase):
         gc.set_threshold(*self.before[0])
         if self.before[1]:
             gc.enable()
+        else:
+            gc.disable()
 
     def test_automatic_during_the_warm_up_then_one_collection_every_period(self) -> None:
         gc.enable()
